@@ -1,0 +1,204 @@
+"""Shared test machinery: a real second local user, and real filesystems.
+
+* ``as_other_user(fn, *args)`` forks a child that drops to uid/gid 65534
+  ("nobody") and runs ``fn`` there. The child can only use modules that were
+  imported before the fork (the interpreter lives under /root, which nobody
+  cannot enter), so attack functions use ``os`` and friends only.
+* ``loopfs`` mounts a small real ext4 / btrfs image on a loop device;
+  ``image_contains`` then searches the raw image bytes for a marker.
+* ``small_tmpfs`` mounts a size-limited tmpfs, for real ENOSPC.
+
+Everything that needs root skips with a reason when not root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import secrets
+import shutil
+import subprocess
+import tempfile as std_tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NOBODY = 65534
+IS_ROOT = os.geteuid() == 0
+
+needs_root = pytest.mark.skipif(
+    not IS_ROOT, reason="needs root: to act as a second local user (setuid) and to mount images"
+)
+
+
+class OtherUserError(Exception):
+    """An exception raised inside the other user's process, re-raised here."""
+
+    def __init__(self, kind: str, message: str, tb: str) -> None:
+        super().__init__(f"{kind}: {message}\n--- in the other user's process ---\n{tb}")
+        self.kind = kind
+        self.message = message
+
+
+def as_other_user(fn: Callable[..., Any], *args: Any, uid: int = NOBODY, gid: int = NOBODY) -> Any:
+    """Run ``fn(*args)`` in a forked child running as ``uid``/``gid``.
+
+    Returns what ``fn`` returned (it must pickle); an exception in the child
+    is re-raised here as :class:`OtherUserError` whose ``kind`` is the
+    exception's class name (e.g. ``"PermissionError"``).
+    """
+    if not IS_ROOT:
+        pytest.skip("needs root to become another user")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not saved
+        status = 0
+        try:
+            os.close(rfd)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                payload = ("ok", fn(*args))
+            except BaseException as exc:
+                payload = ("err", (type(exc).__name__, str(exc), traceback.format_exc()))
+            data = pickle.dumps(payload)
+            with os.fdopen(wfd, "wb") as out:
+                out.write(data)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the other user's process failed to report"
+    kind, value = pickle.loads(data)  # noqa: S301 - our own child's data
+    if kind == "err":
+        raise OtherUserError(*value)
+    return value
+
+
+@pytest.fixture
+def other_user() -> Callable[..., Any]:
+    """The :func:`as_other_user` runner (skips when not root)."""
+    if not IS_ROOT:
+        pytest.skip("needs root to become another user")
+    return as_other_user
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A fresh sticky, world-writable directory owned by root: a private /tmp.
+
+    Both we and the other user can create entries there, exactly as in /tmp.
+    """
+    base = Path(std_tempfile.mkdtemp(prefix="ht-shared-"))
+    os.chmod(base, 0o1777)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def marker() -> bytes:
+    """A unique, unmistakable plaintext marker for forensic searches."""
+    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
+
+
+@dataclass
+class LoopFS:
+    """A real filesystem on a loop-mounted image file."""
+
+    fstype: str
+    image: Path
+    mountpoint: Path
+    options: str
+    mounted: bool = field(default=False)
+
+    def mount(self) -> None:
+        cmd = ["mount", "-o", f"loop,{self.options}" if self.options else "loop"]
+        subprocess.run([*cmd, str(self.image), str(self.mountpoint)], check=True)
+        self.mounted = True
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["sync"], check=False)
+            subprocess.run(["umount", str(self.mountpoint)], check=True)
+            self.mounted = False
+
+    def image_contains(self, needle: bytes) -> bool:
+        """Unmount (flushing everything) and search the raw image for ``needle``."""
+        self.unmount()
+        data = self.image.read_bytes()
+        return needle in data
+
+
+def _mkfs(fstype: str, image: Path) -> None:
+    if fstype == "ext4":
+        cmd = ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)]
+    elif fstype == "btrfs":
+        cmd = ["mkfs.btrfs", "-q", "-f", str(image)]
+    else:  # pragma: no cover - test-suite misuse
+        raise ValueError(fstype)
+    if shutil.which(cmd[0]) is None:
+        pytest.skip(f"{cmd[0]} is not installed (apt-get install e2fsprogs btrfs-progs)")
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LoopFS]]:
+    """Factory: ``loopfs("ext4" | "btrfs", options="data=journal")`` -> mounted LoopFS."""
+    if not IS_ROOT:
+        pytest.skip("needs root to loop-mount filesystem images")
+    made: list[LoopFS] = []
+
+    def make(fstype: str, options: str = "", size_mb: int = 160) -> LoopFS:
+        work = tmp_path_factory.mktemp(f"loop-{fstype}")
+        image = work / "fs.img"
+        with open(image, "wb") as f:
+            f.truncate(size_mb * 1024 * 1024)
+        _mkfs(fstype, image)
+        mnt = work / "mnt"
+        mnt.mkdir()
+        fs = LoopFS(fstype, image, mnt, options)
+        try:
+            fs.mount()
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot loop-mount {fstype} here: {exc}")
+        os.chmod(mnt, 0o755)
+        made.append(fs)
+        return fs
+
+    yield make
+    for fs in made:
+        with contextlib.suppress(Exception):
+            fs.unmount()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Factory: ``small_tmpfs(size_kib)`` -> a mounted size-limited tmpfs (real ENOSPC)."""
+    if not IS_ROOT:
+        pytest.skip("needs root to mount a tmpfs")
+    mounted: list[Path] = []
+
+    def make(size_kib: int) -> Path:
+        mnt = tmp_path / f"tmpfs{len(mounted)}"
+        mnt.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(mnt)],
+            check=True,
+        )
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
