@@ -68,8 +68,9 @@ class HardtempError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.path, self.reason), self.__dict__.copy())
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        if state:
+            self.__dict__.update(state)
 
 
 class _OSHardtempError(HardtempError, OSError):

@@ -1,0 +1,251 @@
+"""Creating files and directories, relative to a verified directory descriptor."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+from typing import Any, AnyStr, overload
+
+from ._dirtrust import DirHandle, trusted_dir
+from ._names import make_name, sanitize_params
+from ._tempdir import gettempdir
+from .exceptions import UnsafeFileError
+
+__all__ = ["Created", "create_dir", "create_file", "create_unnamed", "mkdtemp", "mkstemp"]
+
+TMP_MAX = 10000
+
+# O_EXCL: never open a file someone else created under our name.
+# O_NOFOLLOW: a planted symlink would redirect the write.
+# O_CLOEXEC: the descriptor never leaks into a program we exec.
+_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_TMPFILE|O_EXCL: an inode with no name at all, which can never be linked into place.
+_UNNAMED_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class Created:
+    """What :func:`create_file` / :func:`create_dir` made: where, and which inode."""
+
+    __slots__ = ("dev", "handle", "ino", "name", "path")
+
+    def __init__(
+        self, handle: DirHandle, name: str | bytes, path: str | bytes, st: os.stat_result
+    ) -> None:
+        self.handle = handle
+        self.name = name
+        self.path = path
+        self.dev = st.st_dev
+        self.ino = st.st_ino
+
+
+def resolve_dir(
+    dir: str | bytes | None, output_type: type[str] | type[bytes]
+) -> tuple[DirHandle, str | bytes]:
+    """The verified handle for ``dir`` (default: :func:`gettempdir`) and the
+    directory path to join names to, as an absolute path of ``output_type``."""
+    if dir is None:
+        dir = gettempdir()
+    handle = trusted_dir(dir)
+    base: str | bytes = handle.path
+    if output_type is bytes:
+        base = os.fsencode(base)
+    return handle, base
+
+
+def _join(base: str | bytes, name: str | bytes) -> str | bytes:
+    if isinstance(base, bytes):
+        return os.path.join(base, os.fsencode(name))
+    return os.path.join(base, os.fsdecode(name))
+
+
+def _verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
+    """The new inode is what we asked for: an impostor means a hostile directory."""
+    fmt_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    why = None
+    if not fmt_ok:
+        why = "is not a " + ("directory" if directory else "regular file")
+    elif st.st_uid != os.geteuid():
+        why = f"is owned by uid {st.st_uid}, not by us"
+    elif not directory and st.st_nlink != 1:
+        why = f"has {st.st_nlink} links"  # a second name is a copy someone else can reach
+    elif st.st_mode & 0o077:
+        why = f"has mode {stat.filemode(st.st_mode)} (group/other bits set)"
+    if why is not None:
+        raise UnsafeFileError(os.fsdecode(path), f"new temporary {why}")
+
+
+def _fix_mode(fd: int, st: os.stat_result, mode: int) -> os.stat_result:
+    # fchmod: the umask must never decide who can read our data (umask 0 -> 0666).
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.fchmod(fd, mode)
+        st = os.fstat(fd)
+    return st
+
+
+def create_file(
+    handle: DirHandle, base: str | bytes, prefix: str | bytes, suffix: str | bytes
+) -> tuple[int, Created]:
+    """Create a new 0600 regular file in the verified directory; return its fd.
+
+    Raises:
+        FileExistsError: :data:`TMP_MAX` names were all taken.
+        UnsafeFileError: what was created fails verification.
+        OSError: creation failed (e.g. ``PermissionError``, ``ENOSPC``).
+    """
+    for _ in range(TMP_MAX):
+        name = make_name(prefix, suffix)
+        try:
+            fd = os.open(name, _FILE_FLAGS, _FILE_MODE, dir_fd=handle.fd)
+        except FileExistsError:
+            continue  # 80 random bits: only a flood of planted names gets here
+        path = _join(base, name)
+        try:
+            st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
+            _verify(st, path, directory=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, Created(handle, name, path, st)
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name found", os.fsdecode(base))
+
+
+def create_dir(
+    handle: DirHandle, base: str | bytes, prefix: str | bytes, suffix: str | bytes
+) -> tuple[int, Created]:
+    """Create a new 0700 directory in the verified directory; return an open fd of it.
+
+    Raises: as :func:`create_file`.
+    """
+    for _ in range(TMP_MAX):
+        name = make_name(prefix, suffix)
+        try:
+            os.mkdir(name, _DIR_MODE, dir_fd=handle.fd)
+        except FileExistsError:
+            continue
+        path = _join(base, name)
+        # O_NOFOLLOW|O_DIRECTORY: the name we just made, never something swapped in.
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=handle.fd
+        )
+        try:
+            st = _fix_mode(fd, os.fstat(fd), _DIR_MODE)
+            _verify(st, path, directory=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, Created(handle, name, path, st)
+    raise FileExistsError(
+        errno.EEXIST, "No usable temporary directory name found", os.fsdecode(base)
+    )
+
+
+def create_unnamed(
+    handle: DirHandle, base: str | bytes, prefix: str | bytes, suffix: str | bytes
+) -> int:
+    """A new 0600 file with no name (``O_TMPFILE``, else created and unlinked at once).
+
+    Raises: as :func:`create_file`.
+    """
+    if _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
+        try:
+            fd = os.open(".", _UNNAMED_FLAGS, _FILE_MODE, dir_fd=handle.fd)
+        except OSError as exc:
+            # Filesystem or kernel without O_TMPFILE: fall through to create+unlink.
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                raise
+        else:
+            try:
+                st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
+                # O_TMPFILE files have st_nlink 0: check the rest.
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                    _verify(st, os.fsdecode(base) + "/<unnamed>", directory=False)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+    fd, made = create_file(handle, base, prefix, suffix)
+    try:
+        unlink_verified(made)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def unlink_verified(made: Created) -> None:
+    """Unlink ``made`` only while its name still refers to the inode we created.
+
+    Raises:
+        UnsafeFileError: the name now refers to another file (it is left alone).
+        FileNotFoundError: the name is gone.
+    """
+    st = os.stat(made.name, dir_fd=made.handle.fd, follow_symlinks=False)
+    if (st.st_dev, st.st_ino) != (made.dev, made.ino):
+        # Someone swapped the name: removing it would delete their file, not ours.
+        raise UnsafeFileError(
+            os.fsdecode(made.path), "name no longer refers to the file we created"
+        )
+    os.unlink(made.name, dir_fd=made.handle.fd)
+
+
+@overload
+def mkstemp(
+    suffix: None = None, prefix: None = None, dir: None = None, text: bool = False
+) -> tuple[int, str]: ...
+@overload
+def mkstemp(
+    suffix: AnyStr | None = None, prefix: AnyStr | None = None, dir: Any = None, text: bool = False
+) -> tuple[int, AnyStr]: ...
+def mkstemp(
+    suffix: Any = None, prefix: Any = None, dir: Any = None, text: bool = False
+) -> tuple[int, Any]:
+    """Create a new temporary file securely; return ``(fd, absolute path)``.
+
+    As :func:`tempfile.mkstemp`, hardened: the directory and its ancestors are
+    verified first, the file is created with ``O_EXCL|O_NOFOLLOW|O_CLOEXEC``
+    relative to the verified directory descriptor, its mode is exactly 0600
+    whatever the umask, and it is verified with ``fstat`` (regular, ours, one
+    link). The name has 80 random bits. The caller owns the file and removes
+    it. ``text`` is accepted for compatibility (no effect on POSIX).
+
+    Raises:
+        UnsafeDirectoryError: ``dir`` (or the default directory) is not trusted.
+        NoTrustedTempDirError: ``dir`` is None and no candidate is trusted.
+        UnsafeFileError: the created file failed verification.
+        ValueError: ``prefix``/``suffix`` contain ``/`` or NUL.
+        TypeError: str and bytes mixed.
+        OSError: the file could not be created (e.g. ``FileExistsError``
+            after :data:`TMP_MAX` attempts, ``PermissionError``, ``ENOSPC``).
+    """
+    prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
+    handle, base = resolve_dir(dir, output_type)
+    fd, made = create_file(handle, base, prefix, suffix)
+    sys.audit("tempfile.mkstemp", made.path)
+    return fd, made.path
+
+
+@overload
+def mkdtemp(suffix: None = None, prefix: None = None, dir: None = None) -> str: ...
+@overload
+def mkdtemp(
+    suffix: AnyStr | None = None, prefix: AnyStr | None = None, dir: Any = None
+) -> AnyStr: ...
+def mkdtemp(suffix: Any = None, prefix: Any = None, dir: Any = None) -> Any:
+    """Create a new temporary directory securely; return its absolute path.
+
+    As :func:`tempfile.mkdtemp`, hardened like :func:`mkstemp`: mode exactly
+    0700, created relative to the verified parent and verified with ``fstat``.
+    The caller owns the directory and removes it.
+
+    Raises: as :func:`mkstemp`.
+    """
+    prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
+    handle, base = resolve_dir(dir, output_type)
+    fd, made = create_dir(handle, base, prefix, suffix)
+    os.close(fd)
+    sys.audit("tempfile.mkdtemp", made.path)
+    return made.path

@@ -1,0 +1,289 @@
+"""Where is a directory checked? Here, and only here.
+
+A directory is *trusted* when no other local user can create, rename,
+replace or delete entries in it or on the way to it:
+
+* it and every ancestor up to ``/`` is owned by root or by the effective user;
+* any of them that is writable by group or others has the sticky bit (so
+  others cannot rename or delete what is ours, as in ``/tmp``);
+* a symlink on the way is followed only when it is owned by root or by the
+  effective user (it sits in a directory already checked).
+
+This is Perl File::Temp's HIGH safe level / OpenSSH's ``safe_path``, done on
+descriptors: each component is opened with ``O_NOFOLLOW`` relative to the
+already-verified descriptor of its parent and checked with ``fstat``, so no
+component can be swapped between the check and the use.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .exceptions import UnsafeDirectoryError
+
+__all__ = ["DirHandle", "TrustReport", "TrustedComponent", "check_dir", "trusted_dir"]
+
+# O_PATH: ancestors only need search permission, never read permission.
+# O_NOFOLLOW: a symlink is never traversed implicitly; we judge it first.
+# O_CLOEXEC: the descriptor never leaks into a program we exec.
+_PATH_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
+_WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+
+
+@dataclass(frozen=True)
+class TrustedComponent:
+    """One step of the walk: a directory or a symlink and why it is trusted."""
+
+    path: str
+    kind: str  # "directory" or "symlink"
+    uid: int
+    mode: int
+    why: str
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """Why a directory is trusted: every component that was checked, in order.
+
+    ``path`` is the absolute path asked for, ``real_path`` the directory it
+    resolves to after (trusted) symlinks.
+    """
+
+    path: str
+    real_path: str
+    components: tuple[TrustedComponent, ...]
+
+    def __str__(self) -> str:
+        lines = [f"{self.path} is trusted (resolves to {self.real_path}):"]
+        lines += [
+            f"  {c.kind:9} {c.path}  uid={c.uid} mode={stat.filemode(c.mode)}: {c.why}"
+            for c in self.components
+        ]
+        return "\n".join(lines)
+
+
+def _owner_ok(st: os.stat_result, euid: int) -> str | None:
+    if st.st_uid == euid:
+        return "owned by you" if euid != 0 else "owned by root"
+    if st.st_uid == 0:
+        return "owned by root"
+    return None
+
+
+def judge(st: os.stat_result, euid: int) -> tuple[bool, str]:
+    """Apply the trust rule to one directory's ``fstat``: ``(trusted, why)``."""
+    owner = _owner_ok(st, euid)
+    if owner is None:
+        # Another user's directory: its owner can rename or replace anything in it.
+        return False, f"owned by uid {st.st_uid}, not by root or uid {euid}"
+    mode = st.st_mode
+    if mode & _WRITABLE_BY_OTHERS:
+        if not mode & stat.S_ISVTX:
+            # Writable without the sticky bit: anyone in the group/world can
+            # rename our entries away and plant their own in their place.
+            who = "others" if mode & stat.S_IWOTH else "its group"
+            return False, f"writable by {who} without the sticky bit"
+        return True, f"{owner}; writable by others but sticky"
+    return True, f"{owner}; not writable by others"
+
+
+class _Walk:
+    """State of one walk: the chain of verified descriptors from ``/``."""
+
+    def __init__(self, euid: int) -> None:
+        self.euid = euid
+        self.chain: list[tuple[int, str]] = []  # (fd, absolute path)
+        self.components: list[TrustedComponent] = []
+
+    def close(self, keep: int | None = None) -> None:
+        for fd, _ in self.chain:
+            if fd != keep:
+                os.close(fd)
+        self.chain.clear()
+
+    @property
+    def path(self) -> str:
+        return self.chain[-1][1]
+
+    def push(self, fd: int, path: str) -> None:
+        try:
+            st = os.fstat(fd)
+            ok, why = judge(st, self.euid)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not ok:
+            os.close(fd)
+            raise UnsafeDirectoryError(path, f"directory is {why}")
+        self.chain.append((fd, path))
+        self.components.append(TrustedComponent(path, "directory", st.st_uid, st.st_mode, why))
+
+    def reset_to_root(self) -> None:
+        self.close()
+        self.push(os.open("/", _PATH_FLAGS), "/")
+
+    def pop(self) -> None:
+        if len(self.chain) > 1:  # "/.." is "/"
+            fd, _ = self.chain.pop()
+            os.close(fd)
+
+
+def _join(parent: str, name: str) -> str:
+    return parent + name if parent.endswith("/") else f"{parent}/{name}"
+
+
+def _walk(path: str) -> tuple[int, TrustReport]:
+    """Verify ``path`` component by component; return an ``O_PATH`` fd of it."""
+    walk = _Walk(os.geteuid())
+    todo = [c for c in reversed(path.split("/")) if c not in ("", ".")]
+    links = 0
+    try:
+        walk.reset_to_root()
+        while todo:
+            name = todo.pop()
+            if name == "..":
+                walk.pop()
+                continue
+            parent_fd = walk.chain[-1][0]
+            here = _join(walk.path, name)
+            try:
+                fd = os.open(name, _PATH_FLAGS, dir_fd=parent_fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise type(exc)(exc.errno, exc.strerror, here) from None
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory", here) from None
+                owner = _owner_ok(st, walk.euid)
+                if owner is None:
+                    # Another user's symlink: its owner chooses (and can change) where we go.
+                    raise UnsafeDirectoryError(
+                        here, f"symlink owned by uid {st.st_uid}, not by root or uid {walk.euid}"
+                    ) from None
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, "Too many levels of symbolic links", path) from None
+                target = os.readlink(name, dir_fd=parent_fd)
+                walk.components.append(
+                    TrustedComponent(
+                        here, "symlink", st.st_uid, st.st_mode, f"{owner}; points to {target}"
+                    )
+                )
+                todo.extend(c for c in reversed(target.split("/")) if c not in ("", "."))
+                if target.startswith("/"):
+                    walk.reset_to_root()
+                continue
+            walk.push(fd, here)
+        final_fd = walk.chain[-1][0]
+        report = TrustReport(path, walk.path, tuple(walk.components))
+        walk.close(keep=final_fd)
+        return final_fd, report
+    except BaseException:
+        walk.close()
+        raise
+
+
+def _abspath(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    p = os.fsdecode(os.fspath(path))
+    if "\0" in p:
+        raise ValueError(f"embedded null character in path: {p!r}")
+    if not p.startswith("/"):
+        p = _join(os.getcwd(), p)
+    return p
+
+
+def check_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> TrustReport:
+    """Check that ``path`` is a trusted directory and say why.
+
+    Returns a :class:`TrustReport` listing every directory and symlink on the
+    way with the rule it satisfies.
+
+    Raises:
+        UnsafeDirectoryError: a component is not trusted (``path`` names it,
+            ``reason`` says why).
+        FileNotFoundError, NotADirectoryError, PermissionError: the path does
+            not lead to a directory we can search.
+        ValueError: the path contains a NUL character.
+    """
+    fd, report = _walk(_abspath(path))
+    os.close(fd)
+    return report
+
+
+class DirHandle:
+    """An open, verified directory descriptor that files are created relative to.
+
+    The descriptor is closed when the last user of the handle goes away.
+    """
+
+    __slots__ = ("__weakref__", "dev", "fd", "ino", "path", "readable")
+
+    def __init__(self, path: str, path_fd: int) -> None:
+        self.path = path
+        try:
+            # A real (not O_PATH) descriptor of the *same* inode, for listing and fsync.
+            self.fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path_fd)
+            os.close(path_fd)
+            self.readable = True
+        except PermissionError:
+            self.fd = path_fd  # a write-only/search-only directory: creation still works
+            self.readable = False
+        st = os.fstat(self.fd)
+        self.dev, self.ino = st.st_dev, st.st_ino
+        weakref.finalize(self, os.close, self.fd)
+
+    def still_trusted(self) -> bool:
+        """The path still leads to this inode, and its mode still passes the rule."""
+        try:
+            st = os.stat(self.path)
+            mine = os.fstat(self.fd)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+            return False
+        return judge(mine, os.geteuid())[0]
+
+
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[str, int], DirHandle] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def trusted_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> DirHandle:
+    """Return a verified :class:`DirHandle` for ``path``, walking it only when needed.
+
+    The verification is cached per path (and effective user): a later call only
+    checks that the path still resolves to the verified inode and that its
+    mode still passes. The ancestors were verified to be changeable only by
+    root or us, who are outside the threat model.
+
+    Raises: as :func:`check_dir`.
+    """
+    key = (_abspath(path), os.geteuid())
+    with _cache_lock:
+        handle = _cache.get(key)
+        if handle is not None:
+            if handle.still_trusted():
+                _cache.move_to_end(key)
+                return handle
+            del _cache[key]
+    fd, _ = _walk(key[0])
+    handle = DirHandle(key[0], fd)
+    with _cache_lock:
+        _cache[key] = handle
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return handle
+
+
+def clear_cache() -> None:
+    """Forget every cached verification (the descriptors close when unused)."""
+    with _cache_lock:
+        _cache.clear()

@@ -1,0 +1,404 @@
+"""The file objects: TemporaryFile, NamedTemporaryFile and TemporaryDirectory."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import io
+import os
+import sys
+import warnings
+import weakref
+from collections.abc import Iterator
+from types import GenericAlias, TracebackType
+from typing import IO, Any
+
+from . import _owner
+from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
+from ._crypt import open_encrypted
+from ._iostack import check_mode, wrap_raw
+from ._names import sanitize_params
+from ._remove import rmtree_at
+from ._wipe import overwrite_fd, remove_entry
+from .exceptions import UnsafeFileError
+
+__all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
+
+
+class _WipingFileIO(io.FileIO):
+    """A FileIO whose close first overwrites the (unnamed) file's data in place.
+
+    Only the creating process overwrites: a forked child closing its copy must
+    not destroy the parent's data.
+    """
+
+    _owner_pid: int = 0
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if os.getpid() == self._owner_pid:
+                self._owner_pid = 0
+                overwrite_fd(self.fileno(), path=None)
+        finally:
+            super().close()
+
+
+def TemporaryFile(
+    mode: str = "w+b",
+    buffering: int = -1,
+    encoding: str | None = None,
+    newline: str | None = None,
+    suffix: str | bytes | None = None,
+    prefix: str | bytes | None = None,
+    dir: Any = None,
+    *,
+    errors: str | None = None,
+    encrypt: bool = True,
+) -> IO[Any]:
+    """An unnamed temporary file: no other process can open it by name.
+
+    Created with ``O_TMPFILE|O_EXCL`` in the verified directory where the
+    kernel and filesystem allow (it never has a name, so it can never be
+    linked into place and nothing is left behind even after SIGKILL), else
+    created like :func:`mkstemp` and unlinked at once after verifying the
+    inode.
+
+    With ``encrypt=True`` (the default) the contents are AES-256-GCM
+    encrypted with a key that exists only in this process: the disk only
+    ever sees ciphertext, and dropping the key on close is a cryptographic
+    erase. ``fileno()`` then raises :class:`io.UnsupportedOperation`. With
+    ``encrypt=False`` the file is plaintext (``fileno()`` works) and is
+    overwritten in place when closed.
+
+    Raises:
+        UnsafeDirectoryError, NoTrustedTempDirError, UnsafeFileError,
+        ValueError, TypeError, OSError: as :func:`mkstemp`; ValueError also for
+        an invalid ``mode`` or combination.
+    """
+    check_mode(mode, buffering, encoding, errors, newline)
+    prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
+    handle, base = resolve_dir(dir, output_type)
+    fd = create_unnamed(handle, base, prefix, suffix)
+    try:
+        if encrypt:
+            return open_encrypted(fd, mode, buffering, encoding, newline, errors, name=fd)
+        raw = _WipingFileIO(fd, "r+" if "+" in mode else mode.replace("b", "").replace("t", ""))
+        raw._owner_pid = os.getpid()
+    except BaseException:
+        os.close(fd)
+        raise
+    return wrap_raw(raw, mode, buffering, encoding, errors, newline)
+
+
+class _NamedState:
+    """Everything needed to remove a named temp file, without the wrapper itself
+    (so a finalizer holding it does not keep the wrapper alive)."""
+
+    def __init__(self, file: IO[Any], fd: int, made: Created, delete: bool, delete_on_close: bool):
+        self.file = file
+        self.fd = fd
+        self.made = made
+        self.delete = delete
+        self.delete_on_close = delete_on_close
+        self.owner_pid = os.getpid()
+        self.removed = False
+
+    def remove(self, fd: int | None) -> None:
+        """Overwrite and remove the file (only in the creating process)."""
+        if self.removed or not self.delete or os.getpid() != self.owner_pid:
+            return
+        self.removed = True
+        path = os.fsdecode(self.made.path)
+        sys.audit("hardtemp.remove", path)
+        # FileNotFoundError: removed by the caller already; nothing of ours is left there.
+        with contextlib.suppress(FileNotFoundError):
+            remove_entry(
+                self.made.handle.fd,
+                os.fsdecode(self.made.name),
+                display_path=path,
+                fd=fd,
+                expect=(self.made.dev, self.made.ino),
+                own_file=True,
+            )
+
+    def close(self) -> None:
+        """Close the file; with delete_on_close, overwrite and remove it first."""
+        if self.file.closed:
+            return
+        try:
+            if self.delete_on_close:
+                with contextlib.suppress(OSError, ValueError):
+                    self.file.flush()  # our data must be on the inode before we overwrite it
+                self.remove(self.fd)
+        finally:
+            self.file.close()
+
+    def finalize(self) -> None:
+        """The wrapper is gone (or the interpreter exits): close and remove."""
+        try:
+            self.close()
+        finally:
+            self.remove(None)
+
+
+class _TemporaryFileWrapper:
+    """The object :func:`NamedTemporaryFile` returns: a file with a name that
+    is removed (after an overwrite) as the ``delete``/``delete_on_close``
+    options say. Attribute access is delegated to the underlying ``file``."""
+
+    def __init__(self, state: _NamedState, name: str | bytes) -> None:
+        self._state = state
+        self.file = state.file
+        self.name = name
+        self.delete = state.delete
+        self._finalizer = weakref.finalize(self, state.finalize)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not found on the wrapper: delegate to the file.
+        file = self.__dict__["file"]
+        return getattr(file, name)
+
+    def __enter__(self) -> _TemporaryFileWrapper:
+        self.file.__enter__()
+        return self
+
+    def __exit__(
+        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+        self._state.remove(None)
+
+    def close(self) -> None:
+        """Close the file; with ``delete_on_close`` (the default), overwrite and remove it."""
+        self._state.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator over the file: keeps the wrapper (and so the file) alive while iterating.
+        yield from self.file
+
+    def persist(self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str | bytes:
+        """Atomically move the file to ``path`` (replacing what is there) and keep it.
+
+        Afterwards the object is an ordinary open file named ``path``: it is no
+        longer removed on close. Returns the new name.
+
+        Raises:
+            UnsafeFileError: our name no longer refers to the file we created.
+            ValueError: the file was already removed or persisted.
+            OSError: the move failed (e.g. ``EXDEV`` across filesystems).
+        """
+        return self._persist(path, noclobber=False)
+
+    def persist_noclobber(
+        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes]
+    ) -> str | bytes:
+        """As :meth:`persist`, but never replaces an existing file.
+
+        Raises:
+            FileExistsError: ``path`` exists (nothing changed).
+            and as :meth:`persist`.
+        """
+        return self._persist(path, noclobber=True)
+
+    def _persist(self, path: Any, *, noclobber: bool) -> str | bytes:
+        state = self._state
+        if state.removed or (state.file.closed and state.delete_on_close and state.delete):
+            raise ValueError("the temporary file was already removed")
+        made = state.made
+        st = os.stat(os.fsdecode(made.name), dir_fd=made.handle.fd, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) != (made.dev, made.ino):
+            raise UnsafeFileError(os.fsdecode(made.path), "name no longer refers to our file")
+        target = os.fspath(path)
+        if not state.file.closed:
+            state.file.flush()
+        _rename(made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber)
+        if not state.file.closed:
+            _owner.unmark(state.fd)  # a kept file is no temp file: the sweeper must leave it
+        state.delete = False
+        state.removed = True
+        self.delete = False
+        self.name = target
+        return target  # type: ignore[no-any-return]
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _rename(src_dir_fd: int, src: str, dst: str, *, noclobber: bool) -> None:
+    """Move ``src`` (relative to our verified directory) to ``dst``."""
+    if not noclobber:
+        os.rename(src, dst, src_dir_fd=src_dir_fd)
+        return
+    if _renameat2 is not None:
+        # RENAME_NOREPLACE: atomic; the kernel refuses if dst exists.
+        ret = _renameat2(
+            src_dir_fd, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+        )
+        if ret == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):  # fs without RENAME_NOREPLACE: fall back
+            raise OSError(err, os.strerror(err), dst)
+    # link() never replaces an existing name; then drop ours.
+    os.link(src, dst, src_dir_fd=src_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
+
+
+def NamedTemporaryFile(
+    mode: str = "w+b",
+    buffering: int = -1,
+    encoding: str | None = None,
+    newline: str | None = None,
+    suffix: str | bytes | None = None,
+    prefix: str | bytes | None = None,
+    dir: Any = None,
+    delete: bool = True,
+    *,
+    errors: str | None = None,
+    delete_on_close: bool = True,
+) -> _TemporaryFileWrapper:
+    """A temporary file with a name, created as by :func:`mkstemp`.
+
+    ``delete``/``delete_on_close`` behave as in Python 3.12 on every
+    supported version: with ``delete`` true the file is removed on close
+    (``delete_on_close=True``) or else when the context manager exits or the
+    object is finalized. Removal first overwrites the contents in place (see
+    :func:`wipe`) and checks that the name still refers to our inode; it
+    happens only in the creating process (a forked child never removes it).
+    ``persist(path)`` / ``persist_noclobber(path)`` move it into place and keep it.
+
+    The contents are plaintext on disk (other programs may open it by name);
+    use :func:`TemporaryFile` for encrypted contents.
+
+    Raises: as :func:`mkstemp`; ValueError also for an invalid ``mode``.
+    """
+    check_mode(mode, buffering, encoding, errors, newline)
+    prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
+    handle, base = resolve_dir(dir, output_type)
+    fd, made = create_file(handle, base, prefix, suffix)
+    try:
+        if delete:
+            _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
+        sys.audit("tempfile.mkstemp", made.path)
+        file = io.open(fd, mode, buffering, encoding, errors, newline)  # noqa: UP020, SIM115 - fd; the wrapper closes it
+    except BaseException:
+        with contextlib.suppress(OSError):
+            remove_entry(
+                handle.fd,
+                os.fsdecode(made.name),
+                display_path=os.fsdecode(made.path),
+                fd=fd,
+                expect=(made.dev, made.ino),
+            )
+        os.close(fd)
+        raise
+    state = _NamedState(file, fd, made, delete, delete_on_close)
+    return _TemporaryFileWrapper(state, made.path)
+
+
+class TemporaryDirectory:
+    """A temporary directory removed, with everything in it, on cleanup.
+
+    Created as by :func:`mkdtemp`. Cleanup (on ``cleanup()``, context exit or
+    finalization, only in the creating process) walks the tree by descriptor
+    and never follows a symlink; every regular file with a single link is
+    overwritten before it is unlinked (a file with several links may be a
+    link to data outside and is only unlinked); read-only subdirectories of
+    ours are made writable through their own descriptor; mount points are not
+    entered; entries added meanwhile are removed too.
+
+    Raises: as :func:`mkdtemp` on creation; ``cleanup()`` raises the first
+    ``OSError`` met (after removing all it could) unless
+    ``ignore_cleanup_errors`` is true.
+    """
+
+    def __init__(
+        self,
+        suffix: str | bytes | None = None,
+        prefix: str | bytes | None = None,
+        dir: Any = None,
+        ignore_cleanup_errors: bool = False,
+        *,
+        delete: bool = True,
+    ) -> None:
+        prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
+        handle, base = resolve_dir(dir, output_type)
+        fd, made = create_dir(handle, base, prefix, suffix)
+        try:
+            if delete:
+                _owner.mark(fd)
+        finally:
+            os.close(fd)
+        sys.audit("tempfile.mkdtemp", made.path)
+        self.name = made.path
+        self._made = made
+        self._ignore_cleanup_errors = ignore_cleanup_errors
+        self._delete = delete
+        self._finalizer = weakref.finalize(
+            self,
+            self._cleanup,
+            made,
+            os.getpid(),
+            warn_message=f"Implicitly cleaning up {self!r}",
+            ignore_errors=ignore_cleanup_errors,
+            delete=delete,
+        )
+
+    @classmethod
+    def _cleanup(
+        cls,
+        made: Created,
+        owner_pid: int,
+        warn_message: str,
+        ignore_errors: bool = False,
+        delete: bool = True,
+    ) -> None:
+        if delete and os.getpid() == owner_pid:
+            _rmtree(made, ignore_errors)
+            warnings.warn(warn_message, ResourceWarning, stacklevel=2)
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} {self.name!r}>"
+
+    def __enter__(self) -> str | bytes:
+        return self.name
+
+    def __exit__(
+        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._delete:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        """Remove the directory now (once; later calls do nothing).
+
+        Only the creating process removes it: a forked child's cleanup is a no-op.
+        """
+        info = self._finalizer.detach()
+        if info is not None and os.getpid() == info[2][1]:
+            _rmtree(self._made, self._ignore_cleanup_errors)
+
+    __class_getitem__: Any = classmethod(GenericAlias)
+
+
+def _rmtree(made: Created, ignore_errors: bool) -> None:
+    try:
+        rmtree_at(
+            made.handle.fd,
+            os.fsdecode(made.name),
+            expect=(made.dev, made.ino),
+            display_path=os.fsdecode(made.path),
+            onerror=(lambda exc: None) if ignore_errors else None,
+        )
+    except FileNotFoundError:
+        pass  # removed by the caller already
+    except OSError:
+        if not ignore_errors:
+            raise

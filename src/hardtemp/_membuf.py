@@ -1,0 +1,144 @@
+"""An in-memory binary file whose buffer is zeroed when it grows, rolls over or closes."""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any
+
+__all__ = ["SecureBytesIO"]
+
+
+def _zero(buf: bytearray) -> None:
+    buf[:] = bytes(len(buf)) if len(buf) < 4096 else b"\0" * len(buf)
+
+
+class SecureBytesIO(io.BufferedIOBase):
+    """Like :class:`io.BytesIO`, but the plaintext never outlives the object.
+
+    ``io.BytesIO`` reallocates (leaving old copies in freed memory) and
+    cannot be cleared; here the bytes live in one ``bytearray`` that is
+    zeroed before it is dropped: on growth (the old buffer), on :meth:`wipe`
+    and on :meth:`close`. Memory can still reach swap or a core dump while
+    the object lives; see SECURITY.md.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = bytearray()
+        self._size = 0
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    # -- helpers ---------------------------------------------------------
+    def _check(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+
+    def _reserve(self, size: int) -> None:
+        if size <= len(self._buf):
+            return
+        new = bytearray(max(size, 2 * len(self._buf), 256))
+        new[: self._size] = self._buf[: self._size]
+        _zero(self._buf)  # the old copy must not linger in freed memory
+        self._buf = new
+
+    # -- io API ----------------------------------------------------------
+    def readable(self) -> bool:
+        self._check()
+        return True
+
+    def writable(self) -> bool:
+        self._check()
+        return True
+
+    def seekable(self) -> bool:
+        self._check()
+        return True
+
+    def getvalue(self) -> bytes:
+        self._check()
+        return bytes(self._buf[: self._size])
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check()
+        if size is None or size < 0:
+            size = self._size
+        end = min(self._size, self._pos + size)
+        data = bytes(self._buf[self._pos : end]) if end > self._pos else b""
+        self._pos = max(self._pos, end)
+        return data
+
+    read1 = read
+
+    def readinto(self, b: Any) -> int:
+        self._check()
+        view = memoryview(b).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    readinto1 = readinto
+
+    def write(self, b: Any) -> int:
+        self._check()
+        data = memoryview(b).cast("B")
+        n = len(data)
+        with self._lock:
+            end = self._pos + n
+            self._reserve(end)
+            # Writing past the end leaves the gap as zeros, as a real file does.
+            self._buf[self._pos : end] = data
+            self._pos = end
+            self._size = max(self._size, end)
+        return n
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._check()
+        if whence == 0:
+            if pos < 0:
+                raise ValueError(f"negative seek value {pos}")
+            self._pos = pos
+        elif whence == 1:
+            self._pos = max(0, self._pos + pos)
+        elif whence == 2:
+            self._pos = max(0, self._size + pos)
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        return self._pos
+
+    def tell(self) -> int:
+        self._check()
+        return self._pos
+
+    def truncate(self, size: int | None = None) -> int:
+        self._check()
+        if size is None:
+            size = self._pos
+        if size < 0:
+            raise ValueError(f"negative size value {size}")
+        with self._lock:
+            if size < self._size:
+                self._buf[size : self._size] = bytes(self._size - size)
+            else:
+                self._reserve(size)
+            self._size = size
+        return size
+
+    def detach(self) -> Any:
+        raise io.UnsupportedOperation("detach")
+
+    def wipe(self) -> None:
+        """Zero the whole buffer and empty the file."""
+        with self._lock:
+            _zero(self._buf)
+            self._buf = bytearray()
+            self._size = self._pos = 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self.wipe()
+        super().close()
+
+    def __getstate__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")

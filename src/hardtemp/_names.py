@@ -1,0 +1,92 @@
+"""Random names and the validation of the parts a caller may add to them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from typing import Any
+
+__all__ = ["NAME_BITS", "random_name", "sanitize_params"]
+
+#: Random bits in every generated name. 80 bits: an attacker who can create
+#: names in a shared directory cannot pre-plant ours (CPython uses ~41 bits).
+NAME_BITS = 80
+_NAME_BYTES = NAME_BITS // 8
+
+
+def random_name() -> str:
+    """16 characters of lowercase RFC 4648 base32 (``a-z2-7``), 80 bits from :mod:`secrets`.
+
+    Lowercase only, so two names never collide on a case-insensitive filesystem.
+    """
+    return base64.b32encode(secrets.token_bytes(_NAME_BYTES)).decode("ascii").lower()
+
+
+def _check_part(what: str, value: str | bytes) -> None:
+    # A separator would let a prefix/suffix escape the verified directory ("../x").
+    sep: str | bytes = "/" if isinstance(value, str) else b"/"
+    nul: str | bytes = "\0" if isinstance(value, str) else b"\0"
+    if sep in value:  # type: ignore[operator]
+        raise ValueError(f"{what} must not contain a path separator: {value!r}")
+    if nul in value:  # type: ignore[operator]
+        raise ValueError(f"{what} must not contain a NUL character: {value!r}")
+
+
+def _infer_type(*args: object) -> type[str] | type[bytes]:
+    """str or bytes, from the arguments that are not None (as the stdlib does)."""
+    kind: type[str] | type[bytes] | None = None
+    for arg in args:
+        if arg is None:
+            continue
+        if isinstance(arg, os.PathLike):
+            arg = os.fspath(arg)
+        this: type[str] | type[bytes]
+        if isinstance(arg, bytes):
+            this = bytes
+        elif isinstance(arg, str):
+            this = str
+        else:
+            raise TypeError(f"expected str, bytes or os.PathLike, not {type(arg).__name__}")
+        if kind is None:
+            kind = this
+        elif kind is not this:
+            raise TypeError("Can't mix bytes and non-bytes in path components.")
+    return str if kind is None else kind
+
+
+def sanitize_params(
+    prefix: Any, suffix: Any, dir: Any
+) -> tuple[str | bytes, str | bytes, str | bytes | None, type[str] | type[bytes]]:
+    """Validate and default ``prefix``, ``suffix`` and ``dir`` like :mod:`tempfile`.
+
+    Returns ``(prefix, suffix, dir, output_type)``; ``dir`` is ``None`` for
+    "the default temporary directory".
+
+    Raises:
+        TypeError: str and bytes mixed, or an argument of another type.
+        ValueError: a prefix or suffix containing ``/`` or NUL.
+    """
+    output_type = _infer_type(prefix, suffix, dir)
+    if suffix is None:
+        suffix_v: str | bytes = output_type()
+    else:
+        suffix_v = suffix
+    if prefix is None:
+        prefix_v: str | bytes = "tmp" if output_type is str else b"tmp"
+    else:
+        prefix_v = prefix
+    _check_part("prefix", prefix_v)
+    _check_part("suffix", suffix_v)
+    dir_v: str | bytes | None = None
+    if dir is not None:
+        dir_v = os.fspath(dir)
+    return prefix_v, suffix_v, dir_v, output_type
+
+
+def make_name(prefix: str | bytes, suffix: str | bytes) -> str | bytes:
+    """``prefix + random + suffix`` in the type of ``prefix``."""
+    rand = random_name()
+    if isinstance(prefix, bytes):
+        return prefix + rand.encode("ascii") + suffix  # type: ignore[operator]
+    return prefix + rand + suffix  # type: ignore[operator]

@@ -1,0 +1,86 @@
+"""Choosing the default temporary directory: the first *trusted* candidate."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import warnings
+
+from ._dirtrust import trusted_dir
+from .exceptions import NoTrustedTempDirError, UnsafeCandidateWarning, UnsafeDirectoryError
+
+__all__ = ["candidate_tempdir_list", "gettempdir", "gettempdirb"]
+
+#: Set this (like ``tempfile.tempdir``) to force a directory; it is still verified.
+tempdir: str | None = None
+_lock = threading.Lock()
+
+
+def candidate_tempdir_list() -> list[str]:
+    """The candidates, in the standard library's order: $TMPDIR, $TEMP, $TMP,
+    /tmp, /var/tmp, /usr/tmp, then the current directory."""
+    dirlist = [d for env in ("TMPDIR", "TEMP", "TMP") if (d := os.getenv(env))]
+    dirlist += ["/tmp", "/var/tmp", "/usr/tmp"]
+    with contextlib.suppress(OSError):  # cwd deleted: skip it, as the stdlib does
+        dirlist.append(os.getcwd())
+    return dirlist
+
+
+def _usable(path: str) -> str | None:
+    """Why ``path`` cannot be used, or None when it is trusted and writable."""
+    try:
+        handle = trusted_dir(path)
+    except UnsafeDirectoryError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:
+        return f"{path}: {exc.strerror if isinstance(exc, OSError) else exc}"
+    if not os.access(".", os.W_OK | os.X_OK, dir_fd=handle.fd, effective_ids=True):
+        return f"{path}: not writable"
+    return None
+
+
+def _find_tempdir() -> str:
+    refused: list[str] = []
+    for cand in candidate_tempdir_list():
+        why = _usable(cand)
+        if why is None:
+            for msg in refused:
+                # Say it: the user asked for that directory, and we chose another.
+                warnings.warn(
+                    f"skipped temporary directory candidate {msg}",
+                    UnsafeCandidateWarning,
+                    stacklevel=4,
+                )
+            return os.path.abspath(cand)
+        refused.append(why)
+    raise NoTrustedTempDirError(
+        None, "no trusted temporary directory among the candidates: " + "; ".join(refused)
+    )
+
+
+def gettempdir() -> str:
+    """The default directory for temporary files: the first trusted candidate.
+
+    Candidates are tried as by :func:`tempfile.gettempdir`, but an untrusted
+    one (e.g. a ``$TMPDIR`` writable by others without the sticky bit) is
+    skipped with an :class:`~hardtemp.exceptions.UnsafeCandidateWarning`
+    instead of used. The result is cached, as in the standard library.
+
+    Raises:
+        NoTrustedTempDirError: no candidate is trusted and writable (also a
+            ``FileNotFoundError``, like the standard library's).
+        UnsafeDirectoryError: ``hardtemp._tempdir.tempdir`` was set to an
+            untrusted directory.
+    """
+    global tempdir
+    if tempdir is None:
+        with _lock:
+            if tempdir is None:
+                tempdir = _find_tempdir()
+    return tempdir
+
+
+def gettempdirb() -> bytes:
+    """:func:`gettempdir` as bytes."""
+    return os.fsencode(gettempdir())
