@@ -243,12 +243,10 @@ class DirHandle:
         """The path still leads to this inode, and its mode still passes the rule."""
         try:
             st = os.stat(self.path)
-            mine = os.fstat(self.fd)
         except OSError:
             return False
-        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
-            return False
-        return judge(mine, os.geteuid())[0]
+        # Same inode, so this is its current mode and owner (one syscall, no fstat).
+        return st.st_ino == self.ino and st.st_dev == self.dev and judge(st, os.geteuid())[0]
 
 
 _CACHE_SIZE = 64

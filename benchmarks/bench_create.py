@@ -1,0 +1,97 @@
+"""Create + close + remove of temporary files: hardtemp against the standard library.
+
+Runs both side by side in one process, alternating, several rounds, and
+prints the median ratio (hardtemp time / tempfile time). Target (issue 2):
+``mkstemp`` at most 1.3x the standard library's.
+
+    python benchmarks/bench_create.py [--files 1000] [--rounds 7] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import hardtemp
+
+
+def _mkstemp_cycle(mod: object, n: int, d: str) -> float:
+    mkstemp = mod.mkstemp  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for _ in range(n):
+        fd, path = mkstemp(dir=d)
+        os.close(fd)
+        os.unlink(path)
+    return time.perf_counter() - start
+
+
+def _mkdtemp_cycle(mod: object, n: int, d: str) -> float:
+    mkdtemp = mod.mkdtemp  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for _ in range(n):
+        os.rmdir(mkdtemp(dir=d))
+    return time.perf_counter() - start
+
+
+def _named_cycle(mod: object, n: int, d: str) -> float:
+    named = mod.NamedTemporaryFile  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for _ in range(n):
+        with named(dir=d) as f:
+            f.write(b"x" * 100)
+    return time.perf_counter() - start
+
+
+def _unnamed_cycle(mod: object, n: int, d: str, **kw: object) -> float:
+    tmpfile = mod.TemporaryFile  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for _ in range(n):
+        with tmpfile(dir=d, **kw) as f:
+            f.write(b"x" * 100)
+    return time.perf_counter() - start
+
+
+def compare(
+    name: str, cycle: Callable[..., float], n: int, rounds: int, d: str, **kw: object
+) -> float:
+    ratios = []
+    for _ in range(rounds):
+        std = cycle(tempfile, n, d)
+        ours = cycle(hardtemp, n, d, **kw) if kw else cycle(hardtemp, n, d)
+        ratios.append(ours / std)
+    ratio = statistics.median(ratios)
+    print(f"{name:44} {ratio:5.2f}x the standard library  (median of {rounds}, {n} files)")
+    return ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--dir", default=None, help="directory to create in (default: gettempdir())")
+    args = ap.parse_args()
+    d = args.dir or hardtemp.gettempdir()
+    # Warm both up (imports, the trust cache) outside the measurement.
+    _mkstemp_cycle(tempfile, 10, d)
+    _mkstemp_cycle(hardtemp, 10, d)
+    print(f"in {d}")
+    compare("mkstemp + close + unlink", _mkstemp_cycle, args.files, args.rounds, d)
+    compare("mkdtemp + rmdir", _mkdtemp_cycle, args.files, args.rounds, d)
+    compare("NamedTemporaryFile (100 B, wiped on close)", _named_cycle, args.files, args.rounds, d)
+    compare(
+        "TemporaryFile(encrypt=False) (100 B)",
+        _unnamed_cycle,
+        args.files,
+        args.rounds,
+        d,
+        encrypt=False,
+    )
+    compare("TemporaryFile() encrypted (100 B)", _unnamed_cycle, args.files, args.rounds, d)
+
+
+if __name__ == "__main__":
+    main()
