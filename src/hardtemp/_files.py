@@ -305,11 +305,15 @@ def NamedTemporaryFile(
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
     fd, made = create_file(handle, base, prefix, suffix)
+    raw: io.FileIO | None = None
     try:
         if delete:
             _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
         sys.audit("tempfile.mkstemp", made.path)
-        file = io.open(fd, mode, buffering, encoding, errors, newline)  # noqa: UP020, SIM115 - fd; the wrapper closes it
+        # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
+        # closed exactly once, never a second time (that could close another thread's file).
+        raw = io.FileIO(fd, mode.replace("b", "").replace("t", ""))
+        file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
     except BaseException:
         with contextlib.suppress(OSError):
             remove_entry(
@@ -319,7 +323,10 @@ def NamedTemporaryFile(
                 fd=fd,
                 expect=(made.dev, made.ino),
             )
-        os.close(fd)
+        if raw is None:
+            os.close(fd)
+        else:
+            raw.close()
         raise
     state = _NamedState(file, fd, made, delete, delete_on_close)
     return _TemporaryFileWrapper(state, made.path)
