@@ -169,6 +169,18 @@ def test_names_have_80_random_bits_and_modes_ignore_the_umask(private_dir: Path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
 
 
+def test_descriptors_are_not_inherited_by_programs_we_exec(private_dir: Path) -> None:
+    # CPython checks this in its private-helper class (_mkstemp_inner), which is not run.
+    fd, _ = compat.mkstemp(dir=private_dir)
+    try:
+        assert os.get_inheritable(fd) is False
+    finally:
+        os.close(fd)
+    with compat.NamedTemporaryFile(dir=private_dir) as f, compat.TemporaryFile() as g:
+        assert os.get_inheritable(f.fileno()) is False
+        assert os.get_inheritable(g.fileno()) is False
+
+
 def test_fileno_works_because_encryption_is_off(private_dir: Path) -> None:
     with compat.TemporaryFile(dir=private_dir) as f:
         f.write(b"plain")

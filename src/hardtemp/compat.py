@@ -109,12 +109,14 @@ def _sanitize_params(
 
 def _gettempdir() -> str | bytes:
     global tempdir
-    if tempdir is None:
+    value = tempdir  # one read: another thread may reset it to None meanwhile
+    if value is None:
         with _once_lock:
             if tempdir is None:
                 # The first *trusted* candidate; untrusted ones are skipped with a warning.
                 tempdir = _core_tempdir._find_tempdir()
-    return tempdir
+            value = tempdir
+    return value
 
 
 def gettempprefix() -> str:
