@@ -2,20 +2,25 @@
 
 Usage: ``PYTHONPATH=src python tests/cpython/run_cpython_tempfile_tests.py [-v]``
 
-The running interpreter's ``test.test_tempfile`` is imported, its public-API
-test classes are run three ways in this process:
+The running interpreter's ``test.test_tempfile`` is imported, and its
+public-API test classes are run four ways in this process:
 
 1. baseline: against the standard :mod:`tempfile` (unchanged);
 2. compat: the test module's ``tempfile`` global is replaced by
    :mod:`hardtemp.compat` (with the ADAPTATIONS below);
-3. copy: the tests excluded as "patches CPython's private helpers" run
+3. installed: the test module keeps the standard module object, with
+   :func:`hardtemp.compat.install` active (proves install() end to end);
+4. copy: the tests excluded as "patches CPython's private helpers" run
    against a fresh copy of the standard module (loaded from its source under
-   another name), to prove they fail even there.
+   another name), to prove they fail even there. They never run against
+   hardtemp: they mock ``os.open``/``os.close``, and a MagicMock is fd 1
+   to the real system calls our code makes.
 
 Exit status 1 when a test that passes against the standard module does not
-pass against hardtemp.compat and is not in EXCLUDED, when an excluded test
-passes against hardtemp.compat (a stale exclusion), or when a
-private-helper exclusion passes against the copy (a wrong reason).
+pass against hardtemp.compat (or after install()) and is not in EXCLUDED,
+when an excluded test passes against hardtemp.compat (a stale exclusion),
+when an EXCLUDED id is not in the suite (a typo), or when a private-helper
+exclusion does not fail against the copy (a wrong reason).
 The last line reads ``hardtemp.compat on CPython X.Y.Z: N passed, N failed,
 N skipped, N excluded``.
 """
@@ -64,12 +69,13 @@ EXCLUDED: dict[str, tuple[str, str]] = {
     "TestNamedTemporaryFile.test_unexpected_error": (
         PRIVATE,
         "mock.patch('tempfile._TemporaryFileWrapper') and io.open: patches the standard "
-        "module's private class by name",
+        "module's private class by name (fails against a copy of tempfile)",
     ),
     "TestTemporaryFile.test_unexpected_error": (
         PRIVATE,
         "mock.patch('tempfile._O_TMPFILE_WORKS') and os.open/os.unlink/os.close: patches the "
-        "standard module's private flag by name and fakes the system calls",
+        "standard module's private flag by name and fakes the system calls (errors against "
+        "a copy of tempfile; never run against hardtemp: the mocked fd is 1, stdout)",
     ),
     "TestMkdtemp.test_collision_with_existing_file": (
         INTENDED,
@@ -218,11 +224,17 @@ class _CompatScriptHelper(types.ModuleType):
 
 
 def run(
-    mod: types.ModuleType, module_under_test: Any, only: set[str] | None, adapt: bool
+    mod: types.ModuleType,
+    module_under_test: Any,
+    only: set[str] | None,
+    adapt: bool,
+    installed: bool = False,
 ) -> Outcomes:
     result = Outcomes()
     with contextlib.ExitStack() as stack:
         stack.enter_context(swapped(mod, "tempfile", module_under_test))
+        if installed:
+            stack.enter_context(hardtemp.compat.install())
         if adapt:
             name_len = _names.NAME_BITS // 5  # base32: 5 bits a character
             stack.enter_context(
@@ -266,30 +278,48 @@ def main(argv: list[str] | None = None) -> int:
 
     mod = load_test_module()
     baseline = run(mod, tempfile, None, adapt=False)
-    compat = run(mod, hardtemp.compat, None, adapt=True)
     present = set(baseline.outcome)
-    private = {k for k, (kind, _) in EXCLUDED.items() if kind == PRIVATE and k in present}
-    copy = run(mod, stdlib_copy(), private, adapt=False)
+    private = {k for k, (kind, _) in EXCLUDED.items() if kind == PRIVATE}
+    # The private-helper tests never run against hardtemp: they replace os.open/os.close
+    # with MagicMocks, and a MagicMock is fd 1 to the real system calls our code makes
+    # (io.FileIO(MagicMock()) adopts stdout, and closing it would overwrite and close it).
+    ours = present - private
+    compat = run(mod, hardtemp.compat, ours, adapt=True)
+    # The same tests against the standard module object, with hardtemp.compat.install() active.
+    installed = run(mod, tempfile, ours, adapt=True, installed=True)
+    copy = run(mod, stdlib_copy(), private & present, adapt=False)
 
     keys = sorted(present)
-    problems: list[str] = []
+    problems = [
+        f"{key}: in EXCLUDED but not in this test suite"
+        for key in sorted(EXCLUDED.keys() - present)
+    ]
     for key in keys:
-        base, ours = baseline.outcome[key], compat.outcome.get(key, "error")
-        if opts.verbose:
-            mark = " (excluded)" if key in EXCLUDED else ""
-            print(f"{key}: stdlib {base}, compat {ours}{mark}")
-        if key in EXCLUDED:
-            if ours == "pass":
-                problems.append(f"{key}: excluded but passes against hardtemp.compat")
-            continue
-        if base == "pass" and ours != "pass":
+        base = baseline.outcome[key]
+        for what, result in (("hardtemp.compat", compat), ("tempfile after install()", installed)):
+            got = result.outcome.get(key, "not run")
+            if opts.verbose and result is compat:
+                mark = f" (excluded: {EXCLUDED[key][0]})" if key in EXCLUDED else ""
+                extra = f", copy of tempfile {copy.outcome.get(key)}" if key in private else ""
+                inst = installed.outcome.get(key, "not run")
+                print(f"{key}: tempfile {base}, compat {got}, installed {inst}{extra}{mark}")
+            if key in EXCLUDED:
+                # A stale exclusion hides a test that would now pass: flag it (compat run only;
+                # after install() the module object keeps tempfile's own __dict__ keys).
+                if result is compat and got == "pass":
+                    problems.append(f"{key}: excluded but passes against {what}")
+                continue
+            if base == "pass" and got != "pass":
+                problems.append(
+                    f"{key}: passes against tempfile, {got} against {what}\n"
+                    + "".join(result.details.get(key, []))
+                )
+    for key in sorted(private & present):
+        if copy.outcome.get(key) not in ("fail", "error"):
             problems.append(
-                f"{key}: passes against tempfile, {ours} against hardtemp.compat\n"
-                + "".join(compat.details.get(key, []))
+                f"{key}: excluded as private-helper patching, but "
+                f"{copy.outcome.get(key)} against a copy of tempfile"
             )
-    for key in sorted(private):
-        if copy.outcome.get(key) == "pass":
-            problems.append(f"{key}: excluded as private-helper patching, but passes on a copy")
 
     print(f"CPython {VERSION} test.test_tempfile, public-API classes: {', '.join(PUBLIC_CLASSES)}")
     print("Excluded (one place: EXCLUDED in this script):")
@@ -306,10 +336,15 @@ def main(argv: list[str] | None = None) -> int:
 
     included = [k for k in keys if k not in EXCLUDED]
     b, c = counts(baseline, keys), counts(compat, included)
+    i = counts(installed, included)
     excluded = len(keys) - len(included)
     print(
         f"standard tempfile on CPython {VERSION}: {b['pass']} passed, {b['fail']} failed, "
         f"{b['skip']} skipped"
+    )
+    print(
+        f"tempfile after hardtemp.compat.install() on CPython {VERSION}: {i['pass']} passed, "
+        f"{i['fail']} failed, {i['skip']} skipped, {excluded} excluded"
     )
     print(
         f"hardtemp.compat on CPython {VERSION}: {c['pass']} passed, {c['fail']} failed, "
