@@ -421,6 +421,21 @@ def test_a_tempdir_set_before_install_is_kept(private_dir: Path) -> None:
     assert tempfile.tempdir == str(private_dir)
 
 
+def test_uninstall_undoes_its_copy_of_tempdir_but_keeps_a_value_set_meanwhile(
+    private_dir: Path, tmp_path: Path
+) -> None:
+    compat.tempdir = None
+    tempfile.tempdir = str(private_dir)
+    with compat.install():
+        assert compat.tempdir == str(private_dir)  # copied from tempfile
+    assert compat.tempdir is None  # our copy undone
+    assert tempfile.tempdir == str(private_dir)
+    with compat.install():
+        compat.tempdir = str(tmp_path)  # the user's own setting, through hardtemp.compat
+    assert compat.tempdir == str(tmp_path)
+    assert tempfile.tempdir == str(private_dir)
+
+
 def test_installed_mktemp_raises_unless_kept() -> None:
     original = tempfile.mktemp
     with compat.install():

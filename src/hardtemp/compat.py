@@ -481,7 +481,8 @@ class _Installed:
         self.old_class: type[_types.ModuleType] = type(module)
         self.originals: dict[str, _Any] = {}
         self.absent: set[str] = set()
-        self.compat_values = {name: globals()[name] for name in _FORWARDED}
+        # name -> (our value before install, the tempfile module's value copied over it)
+        self.copied: dict[str, tuple[_Any, _Any]] = {}
         # (module handed to install(), attribute name, original value)
         self.rebound: list[tuple[_types.ModuleType, str, _Any]] = []
 
@@ -603,8 +604,11 @@ def _install_on(module: _types.ModuleType, keep_mktemp: bool) -> _Installed:
     # Copy what the tempfile module was told (or cached) before we forward to ours.
     for name in _FORWARDED:
         value = mdict.get(name)
-        if value is not None:
+        if value is not None and value is not globals()[name]:
+            state.copied[name] = (globals()[name], value)
             globals()[name] = value
+    # Forward first: our functions never see the module half-installed.
+    module.__class__ = _forwarding_class(state.old_class)
     for name in _PATCHED:
         if keep_mktemp and name == "mktemp":
             continue
@@ -613,7 +617,6 @@ def _install_on(module: _types.ModuleType, keep_mktemp: bool) -> _Installed:
         else:
             state.absent.add(name)
         setattr(module, name, _ours(name))
-    module.__class__ = _forwarding_class(state.old_class)
     return state
 
 
@@ -622,9 +625,11 @@ def uninstall() -> None:
 
     Every attribute it set (on the tempfile module and in the modules handed
     to it) gets its original value back, unless someone replaced ours
-    meanwhile (their value is left alone); the module's class is restored;
-    this module's ``tempdir`` and ``template`` get their values from before
-    install() back. Does nothing when not installed. Thread-safe.
+    meanwhile (their value is left alone); the module's class is restored, so
+    ``tempfile.tempdir``/``template`` are again the values they had before
+    install(); a value install() copied into this module's ``tempdir`` or
+    ``template`` is put back as it was, unless it was set meanwhile. Does
+    nothing when not installed. Thread-safe.
     """
     global _installed
     with _install_lock:
@@ -638,8 +643,6 @@ def uninstall() -> None:
         module = state.module
         if module is _sys.modules[__name__]:
             return
-        if type(module) is not state.old_class and type(module).__base__ is state.old_class:
-            module.__class__ = state.old_class
         mdict = vars(module)
         for name, value in state.originals.items():
             if mdict.get(name) is _ours(name):
@@ -647,7 +650,11 @@ def uninstall() -> None:
         for name in state.absent:
             if mdict.get(name) is _ours(name):
                 del mdict[name]
-        globals().update(state.compat_values)
+        if type(module) is not state.old_class and type(module).__base__ is state.old_class:
+            module.__class__ = state.old_class
+        for name, (before, copied) in state.copied.items():
+            if globals()[name] is copied:  # unless set meanwhile (then that value stays)
+                globals()[name] = before
 
 
 def _name_of(state: _Installed, value: _Any) -> str:
