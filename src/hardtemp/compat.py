@@ -247,9 +247,9 @@ def _resolved(prefix: _Any, suffix: _Any, dir: _Any) -> tuple[_Any, _Any, _Any]:
     return prefix, suffix, _os.path.abspath(dir)
 
 
-def _named_raw(wrapper: _Any) -> _Any:
+def _named_raw(wrapper: "_files._TemporaryFileWrapper") -> "_files._TemporaryFileWrapper":
     """As tempfile: the raw file's ``name`` is the path (``f.file.name``), not the descriptor."""
-    raw = getattr(wrapper.file, "buffer", wrapper.file)
+    raw: _Any = getattr(wrapper.file, "buffer", wrapper.file)
     raw = getattr(raw, "raw", raw)
     raw.name = wrapper.name
     return wrapper
@@ -269,7 +269,7 @@ if _sys.version_info >= (3, 12):
         *,
         errors: str | None = None,
         delete_on_close: bool = True,
-    ) -> _Any:
+    ) -> "_files._TemporaryFileWrapper":
         """A temporary file with a name, as tempfile.NamedTemporaryFile (created as by
         :func:`mkstemp`).
 
@@ -309,7 +309,7 @@ else:
         delete: bool = True,
         *,
         errors: str | None = None,
-    ) -> _Any:
+    ) -> "_files._TemporaryFileWrapper":
         """A temporary file with a name, as Python 3.11's tempfile.NamedTemporaryFile
         (created as by :func:`mkstemp`).
 
