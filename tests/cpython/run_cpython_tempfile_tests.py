@@ -39,6 +39,9 @@ import unittest
 from collections.abc import Iterator
 from typing import Any
 
+if importlib.util.find_spec("hardtemp") is None:  # not installed: use this checkout's src/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src"))
+
 import hardtemp
 import hardtemp.compat
 from hardtemp import _names
