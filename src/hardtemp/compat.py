@@ -551,7 +551,8 @@ def install(*modules: _types.ModuleType, keep_mktemp: bool = False) -> _Installa
     tempfile import X`` in modules you did not hand in, default arguments,
     closures, subclasses such as ``urllib.response.addbase``); see
     :func:`stale_bindings` to find them. Objects already created stay what
-    they are. Idempotent: a second call only rebinds newly handed modules.
+    they are. Idempotent: a second call only rebinds newly handed modules
+    (its ``keep_mktemp`` is ignored).
     Thread-safe (install and uninstall are serialized; a thread calling
     tempfile at that moment gets either the old or the new function).
 
