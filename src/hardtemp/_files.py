@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import io
 import os
 import sys
@@ -145,6 +146,12 @@ class _NamedState:
             self.remove(None)
 
 
+class _Closer:
+    """The object whose lifetime decides when a named temp file is cleaned up."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _TemporaryFileWrapper:
     """The object :func:`NamedTemporaryFile` returns: a file with a name that
     is removed (after an overwrite) as the ``delete``/``delete_on_close``
@@ -155,12 +162,27 @@ class _TemporaryFileWrapper:
         self.file = state.file
         self.name = name
         self.delete = state.delete
-        self._finalizer = weakref.finalize(self, state.finalize)
+        # Cleanup is tied to this token, not to the wrapper: a method taken from the
+        # wrapper holds the token, so `w = f.write; del f; w(b"x")` still works (as in
+        # tempfile, CPython issue #18879) without a reference cycle to the wrapper.
+        self._closer = _Closer()
+        self._finalizer = weakref.finalize(self._closer, state.finalize)
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not found on the wrapper: delegate to the file.
         file = self.__dict__["file"]
-        return getattr(file, name)
+        attr = getattr(file, name)
+        if callable(attr):
+            func = attr
+            closer = self.__dict__["_closer"]
+
+            @functools.wraps(func)
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return func(*args, **kwargs)
+
+            method._closer = closer  # type: ignore[attr-defined]
+            return method
+        return attr
 
     def __enter__(self) -> _TemporaryFileWrapper:
         self.file.__enter__()
@@ -283,11 +305,15 @@ def NamedTemporaryFile(
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
     fd, made = create_file(handle, base, prefix, suffix)
+    raw: io.FileIO | None = None
     try:
         if delete:
             _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
         sys.audit("tempfile.mkstemp", made.path)
-        file = io.open(fd, mode, buffering, encoding, errors, newline)  # noqa: UP020, SIM115 - fd; the wrapper closes it
+        # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
+        # closed exactly once, never a second time (that could close another thread's file).
+        raw = io.FileIO(fd, mode.replace("b", "").replace("t", ""))
+        file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
     except BaseException:
         with contextlib.suppress(OSError):
             remove_entry(
@@ -297,7 +323,10 @@ def NamedTemporaryFile(
                 fd=fd,
                 expect=(made.dev, made.ino),
             )
-        os.close(fd)
+        if raw is None:
+            os.close(fd)
+        else:
+            raw.close()
         raise
     state = _NamedState(file, fd, made, delete, delete_on_close)
     return _TemporaryFileWrapper(state, made.path)
