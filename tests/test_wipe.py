@@ -476,6 +476,45 @@ def test_remove_entry_of_our_file_with_two_links_overwrites_and_warns(
     assert not (ext4 / "ours").exists()
 
 
+def test_link_warning_turned_into_an_error_still_leaves_no_file_behind(
+    ext4: Path, dir_fd: int
+) -> None:
+    # Warnings are errors in this module: the warning must come after the removal.
+    other = ext4.parent / "planted-link"
+    m = marker()
+    make_file(ext4 / "ours", m * 10)
+    os.link(ext4 / "ours", other)
+    with pytest.raises(WipeUnreliableWarning):
+        remove_entry(dir_fd, "ours")
+    assert not (ext4 / "ours").exists()
+    assert m not in other.read_bytes()
+
+
+def test_a_running_program_that_cannot_be_opened_for_writing_is_still_removed(
+    ext4: Path, dir_fd: int
+) -> None:
+    # Real fault: a running executable cannot be opened for writing (ETXTBSY).
+    exe = ext4 / "tool"
+    exe.write_bytes(Path("/bin/sleep").read_bytes())
+    os.chmod(exe, 0o700)
+    proc = subprocess.Popen([str(exe), "30"])
+    try:
+        time.sleep(0.2)
+        with pytest.raises(WipeError) as info:
+            remove_entry(dir_fd, "tool", own_file=False)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not exe.exists()
+    report = info.value.report
+    assert report.removed
+    assert report.bytes_overwritten == 0
+    assert "could not be opened for overwriting" in report.reasons[0]
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.ETXTBSY
+
+
 def test_remove_entry_unlinks_a_fifo_without_blocking(ext4: Path, dir_fd: int) -> None:
     os.mkfifo(ext4 / "fifo")
     report = remove_entry(dir_fd, "fifo")

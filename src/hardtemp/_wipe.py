@@ -469,13 +469,26 @@ def _remove_entry(
 
     prog = _Progress(hard_links=st_name.st_nlink)
     interrupted: BaseException | None = None
+    link_warning: str | None = None
     if not stat.S_ISREG(st_name.st_mode):
         # Symlinks, FIFOs, sockets, devices: only the entry goes; unlink never follows it.
         prog.reasons.append("not a regular file: only the directory entry was removed")
     elif not overwrite:
         prog.reasons.append("overwrite not requested")
     else:
-        wfd, close_wfd, why_not = _open_target(dir_fd, name, st_name, fd, shown)
+        try:
+            wfd, close_wfd, why_not = _open_target(dir_fd, name, st_name, fd, shown)
+        except UnsafeFileError:
+            raise
+        except OSError as exc:
+            # ETXTBSY (a running program), a lease, EIO...: it cannot be overwritten, but the
+            # name must not stay behind: remove it, then report the failure as a WipeError.
+            wfd, close_wfd, why_not = None, False, None
+            prog.error = exc
+            prog.verdict = BEST_EFFORT
+            prog.reasons.insert(
+                0, f"the file could not be opened for overwriting ({exc.strerror or exc})"
+            )
         try:
             if wfd is not None:
                 st = os.fstat(wfd)
@@ -488,12 +501,12 @@ def _remove_entry(
                         "not overwritten, only this name was removed"
                     )
                 elif st.st_nlink > 1:
-                    warnings.warn(
+                    # Emitted only once the file is gone: a warnings filter turned to "error"
+                    # must not leave the file behind.
+                    link_warning = (
                         f"{shown}: this temporary file had {st.st_nlink} hard links: someone "
                         "linked it; it is overwritten anyway, which destroys the other names' "
-                        "data too, but they may have read it already",
-                        WipeUnreliableWarning,
-                        stacklevel=stacklevel,
+                        "data too, but they may have read it already"
                     )
                 if why_not is None:
                     try:
@@ -525,6 +538,8 @@ def _remove_entry(
     report = prog.report(shown, pattern, start, removed=True)
     if interrupted is not None:
         raise interrupted
+    if link_warning is not None:
+        warnings.warn(link_warning, WipeUnreliableWarning, stacklevel=stacklevel)
     if prog.error is not None:
         raise WipeError(shown, report.reasons[0] + "; the file was removed", report) from prog.error
     _apply_policy(report, policy, stacklevel=stacklevel + 1)
