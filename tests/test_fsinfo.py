@@ -281,3 +281,18 @@ def test_fsinfo_is_a_frozen_dataclass() -> None:
     with pytest.raises(AttributeError):
         info.verdict = IN_PLACE  # type: ignore[misc]
     assert all(isinstance(r, str) and r for r in info.reasons)
+
+
+def test_a_mountpoint_with_spaces_is_reported_unescaped(tmp_path: Path) -> None:
+    # mountinfo escapes spaces as \040: the mount must still be found and named right.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mnt = tmp_path / "with space\tand tab"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        info = fs_info_for_path(mnt)
+        assert info.fstype == "tmpfs"
+        assert info.mountpoint == str(mnt)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -254,7 +254,7 @@ def _unescape(field: str) -> str:
     out: list[str] = []
     i = 0
     while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) + 0 and field[i + 1 : i + 4].isdigit():
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
             out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
