@@ -775,3 +775,46 @@ def test_wipe_error_with_its_report_survives_pickle(btrfs: Path) -> None:
     again = pickle.loads(pickle.dumps(info.value))  # noqa: S301 - our own object
     assert again.report == info.value.report
     assert again.path == str(p)
+
+
+def test_remove_entry_with_a_read_only_descriptor_reopens_the_same_inode(
+    ext4: Path, dir_fd: int
+) -> None:
+    m = marker()
+    make_file(ext4 / "ours", m * 10)
+    fd = os.open(ext4 / "ours", os.O_RDONLY)
+    try:
+        report = remove_entry(dir_fd, "ours", fd=fd)
+        assert m not in read_all(fd)
+    finally:
+        os.close(fd)
+    assert report.bytes_overwritten > 0
+    assert not (ext4 / "ours").exists()
+
+
+def test_read_only_file_with_our_read_only_descriptor_is_overwritten_as_a_user(
+    other_user: Callable[..., Any], shared_dir: Path
+) -> None:
+    home = shared_dir / "nobody"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+
+    def as_nobody(directory: str, m: bytes) -> tuple[bool, bool, int]:
+        path = os.path.join(directory, "ro")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, m * 20)
+        os.close(fd)
+        os.chmod(path, 0o400)
+        rfd = os.open(path, os.O_RDONLY)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        with wipe_policy("ignore"):
+            report = remove_entry(dfd, "ro", fd=rfd)
+        os.close(dfd)
+        left = os.pread(rfd, 1 << 20, 0)
+        os.close(rfd)
+        return m in left, os.path.exists(path), report.bytes_overwritten
+
+    survived, exists, written = other_user(as_nobody, str(home), marker())
+    assert not survived
+    assert not exists
+    assert written > 0
