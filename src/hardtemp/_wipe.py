@@ -288,7 +288,8 @@ def overwrite_fd(
     """Overwrite in place the data extents of the regular file open for writing at ``fd``.
 
     Each pass writes the data extents (holes skipped, the last block to its end) and is
-    followed by ``fdatasync``. The file size and the descriptor's offset are restored.
+    followed by ``fdatasync``; short writes and EINTR are retried. The file size and the
+    descriptor's offset are restored.
     Does not close or unlink; the link count is only reported (see :func:`remove_entry`).
 
     When the verdict is neither ``"in place"`` nor ``"volatile"``, the wipe policy
