@@ -13,28 +13,48 @@ from ._dirtrust import check_dir as check_dir
 from ._files import NamedTemporaryFile as NamedTemporaryFile
 from ._files import TemporaryDirectory as TemporaryDirectory
 from ._files import TemporaryFile as TemporaryFile
+from ._policy import get_wipe_policy as get_wipe_policy
+from ._policy import set_wipe_policy as set_wipe_policy
+from ._policy import wipe_policy as wipe_policy
 from ._spool import SpooledTemporaryFile as SpooledTemporaryFile
 from ._tempdir import gettempdir as gettempdir
 from ._tempdir import gettempdirb as gettempdirb
+from ._wipe import WipeReport as WipeReport
+from ._wipe import wipe as wipe
 from .exceptions import HardtempError as HardtempError
+from .exceptions import InsecureOperationError as InsecureOperationError
 from .exceptions import IntegrityError as IntegrityError
+from .exceptions import NoTrustedTempDirError as NoTrustedTempDirError
 from .exceptions import UnsafeDirectoryError as UnsafeDirectoryError
+from .exceptions import UnsafeFileError as UnsafeFileError
+from .exceptions import WipeError as WipeError
+from .exceptions import WipeUnreliableWarning as WipeUnreliableWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "HardtempError",
+    "InsecureOperationError",
     "IntegrityError",
     "NamedTemporaryFile",
+    "NoTrustedTempDirError",
     "SpooledTemporaryFile",
     "TemporaryDirectory",
     "TemporaryFile",
     "TrustReport",
     "UnsafeDirectoryError",
+    "UnsafeFileError",
+    "WipeError",
+    "WipeReport",
+    "WipeUnreliableWarning",
     "check_dir",
     "exceptions",
+    "get_wipe_policy",
     "gettempdir",
     "gettempdirb",
     "mkdtemp",
     "mkstemp",
+    "set_wipe_policy",
+    "wipe",
+    "wipe_policy",
 ]
