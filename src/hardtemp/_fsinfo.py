@@ -25,6 +25,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import select
 import stat
 import struct
 import threading
@@ -176,8 +177,44 @@ _CACHE_MAX = 256
 _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total bytes]
 
 
+class _MountWatch:
+    """Notices mount-table changes: /proc/self/mountinfo polls POLLPRI after a (re)mount.
+
+    A remount with other options (ext4 data=journal) keeps the device, filesystem id
+    and often the mount id: without this, a stale "in place" would be served.
+    """
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.fd = -1
+        self.poller: select.poll | None = None
+
+    def changed(self) -> bool:
+        if self.pid != os.getpid():  # first use, or a forked child: its own descriptor
+            self._open()
+            return True
+        if self.poller is None:
+            return True  # no way to watch: never trust the cache
+        return bool(self.poller.poll(0))
+
+    def _open(self) -> None:
+        self.pid = os.getpid()
+        self.poller = None
+        try:
+            self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        poller = select.poll()
+        poller.register(self.fd, select.POLLPRI | select.POLLERR)
+        poller.poll(0)  # consume the initial event
+        self.poller = poller
+
+
+_watch = _MountWatch()
+
+
 def clear_cache() -> None:
-    """Forget every cached filesystem classification (after mounts changed)."""
+    """Forget every cached filesystem classification (done by itself when mounts change)."""
     with _cache_lock:
         _cache.clear()
     _swap_state[0] = -1e9
@@ -193,11 +230,17 @@ def _statfs(fd: int) -> _StatFs:
 
 
 def _mnt_id(fd: int) -> int:
+    # os.open/os.read: a buffered open() costs 4x more, and this runs on every removal.
     try:
-        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
-            data = f.read()
+        info_fd = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return -1
+    try:
+        data = os.read(info_fd, 4096)
+    except OSError:
+        return -1
+    finally:
+        os.close(info_fd)
     for line in data.splitlines():
         if line.startswith(b"mnt_id:"):
             return int(line.split()[1])
@@ -383,7 +426,10 @@ def _base_info(fd: int, st_dev: int) -> FsInfo:
     mnt_id = _mnt_id(fd)
     # fsid tells apart two filesystems that reuse one loop device and mount id in turn.
     key = (st_dev, mnt_id, f_type, sfs.f_fsid[0], sfs.f_fsid[1])
-    info = _cache.get(key)
+    with _cache_lock:
+        if _watch.changed():
+            _cache.clear()
+        info = _cache.get(key)
     if info is not None:
         return info
     mount = _mount_entry(mnt_id, st_dev)

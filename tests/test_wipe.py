@@ -1,0 +1,738 @@
+"""_wipe and _policy: overwrite in place, remove safely, report honestly, obey the policy.
+
+The overwrite itself is observed through a read-only descriptor opened before the
+wipe: it keeps the inode alive after the unlink, so the bytes the wipe left behind
+can be read back. Filesystems are real loop mounts (ext4: "in place"; btrfs:
+"not in place", to exercise the policy).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import secrets
+import signal
+import stat
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hardtemp import _fsinfo, _wipe
+from hardtemp._policy import get_wipe_policy, set_wipe_policy, wipe_policy
+from hardtemp._wipe import WipeReport, overwrite_fd, remove_entry, wipe
+from hardtemp.exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
+
+NOBODY = 65534
+
+
+def marker() -> bytes:
+    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
+
+
+@pytest.fixture(autouse=True)
+def _strict_warnings() -> Iterator[None]:
+    # An unexpected WipeUnreliableWarning must fail the test, not scroll by.
+    _fsinfo.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WipeUnreliableWarning)
+        yield
+
+
+@pytest.fixture
+def ext4(loopfs: Callable[..., Any]) -> Path:
+    """A directory on a real ext4 (data=ordered): overwrites land in place."""
+    fs = loopfs("ext4")
+    d = fs.mountpoint / "work"
+    d.mkdir()
+    return Path(d)
+
+
+@pytest.fixture
+def btrfs(loopfs: Callable[..., Any]) -> Path:
+    """A directory on a real btrfs: copy-on-write, overwrites are not in place."""
+    fs = loopfs("btrfs")
+    d = fs.mountpoint / "work"
+    d.mkdir()
+    return Path(d)
+
+
+@pytest.fixture
+def dir_fd(ext4: Path) -> Iterator[int]:
+    fd = os.open(ext4, os.O_RDONLY | os.O_DIRECTORY)
+    yield fd
+    os.close(fd)
+
+
+def make_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def held(path: Path) -> int:
+    """A read-only descriptor that outlives the name: reads what the wipe left behind."""
+    return os.open(path, os.O_RDONLY)
+
+
+def read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0)
+
+
+# --- wipe() -------------------------------------------------------------------------------
+
+
+def test_wipe_overwrites_every_byte_then_removes_the_file(ext4: Path) -> None:
+    m = marker()
+    data = m * 300
+    p = ext4 / "secret"
+    make_file(p, data)
+    keep = held(p)
+    try:
+        report = wipe(p)
+        left = read_all(keep)
+    finally:
+        os.close(keep)
+    assert not p.exists()
+    assert len(left) == len(data)  # size restored after the tail block was covered
+    assert m not in left
+    assert left.count(0) < len(left) // 2  # random pattern, not zeros
+    block = os.statvfs(ext4).f_bsize
+    assert report == WipeReport(
+        path=str(p),
+        bytes_overwritten=-(-len(data) // block) * block,
+        passes=1,
+        pattern="random",
+        filesystem="ext4",
+        verdict="in place",
+        reasons=report.reasons,
+        hard_links=1,
+        duration=report.duration,
+        removed=True,
+    )
+    assert report.duration >= 0
+    assert any("data=ordered" in r for r in report.reasons)
+
+
+def test_wipe_zeros_pattern_leaves_only_zeros(ext4: Path) -> None:
+    p = ext4 / "z"
+    make_file(p, marker() * 10)
+    keep = held(p)
+    try:
+        report = wipe(p, pattern="zeros")
+        assert read_all(keep) == bytes(os.fstat(keep).st_size)
+    finally:
+        os.close(keep)
+    assert report.pattern == "zeros"
+
+
+def test_wipe_counts_every_pass(ext4: Path) -> None:
+    p = ext4 / "p"
+    make_file(p, b"x" * 10000)
+    report = wipe(p, passes=3)
+    block = os.statvfs(ext4).f_bsize
+    assert report.passes == 3
+    assert report.bytes_overwritten == 3 * (-(-10000 // block) * block)
+
+
+def test_wipe_of_an_empty_file_writes_nothing_and_removes_it(ext4: Path) -> None:
+    p = ext4 / "empty"
+    make_file(p, b"")
+    report = wipe(p)
+    assert report.bytes_overwritten == 0
+    assert report.passes == 1
+    assert not p.exists()
+
+
+def test_wipe_refuses_a_symlink_and_leaves_its_target(ext4: Path) -> None:
+    target = ext4 / "target"
+    m = marker()
+    make_file(target, m)
+    link = ext4 / "link"
+    link.symlink_to(target)
+    with pytest.raises(UnsafeFileError, match="never follows symlinks"):
+        wipe(link)
+    assert target.read_bytes() == m
+    assert link.is_symlink()
+
+
+def test_wipe_refuses_a_path_whose_parent_is_a_symlink(ext4: Path) -> None:
+    real = ext4 / "real"
+    real.mkdir()
+    m = marker()
+    make_file(real / "f", m)
+    (ext4 / "alias").symlink_to(real)
+    with pytest.raises(UnsafeFileError, match="symbolic link"):
+        wipe(ext4 / "alias" / "f")
+    assert (real / "f").read_bytes() == m
+
+
+def test_wipe_of_a_directory_raises_is_a_directory(ext4: Path) -> None:
+    (ext4 / "d").mkdir()
+    with pytest.raises(IsADirectoryError):
+        wipe(ext4 / "d")
+    with pytest.raises(IsADirectoryError):
+        wipe(str(ext4 / "d") + "/")
+    assert (ext4 / "d").is_dir()
+
+
+def test_wipe_of_a_missing_file_raises_file_not_found(ext4: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        wipe(ext4 / "missing")
+
+
+def test_wipe_refuses_a_fifo_without_blocking(ext4: Path) -> None:
+    os.mkfifo(ext4 / "fifo")
+    with pytest.raises(UnsafeFileError, match="not a regular file"):
+        wipe(ext4 / "fifo")
+    assert stat.S_ISFIFO(os.lstat(ext4 / "fifo").st_mode)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"passes": 0}, ValueError),
+        ({"passes": True}, TypeError),
+        ({"passes": "2"}, TypeError),
+        ({"pattern": "ones"}, ValueError),
+    ],
+)
+def test_wipe_bad_options_raise_and_remove_nothing(
+    ext4: Path, kwargs: dict[str, Any], exc: type[Exception]
+) -> None:
+    p = ext4 / "f"
+    make_file(p, b"data")
+    with pytest.raises(exc):
+        wipe(p, **kwargs)
+    assert p.read_bytes() == b"data"
+
+
+def test_wipe_hides_the_name_before_unlinking(ext4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unlinked: list[str] = []
+    real_unlink = os.unlink
+
+    def spy(path: Any, *, dir_fd: int | None = None) -> None:
+        unlinked.append(os.fspath(path))
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(_wipe.os, "unlink", spy)
+    p = ext4 / "patient-1234.csv"
+    make_file(p, b"x")
+    wipe(p)
+    assert len(unlinked) == 1
+    assert unlinked[0] != "patient-1234.csv"
+    assert unlinked[0].startswith(".ht-")
+    assert os.listdir(ext4) == []
+
+
+# --- overwrite_fd() -----------------------------------------------------------------------
+
+
+def test_overwrite_fd_keeps_size_and_offset_and_does_not_unlink(ext4: Path) -> None:
+    p = ext4 / "f"
+    m = marker()
+    make_file(p, m * 100)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.lseek(fd, 123, os.SEEK_SET)
+        report = overwrite_fd(fd, path=str(p))
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 123
+        assert os.fstat(fd).st_size == len(m) * 100
+        assert m not in read_all(fd)
+    finally:
+        os.close(fd)
+    assert p.exists()
+    assert report.removed is False
+    assert report.verdict == "in place"
+
+
+def test_overwrite_fd_refuses_o_append_and_changes_nothing(ext4: Path) -> None:
+    # With O_APPEND, pwrite appends on Linux: the "overwrite" would leave every old byte.
+    p = ext4 / "f"
+    m = marker()
+    make_file(p, m)
+    fd = os.open(p, os.O_RDWR | os.O_APPEND)
+    try:
+        with pytest.raises(ValueError, match="O_APPEND"):
+            overwrite_fd(fd)
+    finally:
+        os.close(fd)
+    assert p.read_bytes() == m
+
+
+def test_overwrite_fd_refuses_a_read_only_descriptor(ext4: Path) -> None:
+    p = ext4 / "f"
+    make_file(p, b"abc")
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="not open for writing"):
+            overwrite_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def test_overwrite_fd_refuses_non_regular_files(ext4: Path) -> None:
+    r, w = os.pipe()
+    dfd = os.open(ext4, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(UnsafeFileError, match="not a regular file"):
+            overwrite_fd(w)
+        with pytest.raises(UnsafeFileError, match="not a regular file"):
+            overwrite_fd(dfd)
+    finally:
+        for fd in (r, w, dfd):
+            os.close(fd)
+
+
+def test_overwrite_fd_skips_holes_so_a_sparse_file_does_not_grow(ext4: Path) -> None:
+    p = ext4 / "sparse"
+    m = marker()
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, m, 0)
+        os.pwrite(fd, m, 32 << 20)
+        os.fsync(fd)
+        before = os.fstat(fd)
+        assert before.st_blocks * 512 < before.st_size // 100  # really sparse
+        report = overwrite_fd(fd)
+        after = os.fstat(fd)
+        data = read_all(fd)
+    finally:
+        os.close(fd)
+    assert after.st_blocks == before.st_blocks  # writing the holes would have allocated 32 MiB
+    assert after.st_size == before.st_size
+    assert report.bytes_overwritten <= 2 * 65536
+    assert m not in data
+
+
+def test_overwrite_fd_retries_short_writes_and_eintr(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Short writes and EINTR cannot be provoked on demand on a local disk: injected.
+    real = os.pwrite
+    calls = {"n": 0}
+
+    def flaky(fd: int, data: Any, offset: int) -> int:
+        calls["n"] += 1
+        if calls["n"] % 3 == 1:
+            raise InterruptedError(errno.EINTR, "interrupted")
+        return real(fd, bytes(data)[: max(1, len(data) // 3)], offset)
+
+    p = ext4 / "f"
+    m = marker()
+    make_file(p, m * 1000)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        monkeypatch.setattr(_wipe.os, "pwrite", flaky)
+        overwrite_fd(fd)
+        monkeypatch.undo()
+        assert m[:20] not in read_all(fd)
+    finally:
+        os.close(fd)
+    assert calls["n"] > 6
+
+
+def test_overwrite_fd_eio_raises_wipe_error_with_the_partial_report(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failing disk cannot be made on demand here: EIO is injected after the first write.
+    real = os.pwrite
+    calls = {"n": 0}
+
+    def failing(fd: int, data: Any, offset: int) -> int:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, data, offset)
+
+    p = ext4 / "f"
+    make_file(p, b"x" * (3 << 20))
+    fd = os.open(p, os.O_RDWR)
+    try:
+        monkeypatch.setattr(_wipe.os, "pwrite", failing)
+        with pytest.raises(WipeError) as info:
+            overwrite_fd(fd, path="f")
+    finally:
+        os.close(fd)
+    report = info.value.report
+    assert isinstance(report, WipeReport)
+    assert report.bytes_overwritten == 1 << 20
+    assert report.passes == 0
+    assert report.verdict == "best effort"
+    assert "failed after 1048576 bytes" in report.reasons[0]
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.EIO
+
+
+# --- remove_entry() -----------------------------------------------------------------------
+
+
+def test_remove_entry_overwrites_through_our_fd_and_leaves_it_open(ext4: Path, dir_fd: int) -> None:
+    m = marker()
+    fd = os.open(ext4 / "ours", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, m * 50)
+        st = os.fstat(fd)
+        report = remove_entry(dir_fd, "ours", fd=fd, expect=(st.st_dev, st.st_ino))
+        assert m not in read_all(fd)  # fd still usable: not closed by remove_entry
+    finally:
+        os.close(fd)
+    assert report.removed
+    assert report.verdict == "in place"
+    assert os.listdir(ext4) == []
+
+
+def test_remove_entry_with_an_append_descriptor_still_overwrites(ext4: Path, dir_fd: int) -> None:
+    m = marker()
+    fd = os.open(ext4 / "log", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, m * 10)
+        report = remove_entry(dir_fd, "log", fd=fd)
+        assert m not in read_all(fd)
+        assert os.fstat(fd).st_size == len(m) * 10
+    finally:
+        os.close(fd)
+    assert report.bytes_overwritten > 0
+
+
+def test_remove_entry_refuses_when_the_name_is_not_the_expected_file(
+    ext4: Path, dir_fd: int
+) -> None:
+    make_file(ext4 / "a", b"A")
+    make_file(ext4 / "b", b"B")
+    st_b = os.stat(ext4 / "b")
+    with pytest.raises(UnsafeFileError, match="another file than expected"):
+        remove_entry(dir_fd, "a", expect=(st_b.st_dev, st_b.st_ino))
+    assert (ext4 / "a").read_bytes() == b"A"
+
+
+def test_remove_entry_refuses_when_the_name_no_longer_refers_to_our_fd(
+    ext4: Path, dir_fd: int
+) -> None:
+    fd = os.open(ext4 / "ours", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        make_file(ext4 / "theirs", b"THEIRS")
+        os.rename(ext4 / "theirs", ext4 / "ours")  # the name now means another file
+        with pytest.raises(UnsafeFileError, match="no longer refers to our file"):
+            remove_entry(dir_fd, "ours", fd=fd)
+    finally:
+        os.close(fd)
+    assert (ext4 / "ours").read_bytes() == b"THEIRS"
+
+
+@pytest.mark.parametrize("own_file", [True, False])
+def test_remove_entry_unlinks_a_symlink_and_leaves_its_target(
+    ext4: Path, dir_fd: int, tmp_path: Path, own_file: bool
+) -> None:
+    outside = tmp_path / "outside"
+    m = marker()
+    outside.write_bytes(m)
+    (ext4 / "link").symlink_to(outside)
+    report = remove_entry(dir_fd, "link", own_file=own_file)
+    assert outside.read_bytes() == m
+    assert not (ext4 / "link").is_symlink()
+    assert report.verdict == "skipped"
+    assert report.bytes_overwritten == 0
+    assert "not a regular file" in report.reasons[0]
+
+
+def test_remove_entry_of_a_foreign_file_with_two_links_only_unlinks(
+    ext4: Path, dir_fd: int
+) -> None:
+    outside = ext4.parent / "outside"
+    m = marker()
+    make_file(outside, m)
+    os.link(outside, ext4 / "link")
+    report = remove_entry(dir_fd, "link", own_file=False)
+    assert outside.read_bytes() == m
+    assert not (ext4 / "link").exists()
+    assert report.verdict == "skipped"
+    assert report.hard_links == 2
+    assert "2 hard links" in report.reasons[0]
+
+
+def test_remove_entry_of_our_file_with_two_links_overwrites_and_warns(
+    ext4: Path, dir_fd: int
+) -> None:
+    other = ext4.parent / "planted-link"
+    m = marker()
+    make_file(ext4 / "ours", m * 10)
+    os.link(ext4 / "ours", other)
+    with pytest.warns(WipeUnreliableWarning, match="2 hard links: someone linked it"):
+        report = remove_entry(dir_fd, "ours", own_file=True)
+    assert m not in other.read_bytes()  # their copy is destroyed too
+    assert report.hard_links == 2
+    assert report.verdict == "in place"
+    assert not (ext4 / "ours").exists()
+
+
+def test_remove_entry_unlinks_a_fifo_without_blocking(ext4: Path, dir_fd: int) -> None:
+    os.mkfifo(ext4 / "fifo")
+    report = remove_entry(dir_fd, "fifo")
+    assert report.verdict == "skipped"
+    assert os.listdir(ext4) == []
+
+
+def test_remove_entry_of_a_directory_raises_and_keeps_it(ext4: Path, dir_fd: int) -> None:
+    (ext4 / "sub").mkdir()
+    with pytest.raises(IsADirectoryError):
+        remove_entry(dir_fd, "sub")
+    assert (ext4 / "sub").is_dir()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
+def test_remove_entry_rejects_names_that_are_not_one_entry(dir_fd: int, name: str) -> None:
+    with pytest.raises(ValueError, match="not a single directory entry"):
+        remove_entry(dir_fd, name)
+
+
+def test_remove_entry_without_overwrite_only_unlinks(ext4: Path, dir_fd: int) -> None:
+    make_file(ext4 / "enc", b"ciphertext")
+    keep = held(ext4 / "enc")
+    try:
+        report = remove_entry(dir_fd, "enc", overwrite=False)
+        assert read_all(keep) == b"ciphertext"
+    finally:
+        os.close(keep)
+    assert report.verdict == "skipped"
+    assert report.removed
+
+
+def test_read_only_file_of_ours_is_still_overwritten(
+    other_user: Callable[..., Any], shared_dir: Path
+) -> None:
+    # As root, permissions never stop us: the check runs as an ordinary user.
+    home = shared_dir / "nobody"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    m = marker()
+
+    def as_nobody(directory: str, m: bytes) -> tuple[bool, bool, int, str]:
+        results = []
+        for name, mode in (("ro", 0o400), ("none", 0o000)):
+            path = os.path.join(directory, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, m * 20)
+            os.close(fd)
+            os.chmod(path, 0o400)
+            keep = os.open(path, os.O_RDONLY)
+            os.chmod(path, mode)
+            with wipe_policy("ignore"):  # whatever filesystem /tmp is on
+                report = wipe(path)
+            left = os.pread(keep, 1 << 20, 0)
+            os.close(keep)
+            results.append((m in left, os.path.exists(path), report.bytes_overwritten))
+        return (
+            any(r[0] for r in results),
+            any(r[1] for r in results),
+            min(r[2] for r in results),
+            "ok",
+        )
+
+    survived, exists, written, _ = other_user(as_nobody, str(home), m)
+    assert not survived
+    assert not exists
+    assert written > 0
+
+
+# --- faults: the file is removed anyway ------------------------------------------------------
+
+
+def test_enospc_during_the_overwrite_removes_the_file_and_raises_wipe_error(
+    loopfs: Callable[..., Any],
+) -> None:
+    # Real ENOSPC: btrfs is copy-on-write, so overwriting needs free space; fill it up first.
+    fs = loopfs("btrfs", options="nodiscard")
+    victim = fs.mountpoint / "victim"
+    make_file(victim, b"v" * (24 << 20))
+    filler = os.open(fs.mountpoint / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    chunk = b"f" * (1 << 20)
+    try:
+        with pytest.raises(OSError, match="No space left"):  # noqa: PT012
+            while True:
+                os.write(filler, chunk)
+        for small in (65536, 4096):
+            try:
+                while True:
+                    os.write(filler, chunk[:small])
+            except OSError:
+                pass
+        os.fsync(filler)
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+    subprocess.run(["sync"], check=True)
+    dfd = os.open(fs.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(WipeError) as info:
+            remove_entry(dfd, "victim", on_unreliable="ignore")
+    finally:
+        os.close(dfd)
+    assert not victim.exists()
+    report = info.value.report
+    assert report.removed is True
+    assert report.passes == 0
+    assert report.bytes_overwritten < 24 << 20
+    assert "No space left on device" in report.reasons[0]
+    assert "the file was removed" in info.value.reason
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.ENOSPC
+
+
+def test_keyboard_interrupt_during_the_overwrite_still_removes_the_file(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    # A real signal: SIGALRM's handler raises KeyboardInterrupt in the middle of many passes.
+    mnt = small_tmpfs(80 * 1024)
+    p = mnt / "big"
+    make_file(p, b"k" * (64 << 20))
+    dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    start = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            remove_entry(dfd, "big", passes=1000, on_unreliable="ignore")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(dfd)
+    assert time.monotonic() - start < 30  # interrupted long before 1000 passes of 64 MiB
+    assert os.listdir(mnt) == []
+
+
+# --- policy ---------------------------------------------------------------------------------
+
+
+def test_policy_default_is_warn_and_bad_values_raise() -> None:
+    assert get_wipe_policy() == "warn"
+    with pytest.raises(ValueError, match="must be one of"):
+        set_wipe_policy("eror")
+    with pytest.raises(TypeError):
+        set_wipe_policy(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError), wipe_policy("loud"):
+        pass
+    assert get_wipe_policy() == "warn"
+
+
+def test_policy_context_manager_restores_the_previous_policy() -> None:
+    with wipe_policy("error"):
+        assert get_wipe_policy() == "error"
+        with wipe_policy("ignore"):
+            assert get_wipe_policy() == "ignore"
+        assert get_wipe_policy() == "error"
+    assert get_wipe_policy() == "warn"
+    set_wipe_policy("ignore")
+    try:
+        assert get_wipe_policy() == "ignore"
+    finally:
+        set_wipe_policy("warn")
+
+
+@pytest.mark.parametrize(("value", "expected"), [("error", "error"), (" Ignore ", "ignore")])
+def test_policy_is_read_from_the_environment_at_import(value: str, expected: str) -> None:
+    env = {**os.environ, "HARDTEMP_WIPE_POLICY": value, "PYTHONPATH": _src()}
+    out = subprocess.run(
+        [sys.executable, "-c", "import hardtemp._policy as p; print(p.get_wipe_policy())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == expected
+
+
+def test_a_misspelt_policy_in_the_environment_fails_loudly() -> None:
+    env = {**os.environ, "HARDTEMP_WIPE_POLICY": "warning", "PYTHONPATH": _src()}
+    out = subprocess.run(
+        [sys.executable, "-c", "import hardtemp._policy"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "ValueError: environment variable HARDTEMP_WIPE_POLICY must be one of" in out.stderr
+
+
+def _src() -> str:
+    return str(Path(_wipe.__file__).resolve().parent.parent)
+
+
+def test_warn_policy_warns_on_btrfs_and_recommends_encryption(btrfs: Path) -> None:
+    p = btrfs / "f"
+    make_file(p, b"x" * 8192)
+    with pytest.warns(WipeUnreliableWarning, match="copy-on-write") as rec:
+        report = wipe(p)
+    assert "Encrypt sensitive temporary data" in str(rec[0].message)
+    assert rec[0].filename == __file__  # points at the caller
+    assert report.verdict == "not in place"
+    assert report.filesystem == "btrfs"
+    assert not p.exists()
+
+
+def test_error_policy_raises_after_removing_the_file(btrfs: Path) -> None:
+    p = btrfs / "f"
+    make_file(p, b"x" * 8192)
+    with wipe_policy("error"), pytest.raises(WipeError, match="copy-on-write") as info:
+        wipe(p)
+    assert not p.exists()
+    assert info.value.report.removed
+    assert info.value.report.bytes_overwritten == 8192
+
+
+def test_error_policy_in_overwrite_fd_raises_after_the_overwrite(btrfs: Path) -> None:
+    m = marker()
+    p = btrfs / "f"
+    make_file(p, m * 100)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        with pytest.raises(WipeError) as info:
+            overwrite_fd(fd, on_unreliable="error")
+        assert m not in read_all(fd)  # the overwrite was done before raising
+    finally:
+        os.close(fd)
+    assert info.value.report.verdict == "not in place"
+
+
+def test_ignore_policy_is_silent_but_the_report_tells_the_truth(btrfs: Path) -> None:
+    p = btrfs / "f"
+    make_file(p, b"x" * 8192)
+    with wipe_policy("ignore"):
+        report = wipe(p)  # a warning would fail: warnings are errors in this module
+    assert report.verdict == "not in place"
+
+
+def test_per_call_policy_overrides_the_context(btrfs: Path, dir_fd: int) -> None:
+    p = btrfs / "f"
+    make_file(p, b"x" * 8192)
+    bfd = os.open(btrfs, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with wipe_policy("error"):
+            report = remove_entry(bfd, "f", on_unreliable="ignore")
+    finally:
+        os.close(bfd)
+    assert report.verdict == "not in place"
+    with pytest.raises(ValueError, match="on_unreliable"):
+        remove_entry(dir_fd, "x", on_unreliable="loud")
+
+
+def test_wipe_error_with_its_report_survives_pickle(btrfs: Path) -> None:
+    p = btrfs / "f"
+    make_file(p, b"x")
+    with pytest.raises(WipeError) as info, wipe_policy("error"):
+        wipe(p)
+    again = pickle.loads(pickle.dumps(info.value))  # noqa: S301 - our own object
+    assert again.report == info.value.report
+    assert again.path == str(p)
