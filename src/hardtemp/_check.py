@@ -163,7 +163,13 @@ class Audit:
         return counts
 
     def reaches(self, fail_on: str) -> bool:
-        """Whether any finding is at least as severe as ``fail_on``."""
+        """Whether any finding is at least as severe as ``fail_on`` (never for ``"never"``).
+
+        Raises:
+            ValueError: ``fail_on`` is not a level nor ``"never"``.
+        """
+        if fail_on == "never":
+            return False
         return level_rank(self.max_level()) >= level_rank(fail_on)
 
     def to_json(self, fail_on: str) -> dict[str, Any]:

@@ -85,8 +85,12 @@ class _Out:
                 and not os.environ.get("NO_COLOR")
                 and os.environ.get("TERM") != "dumb"
             )
-        width = shutil.get_terminal_size((100, 24)).columns if stream.isatty() else 100
-        self.width = max(60, min(width, 120))
+        # Wrapped to the terminal; unwrapped into pipes and CI logs, so lines stay greppable.
+        self.width = (
+            max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+            if stream.isatty()
+            else None
+        )
 
     def paint(self, text: str, style: str) -> str:
         if not self.colour or style not in _COLOURS:
@@ -98,7 +102,12 @@ class _Out:
 
     def wrapped(self, text: str, indent: int, first: str = "") -> None:
         """``first`` (already painted) then ``text`` wrapped at ``indent``."""
-        lines = textwrap.wrap(text, self.width - indent) or [""]
+        if self.width is None:
+            self.line(first + text)
+            return
+        lines = textwrap.wrap(
+            text, self.width - indent, break_long_words=False, break_on_hyphens=False
+        ) or [""]
         self.line(first + lines[0])
         for rest in lines[1:]:
             self.line(" " * indent + rest)
@@ -136,11 +145,9 @@ def _show_finding(out: _Out, f: _check.Finding, verbose: bool) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     result = _check.audit(args.dirs)
-    failed = result.reaches(args.fail_on) if args.fail_on != "never" else False
+    failed = result.reaches(args.fail_on)
     if args.json:
-        data = result.to_json(args.fail_on)
-        data["failed"] = failed
-        _print_json(data)
+        _print_json(result.to_json(args.fail_on))
         return 1 if failed else 0
     out = _Out(sys.stdout, args.color)
     out.line(f"hardtemp check: where temporary data goes on this machine (euid {os.geteuid()})")
