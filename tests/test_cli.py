@@ -482,3 +482,24 @@ def test_sweep_command_defaults_to_the_candidates(home: Path) -> None:
     assert proc.returncode == 0
     assert f"would remove   file {orphan}" in proc.stdout
     assert orphan.exists()
+
+
+def test_wipe_shows_progress_for_a_large_file_only_on_a_terminal(home: Path) -> None:
+    if subprocess.run(["which", "script"], capture_output=True).returncode != 0:
+        pytest.skip("script(1) is not installed")
+    big = home / "big"
+    with open(big, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home))
+    cmd = f"{sys.executable} -m hardtemp wipe --passes 2 {big}"
+    tty = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"], env=env, cwd=home, capture_output=True, text=True
+    )
+    assert tty.returncode == 0
+    assert f"hardtemp wipe: {big}:" in tty.stdout  # the progress line (stderr on the terminal)
+    assert not big.exists()
+    small = home / "small"
+    small.write_bytes(os.urandom(1 << 20))
+    piped = ht("wipe", "--passes", "2", str(small), cwd=home)
+    assert "hardtemp wipe:" not in piped.stderr

@@ -336,9 +336,11 @@ class _Progress:
         while not self.stop.wait(0.25):
             done = min(self._wchar() - self.start, self.total)
             pct = 100 * done // self.total
+            # Writes land in the page cache first; the fdatasync after each pass takes the time.
+            what = f"{pct:3d}% written" if done < self.total else "written, syncing to disk"
             sys.stderr.write(
-                f"\r{PROG} wipe: {self.path}: {pct:3d}% of {_size(self.total)} "
-                f"({time.monotonic() - begun:.0f}s)\033[K"
+                f"\r{PROG} wipe: {self.path}: {what} ({_size(self.total)}, "
+                f"{time.monotonic() - begun:.0f}s)\033[K"
             )
             sys.stderr.flush()
         sys.stderr.write("\r\033[K")
