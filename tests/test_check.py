@@ -60,7 +60,7 @@ def test_a_private_tmpdir_is_trusted_selected_and_unchanged(home: Path) -> None:
     assert d.trusted
     assert d.writable
     assert d.shared is False
-    assert d.origins == ["$TMPDIR", "current directory (last resort)"]
+    assert d.origins == ["$TMPDIR", "current directory, last resort"]
     assert _codes(d.findings)["dir.trusted"].level == "ok"
     # The O_TMPFILE probe leaves nothing behind; nothing else is created.
     assert sorted(os.listdir(home)) == before

@@ -113,7 +113,7 @@ def test_check_json_has_the_documented_schema(home: Path) -> None:
     assert data["tempdir"] == str(home)
     assert set(data["counts"]) == {"ok", "info", "warning", "error"}
     mine = next(d for d in data["directories"] if d["path"] == str(home))
-    assert mine["origins"] == ["$TMPDIR", "current directory (last resort)"]
+    assert mine["origins"] == ["$TMPDIR", "current directory, last resort"]
     assert mine["selected"] is True
     assert mine["trusted"] is True
     assert mine["shared"] is False

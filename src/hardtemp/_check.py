@@ -209,7 +209,7 @@ def _candidates(extra: list[str]) -> list[tuple[str, list[str]]]:
         if i < len(env):
             origin = env[i]
         elif i >= len(env) + 3:
-            origin = "current directory (last resort)"
+            origin = "current directory, last resort"
         else:
             origin = "default candidate"
         named.append((cand, origin))
@@ -230,6 +230,18 @@ def _severity_for_missing(d: DirAudit) -> str:
     return "info"
 
 
+def _skip_notes(d: DirAudit, only_last_resort: bool) -> list[str]:
+    if only_last_resort:
+        return ["hardtemp skips it (the current directory is used only when all else fails)"]
+    env = [o for o in d.origins if o.startswith("$")]
+    if env:
+        return [
+            f"hardtemp skips it (with an UnsafeCandidateWarning) although {env[0]} names it; "
+            "programs using the standard tempfile module, shells and compilers use it as is"
+        ]
+    return []
+
+
 def _check_trust(d: DirAudit) -> int | None:
     """Trust of the directory and its ancestors; an O_PATH-or-better fd when trusted."""
     try:
@@ -237,18 +249,15 @@ def _check_trust(d: DirAudit) -> int | None:
     except UnsafeDirectoryError as exc:
         d.exists = True
         d.trusted = False
-        only_last_resort = d.origins == ["current directory (last resort)"]
+        d.shared = True  # others can change it (or a component on the way): treat as shared
+        only_last_resort = d.origins == ["current directory, last resort"]
         d.add(
             "warning" if only_last_resort else "error",
             "dir.untrusted",
             f"NOT TRUSTED: {exc.path}: {exc.reason}",
             "another local user can rename, replace or plant entries there: a program "
             "using this directory can have its temp files read, swapped or redirected",
-            *(
-                ["hardtemp skips it (only used when every other candidate fails)"]
-                if only_last_resort
-                else []
-            ),
+            *_skip_notes(d, only_last_resort),
             hint=f"fix the mode/owner of {exc.path} (e.g. chmod +t or chmod go-w), "
             "or point TMPDIR at a private 0700 directory",
         )
