@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -503,3 +504,54 @@ def test_wipe_shows_progress_for_a_large_file_only_on_a_terminal(home: Path) -> 
     small.write_bytes(os.urandom(1 << 20))
     piped = ht("wipe", "--passes", "2", str(small), cwd=home)
     assert "hardtemp wipe:" not in piped.stderr
+
+
+def _try_to_read(tmpdir: str) -> list[str]:
+    # Runs as the other user: everything it manages to see or read.
+    got: list[str] = []
+    with contextlib.suppress(PermissionError):
+        got += os.listdir(tmpdir)
+    with contextlib.suppress(PermissionError), open(os.path.join(tmpdir, "f"), "rb") as f:
+        got.append(f.read().decode())
+    return got
+
+
+@pytest.mark.attack
+def test_run_tmpdir_cannot_be_read_by_another_user(
+    home: Path, shared_dir: Path, other_user: Any
+) -> None:
+    # --dir a sticky world-writable directory, as /tmp: the other user can reach it.
+    env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home))
+    script = 'echo secret > "$TMPDIR/f"; echo "$TMPDIR"; read x'
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hardtemp",
+            "run",
+            "--dir",
+            str(shared_dir),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        cwd=home,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    tmpdir = proc.stdout.readline().strip()
+    try:
+        assert Path(tmpdir).parent == shared_dir
+        assert (Path(tmpdir) / "f").read_text() == "secret\n"
+        assert other_user(_try_to_read, tmpdir) == []
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        proc.stdout.close()
+    assert not Path(tmpdir).exists()
