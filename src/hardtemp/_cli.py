@@ -254,7 +254,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Blocked before the spawn, so no signal between spawn and wait is lost or kills us
     # before cleanup; they are waited for with sigtimedwait instead.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    status: int | None = None
     try:
         try:
             pid = _spawn(cmd, env, old_mask)
@@ -265,8 +264,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{PROG} run: {cmd[0]}: {exc.strerror}", file=sys.stderr)
             code = RUN_NOT_EXECUTABLE
         else:
-            status = _wait_forwarding(pid, waited)
-            code = os.waitstatus_to_exitcode(status)
+            code = os.waitstatus_to_exitcode(_wait_forwarding(pid, waited))
         cleanup_failed = False
         if tmp is not None:
             try:
