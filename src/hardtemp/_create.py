@@ -8,6 +8,7 @@ import stat
 import sys
 from typing import Any, AnyStr, overload
 
+from . import _track
 from ._dirtrust import DirHandle, trusted_dir
 from ._names import make_name, sanitize_params
 from ._tempdir import gettempdir
@@ -225,6 +226,8 @@ def mkstemp(
     handle, base = resolve_dir(dir, output_type)
     fd, made = create_file(handle, base, prefix, suffix)
     sys.audit("tempfile.mkstemp", made.path)
+    if _track.hook is not None:
+        _track.hook("mkstemp", None, made.path, fd, (made.dev, made.ino))
     return fd, made.path
 
 
@@ -248,4 +251,6 @@ def mkdtemp(suffix: Any = None, prefix: Any = None, dir: Any = None) -> Any:
     fd, made = create_dir(handle, base, prefix, suffix)
     os.close(fd)
     sys.audit("tempfile.mkdtemp", made.path)
+    if _track.hook is not None:
+        _track.hook("mkdtemp", None, made.path, None, (made.dev, made.ino))
     return made.path

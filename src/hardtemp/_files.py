@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from types import GenericAlias, TracebackType
 from typing import IO, Any
 
-from . import _owner
+from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._crypt import open_encrypted
 from ._iostack import check_mode, wrap_raw
@@ -86,13 +86,26 @@ def TemporaryFile(
     fd = create_unnamed(handle, base, prefix, suffix)
     try:
         if encrypt:
-            return open_encrypted(fd, mode, buffering, encoding, newline, errors, name=fd)
+            file = open_encrypted(fd, mode, buffering, encoding, newline, errors, name=fd)
+            if _track.hook is not None:
+                _track_unnamed(file, fd)
+            return file
         raw = _WipingFileIO(fd, "r+" if "+" in mode else mode.replace("b", "").replace("t", ""))
         raw._owner_pid = os.getpid()
     except BaseException:
         os.close(fd)
         raise
-    return wrap_raw(raw, mode, buffering, encoding, errors, newline)
+    file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
+    if _track.hook is not None:
+        _track_unnamed(file, fd)
+    return file
+
+
+def _track_unnamed(file: IO[Any], fd: int) -> None:
+    """Tell the (enabled) creation hook about a new TemporaryFile."""
+    st = os.fstat(fd)
+    if _track.hook is not None:
+        _track.hook("TemporaryFile", file, None, fd, (st.st_dev, st.st_ino))
 
 
 class _NamedState:
@@ -329,7 +342,10 @@ def NamedTemporaryFile(
             raw.close()
         raise
     state = _NamedState(file, fd, made, delete, delete_on_close)
-    return _TemporaryFileWrapper(state, made.path)
+    wrapper = _TemporaryFileWrapper(state, made.path)
+    if _track.hook is not None:
+        _track.hook("NamedTemporaryFile", wrapper, made.path, fd, (made.dev, made.ino))
+    return wrapper
 
 
 class TemporaryDirectory:
@@ -379,6 +395,8 @@ class TemporaryDirectory:
             ignore_errors=ignore_cleanup_errors,
             delete=delete,
         )
+        if _track.hook is not None:
+            _track.hook("TemporaryDirectory", self, made.path, None, (made.dev, made.ino))
 
     @classmethod
     def _cleanup(

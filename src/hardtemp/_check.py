@@ -1,0 +1,599 @@
+"""The audit behind ``hardtemp check``: where would sensitive temp data go here?
+
+:func:`audit` inspects each :func:`~hardtemp._tempdir.candidate_tempdir_list`
+entry and each directory it is given, plus the machine-wide settings that
+decide what other local users and a later reader of the disk can do, and
+returns structured :class:`Finding` objects. Nothing is changed: the only
+thing created is an unnamed ``O_TMPFILE`` inode in a *verified* directory,
+closed at once (it never has a name and its blocks are freed on close).
+
+Levels, from least to most severe (see :data:`LEVELS`):
+
+* ``ok``: a check passed; shown so an auditor sees what was checked.
+* ``info``: a fact worth knowing that weakens nothing hardtemp promises
+  (a candidate that does not exist, ``O_TMPFILE`` unsupported, ``noexec``
+  missing, ``XDG_RUNTIME_DIR`` unset).
+* ``warning``: data may outlive its file or other programs are exposed:
+  the overwrite is not reliable on that filesystem, swap is active, a
+  ``fs.protected_*`` sysctl is off, ``nodev``/``nosuid`` are missing on a
+  directory others can write, ``XDG_RUNTIME_DIR`` is not private.
+* ``error``: another local user can attack temp files right now: a
+  candidate or given directory (or an ancestor, or a symlink on the way) is
+  not trusted, a given directory is missing, or no candidate is usable.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+from . import _fsinfo
+from ._dirtrust import check_dir, trusted_dir
+from ._tempdir import candidate_tempdir_list, gettempdir
+from .exceptions import HardtempError, UnsafeDirectoryError
+
+__all__ = [
+    "LEVELS",
+    "SCHEMA",
+    "Audit",
+    "DirAudit",
+    "Finding",
+    "audit",
+    "level_rank",
+]
+
+#: Severity levels, least severe first.
+LEVELS = ("ok", "info", "warning", "error")
+#: The ``schema`` field of the JSON document; bumped on incompatible changes.
+SCHEMA = "hardtemp-check/1"
+
+_SYSCTLS = ("protected_symlinks", "protected_hardlinks", "protected_regular", "protected_fifos")
+# O_TMPFILE|O_EXCL: the probe inode can never be given a name, so nothing is left behind.
+_TMPFILE_PROBE = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+
+
+def level_rank(level: str) -> int:
+    """Position of ``level`` in :data:`LEVELS`.
+
+    Raises:
+        ValueError: ``level`` is not one of :data:`LEVELS`.
+    """
+    try:
+        return LEVELS.index(level)
+    except ValueError:
+        raise ValueError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}") from None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result: how severe, a stable ``code``, what it is about, what to do."""
+
+    level: str
+    code: str
+    subject: str
+    message: str
+    details: tuple[str, ...] = ()
+    hint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "code": self.code,
+            "subject": self.subject,
+            "message": self.message,
+            "details": list(self.details),
+            "hint": self.hint,
+        }
+
+
+@dataclass
+class DirAudit:
+    """Everything found about one directory."""
+
+    path: str
+    origins: list[str]
+    selected: bool = False
+    exists: bool = False
+    real_path: str | None = None
+    trusted: bool | None = None
+    shared: bool | None = None
+    writable: bool | None = None
+    filesystem: _fsinfo.FsInfo | None = None
+    o_tmpfile: bool | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, level: str, code: str, message: str, *details: str, hint: str = "") -> None:
+        self.findings.append(Finding(level, code, self.path, message, tuple(details), hint))
+
+    def to_json(self) -> dict[str, Any]:
+        fs = self.filesystem
+        return {
+            "path": self.path,
+            "origins": list(self.origins),
+            "selected": self.selected,
+            "exists": self.exists,
+            "real_path": self.real_path,
+            "trusted": self.trusted,
+            "shared": self.shared,
+            "writable": self.writable,
+            "filesystem": None
+            if fs is None
+            else {
+                "fstype": fs.fstype,
+                "mountpoint": fs.mountpoint,
+                "source": fs.source,
+                "options": list(fs.options),
+                "verdict": fs.verdict,
+                "reasons": list(fs.reasons),
+            },
+            "o_tmpfile": self.o_tmpfile,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+@dataclass
+class Audit:
+    """The whole audit: per-directory results and machine-wide findings."""
+
+    tempdir: str | None
+    directories: list[DirAudit]
+    system: list[Finding]
+    swap: dict[str, Any]
+    sysctls: dict[str, int | None]
+    xdg_runtime_dir: str | None
+
+    def findings(self) -> list[Finding]:
+        out = [f for d in self.directories for f in d.findings]
+        return out + self.system
+
+    def max_level(self) -> str:
+        return max((f.level for f in self.findings()), key=level_rank, default="ok")
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(LEVELS, 0)
+        for f in self.findings():
+            counts[f.level] += 1
+        return counts
+
+    def reaches(self, fail_on: str) -> bool:
+        """Whether any finding is at least as severe as ``fail_on`` (never for ``"never"``).
+
+        Raises:
+            ValueError: ``fail_on`` is not a level nor ``"never"``.
+        """
+        if fail_on == "never":
+            return False
+        return level_rank(self.max_level()) >= level_rank(fail_on)
+
+    def to_json(self, fail_on: str) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "hardtemp_version": _version(),
+            "euid": os.geteuid(),
+            "tempdir": self.tempdir,
+            "fail_on": fail_on,
+            "max_level": self.max_level(),
+            "failed": self.reaches(fail_on),
+            "counts": self.counts(),
+            "directories": [d.to_json() for d in self.directories],
+            "system": {
+                "swap": self.swap,
+                "sysctls": {f"fs.{k}": v for k, v in self.sysctls.items()},
+                "xdg_runtime_dir": self.xdg_runtime_dir,
+                "findings": [f.to_json() for f in self.system],
+            },
+        }
+
+
+def _version() -> str:
+    pkg = sys.modules.get("hardtemp")
+    return str(getattr(pkg, "__version__", "unknown"))
+
+
+# --------------------------------------------------------------------------- directories
+
+
+def _candidates(extra: list[str]) -> list[tuple[str, list[str]]]:
+    """(absolute path, origins) for every candidate and given directory, merged."""
+    cands = candidate_tempdir_list()
+    env = [f"${v}" for v in ("TMPDIR", "TEMP", "TMP") if os.getenv(v)]
+    named: list[tuple[str, str]] = []
+    for i, cand in enumerate(cands):
+        if i < len(env):
+            origin = env[i]
+        elif i >= len(env) + 3:
+            origin = "current directory, last resort"
+        else:
+            origin = "default candidate"
+        named.append((cand, origin))
+    named += [(d, "argument") for d in extra]
+    merged: dict[str, list[str]] = {}
+    for path, origin in named:
+        origins = merged.setdefault(os.path.abspath(path), [])
+        if origin not in origins:
+            origins.append(origin)
+    return list(merged.items())
+
+
+def _severity_for_missing(d: DirAudit) -> str:
+    if "argument" in d.origins:
+        return "error"  # the user asked about it
+    if any(o.startswith("$") for o in d.origins):
+        return "warning"  # set in the environment but unusable: programs fall back elsewhere
+    return "info"
+
+
+def _skip_notes(d: DirAudit, only_last_resort: bool) -> list[str]:
+    if only_last_resort:
+        return ["hardtemp skips it (the current directory is used only when all else fails)"]
+    env = [o for o in d.origins if o.startswith("$")]
+    if env:
+        return [
+            f"hardtemp skips it (with an UnsafeCandidateWarning) although {env[0]} names it; "
+            "programs using the standard tempfile module, shells and compilers use it as is"
+        ]
+    return []
+
+
+def _check_trust(d: DirAudit) -> int | None:
+    """Trust of the directory and its ancestors; an O_PATH-or-better fd when trusted."""
+    try:
+        report = check_dir(d.path)
+    except UnsafeDirectoryError as exc:
+        d.exists = True
+        d.trusted = False
+        d.shared = True  # others can change it (or a component on the way): treat as shared
+        only_last_resort = d.origins == ["current directory, last resort"]
+        d.add(
+            "warning" if only_last_resort else "error",
+            "dir.untrusted",
+            f"NOT TRUSTED: {exc.path}: {exc.reason}",
+            "another local user can rename, replace or plant entries there: a program "
+            "using this directory can have its temp files read, swapped or redirected",
+            *_skip_notes(d, only_last_resort),
+            hint=f"fix the mode/owner of {exc.path} (e.g. chmod +t or chmod go-w), "
+            "or point TMPDIR at a private 0700 directory",
+        )
+        return None
+    except FileNotFoundError:
+        d.add(_severity_for_missing(d), "dir.missing", "does not exist")
+        return None
+    except (OSError, ValueError) as exc:
+        d.exists = True
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        d.add(_severity_for_missing(d), "dir.unusable", f"cannot be checked: {why}")
+        return None
+    d.exists = True
+    d.trusted = True
+    d.real_path = report.real_path
+    try:
+        handle = trusted_dir(d.path)
+    except (OSError, ValueError) as exc:  # changed between the two walks
+        d.add("error", "dir.untrusted", f"changed while being checked: {exc}")
+        d.trusted = False
+        return None
+    st = os.fstat(handle.fd)
+    d.shared = bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    where = f" (resolves to {report.real_path})" if report.real_path != d.path else ""
+    if d.shared:
+        summary = (
+            f"trusted{where}: every component is owned by root or you; shared with "
+            "other users but sticky, so they cannot rename or delete your entries"
+        )
+    else:
+        summary = f"trusted{where}: private, only root and you can change it"
+    d.add(
+        "ok",
+        "dir.trusted",
+        summary,
+        *(
+            f"{c.kind} {c.path}: uid {c.uid} {stat.filemode(c.mode)}: {c.why}"
+            for c in report.components
+        ),
+    )
+    d.writable = os.access(".", os.W_OK | os.X_OK, dir_fd=handle.fd, effective_ids=True)
+    if not d.writable:
+        d.add("info", "dir.not_writable", "not writable by you: hardtemp will not use it")
+    return handle.fd
+
+
+_FS_LEVEL = {
+    _fsinfo.IN_PLACE: "ok",
+    _fsinfo.VOLATILE: "ok",
+    _fsinfo.BEST_EFFORT: "warning",
+    _fsinfo.NOT_IN_PLACE: "warning",
+}
+_FS_MESSAGE = {
+    _fsinfo.IN_PLACE: "an overwrite before removal reaches the old blocks",
+    _fsinfo.VOLATILE: "data lives in RAM only and is gone at unmount or power-off",
+    _fsinfo.BEST_EFFORT: "an overwrite before removal may not reach every old copy",
+    _fsinfo.NOT_IN_PLACE: "an overwrite before removal does NOT reach the old blocks",
+}
+
+
+def _check_fs(d: DirAudit) -> None:
+    try:
+        info = _fsinfo.fs_info_for_path(d.real_path or d.path)
+    except OSError as exc:
+        d.add("info", "fs.unknown", f"filesystem not identified: {exc.strerror or exc}")
+        return
+    d.filesystem = info
+    d.add(
+        _FS_LEVEL.get(info.verdict, "warning"),
+        "fs.verdict",
+        f"{info.fstype} ({info.source} on {info.mountpoint}): overwrite {info.verdict}: "
+        f"{_FS_MESSAGE.get(info.verdict, info.verdict)}",
+        *info.reasons,
+        hint=""
+        if _FS_LEVEL.get(info.verdict) == "ok"
+        else "keep sensitive data in hardtemp.TemporaryFile (encrypted by default), or "
+        "point TMPDIR at a filesystem where the overwrite is reliable (ext4 data=ordered, "
+        "xfs) or at a tmpfs on a machine without swap",
+    )
+    opts = set(info.options)
+    missing = [o for o in ("nodev", "nosuid", "noexec") if o not in opts]
+    present = [o for o in ("nodev", "nosuid", "noexec") if o in opts]
+    if not missing:
+        d.add("ok", "mount.options", "mounted nodev,nosuid,noexec")
+        return
+    serious = [o for o in missing if o in ("nodev", "nosuid")]
+    if d.shared and serious:
+        d.add(
+            "warning",
+            "mount.options",
+            f"shared directory on a filesystem mounted without {','.join(missing)}"
+            + (f" (has {','.join(present)})" if present else ""),
+            "nosuid: a setuid program hard-linked or planted there keeps its privileges",
+            "nodev: a device node there opens the device it names",
+            hint="mount a dedicated filesystem (e.g. tmpfs) on it with nodev,nosuid,noexec",
+        )
+    else:
+        d.add(
+            "info",
+            "mount.options",
+            f"mounted without {','.join(missing)}"
+            + (f" (has {','.join(present)})" if present else "")
+            + ("" if d.shared else ": only root and you can write there"),
+            hint="noexec stops payloads dropped there from being run directly"
+            if "noexec" in missing
+            else "",
+        )
+
+
+def _check_tmpfile(d: DirAudit, fd: int) -> None:
+    if not _TMPFILE_PROBE & getattr(os, "O_TMPFILE", 0):
+        d.o_tmpfile = False
+        d.add("info", "o_tmpfile", "O_TMPFILE is not available on this platform")
+        return
+    if not d.writable:
+        return
+    try:
+        probe = os.open(".", _TMPFILE_PROBE, 0o600, dir_fd=fd)
+    except OSError as exc:
+        d.o_tmpfile = False
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            d.add(
+                "info",
+                "o_tmpfile",
+                "O_TMPFILE is not supported here: TemporaryFile creates a 0600 name and "
+                "unlinks it at once (after checking it is still our inode)",
+            )
+        else:
+            d.add("warning", "o_tmpfile", f"O_TMPFILE failed: {exc.strerror}")
+        return
+    os.close(probe)
+    d.o_tmpfile = True
+    d.add("ok", "o_tmpfile", "O_TMPFILE works: TemporaryFile never has a name on disk")
+
+
+def _audit_dir(path: str, origins: list[str], selected: str | None) -> DirAudit:
+    d = DirAudit(path, origins, selected=(path == selected))
+    fd = _check_trust(d)
+    if d.exists:
+        _check_fs(d)
+    if fd is not None:
+        _check_tmpfile(d, fd)
+    return d
+
+
+# --------------------------------------------------------------------------- system
+
+
+def _swap(out: list[Finding]) -> dict[str, Any]:
+    devices: list[dict[str, Any]] = []
+    try:
+        with open("/proc/swaps", encoding="ascii", errors="replace") as f:
+            for line in f.read().splitlines()[1:]:
+                parts = line.split()
+                if len(parts) >= 3:
+                    devices.append({"device": parts[0].replace("\\040", " "), "type": parts[1]})
+    except OSError:
+        pass
+    total = int(psutil.swap_memory().total)
+    on_disk = [x["device"] for x in devices if not x["device"].startswith("/dev/zram")]
+    in_ram = [x["device"] for x in devices if x["device"].startswith("/dev/zram")]
+    if total == 0:
+        out.append(Finding("ok", "swap", "system", "no swap is active: memory never reaches disk"))
+    elif on_disk or not devices:
+        out.append(
+            Finding(
+                "warning",
+                "swap",
+                "system",
+                f"swap is active ({total // (1 << 20)} MiB"
+                + (f" on {', '.join(on_disk)}" if on_disk else "")
+                + "): pages of temp data, tmpfs files and keys may be written to disk "
+                "and survive there",
+                hint="disable swap, use encrypted swap (dm-crypt with a random key) or zram",
+            )
+        )
+    else:
+        out.append(
+            Finding(
+                "info",
+                "swap",
+                "system",
+                f"swap is active only on compressed RAM ({', '.join(in_ram)}): "
+                "nothing reaches a disk",
+            )
+        )
+    return {"total_bytes": total, "devices": devices}
+
+
+# The value to recommend: 2 also covers group-writable sticky directories.
+_SYSCTL_GOOD = {
+    "protected_symlinks": 1,
+    "protected_hardlinks": 1,
+    "protected_regular": 2,
+    "protected_fifos": 2,
+}
+_SYSCTL_TEXT = {
+    "protected_symlinks": (
+        "following another user's symlink in a sticky world-writable directory",
+        "a symlink planted in /tmp redirects other programs' writes to files they can write",
+    ),
+    "protected_hardlinks": (
+        "hard links to files the linker cannot write",
+        "a hard link planted in /tmp makes other programs overwrite or chmod a file they own",
+    ),
+    "protected_regular": (
+        "O_CREAT on another user's regular file in a sticky directory",
+        "a file pre-created in /tmp under a predictable name is opened by other programs",
+    ),
+    "protected_fifos": (
+        "O_CREAT on another user's FIFO in a sticky directory",
+        "a FIFO pre-created in /tmp under a predictable name captures other programs' data",
+    ),
+}
+
+
+def _sysctls(out: list[Finding]) -> dict[str, int | None]:
+    values: dict[str, int | None] = {}
+    for name in _SYSCTLS:
+        try:
+            with open(f"/proc/sys/fs/{name}", encoding="ascii") as f:
+                values[name] = int(f.read().strip())
+        except (OSError, ValueError):
+            values[name] = None
+        value = values[name]
+        what, attack = _SYSCTL_TEXT[name]
+        subject = f"fs.{name}"
+        if value is None:
+            out.append(Finding("info", "sysctl", subject, f"{subject} cannot be read"))
+        elif value == 0:
+            out.append(
+                Finding(
+                    "info" if name == "protected_fifos" else "warning",
+                    "sysctl",
+                    subject,
+                    f"{subject} = 0: the kernel allows {what}",
+                    (
+                        f"{attack} (hardtemp itself is not affected: it creates with "
+                        "O_EXCL|O_NOFOLLOW in verified directories)",
+                    ),
+                    hint=f"sysctl -w {subject}={_SYSCTL_GOOD[name]} (persist it in /etc/sysctl.d/)",
+                )
+            )
+        else:
+            out.append(
+                Finding("ok", "sysctl", subject, f"{subject} = {value}: the kernel refuses {what}")
+            )
+    return values
+
+
+def _xdg(out: list[Finding]) -> str | None:
+    path = os.environ.get("XDG_RUNTIME_DIR") or None
+    subject = "XDG_RUNTIME_DIR"
+    if path is None:
+        out.append(
+            Finding(
+                "info",
+                "xdg_runtime_dir",
+                subject,
+                "XDG_RUNTIME_DIR is not set: no per-user private RAM directory is advertised",
+                hint="on a systemd machine a login session sets it (/run/user/UID, a 0700 tmpfs)",
+            )
+        )
+        return None
+    try:
+        report = check_dir(path)
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            info = _fsinfo.fs_info_for_fd(fd)
+        finally:
+            os.close(fd)
+    except UnsafeDirectoryError as exc:
+        out.append(Finding("warning", "xdg_runtime_dir", subject, f"{path} is NOT TRUSTED: {exc}"))
+        return path
+    except (OSError, ValueError) as exc:
+        out.append(Finding("warning", "xdg_runtime_dir", subject, f"{path}: {exc}"))
+        return path
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        out.append(
+            Finding(
+                "warning",
+                "xdg_runtime_dir",
+                subject,
+                f"{path} is not private (uid {st.st_uid}, {stat.filemode(st.st_mode)}); "
+                "the XDG spec requires owner-only 0700",
+            )
+        )
+        return path
+    out.append(
+        Finding(
+            "ok",
+            "xdg_runtime_dir",
+            subject,
+            f"{report.real_path} is private (0700, yours) on {info.fstype}: "
+            f"overwrite {info.verdict}",
+            hint="TMPDIR=$XDG_RUNTIME_DIR keeps temp files in this private directory"
+            if info.verdict == _fsinfo.VOLATILE
+            else "",
+        )
+    )
+    return path
+
+
+def audit(dirs: list[str] | None = None) -> Audit:
+    """Audit every temp-dir candidate, each of ``dirs``, and the machine settings.
+
+    Never raises for what it finds: every problem becomes a :class:`Finding`.
+
+    Raises:
+        ValueError: a directory in ``dirs`` is empty or contains NUL.
+    """
+    extra = list(dirs or [])
+    for d in extra:
+        if not d or "\0" in d:
+            raise ValueError(f"invalid directory name {d!r}")
+    system: list[Finding] = []
+    selected: str | None = None
+    with warnings.catch_warnings():
+        # gettempdir() warns about every skipped candidate: those are findings here.
+        warnings.simplefilter("ignore")
+        try:
+            selected = gettempdir()
+        except HardtempError as exc:
+            system.append(
+                Finding(
+                    "error",
+                    "tempdir.none",
+                    "gettempdir",
+                    "no trusted, writable temporary directory: hardtemp cannot create "
+                    "temp files without an explicit dir=",
+                    (exc.reason,),
+                )
+            )
+    results = [_audit_dir(p, o, selected) for p, o in _candidates(extra)]
+    swap = _swap(system)
+    sysctls = _sysctls(system)
+    xdg = _xdg(system)
+    return Audit(selected, results, system, swap, sysctls, xdg)

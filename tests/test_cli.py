@@ -1,0 +1,557 @@
+"""The ``hardtemp`` command, run as users run it: ``python -m hardtemp`` in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+NOBODY = 65534
+IS_ROOT = os.geteuid() == 0
+
+
+def ht(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m hardtemp ARGS`` with a controlled environment."""
+    base = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP", "NO_COLOR")}
+    base.update(PYTHONPATH=SRC, TMPDIR=str(cwd))
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "hardtemp", *args],
+        cwd=cwd,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A private, trusted working directory (and TMPDIR) for the command."""
+    d = tmp_path / "home"
+    d.mkdir(mode=0o700)
+    return d
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("hardtemp")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["run"], ["wipe"], ["sweep"]])
+def test_every_command_has_help(home: Path, command: list[str]) -> None:
+    proc = ht(*command, "--help", cwd=home)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: hardtemp")
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["check", "--fail-on", "bogus"],
+        ["check", "--no-such-option"],
+        ["check", ""],
+        ["run"],
+        ["run", "--"],
+        ["wipe"],
+        ["wipe", "--passes", "0", "x"],
+        ["wipe", "--passes", "many", "x"],
+        ["wipe", "--pattern", "ones", "x"],
+        ["sweep", "--color", "purple"],
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(home: Path, args: list[str]) -> None:
+    _one_line_error(ht(*args, cwd=home))
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _check_json(home: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    proc = ht("check", "--json", *args, cwd=home, env=env)
+    data: dict[str, Any] = json.loads(proc.stdout)
+    data["_exit"] = proc.returncode
+    return data
+
+
+def test_check_json_has_the_documented_schema(home: Path) -> None:
+    data = _check_json(home, "--fail-on", "never")
+    assert data["_exit"] == 0
+    assert data["schema"] == "hardtemp-check/1"
+    assert set(data) >= {
+        "hardtemp_version",
+        "euid",
+        "tempdir",
+        "fail_on",
+        "max_level",
+        "failed",
+        "counts",
+        "directories",
+        "system",
+    }
+    assert data["tempdir"] == str(home)
+    assert set(data["counts"]) == {"ok", "info", "warning", "error"}
+    mine = next(d for d in data["directories"] if d["path"] == str(home))
+    assert mine["origins"] == ["$TMPDIR", "current directory, last resort"]
+    assert mine["selected"] is True
+    assert mine["trusted"] is True
+    assert mine["shared"] is False
+    assert mine["filesystem"]["verdict"] in ("in place", "best effort", "not in place", "volatile")
+    for f in mine["findings"]:
+        assert set(f) == {"level", "code", "subject", "message", "details", "hint"}
+        assert f["subject"] == str(home)
+    codes = {f["code"] for f in mine["findings"]}
+    assert {"dir.trusted", "fs.verdict", "mount.options", "o_tmpfile"} <= codes
+    system = data["system"]
+    assert set(system) == {"swap", "sysctls", "xdg_runtime_dir", "findings"}
+    for name in ("protected_symlinks", "protected_hardlinks", "protected_regular"):
+        expected = int(Path(f"/proc/sys/fs/{name}").read_text())
+        assert system["sysctls"][f"fs.{name}"] == expected
+    assert {f["code"] for f in system["findings"]} >= {"swap", "sysctl", "xdg_runtime_dir"}
+
+
+def test_check_finds_o_tmpfile_working_on_ext4(home: Path) -> None:
+    data = _check_json(home, "--fail-on", "never")
+    mine = next(d for d in data["directories"] if d["path"] == str(home))
+    if mine["filesystem"]["fstype"] not in ("ext4", "xfs", "btrfs", "tmpfs"):
+        pytest.skip(f"O_TMPFILE support unknown on {mine['filesystem']['fstype']}")
+    assert mine["o_tmpfile"] is True
+
+
+def test_check_of_a_trusted_directory_passes_at_error_level(home: Path) -> None:
+    proc = ht("check", str(home), cwd=home)
+    # This machine's own candidates (/tmp, /var/tmp) are part of the audit too.
+    data = _check_json(home, str(home))
+    assert proc.returncode == (1 if data["counts"]["error"] else 0)
+    assert "trusted" in proc.stdout
+    assert "--fail-on error" in proc.stdout
+
+
+def test_check_fails_on_a_world_writable_tmpdir_without_sticky_bit(home: Path) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    proc = ht("check", cwd=home, env={"TMPDIR": str(hostile)})
+    assert proc.returncode == 1
+    assert f"NOT TRUSTED: {hostile}: directory is writable by others without the sticky bit" in (
+        proc.stdout
+    )
+    data = _check_json(home, env={"TMPDIR": str(hostile)})
+    assert data["_exit"] == 1
+    assert data["failed"] is True
+    (entry,) = [d for d in data["directories"] if d["path"] == str(hostile)]
+    assert entry["trusted"] is False
+    (finding,) = [f for f in entry["findings"] if f["code"] == "dir.untrusted"]
+    assert finding["level"] == "error"
+    assert str(hostile) in finding["message"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to give a directory to another user")
+def test_check_fails_on_a_tmpdir_owned_by_another_user(home: Path) -> None:
+    theirs = home / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, NOBODY, NOBODY)
+    proc = ht("check", cwd=home, env={"TMPDIR": str(theirs)})
+    assert proc.returncode == 1
+    assert f"{theirs}: directory is owned by uid {NOBODY}" in proc.stdout
+
+
+def test_check_names_the_untrusted_ancestor(home: Path) -> None:
+    parent = home / "open"
+    parent.mkdir()
+    child = parent / "private"
+    child.mkdir(mode=0o700)
+    os.chmod(parent, 0o777)
+    proc = ht("check", str(child), cwd=home)
+    assert proc.returncode == 1
+    assert f"NOT TRUSTED: {parent}: directory is writable by others" in proc.stdout
+
+
+def test_check_fails_on_a_missing_directory_argument(home: Path) -> None:
+    proc = ht("check", str(home / "nope"), cwd=home)
+    assert proc.returncode == 1
+    assert "does not exist" in proc.stdout
+
+
+def test_check_fail_on_never_always_exits_0(home: Path) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    assert ht("check", "--fail-on", "never", str(hostile), cwd=home).returncode == 0
+
+
+def test_check_fail_on_warning_fails_on_a_shared_dir_without_nodev_nosuid(
+    home: Path, small_tmpfs: Any
+) -> None:
+    mnt = small_tmpfs(1024)  # mounted without nodev, nosuid
+    shared = mnt / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    data = _check_json(home, "--fail-on", "warning", str(shared))
+    (entry,) = [d for d in data["directories"] if d["path"] == str(shared)]
+    (mount,) = [f for f in entry["findings"] if f["code"] == "mount.options"]
+    assert mount["level"] == "warning"
+    assert "nodev" in mount["message"]
+    assert "nosuid" in mount["message"]
+    assert data["_exit"] == 1
+    assert ht("check", "--fail-on", "error", str(shared), cwd=home).returncode == (
+        1 if data["counts"]["error"] else 0
+    )
+
+
+def test_check_colours_only_when_asked_or_on_a_terminal(home: Path) -> None:
+    assert "\033[" not in ht("check", "--fail-on", "never", cwd=home).stdout
+    assert "\033[" in ht("check", "--fail-on", "never", "--color", "always", cwd=home).stdout
+
+
+def test_check_respects_no_color_on_a_terminal(home: Path) -> None:
+    # script(1) gives the command a real terminal.
+    if subprocess.run(["which", "script"], capture_output=True).returncode != 0:
+        pytest.skip("script(1) is not installed")
+    env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home), TERM="xterm")
+    cmd = f"{sys.executable} -m hardtemp check --fail-on never"
+    tty = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"], env=env, cwd=home, capture_output=True, text=True
+    )
+    assert "\033[" in tty.stdout
+    env["NO_COLOR"] = "1"
+    plain = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"], env=env, cwd=home, capture_output=True, text=True
+    )
+    assert "hardtemp check" in plain.stdout
+    assert "\033[" not in plain.stdout
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_passes_the_exit_status_through(home: Path) -> None:
+    assert ht("run", "--", "sh", "-c", "exit 7", cwd=home).returncode == 7
+    assert ht("run", "true", cwd=home).returncode == 0
+
+
+def test_run_gives_a_private_tmpdir_and_removes_it(home: Path) -> None:
+    script = (
+        'echo "$TMPDIR $TMP $TEMP"; stat -c %a:%u "$TMPDIR"; '
+        'echo secret > "$TMPDIR/f"; mkdir "$TMPDIR/d"; echo x > "$TMPDIR/d/g"'
+    )
+    proc = ht("run", "--", "sh", "-c", script, cwd=home)
+    assert proc.returncode == 0, proc.stderr
+    line, mode = proc.stdout.splitlines()
+    tmpdir, tmp, temp = line.split()
+    assert tmpdir == tmp == temp
+    assert Path(tmpdir).parent == home
+    assert mode == f"700:{os.geteuid()}"
+    assert not Path(tmpdir).exists()
+    assert list(home.iterdir()) == []
+
+
+def test_run_keep_leaves_the_directory_and_says_where(home: Path) -> None:
+    proc = ht("run", "--keep", "--", "sh", "-c", 'echo kept > "$TMPDIR/f"; echo $TMPDIR', cwd=home)
+    assert proc.returncode == 0
+    kept = Path(proc.stdout.strip())
+    assert f"kept {kept}" in proc.stderr
+    assert (kept / "f").read_text() == "kept\n"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+
+
+def test_run_dir_option_chooses_the_parent(home: Path) -> None:
+    other = home / "other"
+    other.mkdir(mode=0o700)
+    proc = ht("run", "--dir", str(other), "--", "sh", "-c", "echo $TMPDIR", cwd=home)
+    assert Path(proc.stdout.strip()).parent == other
+
+
+def test_run_refuses_an_untrusted_dir(home: Path) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    proc = ht("run", "--dir", str(hostile), "--", "true", cwd=home)
+    assert proc.returncode == 125
+    assert str(hostile) in proc.stderr
+    assert list(hostile.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGABRT])
+def test_run_dies_by_the_signal_that_killed_the_command(home: Path, sig: signal.Signals) -> None:
+    proc = ht(
+        "run", "--", sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(sig)})", cwd=home
+    )
+    assert proc.returncode == -sig
+    assert list(home.iterdir()) == []  # cleaned up before dying
+    assert not any(p.name.startswith("core") for p in home.iterdir())
+
+
+def test_run_forwards_sigterm_to_the_command_and_cleans_up(home: Path) -> None:
+    child = (
+        "import os, signal, sys, time\n"
+        "def bye(n, f):\n"
+        "    open(os.environ['TMPDIR'] + '/got', 'w').write(str(n))\n"
+        "    sys.exit(42)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print(os.environ['TMPDIR'], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hardtemp", "run", "--", sys.executable, "-c", child],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    tmpdir = Path(proc.stdout.readline().strip())
+    assert tmpdir.is_dir()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 42
+    proc.stdout.close()
+    assert not tmpdir.exists()
+
+
+def test_run_reports_missing_and_unexecutable_commands(home: Path) -> None:
+    missing = ht("run", "--", "no-such-command-hardtemp", cwd=home)
+    assert missing.returncode == 127
+    assert "command not found" in missing.stderr
+    script = home / "noexec.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o600)
+    noexec = ht("run", "--", str(script), cwd=home)
+    assert noexec.returncode == 126
+    assert list(p for p in home.iterdir() if p != script) == []
+
+
+# --------------------------------------------------------------------------- wipe
+
+
+def test_wipe_overwrites_and_removes_a_file(home: Path) -> None:
+    f = home / "secret"
+    f.write_bytes(b"s" * 10000)
+    proc = ht("wipe", str(f), cwd=home)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not f.exists()
+    assert re.search(
+        rf"{re.escape(str(f))}: [0-9.]+ KiB overwritten \(1 pass\(es\), random\)", proc.stdout
+    )
+
+
+def test_wipe_json_reports_each_path(home: Path) -> None:
+    a = home / "a"
+    a.write_bytes(b"a" * 5000)
+    proc = ht("wipe", "--json", "--passes", "2", "--pattern", "zeros", str(a), cwd=home)
+    assert proc.returncode == 0
+    (entry,) = json.loads(proc.stdout)["results"]
+    assert entry["ok"] is True
+    assert entry["kind"] == "file"
+    report = entry["report"]
+    assert report["passes"] == 2
+    assert report["pattern"] == "zeros"
+    assert report["bytes_overwritten"] >= 2 * 5000
+    assert report["removed"] is True
+    assert report["verdict"] in ("in place", "best effort", "not in place", "volatile")
+
+
+def test_wipe_fails_for_a_missing_path_but_wipes_the_others(home: Path) -> None:
+    good = home / "good"
+    good.write_bytes(b"x")
+    proc = ht("wipe", str(home / "missing"), str(good), cwd=home)
+    assert proc.returncode == 1
+    assert f"FAILED  {home / 'missing'}: No such file or directory" in proc.stdout
+    assert not good.exists()
+
+
+def test_wipe_refuses_a_directory_without_r(home: Path) -> None:
+    d = home / "d"
+    d.mkdir()
+    (d / "f").write_text("x")
+    proc = ht("wipe", str(d), cwd=home)
+    assert proc.returncode == 1
+    assert "use -r" in proc.stdout
+    assert (d / "f").exists()
+
+
+def test_wipe_r_removes_a_tree_without_following_symlinks(home: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("keep me")
+    d = home / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f").write_text("secret")
+    (d / "link").symlink_to(outside)
+    (d / "dirlink").symlink_to(tmp_path)
+    proc = ht("wipe", "-r", str(d), cwd=home)
+    assert proc.returncode == 0, proc.stdout
+    assert not d.exists()
+    assert outside.read_text() == "keep me"
+
+
+def test_wipe_refuses_symlinks_and_fifos(home: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_text("keep me")
+    link = home / "link"
+    link.symlink_to(target)
+    fifo = home / "fifo"
+    os.mkfifo(fifo)
+    proc = ht("wipe", str(link), str(fifo), cwd=home)
+    assert proc.returncode == 1
+    assert proc.stdout.count("not a regular file") == 2
+    assert link.is_symlink()
+    assert target.read_text() == "keep me"
+    assert fifo.exists()
+
+
+# --------------------------------------------------------------------------- sweep
+
+CHILD = r"""
+import sys, hardtemp
+f = hardtemp.NamedTemporaryFile(dir=sys.argv[1])
+print(f.name, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_sweep_command_removes_a_killed_processes_file(home: Path) -> None:
+    area = home / "area"
+    area.mkdir(mode=0o700)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(area)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert child.stdout is not None
+    name = child.stdout.readline().strip()
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    assert child.stdin is not None
+    child.stdin.close()
+    dry = ht("sweep", "--dry-run", str(area), cwd=home)
+    assert dry.returncode == 0
+    assert f"would remove   file {name}: pid {child.pid} no longer runs" in dry.stdout
+    assert Path(name).exists()
+    proc = ht("sweep", "--json", str(area), cwd=home)
+    assert proc.returncode == 0
+    data = json.loads(proc.stdout)
+    assert [(e["path"], e["action"]) for e in data["entries"]] == [(name, "removed")]
+    assert not Path(name).exists()
+
+
+def test_sweep_command_fails_on_an_untrusted_directory(home: Path) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    proc = ht("sweep", str(hostile), cwd=home)
+    assert proc.returncode == 1
+    assert f"{hostile}: not trusted" in proc.stdout
+
+
+def test_sweep_command_defaults_to_the_candidates(home: Path) -> None:
+    # TMPDIR=home is the first candidate: a dead mark there is found without naming it.
+    # (--dry-run: the other candidates are this machine's real /tmp and /var/tmp.)
+    orphan = home / "orphan"
+    orphan.write_text("x")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    os.setxattr(orphan, "user.hardtemp.owner", f"{boot} {int(dead.stdout)} 1".encode())
+    proc = ht("sweep", "--dry-run", cwd=home)
+    assert proc.returncode == 0
+    assert f"would remove   file {orphan}" in proc.stdout
+    assert orphan.exists()
+
+
+def test_wipe_shows_progress_for_a_large_file_only_on_a_terminal(home: Path) -> None:
+    if subprocess.run(["which", "script"], capture_output=True).returncode != 0:
+        pytest.skip("script(1) is not installed")
+    big = home / "big"
+    with open(big, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home))
+    cmd = f"{sys.executable} -m hardtemp wipe --passes 2 {big}"
+    tty = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"], env=env, cwd=home, capture_output=True, text=True
+    )
+    assert tty.returncode == 0
+    assert f"hardtemp wipe: {big}:" in tty.stdout  # the progress line (stderr on the terminal)
+    assert not big.exists()
+    small = home / "small"
+    small.write_bytes(os.urandom(1 << 20))
+    piped = ht("wipe", "--passes", "2", str(small), cwd=home)
+    assert "hardtemp wipe:" not in piped.stderr
+
+
+def _try_to_read(tmpdir: str) -> list[str]:
+    # Runs as the other user: everything it manages to see or read.
+    got: list[str] = []
+    with contextlib.suppress(PermissionError):
+        got += os.listdir(tmpdir)
+    with contextlib.suppress(PermissionError), open(os.path.join(tmpdir, "f"), "rb") as f:
+        got.append(f.read().decode())
+    return got
+
+
+@pytest.mark.attack
+def test_run_tmpdir_cannot_be_read_by_another_user(
+    home: Path, shared_dir: Path, other_user: Any
+) -> None:
+    # --dir a sticky world-writable directory, as /tmp: the other user can reach it.
+    env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home))
+    script = 'echo secret > "$TMPDIR/f"; echo "$TMPDIR"; read x'
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hardtemp",
+            "run",
+            "--dir",
+            str(shared_dir),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        cwd=home,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    tmpdir = proc.stdout.readline().strip()
+    try:
+        assert Path(tmpdir).parent == shared_dir
+        assert (Path(tmpdir) / "f").read_text() == "secret\n"
+        assert other_user(_try_to_read, tmpdir) == []
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        proc.stdout.close()
+    assert not Path(tmpdir).exists()

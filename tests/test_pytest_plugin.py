@@ -1,0 +1,227 @@
+"""The pytest plugin, run by pytester in a separate pytest process."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+def _installed() -> bool:
+    """Whether the pytest11 entry point registers the plugin already (pip install)."""
+    return any(ep.value == "hardtemp._pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+# Installed: the entry point loads it; -p as well would register the module twice.
+PLUGIN = [] if _installed() else ["-p", "hardtemp._pytest_plugin"]
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYTHONPATH", SRC)
+    # The inner tests' temp files (leaked ones too) stay in this test's own directory.
+    inner_tmp = tmp_path / "inner-tmp"
+    inner_tmp.mkdir(mode=0o700)
+    monkeypatch.setenv("TMPDIR", str(inner_tmp))
+
+    def go(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", *args)
+
+    return go
+
+
+def test_hardtemp_path_is_private_and_removed_after_the_test(
+    pytester: pytest.Pytester, run, tmp_path: Path
+) -> None:
+    record = tmp_path / "seen.json"
+    pytester.makepyfile(
+        f"""
+        import json, os, stat
+
+        def test_uses_it(hardtemp_path):
+            st = os.stat(hardtemp_path)
+            (hardtemp_path / "secret").write_text("s3cret")
+            (hardtemp_path / "sub").mkdir()
+            (hardtemp_path / "sub" / "more").write_text("s3cret")
+            base = hardtemp_path.parent
+            json.dump({{"path": str(hardtemp_path), "mode": stat.S_IMODE(st.st_mode),
+                       "uid": st.st_uid, "base": str(base),
+                       "base_mode": stat.S_IMODE(os.stat(base).st_mode)}},
+                      open({str(record)!r}, "w"))
+
+        def test_another_gets_a_fresh_one(hardtemp_path):
+            assert list(hardtemp_path.iterdir()) == []
+        """
+    )
+    result = run()
+    result.assert_outcomes(passed=2)
+    seen = json.loads(record.read_text())
+    assert seen["mode"] == 0o700
+    assert seen["base_mode"] == 0o700
+    assert seen["uid"] == os.geteuid()
+    assert not Path(seen["path"]).exists()
+    assert not Path(seen["base"]).exists()  # the session's base is gone too
+
+
+def test_hardtemp_path_factory_makes_numbered_private_directories(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.makepyfile(
+        """
+        import os, stat, pytest
+
+        def test_factory(hardtemp_path_factory):
+            a = hardtemp_path_factory.mktemp("data")
+            b = hardtemp_path_factory.mktemp("data")
+            c = hardtemp_path_factory.mktemp("exact", numbered=False)
+            assert (a.name, b.name, c.name) == ("data0", "data1", "exact")
+            assert a.parent == hardtemp_path_factory.getbasetemp()
+            for p in (a, b, c):
+                assert stat.S_IMODE(os.stat(p).st_mode) == 0o700
+            with pytest.raises(FileExistsError):
+                hardtemp_path_factory.mktemp("exact", numbered=False)
+            with pytest.raises(ValueError):
+                hardtemp_path_factory.mktemp("../escape")
+        """
+    )
+    run().assert_outcomes(passed=1)
+
+
+LEAKY = """
+import os
+import hardtemp
+
+kept = []
+
+def test_clean(hardtemp_path, hardtemp_path_factory):
+    with hardtemp.NamedTemporaryFile() as f:
+        f.write(b"x")
+    with hardtemp.TemporaryDirectory() as d:
+        open(os.path.join(d, "f"), "w").close()
+    with hardtemp.TemporaryFile() as t:
+        t.write(b"x")
+    fd, path = hardtemp.mkstemp(dir=hardtemp_path)  # removed with hardtemp_path
+    os.close(fd)
+    fd, path = hardtemp.mkstemp()
+    os.close(fd)
+    os.unlink(path)
+    os.rmdir(hardtemp.mkdtemp())
+    hardtemp_path_factory.mktemp("session-owned")
+
+def test_leaks_a_named_file():
+    f = hardtemp.NamedTemporaryFile(prefix="leaky-")
+    kept.append(f)
+
+def test_leaks_mkstemp():
+    fd, path = hardtemp.mkstemp(prefix="leaky-mkstemp-")
+    os.close(fd)
+    kept.append(path)
+
+def test_leaks_an_unnamed_file():
+    kept.append(hardtemp.TemporaryFile(encrypt=False))
+
+def test_leaks_a_directory():
+    kept.append(hardtemp.TemporaryDirectory(prefix="leaky-dir-"))
+"""
+
+
+def _line(source: str, text: str) -> int:
+    """Line number of ``text`` in the file pytester writes from ``source``."""
+    lines = source.lstrip("\n").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def test_strict_mode_fails_leaking_tests_and_names_the_creation_site(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.makepyfile(test_leaky=LEAKY)
+    result = run("--hardtemp-strict")
+    # The test bodies pass; each leak fails the test in its teardown.
+    result.assert_outcomes(passed=5, errors=4)
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_clean" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*hardtemp strict: test_leaky.py::test_leaks_a_named_file left 1 temporary object*",
+            "NamedTemporaryFile */leaky-*: left open, left on disk; created at:",
+            '  File "*test_leaky.py", line '
+            f"{_line(LEAKY, 'NamedTemporaryFile(prefix')}, in test_leaks_a_named_file",
+            '    f = hardtemp.NamedTemporaryFile(prefix="leaky-")',
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "mkstemp */leaky-mkstemp-*: left on disk; created at:",
+            '  File "*test_leaky.py", line '
+            f"{_line(LEAKY, 'mkstemp(prefix')}, in test_leaks_mkstemp",
+        ]
+    )
+    result.stdout.fnmatch_lines(["TemporaryFile (unnamed): left open; created at:"])
+    result.stdout.fnmatch_lines(["TemporaryDirectory */leaky-dir-*: not cleaned up; created at:"])
+    for name in ("test_leaks_a_named_file", "test_leaks_mkstemp", "test_leaks_an_unnamed_file"):
+        assert f"ERROR test_leaky.py::{name}" in out
+
+
+def test_without_strict_mode_leaks_are_not_reported(pytester: pytest.Pytester, run) -> None:
+    pytester.makepyfile(test_leaky=LEAKY)
+    result = run()
+    result.assert_outcomes(passed=5)
+    assert "hardtemp strict" not in result.stdout.str()
+
+
+def test_strict_mode_from_the_ini_file(pytester: pytest.Pytester, run) -> None:
+    pytester.makeini("[pytest]\nhardtemp_strict = true\n")
+    pytester.makepyfile(
+        """
+        import hardtemp
+        kept = []
+        def test_leak():
+            kept.append(hardtemp.NamedTemporaryFile())
+        """
+    )
+    result = run()
+    result.assert_outcomes(passed=1, errors=1)
+
+
+def test_strict_mode_allows_what_a_fixture_cleans_up(pytester: pytest.Pytester, run) -> None:
+    pytester.makepyfile(
+        """
+        import pytest, hardtemp
+
+        @pytest.fixture
+        def tmpfile():
+            with hardtemp.NamedTemporaryFile() as f:
+                yield f
+
+        def test_uses_fixture(tmpfile):
+            tmpfile.write(b"x")
+        """
+    )
+    run("--hardtemp-strict").assert_outcomes(passed=1)
+
+
+def test_strict_mode_flags_an_unnamed_file_left_open_by_its_descriptor(
+    pytester: pytest.Pytester, run
+) -> None:
+    # psutil's open_files() does not list O_TMPFILE files: the plugin must still see it.
+    pytester.makepyfile(
+        """
+        import os, hardtemp
+        kept = []
+        def test_leak():
+            f = hardtemp.TemporaryFile(encrypt=False)
+            kept.append(f)
+            target = os.readlink(f"/proc/self/fd/{f.fileno()}")
+            assert "(deleted)" in target or "#" in target
+        """
+    )
+    result = run("--hardtemp-strict")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["TemporaryFile (unnamed): left open; created at:"])

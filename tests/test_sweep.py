@@ -1,0 +1,299 @@
+"""hardtemp._sweep: removes orphans of dead hardtemp processes, and nothing else.
+
+Real processes (killed with SIGKILL), real extended attributes, a real other
+user; marks are forged only to stand for what cannot be caused here (a
+reboot, a reused pid).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile as std_tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hardtemp import _owner
+from hardtemp._sweep import sweep
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+NOBODY = 65534
+
+CHILD = r"""
+import sys, hardtemp
+d = sys.argv[1]
+f = hardtemp.NamedTemporaryFile(dir=d, prefix="child-")
+f.write(b"child secret"); f.flush()
+t = hardtemp.TemporaryDirectory(dir=d, prefix="child-")
+with open(t.name + "/inner", "w") as g:
+    g.write("child secret")
+print(f.name, t.name, flush=True)
+sys.stdin.read()
+"""
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=SRC)
+
+
+class Child:
+    """A live hardtemp process holding a NamedTemporaryFile and a TemporaryDirectory."""
+
+    def __init__(self, where: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(where)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_env(),
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        assert len(line) == 2, "the child did not report its temp files"
+        self.file, self.dir = Path(line[0]), Path(line[1])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        assert self.proc.returncode == -signal.SIGKILL
+
+    def finish(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def area() -> Iterator[Path]:
+    """A private (trusted) directory to sweep, so the real /tmp is never touched."""
+    d = Path(std_tempfile.mkdtemp(prefix="ht-sweep-"))
+    yield d
+    subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=False)
+
+
+def _plain_file(path: Path, data: bytes = b"data") -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _mark(path: Path, tag: _owner.OwnerTag | bytes) -> None:
+    raw = tag if isinstance(tag, bytes) else tag.encode()
+    os.setxattr(path, _owner.OWNER_XATTR, raw, follow_symlinks=False)
+
+
+def _dead_tag() -> _owner.OwnerTag:
+    """The tag of a process that has exited (its pid is not running)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(proc.stdout)
+    assert not Path(f"/proc/{pid}").exists()
+    return _owner.OwnerTag(_owner._BOOT_ID, pid, "12345")
+
+
+def _start_time(pid: int) -> str:
+    st = _owner._start_time(pid)
+    assert st is not None
+    return st
+
+
+def test_sweep_removes_a_sigkilled_owners_entries_and_keeps_a_live_owners(area: Path) -> None:
+    dead, live = Child(area), Child(area)
+    try:
+        dead.kill()
+        result = sweep([str(area)])
+        assert not dead.file.exists()
+        assert not dead.dir.exists()
+        assert live.file.exists()
+        assert (live.dir / "inner").read_text() == "child secret"
+        removed = {e.path: e for e in result.entries if e.action == "removed"}
+        assert set(removed) == {str(dead.file), str(dead.dir)}
+        assert removed[str(dead.file)].kind == "file"
+        assert removed[str(dead.dir)].kind == "directory"
+        assert f"pid {dead.proc.pid} no longer runs" in removed[str(dead.file)].reason
+        kept = {e.path for e in result.entries if e.action == "kept"}
+        assert kept == {str(live.file), str(live.dir)}
+    finally:
+        live.finish()
+        dead.finish()
+    # The live owner cleans up its own as usual.
+    assert not live.file.exists()
+    assert not live.dir.exists()
+
+
+def test_sweep_dry_run_removes_nothing(area: Path) -> None:
+    dead = Child(area)
+    dead.kill()
+    result = sweep([str(area)], dry_run=True)
+    assert dead.file.exists()
+    assert dead.dir.exists()
+    assert {e.action for e in result.entries} == {"would remove"}
+    dead.finish()
+
+
+def test_sweep_leaves_entries_without_the_mark_untouched(area: Path) -> None:
+    plain = _plain_file(area / "tmpplainfile")
+    (area / "tmpplaindir").mkdir()
+    _plain_file(area / "tmpplaindir" / "inside")
+    bad = _plain_file(area / "badmark")
+    _mark(bad, b"not a tag")
+    result = sweep([str(area)])
+    assert plain.read_bytes() == b"data"
+    assert (area / "tmpplaindir" / "inside").exists()
+    assert bad.exists()
+    assert result.entries == []
+    assert result.unmarked == 3
+
+
+def test_sweep_sees_through_pid_reuse_a_live_pid_with_another_start_time(area: Path) -> None:
+    # A live process now holds the pid the mark names: the start time tells them apart.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        reused = _plain_file(area / "reused")
+        _mark(reused, _owner.OwnerTag(_owner._BOOT_ID, sleeper.pid, "1"))
+        honest = _plain_file(area / "honest")
+        _mark(honest, _owner.OwnerTag(_owner._BOOT_ID, sleeper.pid, _start_time(sleeper.pid)))
+        result = sweep([str(area)])
+        assert not reused.exists()
+        assert honest.exists()
+        (entry,) = [e for e in result.entries if e.action == "removed"]
+        assert entry.path == str(reused)
+        assert "reused" in entry.reason
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_sweep_removes_marks_from_a_previous_boot_even_if_the_pid_lives(area: Path) -> None:
+    me = os.getpid()
+    old = _plain_file(area / "old-boot")
+    _mark(old, _owner.OwnerTag("00000000-0000-0000-0000-000000000000", me, _start_time(me)))
+    result = sweep([str(area)])
+    assert not old.exists()
+    assert "reboot" in result.entries[0].reason
+
+
+def test_sweep_keeps_entries_of_a_live_owner(area: Path) -> None:
+    mine = _plain_file(area / "mine")
+    _mark(mine, _owner.current_tag())
+    result = sweep([str(area)])
+    assert mine.exists()
+    assert [(e.action, e.reason) for e in result.entries] == [
+        ("kept", f"owner pid {os.getpid()} is alive")
+    ]
+
+
+def test_sweep_never_follows_a_symlink(area: Path, tmp_path: Path) -> None:
+    # Dead-marked targets outside the swept directory, reached only through symlinks.
+    target_file = _plain_file(tmp_path / "target-file", b"keep me")
+    _mark(target_file, _dead_tag())
+    target_dir = tmp_path / "target-dir"
+    target_dir.mkdir()
+    _plain_file(target_dir / "inside", b"keep me")
+    _mark(target_dir, _dead_tag())
+    (area / "link-to-file").symlink_to(target_file)
+    (area / "link-to-dir").symlink_to(target_dir)
+    result = sweep([str(area)])
+    assert target_file.read_bytes() == b"keep me"
+    assert (target_dir / "inside").read_bytes() == b"keep me"
+    assert (area / "link-to-file").is_symlink()
+    assert (area / "link-to-dir").is_symlink()
+    assert result.entries == []
+
+
+def test_sweep_of_a_dead_directory_does_not_follow_symlinks_inside_it(
+    area: Path, tmp_path: Path
+) -> None:
+    outside = _plain_file(tmp_path / "outside", b"keep me")
+    dead = area / "deaddir"
+    dead.mkdir(mode=0o700)
+    (dead / "link").symlink_to(outside)
+    (dead / "sub").mkdir()
+    (dead / "sub" / "link").symlink_to(tmp_path)
+    _mark(dead, _dead_tag())
+    sweep([str(area)])
+    assert not dead.exists()
+    assert outside.read_bytes() == b"keep me"
+
+
+def test_sweep_keeps_a_dead_owners_file_another_process_has_open(area: Path) -> None:
+    held = _plain_file(area / "held")
+    _mark(held, _dead_tag())
+    # E.g. a child the dead owner forked: it still reads the file.
+    with open(held, "rb") as f:
+        holder = subprocess.Popen(["sleep", "60"], stdin=f)
+    try:
+        result = sweep([str(area)])
+        assert held.exists()
+        (entry,) = result.entries
+        assert entry.action == "kept"
+        assert f"pid {holder.pid} has it open" in entry.reason
+    finally:
+        holder.kill()
+        holder.wait()
+    sweep([str(area)])
+    assert not held.exists()
+
+
+def test_sweep_keeps_a_dead_owners_directory_another_process_works_in(area: Path) -> None:
+    d = area / "busy"
+    d.mkdir(mode=0o700)
+    _mark(d, _dead_tag())
+    worker = subprocess.Popen(["sleep", "60"], cwd=d)
+    try:
+        sweep([str(area)])
+        assert d.exists()
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_sweep_skips_an_untrusted_directory(tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)  # writable by everyone, no sticky bit
+    victim = _plain_file(hostile / "dead")
+    _mark(victim, _dead_tag())
+    result = sweep([str(hostile)])
+    assert victim.exists()
+    assert result.skipped_dirs
+    path, reason = result.skipped_dirs[0]
+    assert path == str(hostile)
+    assert "not trusted" in reason
+    assert "without the sticky bit" in reason
+
+
+def test_sweep_ignores_missing_directories_and_rejects_bad_names(area: Path) -> None:
+    assert sweep([str(area / "nope")]).skipped_dirs == []
+    with pytest.raises(ValueError, match="invalid directory name"):
+        sweep(["bad\0name"])
+
+
+def _plant_marked_file(path: str, tag: bytes) -> None:
+    # Runs as the other user: a file of theirs with a mark whose owner is dead.
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.write(fd, b"nobody's data")
+    os.setxattr(fd, "user.hardtemp.owner", tag)
+    os.close(fd)
+
+
+@pytest.mark.attack
+def test_sweep_by_root_never_removes_another_users_marked_file(
+    other_user: object, shared_dir: Path
+) -> None:
+    # The other user forges a "dead owner" mark on a file of theirs in a shared
+    # /tmp-like directory: the mark is no proof, root must not act on it.
+    planted = shared_dir / "forged"
+    other_user(_plant_marked_file, str(planted), _dead_tag().encode())  # type: ignore[operator]
+    assert planted.stat().st_uid == NOBODY
+    result = sweep([str(shared_dir)])
+    assert planted.exists()
+    assert result.entries == []
+    assert result.other_users == 1
