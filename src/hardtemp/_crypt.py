@@ -1,0 +1,856 @@
+"""Random-access AES-256-GCM encryption of a temporary file's contents.
+
+:class:`EncryptedRawIO` is a raw, seekable, readable and writable file over a
+backing file descriptor (normally an unnamed ``O_TMPFILE`` file). Only
+ciphertext ever reaches the backing file; the key exists only in this
+process's memory.
+
+Layout of the backing file: logical block ``i`` (``block_size`` bytes of
+plaintext, the last one possibly shorter) is stored at offset
+``i * (block_size + 16)`` as ``ciphertext || tag``. A block that was never
+written (a hole left by seeking past the end or by ``truncate`` up) is not on
+disk at all and reads as zeros.
+
+Authoritative metadata lives in memory, never on disk: the logical size and,
+per block, the 64-bit counter that was the nonce of its current ciphertext
+(0 = sparse). So the stored data cannot roll itself back, move or shrink:
+
+* a flipped bit fails the GCM tag;
+* a block copied to another position fails (the associated data binds the
+  block index, and the expected nonce differs);
+* an older version of a block (rollback) fails: it was sealed under an older
+  counter value than the one this object expects;
+* a backing file truncated or extended: ``fstat`` size differs from the size
+  the metadata implies, checked on every read that touches the disk.
+
+Any of these raises :class:`hardtemp.exceptions.IntegrityError`, after zeroing
+whatever plaintext had been decrypted into the caller's buffer in that call.
+"""
+
+from __future__ import annotations
+
+import array
+import concurrent.futures
+import contextlib
+import errno
+import io
+import mmap
+import os
+import stat
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .exceptions import InsecureOperationError, IntegrityError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+__all__ = ["DEFAULT_BLOCK_SIZE", "EncryptedRawIO", "open_encrypted"]
+
+#: Plaintext bytes per block; chosen from benchmarks/bench_crypt.py (see docs).
+DEFAULT_BLOCK_SIZE: Final = 16 * 1024
+TAG_SIZE: Final = 16
+MIN_BLOCK_SIZE: Final = 16
+MAX_BLOCK_SIZE: Final = 16 * 1024 * 1024
+#: Largest counter; a 64-bit counter per block keeps the per-block state at 8 bytes.
+_MAX_COUNTER: Final = 2**64 - 1
+#: Ciphertext moved per pread/pwrite call (bounds the reused buffer, never the file).
+_CHUNK_BYTES: Final = 1024 * 1024
+#: Runs of whole blocks at least this large are sealed/opened on several cores
+#: (cryptography releases the GIL while it encrypts).
+_PARALLEL_MIN_BYTES: Final = 256 * 1024
+_WORKERS: Final = max(1, min(4, len(os.sched_getaffinity(0))))
+
+#: cryptography >= 44 has the allocation-free encrypt_into/decrypt_into; older
+#: versions take the (slower, allocating) fallback path below.
+_HAVE_INTO: bool = hasattr(AESGCM, "encrypt_into") and hasattr(AESGCM, "decrypt_into")
+
+_FORK_MESSAGE: Final = (
+    "this encrypted temporary file was inherited through fork(); writing to it from the "
+    "child would reuse AES-GCM nonces that the parent also uses, so the child may only read "
+    "(and sees an IntegrityError once the parent rewrites what it reads). Write from the "
+    "parent, or create a new temporary file in the child"
+)
+_FILENO_MESSAGE: Final = (
+    "an encrypted temporary file has no file descriptor that other programs could use: its "
+    "backing file holds only ciphertext whose key lives in this process. Use encrypt=False "
+    "or NamedTemporaryFile to hand a file to another program"
+)
+
+# --- process-wide state: worker pool and fork handling ------------------------------------
+
+_pool_lock = threading.Lock()
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_live: weakref.WeakSet[EncryptedRawIO] = weakref.WeakSet()
+
+
+def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=_WORKERS - 1, thread_name_prefix="hardtemp-crypt"
+            )
+        return _pool
+
+
+def _after_fork_in_child() -> None:
+    # The parent keeps writing with the same key and counter sequence, so a child
+    # that wrote would seal different plaintext under nonces the parent also uses
+    # (nonce reuse exposes the GCM hash key and the XOR of plaintexts): make every
+    # inherited file read-only in the child.
+    global _pool, _pool_lock
+    _pool_lock = threading.Lock()
+    _pool = None  # the parent's worker threads do not exist in the child
+    for obj in list(_live):
+        obj._forked = True
+        obj._lock = threading.Lock()  # may have been held by a parent thread at fork time
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _run_parallel(fn: Callable[[Sequence[Any]], None], jobs: Sequence[Any]) -> None:
+    """Run ``fn`` over contiguous slices of ``jobs``, on several cores if worth it."""
+    parts = _WORKERS
+    if parts == 1 or len(jobs) < 2:
+        fn(jobs)
+        return
+    parts = min(parts, len(jobs))
+    step = -(-len(jobs) // parts)
+    pool = _get_pool()
+    futures = [pool.submit(fn, jobs[k : k + step]) for k in range(step, len(jobs), step)]
+    error: BaseException | None = None
+    try:
+        fn(jobs[:step])
+    except BaseException as exc:
+        error = exc
+    for fut in futures:  # always wait for every worker before the buffers are reused
+        try:
+            fut.result()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+class _TagFailure(Exception):
+    """Internal: a block failed authentication (turned into IntegrityError)."""
+
+
+class EncryptedRawIO(io.RawIOBase):
+    """Random-access AES-256-GCM encrypted file over a backing file descriptor.
+
+    ``EncryptedRawIO(fd, *, block_size=DEFAULT_BLOCK_SIZE, closefd=True,
+    name=None, mode="rb+")``
+
+    ``fd`` must be an empty regular file opened read-write (normally an
+    unnamed ``O_TMPFILE`` file); this object owns it and closes it on
+    :meth:`close` unless ``closefd`` is false. ``mode`` is the :class:`io.FileIO`
+    style mode (``"rb+"``, ``"rb"``, ``"wb"``, ``"ab"``, ``"ab+"``,
+    ``"xb"``, ``"xb+"``); it only restricts what this object allows, since the
+    backing file is always new and empty. ``name`` is exposed as ``.name``.
+
+    Guarantees:
+
+    * a fresh 256-bit key per file from the OS CSPRNG, never written anywhere;
+      dropped on :meth:`close`;
+    * nonces are a per-file counter and never repeat, also not across
+      ``fork()`` (the child may read but any write raises
+      :class:`~hardtemp.exceptions.InsecureOperationError`);
+    * reads return only authenticated plaintext, or raise
+      :class:`~hardtemp.exceptions.IntegrityError` (and zero what this call had
+      decrypted into the caller's buffer);
+    * all methods are thread-safe (one lock per file);
+    * in-memory state is 8 bytes per block (512 KiB per GiB at 16 KiB blocks)
+      plus at most about 1 MiB of reused buffers; the file is never buffered
+      whole.
+
+    ``readinto`` and ``write`` always transfer the whole request (up to the
+    end of file for reads), like :class:`io.FileIO` on a regular file.
+
+    Raises:
+        TypeError: ``fd`` or ``block_size`` is not an int.
+        ValueError: ``block_size`` out of range, bad ``mode``, or ``fd`` is not
+            an empty regular file.
+        OSError: ``fstat`` of ``fd`` fails (e.g. ``EBADF``).
+    """
+
+    # Class-level defaults make close()/__del__ safe on a half-initialised object.
+    _fd: int = -1
+    _closefd: bool = False
+    _aead: AESGCM | None = None
+    _ptmap: mmap.mmap | None = None
+    _ptv: memoryview | None = None
+
+    def __init__(
+        self,
+        fd: int,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        closefd: bool = True,
+        name: object = None,
+        mode: str = "rb+",
+    ) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        if not isinstance(block_size, int) or isinstance(block_size, bool):
+            raise TypeError(f"block_size must be an int, not {type(block_size).__name__}")
+        if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
+            raise ValueError(
+                f"block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE}, "
+                f"got {block_size}"
+            )
+        readable, writable, append = _parse_raw_mode(mode)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"fd {fd} is not a regular file")
+        if st.st_size != 0:
+            # Existing bytes cannot be authenticated (we have no key for them).
+            raise ValueError(f"fd {fd} is not empty: an encrypted file must start empty")
+        self._fd = fd
+        self._closefd = bool(closefd)
+        self.name = name
+        self.mode = mode
+        self._readable = readable
+        self._writable = writable
+        self._append = append
+        self._bs = block_size
+        self._slot = block_size + TAG_SIZE
+        self._chunk_blocks = max(1, _CHUNK_BYTES // block_size)
+        # Fresh key from the OS CSPRNG, only ever held by the AESGCM object.
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        # Bound into every block's associated data, with the block index.
+        self._file_id = os.urandom(16)
+        self._next_ctr = 1  # 0 means "sparse block, not on disk"
+        self._ctrs = array.array("Q")  # per block: nonce counter of its current ciphertext
+        self._size = 0  # logical size (authoritative)
+        self._disk_end = 0  # expected st_size of the backing file
+        self._pos = 0
+        self._forked = False
+        self._zeros = bytes(block_size)
+        self._ct = bytearray()  # reused ciphertext buffer, grown up to one chunk
+        self._ct_one: bytearray | None = None
+        # Plaintext scratch block in its own mapping, excluded from core dumps.
+        self._ptmap = mmap.mmap(-1, block_size)
+        if hasattr(mmap, "MADV_DONTDUMP"):
+            self._ptmap.madvise(mmap.MADV_DONTDUMP)
+        self._ptv = memoryview(self._ptmap)
+        self._cache_index = -1  # block whose current plaintext is in the scratch block
+        self._cache_ctr = 0
+        _live.add(self)
+
+    # --- io.RawIOBase protocol -------------------------------------------------------------
+
+    def readable(self) -> bool:
+        self._check_open()
+        return self._readable
+
+    def writable(self) -> bool:
+        self._check_open()
+        return self._writable
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return True
+
+    def fileno(self) -> int:
+        """Always raises :class:`io.UnsupportedOperation`: the backing file holds
+        only ciphertext, so handing its descriptor out would be useless at best."""
+        self._check_open()
+        raise io.UnsupportedOperation(_FILENO_MESSAGE)
+
+    def isatty(self) -> bool:
+        self._check_open()
+        return False
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position like :meth:`io.FileIO.seek` (whence 0, 1 or 2).
+
+        Seeking past the end is allowed; a later write leaves a sparse hole.
+
+        Raises:
+            ValueError: closed file, or unsupported ``whence``.
+            OSError: ``EINVAL`` if the resulting position would be negative.
+            TypeError: ``offset`` is not an integer.
+        """
+        self._check_open()
+        offset = offset.__index__()
+        with self._lock:
+            if whence == os.SEEK_SET:
+                new = offset
+            elif whence == os.SEEK_CUR:
+                new = self._pos + offset
+            elif whence == os.SEEK_END:
+                new = self._size + offset
+            else:
+                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+            if new < 0:
+                raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+            self._pos = new
+            return new
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        """Read up to ``len(buffer)`` bytes at the current position.
+
+        Returns the number of bytes read (0 at end of file); only fewer than
+        requested when the end of file is reached.
+
+        Raises:
+            IntegrityError: the backing file does not hold what this object
+                wrote (modified, moved, replayed, truncated or extended). The
+                part of ``buffer`` this call wrote is zeroed first.
+            io.UnsupportedOperation: the file is not readable (mode).
+            ValueError: the file is closed.
+            OSError: reading the backing file failed.
+        """
+        self._check_open()
+        if not self._readable:
+            raise io.UnsupportedOperation("File not open for reading")
+        with memoryview(buffer) as view, view.cast("B") as out, self._lock:
+            n = min(len(out), self._size - self._pos)
+            if n <= 0:
+                return 0
+            self._read_range(self._pos, out[:n])
+            self._pos += n
+            return n
+
+    def readall(self) -> bytes:
+        """Read from the current position to the end of file (see :meth:`readinto`)."""
+        self._check_open()
+        with self._lock:
+            remaining = max(0, self._size - self._pos)
+        buf = bytearray(remaining)
+        got = self.readinto(buf) if remaining else 0
+        del buf[got:]
+        return bytes(buf)
+
+    def write(self, b: ReadableBuffer) -> int:
+        """Encrypt and write all of ``b`` at the current position (at the end in
+        append mode); returns ``len(b)``. Writing past the end leaves a sparse,
+        zero-reading hole.
+
+        Raises:
+            InsecureOperationError: called in a process forked after this file
+                was created (would reuse nonces).
+            IntegrityError: a block that is partly overwritten failed
+                authentication while being read back.
+            io.UnsupportedOperation: the file is not writable (mode).
+            ValueError: the file is closed.
+            OSError: writing the backing file failed (e.g. ``ENOSPC``); the
+                blocks not fully written keep their previous authenticated
+                content or read as IntegrityError, never as wrong data.
+        """
+        self._check_open()
+        self._check_writable()
+        with memoryview(b) as view, view.cast("B") as data, self._lock:
+            n = len(data)
+            if n == 0:
+                return 0
+            pos = self._size if self._append else self._pos
+            end = pos + n
+            if end > self._size:
+                self._grow_last_block(end, pos)
+            self._write_range(pos, data, max(end, self._size))
+            self._pos = end
+            return n
+
+    def truncate(self, size: int | None = None) -> int:
+        """Resize the file to ``size`` bytes (default: the current position);
+        the position does not move. Growing adds a sparse hole that reads as
+        zeros and takes no disk space; shrinking frees the ciphertext beyond.
+
+        Raises:
+            InsecureOperationError: called in a forked child (see :meth:`write`).
+            IntegrityError: the block cut in the middle failed authentication.
+            io.UnsupportedOperation: the file is not writable.
+            ValueError: the file is closed.
+            OSError: ``EINVAL`` for a negative size; ``ftruncate`` failed.
+        """
+        self._check_open()
+        self._check_writable()
+        with self._lock:
+            new = self._pos if size is None else size.__index__()
+            if new < 0:
+                raise OSError(errno.EINVAL, "Invalid argument: negative size")
+            if new > self._size:
+                self._grow_last_block(new, None)
+                self._size = new
+            elif new < self._size:
+                self._shrink(new)
+            return new
+
+    def flush(self) -> None:
+        """Nothing is buffered in this object; checks that it is open."""
+        self._check_open()
+
+    def close(self) -> None:
+        """Drop the key (cryptographic erase), zero the plaintext scratch, and
+        close the backing descriptor if ``closefd``. Idempotent.
+
+        Raises:
+            OSError: closing the backing descriptor failed.
+        """
+        if self.closed:
+            return
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._aead = None  # the only reference to the key: unreachable from now on
+            self._cache_index = -1
+            if self._ptv is not None:
+                self._ptv[:] = bytes(len(self._ptv))
+                self._ptv.release()
+                self._ptv = None
+            if self._ptmap is not None:
+                with contextlib.suppress(BufferError):  # a view kept alive by a traceback
+                    self._ptmap.close()
+                self._ptmap = None
+            self._ct = bytearray()
+            self._ct_one = None
+            self._ctrs = array.array("Q")
+            fd, self._fd = self._fd, -1
+            if self._closefd and fd >= 0:
+                os.close(fd)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object (it holds a key)")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"size={self._size}"
+        return f"<hardtemp.EncryptedRawIO name={self.name!r} block_size={self._bs} {state}>"
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise io.UnsupportedOperation("File not open for writing")
+        if self._forked:
+            raise InsecureOperationError(self._err_path(), _FORK_MESSAGE)
+
+    def _err_path(self) -> str | None:
+        return self.name if isinstance(self.name, str) else None
+
+    def _integrity(self, reason: str) -> IntegrityError:
+        return IntegrityError(self._err_path(), reason)
+
+    def _ctr(self, index: int) -> int:
+        return self._ctrs[index] if index < len(self._ctrs) else 0
+
+    def _stored_len(self, index: int, size: int) -> int:
+        return min(self._bs, size - index * self._bs)
+
+    def _nonce(self, ctr: int) -> bytes:
+        return ctr.to_bytes(12, "big")
+
+    def _ad(self, index: int) -> bytes:
+        return self._file_id + index.to_bytes(8, "big")
+
+    def _take_counters(self, count: int) -> int:
+        first = self._next_ctr
+        if first + count - 1 > _MAX_COUNTER:
+            raise OSError(errno.EOVERFLOW, "encryption counter exhausted for this file")
+        self._next_ctr = first + count
+        return first
+
+    def _ct_buffer(self, nbytes: int) -> bytearray:
+        if len(self._ct) < nbytes:
+            self._ct = bytearray(nbytes)
+        return self._ct
+
+    def _scratch(self) -> memoryview:
+        if self._ptv is None:
+            raise ValueError("I/O operation on closed file")
+        return self._ptv
+
+    def _ct1(self) -> bytearray:
+        # Single-block ciphertext buffer, separate from the chunk buffer so a
+        # read-modify-write never clobbers ciphertext sealed earlier in a chunk.
+        if self._ct_one is None:
+            self._ct_one = bytearray(self._slot)
+        return self._ct_one
+
+    def _check_disk_size(self) -> None:
+        # Cheap truncation/extension check: one fstat per call that reads the disk.
+        actual = os.fstat(self._fd).st_size
+        if actual != self._disk_end:
+            change = "truncated" if actual < self._disk_end else "extended"
+            raise self._integrity(
+                f"backing file was {change}: {actual} bytes on disk, {self._disk_end} expected"
+            )
+
+    def _pread_exact(self, view: memoryview, offset: int) -> None:
+        got = 0
+        while got < len(view):
+            n = os.preadv(self._fd, [view[got:]], offset + got)
+            if n == 0:
+                raise self._integrity("backing file is shorter than its blocks")
+            got += n
+
+    def _pwrite_all(self, view: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], offset + done)
+
+    def _seal(self, jobs: Sequence[tuple[int, int, memoryview, memoryview]]) -> None:
+        aead = self._aead
+        if aead is None:
+            raise ValueError("I/O operation on closed file")
+        for index, ctr, src, dst in jobs:
+            if _HAVE_INTO:
+                aead.encrypt_into(self._nonce(ctr), src, self._ad(index), dst)
+            else:
+                dst[:] = aead.encrypt(self._nonce(ctr), bytes(src), self._ad(index))
+
+    def _open(self, jobs: Sequence[tuple[int, int, memoryview, memoryview]]) -> None:
+        aead = self._aead
+        if aead is None:
+            raise ValueError("I/O operation on closed file")
+        for index, ctr, src, dst in jobs:
+            try:
+                if _HAVE_INTO:
+                    aead.decrypt_into(self._nonce(ctr), src, self._ad(index), dst)
+                else:
+                    dst[:] = aead.decrypt(self._nonce(ctr), bytes(src), self._ad(index))
+            except InvalidTag:
+                # decrypt_into leaves unauthenticated plaintext behind: never let it out.
+                dst[:] = self._zeros[: len(dst)]
+                raise _TagFailure(index) from None
+
+    def _run(
+        self,
+        fn: Callable[[Sequence[tuple[int, int, memoryview, memoryview]]], None],
+        jobs: list[tuple[int, int, memoryview, memoryview]],
+    ) -> None:
+        if jobs and len(jobs) * self._bs >= _PARALLEL_MIN_BYTES:
+            _run_parallel(fn, jobs)
+        else:
+            fn(jobs)
+
+    def _load_block(self, index: int, length: int) -> memoryview:
+        """Put block ``index``'s authenticated plaintext (``length`` stored bytes)
+        into the scratch block and return the scratch view (tail not cleared)."""
+        pt = self._scratch()
+        ctr = self._ctr(index)
+        if ctr == 0:
+            pt[:length] = self._zeros[:length]
+        elif not (self._cache_index == index and self._cache_ctr == ctr):
+            self._cache_index = -1
+            self._check_disk_size()
+            ct = memoryview(self._ct1())[: length + TAG_SIZE]
+            self._pread_exact(ct, index * self._slot)
+            try:
+                self._open([(index, ctr, ct, pt[:length])])
+            except _TagFailure:
+                raise self._integrity(
+                    f"block {index} failed authentication (modified, moved or replayed)"
+                ) from None
+        self._cache_index, self._cache_ctr = index, ctr
+        return pt
+
+    def _grow_last_block(self, new_size: int, write_pos: int | None) -> None:
+        """Before the size grows to ``new_size``: re-seal the current last block
+        at its new stored length if it is partial, on disk, and not going to be
+        rewritten by a write starting at ``write_pos`` (``None``: no write
+        follows). It keeps its bytes; the new tail is zeros."""
+        size, bs = self._size, self._bs
+        if size % bs == 0:
+            return
+        last = size // bs
+        if self._ctr(last) == 0:
+            return
+        if write_pos is not None and write_pos < (last + 1) * bs:
+            return  # the write's read-modify-write of this block does it
+        old_len = size - last * bs
+        new_len = self._stored_len(last, new_size)
+        pt = self._load_block(last, old_len)
+        pt[old_len:new_len] = self._zeros[: new_len - old_len]
+        self._cache_index = -1
+        ctr = self._take_counters(1)
+        ct = memoryview(self._ct1())[: new_len + TAG_SIZE]
+        self._seal([(last, ctr, pt[:new_len], ct)])
+        self._pwrite_all(ct, last * self._slot)
+        self._ctrs[last] = ctr
+        self._cache_index, self._cache_ctr = last, ctr
+        self._size = last * bs + new_len
+        self._disk_end = max(self._disk_end, last * self._slot + new_len + TAG_SIZE)
+
+    def _write_range(self, pos: int, data: memoryview, new_size: int) -> None:
+        bs, slot = self._bs, self._slot
+        end = pos + len(data)
+        first, last = pos // bs, (end - 1) // bs
+        if len(self._ctrs) <= last:
+            self._ctrs.extend(bytes(last + 1 - len(self._ctrs)))
+        i = first
+        while i <= last:
+            j = min(last, i + self._chunk_blocks - 1)
+            count = j - i + 1
+            ctr0 = self._take_counters(count)
+            tail_len = self._stored_len(j, new_size)
+            nbytes = (count - 1) * slot + tail_len + TAG_SIZE
+            ctv = memoryview(self._ct_buffer(nbytes))
+            jobs: list[tuple[int, int, memoryview, memoryview]] = []
+            cached = -1
+            for k in range(i, j + 1):
+                start = k * bs
+                new_len = self._stored_len(k, new_size)
+                lo, hi = max(pos, start) - start, min(end, start + bs) - start
+                dst = ctv[(k - i) * slot : (k - i) * slot + new_len + TAG_SIZE]
+                src_at = start + lo - pos
+                if lo == 0 and hi == new_len:  # every stored byte replaced: no read needed
+                    jobs.append((k, ctr0 + k - i, data[src_at : src_at + new_len], dst))
+                    continue
+                # Partial block: read-modify-write through the scratch block.
+                old_len = max(0, min(bs, self._size - start)) if self._ctr(k) else 0
+                pt = self._load_block(k, old_len) if old_len else self._scratch()
+                self._cache_index = -1
+                if new_len > old_len:
+                    pt[old_len:new_len] = self._zeros[: new_len - old_len]
+                pt[lo:hi] = data[src_at : src_at + hi - lo]
+                self._seal([(k, ctr0 + k - i, pt[:new_len], dst)])
+                cached = k
+            self._run(self._seal, jobs)
+            self._pwrite_all(ctv[:nbytes], i * slot)
+            for k in range(i, j + 1):
+                self._ctrs[k] = ctr0 + k - i
+            if cached >= 0:
+                self._cache_index, self._cache_ctr = cached, self._ctrs[cached]
+            self._size = max(self._size, min(new_size, (j + 1) * bs))
+            self._disk_end = max(self._disk_end, i * slot + nbytes)
+            i = j + 1
+
+    def _read_range(self, pos: int, out: memoryview) -> None:
+        try:
+            self._read_range_unchecked(pos, out)
+        except BaseException:
+            out[:] = bytes(len(out))  # no partial plaintext from a failed read
+            raise
+
+    def _read_range_unchecked(self, pos: int, out: memoryview) -> None:
+        bs, slot = self._bs, self._slot
+        end = pos + len(out)
+        first, last = pos // bs, (end - 1) // bs
+        checked = False
+        i = first
+        while i <= last:
+            j = min(last, i + self._chunk_blocks - 1)
+            stored = [k for k in range(i, j + 1) if self._ctr(k)]
+            ctv = memoryview(self._ct)
+            if stored:
+                if not checked:
+                    self._check_disk_size()
+                    checked = True
+                k_hi = stored[-1]
+                span_end = k_hi * slot + self._stored_len(k_hi, self._size) + TAG_SIZE
+                span_start = stored[0] * slot
+                ctv = memoryview(self._ct_buffer(span_end - span_start))
+                self._pread_exact(ctv[: span_end - span_start], span_start)
+                base = span_start
+            jobs: list[tuple[int, int, memoryview, memoryview]] = []
+            partial: list[tuple[int, int, int, int, int]] = []
+            for k in range(i, j + 1):
+                start = k * bs
+                lo, hi = max(pos, start) - start, min(end, start + bs) - start
+                dst = out[start + lo - pos : start + hi - pos]
+                ctr = self._ctr(k)
+                if ctr == 0:
+                    dst[:] = self._zeros[: hi - lo]
+                    continue
+                length = self._stored_len(k, self._size)
+                if lo == 0 and hi == length:
+                    at = k * slot - base
+                    jobs.append((k, ctr, ctv[at : at + length + TAG_SIZE], dst))
+                elif self._cache_index == k and self._cache_ctr == ctr:
+                    dst[:] = self._scratch()[lo:hi]
+                else:
+                    partial.append((k, ctr, length, lo, hi))
+            try:
+                self._run(self._open, jobs)
+                for k, ctr, length, lo, hi in partial:
+                    pt = self._scratch()
+                    at = k * slot - base
+                    self._cache_index = -1
+                    self._open([(k, ctr, ctv[at : at + length + TAG_SIZE], pt[:length])])
+                    self._cache_index, self._cache_ctr = k, ctr
+                    start = k * bs
+                    out[start + lo - pos : start + hi - pos] = pt[lo:hi]
+            except _TagFailure as exc:
+                raise self._integrity(
+                    f"block {exc.args[0]} failed authentication (modified, moved or replayed)"
+                ) from None
+            i = j + 1
+
+    def _shrink(self, new: int) -> None:
+        bs = self._bs
+        if new % bs and self._ctr(new // bs):
+            last = new // bs
+            old_len = self._stored_len(last, self._size)
+            new_len = new - last * bs
+            pt = self._load_block(last, old_len)
+            self._cache_index = -1
+            ctr = self._take_counters(1)
+            ct = memoryview(self._ct1())[: new_len + TAG_SIZE]
+            self._seal([(last, ctr, pt[:new_len], ct)])
+            self._pwrite_all(ct, last * self._slot)
+            self._ctrs[last] = ctr
+            self._cache_index, self._cache_ctr = last, ctr
+        # Forget every block past the new end, then shrink the backing file to
+        # exactly what the remaining blocks occupy.
+        keep = -(-new // bs)
+        if len(self._ctrs) > keep:
+            del self._ctrs[keep:]
+        while self._ctrs and self._ctrs[-1] == 0:
+            self._ctrs.pop()
+        if self._cache_index >= keep:
+            self._cache_index = -1
+        self._size = new
+        if self._ctrs:
+            hi = len(self._ctrs) - 1
+            self._disk_end = hi * self._slot + self._stored_len(hi, new) + TAG_SIZE
+        else:
+            self._disk_end = 0
+        os.ftruncate(self._fd, self._disk_end)
+
+
+def _parse_raw_mode(mode: str) -> tuple[bool, bool, bool]:
+    """FileIO-style raw mode -> (readable, writable, append)."""
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be str, not {type(mode).__name__}")
+    table = {
+        "rb": (True, False, False),
+        "rb+": (True, True, False),
+        "wb": (False, True, False),
+        "ab": (False, True, True),
+        "ab+": (True, True, True),
+        "xb": (False, True, False),
+        "xb+": (True, True, False),
+    }
+    if mode not in table:
+        raise ValueError(f"invalid raw mode {mode!r}; expected one of {', '.join(table)}")
+    return table[mode]
+
+
+def _parse_open_mode(mode: str) -> tuple[str, bool]:
+    """Validate an :func:`io.open` mode string -> (FileIO raw mode, text?)."""
+    if not isinstance(mode, str):
+        raise TypeError(f"open_encrypted() argument 'mode' must be str, not {type(mode).__name__}")
+    modes = set(mode)
+    if modes - set("axrwb+t") or len(mode) > len(modes):
+        raise ValueError(f"invalid mode: {mode!r}")
+    creating, reading, writing, appending = "x" in modes, "r" in modes, "w" in modes, "a" in modes
+    text, binary, updating = "t" in modes, "b" in modes, "+" in modes
+    if text and binary:
+        raise ValueError("can't have text and binary mode at once")
+    if creating + reading + writing + appending != 1:
+        raise ValueError("must have exactly one of create/read/write/append mode")
+    kind = "x" if creating else "r" if reading else "a" if appending else "w"
+    if kind == "w":
+        kind = "r" if updating else "w"  # FileIO reports "w+" as "rb+"
+    return f"{kind}b+" if updating else f"{kind}b", not binary
+
+
+def open_encrypted(
+    fd: int,
+    mode: str = "w+b",
+    buffering: int = -1,
+    encoding: str | None = None,
+    newline: str | None = None,
+    errors: str | None = None,
+    *,
+    name: object = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> IO[Any]:
+    """Open an encrypted file object over the new, empty backing file ``fd``,
+    building the stack :func:`io.open` would: :class:`EncryptedRawIO`, then a
+    buffered object (unless ``buffering=0`` in binary mode), then
+    :class:`io.TextIOWrapper` in text mode.
+
+    Accepts the modes :func:`tempfile.TemporaryFile` accepts and behaves like
+    that mode on a fresh file (``"r"`` gives an empty read-only file, ``"a"``
+    appends, ``"x"`` is like ``"w"``). ``buffering``: 0 unbuffered (binary
+    only), 1 line buffering (text only; in binary mode a RuntimeWarning and the
+    default, as with :func:`io.open`), >1 the buffer size, <0 the default.
+    The object owns ``fd`` and closes it when closed (also when this function
+    fails after creating it).
+
+    Raises:
+        TypeError: wrong argument types.
+        ValueError: invalid mode or combination (e.g. ``buffering=0`` in text
+            mode, an encoding in binary mode), or ``fd`` is not an empty
+            regular file.
+        LookupError: unknown ``encoding``.
+        OSError: ``fstat`` of ``fd`` failed.
+    """
+    if not isinstance(buffering, int) or isinstance(buffering, bool):
+        raise TypeError(f"buffering must be an int, not {type(buffering).__name__}")
+    for label, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"open_encrypted() argument {label!r} must be str or None")
+    raw_mode, text = _parse_open_mode(mode)
+    if not text:
+        if encoding is not None:
+            raise ValueError("binary mode doesn't take an encoding argument")
+        if errors is not None:
+            raise ValueError("binary mode doesn't take an errors argument")
+        if newline is not None:
+            raise ValueError("binary mode doesn't take a newline argument")
+    if buffering == 0 and text:
+        raise ValueError("can't have unbuffered text I/O")
+    if text and newline not in (None, "", "\n", "\r", "\r\n"):
+        raise ValueError(f"illegal newline value: {newline!r}")
+    line_buffering = False
+    if buffering == 1:
+        if text:
+            line_buffering = True
+        else:
+            warnings.warn(
+                "line buffering (buffering=1) isn't supported in binary mode, "
+                "the default buffer size will be used",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        buffering = -1
+    if text:
+        encoding = io.text_encoding(encoding, 2)
+    raw = EncryptedRawIO(fd, block_size=block_size, name=name, mode=raw_mode)
+    result: Any = raw
+    try:
+        if buffering == 0:
+            return raw  # type: ignore[return-value]
+        # Small buffers keep random small reads to one block; whole-block
+        # transfers bypass the buffer anyway.
+        size = io.DEFAULT_BUFFER_SIZE if buffering < 0 else buffering
+        if raw_mode.endswith("+"):
+            result = io.BufferedRandom(raw, size)
+        elif raw_mode == "rb":
+            result = io.BufferedReader(raw, size)
+        else:
+            result = io.BufferedWriter(raw, size)
+        if not text:
+            return result  # type: ignore[no-any-return]
+        result = io.TextIOWrapper(result, encoding, errors, newline, line_buffering)
+        result.mode = mode
+        return result  # type: ignore[no-any-return]
+    except BaseException:
+        result.close()
+        raise
