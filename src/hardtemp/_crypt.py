@@ -188,6 +188,7 @@ class EncryptedRawIO(io.RawIOBase):
     _aead: AESGCM | None = None
     _ptmap: mmap.mmap | None = None
     _ptv: memoryview | None = None
+    _ct1v: memoryview = memoryview(b"")
 
     def __init__(
         self,
@@ -239,6 +240,8 @@ class EncryptedRawIO(io.RawIOBase):
         self._zeros = bytes(block_size)
         self._ct = bytearray()  # reused ciphertext buffer, grown up to one chunk
         self._ct_one: bytearray | None = None
+        # Single-block read buffer (+1 byte to notice a backing file that grew).
+        self._ct1v = memoryview(bytearray(self._slot + 1))
         # Plaintext scratch block in its own mapping, excluded from core dumps.
         self._ptmap = mmap.mmap(-1, block_size)
         if hasattr(mmap, "MADV_DONTDUMP"):
@@ -319,12 +322,20 @@ class EncryptedRawIO(io.RawIOBase):
         self._check_open()
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
-        with memoryview(buffer) as view, view.cast("B") as out, self._lock:
-            n = min(len(out), self._size - self._pos)
+        out = memoryview(buffer)
+        if out.format != "B" or out.ndim != 1:
+            out = out.cast("B")
+        with self._lock:
+            pos = self._pos
+            n = min(len(out), self._size - pos)
             if n <= 0:
                 return 0
-            self._read_range(self._pos, out[:n])
-            self._pos += n
+            k = pos // self._bs
+            if (pos + n - 1) // self._bs == k:  # the common small read: one block
+                self._read_one(k, pos - k * self._bs, out[:n])
+            else:
+                self._read_range(pos, out[:n])
+            self._pos = pos + n
             return n
 
     def readall(self) -> bytes:
@@ -424,6 +435,7 @@ class EncryptedRawIO(io.RawIOBase):
                 self._ptmap = None
             self._ct = bytearray()
             self._ct_one = None
+            self._ct1v = memoryview(b"")
             self._ctrs = array.array("Q")
             fd, self._fd = self._fd, -1
             if self._closefd and fd >= 0:
@@ -513,25 +525,32 @@ class EncryptedRawIO(io.RawIOBase):
             done += os.pwrite(self._fd, view[done:], offset + done)
 
     def _seal(self, jobs: Sequence[tuple[int, int, memoryview, memoryview]]) -> None:
-        aead = self._aead
+        aead, fid = self._aead, self._file_id
         if aead is None:
             raise ValueError("I/O operation on closed file")
         for index, ctr, src, dst in jobs:
+            # Nonce = the block's fresh counter value; AD = file id || block index.
             if _HAVE_INTO:
-                aead.encrypt_into(self._nonce(ctr), src, self._ad(index), dst)
+                aead.encrypt_into(ctr.to_bytes(12, "big"), src, fid + index.to_bytes(8, "big"), dst)
             else:
-                dst[:] = aead.encrypt(self._nonce(ctr), bytes(src), self._ad(index))
+                dst[:] = aead.encrypt(
+                    ctr.to_bytes(12, "big"), bytes(src), fid + index.to_bytes(8, "big")
+                )
 
     def _open(self, jobs: Sequence[tuple[int, int, memoryview, memoryview]]) -> None:
-        aead = self._aead
+        aead, fid = self._aead, self._file_id
         if aead is None:
             raise ValueError("I/O operation on closed file")
         for index, ctr, src, dst in jobs:
             try:
                 if _HAVE_INTO:
-                    aead.decrypt_into(self._nonce(ctr), src, self._ad(index), dst)
+                    aead.decrypt_into(
+                        ctr.to_bytes(12, "big"), src, fid + index.to_bytes(8, "big"), dst
+                    )
                 else:
-                    dst[:] = aead.decrypt(self._nonce(ctr), bytes(src), self._ad(index))
+                    dst[:] = aead.decrypt(
+                        ctr.to_bytes(12, "big"), bytes(src), fid + index.to_bytes(8, "big")
+                    )
             except InvalidTag:
                 # decrypt_into leaves unauthenticated plaintext behind: never let it out.
                 dst[:] = self._zeros[: len(dst)]
@@ -613,14 +632,16 @@ class EncryptedRawIO(io.RawIOBase):
             cached = -1
             for k in range(i, j + 1):
                 start = k * bs
-                new_len = self._stored_len(k, new_size)
-                lo, hi = max(pos, start) - start, min(end, start + bs) - start
-                dst = ctv[(k - i) * slot : (k - i) * slot + new_len + TAG_SIZE]
-                src_at = start + lo - pos
-                if lo == 0 and hi == new_len:  # every stored byte replaced: no read needed
-                    jobs.append((k, ctr0 + k - i, data[src_at : src_at + new_len], dst))
+                new_len = min(bs, new_size - start)
+                off = (k - i) * slot
+                dst = ctv[off : off + new_len + TAG_SIZE]
+                if start >= pos and start + new_len <= end:
+                    # Every stored byte is replaced: seal straight from the caller's data.
+                    jobs.append((k, ctr0 + k - i, data[start - pos : start - pos + new_len], dst))
                     continue
                 # Partial block: read-modify-write through the scratch block.
+                lo, hi = max(pos, start) - start, min(end, start + bs) - start
+                src_at = start + lo - pos
                 old_len = max(0, min(bs, self._size - start)) if self._ctr(k) else 0
                 pt = self._load_block(k, old_len) if old_len else self._scratch()
                 self._cache_index = -1
@@ -631,13 +652,73 @@ class EncryptedRawIO(io.RawIOBase):
                 cached = k
             self._run(self._seal, jobs)
             self._pwrite_all(ctv[:nbytes], i * slot)
-            for k in range(i, j + 1):
-                self._ctrs[k] = ctr0 + k - i
+            self._ctrs[i : j + 1] = array.array("Q", range(ctr0, ctr0 + count))
             if cached >= 0:
                 self._cache_index, self._cache_ctr = cached, self._ctrs[cached]
             self._size = max(self._size, min(new_size, (j + 1) * bs))
             self._disk_end = max(self._disk_end, i * slot + nbytes)
             i = j + 1
+
+    def _read_one(self, index: int, lo: int, out: memoryview) -> None:
+        """Fast path of :meth:`readinto` for a read inside block ``index``.
+
+        Kept lean (it is most of the cost of small random reads). Instead of an
+        ``fstat`` it checks the backing file's length with the read itself: a
+        short read means truncated; for the last block on disk it asks for one
+        byte more than expected, and getting it means extended.
+        """
+        ctrs = self._ctrs
+        ctr = ctrs[index] if index < len(ctrs) else 0
+        n = len(out)
+        if ctr == 0:  # sparse: zeros, the disk is not touched
+            out[:] = self._zeros[:n]
+            return
+        pt = self._ptv
+        aead = self._aead
+        if pt is None or aead is None:
+            raise ValueError("I/O operation on closed file")
+        if self._cache_index == index and self._cache_ctr == ctr:
+            out[:] = pt[lo : lo + n]
+            return
+        length = min(self._bs, self._size - index * self._bs)
+        want = length + TAG_SIZE
+        ask = want + 1 if index == len(ctrs) - 1 else want
+        ct = self._ct1v
+        got = os.preadv(self._fd, [ct[:ask]], index * self._slot)
+        if got != want:
+            if got < want:
+                got += self._pread_rest(ct[got:want], index * self._slot + got)
+            if got != want:
+                change = "extended" if got > want else "truncated"
+                raise self._integrity(f"backing file was {change} (block {index})")
+        nonce = ctr.to_bytes(12, "big")
+        ad = self._file_id + index.to_bytes(8, "big")
+        whole = lo == 0 and n == length  # whole block: straight into the caller's buffer
+        dst = out if whole else pt[:length]
+        self._cache_index = -1
+        try:
+            if _HAVE_INTO:
+                aead.decrypt_into(nonce, ct[:want], ad, dst)
+            else:
+                dst[:] = aead.decrypt(nonce, bytes(ct[:want]), ad)
+        except InvalidTag:
+            dst[:] = self._zeros[: len(dst)]  # decrypt_into leaves unauthenticated plaintext
+            raise self._integrity(
+                f"block {index} failed authentication (modified, moved or replayed)"
+            ) from None
+        if not whole:
+            self._cache_index, self._cache_ctr = index, ctr
+            out[:] = pt[lo : lo + n]
+
+    def _pread_rest(self, view: memoryview, offset: int) -> int:
+        """Keep reading after a short pread; returns how many more bytes came."""
+        got = 0
+        while got < len(view):
+            n = os.preadv(self._fd, [view[got:]], offset + got)
+            if n == 0:
+                break
+            got += n
+        return got
 
     def _read_range(self, pos: int, out: memoryview) -> None:
         try:
@@ -654,7 +735,10 @@ class EncryptedRawIO(io.RawIOBase):
         i = first
         while i <= last:
             j = min(last, i + self._chunk_blocks - 1)
-            stored = [k for k in range(i, j + 1) if self._ctr(k)]
+            ctrs = self._ctrs[i : j + 1]
+            if len(ctrs) <= j - i:  # blocks past the last one on disk are sparse
+                ctrs.extend(bytes(j - i + 1 - len(ctrs)))
+            stored = [i + x for x, c in enumerate(ctrs) if c]
             ctv = memoryview(self._ct)
             if stored:
                 if not checked:
@@ -668,15 +752,15 @@ class EncryptedRawIO(io.RawIOBase):
                 base = span_start
             jobs: list[tuple[int, int, memoryview, memoryview]] = []
             partial: list[tuple[int, int, int, int, int]] = []
-            for k in range(i, j + 1):
+            size = self._size
+            for k, ctr in enumerate(ctrs, i):
                 start = k * bs
                 lo, hi = max(pos, start) - start, min(end, start + bs) - start
                 dst = out[start + lo - pos : start + hi - pos]
-                ctr = self._ctr(k)
                 if ctr == 0:
                     dst[:] = self._zeros[: hi - lo]
                     continue
-                length = self._stored_len(k, self._size)
+                length = min(bs, size - start)
                 if lo == 0 and hi == length:
                     at = k * slot - base
                     jobs.append((k, ctr, ctv[at : at + length + TAG_SIZE], dst))
