@@ -30,7 +30,6 @@ whatever plaintext had been decrypted into the caller's buffer in that call.
 from __future__ import annotations
 
 import array
-import concurrent.futures
 import contextlib
 import errno
 import io
@@ -40,7 +39,7 @@ import stat
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from cryptography.exceptions import InvalidTag
@@ -62,10 +61,10 @@ MAX_BLOCK_SIZE: Final = 16 * 1024 * 1024
 _MAX_COUNTER: Final = 2**64 - 1
 #: Ciphertext moved per pread/pwrite call (bounds the reused buffer, never the file).
 _CHUNK_BYTES: Final = 1024 * 1024
-#: Runs of whole blocks at least this large are sealed/opened on several cores
-#: (cryptography releases the GIL while it encrypts).
-_PARALLEL_MIN_BYTES: Final = 256 * 1024
-_WORKERS: Final = max(1, min(4, len(os.sched_getaffinity(0))))
+#: Buffer of the BufferedRandom/Reader/Writer: a page, so that a page-aligned 4 KiB
+#: read costs one block (a larger buffer often straddles two blocks and must decrypt
+#: both); large transfers bypass the buffer anyway.
+_DEFAULT_BUFFER_SIZE: Final = 4096
 
 #: cryptography >= 44 has the allocation-free encrypt_into/decrypt_into; older
 #: versions take the (slower, allocating) fallback path below.
@@ -83,21 +82,9 @@ _FILENO_MESSAGE: Final = (
     "or NamedTemporaryFile to hand a file to another program"
 )
 
-# --- process-wide state: worker pool and fork handling ------------------------------------
+# --- fork handling -------------------------------------------------------------------------
 
-_pool_lock = threading.Lock()
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
 _live: weakref.WeakSet[EncryptedRawIO] = weakref.WeakSet()
-
-
-def _get_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=_WORKERS - 1, thread_name_prefix="hardtemp-crypt"
-            )
-        return _pool
 
 
 def _after_fork_in_child() -> None:
@@ -105,39 +92,12 @@ def _after_fork_in_child() -> None:
     # that wrote would seal different plaintext under nonces the parent also uses
     # (nonce reuse exposes the GCM hash key and the XOR of plaintexts): make every
     # inherited file read-only in the child.
-    global _pool, _pool_lock
-    _pool_lock = threading.Lock()
-    _pool = None  # the parent's worker threads do not exist in the child
     for obj in list(_live):
         obj._forked = True
         obj._lock = threading.Lock()  # may have been held by a parent thread at fork time
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _run_parallel(fn: Callable[[Sequence[Any]], None], jobs: Sequence[Any]) -> None:
-    """Run ``fn`` over contiguous slices of ``jobs``, on several cores if worth it."""
-    parts = _WORKERS
-    if parts == 1 or len(jobs) < 2:
-        fn(jobs)
-        return
-    parts = min(parts, len(jobs))
-    step = -(-len(jobs) // parts)
-    pool = _get_pool()
-    futures = [pool.submit(fn, jobs[k : k + step]) for k in range(step, len(jobs), step)]
-    error: BaseException | None = None
-    try:
-        fn(jobs[:step])
-    except BaseException as exc:
-        error = exc
-    for fut in futures:  # always wait for every worker before the buffers are reused
-        try:
-            fut.result()
-        except BaseException as exc:
-            error = error or exc
-    if error is not None:
-        raise error
 
 
 class _TagFailure(Exception):
@@ -556,16 +516,6 @@ class EncryptedRawIO(io.RawIOBase):
                 dst[:] = self._zeros[: len(dst)]
                 raise _TagFailure(index) from None
 
-    def _run(
-        self,
-        fn: Callable[[Sequence[tuple[int, int, memoryview, memoryview]]], None],
-        jobs: list[tuple[int, int, memoryview, memoryview]],
-    ) -> None:
-        if jobs and len(jobs) * self._bs >= _PARALLEL_MIN_BYTES:
-            _run_parallel(fn, jobs)
-        else:
-            fn(jobs)
-
     def _load_block(self, index: int, length: int) -> memoryview:
         """Put block ``index``'s authenticated plaintext (``length`` stored bytes)
         into the scratch block and return the scratch view (tail not cleared)."""
@@ -650,7 +600,7 @@ class EncryptedRawIO(io.RawIOBase):
                 pt[lo:hi] = data[src_at : src_at + hi - lo]
                 self._seal([(k, ctr0 + k - i, pt[:new_len], dst)])
                 cached = k
-            self._run(self._seal, jobs)
+            self._seal(jobs)
             self._pwrite_all(ctv[:nbytes], i * slot)
             self._ctrs[i : j + 1] = array.array("Q", range(ctr0, ctr0 + count))
             if cached >= 0:
@@ -769,7 +719,7 @@ class EncryptedRawIO(io.RawIOBase):
                 else:
                     partial.append((k, ctr, length, lo, hi))
             try:
-                self._run(self._open, jobs)
+                self._open(jobs)
                 for k, ctr, length, lo, hi in partial:
                     pt = self._scratch()
                     at = k * slot - base
@@ -921,9 +871,7 @@ def open_encrypted(
     try:
         if buffering == 0:
             return raw  # type: ignore[return-value]
-        # Small buffers keep random small reads to one block; whole-block
-        # transfers bypass the buffer anyway.
-        size = io.DEFAULT_BUFFER_SIZE if buffering < 0 else buffering
+        size = _DEFAULT_BUFFER_SIZE if buffering < 0 else buffering
         if raw_mode.endswith("+"):
             result = io.BufferedRandom(raw, size)
         elif raw_mode == "rb":
