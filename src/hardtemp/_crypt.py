@@ -292,7 +292,11 @@ class EncryptedRawIO(io.RawIOBase):
                 return 0
             k = pos // self._bs
             if (pos + n - 1) // self._bs == k:  # the common small read: one block
-                self._read_one(k, pos - k * self._bs, out[:n])
+                try:
+                    self._read_one(k, pos - k * self._bs, out[:n])
+                except BaseException:
+                    out[:n] = self._zeros[:n]  # same contract as _read_range
+                    raise
             else:
                 self._read_range(pos, out[:n])
             self._pos = pos + n
