@@ -42,6 +42,11 @@ def _edit(f: Any, offset: int, data: bytes) -> None:
         back.write(data)
 
 
+def _flip(f: Any, offset: int, mask: int = 0x01) -> None:
+    """Flip bits of one stored byte (a write of a fixed value could be a no-op)."""
+    _edit(f, offset, bytes([_read_backing(f, offset, 1)[0] ^ mask]))
+
+
 def _read_backing(f: Any, offset: int = 0, size: int = -1) -> bytes:
     with open(proc_path(f), "rb") as back:
         back.seek(offset)
@@ -73,15 +78,13 @@ def test_untampered_file_reads_back(raw: EncryptedRawIO) -> None:
 
 
 def test_flipped_bit_in_ciphertext_is_detected(raw: EncryptedRawIO) -> None:
-    at = 1 * SLOT + 10
-    _edit(raw, at, bytes([_read_backing(raw, at, 1)[0] ^ 0x01]))
+    _flip(raw, 1 * SLOT + 10)
     _assert_read_fails(raw)
     _assert_read_fails(raw, 1 * BS + 3, 5)  # single-block fast path too
 
 
 def test_flipped_bit_in_tag_is_detected(raw: EncryptedRawIO) -> None:
-    at = 2 * SLOT + BS + 3
-    _edit(raw, at, bytes([_read_backing(raw, at, 1)[0] ^ 0x80]))
+    _flip(raw, 2 * SLOT + BS + 3, 0x80)
     _assert_read_fails(raw)
     _assert_read_fails(raw, 2 * BS, BS)
 
@@ -183,7 +186,7 @@ def test_zeroed_block_is_detected(raw: EncryptedRawIO) -> None:
 def test_tampering_is_detected_on_read_modify_write(raw: EncryptedRawIO) -> None:
     # A partial overwrite must authenticate the rest of the block first; it
     # must not silently re-seal attacker-chosen bytes under a fresh tag.
-    _edit(raw, SLOT + 5, b"EVIL")
+    _flip(raw, SLOT + 5)
     raw.seek(BS + 40)
     with pytest.raises(IntegrityError):
         raw.write(b"ok")
@@ -193,14 +196,14 @@ def test_tampering_is_detected_through_buffered_and_text_layers() -> None:
     with open_encrypted(backing_fd(), "w+b", block_size=BS) as f:
         f.write(b"\x01" * (BS * 3))
         f.flush()
-        _edit(f, SLOT, b"\xff")
+        _flip(f, SLOT)
         f.seek(0)
         with pytest.raises(IntegrityError):
             f.read()
     with open_encrypted(backing_fd(), "w+", encoding="utf-8", block_size=BS) as t:
         t.write("sensitive\n" * 30)
         t.flush()
-        _edit(t, 0, b"\xff")
+        _flip(t, 0)
         t.seek(0)
         with pytest.raises(IntegrityError):
             t.readline()
@@ -209,7 +212,7 @@ def test_tampering_is_detected_through_buffered_and_text_layers() -> None:
 def test_integrity_error_names_the_file_when_named() -> None:
     with EncryptedRawIO(backing_fd(), block_size=BS, name="/tmp/report.bin") as r:
         r.write(b"x" * BS)
-        _edit(r, 3, b"\x00\x00")
+        _flip(r, 3)
         r.seek(0)
         with pytest.raises(IntegrityError) as info:
             r.read()
