@@ -784,3 +784,28 @@ def test_encoding_warning_points_at_caller_when_enabled() -> None:
         warnings.simplefilter("error")
         t = open_encrypted(backing_fd(), "w+")
     t.close()
+
+
+def test_enospc_on_a_real_full_filesystem_keeps_earlier_data_readable(
+    small_tmpfs: Any,
+) -> None:
+    mnt = small_tmpfs(256)
+    fd = os.open(mnt, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    with EncryptedRawIO(fd, block_size=4096) as raw:
+        first = os.urandom(64 * 1024)
+        raw.write(first)
+        with pytest.raises(OSError) as info:  # noqa: PT012 - fill until the disk is full
+            for _ in range(100):
+                raw.write(os.urandom(64 * 1024))
+        assert info.value.errno == errno.ENOSPC
+        # The backing file was cut back to what the metadata expects ...
+        assert os.fstat(fd).st_size == raw._disk_end
+        # ... so what was written before still reads back, through every path.
+        raw.seek(0)
+        assert raw.read(len(first)) == first
+        raw.seek(100)
+        assert raw.read(10) == first[100:110]
+        size = raw.seek(0, io.SEEK_END)
+        raw.seek(0)
+        assert len(raw.read()) == size
+        assert raw._ctrs[-1] != 0

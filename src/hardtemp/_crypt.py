@@ -20,8 +20,11 @@ per block, the 64-bit counter that was the nonce of its current ciphertext
   block index, and the expected nonce differs);
 * an older version of a block (rollback) fails: it was sealed under an older
   counter value than the one this object expects;
-* a backing file truncated or extended: ``fstat`` size differs from the size
-  the metadata implies, checked on every read that touches the disk.
+* a backing file truncated or extended: its length differs from the one the
+  metadata implies. Reads spanning several blocks and read-modify-writes check
+  it with ``fstat``; the single-block read fast path checks it with the
+  ``pread`` itself (short read = truncated; for the last block on disk it asks
+  for one byte more, and getting it = extended), which costs nothing extra.
 
 Any of these raises :class:`hardtemp.exceptions.IntegrityError`, after zeroing
 whatever plaintext had been decrypted into the caller's buffer in that call.
@@ -34,6 +37,7 @@ import contextlib
 import errno
 import io
 import mmap
+import operator
 import os
 import stat
 import threading
@@ -250,7 +254,7 @@ class EncryptedRawIO(io.RawIOBase):
             TypeError: ``offset`` is not an integer.
         """
         self._check_open()
-        offset = offset.__index__()
+        offset = operator.index(offset)
         with self._lock:
             if whence == os.SEEK_SET:
                 new = offset
@@ -357,7 +361,7 @@ class EncryptedRawIO(io.RawIOBase):
         self._check_open()
         self._check_writable()
         with self._lock:
-            new = self._pos if size is None else size.__index__()
+            new = self._pos if size is None else operator.index(size)
             if new < 0:
                 raise OSError(errno.EINVAL, "Invalid argument: negative size")
             if new > self._size:
@@ -436,12 +440,6 @@ class EncryptedRawIO(io.RawIOBase):
     def _stored_len(self, index: int, size: int) -> int:
         return min(self._bs, size - index * self._bs)
 
-    def _nonce(self, ctr: int) -> bytes:
-        return ctr.to_bytes(12, "big")
-
-    def _ad(self, index: int) -> bytes:
-        return self._file_id + index.to_bytes(8, "big")
-
     def _take_counters(self, count: int) -> int:
         first = self._next_ctr
         if first + count - 1 > _MAX_COUNTER:
@@ -484,9 +482,20 @@ class EncryptedRawIO(io.RawIOBase):
             got += n
 
     def _pwrite_all(self, view: memoryview, offset: int) -> None:
+        """Write all of ``view``; on failure (e.g. ENOSPC) cut the backing file
+        back to its expected length, so that one failed write does not make
+        every later read report an extended file. Blocks the failed write
+        touched then fail authentication (their counters were not advanced);
+        no block ever reads back as data that was not written to it."""
         done = 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], offset + done)
+        try:
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], offset + done)
+        except OSError:
+            with contextlib.suppress(OSError):
+                if os.fstat(self._fd).st_size > self._disk_end:
+                    os.ftruncate(self._fd, self._disk_end)
+            raise
 
     def _seal(self, jobs: Sequence[tuple[int, int, memoryview, memoryview]]) -> None:
         aead, fid = self._aead, self._file_id
@@ -569,11 +578,23 @@ class EncryptedRawIO(io.RawIOBase):
         self._disk_end = max(self._disk_end, last * self._slot + new_len + TAG_SIZE)
 
     def _write_range(self, pos: int, data: memoryview, new_size: int) -> None:
-        bs, slot = self._bs, self._slot
-        end = pos + len(data)
-        first, last = pos // bs, (end - 1) // bs
+        first, last = pos // self._bs, (pos + len(data) - 1) // self._bs
         if len(self._ctrs) <= last:
             self._ctrs.extend(bytes(last + 1 - len(self._ctrs)))
+        try:
+            self._write_chunks(pos, data, new_size, first, last)
+        finally:
+            # After a failed write: the last entry must be the last block on disk
+            # (the single-block read path relies on it to notice an extended file).
+            ctrs = self._ctrs
+            while ctrs and ctrs[-1] == 0:
+                ctrs.pop()
+
+    def _write_chunks(
+        self, pos: int, data: memoryview, new_size: int, first: int, last: int
+    ) -> None:
+        bs, slot = self._bs, self._slot
+        end = pos + len(data)
         i = first
         while i <= last:
             j = min(last, i + self._chunk_blocks - 1)
