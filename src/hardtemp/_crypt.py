@@ -593,39 +593,35 @@ class EncryptedRawIO(io.RawIOBase):
     def _write_chunks(
         self, pos: int, data: memoryview, new_size: int, first: int, last: int
     ) -> None:
-        bs, slot = self._bs, self._slot
+        # Hot loop of sequential writes: kept inline (no per-block calls or tuples).
+        bs, slot, fid, aead = self._bs, self._slot, self._file_id, self._aead
+        if aead is None:
+            raise ValueError("I/O operation on closed file")
         end = pos + len(data)
         i = first
         while i <= last:
             j = min(last, i + self._chunk_blocks - 1)
             count = j - i + 1
             ctr0 = self._take_counters(count)
-            tail_len = self._stored_len(j, new_size)
-            nbytes = (count - 1) * slot + tail_len + TAG_SIZE
+            nbytes = (count - 1) * slot + min(bs, new_size - j * bs) + TAG_SIZE
             ctv = memoryview(self._ct_buffer(nbytes))
-            jobs: list[tuple[int, int, memoryview, memoryview]] = []
             cached = -1
+            start, off, ctr = i * bs, 0, ctr0
             for k in range(i, j + 1):
-                start = k * bs
                 new_len = min(bs, new_size - start)
-                off = (k - i) * slot
-                dst = ctv[off : off + new_len + TAG_SIZE]
                 if start >= pos and start + new_len <= end:
                     # Every stored byte is replaced: seal straight from the caller's data.
-                    jobs.append((k, ctr0 + k - i, data[start - pos : start - pos + new_len], dst))
-                    continue
-                # Partial block: read-modify-write through the scratch block.
-                lo, hi = max(pos, start) - start, min(end, start + bs) - start
-                src_at = start + lo - pos
-                old_len = max(0, min(bs, self._size - start)) if self._ctr(k) else 0
-                pt = self._load_block(k, old_len) if old_len else self._scratch()
-                self._cache_index = -1
-                if new_len > old_len:
-                    pt[old_len:new_len] = self._zeros[: new_len - old_len]
-                pt[lo:hi] = data[src_at : src_at + hi - lo]
-                self._seal([(k, ctr0 + k - i, pt[:new_len], dst)])
-                cached = k
-            self._seal(jobs)
+                    src = data[start - pos : start - pos + new_len]
+                else:
+                    src = self._merge_partial(k, start, pos, data, new_len)
+                    cached = k
+                # Nonce = this block's fresh counter value; AD = file id || block index.
+                nonce, ad = ctr.to_bytes(12, "big"), fid + k.to_bytes(8, "big")
+                if _HAVE_INTO:
+                    aead.encrypt_into(nonce, src, ad, ctv[off : off + new_len + TAG_SIZE])
+                else:
+                    ctv[off : off + new_len + TAG_SIZE] = aead.encrypt(nonce, bytes(src), ad)
+                start, off, ctr = start + bs, off + slot, ctr + 1
             self._pwrite_all(ctv[:nbytes], i * slot)
             self._ctrs[i : j + 1] = array.array("Q", range(ctr0, ctr0 + count))
             if cached >= 0:
@@ -633,6 +629,23 @@ class EncryptedRawIO(io.RawIOBase):
             self._size = max(self._size, min(new_size, (j + 1) * bs))
             self._disk_end = max(self._disk_end, i * slot + nbytes)
             i = j + 1
+
+    def _merge_partial(
+        self, index: int, start: int, pos: int, data: memoryview, new_len: int
+    ) -> memoryview:
+        """Read-modify-write: the block's current plaintext (zeros where it had
+        none) with the overlapping part of ``data`` copied in, in the scratch
+        block; returns the ``new_len`` bytes to seal."""
+        bs = self._bs
+        end = pos + len(data)
+        lo, hi = max(pos, start) - start, min(end, start + bs) - start
+        old_len = max(0, min(bs, self._size - start)) if self._ctr(index) else 0
+        pt = self._load_block(index, old_len) if old_len else self._scratch()
+        self._cache_index = -1  # the scratch no longer matches any sealed block
+        if new_len > old_len:
+            pt[old_len:new_len] = self._zeros[: new_len - old_len]
+        pt[lo:hi] = data[start + lo - pos : start + hi - pos]
+        return pt[:new_len]
 
     def _read_one(self, index: int, lo: int, out: memoryview) -> None:
         """Fast path of :meth:`readinto` for a read inside block ``index``.
@@ -725,9 +738,10 @@ class EncryptedRawIO(io.RawIOBase):
                 ctv = memoryview(self._ct_buffer(span_end - span_start))
                 self._pread_exact(ctv[: span_end - span_start], span_start)
                 base = span_start
-            jobs: list[tuple[int, int, memoryview, memoryview]] = []
             partial: list[tuple[int, int, int, int, int]] = []
-            size = self._size
+            size, fid, aead = self._size, self._file_id, self._aead
+            if aead is None:
+                raise ValueError("I/O operation on closed file")
             for k, ctr in enumerate(ctrs, i):
                 start = k * bs
                 lo, hi = max(pos, start) - start, min(end, start + bs) - start
@@ -736,15 +750,25 @@ class EncryptedRawIO(io.RawIOBase):
                     dst[:] = self._zeros[: hi - lo]
                     continue
                 length = min(bs, size - start)
-                if lo == 0 and hi == length:
+                if lo == 0 and hi == length:  # whole block: straight into the caller's buffer
                     at = k * slot - base
-                    jobs.append((k, ctr, ctv[at : at + length + TAG_SIZE], dst))
+                    src = ctv[at : at + length + TAG_SIZE]
+                    nonce, ad = ctr.to_bytes(12, "big"), fid + k.to_bytes(8, "big")
+                    try:
+                        if _HAVE_INTO:
+                            aead.decrypt_into(nonce, src, ad, dst)
+                        else:
+                            dst[:] = aead.decrypt(nonce, bytes(src), ad)
+                    except InvalidTag:
+                        # The caller's buffer is zeroed by _read_range.
+                        raise self._integrity(
+                            f"block {k} failed authentication (modified, moved or replayed)"
+                        ) from None
                 elif self._cache_index == k and self._cache_ctr == ctr:
                     dst[:] = self._scratch()[lo:hi]
                 else:
                     partial.append((k, ctr, length, lo, hi))
             try:
-                self._open(jobs)
                 for k, ctr, length, lo, hi in partial:
                     pt = self._scratch()
                     at = k * slot - base
