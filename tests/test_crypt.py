@@ -809,3 +809,53 @@ def test_enospc_on_a_real_full_filesystem_keeps_earlier_data_readable(
         raw.seek(0)
         assert len(raw.read()) == size
         assert raw._ctrs[-1] != 0
+
+
+def test_raw_mode_restricts_reading_and_writing() -> None:
+    with EncryptedRawIO(backing_fd(), mode="wb") as w:
+        assert not w.readable()
+        assert w.writable()
+        w.write(b"x")
+        with pytest.raises(io.UnsupportedOperation):
+            w.readinto(bytearray(1))
+    with EncryptedRawIO(backing_fd(), mode="rb") as r:
+        assert r.readable()
+        assert not r.writable()
+        with pytest.raises(io.UnsupportedOperation):
+            r.write(b"x")
+        with pytest.raises(io.UnsupportedOperation):
+            r.truncate(0)
+    fd = backing_fd()
+    try:
+        with pytest.raises(ValueError, match="raw mode"):
+            EncryptedRawIO(fd, mode="w+")
+        with pytest.raises(TypeError):
+            EncryptedRawIO(fd, mode=None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            open_encrypted(fd, "w+", encoding=b"utf-8")  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+
+
+def test_repr_shows_no_secrets() -> None:
+    raw = EncryptedRawIO(backing_fd(), name="x")
+    raw.write(b"abc")
+    text = repr(raw)
+    assert "size=3" in text
+    assert "key" not in text.lower()
+    raw.close()
+    assert "closed" in repr(raw)
+
+
+def test_fallback_partial_blocks_without_encrypt_into(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_crypt, "_HAVE_INTO", False)
+    with EncryptedRawIO(backing_fd(), block_size=32) as raw:
+        raw.write(b"a" * 50)
+        raw.seek(10)
+        raw.write(b"b" * 5)  # read-modify-write
+        raw.truncate(40)
+        raw.truncate(70)
+        raw.seek(12)
+        assert raw.read(3) == b"bbb"  # single-block partial read
+        raw.seek(0)
+        assert raw.read() == b"a" * 10 + b"b" * 5 + b"a" * 25 + bytes(30)

@@ -218,3 +218,13 @@ def test_integrity_error_names_the_file_when_named() -> None:
             r.read()
         assert info.value.path == "/tmp/report.bin"
         assert "block 0" in info.value.reason
+
+
+def test_tampered_block_partly_covered_by_a_multi_block_read_is_detected(
+    raw: EncryptedRawIO,
+) -> None:
+    _flip(raw, 5)  # block 0, which the read below covers only from its middle
+    _assert_read_fails(raw, BS // 2, BS * 2)
+    _flip(raw, 5)  # restore block 0; now break block 2, which it ends inside
+    _flip(raw, 2 * SLOT + 5)
+    _assert_read_fails(raw, BS // 2, BS * 2)
