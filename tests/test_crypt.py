@@ -859,3 +859,15 @@ def test_fallback_partial_blocks_without_encrypt_into(monkeypatch: pytest.Monkey
         assert raw.read(3) == b"bbb"  # single-block partial read
         raw.seek(0)
         assert raw.read() == b"a" * 10 + b"b" * 5 + b"a" * 25 + bytes(30)
+
+
+def test_offsets_beyond_the_largest_file_offset_raise_efbig() -> None:
+    with EncryptedRawIO(backing_fd()) as raw:
+        raw.seek(2**63 - 10)
+        with pytest.raises(OSError) as info:
+            raw.write(b"x")
+        assert info.value.errno == errno.EFBIG
+        with pytest.raises(OSError) as info:
+            raw.truncate(2**63)
+        assert info.value.errno == errno.EFBIG
+        assert raw._size == 0

@@ -63,6 +63,7 @@ MIN_BLOCK_SIZE: Final = 16
 MAX_BLOCK_SIZE: Final = 16 * 1024 * 1024
 #: Largest counter; a 64-bit counter per block keeps the per-block state at 8 bytes.
 _MAX_COUNTER: Final = 2**64 - 1
+_MAX_OFF_T: Final = 2**63 - 1
 #: Ciphertext moved per pread/pwrite call (bounds the reused buffer, never the file).
 _CHUNK_BYTES: Final = 1024 * 1024
 #: Buffer of the BufferedRandom/Reader/Writer: a page, so that a page-aligned 4 KiB
@@ -132,7 +133,9 @@ class EncryptedRawIO(io.RawIOBase):
       :class:`~hardtemp.exceptions.IntegrityError` (and zero what this call had
       decrypted into the caller's buffer);
     * all methods are thread-safe (one lock per file);
-    * in-memory state is 8 bytes per block (512 KiB per GiB at 16 KiB blocks)
+    * in-memory state is 8 bytes per block up to the last block stored on
+      disk (512 KiB per GiB at 16 KiB blocks; a sparse tail costs nothing, but
+      one block written far out costs the state of every block before it)
       plus at most about 1 MiB of reused buffers; the file is never buffered
       whole.
 
@@ -328,7 +331,8 @@ class EncryptedRawIO(io.RawIOBase):
                 authentication while being read back.
             io.UnsupportedOperation: the file is not writable (mode).
             ValueError: the file is closed.
-            OSError: writing the backing file failed (e.g. ``ENOSPC``); the
+            OSError: ``EFBIG`` if the backing file would exceed the largest
+                file offset; writing the backing file failed (e.g. ``ENOSPC``); the
                 blocks not fully written keep their previous authenticated
                 content or read as IntegrityError, never as wrong data.
         """
@@ -340,6 +344,7 @@ class EncryptedRawIO(io.RawIOBase):
                 return 0
             pos = self._size if self._append else self._pos
             end = pos + n
+            self._check_size_limit(end)
             if end > self._size:
                 self._grow_last_block(end, pos)
             self._write_range(pos, data, max(end, self._size))
@@ -356,7 +361,8 @@ class EncryptedRawIO(io.RawIOBase):
             IntegrityError: the block cut in the middle failed authentication.
             io.UnsupportedOperation: the file is not writable.
             ValueError: the file is closed.
-            OSError: ``EINVAL`` for a negative size; ``ftruncate`` failed.
+            OSError: ``EINVAL`` for a negative size; ``EFBIG`` if the backing
+                file would exceed the largest file offset; ``ftruncate`` failed.
         """
         self._check_open()
         self._check_writable()
@@ -365,6 +371,7 @@ class EncryptedRawIO(io.RawIOBase):
             if new < 0:
                 raise OSError(errno.EINVAL, "Invalid argument: negative size")
             if new > self._size:
+                self._check_size_limit(new)
                 self._grow_last_block(new, None)
                 self._size = new
             elif new < self._size:
@@ -427,6 +434,12 @@ class EncryptedRawIO(io.RawIOBase):
             raise io.UnsupportedOperation("File not open for writing")
         if self._forked:
             raise InsecureOperationError(self._err_path(), _FORK_MESSAGE)
+
+    def _check_size_limit(self, size: int) -> None:
+        # Every stored block's offset must fit in off_t; like a filesystem's own
+        # limit, refuse with EFBIG instead of failing deep inside pwrite.
+        if -(-size // self._bs) * self._slot > _MAX_OFF_T:
+            raise OSError(errno.EFBIG, f"File too large: {size} bytes")
 
     def _err_path(self) -> str | None:
         return self.name if isinstance(self.name, str) else None
