@@ -316,8 +316,9 @@ class EncryptedRawIO(io.RawIOBase):
             remaining = max(0, self._size - self._pos)
         buf = bytearray(remaining)
         got = self.readinto(buf) if remaining else 0
-        del buf[got:]
-        return bytes(buf)
+        data = bytes(memoryview(buf)[:got])
+        buf[:] = bytes(len(buf))  # do not leave a second plaintext copy behind
+        return data
 
     def write(self, b: ReadableBuffer) -> int:
         """Encrypt and write all of ``b`` at the current position (at the end in
