@@ -71,8 +71,9 @@ _CHUNK_BYTES: Final = 1024 * 1024
 #: both); large transfers bypass the buffer anyway.
 _DEFAULT_BUFFER_SIZE: Final = 4096
 
-#: cryptography >= 44 has the allocation-free encrypt_into/decrypt_into; older
-#: versions take the (slower, allocating) fallback path below.
+#: Recent cryptography releases have the allocation-free encrypt_into/decrypt_into
+#: (the installed 50.0.2 does; its changelog does not list them up to 45.0). With
+#: older versions (pyproject allows >= 42) the slower, allocating fallback is used.
 _HAVE_INTO: bool = hasattr(AESGCM, "encrypt_into") and hasattr(AESGCM, "decrypt_into")
 
 _FORK_MESSAGE: Final = (
