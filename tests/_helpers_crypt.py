@@ -1,0 +1,70 @@
+"""Shared helpers for the encrypted-file tests (hardtemp._crypt)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from typing import Any
+
+from hardtemp._crypt import EncryptedRawIO
+
+
+def backing_fd(directory: str | None = None) -> int:
+    """A new, empty, unnamed file (O_TMPFILE) to put an encrypted file on."""
+    return os.open(
+        directory or tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600
+    )
+
+
+def raw_of(f: Any) -> EncryptedRawIO:
+    """The EncryptedRawIO under a (text or buffered) file object."""
+    obj = f
+    while not isinstance(obj, EncryptedRawIO):
+        obj = obj.buffer if hasattr(obj, "buffer") else obj.raw
+    return obj
+
+
+def proc_path(f: Any) -> str:
+    """Path to the backing file through /proc/self/fd (what an attacker edits)."""
+    return f"/proc/self/fd/{raw_of(f)._fd}"
+
+
+class NonceRecorder:
+    """Wraps the object's AESGCM and fails the test on any repeated nonce.
+
+    Only observes: every call is passed through to the real AESGCM.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.nonces: set[bytes] = set()
+        self.lock = threading.Lock()
+        self.repeats: list[bytes] = []
+
+    def _record(self, nonce: bytes) -> None:
+        with self.lock:
+            if nonce in self.nonces:
+                self.repeats.append(nonce)
+            self.nonces.add(nonce)
+
+    def encrypt_into(self, nonce: bytes, data: Any, ad: Any, buf: Any) -> int:
+        self._record(nonce)
+        return int(self.inner.encrypt_into(nonce, data, ad, buf))
+
+    def encrypt(self, nonce: bytes, data: Any, ad: Any) -> bytes:
+        self._record(nonce)
+        return bytes(self.inner.encrypt(nonce, data, ad))
+
+    def decrypt_into(self, nonce: bytes, data: Any, ad: Any, buf: Any) -> int:
+        return int(self.inner.decrypt_into(nonce, data, ad, buf))
+
+    def decrypt(self, nonce: bytes, data: Any, ad: Any) -> bytes:
+        return bytes(self.inner.decrypt(nonce, data, ad))
+
+
+def record_nonces(f: Any) -> NonceRecorder:
+    raw = raw_of(f)
+    rec = NonceRecorder(raw._aead)
+    raw._aead = rec  # type: ignore[assignment]
+    return rec
