@@ -41,7 +41,6 @@ import operator
 import os
 import stat
 import threading
-import warnings
 import weakref
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -49,6 +48,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ._iostack import check_mode, raw_mode, wrap_raw
 from .exceptions import InsecureOperationError, IntegrityError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ _CHUNK_BYTES: Final = 1024 * 1024
 #: Buffer of the BufferedRandom/Reader/Writer: a page, so that a page-aligned 4 KiB
 #: read costs one block (a larger buffer often straddles two blocks and must decrypt
 #: both); large transfers bypass the buffer anyway.
-_DEFAULT_BUFFER_SIZE: Final = 4096
+ENCRYPTED_BUFFER_SIZE: Final = 4096
 
 #: Recent cryptography releases have the allocation-free encrypt_into/decrypt_into
 #: (the installed 50.0.2 does; its changelog does not list them up to 45.0). With
@@ -848,25 +848,6 @@ def _parse_raw_mode(mode: str) -> tuple[bool, bool, bool]:
     return table[mode]
 
 
-def _parse_open_mode(mode: str) -> tuple[str, bool]:
-    """Validate an :func:`io.open` mode string -> (FileIO raw mode, text?)."""
-    if not isinstance(mode, str):
-        raise TypeError(f"open_encrypted() argument 'mode' must be str, not {type(mode).__name__}")
-    modes = set(mode)
-    if modes - set("axrwb+t") or len(mode) > len(modes):
-        raise ValueError(f"invalid mode: {mode!r}")
-    creating, reading, writing, appending = "x" in modes, "r" in modes, "w" in modes, "a" in modes
-    text, binary, updating = "t" in modes, "b" in modes, "+" in modes
-    if text and binary:
-        raise ValueError("can't have text and binary mode at once")
-    if creating + reading + writing + appending != 1:
-        raise ValueError("must have exactly one of create/read/write/append mode")
-    kind = "x" if creating else "r" if reading else "a" if appending else "w"
-    if kind == "w":
-        kind = "r" if updating else "w"  # FileIO reports "w+" as "rb+"
-    return f"{kind}b+" if updating else f"{kind}b", not binary
-
-
 def open_encrypted(
     fd: int,
     mode: str = "w+b",
@@ -899,54 +880,8 @@ def open_encrypted(
         LookupError: unknown ``encoding``.
         OSError: ``fstat`` of ``fd`` failed.
     """
-    if not isinstance(buffering, int) or isinstance(buffering, bool):
-        raise TypeError(f"buffering must be an int, not {type(buffering).__name__}")
-    for label, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"open_encrypted() argument {label!r} must be str or None")
-    raw_mode, text = _parse_open_mode(mode)
-    if not text:
-        if encoding is not None:
-            raise ValueError("binary mode doesn't take an encoding argument")
-        if errors is not None:
-            raise ValueError("binary mode doesn't take an errors argument")
-        if newline is not None:
-            raise ValueError("binary mode doesn't take a newline argument")
-    if buffering == 0 and text:
-        raise ValueError("can't have unbuffered text I/O")
-    if text and newline not in (None, "", "\n", "\r", "\r\n"):
-        raise ValueError(f"illegal newline value: {newline!r}")
-    line_buffering = False
-    if buffering == 1:
-        if text:
-            line_buffering = True
-        else:
-            warnings.warn(
-                "line buffering (buffering=1) isn't supported in binary mode, "
-                "the default buffer size will be used",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        buffering = -1
-    if text:
-        encoding = io.text_encoding(encoding, 2)
-    raw = EncryptedRawIO(fd, block_size=block_size, name=name, mode=raw_mode)
-    result: Any = raw
-    try:
-        if buffering == 0:
-            return raw  # type: ignore[return-value]
-        size = _DEFAULT_BUFFER_SIZE if buffering < 0 else buffering
-        if raw_mode.endswith("+"):
-            result = io.BufferedRandom(raw, size)
-        elif raw_mode == "rb":
-            result = io.BufferedReader(raw, size)
-        else:
-            result = io.BufferedWriter(raw, size)
-        if not text:
-            return result  # type: ignore[no-any-return]
-        result = io.TextIOWrapper(result, encoding, errors, newline, line_buffering)
-        result.mode = mode
-        return result  # type: ignore[no-any-return]
-    except BaseException:
-        result.close()
-        raise
+    check_mode(mode, buffering, encoding, errors, newline)
+    raw = EncryptedRawIO(fd, block_size=block_size, name=name, mode=raw_mode(mode))
+    return wrap_raw(
+        raw, mode, buffering, encoding, errors, newline, buffer_size=ENCRYPTED_BUFFER_SIZE
+    )

@@ -18,8 +18,8 @@ from typing import IO, Any
 
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
-from ._crypt import open_encrypted
-from ._iostack import check_mode, wrap_raw
+from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
+from ._iostack import check_mode, raw_mode, wrap_raw
 from ._names import sanitize_params
 from ._remove import rmtree_at
 from ._wipe import overwrite_fd, remove_entry
@@ -84,18 +84,19 @@ def TemporaryFile(
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
     fd = create_unnamed(handle, base, prefix, suffix)
+    raw: io.RawIOBase
     try:
         if encrypt:
-            file = open_encrypted(fd, mode, buffering, encoding, newline, errors, name=fd)
-            if _track.hook is not None:
-                _track_unnamed(file, fd)
-            return file
-        raw = _WipingFileIO(fd, "r+" if "+" in mode else mode.replace("b", "").replace("t", ""))
-        raw._owner_pid = os.getpid()
+            raw = EncryptedRawIO(fd, name=fd, mode=raw_mode(mode))
+            size = ENCRYPTED_BUFFER_SIZE
+        else:
+            raw = _WipingFileIO(fd, raw_mode(mode))
+            raw._owner_pid = os.getpid()
+            size = io.DEFAULT_BUFFER_SIZE
     except BaseException:
         os.close(fd)
         raise
-    file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
+    file = wrap_raw(raw, mode, buffering, encoding, errors, newline, buffer_size=size)
     if _track.hook is not None:
         _track_unnamed(file, fd)
     return file
@@ -325,15 +326,15 @@ def NamedTemporaryFile(
         sys.audit("tempfile.mkstemp", made.path)
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
-        raw = io.FileIO(fd, mode.replace("b", "").replace("t", ""))
-        file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
+        raw = io.FileIO(fd, raw_mode(mode))
+        file = wrap_raw(raw, mode, buffering, encoding, errors, newline)  # closes raw on failure
     except BaseException:
         with contextlib.suppress(OSError):
             remove_entry(
                 handle.fd,
                 os.fsdecode(made.name),
                 display_path=os.fsdecode(made.path),
-                fd=fd,
+                fd=fd if raw is None else None,  # by name (inode checked) once raw closed fd
                 expect=(made.dev, made.ino),
             )
         if raw is None:

@@ -6,7 +6,7 @@ import io
 import warnings
 from typing import IO, Any
 
-__all__ = ["check_mode", "wrap_raw"]
+__all__ = ["check_mode", "raw_mode", "wrap_raw"]
 
 
 def check_mode(
@@ -15,11 +15,16 @@ def check_mode(
     """Validate ``mode`` and its companions exactly as :func:`open` does.
 
     Raises:
-        TypeError: ``mode`` is not a string.
+        TypeError: an argument of the wrong type.
         ValueError: an invalid mode or a combination :func:`open` rejects.
     """
     if not isinstance(mode, str):
         raise TypeError(f"mode must be str, not {type(mode).__name__}")
+    if not isinstance(buffering, int) or isinstance(buffering, bool):
+        raise TypeError(f"buffering must be an int, not {type(buffering).__name__}")
+    for label, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{label} must be str or None, not {type(value).__name__}")
     modes = set(mode)
     if modes - set("axrwb+t") or len(mode) > len(modes):
         raise ValueError(f"invalid mode: {mode!r}")
@@ -35,8 +40,19 @@ def check_mode(
         ):
             if value is not None:
                 raise ValueError(f"binary mode doesn't take {name} argument")
-    elif buffering == 0:
-        raise ValueError("can't have unbuffered text I/O")
+    else:
+        if buffering == 0:
+            raise ValueError("can't have unbuffered text I/O")
+        if newline not in (None, "", "\n", "\r", "\r\n"):
+            raise ValueError(f"illegal newline value: {newline!r}")
+
+
+def raw_mode(mode: str) -> str:
+    """The :class:`io.FileIO` mode for an :func:`open` mode (``"w+"`` -> ``"rb+"``)."""
+    kind = next(c for c in mode if c in "xrwa")
+    if "+" in mode:
+        return "xb+" if kind == "x" else "ab+" if kind == "a" else "rb+"
+    return f"{kind}b"
 
 
 def wrap_raw(
@@ -46,13 +62,18 @@ def wrap_raw(
     encoding: str | None = None,
     errors: str | None = None,
     newline: str | None = None,
+    *,
+    buffer_size: int = io.DEFAULT_BUFFER_SIZE,
 ) -> IO[Any]:
     """Wrap ``raw`` in the buffered and text layers :func:`open` would build for ``mode``.
 
-    The raw file must already be open; ``mode`` is validated first (see
-    :func:`check_mode`). Returns ``raw`` itself for ``buffering=0`` in binary mode.
+    ``mode`` must have passed :func:`check_mode`. Returns ``raw`` itself for
+    ``buffering=0`` in binary mode. ``raw`` is closed if wrapping fails (e.g.
+    an unknown encoding), so the caller never closes its descriptor twice.
+
+    Raises:
+        LookupError: unknown ``encoding``.
     """
-    check_mode(mode, buffering, encoding, errors, newline)
     binary = "b" in mode
     if binary and buffering == 1:
         warnings.warn(
@@ -61,26 +82,25 @@ def wrap_raw(
             RuntimeWarning,
             stacklevel=3,
         )
-    line_buffering = buffering == 1
-    if buffering in (1, -1) or buffering < 0:
-        buffering = io.DEFAULT_BUFFER_SIZE
+    line_buffering = buffering == 1 and not binary
     if buffering == 0:
         return raw  # type: ignore[return-value]
-    buffer: io.BufferedIOBase
-    if "+" in mode:
-        buffer = io.BufferedRandom(raw, buffering)
-    elif "r" in mode:
-        buffer = io.BufferedReader(raw, buffering)
-    else:
-        buffer = io.BufferedWriter(raw, buffering)
-    if binary:
-        return buffer
-    text = io.TextIOWrapper(
-        buffer,
-        io.text_encoding(encoding),
-        errors,
-        newline,
-        line_buffering,
-    )
-    text.mode = mode  # type: ignore[misc]
-    return text
+    size = buffer_size if buffering < 0 or buffering == 1 else buffering
+    result: Any = raw
+    try:
+        if "+" in mode:
+            result = io.BufferedRandom(raw, size)
+        elif "r" in mode:
+            result = io.BufferedReader(raw, size)
+        else:
+            result = io.BufferedWriter(raw, size)
+        if binary:
+            return result  # type: ignore[no-any-return]
+        result = io.TextIOWrapper(
+            result, io.text_encoding(encoding), errors, newline, line_buffering
+        )
+        result.mode = mode
+        return result  # type: ignore[no-any-return]
+    except BaseException:
+        result.close()
+        raise
