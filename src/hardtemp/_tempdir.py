@@ -71,14 +71,20 @@ def gettempdir() -> str:
         NoTrustedTempDirError: no candidate is trusted and writable (also a
             ``FileNotFoundError``, like the standard library's).
         UnsafeDirectoryError: ``hardtemp._tempdir.tempdir`` was set to an
-            untrusted directory.
+            untrusted directory, or the cached directory is no longer trusted.
+        OSError: the forced or cached directory no longer exists (e.g.
+            ``FileNotFoundError``).
     """
     global tempdir
     if tempdir is None:
         with _lock:
             if tempdir is None:
                 tempdir = _find_tempdir()
-    return tempdir
+    result = tempdir
+    # Re-verify (cheap: cached per descriptor): a forced ``tempdir``, or a cached
+    # one that has since become writable by others, must never be handed out.
+    trusted_dir(result)
+    return result
 
 
 def gettempdirb() -> bytes:
