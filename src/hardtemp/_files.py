@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import io
 import os
 import sys
@@ -159,8 +160,23 @@ class _TemporaryFileWrapper:
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not found on the wrapper: delegate to the file.
-        file = self.__dict__["file"]
-        return getattr(file, name)
+        try:
+            file = self.__dict__["file"]
+        except KeyError:
+            raise AttributeError(name) from None
+        attr = getattr(file, name)
+        if not callable(attr):
+            return attr
+
+        # The bound method must keep the wrapper alive: in
+        # ``NamedTemporaryFile().write(b"x")`` the wrapper is otherwise finalized
+        # (closing and removing the file) before write runs (tempfile's bpo-18879).
+        @functools.wraps(attr)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return attr(*args, **kwargs)
+
+        method._wrapper = self  # type: ignore[attr-defined]
+        return method
 
     def __enter__(self) -> _TemporaryFileWrapper:
         self.file.__enter__()
