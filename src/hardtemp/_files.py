@@ -19,7 +19,7 @@ from typing import IO, Any
 from . import _owner
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._crypt import open_encrypted
-from ._iostack import check_mode, wrap_raw
+from ._iostack import check_mode, raw_mode, wrap_raw
 from ._names import sanitize_params
 from ._remove import rmtree_at
 from ._wipe import overwrite_fd, remove_entry
@@ -299,11 +299,14 @@ def NamedTemporaryFile(
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
     fd, made = create_file(handle, base, prefix, suffix)
+    raw: io.FileIO | None = None
     try:
         if delete:
             _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
         sys.audit("tempfile.mkstemp", made.path)
-        file = io.open(fd, mode, buffering, encoding, errors, newline)  # noqa: UP020, SIM115 - fd; the wrapper closes it
+        raw = io.FileIO(fd, raw_mode(mode))
+        raw.name = made.path  # type: ignore[misc] - as tempfile does on 3.12+
+        file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
     except BaseException:
         with contextlib.suppress(OSError):
             remove_entry(
@@ -313,7 +316,11 @@ def NamedTemporaryFile(
                 fd=fd,
                 expect=(made.dev, made.ino),
             )
-        os.close(fd)
+        # Exactly once: a second close could hit a descriptor another thread just opened.
+        if raw is not None:
+            raw.close()
+        else:
+            os.close(fd)
         raise
     state = _NamedState(file, fd, made, delete, delete_on_close)
     return _TemporaryFileWrapper(state, made.path)

@@ -6,7 +6,7 @@ import io
 import warnings
 from typing import IO, Any
 
-__all__ = ["check_mode", "wrap_raw"]
+__all__ = ["check_mode", "raw_mode", "wrap_raw"]
 
 
 def check_mode(
@@ -37,6 +37,11 @@ def check_mode(
                 raise ValueError(f"binary mode doesn't take {name} argument")
     elif buffering == 0:
         raise ValueError("can't have unbuffered text I/O")
+
+
+def raw_mode(mode: str) -> str:
+    """The :class:`io.FileIO` mode :func:`open` derives from a valid ``mode``."""
+    return "".join(c for c in "xrwa" if c in mode) + ("+" if "+" in mode else "")
 
 
 def wrap_raw(
