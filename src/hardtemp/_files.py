@@ -231,14 +231,43 @@ class _TemporaryFileWrapper:
         target = os.fspath(path)
         if not state.file.closed:
             state.file.flush()
-        _rename(made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber)
-        if not state.file.closed:
-            _owner.unmark(state.fd)  # a kept file is no temp file: the sweeper must leave it
+        # A kept file is no temp file: the sweeper must never remove it, so the
+        # mark goes before the move (and comes back if the move fails).
+        _unmark_created(made, None if state.file.closed else state.fd)
+        try:
+            _rename(
+                made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber
+            )
+        except BaseException:
+            if state.delete and not state.file.closed:
+                _owner.mark(state.fd)
+            raise
         state.delete = False
         state.removed = True
         self.delete = False
         self.name = target
         return target  # type: ignore[no-any-return]
+
+
+def _unmark_created(made: Created, fd: int | None) -> None:
+    """Remove the sweeper's mark from our file, through ``fd`` or its verified name."""
+    if fd is not None:
+        _owner.unmark(fd)
+        return
+    # O_PATH|O_NOFOLLOW relative to the verified directory: needs no read permission
+    # and pins the inode, which must still be ours.
+    pfd = os.open(
+        made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd
+    )
+    try:
+        st = os.fstat(pfd)
+        if (st.st_dev, st.st_ino) != (made.dev, made.ino):
+            raise UnsafeFileError(os.fsdecode(made.path), "name no longer refers to our file")
+        # /proc/self/fd/N is the inode pfd pins (fremovexattr does not take O_PATH).
+        with contextlib.suppress(OSError):
+            os.removexattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR)
+    finally:
+        os.close(pfd)
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
