@@ -113,7 +113,8 @@ class SpooledTemporaryFile(io.IOBase):
         return self._file.__iter__()  # type: ignore[no-any-return]
 
     def __del__(self) -> None:
-        if not self.closed:
+        # "_file" is missing when __init__ raised (e.g. an invalid mode): nothing to close.
+        if "_file" in self.__dict__ and not self.closed:
             self.close()
 
     def close(self) -> None:
