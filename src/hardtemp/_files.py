@@ -256,9 +256,7 @@ def _unmark_created(made: Created, fd: int | None) -> None:
         return
     # O_PATH|O_NOFOLLOW relative to the verified directory: needs no read permission
     # and pins the inode, which must still be ours.
-    pfd = os.open(
-        made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd
-    )
+    pfd = os.open(made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd)
     try:
         st = os.fstat(pfd)
         if (st.st_dev, st.st_ino) != (made.dev, made.ino):
@@ -334,7 +332,7 @@ def NamedTemporaryFile(
             _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
         sys.audit("tempfile.mkstemp", made.path)
         raw = io.FileIO(fd, raw_mode(mode))
-        raw.name = made.path  # type: ignore[misc] - as tempfile does on 3.12+
+        raw.name = made.path  # as tempfile does on 3.12+
         file = wrap_raw(raw, mode, buffering, encoding, errors, newline)
     except BaseException:
         with contextlib.suppress(OSError):
