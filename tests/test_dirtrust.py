@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _helpers_core import NOBODY, make_dir
 from hardtemp import _dirtrust
 from hardtemp.exceptions import UnsafeDirectoryError
-
-from _helpers_core import NOBODY, make_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make other users' dirs")
 

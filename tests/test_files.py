@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
 
 import hardtemp
+from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
 from hardtemp import _owner, _remove
 from hardtemp._membuf import SecureBytesIO
 from hardtemp.exceptions import UnsafeFileError
@@ -50,7 +51,9 @@ DELETE_TABLE = [
 ]
 
 
-def _scenario(factory: Callable[..., Any], d: Path, delete: bool, doc: bool, how: str) -> list[bool]:
+def _scenario(
+    factory: Callable[..., Any], d: Path, delete: bool, doc: bool, how: str
+) -> list[bool]:
     seen: list[bool] = []
     f = factory(dir=d, delete=delete, delete_on_close=doc)
     name = f.name
@@ -109,9 +112,6 @@ def test_named_file_method_of_an_unreferenced_wrapper_works(tmp_path: Path) -> N
     # (Not inside an assert: pytest's rewriting would keep the wrapper alive.)
     written = hardtemp.NamedTemporaryFile(dir=tmp_path).write(b"abc")
     assert written == 3
-    with hardtemp.NamedTemporaryFile(dir=tmp_path) as f:
-        write = f.write
-    del f
     gc.collect()
     assert os.listdir(tmp_path) == []
 
@@ -509,14 +509,12 @@ def _cve_2023_6597_shape(base: str, use_stdlib: bool) -> dict[str, Any]:  # prag
     os.symlink(outside_file, os.path.join(ro, "to-file"))
     os.symlink(outside_dir, os.path.join(ro, "to-dir"))
     os.chmod(ro, 0o500)  # unlinking the symlinks now fails with EACCES for us
-    try:
+    with contextlib.suppress(OSError):
         d.cleanup()
-    except OSError:
-        pass
     return {
         "file_mode": stat.S_IMODE(os.stat(outside_file).st_mode),
         "dir_mode": stat.S_IMODE(os.stat(outside_dir).st_mode),
-        "content": open(outside_file, "rb").read().decode(),  # noqa: SIM115
+        "content": open(outside_file, "rb").read().decode(),
         "removed": not os.path.exists(d.name),
     }
 
@@ -783,9 +781,9 @@ def test_secure_bytes_io_behaves_like_bytes_io() -> None:
         b.close()
         with pytest.raises(ValueError):
             b.read()
-    with pytest.raises(TypeError):
-        import pickle
+    import pickle
 
+    with pytest.raises(TypeError):
         pickle.dumps(SecureBytesIO())
 
 

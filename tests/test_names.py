@@ -106,7 +106,7 @@ def test_separator_or_nul_in_prefix_or_suffix_raises_value_error_and_creates_not
     kw: dict[str, object] = {part: bad}
     if isinstance(bad, bytes):
         kw["dir"] = os.fsencode(target)
-    with pytest.raises(ValueError, match="separator|NUL"):
+    with pytest.raises(ValueError, match=r"separator|NUL"):
         create(**kw)  # type: ignore[operator]
     assert os.listdir(tmp_path) == ["dir"]
     assert os.listdir(target) == []
@@ -121,7 +121,12 @@ def test_separator_or_nul_in_prefix_or_suffix_raises_value_error_and_creates_not
         {"prefix": b"a", "dir_bytes": False},
         {"suffix": "a", "dir_bytes": True},
     ],
-    ids=["str-prefix-bytes-suffix", "bytes-prefix-str-suffix", "bytes-prefix-str-dir", "str-suffix-bytes-dir"],
+    ids=[
+        "str-prefix-bytes-suffix",
+        "bytes-prefix-str-suffix",
+        "bytes-prefix-str-dir",
+        "str-suffix-bytes-dir",
+    ],
 )
 def test_mixing_str_and_bytes_raises_type_error(
     tmp_path: Path, api: str, kw: dict[str, object]

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _helpers_core import NOBODY, make_dir
 
 import hardtemp
+from _helpers_core import NOBODY, make_dir
 from hardtemp import _dirtrust, _tempdir
 from hardtemp.exceptions import NoTrustedTempDirError, UnsafeCandidateWarning, UnsafeDirectoryError
 
@@ -88,7 +88,9 @@ def test_missing_tmpdir_is_skipped_with_a_warning(
         assert hardtemp.gettempdir() == "/tmp"
 
 
-def test_hostile_parent_of_tmpdir_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostile_parent_of_tmpdir_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     theirs = make_dir(tmp_path / "theirs", 0o755, NOBODY, NOBODY)
     ours = make_dir(theirs / "ours", 0o700)
     monkeypatch.setenv("TMPDIR", str(ours))
@@ -146,7 +148,9 @@ def test_the_working_directory_is_the_last_resort(
     monkeypatch.chdir(good)
     real = _tempdir.candidate_tempdir_list
     monkeypatch.setattr(
-        _tempdir, "candidate_tempdir_list", lambda: [str(ww)] + [c for c in real() if c == str(good)]
+        _tempdir,
+        "candidate_tempdir_list",
+        lambda: [str(ww)] + [c for c in real() if c == str(good)],
     )
     with pytest.warns(UnsafeCandidateWarning):
         assert hardtemp.gettempdir() == str(good)

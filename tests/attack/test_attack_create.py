@@ -11,14 +11,14 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers_core import NOBODY, sysctl, umask
 
 import hardtemp
+from _helpers_core import NOBODY, sysctl, umask
 from hardtemp import _dirtrust, _names
 from hardtemp.exceptions import UnsafeDirectoryError
 
@@ -88,12 +88,12 @@ def _mkdir_own(path: str, mode: int) -> None:  # pragma: no cover - other user
 
 
 @pytest.fixture
-def victim(tmp_path: Path) -> Iterator[Path]:
+def victim(tmp_path: Path) -> Path:
     """A root-owned file outside the shared directory that the attacker wants overwritten."""
     p = tmp_path / "victim"
     p.write_bytes(b"original victim contents")
     os.chmod(p, 0o644)
-    yield p
+    return p
 
 
 @pytest.fixture
@@ -243,7 +243,10 @@ def test_thousands_of_planted_random_names_never_collide(
     shared_dir: Path, victim: Path, other_user: Callable[..., Any]
 ) -> None:
     # Defence: 80-bit names; an attacker planting many guesses never hits one of ours.
-    guesses = [("symlink", str(shared_dir / f"tmp{_names.random_name()}"), str(victim)) for _ in range(2000)]
+    guesses = [
+        ("symlink", str(shared_dir / f"tmp{_names.random_name()}"), str(victim))
+        for _ in range(2000)
+    ]
     other_user(_plant, guesses)
     for _ in range(500):
         fd, _p = hardtemp.mkstemp(dir=shared_dir)
@@ -335,8 +338,8 @@ def test_attacker_directory_control_they_can_swap_what_root_creates_there(
     # Control: the stdlib creates in their directory, and they replace our file at will.
     theirs = shared_dir / "theirs"
     other_user(_mkdir_own, str(theirs), 0o755)
-    f = tempfile.NamedTemporaryFile(dir=theirs, delete=False)
-    f.close()
+    with tempfile.NamedTemporaryFile(dir=theirs, delete=False) as f:
+        pass
     assert other_user(_try, "rename", f.name, str(theirs / "stolen")) == "OK"
     assert other_user(_try, "symlink", str(victim), f.name) == "OK"
     with open(f.name, "wb") as g:  # we reopen "our" file by name
