@@ -54,14 +54,58 @@ def _reopen_fixing_mode(parent_fd: int, name: str) -> int:
     # O_PATH needs no permission on the directory itself and pins the inode.
     pfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
     try:
-        st = os.fstat(pfd)
-        if st.st_uid != os.geteuid():
-            raise PermissionError(errno.EACCES, "cannot read another user's directory", name)
-        # /proc/self/fd/N is the inode pfd pins, not a re-resolution of the name.
-        os.chmod(f"/proc/self/fd/{pfd}", stat.S_IMODE(st.st_mode) | 0o700)
-        return os.open(f"/proc/self/fd/{pfd}", _DIR_FLAGS & ~os.O_NOFOLLOW)
+        return _reopen_pinned(pfd, os.fstat(pfd), name)
     finally:
         os.close(pfd)
+
+
+def _reopen_pinned(pfd: int, st: os.stat_result, name: str) -> int:
+    """A readable descriptor of the directory ``pfd`` (``O_PATH``) pins, fixing its mode."""
+    # /proc/self/fd/N is the inode pfd pins, not a re-resolution of the name.
+    proc = f"/proc/self/fd/{pfd}"
+    try:
+        return os.open(proc, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    except PermissionError:
+        if st.st_uid != os.geteuid():
+            raise PermissionError(
+                errno.EACCES, "cannot read another user's directory", name
+            ) from None
+    os.chmod(proc, stat.S_IMODE(st.st_mode) | 0o700)
+    return os.open(proc, _DIR_FLAGS & ~os.O_NOFOLLOW)
+
+
+def _open_top(parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str) -> int:
+    """Open the directory to remove, checking it is still ours BEFORE fixing its mode."""
+    not_ours = "name no longer refers to the directory we created"
+    try:
+        # O_PATH: pins the inode without needing (or changing) any permission on it.
+        pfd = os.open(
+            name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise type(exc)(exc.errno, exc.strerror, display_path) from None
+        if expect is not None:
+            # A symlink or a file under our name: someone else's, never touched.
+            raise UnsafeFileError(display_path, not_ours) from None
+        raise NotADirectoryError(
+            errno.ENOTDIR, "Not a directory (or a symlink)", display_path
+        ) from None
+    try:
+        st = os.fstat(pfd)
+        if expect is not None and (st.st_dev, st.st_ino) != expect:
+            # An impostor: chmod-ing (let alone emptying) it would change what is not ours.
+            raise UnsafeFileError(display_path, not_ours)
+        fd = _reopen_pinned(pfd, st, display_path)
+    finally:
+        os.close(pfd)
+    try:
+        if st.st_uid == os.geteuid() and (st.st_mode & 0o700) != 0o700:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class _Frame:
@@ -212,19 +256,17 @@ def rmtree_at(
     raised once everything else that could be removed has been).
 
     Raises:
-        UnsafeFileError: ``name`` no longer refers to ``expect`` (nothing removed).
+        UnsafeFileError: ``name`` no longer refers to ``expect`` (nothing removed
+            or changed), e.g. it is now another directory or a symlink.
         FileNotFoundError: ``name`` does not exist.
+        NotADirectoryError: ``name`` is not a directory (only without ``expect``).
         OSError: the first error met, when no ``onerror`` is given.
     """
     errors: list[BaseException] = []
     tree = _Tree(overwrite, onerror if onerror is not None else errors.append)
-    fd = _open_subdir(parent_fd, name)
-    if fd is None:
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (or a symlink)", display_path)
+    fd = _open_top(parent_fd, name, expect, display_path)
     try:
         st = os.fstat(fd)
-        if expect is not None and (st.st_dev, st.st_ino) != expect:
-            raise UnsafeFileError(display_path, "name no longer refers to the directory we created")
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors)
         for rounds in range(_MAX_ROUNDS + 1):
