@@ -272,6 +272,38 @@ def test_temporary_directory_swapped_raises_and_the_impostor_survives(tmp_path: 
     assert Path(d.name, "theirs").read_bytes() == b"impostor"
 
 
+def test_temporary_directory_swapped_is_not_even_chmodded(tmp_path: Path) -> None:
+    d = hardtemp.TemporaryDirectory(dir=tmp_path)
+    os.rename(d.name, tmp_path / "ours-moved")
+    os.mkdir(d.name)
+    Path(d.name, "theirs").write_bytes(b"impostor")
+    os.chmod(d.name, 0o500)
+    with pytest.raises(UnsafeFileError):
+        d.cleanup()
+    assert stat.S_IMODE(os.stat(d.name).st_mode) == 0o500
+    os.chmod(d.name, 0o700)
+
+
+def test_temporary_directory_replaced_by_a_symlink_is_left_alone(tmp_path: Path) -> None:
+    outside = make_dir(tmp_path / "outside", 0o500)
+    d = hardtemp.TemporaryDirectory(dir=tmp_path)
+    os.rmdir(d.name)
+    os.symlink(outside, d.name)
+    with pytest.raises(UnsafeFileError):
+        d.cleanup()
+    assert os.readlink(d.name) == str(outside)
+    assert stat.S_IMODE(os.stat(outside).st_mode) == 0o500
+
+
+def test_temporary_directory_removed_by_the_caller_cleans_up_quietly(tmp_path: Path) -> None:
+    with hardtemp.TemporaryDirectory(dir=tmp_path) as name:
+        os.rmdir(name)
+    d = hardtemp.TemporaryDirectory(dir=tmp_path)
+    os.rmdir(d.name)
+    d.cleanup()
+    assert os.listdir(tmp_path) == []
+
+
 # -- TemporaryDirectory --------------------------------------------------------------------------
 
 
