@@ -4,11 +4,15 @@ audit events, concurrency, no descriptor leaks, unnamed files leave nothing."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import gc
 import os
+import re
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -159,6 +163,22 @@ def test_verify_rejects_every_impostor_shape(tmp_path: Path) -> None:
         with pytest.raises(UnsafeFileError, match=why) as info:
             _create._verify(get(), str(f), directory=directory)
         assert info.value.path == str(f)
+
+
+def test_unlink_verified_leaves_a_swapped_name_alone(tmp_path: Path) -> None:
+    # The create+unlink fallback removes the name only while it is still our inode.
+    handle = _dirtrust.trusted_dir(tmp_path)
+    fd, made = _create.create_file(handle, str(tmp_path), "tmp", "")
+    os.close(fd)
+    os.rename(made.path, tmp_path / "ours")
+    Path(made.path).write_bytes(b"impostor")
+    with pytest.raises(UnsafeFileError):
+        _create.unlink_verified(made)
+    assert Path(made.path).read_bytes() == b"impostor"
+    os.unlink(tmp_path / "ours")
+    os.unlink(made.path)
+    with pytest.raises(FileNotFoundError):
+        _create.unlink_verified(made)
 
 
 # -- close-on-exec ---------------------------------------------------------------------
@@ -427,10 +447,70 @@ def test_nothing_is_left_after_sigkill(tmp_path: Path, kind: str) -> None:
         assert len(entries) == 1
         assert after == entries
         return
-    assert link.startswith(d + "/")
-    assert "(deleted)" in link or "/#" in link
+    assert re.fullmatch(rf"{re.escape(d)}/#\d+ \(deleted\)", link), link  # O_TMPFILE
     assert entries == []
     assert after == []
+
+
+class _Inotify:
+    """The kernel's own record of names created in a directory (inotify via libc)."""
+
+    IN_CREATE = 0x100
+    IN_DELETE = 0x200
+
+    def __init__(self, path: Path) -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            pytest.skip("inotify is not available")
+        mask = self.IN_CREATE | self.IN_DELETE
+        if libc.inotify_add_watch(self.fd, os.fsencode(path), mask) < 0:
+            os.close(self.fd)
+            pytest.skip("inotify_add_watch failed")
+
+    def events(self) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return out
+        while data:
+            _wd, mask, _cookie, length = struct.unpack("iIII", data[:16])
+            name = data[16 : 16 + length].rstrip(b"\0").decode()
+            out.append((mask & (self.IN_CREATE | self.IN_DELETE), name))
+            data = data[16 + length :]
+        return out
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def test_unnamed_file_never_has_a_name_even_for_a_moment(tmp_path: Path) -> None:
+    # O_TMPFILE: no directory entry ever exists, so no SIGKILL at any instant leaves one.
+    watch = _Inotify(tmp_path)
+    try:
+        with hardtemp.TemporaryFile(dir=tmp_path, encrypt=False) as f:
+            link = os.readlink(f"/proc/self/fd/{f.fileno()}")
+            f.write(b"x")
+        assert watch.events() == []
+    finally:
+        watch.close()
+    assert re.fullmatch(rf"{re.escape(str(tmp_path))}/#\d+ \(deleted\)", link), link
+
+
+def test_unnamed_control_the_create_unlink_fallback_has_a_name_for_a_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Control: the fallback (kernels/filesystems without O_TMPFILE) is seen by inotify.
+    monkeypatch.setattr(_create, "_UNNAMED_FLAGS", _create._UNNAMED_FLAGS & ~os.O_TMPFILE)
+    watch = _Inotify(tmp_path)
+    try:
+        with hardtemp.TemporaryFile(dir=tmp_path, encrypt=False):
+            pass
+        kinds = [k for k, _ in watch.events()]
+    finally:
+        watch.close()
+    assert kinds == [_Inotify.IN_CREATE, _Inotify.IN_DELETE]
 
 
 def test_unnamed_file_is_not_reachable_by_name(tmp_path: Path) -> None:

@@ -495,6 +495,23 @@ def test_symlinks_inside_pointing_outside_are_unlinked_never_followed(tmp_path: 
     assert _snapshot(out) == before
 
 
+def test_subdirectory_swapped_for_a_symlink_mid_walk_is_not_entered(tmp_path: Path) -> None:
+    # The walk classifies entries first; a directory swapped for a symlink after that
+    # must still not be entered (O_NOFOLLOW), only unlinked as an entry.
+    outside = make_dir(tmp_path / "outside", 0o755)
+    (outside / "keep").write_bytes(b"keep")
+    (tmp_path / "link").symlink_to(outside)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _remove._open_subdir(fd, "link") is None
+        (tmp_path / "file").write_bytes(b"")
+        assert _remove._open_subdir(fd, "file") is None
+        assert _remove._open_subdir(fd, "missing") is None
+    finally:
+        os.close(fd)
+    assert (outside / "keep").read_bytes() == b"keep"
+
+
 def _cleanup_read_only_tree_as_nobody(base: str) -> dict[str, Any]:  # pragma: no cover - child
     d = hardtemp.TemporaryDirectory(dir=base)
     name = d.name
