@@ -39,7 +39,10 @@ class SecureBytesIO(io.BufferedIOBase):
         if size <= len(self._buf):
             return
         new = bytearray(max(size, 2 * len(self._buf), 256))
-        new[: self._size] = self._buf[: self._size]
+        # memoryview to memoryview: bytearray slice assignment (new[:n] = ...) first
+        # copies any non-bytearray source into a temporary that is freed unzeroed.
+        with memoryview(new) as dst, memoryview(self._buf) as src:
+            dst[: self._size] = src[: self._size]
         _zero(self._buf)  # the old copy must not linger in freed memory
         self._buf = new
 
@@ -57,15 +60,26 @@ class SecureBytesIO(io.BufferedIOBase):
         return True
 
     def getvalue(self) -> bytes:
+        """A copy of the contents (the caller's to keep; see :meth:`getbuffer`)."""
         self._check()
-        return bytes(self._buf[: self._size])
+        with memoryview(self._buf) as view:
+            return bytes(view[: self._size])  # one copy, not a slice copy and then another
+
+    def getbuffer(self) -> memoryview:
+        """A read-only view of the contents, without copying them.
+
+        Valid until the next write, truncate, wipe or close.
+        """
+        self._check()
+        return memoryview(self._buf).toreadonly()[: self._size]
 
     def read(self, size: int | None = -1) -> bytes:
         self._check()
         if size is None or size < 0:
             size = self._size
         end = min(self._size, self._pos + size)
-        data = bytes(self._buf[self._pos : end]) if end > self._pos else b""
+        with memoryview(self._buf) as view:
+            data = bytes(view[self._pos : end]) if end > self._pos else b""
         self._pos = max(self._pos, end)
         return data
 
@@ -73,10 +87,14 @@ class SecureBytesIO(io.BufferedIOBase):
 
     def readinto(self, b: Any) -> int:
         self._check()
-        view = memoryview(b).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        with memoryview(b) as target, target.cast("B") as view:
+            end = max(self._pos, min(self._size, self._pos + len(view)))
+            n = end - self._pos
+            # Buffer to buffer: no intermediate bytes object left unzeroed in freed memory.
+            with memoryview(self._buf) as src:
+                view[:n] = src[self._pos : end]
+            self._pos = end
+        return n
 
     readinto1 = readinto
 
@@ -88,7 +106,10 @@ class SecureBytesIO(io.BufferedIOBase):
             end = self._pos + n
             self._reserve(end)
             # Writing past the end leaves the gap as zeros, as a real file does.
-            self._buf[self._pos : end] = data
+            # Through a memoryview: bytearray slice assignment would copy ``data``
+            # into a temporary that is freed unzeroed.
+            with memoryview(self._buf) as view:
+                view[self._pos : end] = data
             self._pos = end
             self._size = max(self._size, end)
         return n
