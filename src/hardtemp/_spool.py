@@ -86,15 +86,15 @@ class SpooledTemporaryFile(io.IOBase):
         del self._TemporaryFileArgs
         pos = file.tell()
         membuf: SecureBytesIO = file.detach() if hasattr(file, "buffer") else file
-        data = bytearray(membuf.getvalue())
         try:
-            if hasattr(newfile, "buffer"):
-                newfile.buffer.write(data)
-            else:
-                newfile.write(data)
+            # Straight from the buffer: a getvalue() copy would be freed without zeroing.
+            with membuf.getbuffer() as data:
+                if hasattr(newfile, "buffer"):
+                    newfile.buffer.write(data)
+                else:
+                    newfile.write(data)
             newfile.seek(pos, 0)
         finally:
-            data[:] = bytes(len(data))
             membuf.close()  # zeroes the in-memory plaintext
         self._rolled = True
 
