@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import io
 import json
@@ -217,6 +218,22 @@ def test_persist_noclobber_moves_to_a_free_name(tmp_path: Path) -> None:
     f.close()
     assert target.read_bytes() == b"ours"
     assert [p.name for p in tmp_path.iterdir()] == ["new"]
+
+
+def test_persist_across_filesystems_fails_and_changes_nothing(
+    tmp_path: Path, small_tmpfs: Callable[[int], Path]
+) -> None:
+    other_fs = small_tmpfs(256)
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"ours")
+    with pytest.raises(OSError) as info:
+        f.persist(other_fs / "target")
+    assert info.value.errno == errno.EXDEV
+    assert os.listdir(other_fs) == []
+    assert _has_mark(f.name)  # still a temp file: the sweeper may still remove it
+    name = f.name
+    f.close()
+    assert not os.path.exists(name)
 
 
 def test_persist_after_removal_raises_value_error(tmp_path: Path) -> None:
