@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,31 @@ def test_world_writable_without_sticky_bit_is_refused(tmp_path: Path) -> None:
 
 def test_group_writable_without_sticky_bit_is_refused(tmp_path: Path) -> None:
     d = make_dir(tmp_path / "gw", 0o770)
+    refused(d, d, "writable by its group without the sticky bit")
+
+
+def _grant_acl_write(path: Path, uid: int) -> None:
+    """setfacl -m u:<uid>:rwx, via the raw system.posix_acl_access xattr."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x02, 7, uid), (0x04, 0, undefined)]
+    entries += [(0x10, 7, undefined), (0x20, 0, undefined)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    try:
+        os.setxattr(path, "system.posix_acl_access", blob)
+    except OSError as exc:
+        pytest.skip(f"POSIX ACLs unsupported here: {exc}")
+
+
+def test_acl_granting_another_user_write_is_refused(
+    shared_dir: Path, other_user: Callable[..., Any]
+) -> None:
+    # The ACL mask shows up as group bits: a 0700 directory plus u:nobody:rwx is 0770.
+    d = make_dir(shared_dir / "acl", 0o700)
+    _grant_acl_write(d, NOBODY)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o770
+    # Control: the other user really can create entries there.
+    other_user(os.mkdir, str(d / "planted"))
+    os.rmdir(d / "planted")
     refused(d, d, "writable by its group without the sticky bit")
 
 
