@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -443,3 +444,48 @@ def test_attacker_chmod_of_cached_directory_is_impossible_and_mode_change_is_det
     with pytest.raises(UnsafeDirectoryError):
         hardtemp.mkstemp(dir=ours)
     assert os.listdir(ours) == []
+
+
+def _set_acl(path: Path, name: str, entries: list[tuple[int, int, int]]) -> None:
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    try:
+        os.setxattr(path, name, blob)
+    except OSError as exc:
+        pytest.skip(f"POSIX ACLs unsupported here: {exc}")
+
+
+def test_default_acl_of_the_directory_does_not_open_our_files(
+    shared_dir: Path, other_user: Callable[..., Any]
+) -> None:
+    # Defence: mode 0600/0700 (fchmod) makes the ACL mask ---, bounding every named entry.
+    u = 0xFFFFFFFF
+    d = shared_dir / "acl"
+    d.mkdir(mode=0o700)
+    # access ACL u:nobody:r-x (they may enter; mask r-x: not writable, so trusted) and
+    # default ACL u:nobody:rwx, inherited by everything created inside.
+    _set_acl(
+        d, "system.posix_acl_access", [(1, 7, u), (2, 5, NOBODY), (4, 0, u), (16, 5, u), (32, 0, u)]
+    )
+    _set_acl(
+        d,
+        "system.posix_acl_default",
+        [(1, 7, u), (2, 7, NOBODY), (4, 0, u), (16, 7, u), (32, 0, u)],
+    )
+    hardtemp.check_dir(d)
+    fd, path = hardtemp.mkstemp(dir=d)
+    os.write(fd, SECRET)
+    os.close(fd)
+    with hardtemp.NamedTemporaryFile(dir=d) as f:
+        f.write(SECRET)
+        f.flush()
+        assert other_user(_try_read, path) == "PermissionError"
+        assert other_user(_try_read, f.name) == "PermissionError"
+    tdir = hardtemp.mkdtemp(dir=d)
+    with open(os.path.join(tdir, "inner"), "wb") as g:
+        g.write(SECRET)
+    assert other_user(_try_read, os.path.join(tdir, "inner")) == "PermissionError"
+    # Control: a file created the ordinary way (0666 & ~umask) inherits u:nobody with mask rw-.
+    naive = d / "naive"
+    with umask(0o022):
+        naive.write_bytes(SECRET)
+    assert other_user(_try_read, str(naive)) == "READ:" + SECRET.decode()
