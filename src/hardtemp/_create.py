@@ -11,7 +11,7 @@ from typing import Any, AnyStr, overload
 
 from ._dirtrust import DirHandle, trusted_dir
 from ._names import make_name, sanitize_params
-from ._tempdir import gettempdir
+from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
 
 __all__ = ["Created", "create_dir", "create_file", "create_unnamed", "mkdtemp", "mkstemp"]
@@ -49,9 +49,8 @@ def resolve_dir(
 ) -> tuple[DirHandle, str | bytes]:
     """The verified handle for ``dir`` (default: :func:`gettempdir`) and the
     directory path to join names to, as an absolute path of ``output_type``."""
-    if dir is None:
-        dir = gettempdir()
-    handle = trusted_dir(dir)
+    # One verification for the default directory, not one in gettempdir() and another here.
+    handle = default_dir()[1] if dir is None else trusted_dir(dir)
     base: str | bytes = handle.path
     if output_type is bytes:
         base = os.fsencode(base)

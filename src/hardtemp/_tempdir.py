@@ -7,10 +7,10 @@ import os
 import threading
 import warnings
 
-from ._dirtrust import trusted_dir
+from ._dirtrust import DirHandle, trusted_dir
 from .exceptions import NoTrustedTempDirError, UnsafeCandidateWarning, UnsafeDirectoryError
 
-__all__ = ["candidate_tempdir_list", "gettempdir", "gettempdirb"]
+__all__ = ["candidate_tempdir_list", "default_dir", "gettempdir", "gettempdirb"]
 
 #: Set this (like ``tempfile.tempdir``) to force a directory; it is still verified.
 tempdir: str | None = None
@@ -75,6 +75,14 @@ def gettempdir() -> str:
         OSError: the forced or cached directory no longer exists (e.g.
             ``FileNotFoundError``).
     """
+    return default_dir()[0]
+
+
+def default_dir() -> tuple[str, DirHandle]:
+    """:func:`gettempdir` and its verified handle, in one verification.
+
+    Raises: as :func:`gettempdir`.
+    """
     global tempdir
     if tempdir is None:
         with _lock:
@@ -83,8 +91,7 @@ def gettempdir() -> str:
     result = tempdir
     # Re-verify (cheap: cached per descriptor): a forced ``tempdir``, or a cached
     # one that has since become writable by others, must never be handed out.
-    trusted_dir(result)
-    return result
+    return result, trusted_dir(result)
 
 
 def gettempdirb() -> bytes:
