@@ -853,6 +853,15 @@ def test_secure_bytes_io_behaves_like_bytes_io() -> None:
         pickle.dumps(SecureBytesIO())
 
 
+def test_secure_bytes_io_write_of_its_own_buffer_survives_growth() -> None:
+    b = SecureBytesIO()
+    b.write(b"0123456789" * 30)
+    with b.getbuffer() as view:
+        b.write(view)  # grows: the source is the very buffer being replaced
+    assert b.getvalue() == b"0123456789" * 60
+    b.close()
+
+
 def test_spooled_pickling_is_refused() -> None:
     import pickle
 

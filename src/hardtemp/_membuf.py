@@ -35,16 +35,19 @@ class SecureBytesIO(io.BufferedIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file.")
 
-    def _reserve(self, size: int) -> None:
+    def _reserve(self, size: int) -> bytearray | None:
+        """Grow to hold ``size`` bytes; return the old buffer, which the caller
+        must zero once it no longer reads from it (it may be the source of a
+        write: ``f.write(f.getbuffer())``)."""
         if size <= len(self._buf):
-            return
+            return None
         new = bytearray(max(size, 2 * len(self._buf), 256))
         # memoryview to memoryview: bytearray slice assignment (new[:n] = ...) first
         # copies any non-bytearray source into a temporary that is freed unzeroed.
         with memoryview(new) as dst, memoryview(self._buf) as src:
             dst[: self._size] = src[: self._size]
-        _zero(self._buf)  # the old copy must not linger in freed memory
-        self._buf = new
+        old, self._buf = self._buf, new
+        return old
 
     # -- io API ----------------------------------------------------------
     def readable(self) -> bool:
@@ -104,12 +107,16 @@ class SecureBytesIO(io.BufferedIOBase):
         n = len(data)
         with self._lock:
             end = self._pos + n
-            self._reserve(end)
-            # Writing past the end leaves the gap as zeros, as a real file does.
-            # Through a memoryview: bytearray slice assignment would copy ``data``
-            # into a temporary that is freed unzeroed.
-            with memoryview(self._buf) as view:
-                view[self._pos : end] = data
+            old = self._reserve(end)
+            try:
+                # Writing past the end leaves the gap as zeros, as a real file does.
+                # Through a memoryview: bytearray slice assignment would copy ``data``
+                # into a temporary that is freed unzeroed.
+                with memoryview(self._buf) as view:
+                    view[self._pos : end] = data
+            finally:
+                if old is not None:
+                    _zero(old)  # the old copy must not linger in freed memory
             self._pos = end
             self._size = max(self._size, end)
         return n
@@ -142,7 +149,9 @@ class SecureBytesIO(io.BufferedIOBase):
             if size < self._size:
                 self._buf[size : self._size] = bytes(self._size - size)
             else:
-                self._reserve(size)
+                old = self._reserve(size)
+                if old is not None:
+                    _zero(old)  # the old copy must not linger in freed memory
             self._size = size
         return size
 
