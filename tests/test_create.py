@@ -121,6 +121,35 @@ def test_mkdtemp_under_umask_0777_as_non_root_leaves_exactly_its_directory(
     assert os.listdir(d) == [os.path.basename(path)]
 
 
+def _everything_in_unreadable_dir(d: str) -> dict[str, Any]:  # pragma: no cover - child
+    os.chmod(d, 0o300)  # write+search, no read: only an O_PATH handle is possible
+    out: dict[str, Any] = {}
+    fd, p = hardtemp.mkstemp(dir=d)
+    os.close(fd)
+    os.unlink(p)
+    with hardtemp.NamedTemporaryFile(dir=d) as f:
+        f.write(b"x")
+        out["named"] = f.name
+    with hardtemp.TemporaryDirectory(dir=d) as t:
+        os.mkdir(os.path.join(t, "sub"))
+        out["tdir"] = t
+    with hardtemp.TemporaryFile(dir=d, encrypt=False) as u:
+        u.write(b"x")
+    out["left"] = [os.path.exists(out["named"]), os.path.exists(out["tdir"])]
+    os.chmod(d, 0o700)
+    out["listing"] = os.listdir(d)
+    return out
+
+
+def test_write_only_directory_works_for_a_non_root_user(
+    shared_dir: Path, other_user: Callable[..., Any]
+) -> None:
+    d = nobody_dir(shared_dir)
+    result = other_user(_everything_in_unreadable_dir, str(d))
+    assert result["left"] == [False, False]
+    assert result["listing"] == []
+
+
 # -- fstat verification ----------------------------------------------------------------
 
 
