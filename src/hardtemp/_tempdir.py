@@ -17,6 +17,15 @@ tempdir: str | None = None
 _lock = threading.Lock()
 
 
+def _reset_after_fork() -> None:
+    # A lock held by another thread at fork() would never be released in the child.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def candidate_tempdir_list() -> list[str]:
     """The candidates, in the standard library's order: $TMPDIR, $TEMP, $TMP,
     /tmp, /var/tmp, /usr/tmp, then the current directory."""
