@@ -341,6 +341,41 @@ def test_four_processes_creating_thousands_of_files_at_once_never_collide(tmp_pa
     assert sorted(os.listdir(d)) == sorted(os.path.basename(n) for n in names)
 
 
+@pytest.mark.parametrize("lock", ["_dirtrust._cache_lock", "_tempdir._lock"])
+def test_fork_while_another_thread_holds_a_lock_does_not_hang_the_child(
+    tmp_path: Path, lock: str
+) -> None:
+    from hardtemp import _tempdir
+
+    module, attr = lock.split(".")
+    held = getattr({"_dirtrust": _dirtrust, "_tempdir": _tempdir}[module], attr)
+    _dirtrust.clear_cache()
+    _tempdir.tempdir = None  # so the child must take _tempdir's lock too
+    assert held.acquire(timeout=5)  # as another thread would hold it at fork()
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                hardtemp.mkstemp(dir=tmp_path)
+                hardtemp.gettempdir()
+                code = 0
+            finally:
+                os._exit(code)
+    finally:
+        held.release()
+    for _ in range(200):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung on a lock held at fork time")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 # -- no descriptor leaks ------------------------------------------------------------------------
 
 CYCLES = 1000
