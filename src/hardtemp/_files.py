@@ -87,7 +87,7 @@ def TemporaryFile(
     try:
         if encrypt:
             return open_encrypted(fd, mode, buffering, encoding, newline, errors, name=fd)
-        raw = _WipingFileIO(fd, "r+" if "+" in mode else mode.replace("b", "").replace("t", ""))
+        raw = _WipingFileIO(fd, raw_mode(mode))
         raw._owner_pid = os.getpid()
     except BaseException:
         os.close(fd)
