@@ -715,6 +715,18 @@ def test_temporary_file_modes_round_trip(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("mode", ["w+b", "wb", "w+", "w", "a+b", "ab", "a+", "x+b", "r+b", "rb"])
+def test_file_objects_have_the_standard_librarys_mode_and_types(tmp_path: Path, mode: str) -> None:
+    def shape(factory: Callable[..., Any], **kw: Any) -> tuple[Any, ...]:
+        with factory(mode, dir=tmp_path, **kw) as f:
+            inner = getattr(f, "file", f)
+            return (f.mode, type(inner).__name__, f.readable(), f.writable())
+
+    expected = shape(tempfile.TemporaryFile)
+    assert shape(hardtemp.TemporaryFile, encrypt=False) == expected
+    assert shape(hardtemp.NamedTemporaryFile) == shape(tempfile.NamedTemporaryFile)
+
+
 def test_temporary_file_unbuffered_and_write_only(tmp_path: Path) -> None:
     with hardtemp.TemporaryFile("wb", buffering=0, dir=tmp_path, encrypt=False) as f:
         assert isinstance(f, io.FileIO)
