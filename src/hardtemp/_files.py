@@ -383,9 +383,19 @@ class TemporaryDirectory:
         fd, made = create_dir(handle, base, prefix, suffix)
         try:
             if delete:
-                _owner.mark(fd)
-        finally:
+                _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
+        except BaseException:
             os.close(fd)
+            # Nothing of ours may stay behind when the constructor fails.
+            with contextlib.suppress(OSError):
+                rmtree_at(
+                    handle.fd,
+                    os.fsdecode(made.name),
+                    expect=(made.dev, made.ino),
+                    display_path=os.fsdecode(made.path),
+                )
+            raise
+        os.close(fd)
         sys.audit("tempfile.mkdtemp", made.path)
         self.name = made.path
         self._made = made
