@@ -324,6 +324,20 @@ def test_temporary_directory_removed_by_the_caller_cleans_up_quietly(tmp_path: P
 # -- TemporaryDirectory --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("api", ["NamedTemporaryFile", "TemporaryDirectory"])
+def test_failure_to_mark_for_the_sweeper_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    # A fault we cannot cause on demand (an EIO from setxattr): simulate it.
+    def fail(fd: int) -> bool:
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr(_owner, "mark", fail)
+    with pytest.raises(OSError, match="injected"):
+        getattr(hardtemp, api)(dir=tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_temporary_directory_cleanup_removes_a_tree(tmp_path: Path) -> None:
     d = hardtemp.TemporaryDirectory(dir=tmp_path, prefix="td-")
     assert repr(d) == f"<TemporaryDirectory {d.name!r}>"
