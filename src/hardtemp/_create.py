@@ -104,11 +104,16 @@ def create_file(
         except FileExistsError:
             continue  # 80 random bits: only a flood of planted names gets here
         path = _join(base, name)
+        st = os.fstat(fd)
         try:
-            st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
+            st = _fix_mode(fd, st, _FILE_MODE)
             _verify(st, path, directory=False)
         except BaseException:
             os.close(fd)
+            # Our name must not stay behind (e.g. someone hard-linked the new file
+            # before we checked it): remove it while it is still the inode we made.
+            with contextlib.suppress(OSError):
+                unlink_verified(Created(handle, name, path, st))
             raise
         return fd, Created(handle, name, path, st)
     raise FileExistsError(errno.EEXIST, "No usable temporary file name found", os.fsdecode(base))
