@@ -194,6 +194,28 @@ def test_verify_rejects_every_impostor_shape(tmp_path: Path) -> None:
         assert info.value.path == str(f)
 
 
+def test_a_new_file_failing_verification_is_not_left_behind(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race (another user hard-links the new file between open and fstat, possible
+    # where fs.protected_hardlinks=0) cannot be won on demand: make the link from inside
+    # the verification step instead.
+    real = _create._verify
+    linked: list[str] = []
+
+    def link_then_verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
+        if not directory and not linked:
+            os.link(path, shared_dir / "attacker-link")
+            linked.append(os.fsdecode(path))
+            st = os.stat(path)
+        real(st, path, directory=directory)
+
+    monkeypatch.setattr(_create, "_verify", link_then_verify)
+    with pytest.raises(UnsafeFileError, match="2 links"):
+        hardtemp.mkstemp(dir=shared_dir)
+    assert os.listdir(shared_dir) == ["attacker-link"]  # our name is gone; theirs is theirs
+
+
 def test_unlink_verified_leaves_a_swapped_name_alone(tmp_path: Path) -> None:
     # The create+unlink fallback removes the name only while it is still our inode.
     handle = _dirtrust.trusted_dir(tmp_path)
