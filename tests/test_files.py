@@ -914,3 +914,67 @@ def test_spooled_other_user_cannot_read_the_rolled_file(
 
 def test_nobody_constant_matches() -> None:
     assert NOBODY == 65534
+
+
+@pytest.mark.parametrize("rolled", [False, True])
+def test_spooled_methods_match_the_standard_library(tmp_path: Path, rolled: bool) -> None:
+    def drive(factory: Callable[..., Any], **kw: Any) -> list[Any]:
+        out: list[Any] = []
+        with factory(**kw) as f:
+            f.writelines([b"line one\n", b"line two\n", b"three"])
+            if rolled:
+                f.rollover()
+            out += [f.tell(), f.seekable(), f.readable(), f.writable(), f.isatty()]
+            f.seek(0)
+            out += [f.readline(), f.readlines()]
+            f.seek(0)
+            out.append(f.read1(4))
+            buf = bytearray(4)
+            out += [f.readinto(buf), bytes(buf)]
+            buf1 = bytearray(3)
+            out += [f.readinto1(buf1), bytes(buf1)]
+            out.append(f.truncate())
+            f.seek(0)
+            out += [f.read(), f.name is None or isinstance(f.name, int), f.mode]
+            out.append(list(iter(f)))
+            f.flush()
+        out.append(f.closed)
+        return out
+
+    kw: dict[str, Any] = {"max_size": 1000, "dir": tmp_path}
+    ours = drive(hardtemp.SpooledTemporaryFile, encrypt=False, **kw)
+    assert ours == drive(tempfile.SpooledTemporaryFile, **kw)
+
+
+def test_spooled_text_properties_match_the_standard_library(tmp_path: Path) -> None:
+    def drive(factory: Callable[..., Any], **kw: Any) -> list[Any]:
+        with factory(**kw) as f:
+            f.write("a\r\nb\n")
+            f.seek(0)
+            out = [f.read(), f.newlines, f.encoding, f.errors]
+            f.rollover()
+            f.seek(0)
+            out += [f.read(), f.encoding]
+        return out
+
+    kw: dict[str, Any] = {"mode": "w+", "encoding": "utf-8", "newline": None, "dir": tmp_path}
+    ours = drive(hardtemp.SpooledTemporaryFile, encrypt=False, **kw)
+    assert ours == drive(tempfile.SpooledTemporaryFile, **kw)
+
+
+def test_spooled_truncate_past_max_size_rolls_over(tmp_path: Path) -> None:
+    with hardtemp.SpooledTemporaryFile(max_size=10, dir=tmp_path) as f:
+        f.write(b"abc")
+        f.truncate(2)
+        assert not f._rolled
+        f.truncate(20)
+        assert f._rolled
+        f.seek(0)
+        assert f.read() == b"ab" + b"\0" * 18
+
+
+def test_spooled_enter_after_close_raises(tmp_path: Path) -> None:
+    f = hardtemp.SpooledTemporaryFile(dir=tmp_path)
+    f.close()
+    with pytest.raises(ValueError, match="closed"), f:
+        pass
