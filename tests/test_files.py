@@ -439,29 +439,32 @@ def test_a_persistent_error_is_reported_once_not_retried_forever(
     assert os.listdir(top) == ["a"]
 
 
-def test_entries_added_during_cleanup_do_not_make_it_fail(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["top", "deep"])
+def test_entries_added_during_cleanup_do_not_make_it_fail(tmp_path: Path, where: str) -> None:
     d = hardtemp.TemporaryDirectory(dir=tmp_path)
-    for i in range(200):
+    for i in range(100):
         os.mkdir(os.path.join(d.name, f"pre{i}"))
         Path(d.name, f"pre{i}", "f").write_bytes(b"x")
+    target = d.name if where == "top" else os.path.join(d.name, "pre99", "deep")
+    os.makedirs(target, exist_ok=True)
     stop = threading.Event()
     added = [0, 0]  # before / after cleanup started
     started = threading.Event()
 
     def adder() -> None:
-        i = 0
-        while not stop.is_set() and i < 3000:
+        for i in range(800):
+            if stop.is_set():
+                return
             try:
-                sub = os.path.join(d.name, f"new{i}")
+                sub = os.path.join(target, f"new{i}")
                 os.mkdir(sub)
                 with open(os.path.join(sub, "f"), "wb"):
                     pass
             except OSError:
-                if started.is_set():
-                    return  # the directory (or this subdirectory) was removed under us
-                continue
+                if not os.path.exists(target):
+                    return  # the cleanup got there: nowhere left to add
+                continue  # this one was removed under us: keep adding
             added[started.is_set()] += 1
-            i += 1
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
