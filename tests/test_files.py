@@ -647,6 +647,14 @@ def test_mount_point_inside_is_not_entered(
 FORK_SCRIPT = r"""
 import gc, json, os, sys, tempfile
 import hardtemp
+import hardtemp._files
+
+# TemporaryFile(encrypt=False) overwrites its data when closed. An overwrite that
+# surely zeroes the file in place, so a child's close that wiped the parent's data shows.
+def overwrite_fd(fd, **kw):
+    os.pwrite(fd, bytes(os.fstat(fd).st_size), 0)
+
+hardtemp._files.overwrite_fd = overwrite_fd
 d = sys.argv[1]
 how = sys.argv[2]
 named = hardtemp.NamedTemporaryFile(dir=d)
