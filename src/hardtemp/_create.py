@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -11,7 +12,7 @@ from typing import Any, AnyStr, overload
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir
 from ._names import make_name, sanitize_params
-from ._tempdir import gettempdir
+from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
 
 __all__ = ["Created", "create_dir", "create_file", "create_unnamed", "mkdtemp", "mkstemp"]
@@ -26,6 +27,7 @@ _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _UNNAMED_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
+_NEW_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Created:
@@ -48,9 +50,8 @@ def resolve_dir(
 ) -> tuple[DirHandle, str | bytes]:
     """The verified handle for ``dir`` (default: :func:`gettempdir`) and the
     directory path to join names to, as an absolute path of ``output_type``."""
-    if dir is None:
-        dir = gettempdir()
-    handle = trusted_dir(dir)
+    # One verification for the default directory, not one in gettempdir() and another here.
+    handle = default_dir()[1] if dir is None else trusted_dir(dir)
     base: str | bytes = handle.path
     if output_type is bytes:
         base = os.fsencode(base)
@@ -104,14 +105,39 @@ def create_file(
         except FileExistsError:
             continue  # 80 random bits: only a flood of planted names gets here
         path = _join(base, name)
+        st = os.fstat(fd)
         try:
-            st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
+            st = _fix_mode(fd, st, _FILE_MODE)
             _verify(st, path, directory=False)
         except BaseException:
             os.close(fd)
+            # Our name must not stay behind (e.g. someone hard-linked the new file
+            # before we checked it): remove it while it is still the inode we made.
+            with contextlib.suppress(OSError):
+                unlink_verified(Created(handle, name, path, st))
             raise
         return fd, Created(handle, name, path, st)
     raise FileExistsError(errno.EEXIST, "No usable temporary file name found", os.fsdecode(base))
+
+
+def _open_new_dir(dir_fd: int, name: str | bytes) -> int:
+    """Open the directory we just made, even when the umask left it unreadable."""
+    # O_NOFOLLOW|O_DIRECTORY: the name we just made, never something swapped in.
+    try:
+        return os.open(name, _NEW_DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        pass  # umask 0o4xx (e.g. 0o777): mkdir gave us d--------- and we are not root
+    # O_PATH needs no permission on the directory itself and pins the inode.
+    pfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(pfd)
+        if st.st_uid != os.geteuid():  # not ours: never chmod another user's directory
+            _verify(st, os.fsdecode(name), directory=True)
+        # /proc/self/fd/N is the inode pfd pins (fchmod does not work on O_PATH).
+        os.chmod(f"/proc/self/fd/{pfd}", _DIR_MODE)
+        return os.open(f"/proc/self/fd/{pfd}", _NEW_DIR_FLAGS & ~os.O_NOFOLLOW)
+    finally:
+        os.close(pfd)
 
 
 def create_dir(
@@ -128,10 +154,15 @@ def create_dir(
         except FileExistsError:
             continue
         path = _join(base, name)
-        # O_NOFOLLOW|O_DIRECTORY: the name we just made, never something swapped in.
-        fd = os.open(
-            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=handle.fd
-        )
+        try:
+            fd = _open_new_dir(handle.fd, name)
+        except UnsafeFileError:
+            raise  # not the directory we made: leave it alone
+        except BaseException:
+            # Never leave an (empty, perhaps mode 0000) directory behind on failure.
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=handle.fd)
+            raise
         try:
             st = _fix_mode(fd, os.fstat(fd), _DIR_MODE)
             _verify(st, path, directory=True)

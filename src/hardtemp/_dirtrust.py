@@ -254,6 +254,16 @@ _cache: OrderedDict[tuple[str, int], DirHandle] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def _reset_after_fork() -> None:
+    # Another thread may have held the lock at fork(): in the child it never would be
+    # released, and every later creation would hang.
+    global _cache_lock
+    _cache_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def trusted_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> DirHandle:
     """Return a verified :class:`DirHandle` for ``path``, walking it only when needed.
 

@@ -184,7 +184,10 @@ class _TemporaryFileWrapper:
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not found on the wrapper: delegate to the file.
-        file = self.__dict__["file"]
+        try:
+            file = self.__dict__["file"]
+        except KeyError:  # not initialised (copy, unpickling): no file to delegate to
+            raise AttributeError(name) from None
         attr = getattr(file, name)
         if callable(attr):
             func = attr
@@ -251,14 +254,41 @@ class _TemporaryFileWrapper:
         target = os.fspath(path)
         if not state.file.closed:
             state.file.flush()
-        _rename(made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber)
-        if not state.file.closed:
-            _owner.unmark(state.fd)  # a kept file is no temp file: the sweeper must leave it
+        # A kept file is no temp file: the sweeper must never remove it, so the
+        # mark goes before the move (and comes back if the move fails).
+        _unmark_created(made, None if state.file.closed else state.fd)
+        try:
+            _rename(
+                made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber
+            )
+        except BaseException:
+            if state.delete and not state.file.closed:
+                _owner.mark(state.fd)
+            raise
         state.delete = False
         state.removed = True
         self.delete = False
         self.name = target
         return target  # type: ignore[no-any-return]
+
+
+def _unmark_created(made: Created, fd: int | None) -> None:
+    """Remove the sweeper's mark from our file, through ``fd`` or its verified name."""
+    if fd is not None:
+        _owner.unmark(fd)
+        return
+    # O_PATH|O_NOFOLLOW relative to the verified directory: needs no read permission
+    # and pins the inode, which must still be ours.
+    pfd = os.open(made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd)
+    try:
+        st = os.fstat(pfd)
+        if (st.st_dev, st.st_ino) != (made.dev, made.ino):
+            raise UnsafeFileError(os.fsdecode(made.path), "name no longer refers to our file")
+        # /proc/self/fd/N is the inode pfd pins (fremovexattr does not take O_PATH).
+        with contextlib.suppress(OSError):
+            os.removexattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR)
+    finally:
+        os.close(pfd)
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -327,6 +357,7 @@ def NamedTemporaryFile(
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
         raw = io.FileIO(fd, raw_mode(mode))
+        raw.name = made.path  # as tempfile does on 3.12+
         file = wrap_raw(raw, mode, buffering, encoding, errors, newline)  # closes raw on failure
     except BaseException:
         with contextlib.suppress(OSError):
@@ -337,10 +368,11 @@ def NamedTemporaryFile(
                 fd=fd if raw is None else None,  # by name (inode checked) once raw closed fd
                 expect=(made.dev, made.ino),
             )
-        if raw is None:
-            os.close(fd)
-        else:
+        # Exactly once: a second close could hit a descriptor another thread just opened.
+        if raw is not None:
             raw.close()
+        else:
+            os.close(fd)
         raise
     state = _NamedState(file, fd, made, delete, delete_on_close)
     wrapper = _TemporaryFileWrapper(state, made.path)
@@ -379,9 +411,19 @@ class TemporaryDirectory:
         fd, made = create_dir(handle, base, prefix, suffix)
         try:
             if delete:
-                _owner.mark(fd)
-        finally:
+                _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
+        except BaseException:
             os.close(fd)
+            # Nothing of ours may stay behind when the constructor fails.
+            with contextlib.suppress(OSError):
+                rmtree_at(
+                    handle.fd,
+                    os.fsdecode(made.name),
+                    expect=(made.dev, made.ino),
+                    display_path=os.fsdecode(made.path),
+                )
+            raise
+        os.close(fd)
         sys.audit("tempfile.mkdtemp", made.path)
         self.name = made.path
         self._made = made

@@ -35,13 +35,19 @@ class SecureBytesIO(io.BufferedIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file.")
 
-    def _reserve(self, size: int) -> None:
+    def _reserve(self, size: int) -> bytearray | None:
+        """Grow to hold ``size`` bytes; return the old buffer, which the caller
+        must zero once it no longer reads from it (it may be the source of a
+        write: ``f.write(f.getbuffer())``)."""
         if size <= len(self._buf):
-            return
+            return None
         new = bytearray(max(size, 2 * len(self._buf), 256))
-        new[: self._size] = self._buf[: self._size]
-        _zero(self._buf)  # the old copy must not linger in freed memory
-        self._buf = new
+        # memoryview to memoryview: bytearray slice assignment (new[:n] = ...) first
+        # copies any non-bytearray source into a temporary that is freed unzeroed.
+        with memoryview(new) as dst, memoryview(self._buf) as src:
+            dst[: self._size] = src[: self._size]
+        old, self._buf = self._buf, new
+        return old
 
     # -- io API ----------------------------------------------------------
     def readable(self) -> bool:
@@ -57,15 +63,26 @@ class SecureBytesIO(io.BufferedIOBase):
         return True
 
     def getvalue(self) -> bytes:
+        """A copy of the contents (the caller's to keep; see :meth:`getbuffer`)."""
         self._check()
-        return bytes(self._buf[: self._size])
+        with memoryview(self._buf) as view:
+            return bytes(view[: self._size])  # one copy, not a slice copy and then another
+
+    def getbuffer(self) -> memoryview:
+        """A read-only view of the contents, without copying them.
+
+        Valid until the next write, truncate, wipe or close.
+        """
+        self._check()
+        return memoryview(self._buf).toreadonly()[: self._size]
 
     def read(self, size: int | None = -1) -> bytes:
         self._check()
         if size is None or size < 0:
             size = self._size
         end = min(self._size, self._pos + size)
-        data = bytes(self._buf[self._pos : end]) if end > self._pos else b""
+        with memoryview(self._buf) as view:
+            data = bytes(view[self._pos : end]) if end > self._pos else b""
         self._pos = max(self._pos, end)
         return data
 
@@ -73,10 +90,14 @@ class SecureBytesIO(io.BufferedIOBase):
 
     def readinto(self, b: Any) -> int:
         self._check()
-        view = memoryview(b).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        with memoryview(b) as target, target.cast("B") as view:
+            end = max(self._pos, min(self._size, self._pos + len(view)))
+            n = end - self._pos
+            # Buffer to buffer: no intermediate bytes object left unzeroed in freed memory.
+            with memoryview(self._buf) as src:
+                view[:n] = src[self._pos : end]
+            self._pos = end
+        return n
 
     readinto1 = readinto
 
@@ -86,9 +107,16 @@ class SecureBytesIO(io.BufferedIOBase):
         n = len(data)
         with self._lock:
             end = self._pos + n
-            self._reserve(end)
-            # Writing past the end leaves the gap as zeros, as a real file does.
-            self._buf[self._pos : end] = data
+            old = self._reserve(end)
+            try:
+                # Writing past the end leaves the gap as zeros, as a real file does.
+                # Through a memoryview: bytearray slice assignment would copy ``data``
+                # into a temporary that is freed unzeroed.
+                with memoryview(self._buf) as view:
+                    view[self._pos : end] = data
+            finally:
+                if old is not None:
+                    _zero(old)  # the old copy must not linger in freed memory
             self._pos = end
             self._size = max(self._size, end)
         return n
@@ -121,7 +149,9 @@ class SecureBytesIO(io.BufferedIOBase):
             if size < self._size:
                 self._buf[size : self._size] = bytes(self._size - size)
             else:
-                self._reserve(size)
+                old = self._reserve(size)
+                if old is not None:
+                    _zero(old)  # the old copy must not linger in freed memory
             self._size = size
         return size
 

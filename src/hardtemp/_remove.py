@@ -54,14 +54,72 @@ def _reopen_fixing_mode(parent_fd: int, name: str) -> int:
     # O_PATH needs no permission on the directory itself and pins the inode.
     pfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
     try:
-        st = os.fstat(pfd)
-        if st.st_uid != os.geteuid():
-            raise PermissionError(errno.EACCES, "cannot read another user's directory", name)
-        # /proc/self/fd/N is the inode pfd pins, not a re-resolution of the name.
-        os.chmod(f"/proc/self/fd/{pfd}", stat.S_IMODE(st.st_mode) | 0o700)
-        return os.open(f"/proc/self/fd/{pfd}", _DIR_FLAGS & ~os.O_NOFOLLOW)
+        return _reopen_pinned(pfd, os.fstat(pfd), name)
     finally:
         os.close(pfd)
+
+
+def _reopen_pinned(pfd: int, st: os.stat_result, name: str) -> int:
+    """A readable descriptor of the directory ``pfd`` (``O_PATH``) pins, fixing its mode."""
+    # /proc/self/fd/N is the inode pfd pins, not a re-resolution of the name.
+    proc = f"/proc/self/fd/{pfd}"
+    try:
+        return os.open(proc, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    except PermissionError:
+        if st.st_uid != os.geteuid():
+            raise PermissionError(
+                errno.EACCES, "cannot read another user's directory", name
+            ) from None
+    os.chmod(proc, stat.S_IMODE(st.st_mode) | 0o700)
+    return os.open(proc, _DIR_FLAGS & ~os.O_NOFOLLOW)
+
+
+def _open_top(parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str) -> int:
+    """Open the directory to remove, checking it is still ours BEFORE fixing its mode."""
+    not_ours = "name no longer refers to the directory we created"
+    try:
+        # O_PATH: pins the inode without needing (or changing) any permission on it.
+        pfd = os.open(
+            name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise type(exc)(exc.errno, exc.strerror, display_path) from None
+        if expect is not None:
+            # A symlink or a file under our name: someone else's, never touched.
+            raise UnsafeFileError(display_path, not_ours) from None
+        raise NotADirectoryError(
+            errno.ENOTDIR, "Not a directory (or a symlink)", display_path
+        ) from None
+    try:
+        st = os.fstat(pfd)
+        if expect is not None and (st.st_dev, st.st_ino) != expect:
+            # An impostor: chmod-ing (let alone emptying) it would change what is not ours.
+            raise UnsafeFileError(display_path, not_ours)
+        fd = _reopen_pinned(pfd, st, display_path)
+    finally:
+        os.close(pfd)
+    try:
+        if st.st_uid == os.geteuid() and (st.st_mode & 0o700) != 0o700:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _Frame:
+    """One directory being emptied: its descriptor, and the entries that could not go."""
+
+    __slots__ = ("errors_at_scan", "fd", "name", "path", "rounds", "skip")
+
+    def __init__(self, fd: int, path: str, name: str, errors_at_scan: int) -> None:
+        self.fd = fd
+        self.path = path
+        self.name = name  # in the parent
+        self.rounds = 0
+        self.skip: set[str] = set()  # failed entries: reported once, never retried
+        self.errors_at_scan = errors_at_scan
 
 
 class _Tree:
@@ -69,9 +127,19 @@ class _Tree:
 
     def __init__(self, overwrite: bool, onerror: Callable[[BaseException], None]) -> None:
         self.overwrite = overwrite
-        self.onerror = onerror
+        self._onerror = onerror
+        self.errors = 0
 
-    def remove_file(self, dir_fd: int, name: str, path: str) -> None:
+    def onerror(self, exc: BaseException) -> None:
+        self.errors += 1
+        self._onerror(exc)
+
+    def stuck(self, frame: _Frame) -> bool:
+        """Whether an error already explains why ``frame`` cannot be emptied."""
+        return bool(frame.skip) or self.errors != frame.errors_at_scan
+
+    def remove_file(self, dir_fd: int, name: str, path: str) -> bool:
+        """Unlink one entry; False (after reporting) when that failed."""
         try:
             # own_file=False: a file here with several links may be a link to data outside
             # the directory; remove_entry then unlinks it without overwriting.
@@ -87,67 +155,84 @@ class _Tree:
             pass  # removed meanwhile: that is what we wanted
         except Exception as exc:
             self.onerror(exc)
+            return False
+        return True
 
-    def empty(self, top_fd: int, top_path: str, top_dev: int) -> None:
-        """Remove everything below the directory open at ``top_fd`` (post-order)."""
-        # Each frame: (fd, path, name in parent, rounds)
-        stack: list[tuple[int, str, str, int]] = [(top_fd, top_path, "", 0)]
+    def empty(self, top: _Frame, top_dev: int) -> None:
+        """Remove everything below the directory of ``top`` (post-order).
+
+        An entry that fails is reported once and skipped from then on, so a
+        persistent error (an immutable file, a mount point) never makes the
+        walk rescan forever; only a directory that is non-empty for no
+        reported reason (entries added meanwhile) is scanned again.
+        """
+        stack: list[_Frame] = [top]
         try:
             while stack:
-                fd, path, name, rounds = stack[-1]
-                child = self._first_subdir_after_files(fd, path, top_dev)
+                frame = stack[-1]
+                child = self._first_subdir_after_files(frame, top_dev)
                 if child is not None:
                     stack.append(child)
                     continue
                 if len(stack) == 1:
-                    return  # the top is empty; the caller removes it
+                    return  # the top is as empty as it gets; the caller removes it
                 stack.pop()
-                parent_fd = stack[-1][0]
+                parent = stack[-1]
                 try:
-                    os.rmdir(name, dir_fd=parent_fd)
+                    os.rmdir(frame.name, dir_fd=parent.fd)
                 except FileNotFoundError:
                     pass
                 except OSError as exc:
-                    if exc.errno == errno.ENOTEMPTY and rounds < _MAX_ROUNDS:
+                    stuck = self.stuck(frame)
+                    if exc.errno == errno.ENOTEMPTY and not stuck and frame.rounds < _MAX_ROUNDS:
                         # Entries were added while we worked: scan it again.
-                        stack.append((fd, path, name, rounds + 1))
+                        frame.rounds += 1
+                        frame.errors_at_scan = self.errors
+                        stack.append(frame)
                         continue
-                    self.onerror(exc)
-                os.close(fd)
+                    parent.skip.add(frame.name)
+                    if not (exc.errno == errno.ENOTEMPTY and stuck):
+                        self.onerror(exc)  # else: the error below was reported already
+                os.close(frame.fd)
         finally:
-            for fd, *_ in stack[1:]:
-                os.close(fd)
+            for f in stack[1:]:
+                os.close(f.fd)
 
-    def _first_subdir_after_files(
-        self, fd: int, path: str, top_dev: int
-    ) -> tuple[int, str, str, int] | None:
-        """Remove the non-directories of ``fd``; return the first subdirectory to descend into."""
+    def _first_subdir_after_files(self, frame: _Frame, top_dev: int) -> _Frame | None:
+        """Remove the non-directories of ``frame``; return the first subdirectory to empty."""
+        fd = frame.fd
         with os.scandir(fd) as entries:
             for entry in entries:
-                child_path = f"{path}/{entry.name}"
+                if entry.name in frame.skip:
+                    continue
+                child_path = f"{frame.path}/{entry.name}"
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError:
                     is_dir = False
                 if not is_dir:
-                    self.remove_file(fd, entry.name, child_path)
+                    if not self.remove_file(fd, entry.name, child_path):
+                        frame.skip.add(entry.name)
                     continue
                 try:
                     sub = _open_subdir(fd, entry.name)
                 except OSError as exc:
+                    frame.skip.add(entry.name)
                     self.onerror(exc)
                     continue
                 if sub is None:
-                    self.remove_file(fd, entry.name, child_path)
+                    if not self.remove_file(fd, entry.name, child_path):
+                        frame.skip.add(entry.name)
                     continue
                 if os.fstat(sub).st_dev != top_dev:
                     # A mount point: emptying it would delete data that lives outside our tree.
                     os.close(sub)
+                    frame.skip.add(entry.name)
                     self.onerror(
                         UnsafeFileError(child_path, "is a mount point; not descending into it")
                     )
                     continue
-                return sub, child_path, entry.name, 0
+                return _Frame(sub, child_path, entry.name, self.errors)
         return None
 
 
@@ -171,28 +256,30 @@ def rmtree_at(
     raised once everything else that could be removed has been).
 
     Raises:
-        UnsafeFileError: ``name`` no longer refers to ``expect`` (nothing removed).
+        UnsafeFileError: ``name`` no longer refers to ``expect`` (nothing removed
+            or changed), e.g. it is now another directory or a symlink.
         FileNotFoundError: ``name`` does not exist.
+        NotADirectoryError: ``name`` is not a directory (only without ``expect``).
         OSError: the first error met, when no ``onerror`` is given.
     """
     errors: list[BaseException] = []
     tree = _Tree(overwrite, onerror if onerror is not None else errors.append)
-    fd = _open_subdir(parent_fd, name)
-    if fd is None:
-        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (or a symlink)", display_path)
+    fd = _open_top(parent_fd, name, expect, display_path)
     try:
         st = os.fstat(fd)
-        if expect is not None and (st.st_dev, st.st_ino) != expect:
-            raise UnsafeFileError(display_path, "name no longer refers to the directory we created")
         sys.audit("hardtemp.rmtree", display_path)
+        top = _Frame(fd, display_path, name, tree.errors)
         for rounds in range(_MAX_ROUNDS + 1):
-            tree.empty(fd, display_path, st.st_dev)
+            top.errors_at_scan = tree.errors
+            tree.empty(top, st.st_dev)
             try:
                 os.rmdir(name, dir_fd=parent_fd)
                 break
             except OSError as exc:
-                if exc.errno != errno.ENOTEMPTY or rounds == _MAX_ROUNDS:
-                    tree.onerror(exc)
+                stuck = tree.stuck(top)
+                if exc.errno != errno.ENOTEMPTY or rounds == _MAX_ROUNDS or stuck:
+                    if not (exc.errno == errno.ENOTEMPTY and stuck):
+                        tree.onerror(exc)  # else: the error below was reported already
                     break
     finally:
         os.close(fd)

@@ -86,15 +86,15 @@ class SpooledTemporaryFile(io.IOBase):
         del self._TemporaryFileArgs
         pos = file.tell()
         membuf: SecureBytesIO = file.detach() if hasattr(file, "buffer") else file
-        data = bytearray(membuf.getvalue())
         try:
-            if hasattr(newfile, "buffer"):
-                newfile.buffer.write(data)
-            else:
-                newfile.write(data)
+            # Straight from the buffer: a getvalue() copy would be freed without zeroing.
+            with membuf.getbuffer() as data:
+                if hasattr(newfile, "buffer"):
+                    newfile.buffer.write(data)
+                else:
+                    newfile.write(data)
             newfile.seek(pos, 0)
         finally:
-            data[:] = bytes(len(data))
             membuf.close()  # zeroes the in-memory plaintext
         self._rolled = True
 
@@ -113,7 +113,8 @@ class SpooledTemporaryFile(io.IOBase):
         return self._file.__iter__()  # type: ignore[no-any-return]
 
     def __del__(self) -> None:
-        if not self.closed:
+        # "_file" is missing when __init__ raised (e.g. an invalid mode): nothing to close.
+        if "_file" in self.__dict__ and not self.closed:
             self.close()
 
     def close(self) -> None:

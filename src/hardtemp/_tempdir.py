@@ -7,14 +7,23 @@ import os
 import threading
 import warnings
 
-from ._dirtrust import trusted_dir
+from ._dirtrust import DirHandle, trusted_dir
 from .exceptions import NoTrustedTempDirError, UnsafeCandidateWarning, UnsafeDirectoryError
 
-__all__ = ["candidate_tempdir_list", "gettempdir", "gettempdirb"]
+__all__ = ["candidate_tempdir_list", "default_dir", "gettempdir", "gettempdirb"]
 
 #: Set this (like ``tempfile.tempdir``) to force a directory; it is still verified.
 tempdir: str | None = None
 _lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    # A lock held by another thread at fork() would never be released in the child.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def candidate_tempdir_list() -> list[str]:
@@ -71,14 +80,27 @@ def gettempdir() -> str:
         NoTrustedTempDirError: no candidate is trusted and writable (also a
             ``FileNotFoundError``, like the standard library's).
         UnsafeDirectoryError: ``hardtemp._tempdir.tempdir`` was set to an
-            untrusted directory.
+            untrusted directory, or the cached directory is no longer trusted.
+        OSError: the forced or cached directory no longer exists (e.g.
+            ``FileNotFoundError``).
+    """
+    return default_dir()[0]
+
+
+def default_dir() -> tuple[str, DirHandle]:
+    """:func:`gettempdir` and its verified handle, in one verification.
+
+    Raises: as :func:`gettempdir`.
     """
     global tempdir
     if tempdir is None:
         with _lock:
             if tempdir is None:
                 tempdir = _find_tempdir()
-    return tempdir
+    result = tempdir
+    # Re-verify (cheap: cached per descriptor): a forced ``tempdir``, or a cached
+    # one that has since become writable by others, must never be handed out.
+    return result, trusted_dir(result)
 
 
 def gettempdirb() -> bytes:

@@ -1,0 +1,397 @@
+"""Directory trust: every hostile directory shape is refused, naming the component and the rule."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hardtemp
+from _helpers_core import NOBODY, make_dir
+from hardtemp import _dirtrust
+from hardtemp.exceptions import UnsafeDirectoryError
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make other users' dirs")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    _dirtrust.clear_cache()
+
+
+def refused(path: Path | str, component: Path | str, reason: str) -> UnsafeDirectoryError:
+    """check_dir, trusted_dir and mkstemp all refuse ``path``, naming ``component``."""
+    with pytest.raises(UnsafeDirectoryError) as info:
+        hardtemp.check_dir(path)
+    exc = info.value
+    assert exc.path == str(component)
+    assert reason in exc.reason
+    assert isinstance(exc, PermissionError)
+    assert exc.errno == errno.EACCES
+    with pytest.raises(UnsafeDirectoryError):
+        _dirtrust.trusted_dir(path)
+    before = os.listdir(path) if os.path.isdir(path) else None
+    with pytest.raises(UnsafeDirectoryError):
+        hardtemp.mkstemp(dir=path)
+    if before is not None:
+        assert os.listdir(path) == before  # refused before anything was created
+    return exc
+
+
+def test_check_dir_reports_every_component(tmp_path: Path) -> None:
+    report = hardtemp.check_dir(tmp_path)
+    assert isinstance(report, hardtemp.TrustReport)
+    assert report.path == str(tmp_path)
+    assert report.real_path == str(tmp_path)
+    paths = [c.path for c in report.components]
+    expected = ["/"]
+    for part in tmp_path.parts[1:]:
+        expected.append(os.path.join(expected[-1], part))
+    assert paths == expected
+    assert all(c.kind == "directory" for c in report.components)
+    tmp = next(c for c in report.components if c.path == "/tmp")
+    assert "sticky" in tmp.why
+    text = str(report)
+    assert str(tmp_path) in text
+    assert "drwx" in text
+
+
+def test_check_dir_accepts_bytes_and_pathlike(tmp_path: Path) -> None:
+    assert hardtemp.check_dir(os.fsencode(tmp_path)).real_path == str(tmp_path)
+    assert hardtemp.check_dir(tmp_path).real_path == str(tmp_path)
+
+
+def test_root_is_trusted() -> None:
+    report = hardtemp.check_dir("/")
+    assert report.real_path == "/"
+
+
+def test_world_writable_without_sticky_bit_is_refused(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "ww", 0o777)
+    refused(d, d, "writable by others without the sticky bit")
+
+
+def test_group_writable_without_sticky_bit_is_refused(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "gw", 0o770)
+    refused(d, d, "writable by its group without the sticky bit")
+
+
+def _grant_acl_write(path: Path, uid: int) -> None:
+    """setfacl -m u:<uid>:rwx, via the raw system.posix_acl_access xattr."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x02, 7, uid), (0x04, 0, undefined)]
+    entries += [(0x10, 7, undefined), (0x20, 0, undefined)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    try:
+        os.setxattr(path, "system.posix_acl_access", blob)
+    except OSError as exc:
+        pytest.skip(f"POSIX ACLs unsupported here: {exc}")
+
+
+def test_acl_granting_another_user_write_is_refused(
+    shared_dir: Path, other_user: Callable[..., Any]
+) -> None:
+    # The ACL mask shows up as group bits: a 0700 directory plus u:nobody:rwx is 0770.
+    d = make_dir(shared_dir / "acl", 0o700)
+    _grant_acl_write(d, NOBODY)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o770
+    # Control: the other user really can create entries there.
+    other_user(os.mkdir, str(d / "planted"))
+    os.rmdir(d / "planted")
+    refused(d, d, "writable by its group without the sticky bit")
+
+
+def test_sticky_world_writable_owned_by_root_is_trusted(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "sticky", 0o1777)
+    assert "sticky" in hardtemp.check_dir(d).components[-1].why
+
+
+def test_sticky_but_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    # The owner of a sticky directory may still rename and delete everything in it.
+    d = make_dir(tmp_path / "theirs-sticky", 0o1777, NOBODY, NOBODY)
+    refused(d, d, f"owned by uid {NOBODY}")
+
+
+def test_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "theirs", 0o755, NOBODY, NOBODY)
+    refused(d, d, f"owned by uid {NOBODY}")
+
+
+def test_our_directory_under_another_users_parent_is_refused(tmp_path: Path) -> None:
+    # They can rename our directory away and put theirs (or a symlink) in its place.
+    parent = make_dir(tmp_path / "theirs", 0o755, NOBODY, NOBODY)
+    ours = make_dir(parent / "ours", 0o700)
+    refused(ours, parent, f"owned by uid {NOBODY}")
+
+
+def test_our_directory_under_world_writable_ancestor_is_refused(tmp_path: Path) -> None:
+    ww = make_dir(tmp_path / "ww", 0o777)
+    ours = make_dir(ww / "a", 0o700)
+    deep = make_dir(ours / "b", 0o700)
+    refused(deep, ww, "writable by others without the sticky bit")
+
+
+def test_symlink_owned_by_another_user_is_refused(
+    shared_dir: Path, tmp_path: Path, other_user: Callable[..., Any]
+) -> None:
+    # The link's owner chooses, and can change at any time, where our files go.
+    target = make_dir(tmp_path / "target", 0o755)
+    link = shared_dir / "link"
+    other_user(os.symlink, str(target), str(link))
+    assert os.lstat(link).st_uid == NOBODY
+    assert os.path.isdir(link)  # the kernel (and the standard library) would follow it
+    refused(link, link, f"symlink owned by uid {NOBODY}")
+    assert os.listdir(target) == []
+
+
+def test_symlink_owned_by_another_user_deeper_in_the_path_is_refused(
+    shared_dir: Path, tmp_path: Path, other_user: Callable[..., Any]
+) -> None:
+    target = make_dir(tmp_path / "target", 0o755)
+    make_dir(target / "sub", 0o700)
+    link = shared_dir / "link"
+    other_user(os.symlink, str(target), str(link))
+    refused(link / "sub", link, f"symlink owned by uid {NOBODY}")
+
+
+def test_root_symlink_in_a_trusted_directory_is_followed(tmp_path: Path) -> None:
+    target = make_dir(tmp_path / "target", 0o700)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    report = hardtemp.check_dir(link)
+    assert report.real_path == str(target)
+    kinds = [(c.kind, c.path) for c in report.components]
+    assert ("symlink", str(link)) in kinds
+    sym = next(c for c in report.components if c.kind == "symlink")
+    assert str(target) in sym.why
+    fd, path = hardtemp.mkstemp(dir=link)
+    os.close(fd)
+    assert os.path.dirname(path) == str(link)  # the caller's path, as the stdlib returns
+    assert os.listdir(target) == [os.path.basename(path)]
+
+
+def test_relative_symlink_with_dotdot_is_followed(tmp_path: Path) -> None:
+    target = make_dir(tmp_path / "target", 0o700)
+    sub = make_dir(tmp_path / "sub", 0o700)
+    (sub / "link").symlink_to("../target")
+    assert hardtemp.check_dir(sub / "link").real_path == str(target)
+
+
+def test_trusted_symlink_leading_to_an_untrusted_directory_is_refused(tmp_path: Path) -> None:
+    hostile = make_dir(tmp_path / "ww", 0o777)
+    link = tmp_path / "link"
+    link.symlink_to(hostile)
+    refused(link, hostile, "writable by others without the sticky bit")
+
+
+def test_symlink_chain_through_an_untrusted_directory_is_refused(tmp_path: Path) -> None:
+    ww = make_dir(tmp_path / "ww", 0o777)
+    target = make_dir(tmp_path / "target", 0o700)
+    (ww / "hop").symlink_to(target)  # root-owned, but in a directory others can rewrite
+    link = tmp_path / "link"
+    link.symlink_to(ww / "hop")
+    refused(link, ww, "writable by others without the sticky bit")
+
+
+def test_dotdot_does_not_excuse_an_untrusted_component_on_the_way(tmp_path: Path) -> None:
+    ww = make_dir(tmp_path / "ww", 0o777)
+    good = make_dir(tmp_path / "good", 0o700)
+    path = f"{ww}/../good"
+    assert os.path.realpath(path) == str(good)
+    refused(path, ww, "writable by others without the sticky bit")
+
+
+def test_dotdot_and_dot_are_resolved_lexically_on_verified_descriptors(tmp_path: Path) -> None:
+    a = make_dir(tmp_path / "a", 0o700)
+    b = make_dir(tmp_path / "b", 0o700)
+    assert hardtemp.check_dir(f"{a}/./../b/.").real_path == str(b)
+    assert hardtemp.check_dir("/../../").real_path == "/"
+
+
+def test_relative_paths_are_resolved_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_dir(tmp_path / "a", 0o700)
+    make_dir(tmp_path / "a" / "b", 0o700)
+    monkeypatch.chdir(tmp_path / "a")
+    report = hardtemp.check_dir("b/../b")
+    assert report.real_path == str(tmp_path / "a" / "b")
+    assert report.path == str(tmp_path / "a" / "b/../b")
+    make_dir(tmp_path / "a" / "ww", 0o777)
+    refused("ww", tmp_path / "a" / "ww", "without the sticky bit")
+
+
+def test_symlink_loop_raises_eloop(tmp_path: Path) -> None:
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    with pytest.raises(OSError, match="symbolic links") as info:
+        hardtemp.check_dir(tmp_path / "l1")
+    assert info.value.errno == errno.ELOOP
+    (tmp_path / "self").symlink_to("self")
+    with pytest.raises(OSError) as info2:
+        hardtemp.check_dir(tmp_path / "self")
+    assert info2.value.errno == errno.ELOOP
+
+
+def test_long_but_finite_symlink_chain_is_followed(tmp_path: Path) -> None:
+    target = make_dir(tmp_path / "target", 0o700)
+    prev = target
+    for i in range(30):
+        link = tmp_path / f"l{i}"
+        link.symlink_to(prev)
+        prev = link
+    assert hardtemp.check_dir(prev).real_path == str(target)
+
+
+def test_regular_file_raises_not_a_directory(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_bytes(b"x")
+    with pytest.raises(NotADirectoryError) as info:
+        hardtemp.check_dir(f)
+    assert info.value.filename == str(f)
+    with pytest.raises(NotADirectoryError):
+        hardtemp.check_dir(f / "below")
+    with pytest.raises(NotADirectoryError):
+        hardtemp.mkstemp(dir=f)
+
+
+def test_symlink_to_a_file_raises_not_a_directory(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_bytes(b"x")
+    (tmp_path / "link").symlink_to(f)
+    with pytest.raises(NotADirectoryError):
+        hardtemp.check_dir(tmp_path / "link")
+
+
+def test_missing_directory_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        hardtemp.check_dir(tmp_path / "missing" / "deeper")
+    assert info.value.filename == str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError):
+        hardtemp.mkdtemp(dir=tmp_path / "missing")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError):
+        hardtemp.check_dir(tmp_path / "dangling")
+
+
+def test_nul_in_path_raises_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="null"):
+        hardtemp.check_dir(f"{tmp_path}/a\0b")
+
+
+def test_unsearchable_ancestor_raises_permission_error_for_the_other_user(
+    tmp_path: Path, other_user: Callable[..., Any]
+) -> None:
+    # tmp_path's ancestors include root's 0700 pytest directory.
+    def probe(path: str) -> str:
+        try:
+            hardtemp.check_dir(path)
+        except PermissionError as exc:
+            return f"{type(exc).__name__}:{exc.filename}"
+        return "ok"
+
+    result = other_user(probe, str(tmp_path))
+    assert result.startswith("PermissionError:")
+
+
+# -- the cache ------------------------------------------------------------------
+
+
+def test_trusted_dir_returns_the_cached_handle(tmp_path: Path) -> None:
+    h1 = _dirtrust.trusted_dir(tmp_path)
+    h2 = _dirtrust.trusted_dir(str(tmp_path))
+    assert h1 is h2
+    st = os.fstat(h1.fd)
+    assert (st.st_dev, st.st_ino) == (os.stat(tmp_path).st_dev, os.stat(tmp_path).st_ino)
+
+
+def test_cache_rewalks_when_the_directory_was_replaced(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    h1 = _dirtrust.trusted_dir(d)
+    d.rename(tmp_path / "old")
+    make_dir(d, 0o700)
+    h2 = _dirtrust.trusted_dir(d)
+    assert h2 is not h1
+    assert h2.ino == os.stat(d).st_ino
+    fd, path = hardtemp.mkstemp(dir=d)
+    os.close(fd)
+    assert os.listdir(d) == [os.path.basename(path)]
+    assert os.listdir(tmp_path / "old") == []  # not the old inode the cache held
+
+
+def test_cache_refuses_when_the_directory_was_replaced_by_a_hostile_one(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    _dirtrust.trusted_dir(d)
+    d.rename(tmp_path / "old")
+    make_dir(d, 0o755, NOBODY, NOBODY)
+    refused(d, d, f"owned by uid {NOBODY}")
+    assert os.listdir(tmp_path / "old") == []
+
+
+def test_cache_refuses_when_the_path_now_is_a_hostile_symlink(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    _dirtrust.trusted_dir(d)
+    d.rename(tmp_path / "old")
+    ww = make_dir(tmp_path / "ww", 0o777)
+    d.symlink_to(ww)
+    refused(d, ww, "without the sticky bit")
+
+
+def test_cache_refuses_when_the_mode_became_unsafe(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    fd, _ = hardtemp.mkstemp(dir=d)  # verified and cached
+    os.close(fd)
+    before = os.listdir(d)
+    os.chmod(d, 0o777)
+    with pytest.raises(UnsafeDirectoryError) as info:
+        hardtemp.mkstemp(dir=d)
+    assert info.value.path == str(d)
+    assert os.listdir(d) == before
+    os.chmod(d, 0o700)
+    fd, _ = hardtemp.mkstemp(dir=d)  # trusted again
+    os.close(fd)
+
+
+def test_cache_refuses_when_the_owner_changed(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    _dirtrust.trusted_dir(d)
+    os.chown(d, NOBODY, NOBODY)
+    refused(d, d, f"owned by uid {NOBODY}")
+
+
+def test_cache_is_bounded_and_evicted_handles_close_their_descriptors(tmp_path: Path) -> None:
+    from _helpers_core import open_fds
+
+    _dirtrust.trusted_dir(tmp_path)
+    before = open_fds()
+    for i in range(3 * _dirtrust._CACHE_SIZE):
+        _dirtrust.trusted_dir(make_dir(tmp_path / f"d{i}", 0o700))
+    assert len(_dirtrust._cache) == _dirtrust._CACHE_SIZE
+    assert len(open_fds() - before) <= _dirtrust._CACHE_SIZE
+    _dirtrust.clear_cache()
+    assert open_fds() - before == set()
+
+
+def test_judge_rules_on_real_stat_results(tmp_path: Path) -> None:
+    cases = {
+        (0o700, 0): True,
+        (0o755, 0): True,
+        (0o1777, 0): True,
+        (0o777, 0): False,
+        (0o775, 0): False,
+        (0o757, 0): False,
+        (0o1770, 0): True,
+        (0o700, NOBODY): False,
+        (0o1777, NOBODY): False,
+    }
+    for i, ((mode, uid), ok) in enumerate(cases.items()):
+        d = make_dir(tmp_path / f"j{i}", mode, uid, uid)
+        st = os.stat(d)
+        assert stat.S_IMODE(st.st_mode) == mode
+        assert _dirtrust.judge(st, 0)[0] is ok, (oct(mode), uid)
