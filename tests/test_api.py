@@ -24,19 +24,31 @@ from hardtemp.exceptions import (
 
 EXPECTED_ALL = [
     "HardtempError",
+    "HardtempWarning",
+    "InsecureOperationError",
     "IntegrityError",
     "NamedTemporaryFile",
+    "NoTrustedTempDirError",
     "SpooledTemporaryFile",
     "TemporaryDirectory",
     "TemporaryFile",
     "TrustReport",
+    "UnsafeCandidateWarning",
     "UnsafeDirectoryError",
+    "UnsafeFileError",
+    "WipeError",
+    "WipeReport",
+    "WipeUnreliableWarning",
     "check_dir",
     "exceptions",
+    "get_wipe_policy",
     "gettempdir",
     "gettempdirb",
     "mkdtemp",
     "mkstemp",
+    "set_wipe_policy",
+    "wipe",
+    "wipe_policy",
 ]
 
 

@@ -22,9 +22,11 @@ from ._tempdir import gettempdirb as gettempdirb
 from ._wipe import WipeReport as WipeReport
 from ._wipe import wipe as wipe
 from .exceptions import HardtempError as HardtempError
+from .exceptions import HardtempWarning as HardtempWarning
 from .exceptions import InsecureOperationError as InsecureOperationError
 from .exceptions import IntegrityError as IntegrityError
 from .exceptions import NoTrustedTempDirError as NoTrustedTempDirError
+from .exceptions import UnsafeCandidateWarning as UnsafeCandidateWarning
 from .exceptions import UnsafeDirectoryError as UnsafeDirectoryError
 from .exceptions import UnsafeFileError as UnsafeFileError
 from .exceptions import WipeError as WipeError
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HardtempError",
+    "HardtempWarning",
     "InsecureOperationError",
     "IntegrityError",
     "NamedTemporaryFile",
@@ -42,6 +45,7 @@ __all__ = [
     "TemporaryDirectory",
     "TemporaryFile",
     "TrustReport",
+    "UnsafeCandidateWarning",
     "UnsafeDirectoryError",
     "UnsafeFileError",
     "WipeError",
