@@ -11,6 +11,7 @@ from typing import Any, AnyStr, overload
 
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir
+from ._fsinfo import set_nocow
 from ._names import make_name, sanitize_params
 from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
@@ -116,6 +117,8 @@ def create_file(
             with contextlib.suppress(OSError):
                 unlink_verified(Created(handle, name, path, st))
             raise
+        if handle.btrfs:
+            set_nocow(fd)  # copy-on-write would keep the old blocks our overwrite must reach
         return fd, Created(handle, name, path, st)
     raise FileExistsError(errno.EEXIST, "No usable temporary file name found", os.fsdecode(base))
 
@@ -169,6 +172,8 @@ def create_dir(
         except BaseException:
             os.close(fd)
             raise
+        if handle.btrfs:
+            set_nocow(fd)  # files created inside inherit NOCOW, so their overwrite lands in place
         return fd, Created(handle, name, path, st)
     raise FileExistsError(
         errno.EEXIST, "No usable temporary directory name found", os.fsdecode(base)

@@ -25,6 +25,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ._fsinfo import is_btrfs
 from .exceptions import UnsafeDirectoryError
 
 __all__ = ["DirHandle", "TrustReport", "TrustedComponent", "check_dir", "trusted_dir"]
@@ -223,7 +224,7 @@ class DirHandle:
     The descriptor is closed when the last user of the handle goes away.
     """
 
-    __slots__ = ("__weakref__", "dev", "fd", "ino", "path", "readable")
+    __slots__ = ("__weakref__", "btrfs", "dev", "fd", "ino", "path", "readable")
 
     def __init__(self, path: str, path_fd: int) -> None:
         self.path = path
@@ -237,6 +238,8 @@ class DirHandle:
             self.readable = False
         st = os.fstat(self.fd)
         self.dev, self.ino = st.st_dev, st.st_ino
+        # Copy-on-write: new plaintext files here get NOCOW, so their overwrite lands in place.
+        self.btrfs = is_btrfs(self.fd)
         weakref.finalize(self, os.close, self.fd)
 
     def still_trusted(self) -> bool:

@@ -19,6 +19,7 @@ from typing import IO, Any
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
+from ._fsinfo import set_nocow
 from ._iostack import check_mode, raw_mode, wrap_raw
 from ._names import sanitize_params
 from ._remove import rmtree_at
@@ -90,6 +91,8 @@ def TemporaryFile(
             raw = EncryptedRawIO(fd, name=fd, mode=raw_mode(mode))
             size = ENCRYPTED_BUFFER_SIZE
         else:
+            if handle.btrfs:
+                set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
             raw = _WipingFileIO(fd, raw_mode(mode))
             raw._owner_pid = os.getpid()
             size = io.DEFAULT_BUFFER_SIZE

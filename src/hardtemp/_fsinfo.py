@@ -525,17 +525,26 @@ def get_file_flags(fd: int) -> int | None:
     return int(struct.unpack_from("=i", buf)[0]) & 0xFFFFFFFF
 
 
+def is_btrfs(fd: int) -> bool:
+    """Whether the open ``fd`` lives on btrfs (one ``fstatfs``); False on error."""
+    try:
+        return bool(_statfs(fd).f_type & 0xFFFFFFFF == _BTRFS_MAGIC)
+    except OSError:
+        return False
+
+
 def set_nocow(fd: int) -> bool:
     """Mark the still-empty file at ``fd`` NOCOW on btrfs (``chattr +C``), best effort.
 
     Then later overwrites land on the same blocks (unless a snapshot or reflink
-    shares them). Returns whether the flag is now set; ``False`` on any other
+    shares them). On a directory, files created in it afterwards inherit the
+    flag. Returns whether the flag is now set; ``False`` on any other
     filesystem, on a non-empty file (btrfs ignores the flag then) or on failure.
     Never raises for an open descriptor.
     """
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != 0:
+        if not (stat.S_ISREG(st.st_mode) and st.st_size == 0) and not stat.S_ISDIR(st.st_mode):
             return False
         if _statfs(fd).f_type & 0xFFFFFFFF != _BTRFS_MAGIC:
             return False
