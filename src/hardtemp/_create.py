@@ -60,6 +60,8 @@ def resolve_dir(
 
 
 def _join(base: str | bytes, name: str | bytes) -> str | bytes:
+    if type(base) is str and type(name) is str:
+        return base + name if base.endswith("/") else f"{base}/{name}"  # the hot path
     if isinstance(base, bytes):
         return os.path.join(base, os.fsencode(name))
     return os.path.join(base, os.fsdecode(name))

@@ -192,7 +192,7 @@ def _walk(path: str) -> tuple[int, TrustReport]:
 
 
 def _abspath(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
-    p = os.fsdecode(os.fspath(path))
+    p = path if type(path) is str else os.fsdecode(os.fspath(path))
     if "\0" in p:
         raise ValueError(f"embedded null character in path: {p!r}")
     if not p.startswith("/"):

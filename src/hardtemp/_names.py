@@ -71,8 +71,8 @@ def sanitize_params(
         TypeError: str and bytes mixed, or an argument of another type.
         ValueError: a prefix or suffix containing ``/`` or NUL.
     """
-    if prefix is None and suffix is None and dir is None:
-        return "tmp", "", None, str  # the common call: nothing to check
+    if prefix is None and suffix is None and (dir is None or type(dir) is str):
+        return "tmp", "", dir, str  # the common calls: nothing to check
     output_type = _infer_type(prefix, suffix, dir)
     if suffix is None:
         suffix_v: str | bytes = output_type()
