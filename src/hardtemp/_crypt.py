@@ -210,6 +210,8 @@ class EncryptedRawIO(io.RawIOBase):
         self._ct_one: bytearray | None = None
         # Single-block read buffer (+1 byte to notice a backing file that grew).
         self._ct1v = memoryview(bytearray(self._slot + 1))
+        self._ct1_all = [self._ct1v]  # preadv buffer lists of the single-block read path
+        self._ct1_mid = [self._ct1v[: self._slot]]
         # Plaintext scratch block in its own mapping, excluded from core dumps.
         self._ptmap = mmap.mmap(-1, block_size)
         if hasattr(mmap, "MADV_DONTDUMP"):
@@ -257,8 +259,14 @@ class EncryptedRawIO(io.RawIOBase):
             OSError: ``EINVAL`` if the resulting position would be negative.
             TypeError: ``offset`` is not an integer.
         """
-        self._check_open()
-        offset = operator.index(offset)
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if offset.__class__ is not int:
+            offset = operator.index(offset)
+        if whence == os.SEEK_CUR and offset == 0:
+            # What io.BufferedRandom asks before every read: a plain tell()
+            # (one attribute read, consistent without the lock, as in tell()).
+            return self._pos
         with self._lock:
             if whence == os.SEEK_SET:
                 new = offset
@@ -287,7 +295,8 @@ class EncryptedRawIO(io.RawIOBase):
             ValueError: the file is closed.
             OSError: reading the backing file failed.
         """
-        self._check_open()
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
         out = memoryview(buffer)
@@ -295,18 +304,24 @@ class EncryptedRawIO(io.RawIOBase):
             out = out.cast("B")
         with self._lock:
             pos = self._pos
-            n = min(len(out), self._size - pos)
+            n = self._size - pos
+            if len(out) < n:
+                n = len(out)
+            elif n > 0:
+                out = out[:n]
             if n <= 0:
                 return 0
-            k = pos // self._bs
-            if (pos + n - 1) // self._bs == k:  # the common small read: one block
+            bs = self._bs
+            k = pos // bs
+            lo = pos - k * bs
+            if lo + n <= bs:  # the common small read: one block
                 try:
-                    self._read_one(k, pos - k * self._bs, out[:n])
+                    self._read_one(k, lo, out)
                 except BaseException:
-                    out[:n] = self._zeros[:n]  # same contract as _read_range
+                    out[:] = self._zeros[:n]  # same contract as _read_range
                     raise
             else:
-                self._read_range(pos, out[:n])
+                self._read_range(pos, out)
             self._pos = pos + n
             return n
 
@@ -413,6 +428,7 @@ class EncryptedRawIO(io.RawIOBase):
             self._ct = bytearray()
             self._ct_one = None
             self._ct1v = memoryview(b"")
+            self._ct1_all, self._ct1_mid = [], []
             self._ctrs = array.array("Q")
             fd, self._fd = self._fd, -1
             if self._closefd and fd >= 0:
@@ -622,7 +638,24 @@ class EncryptedRawIO(io.RawIOBase):
             ctv = memoryview(self._ct_buffer(nbytes))
             cached = -1
             start, off, ctr = i * bs, 0, ctr0
-            for k in range(i, j + 1):
+            k = i
+            while k <= j:
+                if _HAVE_INTO and start >= pos and start + bs <= end:
+                    # A run of whole blocks that the caller's data replaces completely
+                    # (all of a large sequential write): seal each straight from it.
+                    stop = min(j + 1, end // bs)
+                    enc, at = aead.encrypt_into, start - pos
+                    for b in range(k, stop):
+                        # Nonce = this block's fresh counter value; AD = file id || index.
+                        enc(
+                            ctr.to_bytes(12, "big"),
+                            data[at : at + bs],
+                            fid + b.to_bytes(8, "big"),
+                            ctv[off : off + slot],
+                        )
+                        at, off, ctr = at + bs, off + slot, ctr + 1
+                    k, start = stop, stop * bs
+                    continue
                 new_len = min(bs, new_size - start)
                 if start >= pos and start + new_len <= end:
                     # Every stored byte is replaced: seal straight from the caller's data.
@@ -636,7 +669,7 @@ class EncryptedRawIO(io.RawIOBase):
                     aead.encrypt_into(nonce, src, ad, ctv[off : off + new_len + TAG_SIZE])
                 else:
                     ctv[off : off + new_len + TAG_SIZE] = aead.encrypt(nonce, bytes(src), ad)
-                start, off, ctr = start + bs, off + slot, ctr + 1
+                k, start, off, ctr = k + 1, start + bs, off + slot, ctr + 1
             self._pwrite_all(ctv[:nbytes], i * slot)
             self._ctrs[i : j + 1] = array.array("Q", range(ctr0, ctr0 + count))
             if cached >= 0:
@@ -671,39 +704,56 @@ class EncryptedRawIO(io.RawIOBase):
         byte more than expected, and getting it means extended.
         """
         ctrs = self._ctrs
-        ctr = ctrs[index] if index < len(ctrs) else 0
-        n = len(out)
-        if ctr == 0:  # sparse: zeros, the disk is not touched
-            out[:] = self._zeros[:n]
+        last = len(ctrs) - 1
+        ctr = ctrs[index] if index <= last else 0
+        if not ctr:  # sparse: zeros, the disk is not touched
+            out[:] = self._zeros[: len(out)]
             return
         pt = self._ptv
         aead = self._aead
         if pt is None or aead is None:
             raise ValueError("I/O operation on closed file")
-        if self._cache_index == index and self._cache_ctr == ctr:
-            out[:] = pt[lo : lo + n]
+        if index == self._cache_index and ctr == self._cache_ctr:
+            out[:] = pt[lo : lo + len(out)]
             return
-        length = min(self._bs, self._size - index * self._bs)
-        want = length + TAG_SIZE
-        ask = want + 1 if index == len(ctrs) - 1 else want
+        slot = self._slot
+        if index < last:  # a stored block before the last one is always whole
+            length, want = self._bs, slot
+            bufs = self._ct1_mid
+        else:
+            length = self._size - index * self._bs
+            if length >= self._bs:
+                length, want = self._bs, slot
+                bufs = self._ct1_all  # one byte more: getting it means extended
+            else:
+                want = length + TAG_SIZE
+                bufs = [self._ct1v[: want + 1]]
         ct = self._ct1v
-        got = os.preadv(self._fd, [ct[:ask]], index * self._slot)
+        got = os.preadv(self._fd, bufs, index * slot)
         if got != want:
             if got < want:
-                got += self._pread_rest(ct[got:want], index * self._slot + got)
+                got += self._pread_rest(ct[got:want], index * slot + got)
             if got != want:
                 change = "extended" if got > want else "truncated"
                 raise self._integrity(f"backing file was {change} (block {index})")
-        nonce = ctr.to_bytes(12, "big")
-        ad = self._file_id + index.to_bytes(8, "big")
-        whole = lo == 0 and n == length  # whole block: straight into the caller's buffer
-        dst = out if whole else pt[:length]
+        # whole block: straight into the caller's buffer, else into the scratch block
+        whole = lo == 0 and len(out) == length
+        dst = out if whole else pt if length == self._bs else pt[:length]
         self._cache_index = -1
         try:
             if _HAVE_INTO:
-                aead.decrypt_into(nonce, ct[:want], ad, dst)
+                aead.decrypt_into(
+                    ctr.to_bytes(12, "big"),
+                    ct[:want],
+                    self._file_id + index.to_bytes(8, "big"),
+                    dst,
+                )
             else:
-                dst[:] = aead.decrypt(nonce, bytes(ct[:want]), ad)
+                dst[:] = aead.decrypt(
+                    ctr.to_bytes(12, "big"),
+                    bytes(ct[:want]),
+                    self._file_id + index.to_bytes(8, "big"),
+                )
         except InvalidTag:
             dst[:] = self._zeros[: len(dst)]  # decrypt_into leaves unauthenticated plaintext
             raise self._integrity(
@@ -711,7 +761,7 @@ class EncryptedRawIO(io.RawIOBase):
             ) from None
         if not whole:
             self._cache_index, self._cache_ctr = index, ctr
-            out[:] = pt[lo : lo + n]
+            out[:] = pt[lo : lo + len(out)]
 
     def _pread_rest(self, view: memoryview, offset: int) -> int:
         """Keep reading after a short pread; returns how many more bytes came."""
@@ -743,6 +793,7 @@ class EncryptedRawIO(io.RawIOBase):
                 ctrs.extend(bytes(j - i + 1 - len(ctrs)))
             stored = [i + x for x, c in enumerate(ctrs) if c]
             ctv = memoryview(self._ct)
+            base = 0
             if stored:
                 if not checked:
                     self._check_disk_size()
@@ -757,8 +808,38 @@ class EncryptedRawIO(io.RawIOBase):
             size, fid, aead = self._size, self._file_id, self._aead
             if aead is None:
                 raise ValueError("I/O operation on closed file")
-            for k, ctr in enumerate(ctrs, i):
+            nxt = i
+            while nxt <= j:
+                k = nxt
                 start = k * bs
+                if _HAVE_INTO and start >= pos and start + bs <= end:
+                    # A run of whole blocks the caller asked for completely (all of
+                    # a large sequential read): decrypt each straight into its buffer.
+                    stop = min(j + 1, end // bs)
+                    dec, o, at = aead.decrypt_into, start - pos, k * slot - base
+                    for b in range(k, stop):
+                        ctr = ctrs[b - i]
+                        if ctr:
+                            try:
+                                dec(
+                                    ctr.to_bytes(12, "big"),
+                                    ctv[at : at + slot],
+                                    fid + b.to_bytes(8, "big"),
+                                    out[o : o + bs],
+                                )
+                            except InvalidTag:
+                                # The caller's buffer is zeroed by _read_range.
+                                raise self._integrity(
+                                    f"block {b} failed authentication "
+                                    "(modified, moved or replayed)"
+                                ) from None
+                        else:
+                            out[o : o + bs] = self._zeros
+                        o, at = o + bs, at + slot
+                    nxt = stop
+                    continue
+                ctr = ctrs[k - i]
+                nxt = k + 1
                 lo, hi = max(pos, start) - start, min(end, start + bs) - start
                 dst = out[start + lo - pos : start + hi - pos]
                 if ctr == 0:
