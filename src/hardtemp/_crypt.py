@@ -57,8 +57,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BLOCK_SIZE", "EncryptedRawIO", "open_encrypted"]
 
-#: Plaintext bytes per block; chosen from benchmarks/bench_crypt.py (see docs).
-DEFAULT_BLOCK_SIZE: Final = 16 * 1024
+#: Plaintext bytes per block; chosen from benchmarks/bench_crypt.py (see docs): a
+#: random 4 KiB read must decrypt a whole block, so smaller is faster there, and 8 KiB
+#: is the smallest size whose state (8 bytes per block) stays within 1 MiB per GiB.
+DEFAULT_BLOCK_SIZE: Final = 8 * 1024
 TAG_SIZE: Final = 16
 MIN_BLOCK_SIZE: Final = 16
 MAX_BLOCK_SIZE: Final = 16 * 1024 * 1024
@@ -141,7 +143,7 @@ class EncryptedRawIO(io.RawIOBase):
       decrypted into the caller's buffer);
     * all methods are thread-safe (one lock per file);
     * in-memory state is 8 bytes per block up to the last block stored on
-      disk (512 KiB per GiB at 16 KiB blocks; a sparse tail costs nothing, but
+      disk (1 MiB per GiB at 8 KiB blocks; a sparse tail costs nothing, but
       one block written far out costs the state of every block before it)
       plus at most about 1 MiB of reused buffers; the file is never buffered
       whole.
