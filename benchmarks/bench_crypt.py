@@ -16,13 +16,17 @@ ratios: higher is better), from wall-clock time and, in the "(cpu)" columns,
 from the process's CPU time (user + system), which other load on a shared
 machine disturbs less. Both are printed; the targets refer to wall-clock.
 
+"min-max" is the lowest and highest ratio of the individual repeats (wall-clock),
+to show the spread; the load average before and after the run is printed too.
+
 Usage: python benchmarks/bench_crypt.py [--dir DIR] [--mib 256] [--repeats 5]
-       [--block-sizes 16,32,64,128,256]
+       [--block-sizes 8,16,32,64]
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import os
 import random
 import statistics
@@ -95,6 +99,11 @@ def compare(directory: str, bs: int, total: int, repeats: int, reads: int) -> di
     def med(key: str, i: int) -> float:
         return statistics.median(x[i] for x in runs[key])
 
+    def spread(std_key: str, enc_key: str) -> tuple[float, float]:
+        """Lowest and highest ratio of the individual (interleaved) repeats."""
+        ratios = [s[0] / e[0] for s, e in zip(runs[std_key], runs[enc_key], strict=True)]
+        return min(ratios), max(ratios)
+
     return {
         "bs": bs,
         "seq_enc_mbs": 2 * total / med("se", 0) / 1e6,
@@ -105,20 +114,34 @@ def compare(directory: str, bs: int, total: int, repeats: int, reads: int) -> di
         "rnd_ratio": med("rs", 0) / med("re", 0),
         "rnd_ratio_cpu": med("rs", 1) / med("re", 1),
         "state_per_gib": 8 * (1024**3 // bs),
+        "seq_spread": spread("ss", "se"),
+        "rnd_spread": spread("rs", "re"),
     }
 
 
-def state_bytes_per_gib(directory: str, bs: int, total: int) -> float:
-    """Measured: size of the per-block counter array after writing ``total`` bytes."""
+def state_bytes_per_gib(directory: str, bs: int, total: int) -> tuple[float, float]:
+    """Measured after writing ``total`` bytes: (bytes the per-block counter array
+    holds, bytes it has allocated including the array's growth slack), per GiB."""
     fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
     raw = EncryptedRawIO(fd, block_size=bs)
     chunk = bytes(MiB)
     for _ in range(total // MiB):
         raw.write(chunk)
     ctrs = raw._ctrs
-    per_gib = ctrs.itemsize * len(ctrs) * (1024**3 / total)
+    scale = 1024**3 / total
+    used = ctrs.itemsize * len(ctrs) * scale
+    allocated = (sys.getsizeof(ctrs) - sys.getsizeof(array.array("Q"))) * scale
     raw.close()
-    return per_gib
+    return used, allocated
+
+
+def _loadavg() -> str:
+    """The 1/5/15-minute load averages: other jobs on the machine skew wall-clock times."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
@@ -127,16 +150,18 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--reads", type=int, default=20000)
-    ap.add_argument("--block-sizes", default="16,32,64,128,256", help="KiB, comma-separated")
+    ap.add_argument("--block-sizes", default="8,16,32,64", help="KiB, comma-separated")
     args = ap.parse_args()
     total = args.mib * MiB
     print(f"dir={args.dir} file={args.mib} MiB repeats={args.repeats} (medians)")
+    print(f"load average before: {_loadavg()}")
     print(f"cryptography encrypt_into/decrypt_into: {_crypt._HAVE_INTO}")
     print(f"default block size: {DEFAULT_BLOCK_SIZE // 1024} KiB")
     print()
     header = (
-        f"{'block':>7} | {'seq ratio':>9} {'(cpu)':>6} {'enc MB/s':>8} | "
-        f"{'4K ratio':>8} {'(cpu)':>6} {'std us':>6} {'enc us':>6} | {'state/GiB':>9}"
+        f"{'block':>7} | {'seq ratio':>9} {'(cpu)':>6} {'min-max':>9} {'enc MB/s':>8} | "
+        f"{'4K ratio':>8} {'(cpu)':>6} {'min-max':>9} {'std us':>6} {'enc us':>6} | "
+        f"{'state/GiB':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -148,17 +173,20 @@ def main() -> None:
         mark = " (default)" if bs == DEFAULT_BLOCK_SIZE else ""
         print(
             f"{bs // 1024:>4}KiB | {r['seq_ratio']:>8.2f}x {r['seq_ratio_cpu']:>5.2f}x "
+            f"{r['seq_spread'][0]:>4.2f}-{r['seq_spread'][1]:<4.2f} "
             f"{r['seq_enc_mbs']:>8.0f} | {r['rnd_ratio']:>7.2f}x {r['rnd_ratio_cpu']:>5.2f}x "
+            f"{r['rnd_spread'][0]:>4.2f}-{r['rnd_spread'][1]:<4.2f} "
             f"{r['rnd_std_us']:>6.1f} {r['rnd_enc_us']:>6.1f} | "
             f"{r['state_per_gib'] // 1024:>5} KiB{mark}",
             flush=True,
         )
-    measured = state_bytes_per_gib(args.dir, DEFAULT_BLOCK_SIZE, total)
+    used, allocated = state_bytes_per_gib(args.dir, DEFAULT_BLOCK_SIZE, total)
     print()
     print(
         f"per-block state at the default block size (measured): "
-        f"{measured / 1024:.0f} KiB per GiB (limit 1024 KiB)"
+        f"{used / 1024:.0f} KiB per GiB, {allocated / 1024:.0f} KiB allocated (limit 1024 KiB)"
     )
+    print(f"load average after: {_loadavg()}")
     print("targets: sequential >= 0.45x, random 4 KiB reads >= 0.25x")
 
 
