@@ -247,14 +247,6 @@ def _resolved(prefix: _Any, suffix: _Any, dir: _Any) -> tuple[_Any, _Any, _Any]:
     return prefix, suffix, _os.path.abspath(dir)
 
 
-def _named_raw(wrapper: "_files._TemporaryFileWrapper") -> "_files._TemporaryFileWrapper":
-    """As tempfile: the raw file's ``name`` is the path (``f.file.name``), not the descriptor."""
-    raw: _Any = getattr(wrapper.file, "buffer", wrapper.file)
-    raw = getattr(raw, "raw", raw)
-    raw.name = wrapper.name
-    return wrapper
-
-
 if _sys.version_info >= (3, 12):
 
     def NamedTemporaryFile(
@@ -281,19 +273,17 @@ if _sys.version_info >= (3, 12):
         LookupError for an unknown encoding (nothing is left behind).
         """
         prefix, suffix, dir = _resolved(prefix, suffix, dir)
-        return _named_raw(
-            _files.NamedTemporaryFile(
-                mode,
-                buffering,
-                encoding,
-                newline,
-                suffix,
-                prefix,
-                dir,
-                delete,
-                errors=errors,
-                delete_on_close=delete_on_close,
-            )
+        return _files.NamedTemporaryFile(
+            mode,
+            buffering,
+            encoding,
+            newline,
+            suffix,
+            prefix,
+            dir,
+            delete,
+            errors=errors,
+            delete_on_close=delete_on_close,
         )
 
 else:
@@ -321,10 +311,8 @@ else:
         LookupError for an unknown encoding (nothing is left behind).
         """
         prefix, suffix, dir = _resolved(prefix, suffix, dir)
-        return _named_raw(
-            _files.NamedTemporaryFile(
-                mode, buffering, encoding, newline, suffix, prefix, dir, delete, errors=errors
-            )
+        return _files.NamedTemporaryFile(
+            mode, buffering, encoding, newline, suffix, prefix, dir, delete, errors=errors
         )
 
 
