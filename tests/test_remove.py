@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -346,3 +347,33 @@ def test_unsafe_top_swapped_for_another_directory_is_refused(tmp_path: Path) -> 
         os.close(fd)
     assert (impostor / "theirs").is_dir()
     assert stat.S_IMODE(os.stat(impostor).st_mode) == 0o500
+
+
+def test_running_out_of_descriptors_mid_walk_is_reported_and_leaks_nothing(
+    tmp_path: Path,
+) -> None:
+    # Real EMFILE: the limit leaves room for the top directory and its listing only.
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "sub").mkdir()
+    (top / "sub" / "f").write_bytes(b"x")
+    os.chmod(top / "sub", 0o500)
+    errors: list[BaseException] = []
+    before = open_fds()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    st = os.stat(top)
+    probe = os.dup(0)
+    os.close(probe)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # top's O_PATH handle + its readable descriptor, then the listing's dup: no room for sub.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (probe + 2, hard))
+    try:
+        _remove.rmtree_at(
+            fd, "top", expect=(st.st_dev, st.st_ino), display_path=str(top), onerror=errors.append
+        )
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        os.close(fd)
+    assert [getattr(e, "errno", None) for e in errors] == [errno.EMFILE], errors
+    assert open_fds() == before
+    assert (top / "sub" / "f").read_bytes() == b"x"
+    assert stat.S_IMODE(os.stat(top / "sub").st_mode) == 0o500
