@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import gc
 import os
 import re
+import resource
 import signal
 import stat
 import struct
@@ -24,6 +26,7 @@ import pytest
 
 import hardtemp
 from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds, umask
+from _helpers_euid import as_euid
 from hardtemp import _create, _dirtrust
 from hardtemp.exceptions import UnsafeFileError
 
@@ -619,3 +622,111 @@ def test_gc_of_everything_is_clean(tmp_path: Path) -> None:
     del f, t
     gc.collect()
     assert os.listdir(tmp_path) == []
+
+
+# --- unusual directories and faults, in this process -------------------------------------------
+
+
+def test_mkdtemp_under_umask_0777_as_an_ordinary_user_gives_a_usable_0700_directory(
+    shared_dir: Path,
+) -> None:
+    # mkdir under umask 0o777 gives d---------: we cannot even open it, only fix it by inode.
+    d = nobody_dir(shared_dir)
+    with as_euid(NOBODY), umask(0o777):
+        path = hardtemp.mkdtemp(dir=str(d))
+        fd, inner = hardtemp.mkstemp(dir=path)
+        os.close(fd)
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    assert st.st_uid == NOBODY
+    assert os.listdir(d) == [os.path.basename(path)]
+    assert os.listdir(path) == [os.path.basename(inner)]
+
+
+def _swap_new_dir_for(
+    monkeypatch: pytest.MonkeyPatch, directory: Path, impostor: Path
+) -> list[str]:
+    """After our mkdir, the name is made to refer to ``impostor`` (an attacker's rename)."""
+    real = os.mkdir
+    made: list[str] = []
+
+    def mkdir_then_swap(name: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real(name, mode, dir_fd=dir_fd)
+        made.append(os.fsdecode(name))
+        os.rename(impostor, directory / os.fsdecode(name))  # replaces our empty directory
+
+    monkeypatch.setattr(_create.os, "mkdir", mkdir_then_swap)
+    return made
+
+
+def test_an_unreadable_directory_swapped_in_for_ours_is_refused_never_chmodded(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = nobody_dir(shared_dir)
+    impostor = make_dir(d / "impostor", 0o000)  # root's, unreadable to us
+    made = _swap_new_dir_for(monkeypatch, d, impostor)
+    with as_euid(NOBODY), umask(0o777):
+        handle, base = _create.resolve_dir(str(d), str)
+        with pytest.raises(UnsafeFileError, match="owned by uid 0"):
+            _create.create_dir(handle, base, "tmp", "")
+    monkeypatch.undo()
+    st = os.stat(d / made[0])
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o000)  # left exactly as it was
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o755])
+def test_a_directory_swapped_in_for_ours_is_refused_never_chmodded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make another user's directory")
+    d = make_dir(tmp_path / "d", 0o755)
+    impostor = make_dir(tmp_path / "d" / "impostor", mode, NOBODY, NOBODY)
+    handle, base = _create.resolve_dir(str(d), str)
+    made = _swap_new_dir_for(monkeypatch, d, impostor)
+    before = open_fds()
+    with pytest.raises(UnsafeFileError, match="owned by uid 65534"):
+        _create.create_dir(handle, base, "tmp", "")
+    monkeypatch.undo()
+    assert open_fds() == before
+    st = os.stat(d / made[0])
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, mode)  # not even chmod-ed
+
+
+def test_running_out_of_descriptors_after_mkdir_leaves_no_directory(tmp_path: Path) -> None:
+    # Real EMFILE: the descriptor limit is lowered to the next free descriptor number.
+    handle, base = _create.resolve_dir(str(tmp_path), str)
+    probe = os.dup(0)
+    os.close(probe)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (probe, hard))
+    try:
+        with pytest.raises(OSError) as info:
+            _create.create_dir(handle, base, "tmp", "")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert info.value.errno == errno.EMFILE
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_unnamed_file_on_a_filesystem_without_free_inodes_raises_enospc(
+    tmp_path: Path,
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=2,mode=0755", "tmpfs", str(mnt)],
+        check=True,
+    )
+    try:
+        (mnt / "one").mkdir()  # the last free inode
+        handle, base = _create.resolve_dir(str(mnt), str)
+        with pytest.raises(OSError) as info:
+            _create.create_unnamed(handle, base, "tmp", "")
+        left = sorted(os.listdir(mnt))
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    assert info.value.errno == errno.ENOSPC
+    assert left == ["one"]

@@ -14,6 +14,7 @@ import pytest
 
 import hardtemp
 from _helpers_core import NOBODY, make_dir
+from _helpers_euid import as_euid
 from hardtemp import _dirtrust
 from hardtemp.exceptions import UnsafeDirectoryError
 
@@ -395,3 +396,41 @@ def test_judge_rules_on_real_stat_results(tmp_path: Path) -> None:
         st = os.stat(d)
         assert stat.S_IMODE(st.st_mode) == mode
         assert _dirtrust.judge(st, 0)[0] is ok, (oct(mode), uid)
+
+
+# --- as an ordinary user, in this process -------------------------------------------------------
+
+
+def test_a_root_owned_directory_is_trusted_by_an_ordinary_user_and_says_why(
+    shared_dir: Path,
+) -> None:
+    d = make_dir(shared_dir / "roots", 0o755)
+    with as_euid(NOBODY):
+        report = hardtemp.check_dir(d)
+    last = report.components[-1]
+    assert (last.path, last.uid) == (str(d), 0)
+    assert last.why == "owned by root; not writable by others"
+
+
+def test_a_write_and_search_only_directory_still_works_for_its_owner(shared_dir: Path) -> None:
+    d = make_dir(shared_dir / "wx", 0o300, NOBODY, NOBODY)
+    with as_euid(NOBODY):
+        handle = _dirtrust.trusted_dir(d)
+        fd, name = hardtemp.mkstemp(dir=d)
+        os.close(fd)
+        with pytest.raises(PermissionError):
+            os.listdir(d)  # the directory really is unreadable to us
+    assert handle.readable is False
+    assert os.listdir(d) == [os.path.basename(name)]
+
+
+def test_a_handle_whose_directory_vanished_is_no_longer_trusted(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    handle = _dirtrust.trusted_dir(d)
+    assert handle.still_trusted()
+    os.rename(d, tmp_path / "moved")
+    assert not handle.still_trusted()
+    make_dir(d, 0o700)  # a new directory under the old name: verified afresh
+    again = _dirtrust.trusted_dir(d)
+    assert again is not handle
+    assert (again.dev, again.ino) == (os.stat(d).st_dev, os.stat(d).st_ino)

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,87 @@ def test_spooled_rollover_leaves_no_copy_in_memory(tmp_path: Any) -> None:
         f.close()
 
     assert copies_left_by(run) == 0
+
+
+# --- the file-like API, against io.BytesIO ------------------------------------------------------
+
+
+def test_seek_and_truncate_behave_like_bytes_io() -> None:
+    ours, ref = SecureBytesIO(), io.BytesIO()
+    steps: list[tuple[str, tuple[int, ...]]] = [
+        ("write", (b"0123456789",)),  # type: ignore[list-item]
+        ("seek", (-3, 1)),
+        ("tell", ()),
+        ("seek", (-100, 1)),  # clamps at 0
+        ("seek", (-4, 2)),
+        ("read", ()),
+        ("seek", (-100, 2)),
+        ("truncate", ()),  # at the position (0 here)
+        ("write", (b"abcdef",)),  # type: ignore[list-item]
+        ("seek", (2,)),
+        ("truncate", ()),
+        ("getvalue", ()),
+        ("tell", ()),
+    ]
+    for name, args in steps:
+        assert getattr(ours, name)(*args) == getattr(ref, name)(*args), (name, args)
+
+
+def test_truncate_past_the_end_grows_with_zeros_like_the_rolled_over_file(
+    tmp_path: Path,
+) -> None:
+    # Unlike io.BytesIO (which ignores it), growing truncate extends with zeros, as the
+    # real file a SpooledTemporaryFile rolls over to does: the same result either way.
+    ours = SecureBytesIO()
+    with open(tmp_path / "f", "w+b") as real:
+        for f in (ours, real):
+            f.write(b"abcdef")
+            f.seek(2)
+            assert f.truncate(600) == 600
+            assert f.tell() == 2
+        assert ours.getvalue() == (tmp_path / "f").read_bytes() == b"abcdef" + bytes(594)
+        assert ours.truncate() == real.truncate() == 2
+    assert ours.getvalue() == b"ab"
+
+
+@pytest.mark.parametrize(("call", "args"), [("seek", (-1,)), ("seek", (0, 3)), ("truncate", (-1,))])
+def test_bad_seek_and_truncate_arguments_raise_value_error(
+    call: str, args: tuple[int, ...]
+) -> None:
+    with pytest.raises(ValueError):
+        getattr(io.BytesIO(), call)(*args)
+    f = SecureBytesIO()
+    f.write(b"data")
+    with pytest.raises(ValueError):
+        getattr(f, call)(*args)
+    assert f.getvalue() == b"data"
+
+
+def test_growing_by_truncate_zeroes_the_old_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hardtemp import _membuf
+
+    zeroed: list[bytearray] = []
+    real = _membuf._zero
+
+    def spy(buf: bytearray) -> None:
+        real(buf)
+        zeroed.append(buf)
+
+    monkeypatch.setattr(_membuf, "_zero", spy)
+    f = SecureBytesIO()
+    secret = secrets.token_bytes(200)
+    f.write(secret)
+    zeroed.clear()
+    f.truncate(10_000)  # reallocates: the old buffer held the secret
+    assert len(zeroed) == 1
+    assert len(zeroed[0]) >= len(secret)
+    assert not any(zeroed[0])
+    assert f.getvalue()[:200] == secret
+    assert not any(f.getvalue()[200:])
+
+
+def test_detach_is_unsupported_as_for_bytes_io() -> None:
+    with pytest.raises(io.UnsupportedOperation):
+        io.BytesIO().detach()
+    with pytest.raises(io.UnsupportedOperation):
+        SecureBytesIO().detach()

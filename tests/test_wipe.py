@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from _helpers_euid import as_euid
 from hardtemp import _fsinfo, _wipe
 from hardtemp._policy import get_wipe_policy, set_wipe_policy, wipe_policy
 from hardtemp._wipe import WipeReport, overwrite_fd, remove_entry, wipe
@@ -818,3 +819,360 @@ def test_read_only_file_with_our_read_only_descriptor_is_overwritten_as_a_user(
     assert not survived
     assert not exists
     assert written > 0
+
+
+# --- extents, short writes and other faults ---------------------------------------------------
+
+
+def test_overwrite_fd_of_a_file_that_is_all_hole_writes_nothing_and_allocates_nothing(
+    ext4: Path,
+) -> None:
+    p = ext4 / "hole"
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, 8 << 20)
+        before = os.fstat(fd)
+        report = overwrite_fd(fd)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    assert report.bytes_overwritten == 0
+    assert report.passes == 1
+    assert (after.st_size, after.st_blocks) == (before.st_size, before.st_blocks) == (8 << 20, 0)
+
+
+def _tail_block(fd: int) -> int:
+    """The block the overwrite rounds the last extent up to."""
+    return max(512, min(os.fstat(fd).st_blksize or 4096, _wipe._MAX_TAIL_BLOCK))
+
+
+def _seek_data_fails(monkeypatch: pytest.MonkeyPatch, err: int) -> None:
+    real = os.lseek
+
+    def lseek(fd: int, pos: int, how: int) -> int:
+        if how in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise OSError(err, os.strerror(err))
+        return real(fd, pos, how)
+
+    monkeypatch.setattr(_wipe.os, "lseek", lseek)
+
+
+def test_without_seek_data_support_the_whole_file_is_overwritten(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every local filesystem here supports SEEK_DATA: an old one's EINVAL is injected.
+    p = ext4 / "f"
+    m = marker()
+    make_file(p, m * 100)
+    size = len(m) * 100
+    fd = os.open(p, os.O_RDWR)
+    try:
+        block = _tail_block(fd)
+        _seek_data_fails(monkeypatch, errno.EINVAL)
+        report = overwrite_fd(fd)
+        monkeypatch.undo()
+        assert m not in read_all(fd)
+        assert os.fstat(fd).st_size == size
+    finally:
+        os.close(fd)
+    assert size % block
+    assert report.bytes_overwritten == size + block - size % block  # the whole last block too
+
+
+def test_a_seek_data_error_other_than_unsupported_fails_the_wipe(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = ext4 / "f"
+    m = marker()
+    make_file(p, m)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        _seek_data_fails(monkeypatch, errno.EIO)
+        with pytest.raises(WipeError) as info:
+            overwrite_fd(fd)
+        monkeypatch.undo()
+        assert read_all(fd) == m  # nothing was written: and the report says so
+    finally:
+        os.close(fd)
+    assert info.value.report.bytes_overwritten == 0
+    assert "failed after 0 bytes" in info.value.report.reasons[0]
+
+
+def test_a_pwrite_that_writes_nothing_fails_instead_of_looping(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pwrite returning 0 cannot be provoked on a local disk: injected.
+    p = ext4 / "f"
+    make_file(p, b"x" * 100)
+    fd = os.open(p, os.O_RDWR)
+    monkeypatch.setattr(_wipe.os, "pwrite", lambda fd, data, offset: 0)
+    try:
+        with pytest.raises(WipeError) as info:
+            overwrite_fd(fd)
+    finally:
+        os.close(fd)
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.EIO
+    assert info.value.report.bytes_overwritten == 0
+
+
+def test_a_failure_to_restore_the_size_is_reported_as_a_failed_wipe(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The overwrite covers the last block to its end, then truncates back; that truncate
+    # failing (EIO: injected) must not pass for a clean wipe.
+    p = ext4 / "f"
+    make_file(p, b"x" * 100)
+    fd = os.open(p, os.O_RDWR)
+
+    def ftruncate(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(_wipe.os, "ftruncate", ftruncate)
+    try:
+        block = _tail_block(fd)
+        with pytest.raises(WipeError) as info:
+            overwrite_fd(fd)
+        grown = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    assert grown == block > 100  # the truth: the file kept the block-sized length
+    assert info.value.report.bytes_overwritten == block
+    assert info.value.report.verdict == "best effort"
+    assert "Input/output error" in info.value.report.reasons[0]
+
+
+def test_an_unidentified_filesystem_makes_the_verdict_best_effort(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown(fd: int, st: Any = None) -> Any:
+        raise OSError(errno.ENOSYS, "fstatfs not supported")  # cannot happen on Linux: injected
+
+    monkeypatch.setattr(_wipe, "file_info_for_fd", unknown)
+    p = ext4 / "f"
+    m = marker()
+    make_file(p, m)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        with pytest.warns(WipeUnreliableWarning, match="could not be identified"):
+            report = overwrite_fd(fd)
+        assert m not in read_all(fd)
+    finally:
+        os.close(fd)
+    assert report.verdict == "best effort"
+    assert "could not be identified" in report.reasons[0]
+
+
+def test_an_unsynced_directory_is_said_in_the_report(
+    ext4: Path, dir_fd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")  # a failing disk: injected
+        real(fd)
+
+    monkeypatch.setattr(_wipe.os, "fsync", fsync)
+    make_file(ext4 / "f", b"x")
+    report = remove_entry(dir_fd, "f")
+    assert not (ext4 / "f").exists()
+    assert any("could not be synced" in r for r in report.reasons)
+
+
+# --- names and paths --------------------------------------------------------------------------
+
+
+def test_remove_entry_name_must_be_a_str(ext4: Path, dir_fd: int) -> None:
+    make_file(ext4 / "f", b"x")
+    with pytest.raises(TypeError, match="must be a str"):
+        remove_entry(dir_fd, b"f")  # type: ignore[arg-type]
+    assert (ext4 / "f").read_bytes() == b"x"
+
+
+def test_wipe_rejects_bytes_nul_and_non_file_paths(ext4: Path) -> None:
+    make_file(ext4 / "f", b"x")
+    with pytest.raises(TypeError):
+        wipe(os.fsencode(ext4 / "f"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NUL"):
+        wipe(str(ext4 / "f") + "\0")
+    with pytest.raises(ValueError, match="does not name a file"):
+        wipe(str(ext4 / "missing") + "/")
+    with pytest.raises(FileNotFoundError):
+        wipe(ext4 / "no-such-dir" / "f")
+    assert (ext4 / "f").read_bytes() == b"x"
+
+
+def test_without_renameat2_the_name_is_still_hidden_before_the_unlink(
+    ext4: Path, dir_fd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc < 2.28 has no renameat2: the plain-rename fallback (a random target name).
+    monkeypatch.setattr(_wipe, "_HAVE_RENAMEAT2", False)
+    unlinked: list[str] = []
+    real_unlink = os.unlink
+
+    def spy(path: Any, *, dir_fd: int | None = None) -> None:
+        unlinked.append(os.fspath(path))
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(_wipe.os, "unlink", spy)
+    make_file(ext4 / "secret-name", b"x")
+    remove_entry(dir_fd, "secret-name")
+    assert len(unlinked) == 1
+    assert unlinked[0].startswith(".ht-")
+    assert os.listdir(ext4) == []
+
+
+def test_a_name_that_cannot_be_hidden_is_unlinked_as_is_and_reported(
+    ext4: Path, dir_fd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_rename(dir_fd: int, old: str, new: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")  # e.g. an LSM veto: injected
+
+    monkeypatch.setattr(_wipe, "_rename_noreplace", no_rename)
+    make_file(ext4 / "f", b"x")
+    report = remove_entry(dir_fd, "f")
+    assert os.listdir(ext4) == []
+    assert any("could not be hidden" in r for r in report.reasons)
+
+
+# --- swaps during the removal (attacks, timed by wrapping one step) ----------------------------
+
+
+def test_a_file_swapped_for_a_symlink_before_the_open_is_refused_and_kept(
+    ext4: Path, dir_fd: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside"
+    m = marker()
+    outside.write_bytes(m)
+    make_file(ext4 / "f", b"ours")
+    real = _wipe._open_target
+
+    def swap_then_open(dir_fd: int, name: str, *args: Any) -> Any:
+        os.unlink(ext4 / name)
+        os.symlink(outside, ext4 / name)
+        return real(dir_fd, name, *args)
+
+    monkeypatch.setattr(_wipe, "_open_target", swap_then_open)
+    with pytest.raises(UnsafeFileError, match="replaced by a symlink"):
+        remove_entry(dir_fd, "f")
+    assert (ext4 / "f").is_symlink()
+    assert outside.read_bytes() == m
+
+
+def test_a_file_swapped_in_after_the_overwrite_is_not_removed(
+    ext4: Path, dir_fd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_file(ext4 / "f", b"ours")
+    make_file(ext4 / "theirs", b"THEIRS")
+    real = _wipe._overwrite
+
+    def overwrite_then_swap(*args: Any) -> None:
+        real(*args)
+        os.rename(ext4 / "theirs", ext4 / "f")
+
+    monkeypatch.setattr(_wipe, "_overwrite", overwrite_then_swap)
+    with pytest.raises(UnsafeFileError, match="another file"):
+        remove_entry(dir_fd, "f")
+    assert (ext4 / "f").read_bytes() == b"THEIRS"
+
+
+def test_a_file_swapped_in_just_before_the_rename_is_put_back(
+    ext4: Path, dir_fd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_file(ext4 / "f", b"ours")
+    make_file(ext4 / "theirs", b"THEIRS")
+    real = _wipe._rename_noreplace
+    calls: list[tuple[str, str]] = []
+
+    def swap_then_rename(dir_fd: int, old: str, new: str) -> None:
+        if not calls:
+            os.rename(ext4 / "theirs", ext4 / "f")
+        calls.append((old, new))
+        real(dir_fd, old, new)
+
+    monkeypatch.setattr(_wipe, "_rename_noreplace", swap_then_rename)
+    with pytest.raises(UnsafeFileError, match="replaced during removal"):
+        remove_entry(dir_fd, "f")
+    assert len(calls) == 2  # hidden, then put back
+    assert os.listdir(ext4) == ["f"]
+    assert (ext4 / "f").read_bytes() == b"THEIRS"
+
+
+# --- permissions, in this process as an ordinary user ----------------------------------------
+
+
+@pytest.fixture
+def nobody_home(shared_dir: Path) -> Path:
+    home = shared_dir / "nobody"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    return home
+
+
+def test_another_users_file_in_our_directory_is_unlinked_never_overwritten(
+    nobody_home: Path,
+) -> None:
+    m = marker()
+    theirs = nobody_home / "theirs"
+    make_file(theirs, m, mode=0o644)  # root's, in nobody's directory
+    keep = held(theirs)
+    try:
+        with as_euid(NOBODY), wipe_policy("ignore"):
+            dfd = os.open(nobody_home, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                report = remove_entry(dfd, "theirs")
+            finally:
+                os.close(dfd)
+        assert read_all(keep) == m
+        assert stat.S_IMODE(os.fstat(keep).st_mode) == 0o644  # never chmod-ed
+    finally:
+        os.close(keep)
+    assert not theirs.exists()
+    assert report.verdict == "skipped"
+    assert report.bytes_overwritten == 0
+    assert "not writable and not ours" in report.reasons[0]
+
+
+def test_another_users_file_with_our_read_only_descriptor_is_not_overwritten(
+    nobody_home: Path,
+) -> None:
+    m = marker()
+    theirs = nobody_home / "theirs"
+    make_file(theirs, m, mode=0o644)
+    keep = held(theirs)
+    try:
+        with as_euid(NOBODY), wipe_policy("ignore"):
+            dfd = os.open(nobody_home, os.O_RDONLY | os.O_DIRECTORY)
+            rfd = os.open(theirs, os.O_RDONLY)
+            try:
+                report = remove_entry(dfd, "theirs", fd=rfd)
+            finally:
+                os.close(rfd)
+                os.close(dfd)
+        assert read_all(keep) == m
+    finally:
+        os.close(keep)
+    assert not theirs.exists()
+    assert report.verdict == "skipped"
+    assert "not writable and not ours" in report.reasons[0]
+
+
+@pytest.mark.parametrize("mode", [0o400, 0o000])
+def test_our_own_read_only_file_is_made_writable_and_overwritten(
+    nobody_home: Path, mode: int
+) -> None:
+    m = marker()
+    with as_euid(NOBODY), wipe_policy("ignore"):
+        p = nobody_home / "ro"
+        make_file(p, m * 20)
+        keep = held(p)
+        os.chmod(p, mode)
+        try:
+            report = wipe(p)
+            left = read_all(keep)
+        finally:
+            os.close(keep)
+    assert m not in left
+    assert not p.exists()
+    assert report.bytes_overwritten >= len(m) * 20

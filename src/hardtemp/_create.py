@@ -169,7 +169,11 @@ def create_dir(
                 os.rmdir(name, dir_fd=handle.fd)
             raise
         try:
-            st = _fix_mode(fd, os.fstat(fd), _DIR_MODE)
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid():
+                # Swapped in after our mkdir: never chmod another user's directory.
+                _verify(st, path, directory=True)
+            st = _fix_mode(fd, st, _DIR_MODE)
             _verify(st, path, directory=True)
         except BaseException:
             os.close(fd)

@@ -218,6 +218,8 @@ class _Tree:
                     sub = _open_subdir(fd, entry.name)
                 except OSError as exc:
                     frame.skip.add(entry.name)
+                    if exc.filename is None:  # fstat/fchmod errors name no path: say which
+                        exc.filename = child_path
                     self.onerror(exc)
                     continue
                 if sub is None:

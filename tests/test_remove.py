@@ -1,0 +1,379 @@
+"""_remove.rmtree_at: error paths, read-only trees, races, on real filesystems.
+
+Permission paths run in this very process with a dropped effective uid
+(``as_euid``), so the kernel's real permission checks apply and coverage sees them.
+Races (an entry vanishing or being swapped between the scan and the removal) are
+made deterministic by doing the concurrent change from a wrapper around one of
+the walk's steps: the change itself is a real filesystem operation.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds
+from _helpers_euid import as_euid
+from hardtemp import _remove, _wipe
+from hardtemp.exceptions import UnsafeFileError
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr, mount, setuid)")
+
+
+def _rmtree(
+    parent: Path,
+    name: str,
+    *,
+    expect: bool = True,
+    onerror: Callable[[BaseException], None] | None = None,
+) -> None:
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ident = None
+        if expect:
+            st = os.lstat(parent / name)
+            ident = (st.st_dev, st.st_ino)
+        _remove.rmtree_at(fd, name, expect=ident, display_path=str(parent / name), onerror=onerror)
+    finally:
+        os.close(fd)
+
+
+def _chattr(path: Path, flag: str) -> None:
+    proc = subprocess.run(["chattr", flag, str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"chattr {flag} is not possible here: {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def immutable() -> Iterator[Callable[[Path], None]]:
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        _chattr(path, "+i")
+        made.append(path)
+
+    yield make
+    for p in made:
+        subprocess.run(["chattr", "-i", str(p)], check=False)
+
+
+# --- the top directory ----------------------------------------------------------------------
+
+
+def test_a_missing_top_raises_file_not_found_with_the_display_path(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileNotFoundError) as info:
+            _remove.rmtree_at(fd, "gone", expect=None, display_path="/shown/gone")
+    finally:
+        os.close(fd)
+    assert info.value.filename == "/shown/gone"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_a_top_that_is_no_directory_raises_not_a_directory_and_is_kept(
+    tmp_path: Path, kind: str
+) -> None:
+    target = make_dir(tmp_path / "target", 0o755)
+    (target / "keep").write_bytes(b"keep")
+    if kind == "symlink":
+        (tmp_path / "top").symlink_to(target)
+    else:
+        (tmp_path / "top").write_bytes(b"a file")
+    with pytest.raises(NotADirectoryError):
+        _rmtree(tmp_path, "top", expect=False)
+    assert os.path.lexists(tmp_path / "top")
+    assert (target / "keep").read_bytes() == b"keep"
+
+
+@needs_root
+def test_top_in_an_immutable_parent_is_emptied_and_its_rmdir_error_raised(
+    tmp_path: Path, immutable: Callable[[Path], None]
+) -> None:
+    parent = make_dir(tmp_path / "parent", 0o755)
+    top = make_dir(parent / "top", 0o700)
+    (top / "f").write_bytes(b"x")
+    (top / "sub").mkdir()
+    immutable(parent)
+    with pytest.raises(PermissionError) as info:
+        _rmtree(parent, "top")
+    assert info.value.errno == errno.EPERM
+    assert os.listdir(top) == []  # everything that could go went
+
+
+@needs_root
+def test_entries_added_to_the_top_after_its_scan_are_removed_in_another_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "a").write_bytes(b"a")
+    real = _remove._Tree._first_subdir_after_files
+    added: list[str] = []
+
+    def scan_then_add(self: Any, frame: Any, top_dev: int) -> Any:
+        child = real(self, frame, top_dev)
+        if child is None and frame.path == str(top) and not added:
+            (top / "late").write_bytes(b"late")  # a concurrent writer, right after our scan
+            added.append("late")
+        return child
+
+    monkeypatch.setattr(_remove._Tree, "_first_subdir_after_files", scan_then_add)
+    _rmtree(tmp_path, "top")
+    assert added == ["late"]
+    assert not top.exists()
+
+
+# --- subdirectories -------------------------------------------------------------------------
+
+
+def test_entries_added_to_a_subdirectory_after_its_scan_are_removed_in_another_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "sub").mkdir()
+    (top / "sub" / "f").write_bytes(b"f")
+    real = _remove._Tree._first_subdir_after_files
+    added: list[str] = []
+
+    def scan_then_add(self: Any, frame: Any, top_dev: int) -> Any:
+        child = real(self, frame, top_dev)
+        if child is None and frame.name == "sub" and not added:
+            (top / "sub" / "late").mkdir()
+            added.append("late")
+        return child
+
+    monkeypatch.setattr(_remove._Tree, "_first_subdir_after_files", scan_then_add)
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert added == ["late"]
+    assert errors == []
+    assert not top.exists()
+
+
+def test_entries_that_vanish_meanwhile_are_not_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another remover deletes a file after our scan, and a whole emptied directory
+    # before our rmdir: neither is an error, the result is what was wanted.
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "gone-file").write_bytes(b"x")
+    (top / "sub").mkdir()
+    (top / "sub" / "last").write_bytes(b"y")
+    real = _wipe.remove_entry
+    seen: list[str] = []
+
+    def racing(dir_fd: int, name: str, **kw: Any) -> Any:
+        seen.append(name)
+        if name == "gone-file":
+            os.unlink(top / "gone-file")  # vanishes before we get to it
+            return real(dir_fd, name, **kw)
+        result = real(dir_fd, name, **kw)
+        if name == "last":
+            os.rmdir(top / "sub")  # the emptied directory vanishes before our rmdir
+        return result
+
+    monkeypatch.setattr(_remove, "remove_entry", racing)
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert sorted(seen) == ["gone-file", "last"]
+    assert errors == []
+    assert not top.exists()
+
+
+def test_a_subdirectory_swapped_for_a_symlink_after_the_scan_is_unlinked_not_entered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = make_dir(tmp_path / "outside", 0o755)
+    (outside / "keep").write_bytes(b"keep")
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "sub").mkdir()
+    real = _remove._open_subdir
+
+    def swap_then_open(parent_fd: int, name: str) -> int | None:
+        if name == "sub":  # the attacker's swap, between our scan and our open
+            os.rmdir(top / "sub")
+            os.symlink(outside, top / "sub")
+        return real(parent_fd, name)
+
+    monkeypatch.setattr(_remove, "_open_subdir", swap_then_open)
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert errors == []
+    assert not top.exists()
+    assert (outside / "keep").read_bytes() == b"keep"
+
+
+@needs_root
+def test_a_subdirectory_that_cannot_be_removed_is_reported_once(
+    tmp_path: Path, immutable: Callable[[Path], None]
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "c").mkdir()
+    immutable(top / "a")  # neither b (in a) nor a itself can be removed: EPERM
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    # Each failure reported once (not retried), and not again as "top is not empty".
+    assert sorted(str(getattr(e, "filename", None)) for e in errors) == ["a", "b"], errors
+    assert all(isinstance(e, PermissionError) and e.errno == errno.EPERM for e in errors)
+    assert (top / "a" / "b").is_dir()
+    assert os.listdir(top) == ["a"]
+
+
+def test_an_onerror_that_raises_stops_the_walk_and_leaks_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    deep = top / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+
+    def failing(*args: Any, **kw: Any) -> Any:
+        raise OSError(errno.EIO, "Input/output error")  # a disk error: cannot be made here
+
+    monkeypatch.setattr(_remove, "remove_entry", failing)
+
+    class Stop(Exception):
+        pass
+
+    def stop(exc: BaseException) -> None:
+        raise Stop from exc
+
+    before = open_fds()
+    with pytest.raises(Stop):
+        _rmtree(tmp_path, "top", onerror=stop)
+    assert open_fds() == before
+    assert (deep / "f").exists()
+
+
+# --- read-only trees ------------------------------------------------------------------------
+
+
+@needs_root
+def test_read_only_and_unreadable_subdirectories_of_ours_are_removed(shared_dir: Path) -> None:
+    base = nobody_dir(shared_dir)
+    with as_euid(NOBODY):
+        top = base / "top"
+        top.mkdir(mode=0o700)
+        for sub in ("ro/nested", "none/inner", "wx"):
+            (top / sub).mkdir(parents=True)
+        for sub in ("ro", "ro/nested", "none", "none/inner", "wx"):
+            (top / sub / "f").write_bytes(b"x")
+        for sub, mode in (("ro/nested", 0o500), ("ro", 0o500), ("none/inner", 0), ("none", 0)):
+            os.chmod(top / sub, mode)
+        os.chmod(top / "wx", 0o300)
+        os.chmod(top, 0)  # even the top: unreadable
+        _rmtree(base, "top")
+        left = os.listdir(base)
+    assert left == []
+
+
+@needs_root
+def test_another_users_unreadable_directory_inside_is_reported_never_chmodded(
+    shared_dir: Path,
+) -> None:
+    base = nobody_dir(shared_dir)
+    top = make_dir(base / "top", 0o700, NOBODY, NOBODY)
+    (top / "mine").write_bytes(b"x")
+    os.chown(top / "mine", NOBODY, NOBODY)
+    theirs = make_dir(top / "theirs", 0o755)
+    (theirs / "data").write_bytes(b"root's data")
+    os.chmod(theirs, 0o000)  # root's, unreadable to us
+    errors: list[BaseException] = []
+    with as_euid(NOBODY):
+        _rmtree(base, "top", onerror=errors.append)
+    assert len(errors) == 1, [str(e) for e in errors]
+    assert isinstance(errors[0], PermissionError)
+    assert "another user's directory" in str(errors[0])
+    assert stat.S_IMODE(os.stat(theirs).st_mode) == 0o000
+    assert (theirs / "data").read_bytes() == b"root's data"
+    assert os.listdir(top) == ["theirs"]
+
+
+@needs_root
+def test_a_read_only_filesystem_reports_every_entry_and_removes_nothing(
+    loopfs: Callable[..., Any],
+) -> None:
+    fs = loopfs("ext4", size_mb=16)
+    top = make_dir(fs.mountpoint / "top", 0o700)
+    (top / "f").write_bytes(b"x")
+    make_dir(top / "ro", 0o500)  # ours but read-only: its mode cannot be fixed on a ro fs
+    subprocess.run(["mount", "-o", "remount,ro", str(fs.mountpoint)], check=True)
+    errors: list[BaseException] = []
+    _rmtree(fs.mountpoint, "top", onerror=errors.append)
+    assert sorted(os.listdir(top)) == ["f", "ro"]
+    # ro (its mode cannot be fixed), f (cannot be unlinked), top itself (cannot be removed).
+    assert len(errors) == 3, [str(e) for e in errors]
+    assert all(isinstance(e, OSError) and e.errno == errno.EROFS for e in errors)
+    names = sorted(str(getattr(e, "filename", None)) for e in errors)
+    assert names == sorted([str(top / "ro"), "f", "top"])  # every error says where
+    assert stat.S_IMODE(os.stat(top / "ro").st_mode) == 0o500
+
+
+@needs_root
+def test_a_read_only_top_on_a_read_only_filesystem_raises_and_leaks_nothing(
+    loopfs: Callable[..., Any],
+) -> None:
+    fs = loopfs("ext4", size_mb=16)
+    top = make_dir(fs.mountpoint / "top", 0o500)
+    subprocess.run(["mount", "-o", "remount,ro", str(fs.mountpoint)], check=True)
+    before = open_fds()
+    with pytest.raises(OSError) as info:
+        _rmtree(fs.mountpoint, "top")
+    assert info.value.errno == errno.EROFS
+    assert open_fds() == before
+    assert top.is_dir()
+
+
+def test_unsafe_top_swapped_for_another_directory_is_refused(tmp_path: Path) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    st = os.stat(top)
+    os.rename(top, tmp_path / "ours-moved")  # keeps our inode alive: no number reuse
+    impostor = make_dir(tmp_path / "top", 0o500)
+    (impostor / "theirs").mkdir()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(UnsafeFileError):
+            _remove.rmtree_at(fd, "top", expect=(st.st_dev, st.st_ino), display_path=str(top))
+    finally:
+        os.close(fd)
+    assert (impostor / "theirs").is_dir()
+    assert stat.S_IMODE(os.stat(impostor).st_mode) == 0o500
+
+
+def test_running_out_of_descriptors_mid_walk_is_reported_and_leaks_nothing(
+    tmp_path: Path,
+) -> None:
+    # Real EMFILE: the limit leaves room for the top directory and its listing only.
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "sub").mkdir()
+    (top / "sub" / "f").write_bytes(b"x")
+    os.chmod(top / "sub", 0o500)
+    errors: list[BaseException] = []
+    before = open_fds()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    st = os.stat(top)
+    probe = os.dup(0)
+    os.close(probe)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # top's O_PATH handle + its readable descriptor, then the listing's dup: no room for sub.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (probe + 2, hard))
+    try:
+        _remove.rmtree_at(
+            fd, "top", expect=(st.st_dev, st.st_ino), display_path=str(top), onerror=errors.append
+        )
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        os.close(fd)
+    assert [getattr(e, "errno", None) for e in errors] == [errno.EMFILE], errors
+    assert open_fds() == before
+    assert (top / "sub" / "f").read_bytes() == b"x"
+    assert stat.S_IMODE(os.stat(top / "sub").st_mode) == 0o500
