@@ -308,6 +308,16 @@ def test_file_objects_raise_creation_and_removal_events(
     assert ("hardtemp.rmtree", (d,)) in audit
 
 
+def test_public_wipe_raises_its_audit_event(
+    tmp_path: Path, audit: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    victim = tmp_path / "exported.csv"
+    victim.write_bytes(b"data")
+    hardtemp.wipe(str(victim))
+    assert ("hardtemp.wipe", (str(victim),)) in audit
+    assert not victim.exists()
+
+
 def test_no_event_for_a_refused_directory(
     tmp_path: Path, audit: list[tuple[str, tuple[Any, ...]]]
 ) -> None:

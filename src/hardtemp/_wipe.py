@@ -20,6 +20,7 @@ import fcntl
 import os
 import secrets
 import stat
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -635,6 +636,7 @@ def wipe(path: str | os.PathLike[str], *, passes: int = 1, pattern: str = "rando
         if os.path.isdir(fspath):
             raise IsADirectoryError(errno.EISDIR, "is a directory: wipe() removes files", fspath)
         raise ValueError(f"{fspath!r} does not name a file")
+    sys.audit("hardtemp.wipe", fspath)
     try:
         # O_NOFOLLOW: a parent swapped for a symlink would redirect the wipe elsewhere.
         dir_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
