@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import gc
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from hardtemp import _check, _tempdir
+from hardtemp import _check, _dirtrust, _tempdir
 from hardtemp._check import LEVELS, audit, level_rank
 from hardtemp.exceptions import NoTrustedTempDirError
 
@@ -156,3 +161,314 @@ def test_json_round_trips_and_counts_add_up() -> None:
     assert sum(data["counts"].values()) == len(result.findings())
     assert data["failed"] == result.reaches("warning")
     assert data["max_level"] == result.max_level()
+
+
+# --------------------------------------------------------------------------- more findings
+
+
+def test_a_directory_named_twice_is_audited_once_with_every_origin(home: Path) -> None:
+    result = audit([str(home), str(home) + "/", str(home)])
+    (d,) = [d for d in result.directories if d.path == str(home)]
+    assert d.origins == ["$TMPDIR", "current directory, last resort", "argument"]
+
+
+def test_a_sticky_shared_directory_is_trusted_but_reported_shared(home: Path) -> None:
+    shared = home / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    d = _dir(audit([str(shared)]), shared)
+    assert d.trusted
+    assert d.shared is True
+    f = _codes(d.findings)["dir.trusted"]
+    assert f.level == "ok"
+    assert "shared with other users but sticky" in f.message
+
+
+def test_a_directory_swapped_between_the_two_walks_is_an_error(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attacker's move, made for real at the worst moment: after the first walk
+    # trusted the directory, it becomes world-writable before the descriptor is taken.
+    target = home / "racy"
+    target.mkdir(mode=0o700)
+    real_check_dir = _dirtrust.check_dir
+
+    def check_then_loosen(path: str) -> Any:
+        report = real_check_dir(path)
+        if path == str(target):
+            os.chmod(target, 0o777)
+        return report
+
+    monkeypatch.setattr(_check, "check_dir", check_then_loosen)
+    d = _dir(audit([str(target)]), target)
+    f = _codes(d.findings)["dir.untrusted"]
+    assert f.level == "error"
+    assert f.message.startswith("changed while being checked:")
+    assert d.trusted is False
+    assert d.o_tmpfile is None  # no probe in a directory that is not trusted
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True)
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> Iterator[list[Path]]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    mounted: list[Path] = []
+    yield mounted
+    _dirtrust.clear_cache()  # the cached verified descriptors keep the mounts busy
+    gc.collect()
+    for m in reversed(mounted):
+        subprocess.run(["umount", str(m)], check=True)
+
+
+def test_a_read_only_hardened_mount_is_not_writable_and_not_probed(
+    home: Path, mounts: list[Path]
+) -> None:
+    ro = home / "ro"
+    ro.mkdir()
+    _mount("-t", "tmpfs", "-o", "ro,nodev,nosuid,noexec,size=64k,mode=0700", "tmpfs", str(ro))
+    mounts.append(ro)
+    d = _dir(audit([str(ro)]), ro)
+    codes = _codes(d.findings)
+    assert d.writable is False
+    assert codes["dir.not_writable"].level == "info"
+    assert codes["mount.options"].level == "ok"
+    assert codes["mount.options"].message == "mounted nodev,nosuid,noexec"
+    assert "o_tmpfile" not in codes  # nothing is attempted where we cannot write
+    assert d.o_tmpfile is None
+
+
+def test_an_o_tmpfile_failure_other_than_unsupported_is_a_warning(
+    home: Path, mounts: list[Path]
+) -> None:
+    # A tmpfs whose only inode is its root: O_TMPFILE is supported but fails with ENOSPC.
+    full = home / "full"
+    full.mkdir()
+    _mount("-t", "tmpfs", "-o", "nr_inodes=1,size=64k,mode=0700", "tmpfs", str(full))
+    mounts.append(full)
+    d = _dir(audit([str(full)]), full)
+    f = _codes(d.findings)["o_tmpfile"]
+    assert f.level == "warning"
+    assert f.message == f"O_TMPFILE failed: {os.strerror(errno.ENOSPC)}"
+    assert d.o_tmpfile is False
+    assert os.listdir(full) == []
+
+
+def test_a_platform_without_o_tmpfile_is_only_info(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cannot be caused on Linux: the probe flags of a platform without O_TMPFILE.
+    monkeypatch.setattr(_check, "_TMPFILE_PROBE", os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
+    d = _dir(audit(), home)
+    f = _codes(d.findings)["o_tmpfile"]
+    assert f.level == "info"
+    assert "not available" in f.message
+    assert d.o_tmpfile is False
+
+
+def test_a_shared_directory_without_nodev_nosuid_is_a_warning(
+    home: Path, mounts: list[Path]
+) -> None:
+    shared = home / "shm"
+    shared.mkdir()
+    _mount("-t", "tmpfs", "-o", "noexec,size=64k,mode=1777", "tmpfs", str(shared))
+    mounts.append(shared)
+    f = _codes(_dir(audit([str(shared)]), shared).findings)["mount.options"]
+    assert f.level == "warning"
+    assert f.message == (
+        "shared directory on a filesystem mounted without nodev,nosuid (has noexec)"
+    )
+
+
+def test_xdg_runtime_dir_untrusted_or_unusable_is_a_warning_naming_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def xdg() -> _check.Finding:
+        (f,) = [f for f in audit().system if f.code == "xdg_runtime_dir"]
+        return f
+
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    (hostile / "run").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(hostile / "run"))
+    f = xdg()
+    assert f.level == "warning"
+    assert f.message.startswith(f"{hostile / 'run'} is NOT TRUSTED")
+    assert str(hostile) in f.message
+    a_file = home / "file"
+    a_file.write_text("")
+    for bad in (a_file, home / "missing"):
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(bad))
+        f = xdg()
+        assert f.level == "warning"
+        assert f.message.startswith(f"{bad}: ")
+    assert a_file.read_text() == ""  # audited, never changed
+
+
+# ---------------------------------------------------------------- machine settings, faked /proc
+#
+# Swap and the sysctls are machine-wide: they are changed only inside a private mount
+# namespace of a forked child (bind mounts over /proc files), never for the machine.
+
+_CLONE_NEWNS = 0x00020000
+
+
+def _audit_in_mount_ns(
+    *mounts: list[str], swap_total: int | None = None, files: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Fork; in a private mount namespace run each ``mount`` argument list, write
+    ``files`` (on what was mounted), and audit there."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a mount namespace")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no branch - the child reports through the pipe
+        status = 1
+        try:
+            os.close(r)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(_CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+            if swap_total is not None:
+                # Swap cannot be switched on here: its size is the one value faked in memory.
+                fake = psutil.swap_memory()._replace(total=swap_total)
+                psutil.swap_memory = lambda: fake  # the child's own copy of the module
+            _mount("--make-rprivate", "/")
+            for args in mounts:
+                _mount(*args)
+            for path, text in (files or {}).items():
+                Path(path).write_text(text)
+            result = audit()
+            data = {
+                "system": [f.to_json() for f in result.system],
+                "swap": result.swap,
+                "sysctls": result.sysctls,
+                "directories": [d.to_json() for d in result.directories],
+            }
+            os.write(w, json.dumps(data).encode())
+            status = 0
+        except BaseException as exc:  # reported to the parent
+            os.write(w, json.dumps({"error": repr(exc)}).encode())
+        finally:
+            os._exit(status)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    _, st = os.waitpid(pid, 0)
+    parsed: dict[str, Any] = json.loads(out)
+    assert os.waitstatus_to_exitcode(st) == 0, parsed
+    return parsed
+
+
+def _system(data: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    return [f for f in data["system"] if f["code"] == code]
+
+
+def test_swap_on_a_disk_is_a_warning_naming_the_device(tmp_path: Path) -> None:
+    swaps = tmp_path / "swaps"
+    swaps.write_text(
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+        "/swap\\040file\t\t\t\tfile\t\t1048572\t\t0\t\t-2\n"
+        "/dev/zram0\t\t\t\tpartition\t1048572\t\t0\t\t100\n"
+        "garbage\n"
+    )
+    data = _audit_in_mount_ns(["--bind", str(swaps), "/proc/swaps"], swap_total=2 << 30)
+    (f,) = _system(data, "swap")
+    assert f["level"] == "warning"
+    assert f["message"].startswith("swap is active (2048 MiB on /swap file): ")
+    assert "encrypted swap" in f["hint"]
+    assert data["swap"]["devices"] == [
+        {"device": "/swap file", "type": "file"},
+        {"device": "/dev/zram0", "type": "partition"},
+    ]
+
+
+def test_swap_only_on_zram_is_info(tmp_path: Path) -> None:
+    swaps = tmp_path / "swaps"
+    swaps.write_text("Filename Type Size Used Priority\n/dev/zram0 partition 1048572 0 100\n")
+    data = _audit_in_mount_ns(["--bind", str(swaps), "/proc/swaps"], swap_total=1 << 30)
+    (f,) = _system(data, "swap")
+    assert f["level"] == "info"
+    assert "only on compressed RAM (/dev/zram0)" in f["message"]
+
+
+def test_without_proc_the_audit_reports_swap_unknown_instead_of_crashing(home: Path) -> None:
+    # A chroot or sandbox without /proc: psutil cannot read /proc/meminfo. The audit
+    # must still finish, and unknown swap is not reported as "no swap".
+    data = _audit_in_mount_ns(["-t", "tmpfs", "-o", "size=64k", "tmpfs", "/proc"])
+    (f,) = _system(data, "swap")
+    assert f["level"] == "warning"
+    assert f["message"].startswith("whether swap is active cannot be determined")
+    assert data["swap"] == {"total_bytes": None, "devices": []}
+
+
+@pytest.mark.parametrize(
+    ("listing", "level", "message"),
+    [
+        ("", "ok", "no swap is active: memory never reaches disk"),
+        (
+            "/dev/sda2 partition 1048572 0 -2\n",
+            "warning",
+            "swap is active (size unknown on /dev/sda2)",
+        ),
+    ],
+)
+def test_with_the_size_unknown_the_swap_list_decides(
+    listing: str, level: str, message: str
+) -> None:
+    # /proc replaced by a tmpfs holding only a swaps file: psutil cannot read meminfo.
+    data = _audit_in_mount_ns(
+        ["-t", "tmpfs", "-o", "size=64k", "tmpfs", "/proc"],
+        files={"/proc/swaps": "Filename Type Size Used Priority\n" + listing},
+    )
+    (f,) = _system(data, "swap")
+    assert f["level"] == level
+    assert f["message"].startswith(message)
+
+
+def test_without_proc_swap_sysctls_and_mount_are_reported_unknown(home: Path) -> None:
+    # An empty tmpfs over /proc: /proc/swaps, the sysctls and mountinfo cannot be read.
+    data = _audit_in_mount_ns(
+        ["-t", "tmpfs", "-o", "size=64k", "tmpfs", "/proc"], swap_total=1 << 30
+    )
+    (f,) = _system(data, "swap")
+    assert f["level"] == "warning"  # the size alone decides: the device list is unknown
+    assert f["message"].startswith("swap is active (1024 MiB): ")
+    assert data["swap"]["devices"] == []
+    assert data["sysctls"] == dict.fromkeys(
+        ("protected_symlinks", "protected_hardlinks", "protected_regular", "protected_fifos")
+    )
+    for f in _system(data, "sysctl"):
+        assert f["level"] == "info"
+        assert f["message"] == f"{f['subject']} cannot be read"
+    (d,) = [d for d in data["directories"] if d["path"] == str(home)]
+    (fs,) = [f for f in d["findings"] if f["code"] == "fs.verdict"]
+    # Only statfs() identifies the filesystem: no empty "( on )" for the unknown mount.
+    assert f"({d['filesystem']['fstype']} (mount point unknown): " in f" ({fs['message']}"
+    assert d["filesystem"]["mountpoint"] == ""
+    assert d["trusted"] is True  # the trust walk does not depend on /proc
+
+
+def test_garbled_sysctls_are_info_and_null(tmp_path: Path) -> None:
+    garbled = tmp_path / "garbled"
+    garbled.write_text("not a number\n")
+    one = tmp_path / "one"
+    one.write_text("1\n")
+    data = _audit_in_mount_ns(
+        ["--bind", str(garbled), "/proc/sys/fs/protected_symlinks"],
+        ["--bind", "/dev/null", "/proc/sys/fs/protected_hardlinks"],
+        ["--bind", str(one), "/proc/sys/fs/protected_fifos"],
+    )
+    assert data["sysctls"]["protected_symlinks"] is None
+    assert data["sysctls"]["protected_hardlinks"] is None
+    assert data["sysctls"]["protected_fifos"] == 1
+    by_subject = {f["subject"]: f for f in _system(data, "sysctl")}
+    for name in ("protected_symlinks", "protected_hardlinks"):
+        f = by_subject[f"fs.{name}"]
+        assert f["level"] == "info"
+        assert f["message"] == f"fs.{name} cannot be read"
+    assert by_subject["fs.protected_fifos"]["level"] == "ok"
