@@ -1058,3 +1058,31 @@ def test_a_plaintext_unnamed_file_on_btrfs_is_nocow(loopfs: Callable[..., Any]) 
     with hardtemp.TemporaryFile(dir=fs.mountpoint, encrypt=False) as f:
         flags = struct.unpack("l", fcntl.ioctl(f.fileno(), _FS_IOC_GETFLAGS, b"\0" * 8))[0]
         assert flags & _FS_NOCOW_FL  # its overwrite on close lands in place
+
+
+def test_spooled_memory_is_zeroed_when_dropped_without_close() -> None:
+    f = hardtemp.SpooledTemporaryFile(max_size=1000)
+    f.write(b"S" * 600)
+    buf = f._file._buf
+    assert bytes(buf[:600]) == b"S" * 600
+    del f
+    gc.collect()
+    assert buf.count(0) == len(buf)
+
+
+def test_spooled_writelines_rolls_over_once_and_keeps_every_line(tmp_path: Path) -> None:
+    with hardtemp.SpooledTemporaryFile(max_size=1000, dir=tmp_path) as f:
+        f.writelines([b"a" * 600, b"b" * 600, b"c" * 10])
+        assert f._rolled
+        f.seek(0)
+        assert f.read() == b"a" * 600 + b"b" * 600 + b"c" * 10
+
+
+def test_spooled_binary_detach_is_unsupported_like_the_standard_library() -> None:
+    with hardtemp.SpooledTemporaryFile() as f, tempfile.SpooledTemporaryFile() as g:
+        for spooled in (f, g):
+            spooled.write(b"kept")
+            with pytest.raises(io.UnsupportedOperation):
+                spooled.detach()
+            spooled.seek(0)
+            assert spooled.read() == b"kept"
