@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import signal
 import stat
+import struct
 import subprocess
 import sys
+import termios
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -747,3 +752,44 @@ def test_run_fails_125_when_the_directory_cannot_be_removed(home: Path) -> None:
     subprocess.run(["umount", str(second / "m")], check=False)
     assert proc.returncode == 3
     assert f"could not fully remove {second}" in proc.stderr
+
+
+def test_ctrl_c_while_blocked_on_output_exits_130_without_a_traceback(
+    inproc: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A real SIGINT, delivered while the command is blocked writing to a full pipe
+    # (`hardtemp check -v | less`, then Ctrl-C).
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    dirs = [str(inproc / f"missing-{i}") for i in range(100)]  # well over 4 KiB of output
+    done = threading.Event()
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def interrupt_once_blocked() -> None:
+        # Once output arrives: main() cannot finish meanwhile (its output is several
+        # times what the pipe holds), so the signal never lands after it returned.
+        while not done.is_set():
+            queued = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0" * 4))[0]
+            if queued > 0:
+                time.sleep(0.2)  # usually blocked in write() by now; if not, interrupted anyway
+                # To the main thread, so its blocked write() is the call interrupted.
+                signal.pthread_kill(main_thread, signal.SIGINT)
+                return
+            time.sleep(0.01)
+
+    interrupter = threading.Thread(target=interrupt_once_blocked)
+    with open(w, "w", buffering=1) as stream:
+        monkeypatch.setattr(sys, "stdout", stream)
+        interrupter.start()
+        try:
+            status = main(["check", "-v", "--fail-on", "never", *dirs])
+        finally:
+            done.set()
+            interrupter.join()
+            monkeypatch.undo()
+            os.close(r)
+            with contextlib.suppress(OSError):
+                stream.close()
+    assert status == 128 + signal.SIGINT
+    assert capsys.readouterr().err == ""
