@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import gc
 import json
 import os
+import shlex
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -314,53 +316,48 @@ def test_xdg_runtime_dir_untrusted_or_unusable_is_a_warning_naming_it(
 # Swap and the sysctls are machine-wide: they are changed only inside a private mount
 # namespace of a forked child (bind mounts over /proc files), never for the machine.
 
-_CLONE_NEWNS = 0x00020000
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+_IN_NS = r"""
+import json, sys, types
+from pathlib import Path
+import psutil
+from hardtemp import _check
+swap_total, files = json.loads(sys.argv[1])
+for path, text in files.items():
+    Path(path).write_text(text)
+if swap_total is not None:
+    # Swap cannot be switched on here: its size is the one value faked in memory.
+    psutil.swap_memory = lambda: types.SimpleNamespace(total=swap_total)
+result = _check.audit()
+print(json.dumps({
+    "system": [f.to_json() for f in result.system],
+    "swap": result.swap,
+    "sysctls": result.sysctls,
+    "directories": [d.to_json() for d in result.directories],
+}))
+"""
 
 
 def _audit_in_mount_ns(
     *mounts: list[str], swap_total: int | None = None, files: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """Fork; in a private mount namespace run each ``mount`` argument list, write
-    ``files`` (on what was mounted), and audit there."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a mount namespace")
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no branch - the child reports through the pipe
-        status = 1
-        try:
-            os.close(r)
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.unshare(_CLONE_NEWNS) != 0:
-                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-            if swap_total is not None:
-                # Swap cannot be switched on here: its size is the one value faked in memory.
-                fake = psutil.swap_memory()._replace(total=swap_total)
-                psutil.swap_memory = lambda: fake  # the child's own copy of the module
-            _mount("--make-rprivate", "/")
-            for args in mounts:
-                _mount(*args)
-            for path, text in (files or {}).items():
-                Path(path).write_text(text)
-            result = audit()
-            data = {
-                "system": [f.to_json() for f in result.system],
-                "swap": result.swap,
-                "sysctls": result.sysctls,
-                "directories": [d.to_json() for d in result.directories],
-            }
-            os.write(w, json.dumps(data).encode())
-            status = 0
-        except BaseException as exc:  # reported to the parent
-            os.write(w, json.dumps({"error": repr(exc)}).encode())
-        finally:
-            os._exit(status)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read()
-    _, st = os.waitpid(pid, 0)
-    parsed: dict[str, Any] = json.loads(out)
-    assert os.waitstatus_to_exitcode(st) == 0, parsed
+    """In a private mount namespace (unshare -m: the machine's mounts are never
+    changed) run each ``mount`` argument list, write ``files``, audit there."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    script = "; ".join(shlex.join(["mount", *args]) for args in mounts) or "true"
+    ns = ["unshare", "-m", "--propagation", "private", "sh", "-ec", f'{script}; exec "$@"', "sh"]
+    proc = subprocess.run(
+        [*ns, sys.executable, "-c", _IN_NS, json.dumps([swap_total, files or {}])],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    parsed: dict[str, Any] = json.loads(proc.stdout)
     return parsed
 
 
