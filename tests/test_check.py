@@ -469,3 +469,28 @@ def test_garbled_sysctls_are_info_and_null(tmp_path: Path) -> None:
         assert f["level"] == "info"
         assert f["message"] == f"fs.{name} cannot be read"
     assert by_subject["fs.protected_fifos"]["level"] == "ok"
+
+
+def test_a_file_given_as_directory_is_an_unusable_error_and_untouched(home: Path) -> None:
+    a_file = home / "file"
+    a_file.write_text("data")
+    d = _dir(audit([str(a_file)]), a_file)
+    f = _codes(d.findings)["dir.unusable"]
+    assert f.level == "error"
+    assert f.message == f"cannot be checked: {os.strerror(errno.ENOTDIR)}"
+    assert d.trusted is None
+    assert a_file.read_text() == "data"
+
+
+def test_an_untrusted_tmpdir_says_hardtemp_skips_it_but_other_programs_do_not(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    monkeypatch.setenv("TMPDIR", str(hostile))
+    result = audit()
+    f = _codes(_dir(result, hostile).findings)["dir.untrusted"]
+    assert f.level == "error"
+    assert any("although $TMPDIR names it" in x for x in f.details)
+    assert result.tempdir != str(hostile)
