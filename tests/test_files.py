@@ -10,6 +10,7 @@ import gc
 import io
 import json
 import os
+import signal
 import stat
 import struct
 import subprocess
@@ -27,6 +28,7 @@ from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
 from hardtemp import _owner, _remove
 from hardtemp._files import _TemporaryFileWrapper
 from hardtemp._membuf import SecureBytesIO
+from hardtemp._sweep import sweep
 from hardtemp.exceptions import UnsafeFileError
 
 # -- NamedTemporaryFile: Python 3.12's delete / delete_on_close on every version ---------------
@@ -1086,3 +1088,38 @@ def test_spooled_binary_detach_is_unsupported_like_the_standard_library() -> Non
                 spooled.detach()
             spooled.seek(0)
             assert spooled.read() == b"kept"
+
+
+_FAILED_PERSIST_THEN_CRASH = r"""
+import os, signal, sys, hardtemp
+d = sys.argv[1]
+f = hardtemp.NamedTemporaryFile(dir=d, delete=True, delete_on_close=False)
+f.write(b"plaintext left by a crash")
+f.close()  # still on disk: removed when the wrapper goes, which the crash prevents
+try:
+    f.persist_noclobber(os.path.join(d, "taken"))
+except FileExistsError:
+    print(f.name, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_failed_persist_of_a_closed_file_leaves_it_to_the_sweeper(tmp_path: Path) -> None:
+    area = tmp_path / "area"
+    area.mkdir(mode=0o700)
+    (area / "taken").write_bytes(b"theirs")
+    proc = subprocess.run(
+        [sys.executable, "-c", _FAILED_PERSIST_THEN_CRASH, str(area)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src")),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orphan = Path(proc.stdout.strip())
+    assert orphan.exists()
+    (entry,) = sweep([str(area)]).entries
+    assert (entry.path, entry.action) == (str(orphan), "removed")
+    assert not orphan.exists()
+    assert (area / "taken").read_bytes() == b"theirs"
