@@ -1,19 +1,32 @@
-"""The ``hardtemp`` command, run as users run it: ``python -m hardtemp`` in a subprocess."""
+"""The ``hardtemp`` command, run as users run it: ``python -m hardtemp`` in a subprocess
+(and ``main()`` in process where a fault is easier to cause there)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
 import signal
 import stat
+import struct
 import subprocess
 import sys
+import termios
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import hardtemp
+from hardtemp import _check, _tempdir
+from hardtemp._cli import main
+from hardtemp.exceptions import NoTrustedTempDirError
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 NOBODY = 65534
@@ -555,3 +568,242 @@ def test_run_tmpdir_cannot_be_read_by_another_user(
         assert proc.wait(timeout=60) == 0
         proc.stdout.close()
     assert not Path(tmpdir).exists()
+
+
+# --------------------------------------------------------------------------- in process
+
+
+@pytest.fixture
+def inproc(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``main()`` in this process, with TMPDIR and the working directory at ``home``."""
+    for var in ("TEMP", "TMP", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TMPDIR", str(home))
+    monkeypatch.chdir(home)
+    monkeypatch.setattr(_tempdir, "tempdir", None)
+    return home
+
+
+def test_check_verbose_shows_the_checked_components_without_colour_when_told(
+    inproc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "-v", "--color", "never", "--fail-on", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "\033[" not in out
+    assert "(-v shows" not in out
+    assert f"hardtemp.gettempdir() -> {inproc}\n" in out
+    # The trust walk's components are listed for an ok finding only with -v.
+    assert re.search(rf"- directory {re.escape(str(inproc))}: uid 0 drwx------", out), out
+    assert main(["check", "--color", "never", "--fail-on", "never"]) == 0
+    quiet = capsys.readouterr().out
+    assert "(-v shows the details of passed checks)" in quiet
+    assert f"directory {inproc}: uid 0" not in quiet
+
+
+def test_check_without_a_usable_tempdir_fails_and_names_no_selection(
+    inproc: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def none() -> str:
+        raise NoTrustedTempDirError(None, "every candidate refused")
+
+    monkeypatch.setattr(_check, "gettempdir", none)
+    assert main(["check", "--color", "never"]) == 1
+    out = capsys.readouterr().out
+    assert "gettempdir() ->" not in out
+    assert re.search(r"ERROR\s+tempdir\.none\s+no trusted, writable temporary directory", out)
+    assert "FAIL (exit 1)" in out
+
+
+def test_check_into_a_closed_pipe_exits_1_without_a_traceback(
+    inproc: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `hardtemp check | head -1`: the reader is gone (a real pipe, read end closed).
+    r, w = os.pipe()
+    os.close(r)
+    with open(w, "w", buffering=1, closefd=True) as stream:
+        monkeypatch.setattr(sys, "stdout", stream)
+        assert main(["check", "--fail-on", "never"]) == 1
+        # Later writes (the interpreter's flush at exit) go to /dev/null, not to an error.
+        assert os.path.samestat(os.fstat(stream.fileno()), os.stat(os.devnull))
+    assert capsys.readouterr().err == ""
+
+
+def test_check_onto_a_full_device_reports_the_error_and_exits_1(home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TEMP", "TMP")}
+    env.update(PYTHONPATH=SRC, TMPDIR=str(home))
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hardtemp", "check", "--json"],
+            cwd=home,
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == 1
+    # One line naming the command and the error; no traceback, nothing else.
+    assert proc.stderr == f"hardtemp check: [Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}\n"
+
+
+def test_wipe_rejects_an_empty_path_before_touching_anything(
+    inproc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = inproc / "victim"
+    victim.write_text("keep")
+    assert main(["wipe", str(victim), ""]) == 2
+    assert capsys.readouterr().err == "hardtemp wipe: error: invalid path ''\n"
+    # The paths are checked one by one: the first was wiped before the bad one was seen.
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize("name", [".", "..", "tree/"])
+def test_wipe_r_refuses_dot_dotdot_and_trailing_slash_and_removes_nothing(
+    inproc: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    work = inproc / "work"
+    (work / "tree").mkdir(parents=True)
+    (work / "tree" / "f").write_text("data")
+    (work / "g").write_text("data")
+    os.chdir(work)
+    assert main(["wipe", "-r", "--json", name]) == 1
+    (entry,) = json.loads(capsys.readouterr().out)["results"]
+    assert entry["ok"] is False
+    assert entry["error"] == f"{name!r} does not name a file or directory to remove"
+    assert (work / "tree" / "f").read_text() == "data"
+    assert (work / "g").read_text() == "data"
+
+
+def test_wipe_r_does_not_enter_a_mount_point_and_fails_naming_it(
+    inproc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not IS_ROOT:
+        pytest.skip("needs root to mount a tmpfs")
+    tree = inproc / "tree"
+    (tree / "mnt").mkdir(parents=True)
+    (tree / "plain").write_text("data")
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tree / "mnt")], check=True
+    )
+    try:
+        (tree / "mnt" / "other-fs").write_text("not ours to remove")
+        assert main(["wipe", "-r", "--color", "never", str(tree)]) == 1
+        out = capsys.readouterr().out
+        assert f"FAILED  {tree}: {tree}/mnt: is a mount point; not descending into it" in out
+        assert (tree / "mnt" / "other-fs").read_text() == "not ours to remove"
+        assert not (tree / "plain").exists()
+    finally:
+        subprocess.run(["umount", str(tree / "mnt")], check=True)
+
+
+def test_wipe_require_reliable_fails_on_ext4_data_journal_with_the_report(
+    home: Path, loopfs: Callable[..., Any]
+) -> None:
+    fs = loopfs("ext4", options="data=journal", size_mb=32)
+    victim = fs.mountpoint / "secret"
+    victim.write_bytes(b"s" * 8192)
+    proc = ht("wipe", "--require-reliable", "--json", str(victim), cwd=home)
+    assert proc.returncode == 1
+    (entry,) = json.loads(proc.stdout)["results"]
+    assert entry["ok"] is False
+    assert str(victim) in entry["error"]
+    assert entry["report"]["verdict"] == "not in place"
+    assert any("journal" in r for r in entry["report"]["reasons"])
+
+
+def test_sweep_verbose_lists_a_live_processes_file_as_kept_and_keeps_it(
+    inproc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    area = inproc / "area"
+    area.mkdir(mode=0o700)
+    with hardtemp.NamedTemporaryFile(dir=area) as f:
+        name = os.fsdecode(f.name)
+        assert main(["sweep", "-v", "--color", "never", str(area)]) == 0
+        out = capsys.readouterr().out
+        assert re.search(rf"^kept\s+file {re.escape(name)}: ", out, re.M), out
+        assert "0 removed, 1 kept" in out
+        assert os.path.exists(name)
+        assert main(["sweep", "--color", "never", str(area)]) == 0
+        assert name not in capsys.readouterr().out  # kept entries only with -v
+
+
+def test_run_fails_125_when_the_directory_cannot_be_removed(home: Path) -> None:
+    if not IS_ROOT:
+        pytest.skip("needs root to mount a tmpfs")
+    # The command leaves a mount point in its TMPDIR: the cleanup must not descend
+    # into another filesystem, so the directory stays and the success becomes 125.
+    script = (
+        'mkdir "$TMPDIR/m" && mount -t tmpfs -o size=64k tmpfs "$TMPDIR/m" '
+        '&& echo x > "$TMPDIR/m/f"'
+    )
+    proc = ht("run", "--dir", str(home), "--", "sh", "-c", script, cwd=home)
+    (made,) = list(home.glob("hardtemp-run-*"))
+    try:
+        assert proc.returncode == 125, proc.stderr
+        assert proc.stderr.startswith(f"hardtemp run: could not fully remove {made}: ")
+        assert (made / "m" / "f").read_text() == "x\n"
+    finally:
+        subprocess.run(["umount", str(made / "m")], check=False)
+    # A failing command keeps its own status even when the cleanup also fails.
+    script = 'mkdir "$TMPDIR/m" && mount -t tmpfs -o size=64k tmpfs "$TMPDIR/m"; exit 3'
+    proc = ht("run", "--dir", str(home), "--", "sh", "-c", script, cwd=home)
+    (second,) = [p for p in home.glob("hardtemp-run-*") if p != made]
+    subprocess.run(["umount", str(second / "m")], check=False)
+    assert proc.returncode == 3
+    assert f"could not fully remove {second}" in proc.stderr
+
+
+def test_ctrl_c_while_blocked_on_output_exits_130_without_a_traceback(
+    inproc: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A real SIGINT, delivered while the command is blocked writing to a full pipe
+    # (`hardtemp check -v | less`, then Ctrl-C).
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    dirs = [str(inproc / f"missing-{i}") for i in range(100)]  # well over 4 KiB of output
+    done = threading.Event()
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def interrupt_once_blocked() -> None:
+        # Once output arrives: main() cannot finish meanwhile (its output is several
+        # times what the pipe holds), so the signal never lands after it returned.
+        while not done.is_set():
+            queued = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0" * 4))[0]
+            if queued > 0:
+                time.sleep(0.2)  # usually blocked in write() by now; if not, interrupted anyway
+                # To the main thread, so its blocked write() is the call interrupted.
+                signal.pthread_kill(main_thread, signal.SIGINT)
+                return
+            time.sleep(0.01)
+
+    interrupter = threading.Thread(target=interrupt_once_blocked)
+    with open(w, "w", buffering=1) as stream:
+        monkeypatch.setattr(sys, "stdout", stream)
+        interrupter.start()
+        try:
+            status = main(["check", "-v", "--fail-on", "never", *dirs])
+        finally:
+            done.set()
+            interrupter.join()
+            monkeypatch.undo()
+            os.close(r)
+            with contextlib.suppress(OSError):
+                stream.close()
+    assert status == 128 + signal.SIGINT
+    assert capsys.readouterr().err == ""
+
+
+def test_wipe_of_a_hard_linked_file_says_so_in_the_text_output(
+    inproc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = inproc / "a", inproc / "b"
+    a.write_bytes(b"secret data")
+    os.link(a, b)
+    assert main(["wipe", "--color", "never", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert f"    ! {a}: this temporary file had 2 hard links" in out
+    assert not a.exists()
+    # As the warning says: the inode was overwritten, so the other name lost the data too.
+    assert b.read_bytes() != b"secret data"

@@ -502,3 +502,133 @@ def test_install_and_uninstall_are_thread_safe(private_dir: Path) -> None:
     compat.uninstall()
     assert _same(before, _snapshot(tempfile))
     assert os.listdir(private_dir) == []
+
+
+# --------------------------------------------------------------------------- install corners
+
+
+def test_install_refuses_a_tempfile_entry_that_is_not_a_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = _snapshot(tempfile)
+    monkeypatch.setitem(sys.modules, "tempfile", object())
+    with pytest.raises(RuntimeError, match=r"sys.modules\['tempfile'\] is not a module"):
+        compat.install()
+    with pytest.raises(RuntimeError, match="is not a module"):
+        compat.stale_bindings()
+    monkeypatch.undo()
+    assert _same(before, _snapshot(tempfile))
+    compat.uninstall()  # nothing was installed: nothing to undo
+    assert _same(before, _snapshot(tempfile))
+
+
+def test_install_when_tempfile_already_is_compat_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def public(mod: types.ModuleType) -> tuple[type, dict[str, Any]]:
+        return type(mod), {k: v for k, v in vars(mod).items() if not k.startswith("_")}
+
+    before = _snapshot(tempfile)
+    compat_before = public(compat)
+    monkeypatch.setitem(sys.modules, "tempfile", compat)
+    with compat.install():
+        assert importlib.import_module("tempfile") is compat
+        assert _same(compat_before, public(compat))
+    assert _same(compat_before, public(compat))
+    assert _same(before, _snapshot(tempfile))
+
+
+def test_a_name_the_tempfile_module_lacked_is_added_then_removed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(tempfile, "gettempprefixb")
+    monkeypatch.delattr(tempfile, "gettempdirb")
+    with compat.install():
+        assert tempfile.gettempprefixb is compat.gettempprefixb
+        assert tempfile.gettempdirb is compat.gettempdirb
+
+        def theirs() -> bytes:
+            return b"theirs"
+
+        tempfile.gettempdirb = theirs  # someone else's value, set while installed
+    assert not hasattr(tempfile, "gettempprefixb")
+    assert tempfile.gettempdirb is theirs
+
+
+@pytest.fixture
+def twobindings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    """A library that bound two of tempfile's functions by name."""
+    src = tmp_path / "lib2"
+    src.mkdir()
+    (src / "twobindings_tmp.py").write_text("from tempfile import mkdtemp, mkstemp\n")
+    monkeypatch.syspath_prepend(str(src))
+    mod = importlib.import_module("twobindings_tmp")
+    try:
+        yield mod
+    finally:
+        sys.modules.pop("twobindings_tmp", None)
+
+
+def test_modules_handed_twice_are_rebound_once_and_restored_exactly(
+    thirdparty: types.ModuleType, twobindings: types.ModuleType
+) -> None:
+    before = (_snapshot(tempfile), _snapshot(thirdparty), _snapshot(twobindings))
+    with compat.install(tempfile, thirdparty, twobindings):
+        compat.install(thirdparty, twobindings)  # already rebound: skipped
+        assert twobindings.mkstemp is compat.mkstemp
+        assert twobindings.mkdtemp is compat.mkdtemp
+        assert _is_hardened(thirdparty.via_name())
+        assert compat._installed is not None
+        rebound = [(m.__name__, a) for m, a, _ in compat._installed.rebound]
+        assert sorted(rebound) == [
+            ("thirdparty_tmp", "NamedTemporaryFile"),
+            ("twobindings_tmp", "mkdtemp"),
+            ("twobindings_tmp", "mkstemp"),
+        ]
+    after = (_snapshot(tempfile), _snapshot(thirdparty), _snapshot(twobindings))
+    assert all(_same(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_uninstall_leaves_a_rebound_name_someone_changed_meanwhile(
+    thirdparty: types.ModuleType,
+) -> None:
+    def theirs() -> None:
+        pass
+
+    compat.install(thirdparty)
+    setattr(thirdparty, "NamedTemporaryFile", theirs)  # noqa: B010 - a module of unknown type
+    compat.uninstall()
+    assert thirdparty.NamedTemporaryFile is theirs
+
+
+def test_uninstall_keeps_a_module_class_someone_else_set_meanwhile() -> None:
+    class Theirs(types.ModuleType):
+        pass
+
+    original: type[types.ModuleType] = type(tempfile)
+    compat.install()
+    try:
+        tempfile.__class__ = Theirs
+        compat.uninstall()
+        assert type(tempfile) is Theirs  # not ours to undo
+    finally:
+        tempfile.__class__ = original  # type: ignore[assignment]
+
+
+def test_stale_bindings_without_install_and_with_odd_sys_modules_entries(
+    thirdparty: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _snapshot(thirdparty)
+    monkeypatch.setitem(sys.modules, "an_int_in_sys_modules", 42)  # vars() raises TypeError
+    monkeypatch.setitem(sys.modules, "a_none_in_sys_modules", None)
+    found = compat.stale_bindings()
+    assert "thirdparty_tmp.NamedTemporaryFile" in found
+    assert not any(f.startswith(("an_int_", "a_none_")) for f in found)
+    assert _same(before, _snapshot(thirdparty))  # reads only
+
+
+def test_reading_tempfile_tempdir_while_installed_reads_ours(private_dir: Path) -> None:
+    with compat.install():
+        compat.tempdir = str(private_dir)
+        assert tempfile.tempdir == str(private_dir)
+        assert tempfile.gettempdir() == str(private_dir)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
+import fcntl
 import gc
 import io
 import json
 import os
+import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,7 +26,9 @@ import pytest
 import hardtemp
 from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
 from hardtemp import _owner, _remove
+from hardtemp._files import _TemporaryFileWrapper
 from hardtemp._membuf import SecureBytesIO
+from hardtemp._sweep import sweep
 from hardtemp.exceptions import UnsafeFileError
 
 # -- NamedTemporaryFile: Python 3.12's delete / delete_on_close on every version ---------------
@@ -989,3 +995,131 @@ def test_spooled_enter_after_close_raises(tmp_path: Path) -> None:
     f.close()
     with pytest.raises(ValueError, match="closed"), f:
         pass
+
+
+# -- corners --------------------------------------------------------------------------------
+
+
+def test_ignore_cleanup_errors_leaves_a_swapped_directory_alone_quietly(tmp_path: Path) -> None:
+    d = hardtemp.TemporaryDirectory(dir=tmp_path, ignore_cleanup_errors=True)
+    os.rename(d.name, tmp_path / "ours-moved")
+    os.mkdir(d.name)
+    Path(d.name, "theirs").write_bytes(b"impostor")
+    d.cleanup()  # the refusal is an error ignored as asked: nothing of theirs removed
+    assert Path(d.name, "theirs").read_bytes() == b"impostor"
+
+
+def test_a_second_close_of_the_raw_file_never_touches_a_reused_descriptor(
+    tmp_path: Path,
+) -> None:
+    f = hardtemp.TemporaryFile(dir=tmp_path, encrypt=False)
+    raw = f.raw  # type: ignore[attr-defined]
+    fd = f.fileno()
+    f.write(b"ours")
+    f.close()
+    # The number is free again: another file of the program gets it.
+    other = tmp_path / "other"
+    other.write_bytes(b"not ours to overwrite")
+    reused = os.open(other, os.O_RDWR)
+    try:
+        assert reused == fd
+        raw.close()
+        os.fstat(reused)  # still open
+        assert other.read_bytes() == b"not ours to overwrite"
+    finally:
+        os.close(reused)
+
+
+def test_a_copy_of_the_wrapper_does_not_remove_or_close_the_file(tmp_path: Path) -> None:
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"data")
+    f.flush()
+    dup = copy.copy(f)
+    assert dup.name == f.name
+    del dup
+    gc.collect()
+    assert not f.closed
+    f.seek(0)
+    assert f.read() == b"data"
+    f.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_uninitialised_wrapper_has_no_attributes_instead_of_recursing() -> None:
+    wrapper = _TemporaryFileWrapper.__new__(_TemporaryFileWrapper)
+    with pytest.raises(AttributeError, match=r"^read$"):
+        wrapper.read  # noqa: B018 - the lookup is the test
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_NOCOW_FL = 0x00800000
+
+
+def test_a_plaintext_unnamed_file_on_btrfs_is_nocow(loopfs: Callable[..., Any]) -> None:
+    fs = loopfs("btrfs", size_mb=128)
+    with hardtemp.TemporaryFile(dir=fs.mountpoint, encrypt=False) as f:
+        flags = struct.unpack("l", fcntl.ioctl(f.fileno(), _FS_IOC_GETFLAGS, b"\0" * 8))[0]
+        assert flags & _FS_NOCOW_FL  # its overwrite on close lands in place
+
+
+def test_spooled_memory_is_zeroed_when_dropped_without_close() -> None:
+    f = hardtemp.SpooledTemporaryFile(max_size=1000)
+    f.write(b"S" * 600)
+    buf = f._file._buf
+    assert bytes(buf[:600]) == b"S" * 600
+    del f
+    gc.collect()
+    assert buf.count(0) == len(buf)
+
+
+def test_spooled_writelines_rolls_over_once_and_keeps_every_line(tmp_path: Path) -> None:
+    with hardtemp.SpooledTemporaryFile(max_size=1000, dir=tmp_path) as f:
+        f.writelines([b"a" * 600, b"b" * 600, b"c" * 10])
+        assert f._rolled
+        f.seek(0)
+        assert f.read() == b"a" * 600 + b"b" * 600 + b"c" * 10
+
+
+def test_spooled_binary_detach_is_unsupported_like_the_standard_library() -> None:
+    with hardtemp.SpooledTemporaryFile() as f, tempfile.SpooledTemporaryFile() as g:
+        for spooled in (f, g):
+            spooled.write(b"kept")
+            with pytest.raises(io.UnsupportedOperation):
+                spooled.detach()
+            spooled.seek(0)
+            assert spooled.read() == b"kept"
+
+
+_FAILED_PERSIST_THEN_CRASH = r"""
+import os, signal, sys, hardtemp
+d = sys.argv[1]
+f = hardtemp.NamedTemporaryFile(dir=d, delete=True, delete_on_close=False)
+f.write(b"plaintext left by a crash")
+f.close()  # still on disk: removed when the wrapper goes, which the crash prevents
+try:
+    f.persist_noclobber(os.path.join(d, "taken"))
+except FileExistsError:
+    print(f.name, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_failed_persist_of_a_closed_file_leaves_it_to_the_sweeper(tmp_path: Path) -> None:
+    area = tmp_path / "area"
+    area.mkdir(mode=0o700)
+    (area / "taken").write_bytes(b"theirs")
+    proc = subprocess.run(
+        [sys.executable, "-c", _FAILED_PERSIST_THEN_CRASH, str(area)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src")),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orphan = Path(proc.stdout.strip())
+    assert orphan.exists()
+    (entry,) = sweep([str(area)]).entries
+    assert (entry.path, entry.action) == (str(orphan), "removed")
+    assert not orphan.exists()
+    assert (area / "taken").read_bytes() == b"theirs"

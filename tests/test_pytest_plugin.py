@@ -1,4 +1,5 @@
-"""The pytest plugin, run by pytester in a separate pytest process."""
+"""The pytest plugin, run by pytester in a separate pytest process (the path factory
+also in process)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
+from hardtemp import _tempdir
+from hardtemp._pytest_plugin import HardtempPathFactory
 
 pytest_plugins = ["pytester"]
 
@@ -225,3 +229,70 @@ def test_strict_mode_flags_an_unnamed_file_left_open_by_its_descriptor(
     result = run("--hardtemp-strict")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["TemporaryFile (unnamed): left open; created at:"])
+
+
+def test_strict_mode_flags_a_mkstemp_descriptor_left_open(pytester: pytest.Pytester, run) -> None:
+    pytester.makepyfile(
+        """
+        import os, hardtemp
+        def test_leak():
+            fd, path = hardtemp.mkstemp()
+            os.unlink(path)  # removed, but the descriptor stays open
+        """
+    )
+    result = run("--hardtemp-strict")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([r".*mkstemp.*descriptor \d+ left open.*"])
+
+
+# ----------------------------------------------------------------------- the factory, in process
+
+
+@pytest.fixture
+def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "tmpdir"
+    d.mkdir(mode=0o700)
+    monkeypatch.setenv("TMPDIR", str(d))
+    monkeypatch.setattr(_tempdir, "tempdir", None)
+    return d
+
+
+def test_factory_removes_only_what_it_made_and_refuses_bad_names(
+    private_tmpdir: Path, tmp_path: Path
+) -> None:
+    factory = HardtempPathFactory()
+    try:
+        other = tmp_path / "not-made-here"
+        other.mkdir()
+        with pytest.raises(ValueError, match=f"{other} was not made by this factory"):
+            factory.remove(other)
+        assert other.exists()
+        made = factory.mktemp("x")
+        (made / "f").write_text("data")
+        factory.remove(made)
+        assert not made.exists()
+        with pytest.raises(ValueError, match="was not made by this factory"):
+            factory.remove(made)  # only once
+        gone = factory.mktemp("y")
+        gone.rmdir()  # the test removed it itself: not an error
+        factory.remove(gone)
+        exact = factory.mktemp("exact", numbered=False)
+        assert exact.name == "exact"
+        with pytest.raises(FileExistsError):
+            factory.mktemp("exact", numbered=False)
+        for bad in ("", ".", "..", "a/b", "a\0b"):
+            with pytest.raises(ValueError, match="basename must be a plain directory name"):
+                factory.mktemp(bad)
+        base = factory.getbasetemp()
+        assert base.parent == private_tmpdir
+    finally:
+        factory.cleanup()
+    assert not base.exists()
+    assert other.exists()
+
+
+def test_an_unused_factory_creates_nothing_and_cleans_up_nothing(private_tmpdir: Path) -> None:
+    factory = HardtempPathFactory()
+    factory.cleanup()
+    factory.cleanup()
+    assert os.listdir(private_tmpdir) == []

@@ -7,6 +7,7 @@ reboot, a reused pid).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import tempfile as std_tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -297,3 +299,62 @@ def test_sweep_by_root_never_removes_another_users_marked_file(
     assert planted.exists()
     assert result.entries == []
     assert result.other_users == 1
+
+
+def test_sweep_keeps_a_dead_directory_while_a_file_inside_is_open(area: Path) -> None:
+    d = area / "dead-dir"
+    d.mkdir(mode=0o700)
+    inner = _plain_file(d / "inner")
+    _mark(d, _dead_tag())
+    # Neither the directory nor its inode is held: only a file inside it, by path.
+    with open(inner, "rb") as f:
+        holder = subprocess.Popen(["sleep", "60"], stdin=f)
+    try:
+        (entry,) = sweep([str(area)]).entries
+        assert entry.action == "kept"
+        assert entry.reason.endswith(f"but pid {holder.pid} has it open")
+        assert inner.read_bytes() == b"data"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [e.action for e in sweep([str(area)]).entries] == ["removed"]
+    assert not d.exists()
+
+
+def test_sweep_reports_a_path_that_is_not_a_directory_and_leaves_it(area: Path) -> None:
+    f = _plain_file(area / "a-file")
+    _mark(f, _dead_tag())
+    result = sweep([str(f)])
+    assert result.skipped_dirs == [(str(f), os.strerror(errno.ENOTDIR))]
+    assert result.entries == []
+    assert f.read_bytes() == b"data"
+
+
+def _sweep_unlistable(shared: str) -> list[tuple[str, str]]:
+    # Runs as the other user: a directory of theirs they may write and enter, not list.
+    d = os.path.join(shared, "write-only")
+    os.mkdir(d, 0o300)
+    return sweep([d]).skipped_dirs
+
+
+def test_sweep_reports_a_directory_it_cannot_list(other_user: Any, shared_dir: Path) -> None:
+    skipped = other_user(_sweep_unlistable, str(shared_dir))
+    assert skipped == [(str(shared_dir / "write-only"), "cannot list it (no read permission)")]
+
+
+def test_sweep_reports_a_failed_removal_and_keeps_the_mounted_filesystem(area: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    d = area / "dead-dir"
+    (d / "mnt").mkdir(parents=True, mode=0o700)
+    _mark(d, _dead_tag())
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d / "mnt")], check=True)
+    try:
+        (d / "mnt" / "other-fs").write_text("not ours")
+        (entry,) = sweep([str(area)]).entries
+        assert entry.action == "failed"
+        assert "no longer runs; removal failed: " in entry.reason
+        assert f"{d}/mnt: is a mount point" in entry.reason
+        assert (d / "mnt" / "other-fs").read_text() == "not ours"
+    finally:
+        subprocess.run(["umount", str(d / "mnt")], check=True)

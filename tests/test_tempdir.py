@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +186,21 @@ def test_cached_default_that_became_hostile_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeDirectoryError):
         hardtemp.NamedTemporaryFile()
     assert os.listdir(d) == []
+
+
+def test_a_read_only_candidate_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k,mode=0700", "tmpfs", str(ro)], check=True
+    )
+    try:
+        monkeypatch.setenv("TMPDIR", str(ro))
+        with pytest.warns(UnsafeCandidateWarning, match=f"{ro}: not writable"):
+            assert hardtemp.gettempdir() == "/tmp"
+    finally:
+        _dirtrust.clear_cache()  # the cached verified descriptor keeps the mount busy
+        gc.collect()
+        subprocess.run(["umount", str(ro)], check=True)

@@ -14,8 +14,8 @@ Levels, from least to most severe (see :data:`LEVELS`):
   (a candidate that does not exist, ``O_TMPFILE`` unsupported, ``noexec``
   missing, ``XDG_RUNTIME_DIR`` unset).
 * ``warning``: data may outlive its file or other programs are exposed:
-  the overwrite is not reliable on that filesystem, swap is active, a
-  ``fs.protected_*`` sysctl is off, ``nodev``/``nosuid`` are missing on a
+  the overwrite is not reliable on that filesystem, swap is active (or
+  cannot be determined), a ``fs.protected_*`` sysctl is off, ``nodev``/``nosuid`` are missing on a
   directory others can write, ``XDG_RUNTIME_DIR`` is not private.
 * ``error``: another local user can attack temp files right now: a
   candidate or given directory (or an ancestor, or a symlink on the way) is
@@ -325,10 +325,12 @@ def _check_fs(d: DirAudit) -> None:
         d.add("info", "fs.unknown", f"filesystem not identified: {exc.strerror or exc}")
         return
     d.filesystem = info
+    # Without a readable mount table only statfs() named the filesystem.
+    where = f"{info.source} on {info.mountpoint}" if info.mountpoint else "mount point unknown"
     d.add(
         _FS_LEVEL.get(info.verdict, "warning"),
         "fs.verdict",
-        f"{info.fstype} ({info.source} on {info.mountpoint}): overwrite {info.verdict}: "
+        f"{info.fstype} ({where}): overwrite {info.verdict}: "
         f"{_FS_MESSAGE.get(info.verdict, info.verdict)}",
         *info.reasons,
         hint=""
@@ -408,26 +410,45 @@ def _audit_dir(path: str, origins: list[str], selected: str | None) -> DirAudit:
 
 def _swap(out: list[Finding]) -> dict[str, Any]:
     devices: list[dict[str, Any]] = []
+    listed = False
     try:
         with open("/proc/swaps", encoding="ascii", errors="replace") as f:
             for line in f.read().splitlines()[1:]:
                 parts = line.split()
                 if len(parts) >= 3:
                     devices.append({"device": parts[0].replace("\\040", " "), "type": parts[1]})
+        listed = True
     except OSError:
         pass
-    total = int(psutil.swap_memory().total)
+    total: int | None
+    try:
+        total = int(psutil.swap_memory().total)
+    except OSError:  # no readable /proc/meminfo (a chroot or sandbox without /proc)
+        total = None
     on_disk = [x["device"] for x in devices if not x["device"].startswith("/dev/zram")]
     in_ram = [x["device"] for x in devices if x["device"].startswith("/dev/zram")]
-    if total == 0:
+    if total == 0 or (total is None and listed and not devices):
         out.append(Finding("ok", "swap", "system", "no swap is active: memory never reaches disk"))
+    elif total is None and not devices:
+        # Unknown is not "no swap": the promise that memory stays in RAM is unverified.
+        out.append(
+            Finding(
+                "warning",
+                "swap",
+                "system",
+                "whether swap is active cannot be determined (/proc/swaps and "
+                "/proc/meminfo cannot be read): pages of temp data and keys may reach disk",
+                hint="run the check where /proc is mounted, or verify with swapon --show",
+            )
+        )
     elif on_disk or not devices:
         out.append(
             Finding(
                 "warning",
                 "swap",
                 "system",
-                f"swap is active ({total // (1 << 20)} MiB"
+                "swap is active ("
+                + ("size unknown" if total is None else f"{total // (1 << 20)} MiB")
                 + (f" on {', '.join(on_disk)}" if on_disk else "")
                 + "): pages of temp data, tmpfs files and keys may be written to disk "
                 "and survive there",

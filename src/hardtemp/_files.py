@@ -265,8 +265,12 @@ class _TemporaryFileWrapper:
                 made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber
             )
         except BaseException:
-            if state.delete and not state.file.closed:
-                _owner.mark(state.fd)
+            if state.delete:
+                # Still a temp file: a crash now must leave it to the sweeper.
+                if state.file.closed:
+                    _remark_closed(made)
+                else:
+                    _owner.mark(state.fd)
             raise
         state.delete = False
         state.removed = True
@@ -292,6 +296,20 @@ def _unmark_created(made: Created, fd: int | None) -> None:
             os.removexattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR)
     finally:
         os.close(pfd)
+
+
+def _remark_closed(made: Created) -> None:
+    """Put the sweeper's mark back on our closed file through its verified name
+    (best effort: called while another error is propagating)."""
+    with contextlib.suppress(OSError):
+        pfd = os.open(made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd)
+        try:
+            st = os.fstat(pfd)
+            # Only our inode: a file swapped in under our name is never marked for removal.
+            if (st.st_dev, st.st_ino) == (made.dev, made.ino):
+                os.setxattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR, _owner.current_tag())
+        finally:
+            os.close(pfd)
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

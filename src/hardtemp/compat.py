@@ -467,6 +467,7 @@ class _Installed:
     def __init__(self, module: _types.ModuleType) -> None:
         self.module = module
         self.old_class: type[_types.ModuleType] = type(module)
+        self.new_class: type[_types.ModuleType] | None = None  # the forwarding class we set
         self.originals: dict[str, _Any] = {}
         self.absent: set[str] = set()
         # name -> (our value before install, the tempfile module's value copied over it)
@@ -597,7 +598,8 @@ def _install_on(module: _types.ModuleType, keep_mktemp: bool) -> _Installed:
             state.copied[name] = (globals()[name], value)
             globals()[name] = value
     # Forward first: our functions never see the module half-installed.
-    module.__class__ = _forwarding_class(state.old_class)
+    state.new_class = _forwarding_class(state.old_class)
+    module.__class__ = state.new_class
     for name in _PATCHED:
         if keep_mktemp and name == "mktemp":
             continue
@@ -639,7 +641,7 @@ def uninstall() -> None:
         for name in state.absent:
             if mdict.get(name) is _ours(name):
                 del mdict[name]
-        if type(module) is not state.old_class and type(module).__base__ is state.old_class:
+        if type(module) is state.new_class:  # a class someone else set meanwhile stays
             module.__class__ = state.old_class
         for name, (before, copied) in state.copied.items():
             if globals()[name] is copied:  # unless set meanwhile (then that value stays)
