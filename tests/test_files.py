@@ -1123,3 +1123,18 @@ def test_a_failed_persist_of_a_closed_file_leaves_it_to_the_sweeper(tmp_path: Pa
     assert (entry.path, entry.action) == (str(orphan), "removed")
     assert not orphan.exists()
     assert (area / "taken").read_bytes() == b"theirs"
+
+
+def test_a_failed_persist_of_a_closed_file_restores_its_mark_in_process(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_bytes(b"theirs")
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=False) as f:
+        f.write(b"data")
+        f.close()
+        with pytest.raises(FileExistsError):
+            f.persist_noclobber(tmp_path / "taken")
+        tag = _owner.OwnerTag.decode(os.getxattr(f.name, _owner.OWNER_XATTR))
+        assert tag is not None
+        assert tag.pid == os.getpid()
+        name = f.name
+    assert not os.path.exists(name)  # still a temp file: removed at the end of the with
+    assert (tmp_path / "taken").read_bytes() == b"theirs"
