@@ -17,6 +17,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from _helpers_core import NOBODY
 from hardtemp import _check, _dirtrust, _tempdir
 from hardtemp._check import LEVELS, audit, level_rank
 from hardtemp.exceptions import NoTrustedTempDirError
@@ -325,6 +326,7 @@ import psutil
 from hardtemp import _check
 swap_total, files = json.loads(sys.argv[1])
 for path, text in files.items():
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
 if swap_total is not None:
     # Swap cannot be switched on here: its size is the one value faked in memory.
@@ -380,7 +382,7 @@ def test_swap_on_a_disk_is_a_warning_naming_the_device(tmp_path: Path) -> None:
     assert "encrypted swap" in f["hint"]
     assert data["swap"]["devices"] == [
         {"device": "/swap file", "type": "file"},
-        {"device": "/dev/zram0", "type": "partition"},
+        {"device": "/dev/zram0", "type": "partition", "backing_dev": None},
     ]
 
 
@@ -391,6 +393,57 @@ def test_swap_only_on_zram_is_info(tmp_path: Path) -> None:
     (f,) = _system(data, "swap")
     assert f["level"] == "info"
     assert "only on compressed RAM (/dev/zram0)" in f["message"]
+
+
+_ZRAM_SWAPS = "Filename Type Size Used Priority\n/dev/zram0 partition 1048572 0 100\n"
+
+
+@pytest.mark.parametrize(
+    ("backing", "level", "shown"),
+    [
+        (None, "info", None),  # no CONFIG_ZRAM_WRITEBACK: no backing_dev file at all
+        ("none\n", "info", None),
+        ("/dev/vdb\n", "warning", "/dev/zram0 (writes back to /dev/vdb)"),
+    ],
+)
+def test_zram_swap_with_a_backing_device_is_swap_on_disk(
+    tmp_path: Path, backing: str | None, level: str, shown: str | None
+) -> None:
+    # A real sysfs cannot be given a zram backing device here (no CONFIG_ZRAM_WRITEBACK,
+    # and swap must not be switched on for the machine): a tmpfs over /sys/block in a
+    # private mount namespace holds what the kernel would publish.
+    swaps = tmp_path / "swaps"
+    swaps.write_text(_ZRAM_SWAPS)
+    files = {"/sys/block/zram0/size": "0\n"}
+    if backing is not None:
+        files["/sys/block/zram0/backing_dev"] = backing
+    data = _audit_in_mount_ns(
+        ["--bind", str(swaps), "/proc/swaps"],
+        ["-t", "tmpfs", "-o", "size=64k", "tmpfs", "/sys/block"],
+        swap_total=1 << 30,
+        files=files,
+    )
+    (f,) = _system(data, "swap")
+    assert f["level"] == level
+    if shown is None:
+        assert "only on compressed RAM (/dev/zram0)" in f["message"]
+        assert data["swap"]["devices"][0]["backing_dev"] is None
+    else:
+        assert f["message"].startswith(f"swap is active (1024 MiB on {shown}): ")
+        assert data["swap"]["devices"][0]["backing_dev"] == "/dev/vdb"
+
+
+def test_an_unreadable_zram_backing_dev_is_not_taken_for_ram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backing_dev we may not read (a directory in its place gives a real EISDIR here;
+    # sysfs makes it 0644, so only a hardened kernel would refuse us): unknown, so warned.
+    fake = tmp_path / "block"
+    (fake / "zram0" / "backing_dev").mkdir(parents=True)
+    monkeypatch.setattr(_check, "_SYS_BLOCK", str(fake))
+    backing = _check._zram_backing("/dev/zram0")
+    assert backing is not None
+    assert backing.startswith("an unknown device (backing_dev unreadable: ")
 
 
 def test_without_proc_the_audit_reports_swap_unknown_instead_of_crashing(home: Path) -> None:
@@ -494,3 +547,49 @@ def test_an_untrusted_tmpdir_says_hardtemp_skips_it_but_other_programs_do_not(
     assert f.level == "error"
     assert any("although $TMPDIR names it" in x for x in f.details)
     assert result.tempdir != str(hostile)
+
+
+def test_a_tmpdir_dotdot_through_another_users_symlink_is_untrusted_and_named(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TMPDIR=<home>/link/.. : lexically that is <home> (trusted), but `$TMPDIR/x` goes
+    # through the link, which its owner (uid 65534) points wherever they like.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a symlink to another user")
+    theirs = home / "theirs"
+    theirs.mkdir()
+    (theirs / "sub").mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    link = home / "link"
+    link.symlink_to(theirs / "sub")
+    os.lchown(link, NOBODY, NOBODY)
+    tmpdir = f"{link}/.."
+    monkeypatch.setenv("TMPDIR", tmpdir)
+    result = audit()
+    d = _dir(result, Path(tmpdir))
+    f = _codes(d.findings)["dir.untrusted"]
+    assert f.level == "error"
+    assert f.message.startswith(f"NOT TRUSTED: {link}: symlink owned by uid {NOBODY}")
+    assert d.trusted is False
+    assert result.tempdir not in (tmpdir, str(home))  # gettempdir() skipped it too
+    from hardtemp._cli import main
+
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert str(link) in out
+    assert "NOT TRUSTED" in out
+
+
+def test_a_tmpdir_dotdot_through_a_trusted_symlink_shows_where_it_really_leads(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Our own symlink: trusted, and the audit names the directory `..` really reaches.
+    elsewhere = home / "a" / "b"
+    elsewhere.mkdir(parents=True)
+    (home / "link").symlink_to(elsewhere)
+    tmpdir = f"{home}/./link//.."
+    monkeypatch.setenv("TMPDIR", tmpdir)
+    d = _dir(audit(), Path(f"{home}/link/.."))
+    assert d.trusted is True
+    assert d.real_path == str(home / "a")
+    assert f"(resolves to {home / 'a'})" in _codes(d.findings)["dir.trusted"].message

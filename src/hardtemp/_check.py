@@ -200,6 +200,20 @@ def _version() -> str:
 # --------------------------------------------------------------------------- directories
 
 
+def _absolute(path: str) -> str:
+    """``path`` made absolute WITHOUT resolving ``..`` lexically.
+
+    ``os.path.abspath("/tmp/link/..")`` is ``/tmp``, but a program writing to
+    ``$TMPDIR/x`` reaches the parent of wherever ``link`` points: the trust walk
+    must see the ``..`` after the symlink (a hostile link then shows as untrusted).
+    Only empty and ``.`` components, which mean nothing, are dropped.
+    """
+    if not path.startswith("/"):
+        path = os.getcwd().rstrip("/") + "/" + path
+    parts = [c for c in path.split("/") if c not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
 def _candidates(extra: list[str]) -> list[tuple[str, list[str]]]:
     """(absolute path, origins) for every candidate and given directory, merged."""
     cands = candidate_tempdir_list()
@@ -216,7 +230,7 @@ def _candidates(extra: list[str]) -> list[tuple[str, list[str]]]:
     named += [(d, "argument") for d in extra]
     merged: dict[str, list[str]] = {}
     for path, origin in named:
-        origins = merged.setdefault(os.path.abspath(path), [])
+        origins = merged.setdefault(_absolute(path), [])
         if origin not in origins:
             origins.append(origin)
     return list(merged.items())
@@ -425,8 +439,19 @@ def _swap(out: list[Finding]) -> dict[str, Any]:
         total = int(psutil.swap_memory().total)
     except OSError:  # no readable /proc/meminfo (a chroot or sandbox without /proc)
         total = None
-    on_disk = [x["device"] for x in devices if not x["device"].startswith("/dev/zram")]
-    in_ram = [x["device"] for x in devices if x["device"].startswith("/dev/zram")]
+    on_disk: list[str] = []
+    in_ram: list[str] = []
+    for x in devices:
+        dev = x["device"]
+        if dev.startswith("/dev/zram"):
+            backing = _zram_backing(dev)
+            x["backing_dev"] = backing
+            if backing is None:
+                in_ram.append(dev)
+                continue
+            # zram writeback: idle or incompressible pages go to this device in the clear.
+            dev = f"{dev} (writes back to {backing})"
+        on_disk.append(dev)
     if total == 0 or (total is None and listed and not devices):
         out.append(Finding("ok", "swap", "system", "no swap is active: memory never reaches disk"))
     elif total is None and not devices:
@@ -466,6 +491,29 @@ def _swap(out: list[Finding]) -> dict[str, Any]:
             )
         )
     return {"total_bytes": total, "devices": devices}
+
+
+#: Where zram devices publish ``backing_dev`` (a module constant so tests can point it elsewhere
+#: inside a private mount namespace; the real one is read otherwise).
+_SYS_BLOCK = "/sys/block"
+
+
+def _zram_backing(device: str) -> str | None:
+    """The device a zram swap writes pages back to, or None when it keeps them in RAM.
+
+    ``backing_dev`` is missing when the kernel has no ``CONFIG_ZRAM_WRITEBACK`` (pages
+    can then never leave RAM) and reads ``none`` when writeback is not configured. A
+    file that cannot be read is reported as an unknown device: unverified is not "in RAM".
+    """
+    name = os.path.basename(device)
+    try:
+        with open(f"{_SYS_BLOCK}/{name}/backing_dev", encoding="utf-8", errors="replace") as f:
+            value = f.read().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"an unknown device (backing_dev unreadable: {exc.strerror or exc})"
+    return None if value in ("", "none") else value
 
 
 # The value to recommend: 2 also covers group-writable sticky directories.
