@@ -77,9 +77,12 @@ def TemporaryFile(
     overwritten in place when closed.
 
     Raises:
-        UnsafeDirectoryError, NoTrustedTempDirError, UnsafeFileError,
-        ValueError, TypeError, OSError: as :func:`mkstemp`; ValueError also for
-        an invalid ``mode`` or combination.
+        UnsafeDirectoryError: as :func:`mkstemp`.
+        NoTrustedTempDirError: as :func:`mkstemp`.
+        UnsafeFileError: as :func:`mkstemp`.
+        ValueError: as :func:`mkstemp`, and for an invalid ``mode`` or combination.
+        TypeError: as :func:`mkstemp`.
+        OSError: as :func:`mkstemp`.
     """
     check_mode(mode, buffering, encoding, errors, newline)
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
