@@ -13,6 +13,7 @@ from ._dirtrust import check_dir as check_dir
 from ._files import NamedTemporaryFile as NamedTemporaryFile
 from ._files import TemporaryDirectory as TemporaryDirectory
 from ._files import TemporaryFile as TemporaryFile
+from ._memfd import MemoryFile as MemoryFile
 from ._policy import get_wipe_policy as get_wipe_policy
 from ._policy import set_wipe_policy as set_wipe_policy
 from ._policy import wipe_policy as wipe_policy
@@ -26,6 +27,7 @@ from .exceptions import HardtempWarning as HardtempWarning
 from .exceptions import InsecureOperationError as InsecureOperationError
 from .exceptions import IntegrityError as IntegrityError
 from .exceptions import NoTrustedTempDirError as NoTrustedTempDirError
+from .exceptions import SizeLimitError as SizeLimitError
 from .exceptions import UnsafeCandidateWarning as UnsafeCandidateWarning
 from .exceptions import UnsafeDirectoryError as UnsafeDirectoryError
 from .exceptions import UnsafeFileError as UnsafeFileError
@@ -39,8 +41,10 @@ __all__ = [
     "HardtempWarning",
     "InsecureOperationError",
     "IntegrityError",
+    "MemoryFile",
     "NamedTemporaryFile",
     "NoTrustedTempDirError",
+    "SizeLimitError",
     "SpooledTemporaryFile",
     "TemporaryDirectory",
     "TemporaryFile",

@@ -11,6 +11,7 @@ lets a failure slip past an existing ``except`` clause::
         ├── UnsafeFileError               (also PermissionError)
         ├── InsecureOperationError        (also RuntimeError)
         ├── IntegrityError                (also OSError, errno EBADMSG)
+        ├── SizeLimitError                (also OSError, errno EFBIG)
         └── WipeError                     (also OSError)
 
     Warning
@@ -35,6 +36,7 @@ __all__ = [
     "InsecureOperationError",
     "IntegrityError",
     "NoTrustedTempDirError",
+    "SizeLimitError",
     "UnsafeCandidateWarning",
     "UnsafeDirectoryError",
     "UnsafeFileError",
@@ -123,6 +125,14 @@ class IntegrityError(_OSHardtempError):
     or extended. No unauthenticated plaintext is ever returned."""
 
     _errno = _errno.EBADMSG
+
+
+class SizeLimitError(_OSHardtempError):
+    """A write or truncation would take a size-limited file (``MemoryFile``)
+    past its ``max_size``; nothing was written. ``errno`` is ``EFBIG``, as
+    for a write past the process's file-size limit."""
+
+    _errno = _errno.EFBIG
 
 
 class WipeError(_OSHardtempError):
