@@ -8,19 +8,29 @@
 The process-wide policy starts from the environment variable ``HARDTEMP_WIPE_POLICY``
 (read once, at import); :func:`set_wipe_policy` changes it; :func:`wipe_policy`
 overrides it for the current thread or asyncio task only, inside a ``with`` block.
+
+Invariant: a value of ``HARDTEMP_WIPE_POLICY`` that is none of the three never
+weakens anything: the policy is then ``"error"`` (the strictest), a
+:class:`~hardtemp.exceptions.HardtempWarning` says so when it is first used, and
+:func:`environment_error` returns the one-line message the ``hardtemp`` command
+and the pytest plugin report (exit status 2) instead of running.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from .exceptions import HardtempWarning as _HardtempWarning
 
 __all__ = [
     "ENV_VAR",
     "POLICIES",
     "check_policy",
+    "environment_error",
     "get_wipe_policy",
     "set_wipe_policy",
     "wipe_policy",
@@ -44,34 +54,63 @@ def check_policy(policy: object, *, source: str = "wipe policy") -> str:
     return policy
 
 
-def _from_environment() -> str:
-    value = os.environ.get(ENV_VAR, "").strip().lower()
+def _from_environment() -> tuple[str, str | None]:
+    """The policy the environment asks for, and the error message if it is invalid."""
+    raw = os.environ.get(ENV_VAR, "")
+    value = raw.strip().lower()
     if not value:
-        return "warn"
-    # A misspelt value fails the import loudly rather than silently meaning "warn".
-    return check_policy(value, source=f"environment variable {ENV_VAR}")
+        return "warn", None
+    if value in POLICIES:
+        return value, None
+    # A misspelt value must never silently mean "warn": the strictest policy, said loudly.
+    return "error", (
+        f"environment variable {ENV_VAR}={raw!r} is invalid: allowed values are "
+        f"{', '.join(POLICIES)} (or unset for warn)"
+    )
 
 
-_global_policy: list[str] = [_from_environment()]
+_initial, _env_error = _from_environment()
+_global_policy: list[str] = [_initial]
+_unwarned = [_env_error is not None]  # the environment's error is said once, at first use
+
+
+def environment_error() -> str | None:
+    """The one-line message for an invalid ``HARDTEMP_WIPE_POLICY``, or None when it is valid."""
+    return _env_error
+
+
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "hardtemp_wipe_policy", default=None
 )
 
 
 def get_wipe_policy() -> str:
-    """The wipe policy in force here: the innermost :func:`wipe_policy` block, else global."""
+    """The wipe policy in force here: the innermost :func:`wipe_policy` block, else global.
+
+    Warns (once, :class:`~hardtemp.exceptions.HardtempWarning`) when the global
+    policy is ``"error"`` because ``HARDTEMP_WIPE_POLICY`` was invalid.
+    """
     override = _override.get()
-    return override if override is not None else _global_policy[0]
+    if override is not None:
+        return override
+    if _unwarned[0]:
+        _unwarned[0] = False
+        warnings.warn(
+            f"{_env_error}; using the strictest policy, error", _HardtempWarning, stacklevel=3
+        )
+    return _global_policy[0]
 
 
 def set_wipe_policy(policy: str) -> None:
-    """Set the process-wide wipe policy: ``"warn"``, ``"error"`` or ``"ignore"``.
+    """Set the process-wide wipe policy: ``"warn"``, ``"error"`` or ``"ignore"``
+    (replacing the environment's, invalid or not).
 
     Raises:
         TypeError: ``policy`` is not a string.
         ValueError: ``policy`` is not one of the three names.
     """
     _global_policy[0] = check_policy(policy)
+    _unwarned[0] = False
 
 
 @contextmanager
