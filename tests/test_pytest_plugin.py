@@ -296,3 +296,125 @@ def test_an_unused_factory_creates_nothing_and_cleans_up_nothing(private_tmpdir:
     factory.cleanup()
     factory.cleanup()
     assert os.listdir(private_tmpdir) == []
+
+
+# --------------------------------------------------------------------------- compat and config
+
+
+COMPAT_LEAKY = """
+import os, tempfile
+import hardtemp.compat
+
+kept = []
+
+def test_compat_mkstemp_leak():
+    fd, path = hardtemp.compat.mkstemp(prefix="leaky-compat-mkstemp-")
+    kept.append(fd)
+
+def test_compat_mkdtemp_leak():
+    kept.append(hardtemp.compat.mkdtemp(prefix="leaky-compat-mkdtemp-"))
+
+def test_tempfile_under_install_leak():
+    with hardtemp.compat.install():
+        fd, path = tempfile.mkstemp(prefix="leaky-installed-")
+    os.close(fd)
+
+def test_compat_clean():
+    fd, path = hardtemp.compat.mkstemp()
+    os.close(fd)
+    os.unlink(path)
+    os.rmdir(hardtemp.compat.mkdtemp())
+"""
+
+
+def test_strict_mode_tracks_compat_and_installed_tempfile_functions(
+    pytester: pytest.Pytester, run
+) -> None:
+    pytester.makepyfile(test_compat_leaky=COMPAT_LEAKY)
+    result = run("--hardtemp-strict")
+    result.assert_outcomes(passed=4, errors=3)
+    result.stdout.fnmatch_lines(
+        ["mkstemp */leaky-compat-mkstemp-*: descriptor * left open, left on disk; created at:"]
+    )
+    result.stdout.fnmatch_lines(["mkdtemp */leaky-compat-mkdtemp-*: left on disk; created at:"])
+    result.stdout.fnmatch_lines(["mkstemp */leaky-installed-*: left on disk; created at:"])
+    assert "ERROR test_compat_leaky.py::test_compat_clean" not in result.stdout.str()
+
+
+def test_hardtemp_imported_before_pytest_gives_no_assert_rewrite_warning(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A sitecustomize that calls install(), as the README suggests, then pytest with -W error
+    # (click, werkzeug and pytest's own suite): pytest must not warn that it cannot rewrite us.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import hardtemp.compat\nhardtemp.compat.install()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), SRC]))
+    inner_tmp = tmp_path / "inner-tmp"
+    inner_tmp.mkdir(mode=0o700)
+    monkeypatch.setenv("TMPDIR", str(inner_tmp))
+    pytester.makepyfile(
+        """
+        import sys, tempfile
+        def test_installed():
+            assert "hardtemp.compat" in sys.modules
+            assert tempfile.mkstemp.__module__ == "hardtemp.compat"
+        """
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", "-W", "error")
+    assert "PytestAssertRewriteWarning" not in result.stderr.str() + result.stdout.str()
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+
+
+def test_an_invalid_wipe_policy_stops_pytest_with_one_line_and_exit_2(
+    pytester: pytest.Pytester, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARDTEMP_WIPE_POLICY", "strict")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = run()
+    assert result.ret == 2  # not 3 (an internal error)
+    err = result.stderr.str()
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "Exit: hardtemp: environment variable HARDTEMP_WIPE_POLICY='strict' is invalid: "
+        "allowed values are warn, error, ignore (or unset for warn)"
+    ]
+
+
+def _factory_under_umask_0o777(tmpdir: str) -> tuple[int, list[str]]:
+    from hardtemp import _tempdir as td
+
+    td.tempdir = tmpdir
+    os.umask(0o777)
+    factory = HardtempPathFactory()
+    try:
+        made = factory.mktemp("x")
+        mode = os.stat(made).st_mode & 0o7777
+    finally:
+        factory.cleanup()
+    return mode, os.listdir(tmpdir)
+
+
+def test_factory_mktemp_is_0700_under_umask_0o777_for_an_ordinary_user(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    # An ordinary user cannot open the d--------- that mkdir makes under umask 0o777: the
+    # factory must go through the core creation step (as mkdtemp does), not its own copy.
+    if os.geteuid() == 0:
+        from _helpers_core import nobody_dir
+        from conftest import as_other_user
+
+        d = nobody_dir(shared_dir)
+        mode, left = as_other_user(_factory_under_umask_0o777, str(d))
+    else:
+        d = tmp_path / "own"
+        d.mkdir(mode=0o700)
+        old = os.umask(0o022)
+        try:
+            mode, left = _factory_under_umask_0o777(str(d))
+        finally:
+            os.umask(old)
+            _tempdir.tempdir = None
+    assert mode == 0o700
+    assert left == []  # no mode-000 directory left behind

@@ -3,6 +3,10 @@
 Same names and parameters as the standard module; new options are
 keyword-only. See README.md for the guarantees and SECURITY.md for the
 threat model.
+
+PYTEST_DONT_REWRITE: hardtemp registers a pytest plugin but has no assertions
+for pytest to rewrite; without this mark pytest warns when hardtemp was imported
+first (``install()`` in a ``sitecustomize``), which aborts suites run with ``-W error``.
 """
 
 from . import exceptions as exceptions

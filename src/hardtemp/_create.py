@@ -16,7 +16,15 @@ from ._names import make_name, sanitize_params
 from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
 
-__all__ = ["Created", "create_dir", "create_file", "create_unnamed", "mkdtemp", "mkstemp"]
+__all__ = [
+    "Created",
+    "create_dir",
+    "create_dir_named",
+    "create_file",
+    "create_unnamed",
+    "mkdtemp",
+    "mkstemp",
+]
 
 TMP_MAX = 10000
 
@@ -153,37 +161,52 @@ def create_dir(
     Raises: as :func:`create_file`.
     """
     for _ in range(TMP_MAX):
-        name = make_name(prefix, suffix)
         try:
-            os.mkdir(name, _DIR_MODE, dir_fd=handle.fd)
+            return create_dir_named(handle, base, make_name(prefix, suffix))
         except FileExistsError:
             continue
-        path = _join(base, name)
-        try:
-            fd = _open_new_dir(handle.fd, name)
-        except UnsafeFileError:
-            raise  # not the directory we made: leave it alone
-        except BaseException:
-            # Never leave an (empty, perhaps mode 0000) directory behind on failure.
-            with contextlib.suppress(OSError):
-                os.rmdir(name, dir_fd=handle.fd)
-            raise
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid():
-                # Swapped in after our mkdir: never chmod another user's directory.
-                _verify(st, path, directory=True)
-            st = _fix_mode(fd, st, _DIR_MODE)
-            _verify(st, path, directory=True)
-        except BaseException:
-            os.close(fd)
-            raise
-        if handle.btrfs:
-            set_nocow(fd)  # files created inside inherit NOCOW, so their overwrite lands in place
-        return fd, Created(handle, name, path, st)
     raise FileExistsError(
         errno.EEXIST, "No usable temporary directory name found", os.fsdecode(base)
     )
+
+
+def create_dir_named(
+    handle: DirHandle, base: str | bytes, name: str | bytes
+) -> tuple[int, Created]:
+    """Create the new 0700 directory ``name`` (a plain name) in the verified directory.
+
+    The one directory-creating step (:func:`create_dir` and the pytest plugin's
+    numbered names): mode exactly 0700 whatever the umask, verified by ``fstat``.
+
+    Raises:
+        FileExistsError: ``name`` exists.
+        UnsafeFileError: what was created fails verification (it is left alone).
+        OSError: creation failed (e.g. ``PermissionError``, ``ENOSPC``).
+    """
+    os.mkdir(name, _DIR_MODE, dir_fd=handle.fd)
+    path = _join(base, name)
+    try:
+        fd = _open_new_dir(handle.fd, name)
+    except UnsafeFileError:
+        raise  # not the directory we made: leave it alone
+    except BaseException:
+        # Never leave an (empty, perhaps mode 0000) directory behind on failure.
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=handle.fd)
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            # Swapped in after our mkdir: never chmod another user's directory.
+            _verify(st, path, directory=True)
+        st = _fix_mode(fd, st, _DIR_MODE)
+        _verify(st, path, directory=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    if handle.btrfs:
+        set_nocow(fd)  # files created inside inherit NOCOW, so their overwrite lands in place
+    return fd, Created(handle, name, path, st)
 
 
 def create_unnamed(

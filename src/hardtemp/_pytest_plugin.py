@@ -12,7 +12,12 @@
 
 Nothing is done at import beyond defining hooks; without ``--hardtemp-strict``
 the creation hook stays off (one global lookup per creation) and no fixture
-runs for tests that do not ask for one.
+runs for tests that do not ask for one. An invalid ``HARDTEMP_WIPE_POLICY``
+stops the run at configuration with one line and exit status 2, as the
+``hardtemp`` command does.
+
+PYTEST_DONT_REWRITE: hardtemp has no assertions for pytest to rewrite, and it
+is often imported before pytest starts (``install()`` in a ``sitecustomize``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import contextlib
 import gc
 import os
 import re
-import stat
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -31,11 +35,11 @@ from typing import Any
 
 import pytest
 
-from . import _track
+from . import _policy, _track
+from ._create import create_dir_named
 from ._dirtrust import trusted_dir
 from ._files import TemporaryDirectory
 from ._remove import rmtree_at
-from .exceptions import UnsafeFileError
 
 __all__ = ["HardtempPathFactory"]
 
@@ -47,8 +51,6 @@ _MACHINERY = (
     "<frozen ",
 )
 _STACK_DEPTH = 8  # frames of the creation site shown in a leak report
-# O_NOFOLLOW|O_DIRECTORY: the name we just made, never something swapped in.
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -109,7 +111,8 @@ class HardtempPathFactory:
         for i in range(10000) if numbered else [None]:
             name = basename if i is None else f"{basename}{i}"
             try:
-                os.mkdir(name, 0o700, dir_fd=handle.fd)
+                # The core creation step: 0700 whatever the umask, verified by fstat.
+                fd, made = create_dir_named(handle, str(base), name)
             except FileExistsError:
                 if i is None:
                     raise
@@ -117,17 +120,9 @@ class HardtempPathFactory:
             break
         else:
             raise FileExistsError(f"no free name for {basename!r} in {base}")
-        fd = os.open(name, _DIR_FLAGS, dir_fd=handle.fd)
-        try:
-            st = os.fstat(fd)
-            if st.st_uid != os.geteuid() or not stat.S_ISDIR(st.st_mode):
-                raise UnsafeFileError(str(base / name), "is not a directory of ours")
-            # fchmod: the umask must never decide who can read the test's data.
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
+        os.close(fd)
         path = base / name
-        self._made[str(path)] = (st.st_dev, st.st_ino)
+        self._made[str(path)] = (made.dev, made.ino)
         return path
 
     def remove(self, path: Path) -> None:
@@ -319,6 +314,10 @@ _previous: list[tuple[_track.Hook | None, _Tracker | None]] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     global _tracker
+    problem = _policy.environment_error()
+    if problem is not None:
+        # A configuration error: one line and status 2, as the hardtemp command, no traceback.
+        pytest.exit(f"hardtemp: {problem}", returncode=2)
     if not _strict(config):
         return
     # Saved and restored: a pytester run inside a strict run nests a second session.
