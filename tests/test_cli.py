@@ -614,7 +614,7 @@ def test_check_without_a_usable_tempdir_fails_and_names_no_selection(
     assert "FAIL (exit 1)" in out
 
 
-def test_check_into_a_closed_pipe_exits_1_without_a_traceback(
+def test_check_into_a_closed_pipe_exits_141_without_a_traceback(
     inproc: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # `hardtemp check | head -1`: the reader is gone (a real pipe, read end closed).
@@ -622,7 +622,8 @@ def test_check_into_a_closed_pipe_exits_1_without_a_traceback(
     os.close(r)
     with open(w, "w", buffering=1, closefd=True) as stream:
         monkeypatch.setattr(sys, "stdout", stream)
-        assert main(["check", "--fail-on", "never"]) == 1
+        # 128 + SIGPIPE, as a shell reports `cat` killed by SIGPIPE: never a failed gate's 1.
+        assert main(["check", "--fail-on", "never"]) == 128 + signal.SIGPIPE
         # Later writes (the interpreter's flush at exit) go to /dev/null, not to an error.
         assert os.path.samestat(os.fstat(stream.fileno()), os.stat(os.devnull))
     assert capsys.readouterr().err == ""
@@ -653,13 +654,13 @@ def test_wipe_rejects_an_empty_path_before_touching_anything(
     victim = inproc / "victim"
     victim.write_text("keep")
     assert main(["wipe", str(victim), ""]) == 2
-    assert capsys.readouterr().err == "hardtemp wipe: error: invalid path ''\n"
-    # The paths are checked one by one: the first was wiped before the bad one was seen.
-    assert not victim.exists()
+    assert capsys.readouterr().err == "hardtemp wipe: error: invalid path ''; nothing was wiped\n"
+    # Every path is checked before any is acted on: the valid one is still there.
+    assert victim.read_text() == "keep"
 
 
-@pytest.mark.parametrize("name", [".", "..", "tree/"])
-def test_wipe_r_refuses_dot_dotdot_and_trailing_slash_and_removes_nothing(
+@pytest.mark.parametrize("name", [".", ".."])
+def test_wipe_r_refuses_dot_and_dotdot_and_removes_nothing(
     inproc: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
     work = inproc / "work"
@@ -807,3 +808,96 @@ def test_wipe_of_a_hard_linked_file_says_so_in_the_text_output(
     assert not a.exists()
     # As the warning says: the inode was overwritten, so the other name lost the data too.
     assert b.read_bytes() != b"secret data"
+
+
+# --------------------------------------------------------------------------- compat's CLI fixes
+
+
+def test_version_prints_the_installed_version_once(home: Path) -> None:
+    proc = ht("--version", cwd=home)
+    assert proc.returncode == 0
+    assert proc.stdout == f"hardtemp {hardtemp.__version__}\n"
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["check", "wipe", "sweep"])
+def test_an_unknown_option_names_the_subcommand(home: Path, command: str) -> None:
+    proc = ht(command, "--no-such-option", "x", cwd=home)
+    _one_line_error(proc)
+    assert proc.stderr.startswith(f"hardtemp {command}: error: unrecognized arguments: ")
+    assert "--no-such-option" in proc.stderr
+    assert f"'hardtemp {command} --help'" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["check"], ["wipe", "x"], ["sweep"], ["run", "true"]])
+def test_an_invalid_wipe_policy_in_the_environment_is_one_line_and_exit_2(
+    home: Path, command: list[str]
+) -> None:
+    victim = home / "x"
+    victim.write_text("keep")
+    proc = ht(*command, cwd=home, env={"HARDTEMP_WIPE_POLICY": "strict"})
+    _one_line_error(proc)
+    assert proc.stderr == (
+        f"hardtemp {command[0]}: error: environment variable HARDTEMP_WIPE_POLICY='strict' "
+        "is invalid: allowed values are warn, error, ignore (or unset for warn)\n"
+    )
+    assert victim.read_text() == "keep"  # nothing was done
+
+
+def test_check_into_a_pipe_whose_reader_left_exits_141_quietly_as_a_process(home: Path) -> None:
+    # `hardtemp check | head -1` after head left: a real pipe with its read end closed,
+    # the whole process (the interpreter's own flush at exit included).
+    base = {k: v for k, v in os.environ.items() if k not in ("TEMP", "TMP")}
+    base.update(PYTHONPATH=SRC, TMPDIR=str(home))
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hardtemp", "check", "--fail-on", "never"],
+            cwd=home,
+            env=base,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(w)
+    assert proc.stderr == ""
+    assert proc.returncode == 128 + signal.SIGPIPE
+
+
+def test_wipe_r_accepts_a_trailing_slash_on_a_directory(
+    inproc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = inproc / "work"
+    (work / "tree").mkdir(parents=True)
+    (work / "tree" / "f").write_text("data")
+    os.chdir(work)
+    assert main(["wipe", "-r", "--json", "tree/"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["results"]
+    assert entry["ok"] is True
+    assert entry["path"] == "tree/"
+    assert not (work / "tree").exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"), [("link", "a symlink (never followed)"), ("file", "not one")]
+)
+def test_wipe_r_refuses_a_trailing_slash_on_a_symlink_or_file_and_touches_nothing(
+    inproc: Path, capsys: pytest.CaptureFixture[str], kind: str, why: str
+) -> None:
+    work = inproc / "work"
+    (work / "tree").mkdir(parents=True)
+    (work / "tree" / "f").write_text("data")
+    (work / "file").write_text("data")
+    (work / "link").symlink_to("tree")
+    os.chdir(work)
+    assert main(["wipe", "-r", "--json", f"{kind}/"]) == 1
+    (entry,) = json.loads(capsys.readouterr().out)["results"]
+    assert entry["ok"] is False
+    assert why in entry["error"]
+    assert (work / "tree" / "f").read_text() == "data"
+    assert (work / "file").read_text() == "data"
+    assert (work / "link").is_symlink()

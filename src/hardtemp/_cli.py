@@ -2,8 +2,11 @@
 
 Exit statuses (every command): 0 success, 1 the command's own failure
 (a finding at ``--fail-on``, a file not wiped, an entry not swept), 2 bad
-arguments (one line on stderr, never a traceback). ``hardtemp run`` passes
-its command's status through instead; see :func:`_cmd_run`.
+arguments or configuration (one line on stderr naming the subcommand, never a
+traceback). ``hardtemp run`` passes its command's status through instead; see
+:func:`_cmd_run`. When the reader of our output goes away (``| head``), we end
+silently with 141 (128 + SIGPIPE, what a shell reports for a filter killed by
+SIGPIPE), never with a failed gate's status 1.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
-from . import _check, _sweep
+from . import __version__, _check, _policy, _sweep
 from ._create import mkdtemp
 from ._files import TemporaryDirectory
 from ._policy import wipe_policy
@@ -387,14 +390,24 @@ def _wipe_one(path: str, args: argparse.Namespace) -> dict[str, Any]:
     entry["error"] = None
     caught: list[warnings.WarningMessage] = []
     try:
-        st = os.lstat(path)
+        # "d2/" (as tab completion writes it) names the directory d2 itself: strip the
+        # slash, then lstat, so a symlink named d2 is refused, never followed.
+        slashed = len(path) > 1 and path.endswith("/")
+        target = path.rstrip("/") or "/" if slashed else path
+        st = os.lstat(target)
+        if slashed and not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(
+                errno.ENOTDIR,
+                "a trailing '/' names a directory, and this is "
+                + ("a symlink (never followed)" if stat.S_ISLNK(st.st_mode) else "not one"),
+            )
         if stat.S_ISDIR(st.st_mode):
             entry["kind"] = "directory"
             if not args.recursive:
                 raise IsADirectoryError(errno.EISDIR, "is a directory (use -r to remove a tree)")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                errors = _wipe_tree(path)
+                errors = _wipe_tree(target)
             if errors:
                 entry["error"] = "; ".join(errors)
             else:
@@ -461,10 +474,11 @@ def _cmd_wipe(args: argparse.Namespace) -> int:
     out = _Out(sys.stdout, args.color)
     results = []
     # "error" makes an untrustworthy overwrite a failure; otherwise the report says it.
+    for path in args.paths:  # all of them before acting: a bad one must not stop halfway
+        if not path or "\0" in path:
+            raise _UsageError(f"invalid path {path!r}; nothing was wiped")
     with wipe_policy("error" if args.require_reliable else "ignore"):
         for path in args.paths:
-            if not path or "\0" in path:
-                raise _UsageError(f"invalid path {path!r}")
             entry = _wipe_one(path, args)
             results.append(entry)
             if not args.json:
@@ -527,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Audit and operate hardened temporary files: check where temp data goes, "
         "run a command with a private TMPDIR, wipe files, sweep orphans.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -621,24 +636,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hardtemp`` command with ``argv`` (default: ``sys.argv[1:]``); return its status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a bad argument (2)
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:  # --help/--version (0) or a bad argument (2)
         return exc.code if isinstance(exc.code, int) else 2
+    where = f"{PROG} {args.subcommand}"
+    if extra:
+        # Name the subcommand whose options were meant, not just "hardtemp".
+        print(
+            f"{where}: error: unrecognized arguments: {' '.join(extra)} (see '{where} --help')",
+            file=sys.stderr,
+        )
+        return 2
+    problem = _policy.environment_error()
+    if problem is not None:
+        print(f"{where}: error: {problem}", file=sys.stderr)
+        return 2
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a reader gone away shows up here, not at interpreter exit
+        return status
     except _UsageError as exc:
-        print(f"{PROG} {args.subcommand}: error: {exc}", file=sys.stderr)
+        print(f"{where}: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(f"{PROG} {args.subcommand}: error: {exc}", file=sys.stderr)
+        print(f"{where}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
     except BrokenPipeError:
-        # The reader went away (| head): no traceback, and no second error on exit.
+        # The reader went away (| head): no traceback, no second error on exit, and
+        # the status a shell reports for a filter killed by SIGPIPE, not a failed gate's 1.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 128 + signal.SIGPIPE
     except OSError as exc:
-        print(f"{PROG} {args.subcommand}: {exc}", file=sys.stderr)
+        print(f"{where}: {exc}", file=sys.stderr)
         return 1
