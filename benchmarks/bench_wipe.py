@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from hardtemp._fsinfo import fs_info_for_path
 from hardtemp._policy import wipe_policy
-from hardtemp._wipe import remove_entry
+from hardtemp._remove import remove_entry
 
 BIG = 8 << 20
 SMALL = 4096

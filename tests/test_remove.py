@@ -22,7 +22,7 @@ import pytest
 
 from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds
 from _helpers_euid import as_euid
-from hardtemp import _remove, _wipe
+from hardtemp import _remove
 from hardtemp.exceptions import UnsafeFileError
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr, mount, setuid)")
@@ -167,7 +167,7 @@ def test_entries_that_vanish_meanwhile_are_not_errors(
     (top / "gone-file").write_bytes(b"x")
     (top / "sub").mkdir()
     (top / "sub" / "last").write_bytes(b"y")
-    real = _wipe.remove_entry
+    real = _remove.remove_entry
     seen: list[str] = []
 
     def racing(dir_fd: int, name: str, **kw: Any) -> Any:

@@ -25,9 +25,10 @@ from typing import Any
 import pytest
 
 from _helpers_euid import as_euid
-from hardtemp import _fsinfo, _wipe
+from hardtemp import _fsinfo, _linux, _remove, _wipe
 from hardtemp._policy import get_wipe_policy, set_wipe_policy, wipe_policy
-from hardtemp._wipe import WipeReport, overwrite_fd, remove_entry, wipe
+from hardtemp._remove import remove_entry, wipe
+from hardtemp._wipe import WipeReport, overwrite_fd
 from hardtemp.exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
 
 NOBODY = 65534
@@ -1024,7 +1025,7 @@ def test_without_renameat2_the_name_is_still_hidden_before_the_unlink(
     ext4: Path, dir_fd: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # glibc < 2.28 has no renameat2: the plain-rename fallback (a random target name).
-    monkeypatch.setattr(_wipe, "_HAVE_RENAMEAT2", False)
+    monkeypatch.setattr(_linux, "_renameat2", None)
     unlinked: list[str] = []
     real_unlink = os.unlink
 
@@ -1046,7 +1047,7 @@ def test_a_name_that_cannot_be_hidden_is_unlinked_as_is_and_reported(
     def no_rename(dir_fd: int, old: str, new: str) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")  # e.g. an LSM veto: injected
 
-    monkeypatch.setattr(_wipe, "_rename_noreplace", no_rename)
+    monkeypatch.setattr(_remove, "_rename_noreplace", no_rename)
     make_file(ext4 / "f", b"x")
     report = remove_entry(dir_fd, "f")
     assert os.listdir(ext4) == []
@@ -1063,14 +1064,14 @@ def test_a_file_swapped_for_a_symlink_before_the_open_is_refused_and_kept(
     m = marker()
     outside.write_bytes(m)
     make_file(ext4 / "f", b"ours")
-    real = _wipe._open_target
+    real = _remove._open_target
 
     def swap_then_open(dir_fd: int, name: str, *args: Any) -> Any:
         os.unlink(ext4 / name)
         os.symlink(outside, ext4 / name)
         return real(dir_fd, name, *args)
 
-    monkeypatch.setattr(_wipe, "_open_target", swap_then_open)
+    monkeypatch.setattr(_remove, "_open_target", swap_then_open)
     with pytest.raises(UnsafeFileError, match="replaced by a symlink"):
         remove_entry(dir_fd, "f")
     assert (ext4 / "f").is_symlink()
@@ -1082,13 +1083,13 @@ def test_a_file_swapped_in_after_the_overwrite_is_not_removed(
 ) -> None:
     make_file(ext4 / "f", b"ours")
     make_file(ext4 / "theirs", b"THEIRS")
-    real = _wipe._overwrite
+    real = _remove._overwrite
 
     def overwrite_then_swap(*args: Any) -> None:
         real(*args)
         os.rename(ext4 / "theirs", ext4 / "f")
 
-    monkeypatch.setattr(_wipe, "_overwrite", overwrite_then_swap)
+    monkeypatch.setattr(_remove, "_overwrite", overwrite_then_swap)
     with pytest.raises(UnsafeFileError, match="another file"):
         remove_entry(dir_fd, "f")
     assert (ext4 / "f").read_bytes() == b"THEIRS"
@@ -1099,7 +1100,7 @@ def test_a_file_swapped_in_just_before_the_rename_is_put_back(
 ) -> None:
     make_file(ext4 / "f", b"ours")
     make_file(ext4 / "theirs", b"THEIRS")
-    real = _wipe._rename_noreplace
+    real = _remove._rename_noreplace
     calls: list[tuple[str, str]] = []
 
     def swap_then_rename(dir_fd: int, old: str, new: str) -> None:
@@ -1108,7 +1109,7 @@ def test_a_file_swapped_in_just_before_the_rename_is_put_back(
         calls.append((old, new))
         real(dir_fd, old, new)
 
-    monkeypatch.setattr(_wipe, "_rename_noreplace", swap_then_rename)
+    monkeypatch.setattr(_remove, "_rename_noreplace", swap_then_rename)
     with pytest.raises(UnsafeFileError, match="replaced during removal"):
         remove_entry(dir_fd, "f")
     assert len(calls) == 2  # hidden, then put back

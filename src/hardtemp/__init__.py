@@ -21,11 +21,11 @@ from ._memfd import MemoryFile as MemoryFile
 from ._policy import get_wipe_policy as get_wipe_policy
 from ._policy import set_wipe_policy as set_wipe_policy
 from ._policy import wipe_policy as wipe_policy
+from ._remove import wipe as wipe
 from ._spool import SpooledTemporaryFile as SpooledTemporaryFile
 from ._tempdir import gettempdir as gettempdir
 from ._tempdir import gettempdirb as gettempdirb
 from ._wipe import WipeReport as WipeReport
-from ._wipe import wipe as wipe
 from .exceptions import HardtempError as HardtempError
 from .exceptions import HardtempWarning as HardtempWarning
 from .exceptions import InsecureOperationError as InsecureOperationError

@@ -32,9 +32,9 @@ from . import __version__, _check, _policy, _sweep
 from ._create import mkdtemp
 from ._files import TemporaryDirectory
 from ._policy import wipe_policy
-from ._remove import rmtree_at
+from ._remove import rmtree_at, wipe
 from ._tempdir import candidate_tempdir_list
-from ._wipe import PATTERNS, WipeReport, wipe
+from ._wipe import PATTERNS, WipeReport
 from .exceptions import HardtempError, WipeError
 
 __all__ = ["main"]

@@ -12,7 +12,9 @@ from typing import Any, AnyStr, overload
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir
 from ._fsinfo import set_nocow
+from ._inode import Entry
 from ._names import make_name, sanitize_params
+from ._remove import unlink_verified
 from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
 
@@ -125,7 +127,7 @@ def create_file(
             # Our name must not stay behind (e.g. someone hard-linked the new file
             # before we checked it): remove it while it is still the inode we made.
             with contextlib.suppress(OSError):
-                unlink_verified(Created(handle, name, path, st))
+                _unlink_made(Created(handle, name, path, st))
             raise
         if handle.btrfs:
             set_nocow(fd)  # copy-on-write would keep the old blocks our overwrite must reach
@@ -141,16 +143,11 @@ def _open_new_dir(dir_fd: int, name: str | bytes) -> int:
     except PermissionError:
         pass  # umask 0o4xx (e.g. 0o777): mkdir gave us d--------- and we are not root
     # O_PATH needs no permission on the directory itself and pins the inode.
-    pfd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        st = os.fstat(pfd)
-        if st.st_uid != os.geteuid():  # not ours: never chmod another user's directory
-            _verify(st, os.fsdecode(name), directory=True)
-        # /proc/self/fd/N is the inode pfd pins (fchmod does not work on O_PATH).
-        os.chmod(f"/proc/self/fd/{pfd}", _DIR_MODE)
-        return os.open(f"/proc/self/fd/{pfd}", _NEW_DIR_FLAGS & ~os.O_NOFOLLOW)
-    finally:
-        os.close(pfd)
+    with Entry.pin(dir_fd, os.fsdecode(name), directory=True) as entry:
+        if entry.st.st_uid != os.geteuid():  # not ours: never chmod another user's directory
+            _verify(entry.st, os.fsdecode(name), directory=True)
+        entry.chmod(_DIR_MODE)  # the pinned inode (fchmod does not work on O_PATH)
+        return entry.reopen(_NEW_DIR_FLAGS)
 
 
 def create_dir(
@@ -235,27 +232,15 @@ def create_unnamed(
             return fd
     fd, made = create_file(handle, base, prefix, suffix)
     try:
-        unlink_verified(made)
+        _unlink_made(made)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def unlink_verified(made: Created) -> None:
-    """Unlink ``made`` only while its name still refers to the inode we created.
-
-    Raises:
-        UnsafeFileError: the name now refers to another file (it is left alone).
-        FileNotFoundError: the name is gone.
-    """
-    st = os.stat(made.name, dir_fd=made.handle.fd, follow_symlinks=False)
-    if (st.st_dev, st.st_ino) != (made.dev, made.ino):
-        # Someone swapped the name: removing it would delete their file, not ours.
-        raise UnsafeFileError(
-            os.fsdecode(made.path), "name no longer refers to the file we created"
-        )
-    os.unlink(made.name, dir_fd=made.handle.fd)
+def _unlink_made(made: Created) -> None:
+    unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), os.fsdecode(made.path))
 
 
 @overload

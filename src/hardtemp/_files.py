@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import errno
 import functools
 import io
 import os
@@ -20,10 +17,12 @@ from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
 from ._fsinfo import set_nocow
+from ._inode import Entry
 from ._iostack import check_mode, raw_mode, wrap_raw
+from ._linux import AT_FDCWD, rename_noreplace
 from ._names import sanitize_params
-from ._remove import rmtree_at
-from ._wipe import overwrite_fd, remove_entry
+from ._remove import remove_entry, rmtree_at
+from ._wipe import overwrite_fd
 from .exceptions import UnsafeFileError
 
 __all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
@@ -287,38 +286,27 @@ def _unmark_created(made: Created, fd: int | None) -> None:
     if fd is not None:
         _owner.unmark(fd)
         return
-    # O_PATH|O_NOFOLLOW relative to the verified directory: needs no read permission
-    # and pins the inode, which must still be ours.
-    pfd = os.open(made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd)
-    try:
-        st = os.fstat(pfd)
-        if (st.st_dev, st.st_ino) != (made.dev, made.ino):
-            raise UnsafeFileError(os.fsdecode(made.path), "name no longer refers to our file")
-        # /proc/self/fd/N is the inode pfd pins (fremovexattr does not take O_PATH).
-        with contextlib.suppress(OSError):
-            os.removexattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR)
-    finally:
-        os.close(pfd)
+    # Pinned by O_PATH|O_NOFOLLOW relative to the verified directory: needs no read
+    # permission, and the inode must still be ours (checked first, never suppressed);
+    # the mark is removed through the pinned inode (fremovexattr does not take O_PATH).
+    shown = os.fsdecode(made.path)
+    ours = (made.dev, made.ino)
+    with (
+        Entry.pin(made.handle.fd, os.fsdecode(made.name), expect=ours, shown=shown) as entry,
+        contextlib.suppress(OSError),
+    ):
+        entry.removexattr(_owner.OWNER_XATTR)
 
 
 def _remark_closed(made: Created) -> None:
     """Put the sweeper's mark back on our closed file through its verified name
     (best effort: called while another error is propagating)."""
-    with contextlib.suppress(OSError):
-        pfd = os.open(made.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=made.handle.fd)
-        try:
-            st = os.fstat(pfd)
-            # Only our inode: a file swapped in under our name is never marked for removal.
-            if (st.st_dev, st.st_ino) == (made.dev, made.ino):
-                os.setxattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR, _owner.current_tag())
-        finally:
-            os.close(pfd)
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_renameat2 = getattr(_libc, "renameat2", None)
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
+    # Only our inode: a file swapped in under our name is never marked for removal.
+    with (
+        contextlib.suppress(OSError),
+        Entry.pin(made.handle.fd, os.fsdecode(made.name), expect=(made.dev, made.ino)) as entry,
+    ):
+        entry.setxattr(_owner.OWNER_XATTR, _owner.current_tag())
 
 
 def _rename(src_dir_fd: int, src: str, dst: str, *, noclobber: bool) -> None:
@@ -326,19 +314,7 @@ def _rename(src_dir_fd: int, src: str, dst: str, *, noclobber: bool) -> None:
     if not noclobber:
         os.rename(src, dst, src_dir_fd=src_dir_fd)
         return
-    if _renameat2 is not None:
-        # RENAME_NOREPLACE: atomic; the kernel refuses if dst exists.
-        ret = _renameat2(
-            src_dir_fd, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
-        )
-        if ret == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOSYS):  # fs without RENAME_NOREPLACE: fall back
-            raise OSError(err, os.strerror(err), dst)
-    # link() never replaces an existing name; then drop ours.
-    os.link(src, dst, src_dir_fd=src_dir_fd, follow_symlinks=False)
-    os.unlink(src, dir_fd=src_dir_fd)
+    rename_noreplace(src_dir_fd, src, AT_FDCWD, dst)
 
 
 def NamedTemporaryFile(

@@ -13,16 +13,14 @@ What lies below the filesystem (a flash drive's translation layer, thin
 provisioning, a loop image on a copy-on-write host) cannot be verified from
 here; every verdict carries a reason describing the device as far as it is known.
 
-Linux only: Python has no ``fstatfs``, so libc's is called through :mod:`ctypes`;
+Linux only: Python has no ``fstatfs``, so libc's is called (see :mod:`hardtemp._linux`);
 the mount entry comes from ``mnt_id`` in ``/proc/self/fdinfo/<fd>`` matched to
 ``/proc/self/mountinfo`` (``st_dev`` matching fails on btrfs subvolumes).
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import errno
 import fcntl
 import os
 import select
@@ -33,6 +31,17 @@ import time
 from dataclasses import dataclass
 
 import psutil  # type: ignore[import-untyped]
+
+from ._linux import (
+    FIEMAP_EXTENT,
+    FIEMAP_HEADER,
+    FS_IOC_FIEMAP,
+    FS_IOC_GETFLAGS,
+    FS_IOC_SETFLAGS,
+    LONG_SIZE,
+    fdinfo_mount_id,
+    fstatfs,
+)
 
 __all__ = [
     "BEST_EFFORT",
@@ -108,13 +117,7 @@ FS_JOURNAL_DATA_FL = 0x00004000
 FS_NOCOW_FL = 0x00800000
 FS_INLINE_DATA_FL = 0x10000000
 
-# ioctl numbers: _IOR('f', 1, long), _IOW('f', 2, long), _IOWR('f', 11, struct fiemap).
-_LONG = struct.calcsize("l")
-_FS_IOC_GETFLAGS = (2 << 30) | (_LONG << 16) | (ord("f") << 8) | 1
-_FS_IOC_SETFLAGS = (1 << 30) | (_LONG << 16) | (ord("f") << 8) | 2
-_FIEMAP_HEADER = struct.Struct("=QQIIII")  # fm_start, fm_length, flags, mapped, count, reserved
-_FIEMAP_EXTENT = struct.Struct("=QQQQQIIII")  # logical, physical, length, 2 reserved, flags, 3 rsv
-_FS_IOC_FIEMAP = (3 << 30) | (_FIEMAP_HEADER.size << 16) | (ord("f") << 8) | 11
+# ioctl numbers and the FIEMAP layouts live in _linux.
 _FIEMAP_FLAG_SYNC = 0x1
 _FIEMAP_EXTENT_LAST = 0x1
 _FIEMAP_EXTENT_DATA_INLINE = 0x200
@@ -146,30 +149,6 @@ class FsInfo:
     f_type: int = 0
     mnt_id: int = -1
 
-
-class _StatFs(ctypes.Structure):
-    # glibc's struct statfs on Linux: every field is one machine word (__fsword_t /
-    # fsblkcnt_t / fsfilcnt_t) except f_fsid (two ints); generous spare space follows.
-    _fields_ = (
-        ("f_type", ctypes.c_long),
-        ("f_bsize", ctypes.c_long),
-        ("f_blocks", ctypes.c_ulong),
-        ("f_bfree", ctypes.c_ulong),
-        ("f_bavail", ctypes.c_ulong),
-        ("f_files", ctypes.c_ulong),
-        ("f_ffree", ctypes.c_ulong),
-        ("f_fsid", ctypes.c_int * 2),
-        ("f_namelen", ctypes.c_long),
-        ("f_frsize", ctypes.c_long),
-        ("f_flags", ctypes.c_long),
-        ("f_spare", ctypes.c_long * 8),
-    )
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_fstatfs = _libc.fstatfs
-_fstatfs.argtypes = (ctypes.c_int, ctypes.POINTER(_StatFs))
-_fstatfs.restype = ctypes.c_int
 
 _cache: dict[tuple[int, int, int, int, int], FsInfo] = {}
 _cache_lock = threading.Lock()
@@ -220,31 +199,8 @@ def clear_cache() -> None:
     _swap_state[0] = -1e9
 
 
-def _statfs(fd: int) -> _StatFs:
-    buf = _StatFs()
-    while _fstatfs(fd, ctypes.byref(buf)) != 0:
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise OSError(err, os.strerror(err))
-    return buf
-
-
-def _mnt_id(fd: int) -> int:
-    # os.open/os.read: a buffered open() costs 4x more, and this runs on every removal.
-    try:
-        info_fd = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return -1
-    try:
-        data = os.read(info_fd, 4096)
-    except OSError:
-        return -1
-    finally:
-        os.close(info_fd)
-    for line in data.splitlines():
-        if line.startswith(b"mnt_id:"):
-            return int(line.split()[1])
-    return -1
+_statfs = fstatfs  # the names this module's tests and callers use
+_mnt_id = fdinfo_mount_id
 
 
 def _unescape(field: str) -> str:
@@ -516,9 +472,9 @@ def fs_info_for_path(path: str | os.PathLike[str]) -> FsInfo:
 
 def get_file_flags(fd: int) -> int | None:
     """The inode flags of ``fd`` (FS_IOC_GETFLAGS), or ``None`` if not supported."""
-    buf = bytearray(_LONG)
+    buf = bytearray(LONG_SIZE)
     try:
-        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf, True)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
     except OSError:
         return None
     # The kernel reads and writes an int despite the ioctl's declared long.
@@ -555,10 +511,10 @@ def set_nocow(fd: int) -> bool:
         return False
     if flags & FS_NOCOW_FL:
         return True
-    buf = bytearray(_LONG)
+    buf = bytearray(LONG_SIZE)
     struct.pack_into("=i", buf, 0, (flags | FS_NOCOW_FL) & 0x7FFFFFFF | (flags & 0x80000000))
     try:
-        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, buf)
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, buf)
     except OSError:
         return False
     after = get_file_flags(fd)
@@ -569,20 +525,20 @@ def _fiemap_flags(fd: int) -> tuple[bool, bool]:
     """(any extent inline in metadata, any extent shared) for the whole file, via FIEMAP."""
     inline = shared = False
     start = 0
-    size = _FIEMAP_HEADER.size + _FIEMAP_BATCH * _FIEMAP_EXTENT.size
+    size = FIEMAP_HEADER.size + _FIEMAP_BATCH * FIEMAP_EXTENT.size
     while True:
         buf = bytearray(size)
-        _FIEMAP_HEADER.pack_into(
+        FIEMAP_HEADER.pack_into(
             buf, 0, start, 0xFFFFFFFFFFFFFFFF - start, _FIEMAP_FLAG_SYNC, 0, _FIEMAP_BATCH, 0
         )
-        fcntl.ioctl(fd, _FS_IOC_FIEMAP, buf, True)
-        mapped = _FIEMAP_HEADER.unpack_from(buf, 0)[3]
+        fcntl.ioctl(fd, FS_IOC_FIEMAP, buf, True)
+        mapped = FIEMAP_HEADER.unpack_from(buf, 0)[3]
         if mapped == 0:
             return inline, shared
         last = False
         end = start
         for i in range(mapped):
-            ext = _FIEMAP_EXTENT.unpack_from(buf, _FIEMAP_HEADER.size + i * _FIEMAP_EXTENT.size)
+            ext = FIEMAP_EXTENT.unpack_from(buf, FIEMAP_HEADER.size + i * FIEMAP_EXTENT.size)
             logical, length, flags = ext[0], ext[2], ext[5]
             inline = inline or bool(flags & _FIEMAP_EXTENT_DATA_INLINE)
             shared = shared or bool(flags & _FIEMAP_EXTENT_SHARED)

@@ -41,8 +41,8 @@ from typing import Any
 
 from . import _owner
 from ._dirtrust import trusted_dir
-from ._remove import rmtree_at
-from ._wipe import remove_entry
+from ._inode import proc_path
+from ._remove import remove_entry, rmtree_at
 from .exceptions import UnsafeDirectoryError
 
 __all__ = ["SweepEntry", "SweepResult", "sweep"]
@@ -149,7 +149,7 @@ class _InUse:
 def _read_tag(pfd: int) -> _owner.OwnerTag | None:
     # /proc/self/fd/N names the inode the O_PATH descriptor pins, not a new lookup by name.
     try:
-        raw = os.getxattr(f"/proc/self/fd/{pfd}", _owner.OWNER_XATTR)
+        raw = os.getxattr(proc_path(pfd), _owner.OWNER_XATTR)
     except OSError:
         return None
     return _owner.OwnerTag.decode(raw)

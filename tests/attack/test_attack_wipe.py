@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from hardtemp._policy import wipe_policy
-from hardtemp._wipe import remove_entry, wipe
+from hardtemp._remove import remove_entry, wipe
 from hardtemp.exceptions import UnsafeFileError
 
 pytestmark = pytest.mark.attack

@@ -19,7 +19,7 @@ import pytest
 
 from hardtemp import _fsinfo
 from hardtemp._fsinfo import set_nocow
-from hardtemp._wipe import remove_entry, wipe
+from hardtemp._remove import remove_entry, wipe
 from hardtemp.exceptions import WipeUnreliableWarning
 
 pytestmark = pytest.mark.forensic

@@ -1,0 +1,188 @@
+"""The pinned entry: act only on the inode we created or verified, never re-resolve a path.
+
+An :class:`Entry` is a directory descriptor (borrowed: the caller keeps it open), a
+name in it, the identity ``(st_dev, st_ino)`` the name must refer to, and an
+``O_PATH|O_NOFOLLOW`` descriptor pinning that inode. Everything done to the inode
+goes through the pinned descriptor (``/proc/self/fd/N`` names the inode itself, not
+a new lookup), and everything done to the *name* first checks that the name still
+refers to the identity.
+
+Invariants:
+
+* :func:`same` is the one ``(st_dev, st_ino)`` comparison.
+* An Entry never follows a symlink: the name is opened with ``O_NOFOLLOW`` and the pinned
+  inode is checked against the identity before any use.
+* :meth:`Entry.reopen` returns a descriptor of the pinned inode only: it is fstat-ed and
+  compared to the identity, and closed (raising) if it differs.
+* :meth:`Entry.unlink_if_same` never unlinks a name that refers to another inode.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+from .exceptions import UnsafeFileError
+
+__all__ = ["Entry", "ident", "proc_path", "same"]
+
+# O_PATH: pins the inode with no read/write permission needed and opens nothing for I/O
+# (a FIFO never blocks, a device is never opened); O_NOFOLLOW: a symlink is never entered.
+_PIN_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def ident(st: os.stat_result) -> tuple[int, int]:
+    """The identity of an inode: ``(st_dev, st_ino)``."""
+    return (st.st_dev, st.st_ino)
+
+
+def same(a: os.stat_result, b: os.stat_result | tuple[int, int]) -> bool:
+    """Whether ``a`` is the inode ``b`` (a stat result or an identity)."""
+    if isinstance(b, os.stat_result):  # first: a stat_result is a tuple too
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return (a.st_dev, a.st_ino) == tuple(b)
+
+
+def proc_path(fd: int) -> str:
+    """``/proc/self/fd/N``: the magic link names the inode ``fd`` holds, not a path."""
+    return f"/proc/self/fd/{fd}"
+
+
+class Entry:
+    """The name ``name`` in directory ``dir_fd``, pinned to one inode by an ``O_PATH`` fd.
+
+    Use :meth:`pin` to make one; close it (or use it as a context manager) when done.
+    ``dir_fd`` is borrowed: never closed here.
+    """
+
+    __slots__ = ("dev", "dir_fd", "fd", "ino", "name", "shown", "st")
+
+    def __init__(
+        self, dir_fd: int, name: str, fd: int, st: os.stat_result, shown: str | None = None
+    ) -> None:
+        self.dir_fd = dir_fd
+        self.name = name
+        self.fd = fd
+        self.st = st
+        self.dev, self.ino = st.st_dev, st.st_ino
+        self.shown = shown if shown is not None else name
+
+    @classmethod
+    def pin(
+        cls,
+        dir_fd: int,
+        name: str,
+        *,
+        expect: tuple[int, int] | None = None,
+        directory: bool = False,
+        shown: str | None = None,
+        not_ours: str = "name no longer refers to our file",
+    ) -> Entry:
+        """Pin the inode ``name`` refers to (never following a symlink).
+
+        ``directory``: the name must be a directory (``O_DIRECTORY``).
+
+        Raises:
+            UnsafeFileError: ``expect`` is given and the name refers to another inode
+                (message ``not_ours``).
+            OSError: the open failed (``FileNotFoundError``; ``ELOOP`` for a symlink,
+                ``ENOTDIR`` with ``directory``...).
+        """
+        flags = _PIN_FLAGS | (os.O_DIRECTORY if directory else 0)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+        try:
+            st = os.fstat(fd)
+            if expect is not None and not same(st, expect):
+                raise UnsafeFileError(shown if shown is not None else name, not_ours)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(dir_fd, name, fd, st, shown)
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    @property
+    def proc(self) -> str:
+        return proc_path(self.fd)
+
+    def close(self) -> None:
+        """Release the pinned descriptor (idempotent)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> Entry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def reopen(self, flags: int) -> int:
+        """A new descriptor of the pinned inode opened with ``flags`` (``O_CLOEXEC`` added).
+
+        Raises:
+            UnsafeFileError: the descriptor opened is not the pinned inode (closed first).
+            OSError: the open failed (``PermissionError``...).
+        """
+        # Through /proc/self/fd: the pinned inode itself, whatever the name now refers to.
+        fd = os.open(self.proc, (flags | os.O_CLOEXEC) & ~os.O_NOFOLLOW)
+        try:
+            if not same(os.fstat(fd), self.identity):
+                raise UnsafeFileError(self.shown, "was replaced while being opened")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def chmod(self, mode: int) -> None:
+        """chmod the pinned inode (``fchmod`` does not take ``O_PATH``): never a symlink's
+        target (CPython's CVE-2023-6597 chmod-ed one by name)."""
+        os.chmod(self.proc, mode)
+
+    def getxattr(self, attr: str) -> bytes:
+        """Raises OSError (ENODATA when absent, ENOTSUP...)."""
+        return os.getxattr(self.proc, attr)
+
+    def setxattr(self, attr: str, value: bytes) -> None:
+        """Raises OSError (ENOTSUP, EPERM...)."""
+        os.setxattr(self.proc, attr, value)
+
+    def removexattr(self, attr: str) -> None:
+        """Raises OSError (ENODATA when absent...)."""
+        os.removexattr(self.proc, attr)
+
+    def still_named(self) -> bool:
+        """Whether ``name`` in ``dir_fd`` still refers to the pinned inode (False if gone).
+
+        Raises:
+            OSError: the lookup failed other than by ENOENT (EACCES, EIO...).
+        """
+        try:
+            now = os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return same(now, self.identity)
+
+    def unlink_if_same(self) -> bool:
+        """Unlink ``name`` if it still refers to the pinned inode; False if it does not.
+
+        The check and the unlink are two system calls: callers that must not lose another
+        user's entry in between hide the name first (see :mod:`hardtemp._remove`).
+
+        Raises:
+            OSError: the unlink failed (EPERM, EROFS...).
+        """
+        if not self.still_named():
+            return False
+        try:
+            os.unlink(self.name, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            return False
+        return True

@@ -1,0 +1,278 @@
+"""The one door to Linux system calls that Python's :mod:`os` lacks.
+
+Invariants:
+
+* libc is loaded once, here; no other module uses :mod:`ctypes` for a system call.
+* Every wrapper retries ``EINTR`` and raises :class:`OSError` with the real ``errno``;
+  none returns a C error code.
+* :func:`rename_noreplace` is the one no-clobber rename: ``renameat2(RENAME_NOREPLACE)``,
+  or where the kernel, filesystem or libc lacks it, ``link()`` + ``unlink()`` (which never
+  replaces an existing name either). It never falls back to a rename that can clobber.
+* :func:`statx` is called with ``AT_SYMLINK_NOFOLLOW`` (and ``AT_EMPTY_PATH`` for a
+  descriptor): it never follows a symlink.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "AT_FDCWD",
+    "FIEMAP_EXTENT",
+    "FIEMAP_HEADER",
+    "FS_IOC_FIEMAP",
+    "FS_IOC_GETFLAGS",
+    "FS_IOC_SETFLAGS",
+    "LONG_SIZE",
+    "StatFs",
+    "Statx",
+    "fdinfo_mount_id",
+    "fstatfs",
+    "mount_id",
+    "rename_noreplace",
+    "statx",
+]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+_RENAME_NOREPLACE = 1
+
+# ioctl numbers: _IOR('f', 1, long), _IOW('f', 2, long), _IOWR('f', 11, struct fiemap).
+LONG_SIZE = struct.calcsize("l")
+FS_IOC_GETFLAGS = (2 << 30) | (LONG_SIZE << 16) | (ord("f") << 8) | 1
+FS_IOC_SETFLAGS = (1 << 30) | (LONG_SIZE << 16) | (ord("f") << 8) | 2
+FIEMAP_HEADER = struct.Struct("=QQIIII")  # fm_start, fm_length, flags, mapped, count, reserved
+FIEMAP_EXTENT = struct.Struct("=QQQQQIIII")  # logical, physical, length, 2 reserved, flags, 3 rsv
+FS_IOC_FIEMAP = (3 << 30) | (FIEMAP_HEADER.size << 16) | (ord("f") << 8) | 11
+
+
+def _raise_errno(filename: str | None = None) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err), filename)
+
+
+# --- renameat2 -------------------------------------------------------------------------------
+
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc >= 2.28
+if _renameat2 is not None:
+    _renameat2.argtypes = (
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    )
+    _renameat2.restype = ctypes.c_int
+
+
+def rename_noreplace(
+    src_dir_fd: int, src: str, dst_dir_fd: int, dst: str, *, unguessable: bool = False
+) -> None:
+    """Move ``src`` (relative to ``src_dir_fd``) to ``dst`` (relative to ``dst_dir_fd``,
+    or :data:`AT_FDCWD`), never replacing an existing ``dst``.
+
+    Where ``RENAME_NOREPLACE`` is missing (glibc < 2.28, some filesystems), ``link()`` +
+    ``unlink()`` is used: never clobbering, but not atomic. ``unguessable=True`` says
+    ``dst`` is a fresh random name (>= 96 bits) in ``src``'s own directory: then a plain
+    rename is used instead, atomic, since such a name cannot pre-exist; this avoids
+    link+unlink's window in which a name swapped in for ``src`` would be unlinked.
+
+    Raises:
+        FileExistsError: ``dst`` exists (nothing changed).
+        OSError: the rename (or, without ``RENAME_NOREPLACE``, the link or unlink) failed;
+            a directory on a filesystem without ``RENAME_NOREPLACE`` raises the
+            ``EINVAL``/``ENOSYS`` met (it cannot be hard-linked).
+    """
+    if _renameat2 is not None:
+        while True:
+            # RENAME_NOREPLACE: atomic; the kernel refuses if dst exists.
+            ret = _renameat2(
+                src_dir_fd, os.fsencode(src), dst_dir_fd, os.fsencode(dst), _RENAME_NOREPLACE
+            )
+            if ret == 0:
+                return
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                break
+        if err not in (errno.EINVAL, errno.ENOSYS):  # fs without RENAME_NOREPLACE: fall back
+            raise OSError(err, os.strerror(err), dst)
+    if unguessable:
+        # No one can have created a random 96-bit name first: a plain rename cannot clobber.
+        os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        return
+    # link() never replaces an existing name (a plain rename would); then drop the old one.
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
+
+
+# --- fstatfs ---------------------------------------------------------------------------------
+
+
+class StatFs(ctypes.Structure):
+    """glibc's ``struct statfs`` on Linux."""
+
+    # Every field is one machine word (__fsword_t / fsblkcnt_t / fsfilcnt_t) except
+    # f_fsid (two ints); generous spare space follows.
+    _fields_ = (
+        ("f_type", ctypes.c_long),
+        ("f_bsize", ctypes.c_long),
+        ("f_blocks", ctypes.c_ulong),
+        ("f_bfree", ctypes.c_ulong),
+        ("f_bavail", ctypes.c_ulong),
+        ("f_files", ctypes.c_ulong),
+        ("f_ffree", ctypes.c_ulong),
+        ("f_fsid", ctypes.c_int * 2),
+        ("f_namelen", ctypes.c_long),
+        ("f_frsize", ctypes.c_long),
+        ("f_flags", ctypes.c_long),
+        ("f_spare", ctypes.c_long * 8),
+    )
+
+
+_fstatfs = _libc.fstatfs
+_fstatfs.argtypes = (ctypes.c_int, ctypes.POINTER(StatFs))
+_fstatfs.restype = ctypes.c_int
+
+
+def fstatfs(fd: int) -> StatFs:
+    """``fstatfs(fd)``. Raises OSError (EBADF...)."""
+    buf = StatFs()
+    while _fstatfs(fd, ctypes.byref(buf)) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno()
+    return buf
+
+
+# --- statx -----------------------------------------------------------------------------------
+
+STATX_BASIC_STATS = 0x07FF
+STATX_BTIME = 0x0800
+STATX_MNT_ID = 0x1000
+
+
+class _Timestamp(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_uint32), ("_r", ctypes.c_int32))
+
+
+class _StatxBuf(ctypes.Structure):
+    # struct statx (linux/stat.h), 256 bytes.
+    _fields_ = (
+        ("stx_mask", ctypes.c_uint32),
+        ("stx_blksize", ctypes.c_uint32),
+        ("stx_attributes", ctypes.c_uint64),
+        ("stx_nlink", ctypes.c_uint32),
+        ("stx_uid", ctypes.c_uint32),
+        ("stx_gid", ctypes.c_uint32),
+        ("stx_mode", ctypes.c_uint16),
+        ("_spare0", ctypes.c_uint16),
+        ("stx_ino", ctypes.c_uint64),
+        ("stx_size", ctypes.c_uint64),
+        ("stx_blocks", ctypes.c_uint64),
+        ("stx_attributes_mask", ctypes.c_uint64),
+        ("stx_atime", _Timestamp),
+        ("stx_btime", _Timestamp),
+        ("stx_ctime", _Timestamp),
+        ("stx_mtime", _Timestamp),
+        ("stx_rdev_major", ctypes.c_uint32),
+        ("stx_rdev_minor", ctypes.c_uint32),
+        ("stx_dev_major", ctypes.c_uint32),
+        ("stx_dev_minor", ctypes.c_uint32),
+        ("stx_mnt_id", ctypes.c_uint64),
+        ("_spare2", ctypes.c_uint64 * 14),
+    )
+
+
+_statx = getattr(_libc, "statx", None)  # glibc >= 2.28
+if _statx is not None:
+    _statx.argtypes = (
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_StatxBuf),
+    )
+    _statx.restype = ctypes.c_int
+
+
+@dataclass(frozen=True)
+class Statx:
+    """What :func:`statx` returns: ``mnt_id`` is -1 and ``btime`` None when unknown."""
+
+    mode: int
+    ino: int
+    dev: int
+    nlink: int
+    uid: int
+    size: int
+    mnt_id: int
+    btime: float | None
+
+
+def statx(dir_fd: int, name: str = "") -> Statx:
+    """``statx`` of ``name`` relative to ``dir_fd`` (of ``dir_fd`` itself if ``name`` is "").
+
+    Never follows a symlink. ``mnt_id`` comes from ``STATX_MNT_ID`` (Linux >= 5.8), else
+    from ``/proc/self/fdinfo`` when ``name`` is "" (-1 if neither is available).
+
+    Raises:
+        OSError: the lookup failed (ENOENT, EBADF...); ``ENOSYS`` without statx in libc.
+    """
+    if _statx is None:
+        raise OSError(errno.ENOSYS, "statx is not available in this libc")
+    buf = _StatxBuf()
+    flags = _AT_SYMLINK_NOFOLLOW | (_AT_EMPTY_PATH if not name else 0)
+    mask = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID
+    while _statx(dir_fd, os.fsencode(name), flags, mask, ctypes.byref(buf)) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno(name or None)
+    if buf.stx_mask & STATX_MNT_ID:
+        mnt_id = int(buf.stx_mnt_id)
+    else:
+        mnt_id = fdinfo_mount_id(dir_fd) if not name else -1
+    btime = None
+    if buf.stx_mask & STATX_BTIME:
+        btime = buf.stx_btime.tv_sec + buf.stx_btime.tv_nsec / 1e9
+    return Statx(
+        mode=int(buf.stx_mode),
+        ino=int(buf.stx_ino),
+        dev=os.makedev(buf.stx_dev_major, buf.stx_dev_minor),
+        nlink=int(buf.stx_nlink),
+        uid=int(buf.stx_uid),
+        size=int(buf.stx_size),
+        mnt_id=mnt_id,
+        btime=btime,
+    )
+
+
+def fdinfo_mount_id(fd: int) -> int:
+    """The mount id of open ``fd`` from ``/proc/self/fdinfo`` (-1 without /proc)."""
+    # os.open/os.read: a buffered open() costs 4x more, and this runs on every removal.
+    try:
+        info_fd = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        data = os.read(info_fd, 4096)
+    except OSError:
+        return -1
+    finally:
+        os.close(info_fd)
+    for line in data.splitlines():
+        if line.startswith(b"mnt_id:"):
+            return int(line.split()[1])
+    return -1
+
+
+def mount_id(fd: int) -> int:
+    """The mount id of open ``fd``: ``statx`` first, ``/proc/self/fdinfo`` else; -1 if unknown."""
+    try:
+        return statx(fd).mnt_id
+    except OSError:
+        return fdinfo_mount_id(fd)

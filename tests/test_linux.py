@@ -1,0 +1,223 @@
+"""_linux: the libc door (renameat2, statx, fstatfs), on real files and real mounts."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _helpers_core import SRC
+from hardtemp import _linux
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount, unshare -m)")
+
+
+@pytest.fixture
+def dfd(tmp_path: Path) -> Iterator[int]:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_rename_noreplace_moves_and_never_replaces(tmp_path: Path, dfd: int) -> None:
+    (tmp_path / "a").write_bytes(b"A")
+    _linux.rename_noreplace(dfd, "a", dfd, "b")
+    assert (tmp_path / "b").read_bytes() == b"A"
+    (tmp_path / "c").write_bytes(b"C")
+    with pytest.raises(FileExistsError) as info:
+        _linux.rename_noreplace(dfd, "c", dfd, "b")
+    assert info.value.filename == "b"
+    assert (tmp_path / "b").read_bytes() == b"A"
+    assert (tmp_path / "c").read_bytes() == b"C"
+
+
+def test_rename_noreplace_to_a_path_relative_to_the_cwd(tmp_path: Path, dfd: int) -> None:
+    (tmp_path / "a").write_bytes(b"A")
+    _linux.rename_noreplace(dfd, "a", _linux.AT_FDCWD, str(tmp_path / "elsewhere"))
+    assert (tmp_path / "elsewhere").read_bytes() == b"A"
+
+
+def test_without_renameat2_the_fallback_links_and_still_never_replaces(
+    tmp_path: Path, dfd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc < 2.28 has no renameat2 symbol: cannot be caused here, so the binding is removed.
+    monkeypatch.setattr(_linux, "_renameat2", None)
+    (tmp_path / "a").write_bytes(b"A")
+    (tmp_path / "b").write_bytes(b"B")
+    with pytest.raises(FileExistsError):
+        _linux.rename_noreplace(dfd, "a", dfd, "b")
+    assert (tmp_path / "b").read_bytes() == b"B"
+    os.unlink(tmp_path / "b")
+    _linux.rename_noreplace(dfd, "a", dfd, "b")
+    assert sorted(os.listdir(tmp_path)) == ["b"]
+    assert (tmp_path / "b").read_bytes() == b"A"
+    assert os.stat(tmp_path / "b").st_nlink == 1
+
+
+def test_without_renameat2_an_unguessable_target_is_renamed_atomically(
+    tmp_path: Path, dfd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory cannot be hard-linked: the unguessable plain rename still moves it.
+    monkeypatch.setattr(_linux, "_renameat2", None)
+    (tmp_path / "d").mkdir()
+    _linux.rename_noreplace(dfd, "d", dfd, ".ht-random", unguessable=True)
+    assert os.listdir(tmp_path) == [".ht-random"]
+
+
+def _fake_renameat2(errnos: list[int]) -> Callable[..., int]:
+    real = _linux._renameat2
+
+    def fake(*args: Any) -> int:
+        if errnos:
+            ctypes.set_errno(errnos.pop(0))
+            return -1
+        assert real is not None
+        return int(real(*args))
+
+    return fake
+
+
+def test_a_filesystem_without_rename_noreplace_falls_back_and_eintr_is_retried(
+    tmp_path: Path, dfd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A filesystem refusing RENAME_NOREPLACE (EINVAL) and a signal mid-call (EINTR) cannot
+    # be caused on demand here: the binding fails once with each errno, then the real one.
+    monkeypatch.setattr(_linux, "_renameat2", _fake_renameat2([errno.EINTR]))
+    (tmp_path / "a").write_bytes(b"A")
+    _linux.rename_noreplace(dfd, "a", dfd, "b")
+    assert os.listdir(tmp_path) == ["b"]
+    monkeypatch.setattr(_linux, "_renameat2", _fake_renameat2([errno.EINVAL]))
+    _linux.rename_noreplace(dfd, "b", dfd, "c")
+    assert os.listdir(tmp_path) == ["c"]
+    assert os.stat(tmp_path / "c").st_nlink == 1
+
+
+def test_rename_noreplace_of_a_missing_name_raises_file_not_found(dfd: int) -> None:
+    with pytest.raises(FileNotFoundError):
+        _linux.rename_noreplace(dfd, "missing", dfd, "b")
+
+
+def test_fstatfs_reads_the_filesystem_and_reports_a_bad_descriptor(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        sfs = _linux.fstatfs(fd)
+        assert sfs.f_bsize > 0
+        assert sfs.f_namelen >= 255
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        _linux.fstatfs(fd)
+    assert info.value.errno == errno.EBADF
+
+
+def test_statx_of_a_name_and_of_a_descriptor_agree_with_stat(tmp_path: Path, dfd: int) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    st = os.stat(tmp_path / "f")
+    by_name = _linux.statx(dfd, "f")
+    fd = os.open(tmp_path / "f", os.O_PATH)
+    try:
+        by_fd = _linux.statx(fd)
+        assert by_fd.mnt_id == _linux.fdinfo_mount_id(fd)
+    finally:
+        os.close(fd)
+    for sx in (by_name, by_fd):
+        assert (sx.dev, sx.ino, sx.mode, sx.nlink, sx.uid, sx.size) == (
+            st.st_dev,
+            st.st_ino,
+            st.st_mode,
+            st.st_nlink,
+            st.st_uid,
+            5,
+        )
+    assert by_name.mnt_id == by_fd.mnt_id > 0
+
+
+def test_statx_never_follows_a_symlink(tmp_path: Path, dfd: int) -> None:
+    (tmp_path / "target").mkdir()
+    os.symlink("target", tmp_path / "link")
+    sx = _linux.statx(dfd, "link")
+    assert sx.ino == os.lstat(tmp_path / "link").st_ino != os.stat(tmp_path / "target").st_ino
+
+
+def test_statx_reports_the_birth_time_where_the_filesystem_keeps_one(
+    loopfs: Callable[..., Any],
+) -> None:
+    fs = loopfs("ext4")
+    (fs.mountpoint / "f").write_bytes(b"x")
+    fd = os.open(fs.mountpoint / "f", os.O_PATH)
+    try:
+        sx = _linux.statx(fd)
+    finally:
+        os.close(fd)
+    assert sx.btime is not None
+    assert abs(sx.btime - os.stat(fs.mountpoint / "f").st_mtime) < 5
+
+
+def test_statx_errors_name_the_entry(dfd: int) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        _linux.statx(dfd, "missing")
+    assert info.value.filename == "missing"
+
+
+def test_without_statx_in_libc_statx_raises_enosys_and_mount_id_uses_fdinfo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd = os.open(tmp_path, os.O_PATH)
+    try:
+        expected = _linux.mount_id(fd)
+        # glibc < 2.28 has no statx symbol: cannot be caused here, so the binding is removed.
+        monkeypatch.setattr(_linux, "_statx", None)
+        with pytest.raises(OSError) as info:
+            _linux.statx(fd)
+        assert info.value.errno == errno.ENOSYS
+        assert _linux.mount_id(fd) == expected > 0
+    finally:
+        os.close(fd)
+
+
+def test_fdinfo_mount_id_of_a_closed_descriptor_is_unknown() -> None:
+    fd = os.open("/", os.O_PATH)
+    os.close(fd)
+    assert _linux.fdinfo_mount_id(fd) == -1
+    assert _linux.mount_id(fd) == -1
+
+
+@needs_root
+def test_a_bind_mount_of_the_same_filesystem_has_another_mount_id_but_the_same_device(
+    tmp_path: Path,
+) -> None:
+    # The reason mount ids exist here: st_dev cannot see a bind mount of the same filesystem.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "tree" / "mnt").mkdir(parents=True)
+    code = (
+        "import os, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from hardtemp import _linux\n"
+        "t = sys.argv[2]\n"
+        "a = os.open(t + '/tree', os.O_PATH); b = os.open(t + '/tree/mnt', os.O_PATH)\n"
+        "sa, sb = _linux.statx(a), _linux.statx(b)\n"
+        "print(sa.dev == sb.dev, sa.mnt_id != sb.mnt_id, sa.mnt_id, sb.mnt_id)\n"
+    )
+    script = (
+        "mount --make-rprivate / && "
+        f"mount --bind {tmp_path}/src {tmp_path}/tree/mnt && "
+        f'exec {sys.executable} -c "$0" {SRC} {tmp_path}'
+    )
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    same_dev, other_mount, *_ = out.stdout.split()
+    assert (same_dev, other_mount) == ("True", "True")
