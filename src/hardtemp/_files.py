@@ -21,6 +21,7 @@ from ._inode import Entry
 from ._iostack import check_mode, raw_mode, wrap_raw
 from ._linux import AT_FDCWD, rename_noreplace
 from ._names import sanitize_params
+from ._plainio import PlainFileIO, warn_unwiped
 from ._remove import remove_entry, rmtree_at
 from ._wipe import overwrite_fd
 from .exceptions import UnsafeFileError
@@ -28,11 +29,12 @@ from .exceptions import UnsafeFileError
 __all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
 
 
-class _WipingFileIO(io.FileIO):
-    """A FileIO whose close first overwrites the (unnamed) file's data in place.
+class _WipingFileIO(PlainFileIO):
+    """A plaintext raw file whose close first overwrites the (unnamed) file's data in place.
 
     Only the creating process overwrites: a forked child closing its copy must
-    not destroy the parent's data.
+    not destroy the parent's data. Truncation wipes first (see :class:`PlainFileIO`);
+    data another program cut off is reported at close, after the overwrite.
     """
 
     _owner_pid: int = 0
@@ -40,12 +42,17 @@ class _WipingFileIO(io.FileIO):
     def close(self) -> None:
         if self.closed:
             return
+        shrunk = None
         try:
             if os.getpid() == self._owner_pid:
                 self._owner_pid = 0
+                shrunk = self.shrink_report()
                 overwrite_fd(self.fileno(), path=None)
         finally:
             super().close()
+        if shrunk is not None:
+            # After the close: a warning turned into an error must not leak the descriptor.
+            warn_unwiped(None, shrunk, stacklevel=3)
 
 
 def TemporaryFile(
@@ -118,9 +125,18 @@ class _NamedState:
     """Everything needed to remove a named temp file, without the wrapper itself
     (so a finalizer holding it does not keep the wrapper alive)."""
 
-    def __init__(self, file: IO[Any], fd: int, made: Created, delete: bool, delete_on_close: bool):
+    def __init__(
+        self,
+        file: IO[Any],
+        raw: PlainFileIO,
+        made: Created,
+        delete: bool,
+        delete_on_close: bool,
+    ):
         self.file = file
-        self.fd = fd
+        self.raw = raw
+        self.fd = raw.fileno()
+        self.shrunk: str | None = None  # what shrink_report() said before the file was closed
         self.made = made
         self.delete = delete
         self.delete_on_close = delete_on_close
@@ -134,6 +150,8 @@ class _NamedState:
         self.removed = True
         path = os.fsdecode(self.made.path)
         sys.audit("hardtemp.remove", path)
+        if fd is not None:
+            self.shrunk = self.raw.shrink_report()
         # FileNotFoundError: removed by the caller already; nothing of ours is left there.
         with contextlib.suppress(FileNotFoundError):
             remove_entry(
@@ -144,6 +162,8 @@ class _NamedState:
                 expect=(self.made.dev, self.made.ino),
                 own_file=True,
             )
+        if self.shrunk is not None:
+            warn_unwiped(path, self.shrunk, stacklevel=4)
 
     def close(self) -> None:
         """Close the file; with delete_on_close, overwrite and remove it first."""
@@ -154,6 +174,11 @@ class _NamedState:
                 with contextlib.suppress(OSError, ValueError):
                     self.file.flush()  # our data must be on the inode before we overwrite it
                 self.remove(self.fd)
+            elif self.delete and os.getpid() == self.owner_pid:
+                with contextlib.suppress(OSError, ValueError):
+                    self.file.flush()
+                # Removed later, by name: look now, while we still have the descriptor.
+                self.shrunk = self.raw.shrink_report()
         finally:
             self.file.close()
 
@@ -349,14 +374,14 @@ def NamedTemporaryFile(
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
     fd, made = create_file(handle, base, prefix, suffix)
-    raw: io.FileIO | None = None
+    raw: PlainFileIO | None = None
     try:
         if delete:
             _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
         sys.audit("tempfile.mkstemp", made.path)
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
-        raw = io.FileIO(fd, raw_mode(mode))
+        raw = PlainFileIO(fd, raw_mode(mode))
         raw.name = made.path  # as tempfile does on 3.12+
         file = wrap_raw(raw, mode, buffering, encoding, errors, newline)  # closes raw on failure
     except BaseException:
@@ -374,7 +399,7 @@ def NamedTemporaryFile(
         else:
             os.close(fd)
         raise
-    state = _NamedState(file, fd, made, delete, delete_on_close)
+    state = _NamedState(file, raw, made, delete, delete_on_close)
     wrapper = _TemporaryFileWrapper(state, made.path)
     if _track.hook is not None:
         _track.hook("NamedTemporaryFile", wrapper, made.path, fd, (made.dev, made.ino))

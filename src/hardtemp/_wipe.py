@@ -144,10 +144,11 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         done += n
 
 
-def _data_ranges(fd: int, size: int, block: int) -> list[tuple[int, int]]:
-    """The file's data extents as (start, end); the one reaching EOF ends on a block boundary."""
+def _data_ranges(fd: int, size: int, block: int, begin: int = 0) -> list[tuple[int, int]]:
+    """The file's data extents in ``[begin, size)`` as (start, end); the one reaching EOF
+    ends on a block boundary."""
     ranges: list[tuple[int, int]] = []
-    pos = 0
+    pos = begin
     try:
         while pos < size:
             try:
@@ -164,7 +165,7 @@ def _data_ranges(fd: int, size: int, block: int) -> list[tuple[int, int]]:
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
             raise
-        ranges = [(0, size)] if size else []  # no SEEK_DATA support: everything is data
+        ranges = [(begin, size)] if size > begin else []  # no SEEK_DATA: everything is data
     if ranges and ranges[-1][1] == size and size % block:
         # The tail of the last block may still hold old bytes: cover it; the size is restored.
         ranges[-1] = (ranges[-1][0], size + block - size % block)
@@ -227,6 +228,39 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         )
         if prog.verdict not in (SKIPPED,):
             prog.verdict = BEST_EFFORT
+
+
+def overwrite_range(fd: int, start: int, end: int, *, pattern: str = "random") -> int:
+    """Overwrite the data extents of ``[start, end)`` of the file at ``fd`` (one pass), then
+    ``fdatasync``; return the bytes written. For a range about to be cut off by truncation.
+    The descriptor's offset is unchanged.
+
+    The sync is what makes this worth anything: ``ftruncate`` drops dirty pages beyond the
+    new size without writing them, so an unsynced overwrite would never reach the blocks.
+    Holes are skipped (nothing of ours there). ``fd`` must be writable without ``O_APPEND``.
+
+    Raises:
+        OSError: ``pwrite``/``fdatasync`` failed (EIO, ENOSPC...); part may be written.
+    """
+    if end <= start:
+        return 0
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        ranges = _data_ranges(fd, end, 1, begin=start)  # SEEK_DATA moves the offset...
+    finally:
+        os.lseek(fd, offset, os.SEEK_SET)  # ...which the caller's file object relies on
+    pat = _Pattern(pattern, max((e - s for s, e in ranges), default=0))
+    done = 0
+    for s, e in ranges:
+        pos = s
+        while pos < e:
+            n = min(_CHUNK, e - pos)
+            _pwrite_all(fd, pat.take(n), pos)
+            pos += n
+            done += n
+    if done:
+        os.fdatasync(fd)
+    return done
 
 
 def _apply_policy(report: WipeReport, policy: str, stacklevel: int) -> None:

@@ -1,0 +1,178 @@
+"""The raw layer of hardtemp's plaintext files: nothing we wrote is cut off unwiped.
+
+Used by ``NamedTemporaryFile``, ``TemporaryFile(encrypt=False)`` (so also
+``SpooledTemporaryFile(encrypt=False)`` after rollover and compat's files).
+
+Invariants:
+
+* ``truncate()`` through this object overwrites (and ``fdatasync``-s) the data being
+  cut off before the kernel frees it: ``ftruncate`` drops the range's dirty pages and
+  frees its blocks with the old bytes intact, so the overwrite at close could never
+  reach them. If that overwrite fails, the wipe policy decides (warn, or
+  :class:`~hardtemp.exceptions.WipeError` before anything is cut under ``"error"``).
+* What others do to the file (``O_TRUNC``, ``fallocate(PUNCH_HOLE)`` by a program
+  handed the name, or through an inherited descriptor) cannot be undone, but is
+  detected at close where it shows: a size below the high-water mark of our own
+  writes, or a hole inside a range we wrote. :meth:`PlainFileIO.shrink_report` says so
+  and the caller warns (:class:`~hardtemp.exceptions.WipeUnreliableWarning`).
+  Not seen: bytes others wrote and cut again without our writing past them, writes
+  through ``mmap`` or ``os.write(f.fileno())``, and ranges once we track more than
+  :data:`MAX_RANGES` disjoint pieces (then only the size is compared).
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import fcntl
+import io
+import os
+import warnings
+from typing import Any
+
+from ._policy import get_wipe_policy
+from ._wipe import overwrite_range
+from .exceptions import WipeError, WipeUnreliableWarning
+
+__all__ = ["MAX_RANGES", "PlainFileIO", "warn_unwiped"]
+
+#: Disjoint written ranges remembered for hole detection (random writes beyond this
+#: merge nothing, so the list is dropped and only the size high-water mark is kept).
+MAX_RANGES = 256
+
+
+class PlainFileIO(io.FileIO):
+    """A :class:`io.FileIO` that wipes what it cuts and remembers what it wrote."""
+
+    _hw: int = 0  # high-water mark: the largest end of file our writes or fstat saw
+    _ranges: list[list[int]] | None = None  # merged [start, end) ranges we wrote
+
+    def __init__(self, file: int, mode: str = "r", closefd: bool = True) -> None:
+        super().__init__(file, mode, closefd)
+        self._ranges = []
+        self._hw = os.fstat(self.fileno()).st_size
+
+    def write(self, b: Any, /) -> int:
+        n = super().write(b)
+        if n:
+            end = os.lseek(self.fileno(), 0, os.SEEK_CUR)
+            self._note(end - n, end)
+        return n
+
+    def _note(self, start: int, end: int) -> None:
+        self._hw = max(self._hw, end)
+        ranges = self._ranges
+        if ranges is None:
+            return
+        # Merge [start, end) into the sorted disjoint list (touching ranges merge too).
+        i = bisect.bisect_left(ranges, [start])
+        if i and ranges[i - 1][1] >= start:
+            i -= 1
+        j = i
+        while j < len(ranges) and ranges[j][0] <= end:
+            start = min(start, ranges[j][0])
+            end = max(end, ranges[j][1])
+            j += 1
+        ranges[i:j] = [[start, end]]
+        if len(ranges) > MAX_RANGES:
+            self._ranges = None
+
+    def truncate(self, size: int | None = None) -> int:
+        """As :meth:`io.FileIO.truncate`, but the data cut off is overwritten first.
+
+        Raises:
+            WipeError: the overwrite failed and the wipe policy is ``"error"`` (nothing
+                was cut); under ``"warn"`` a :class:`WipeUnreliableWarning` says so.
+            OSError, ValueError: as :meth:`io.FileIO.truncate`.
+        """
+        fd = self.fileno()
+        if size is None:
+            size = self.tell()
+        st = os.fstat(fd)
+        cut_before_us = self._hw > st.st_size  # another program shrank it: close reports it
+        if 0 <= size < st.st_size:
+            try:
+                self._overwrite_cut(fd, size, st.st_size)
+            except OSError as exc:
+                warn_unwiped(
+                    self.name,
+                    f"the {st.st_size - size} bytes cut off by truncate() could not be "
+                    f"overwritten ({exc.strerror or exc}) and may stay on the disk",
+                    stacklevel=3,
+                )
+        result = super().truncate(size)
+        if not cut_before_us and size < self._hw:
+            self._hw = size  # all above it was overwritten before the cut
+        if self._ranges is not None:
+            self._ranges = [[s, min(e, size)] for s, e in self._ranges if s < size]
+        return result
+
+    def _overwrite_cut(self, fd: int, start: int, end: int) -> None:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if not flags & os.O_APPEND:
+            overwrite_range(fd, start, end)
+            return
+        # O_APPEND: pwrite would append, growing the file and leaving the old bytes.
+        # A second descriptor of the same inode (the magic link names it, no path
+        # lookup) without O_APPEND.
+        wfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            overwrite_range(wfd, start, end)
+        finally:
+            os.close(wfd)
+
+    def shrink_report(self) -> str | None:
+        """Why data we wrote may have been freed without an overwrite, or None.
+
+        Compares the file as it is now (``fstat``, ``SEEK_HOLE``) with what we wrote:
+        a size below our high-water mark means another program truncated it (``O_TRUNC``,
+        ``>``); a hole inside a range we wrote means a hole was punched. Call before
+        the final overwrite.
+        """
+        if self.closed:
+            return None
+        fd = self.fileno()
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            return None
+        if size < self._hw:
+            return (
+                f"it was truncated by another program from {self._hw} to {size} bytes "
+                "(O_TRUNC, '>', truncate(1)) after we wrote it: the blocks cut off were "
+                "freed without an overwrite and may still hold the data"
+            )
+        for start, end in self._ranges or ():
+            end = min(end, size)
+            if start >= end:
+                continue
+            try:
+                hole = os.lseek(fd, start, os.SEEK_HOLE)
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENXIO):
+                    return None  # no SEEK_HOLE here: holes cannot be seen
+                raise
+            if hole < end:
+                return (
+                    f"a hole was punched at offset {hole} into data we wrote (fallocate "
+                    "PUNCH_HOLE by another program): those blocks were freed without an "
+                    "overwrite and may still hold the data"
+                )
+        return None
+
+
+def warn_unwiped(path: Any, why: str, *, stacklevel: int = 2, policy: str | None = None) -> None:
+    """Say that plaintext may remain, as the wipe policy says.
+
+    Raises:
+        WipeError: the policy is ``"error"``.
+        WipeUnreliableWarning: (warning) the policy is ``"warn"``.
+    """
+    policy = get_wipe_policy() if policy is None else policy
+    shown = None if path is None or isinstance(path, int) else os.fsdecode(path)
+    if policy == "error":
+        raise WipeError(shown, why)
+    if policy == "warn":
+        warnings.warn(
+            f"{shown or 'temporary file'}: {why}", WipeUnreliableWarning, stacklevel=stacklevel + 1
+        )

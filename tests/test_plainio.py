@@ -1,0 +1,276 @@
+"""hardtemp._plainio: truncation through our plaintext files wipes first; cuts by others warn.
+
+The overwrite of the cut range is shown in process by a second name (a hard link made
+before the cut cannot see freed blocks, so the bytes are read back from the extent
+through the block-level view in tests/forensic/test_forensic_cut.py); here: the
+semantics, the warnings and the policy. Other programs are real processes
+(truncate(1), fallocate(1), a shell's ``>``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hardtemp
+from hardtemp import _plainio, _wipe, compat
+from hardtemp._plainio import MAX_RANGES, PlainFileIO
+from hardtemp.exceptions import WipeError, WipeUnreliableWarning
+
+
+@pytest.fixture(autouse=True)
+def _strict() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WipeUnreliableWarning)
+        with hardtemp.wipe_policy("warn"):
+            yield None
+
+
+def _named(tmp_path: Path, **kw: Any) -> Any:
+    return hardtemp.NamedTemporaryFile(dir=tmp_path, **kw)
+
+
+def _cut_by_others(kind: str, path: str) -> None:
+    if kind == "O_TRUNC":
+        subprocess.run(["sh", "-c", ': > "$1"', "sh", path], check=True)
+    elif kind == "truncate(1)":
+        subprocess.run(["truncate", "-s", "100", path], check=True)
+    else:
+        subprocess.run(["fallocate", "-p", "-o", "4096", "-l", "8192", path], check=True)
+
+
+def test_truncate_through_our_object_keeps_the_stdlib_semantics(tmp_path: Path) -> None:
+    with _named(tmp_path) as f:
+        f.write(b"x" * 10000)
+        f.seek(3000)
+        assert f.truncate() == 3000
+        assert f.tell() == 3000
+        assert os.fstat(f.fileno()).st_size == 3000
+        assert f.truncate(5000) == 5000  # growing: a hole, nothing to overwrite
+        f.seek(0)
+        assert f.read() == b"x" * 3000 + bytes(2000)
+
+
+def test_truncate_overwrites_the_cut_range_before_cutting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What reaches the disk is proved on a raw image (forensic); here: which range, synced.
+    calls: list[tuple[int, int]] = []
+    real = _plainio.overwrite_range
+
+    def spy(fd: int, start: int, end: int) -> int:
+        calls.append((start, end))
+        assert os.fstat(fd).st_size == end  # still uncut
+        return real(fd, start, end)
+
+    monkeypatch.setattr(_plainio, "overwrite_range", spy)
+    with _named(tmp_path) as f:
+        f.write(b"x" * 10000)
+        f.seek(100)
+        f.truncate()
+        f.truncate(50)
+        f.truncate(80)  # growing: nothing cut
+    assert calls == [(100, 10000), (50, 100)]
+
+
+def test_overwrite_range_writes_only_the_data_of_the_range_and_syncs(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    with open(path, "wb") as f:
+        f.write(b"a" * 4096)
+        f.seek(1 << 20)
+        f.write(b"b" * 4096)  # a hole of ~1 MiB in between
+    fd = os.open(path, os.O_RDWR)
+    try:
+        done = _wipe.overwrite_range(fd, 100, (1 << 20) + 10, pattern="zeros")
+    finally:
+        os.close(fd)
+    assert done == (4096 - 100) + 10  # the hole was skipped
+    data = path.read_bytes()
+    assert data[:100] == b"a" * 100
+    assert data[100:4096] == bytes(3996)
+    assert data[(1 << 20) : (1 << 20) + 10] == bytes(10)
+    assert data[(1 << 20) + 10 :] == b"b" * (4096 - 10)
+    assert _wipe.overwrite_range(os.open(path, os.O_RDWR), 10, 10) == 0
+
+
+def test_truncate_of_an_append_mode_file_overwrites_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pwrite on an O_APPEND descriptor appends: the cut is overwritten through a second one.
+    seen: list[bytes] = []
+    real = _plainio.overwrite_range
+
+    def spy(fd: int, start: int, end: int) -> int:
+        done = real(fd, start, end)
+        assert os.fstat(fd).st_size == end  # not grown by appending
+        with open(f"/proc/self/fd/{fd}", "rb") as check:
+            seen.append(os.pread(check.fileno(), end - start, start))
+        return done
+
+    monkeypatch.setattr(_plainio, "overwrite_range", spy)
+    with _named(tmp_path, mode="a+b") as f:
+        # Our own descriptor has no O_APPEND (FileIO emulates "a" on a given fd); a caller
+        # may set it, e.g. to share the file with a logger.
+        fcntl.fcntl(f.fileno(), fcntl.F_SETFL, fcntl.fcntl(f.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+        f.write(b"y" * 5000)
+        f.flush()
+        f.truncate(10)
+        (cut,) = seen
+        assert len(cut) == 4990
+        assert cut.count(b"y") < 100  # random bytes now, not the data
+        assert os.fstat(f.fileno()).st_size == 10
+        f.seek(0)
+        assert f.read() == b"y" * 10
+
+
+@pytest.mark.parametrize("kind", ["O_TRUNC", "truncate(1)", "punch"])
+def test_a_cut_by_another_program_warns_at_close(tmp_path: Path, kind: str) -> None:
+    f = _named(tmp_path)
+    f.write(os.urandom(20000))
+    f.flush()
+    _cut_by_others(kind, f.name)
+    with pytest.warns(WipeUnreliableWarning) as caught:
+        f.close()
+    (w,) = caught
+    text = str(w.message)
+    assert text.startswith(f"{f.name}: ")
+    if kind == "punch":
+        assert "a hole was punched at offset 4096" in text
+    else:
+        assert f"from 20000 to {0 if kind == 'O_TRUNC' else 100} bytes" in text
+    assert not os.path.exists(f.name)  # removed all the same
+
+
+def test_a_cut_by_another_program_warns_when_closed_before_removal(tmp_path: Path) -> None:
+    f = _named(tmp_path, delete_on_close=False)
+    f.write(b"z" * 9000)
+    f.flush()
+    _cut_by_others("O_TRUNC", f.name)
+    f.close()  # looked at here; reported when the name goes, at exit
+    assert os.path.exists(f.name)
+    with pytest.warns(WipeUnreliableWarning, match="truncated by another program"):
+        f.__exit__(None, None, None)
+    assert not os.path.exists(f.name)
+
+
+def test_a_cut_by_another_program_is_a_wipe_error_under_the_error_policy(tmp_path: Path) -> None:
+    f = _named(tmp_path)
+    f.write(b"z" * 9000)
+    f.flush()
+    _cut_by_others("O_TRUNC", f.name)
+    with hardtemp.wipe_policy("error"), pytest.raises(WipeError) as info:
+        f.close()
+    assert info.value.path == f.name
+    assert "truncated by another program from 9000 to 0 bytes" in info.value.reason
+    assert not os.path.exists(f.name)
+    assert f.closed
+
+
+def test_a_cut_by_another_program_is_silent_only_under_ignore(tmp_path: Path) -> None:
+    f = _named(tmp_path)
+    f.write(b"z" * 9000)
+    f.flush()
+    _cut_by_others("O_TRUNC", f.name)
+    with hardtemp.wipe_policy("ignore"):
+        f.close()  # the strict fixture would turn any warning into an error
+
+
+def test_our_own_cuts_sparse_writes_and_rewrites_never_warn(tmp_path: Path) -> None:
+    with _named(tmp_path, buffering=0) as f:
+        f.write(b"a" * 10000)
+        f.truncate(10)
+        f.seek(1 << 20)
+        f.write(b"b" * 10)  # a hole we made ourselves
+        f.seek(5)
+        f.write(b"c" * 100)
+        f.truncate(50)
+        f.write(b"d")
+
+
+def test_random_writes_beyond_the_range_limit_still_detect_a_shrink(tmp_path: Path) -> None:
+    f = _named(tmp_path, buffering=0)
+    for i in range(MAX_RANGES + 2):
+        f.seek(i * 8192)
+        f.write(b"r")
+    assert f.file._ranges is None  # dropped: holes between our writes are not ours to judge
+    _cut_by_others("O_TRUNC", f.name)
+    with pytest.warns(WipeUnreliableWarning, match="truncated by another program"):
+        f.close()
+
+
+def test_unnamed_plaintext_files_wipe_their_cut_and_warn_for_others(tmp_path: Path) -> None:
+    for make in (
+        lambda: hardtemp.TemporaryFile(dir=tmp_path, encrypt=False),
+        lambda: compat.TemporaryFile(dir=tmp_path),
+    ):
+        f = make()
+        f.write(b"q" * 10000)
+        f.flush()
+        raw = f.raw
+        assert isinstance(raw, PlainFileIO)
+        f.truncate(10)
+        f.close()  # our own cut: no warning
+        g = make()
+        g.write(b"q" * 10000)
+        g.flush()
+        # Another program with the inherited descriptor cuts it (through /proc/self/fd).
+        _cut_by_others("truncate(1)", f"/proc/{os.getpid()}/fd/{g.fileno()}")
+        with pytest.warns(WipeUnreliableWarning, match="from 10000 to 100 bytes"):
+            g.close()
+
+
+def test_spooled_plaintext_after_rollover_wipes_its_cut(tmp_path: Path) -> None:
+    with hardtemp.SpooledTemporaryFile(max_size=10, dir=tmp_path, encrypt=False) as f:
+        f.write(b"s" * 5000)
+        assert f._rolled
+        assert isinstance(f._file.raw, PlainFileIO)
+        f.truncate(3)
+        assert os.fstat(f.fileno()).st_size == 3
+
+
+def test_compat_named_file_wipes_its_cut(tmp_path: Path) -> None:
+    with compat.NamedTemporaryFile(dir=tmp_path) as f:
+        assert isinstance(f.file.raw, PlainFileIO)
+        f.write(b"c" * 5000)
+        f.seek(0)
+        f.truncate()
+        f.write(b"short")
+
+
+def test_a_failed_overwrite_of_the_cut_warns_or_refuses_to_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EIO on an existing extent cannot be caused on a healthy disk: the failure is faked
+    # in hardtemp's own pwrite helper only (not os.pwrite for the whole process).
+    def failing(fd: int, data: memoryview, offset: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_wipe, "_pwrite_all", failing)
+    f = _named(tmp_path, buffering=0)
+    f.write(b"e" * 5000)
+    with pytest.warns(WipeUnreliableWarning, match="could not be overwritten"):
+        f.truncate(10)
+    assert os.fstat(f.fileno()).st_size == 10  # warned, then cut as asked
+    f.write(b"e" * 5000)
+    with hardtemp.wipe_policy("error"), pytest.raises(WipeError, match="could not be overwritten"):
+        f.truncate(10)
+    assert os.fstat(f.fileno()).st_size == 10000  # refused: nothing cut (written at 5000)
+    monkeypatch.undo()
+    f.close()
+
+
+def test_plain_file_io_works_without_seek_hole_support(tmp_path: Path) -> None:
+    raw = PlainFileIO(os.open(tmp_path / "x", os.O_RDWR | os.O_CREAT, 0o600), "rb+")
+    raw.write(b"abc")
+    assert raw.shrink_report() is None
+    raw.close()
+    assert raw.shrink_report() is None  # closed: nothing to look at
+    assert isinstance(raw, io.FileIO)
