@@ -90,15 +90,10 @@ class MemoryFile(io.FileIO):
 
     def __init__(self, max_size: int | None = DEFAULT_MAX_SIZE) -> None:
         limit = _check_max_size(max_size)
-        fd = _memfd()
-        try:
-            # 0600: another user handed the descriptor cannot reopen it through /proc for
-            # writing, and it has no exec bits.
-            os.fchmod(fd, 0o600)
-            super().__init__(fd, "rb+", closefd=True)
-        except BaseException:
-            os.close(fd)
-            raise
+        super().__init__(_memfd(), "rb+", closefd=True)  # owns the descriptor from here
+        # 0600: another user handed the descriptor cannot reopen it through /proc for
+        # writing, and it has no exec bits.
+        os.fchmod(self.fileno(), 0o600)
         self._max_size = limit
         self._owner_pid = os.getpid()
         self._lock = threading.Lock()
@@ -209,6 +204,3 @@ class MemoryFile(io.FileIO):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fileno()}"
         return f"<hardtemp.MemoryFile {state} max_size={self._max_size}>"
-
-    def __getstate__(self) -> Any:
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
