@@ -33,6 +33,10 @@ from hardtemp import _dirtrust
 NOBODY = 65534
 IS_ROOT = os.geteuid() == 0
 
+# The sweep key that authenticates marks (hardtemp._markkey) lives in the state
+# directory: the test run gets its own, never the real user's (subprocesses inherit it).
+os.environ["XDG_STATE_HOME"] = std_tempfile.mkdtemp(prefix="ht-state-")
+
 needs_root = pytest.mark.skipif(
     not IS_ROOT, reason="needs root: to act as a second local user (setuid) and to mount images"
 )

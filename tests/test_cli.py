@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _helpers_euid import as_euid
 from hardtemp import _check, _tempdir
 from hardtemp._cli import main
 from hardtemp.exceptions import NoTrustedTempDirError
@@ -447,29 +448,18 @@ sys.stdin.read()
 def test_sweep_command_removes_a_killed_processes_file(home: Path) -> None:
     area = home / "area"
     area.mkdir(mode=0o700)
-    env = dict(os.environ, PYTHONPATH=SRC)
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(area)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    assert child.stdout is not None
-    name = child.stdout.readline().strip()
-    child.kill()
-    child.wait()
-    child.stdout.close()
-    assert child.stdin is not None
-    child.stdin.close()
+    name = _killed_child_file(area)
     dry = ht("sweep", "--dry-run", str(area), cwd=home)
     assert dry.returncode == 0
-    assert f"would remove   file {name}: pid {child.pid} no longer runs" in dry.stdout
+    assert f"would remove   file {name}: pid " in dry.stdout
+    assert " no longer runs, and no process holds its lock" in dry.stdout
     assert Path(name).exists()
     proc = ht("sweep", "--json", str(area), cwd=home)
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
     assert [(e["path"], e["action"]) for e in data["entries"]] == [(name, "removed")]
+    assert data["missing_dirs"] == []
+    assert data["key_problem"] is None
     assert not Path(name).exists()
 
 
@@ -482,20 +472,87 @@ def test_sweep_command_fails_on_an_untrusted_directory(home: Path) -> None:
     assert f"{hostile}: not trusted" in proc.stdout
 
 
-def test_sweep_command_defaults_to_the_candidates(home: Path) -> None:
-    # TMPDIR=home is the first candidate: a dead mark there is found without naming it.
-    # (--dry-run: the other candidates are this machine's real /tmp and /var/tmp.)
-    orphan = home / "orphan"
-    orphan.write_text("x")
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+def _killed_child_file(where: Path) -> str:
+    """A NamedTemporaryFile left in ``where`` by a hardtemp process killed with SIGKILL."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(where)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        text=True,
     )
-    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    os.setxattr(orphan, "user.hardtemp.owner", f"{boot} {int(dead.stdout)} 1".encode())
+    assert child.stdout is not None
+    assert child.stdin is not None
+    name = child.stdout.readline().strip()
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    child.stdin.close()
+    return name
+
+
+def test_sweep_command_defaults_to_the_candidates(home: Path) -> None:
+    # TMPDIR=home is the first candidate: an orphan there is found without naming it.
+    # (--dry-run: the other candidates are this machine's real /tmp and /var/tmp.)
+    orphan = _killed_child_file(home)
     proc = ht("sweep", "--dry-run", cwd=home)
     assert proc.returncode == 0
     assert f"would remove   file {orphan}" in proc.stdout
-    assert orphan.exists()
+    assert os.path.exists(orphan)
+
+
+def test_sweep_command_of_a_missing_directory_fails_with_one_line(home: Path) -> None:
+    proc = ht("sweep", str(home / "does" / "not" / "exist"), str(home), cwd=home)
+    assert proc.returncode == 1
+    assert proc.stderr == f"hardtemp sweep: {home}/does/not/exist: no such directory\n"
+    assert "Traceback" not in proc.stderr
+
+
+def test_sweep_command_of_an_unreadable_directory_fails(
+    inproc: Path,
+    shared_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not IS_ROOT:
+        pytest.skip("needs root to act as another user")
+    d = shared_dir / "unreadable"  # the other user's own, write+search only
+    d.mkdir(mode=0o300)
+    state = shared_dir / "state"
+    state.mkdir(mode=0o700)
+    for p in (d, state):
+        os.chown(p, NOBODY, NOBODY)
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))  # nobody's own (empty) state directory
+    with as_euid(NOBODY):
+        status = main(["sweep", "--color", "never", str(d)])
+    assert status == 1
+    assert f"skipped dir    {d}: cannot list it (no read permission)" in capsys.readouterr().out
+
+
+def test_sweep_command_with_an_unusable_key_fails_and_removes_nothing(home: Path) -> None:
+    orphan = _killed_child_file(home)
+    key = Path(os.environ["XDG_STATE_HOME"], "hardtemp", "sweep.key")
+    os.chmod(key, 0o644)  # readable by others: anyone could have forged marks with it
+    try:
+        proc = ht("sweep", str(home), cwd=home)
+    finally:
+        os.chmod(key, 0o600)
+    assert proc.returncode == 1
+    assert proc.stderr == f"hardtemp sweep: cannot verify marks: {key}: key has mode -rw-r--r--\n"
+    assert os.path.exists(orphan)
+    proc = ht("sweep", str(home), cwd=home)
+    assert proc.returncode == 0
+    assert not os.path.exists(orphan)
+
+
+def test_sweep_command_without_any_key_removes_nothing_and_succeeds(home: Path) -> None:
+    state = home / "state"
+    state.mkdir(mode=0o700)
+    proc = ht("sweep", "--json", str(home), cwd=home, env={"XDG_STATE_HOME": str(state)})
+    assert proc.returncode == 0
+    data = json.loads(proc.stdout)
+    assert data["key_problem"] == f"{state}/hardtemp: no key directory"
+    assert not (state / "hardtemp").exists()  # the sweeper never makes a key
 
 
 def test_wipe_shows_progress_for_a_large_file_only_on_a_terminal(home: Path) -> None:

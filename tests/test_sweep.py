@@ -1,8 +1,10 @@
 """hardtemp._sweep: removes orphans of dead hardtemp processes, and nothing else.
 
-Real processes (killed with SIGKILL), real extended attributes, a real other
-user; marks are forged only to stand for what cannot be caused here (a
-reboot, a reused pid).
+Real processes (killed with SIGKILL), real locks, real extended attributes, a
+real other user; marks are written with a chosen creator tag (with our real
+key) only to stand for what cannot be caused here (a reboot, a reused pid).
+The attacks (forged marks, namespaces, temp cleaners) are in
+tests/attack/test_attack_sweep.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile as std_tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,8 +89,15 @@ def _plain_file(path: Path, data: bytes = b"data") -> Path:
 
 
 def _mark(path: Path, tag: _owner.OwnerTag | bytes) -> None:
+    """A valid mark (our key, bound to ``path``) with the creator ``tag``, no lock held."""
     raw = tag if isinstance(tag, bytes) else tag.encode()
-    os.setxattr(path, _owner.OWNER_XATTR, raw, follow_symlinks=False)
+    pfd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _owner.write_mark(pfd, dfd, path.name, raw)
+    finally:
+        os.close(pfd)
+        os.close(dfd)
 
 
 def _dead_tag() -> _owner.OwnerTag:
@@ -119,9 +129,14 @@ def test_sweep_removes_a_sigkilled_owners_entries_and_keeps_a_live_owners(area: 
         assert set(removed) == {str(dead.file), str(dead.dir)}
         assert removed[str(dead.file)].kind == "file"
         assert removed[str(dead.dir)].kind == "directory"
-        assert f"pid {dead.proc.pid} no longer runs" in removed[str(dead.file)].reason
-        kept = {e.path for e in result.entries if e.action == "kept"}
-        assert kept == {str(live.file), str(live.dir)}
+        assert removed[str(dead.file)].reason == (
+            f"pid {dead.proc.pid} no longer runs, and no process holds its lock"
+        )
+        kept = {e.path: e.reason for e in result.entries if e.action == "kept"}
+        assert kept == {
+            str(live.file): "locked: a live process holds it",
+            str(live.dir): "locked: a live process holds it",
+        }
     finally:
         live.finish()
         dead.finish()
@@ -140,18 +155,22 @@ def test_sweep_dry_run_removes_nothing(area: Path) -> None:
     dead.finish()
 
 
-def test_sweep_leaves_entries_without_the_mark_untouched(area: Path) -> None:
+def test_sweep_leaves_entries_without_a_valid_mark_untouched(area: Path) -> None:
     plain = _plain_file(area / "tmpplainfile")
     (area / "tmpplaindir").mkdir()
     _plain_file(area / "tmpplaindir" / "inside")
     bad = _plain_file(area / "badmark")
-    _mark(bad, b"not a tag")
+    os.setxattr(bad, _owner.OWNER_XATTR, b"not a tag")
+    # The unauthenticated mark of earlier versions: anyone who can write the file can forge it.
+    old = _plain_file(area / "oldmark")
+    os.setxattr(old, _owner.OWNER_XATTR, _dead_tag().encode())
     result = sweep([str(area)])
     assert plain.read_bytes() == b"data"
     assert (area / "tmpplaindir" / "inside").exists()
     assert bad.exists()
+    assert old.exists()
     assert result.entries == []
-    assert result.unmarked == 3
+    assert result.unmarked == 4
 
 
 def test_sweep_sees_through_pid_reuse_a_live_pid_with_another_start_time(area: Path) -> None:
@@ -164,10 +183,16 @@ def test_sweep_sees_through_pid_reuse_a_live_pid_with_another_start_time(area: P
         _mark(honest, _owner.OwnerTag(_owner._BOOT_ID, sleeper.pid, _start_time(sleeper.pid)))
         result = sweep([str(area)])
         assert not reused.exists()
-        assert honest.exists()
-        (entry,) = [e for e in result.entries if e.action == "removed"]
-        assert entry.path == str(reused)
-        assert "reused" in entry.reason
+        assert honest.exists()  # the second opinion: its creator runs, though not locked
+        actions = {e.path: (e.action, e.reason) for e in result.entries}
+        assert actions == {
+            str(reused): (
+                "removed",
+                f"pid {sleeper.pid} was reused by another process (start time differs), "
+                "and no process holds its lock",
+            ),
+            str(honest): ("kept", f"not locked, but creator pid {sleeper.pid} runs"),
+        }
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -182,14 +207,38 @@ def test_sweep_removes_marks_from_a_previous_boot_even_if_the_pid_lives(area: Pa
     assert "reboot" in result.entries[0].reason
 
 
-def test_sweep_keeps_entries_of_a_live_owner(area: Path) -> None:
+def test_sweep_keeps_an_unlocked_entry_whose_creator_still_runs(area: Path) -> None:
+    # E.g. user code released the lock with flock(LOCK_UN): the pid still protects it.
     mine = _plain_file(area / "mine")
     _mark(mine, _owner.current_tag())
     result = sweep([str(area)])
     assert mine.exists()
     assert [(e.action, e.reason) for e in result.entries] == [
-        ("kept", f"owner pid {os.getpid()} is alive")
+        ("kept", f"not locked, but creator pid {os.getpid()} runs")
     ]
+
+
+def test_sweep_keeps_a_locked_entry_whatever_its_mark_says(area: Path) -> None:
+    held = _plain_file(area / "held")
+    _mark(held, _dead_tag())
+    # Any process holding the lock (here flock(1), shared, as hardtemp's own) keeps it.
+    holder = subprocess.Popen(["flock", "--shared", "--no-fork", str(held), "sleep", "60"])
+    try:
+        for _ in range(100):
+            result = sweep([str(area)], dry_run=True)
+            if result.entries[0].action == "kept":
+                break
+            time.sleep(0.05)
+        result = sweep([str(area)])
+        assert held.read_bytes() == b"data"
+        assert [(e.action, e.reason) for e in result.entries] == [
+            ("kept", "locked: a live process holds it")
+        ]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [e.action for e in sweep([str(area)]).entries] == ["removed"]
+    assert not held.exists()
 
 
 def test_sweep_never_follows_a_symlink(area: Path, tmp_path: Path) -> None:
@@ -225,36 +274,52 @@ def test_sweep_of_a_dead_directory_does_not_follow_symlinks_inside_it(
     assert outside.read_bytes() == b"keep me"
 
 
-def test_sweep_keeps_a_dead_owners_file_another_process_has_open(area: Path) -> None:
-    held = _plain_file(area / "held")
-    _mark(held, _dead_tag())
-    # E.g. a child the dead owner forked: it still reads the file.
-    with open(held, "rb") as f:
-        holder = subprocess.Popen(["sleep", "60"], stdin=f)
+FORKED_CHILD = r"""
+import os, sys, hardtemp
+d = sys.argv[1]
+f = hardtemp.NamedTemporaryFile(dir=d, prefix="fork-")
+f.write(b"shared secret"); f.flush()
+t = hardtemp.TemporaryDirectory(dir=d, prefix="fork-")
+r, w = os.pipe()
+if os.fork() == 0:  # the child inherits the lock descriptors and keeps working
+    os.read(r, 1)  # (it holds w too: its parent's death is no EOF)
+    os._exit(0)
+print(f.name, t.name, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_sweep_keeps_a_sigkilled_owners_entries_while_its_forked_child_lives(area: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORKED_CHILD, str(area)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    names = [Path(n) for n in proc.stdout.readline().split()]
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    children = [int(c) for c in children]
+    assert len(children) == 1
+    proc.kill()
+    proc.wait()
     try:
         result = sweep([str(area)])
-        assert held.exists()
-        (entry,) = result.entries
-        assert entry.action == "kept"
-        assert f"pid {holder.pid} has it open" in entry.reason
+        assert all(n.exists() for n in names)
+        assert {(e.path, e.action) for e in result.entries} == {(str(n), "kept") for n in names}
     finally:
-        holder.kill()
-        holder.wait()
-    sweep([str(area)])
-    assert not held.exists()
-
-
-def test_sweep_keeps_a_dead_owners_directory_another_process_works_in(area: Path) -> None:
-    d = area / "busy"
-    d.mkdir(mode=0o700)
-    _mark(d, _dead_tag())
-    worker = subprocess.Popen(["sleep", "60"], cwd=d)
-    try:
-        sweep([str(area)])
-        assert d.exists()
-    finally:
-        worker.kill()
-        worker.wait()
+        os.kill(children[0], signal.SIGKILL)
+        proc.stdin.close()
+        proc.stdout.close()
+    for _ in range(100):  # the child is reaped by init: wait until its descriptors are gone
+        if not Path(f"/proc/{children[0]}").exists():
+            break
+        time.sleep(0.05)
+    result = sweep([str(area)])
+    assert {(e.path, e.action) for e in result.entries} == {(str(n), "removed") for n in names}
+    assert os.listdir(area) == []
 
 
 def test_sweep_skips_an_untrusted_directory(tmp_path: Path) -> None:
@@ -272,8 +337,10 @@ def test_sweep_skips_an_untrusted_directory(tmp_path: Path) -> None:
     assert "without the sticky bit" in reason
 
 
-def test_sweep_ignores_missing_directories_and_rejects_bad_names(area: Path) -> None:
-    assert sweep([str(area / "nope")]).skipped_dirs == []
+def test_sweep_reports_missing_directories_and_rejects_bad_names(area: Path) -> None:
+    result = sweep([str(area / "nope")])
+    assert result.skipped_dirs == []
+    assert result.missing_dirs == [str(area / "nope")]
     with pytest.raises(ValueError, match="invalid directory name"):
         sweep(["bad\0name"])
 
@@ -299,26 +366,6 @@ def test_sweep_by_root_never_removes_another_users_marked_file(
     assert planted.exists()
     assert result.entries == []
     assert result.other_users == 1
-
-
-def test_sweep_keeps_a_dead_directory_while_a_file_inside_is_open(area: Path) -> None:
-    d = area / "dead-dir"
-    d.mkdir(mode=0o700)
-    inner = _plain_file(d / "inner")
-    _mark(d, _dead_tag())
-    # Neither the directory nor its inode is held: only a file inside it, by path.
-    with open(inner, "rb") as f:
-        holder = subprocess.Popen(["sleep", "60"], stdin=f)
-    try:
-        (entry,) = sweep([str(area)]).entries
-        assert entry.action == "kept"
-        assert entry.reason.endswith(f"but pid {holder.pid} has it open")
-        assert inner.read_bytes() == b"data"
-    finally:
-        holder.kill()
-        holder.wait()
-    assert [e.action for e in sweep([str(area)]).entries] == ["removed"]
-    assert not d.exists()
 
 
 def test_sweep_reports_a_path_that_is_not_a_directory_and_leaves_it(area: Path) -> None:
@@ -353,7 +400,7 @@ def test_sweep_reports_a_failed_removal_and_keeps_the_mounted_filesystem(area: P
         (d / "mnt" / "other-fs").write_text("not ours")
         (entry,) = sweep([str(area)]).entries
         assert entry.action == "failed"
-        assert "no longer runs; removal failed: " in entry.reason
+        assert "no longer runs, and no process holds its lock; removal failed: " in entry.reason
         assert f"{d}/mnt: is a mount point" in entry.reason
         assert (d / "mnt" / "other-fs").read_text() == "not ours"
     finally:

@@ -182,16 +182,32 @@ def _cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
-def _spawn(cmd: list[str], env: dict[str, str], mask: set[int | signal.Signals]) -> int:
-    # setsigmask: the command starts with the signal mask we had before blocking;
-    # setsigdef: dispositions we (or Python: SIGPIPE, SIGXFSZ) changed are reset.
-    return os.posix_spawnp(
-        cmd[0],
-        cmd,
-        env,
-        setsigmask=mask,
-        setsigdef=(*_FORWARD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD),
-    )
+def _lock_fd(tmp: TemporaryDirectory | None) -> int | None:
+    """The descriptor holding the private directory's liveness lock (hardtemp._owner)."""
+    claim = None if tmp is None else tmp._claim
+    return None if claim is None or claim.fd < 0 else claim.fd
+
+
+def _spawn(
+    cmd: list[str], env: dict[str, str], mask: set[int | signal.Signals], lock_fd: int | None
+) -> int:
+    # The command inherits the directory's locked descriptor: if we are SIGKILLed
+    # while it runs, the sweeper sees the directory locked and leaves it alone.
+    if lock_fd is not None:
+        os.set_inheritable(lock_fd, True)
+    try:
+        # setsigmask: the command starts with the signal mask we had before blocking;
+        # setsigdef: dispositions we (or Python: SIGPIPE, SIGXFSZ) changed are reset.
+        return os.posix_spawnp(
+            cmd[0],
+            cmd,
+            env,
+            setsigmask=mask,
+            setsigdef=(*_FORWARD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD),
+        )
+    finally:
+        if lock_fd is not None:
+            os.set_inheritable(lock_fd, False)
 
 
 def _wait_forwarding(pid: int, waited: set[signal.Signals]) -> int:
@@ -246,7 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # A kept directory carries no sweep mark: `hardtemp sweep` must leave it alone.
             path = os.fsdecode(mkdtemp(prefix="hardtemp-run-", dir=args.dir))
         else:
-            # Marked for `hardtemp sweep`: if we are SIGKILLed, the sweeper removes it.
+            # Locked and marked: if we are SIGKILLed, the sweeper removes it once the
+            # command (which inherits the lock) is gone too.
             tmp = TemporaryDirectory(prefix="hardtemp-run-", dir=args.dir)
             path = os.fsdecode(tmp.name)
     except (OSError, ValueError) as exc:
@@ -259,7 +276,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
         try:
-            pid = _spawn(cmd, env, old_mask)
+            pid = _spawn(cmd, env, old_mask, _lock_fd(tmp))
         except FileNotFoundError:
             print(f"{PROG} run: {cmd[0]}: command not found", file=sys.stderr)
             code = RUN_NOT_FOUND
@@ -496,8 +513,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     dirs = explicit or candidate_tempdir_list()
     result = _sweep.sweep(dirs, dry_run=args.dry_run)
     given = {os.path.abspath(d) for d in explicit}
-    bad_dir = any(p in given for p, _ in result.skipped_dirs)
-    status = 1 if result.failed or bad_dir else 0
+    missing = [p for p in result.missing_dirs if p in given]  # absent candidates: nothing to do
+    bad_dir = bool(missing) or any(p in given for p, _ in result.skipped_dirs)
+    bad_key = result.key_problem is not None and not result.key_missing
+    status = 1 if result.failed or bad_dir or bad_key else 0
+    # One line each on stderr: a typo in a cron job must not pass as "0 removed".
+    for path in missing:
+        print(f"{PROG} sweep: {path}: no such directory", file=sys.stderr)
+    if bad_key:
+        print(f"{PROG} sweep: cannot verify marks: {result.key_problem}", file=sys.stderr)
     if args.json:
         data = result.to_json()
         data["dry_run"] = args.dry_run
@@ -516,7 +540,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     n = {a: sum(1 for e in result.entries if e.action == a) for a in styles}
     done = f"{n['would remove']} would be removed" if args.dry_run else f"{n['removed']} removed"
     out.line(
-        f"sweep: {done}, {n['kept']} kept (owner alive or in use), {n['failed']} failed; "
+        f"sweep: {done}, {n['kept']} kept (in use), {n['failed']} failed; "
         f"ignored {result.unmarked} unmarked and {result.other_users} other users' entries"
     )
     return status
@@ -616,12 +640,14 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="remove temp files left behind by dead hardtemp processes",
         description="Remove, with an overwrite, the temporary files and directories that "
-        "hardtemp created (extended attribute user.hardtemp.owner) in the top level of each "
-        "DIR (default: the temporary-directory candidates) and whose creating process is gone "
-        "(other boot, no such pid, or pid reused: start time differs). Never touches unmarked "
-        "entries, entries of other users, entries another process has open, or anything "
-        "through a symlink; untrusted directories are skipped. Exit 1 if a removal failed or "
-        "a given DIR could not be swept.",
+        "hardtemp created in the top level of each DIR (default: the temporary-directory "
+        "candidates) and that no process uses any more: the entry carries this user's "
+        "authenticated mark (extended attribute user.hardtemp.owner, bound to this very "
+        "entry, its directory and its name), no process holds its lock (flock), and its "
+        "creator is not known to run. Never touches unmarked, moved or renamed entries, "
+        "entries of other users (nor their entries inside a marked directory), or anything "
+        "through a symlink; untrusted directories are skipped. Exit 1 if a removal failed, "
+        "a given DIR does not exist or could not be swept, or the sweep key is unusable.",
     )
     p.add_argument("dirs", nargs="*", metavar="DIR")
     p.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")

@@ -17,7 +17,6 @@ from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
 from ._fsinfo import set_nocow
-from ._inode import Entry
 from ._iostack import check_mode, raw_mode, wrap_raw
 from ._linux import AT_FDCWD, rename_noreplace
 from ._names import sanitize_params
@@ -132,10 +131,12 @@ class _NamedState:
         made: Created,
         delete: bool,
         delete_on_close: bool,
+        claim: _owner.Claim | None = None,
     ):
         self.file = file
         self.raw = raw
         self.fd = raw.fileno()
+        self.claim = claim  # liveness lock + sweeper mark (hardtemp._owner)
         self.shrunk: str | None = None  # what shrink_report() said before the file was closed
         self.made = made
         self.delete = delete
@@ -162,8 +163,14 @@ class _NamedState:
                 expect=(self.made.dev, self.made.ino),
                 own_file=True,
             )
+        self.release()
         if self.shrunk is not None:
             warn_unwiped(path, self.shrunk, stacklevel=4)
+
+    def release(self) -> None:
+        """Drop the liveness lock (unmarking the inode if the user moved it away)."""
+        if self.claim is not None and os.getpid() == self.owner_pid:
+            self.claim.release(self.made.handle.fd, self.made.name)
 
     def close(self) -> None:
         """Close the file; with delete_on_close, overwrite and remove it first."""
@@ -187,7 +194,10 @@ class _NamedState:
         try:
             self.close()
         finally:
-            self.remove(None)
+            try:
+                self.remove(None)
+            finally:
+                self.release()
 
 
 class _Closer:
@@ -286,52 +296,24 @@ class _TemporaryFileWrapper:
             state.file.flush()
         # A kept file is no temp file: the sweeper must never remove it, so the
         # mark goes before the move (and comes back if the move fails).
-        _unmark_created(made, None if state.file.closed else state.fd)
+        claim = state.claim
+        if claim is not None:
+            claim.unmark()
         try:
             _rename(
                 made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber
             )
         except BaseException:
-            if state.delete:
+            if claim is not None and state.delete:
                 # Still a temp file: a crash now must leave it to the sweeper.
-                if state.file.closed:
-                    _remark_closed(made)
-                else:
-                    _owner.mark(state.fd)
+                claim.remark(made.handle.fd, made.name)
             raise
         state.delete = False
         state.removed = True
+        state.release()
         self.delete = False
         self.name = target
         return target  # type: ignore[no-any-return]
-
-
-def _unmark_created(made: Created, fd: int | None) -> None:
-    """Remove the sweeper's mark from our file, through ``fd`` or its verified name."""
-    if fd is not None:
-        _owner.unmark(fd)
-        return
-    # Pinned by O_PATH|O_NOFOLLOW relative to the verified directory: needs no read
-    # permission, and the inode must still be ours (checked first, never suppressed);
-    # the mark is removed through the pinned inode (fremovexattr does not take O_PATH).
-    shown = os.fsdecode(made.path)
-    ours = (made.dev, made.ino)
-    with (
-        Entry.pin(made.handle.fd, os.fsdecode(made.name), expect=ours, shown=shown) as entry,
-        contextlib.suppress(OSError),
-    ):
-        entry.removexattr(_owner.OWNER_XATTR)
-
-
-def _remark_closed(made: Created) -> None:
-    """Put the sweeper's mark back on our closed file through its verified name
-    (best effort: called while another error is propagating)."""
-    # Only our inode: a file swapped in under our name is never marked for removal.
-    with (
-        contextlib.suppress(OSError),
-        Entry.pin(made.handle.fd, os.fsdecode(made.name), expect=(made.dev, made.ino)) as entry,
-    ):
-        entry.setxattr(_owner.OWNER_XATTR, _owner.current_tag())
 
 
 def _rename(src_dir_fd: int, src: str, dst: str, *, noclobber: bool) -> None:
@@ -375,9 +357,13 @@ def NamedTemporaryFile(
     handle, base = resolve_dir(dir, output_type)
     fd, made = create_file(handle, base, prefix, suffix)
     raw: PlainFileIO | None = None
+    claim = None
     try:
         if delete:
-            _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
+            # Locked while we live (dup: even once closed), marked for `hardtemp sweep`.
+            claim = _owner.claim(fd, handle.fd, made.name, dup=True)
+        else:
+            _owner.lock_shared(fd)  # kept by the user: locked only while open
         sys.audit("tempfile.mkstemp", made.path)
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
@@ -398,8 +384,10 @@ def NamedTemporaryFile(
             raw.close()
         else:
             os.close(fd)
+        if claim is not None:
+            claim.close()
         raise
-    state = _NamedState(file, raw, made, delete, delete_on_close)
+    state = _NamedState(file, raw, made, delete, delete_on_close, claim)
     wrapper = _TemporaryFileWrapper(state, made.path)
     if _track.hook is not None:
         _track.hook("NamedTemporaryFile", wrapper, made.path, fd, (made.dev, made.ino))
@@ -435,8 +423,8 @@ class TemporaryDirectory:
         handle, base = resolve_dir(dir, output_type)
         fd, made = create_dir(handle, base, prefix, suffix)
         try:
-            if delete:
-                _owner.mark(fd)  # so `hardtemp sweep` can remove it if we die before cleanup
+            # fd stays open, locked, for our lifetime; marked for `hardtemp sweep` if deleted.
+            claim = _owner.claim(fd, handle.fd, made.name, dup=False, marked=delete)
         except BaseException:
             os.close(fd)
             # Nothing of ours may stay behind when the constructor fails.
@@ -448,10 +436,10 @@ class TemporaryDirectory:
                     display_path=os.fsdecode(made.path),
                 )
             raise
-        os.close(fd)
         sys.audit("tempfile.mkdtemp", made.path)
         self.name = made.path
         self._made = made
+        self._claim = claim
         self._ignore_cleanup_errors = ignore_cleanup_errors
         self._delete = delete
         self._finalizer = weakref.finalize(
@@ -462,6 +450,7 @@ class TemporaryDirectory:
             warn_message=f"Implicitly cleaning up {self!r}",
             ignore_errors=ignore_cleanup_errors,
             delete=delete,
+            claim=claim,
         )
         if _track.hook is not None:
             _track.hook("TemporaryDirectory", self, made.path, None, (made.dev, made.ino))
@@ -474,10 +463,14 @@ class TemporaryDirectory:
         warn_message: str,
         ignore_errors: bool = False,
         delete: bool = True,
+        claim: _owner.Claim | None = None,
     ) -> None:
-        if delete and os.getpid() == owner_pid:
-            _rmtree(made, ignore_errors)
-            warnings.warn(warn_message, ResourceWarning, stacklevel=2)
+        try:
+            if delete and os.getpid() == owner_pid:
+                _rmtree(made, ignore_errors)
+                warnings.warn(warn_message, ResourceWarning, stacklevel=2)
+        finally:
+            _release(claim, made, owner_pid)
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} {self.name!r}>"
@@ -497,10 +490,24 @@ class TemporaryDirectory:
         Only the creating process removes it: a forked child's cleanup is a no-op.
         """
         info = self._finalizer.detach()
-        if info is not None and os.getpid() == info[2][1]:
-            _rmtree(self._made, self._ignore_cleanup_errors)
+        if info is not None:
+            try:
+                if os.getpid() == info[2][1]:
+                    _rmtree(self._made, self._ignore_cleanup_errors)
+            finally:
+                _release(self._claim, self._made, info[2][1])
 
     __class_getitem__: Any = classmethod(GenericAlias)
+
+
+def _release(claim: _owner.Claim | None, made: Created, owner_pid: int) -> None:
+    """Drop the directory's lock; the creator also unmarks it if the user moved it away."""
+    if claim is None:
+        return
+    if os.getpid() == owner_pid:
+        claim.release(made.handle.fd, made.name)
+    else:
+        claim.close()  # a forked child: only its own copy of the descriptor
 
 
 def _rmtree(made: Created, ignore_errors: bool) -> None:

@@ -1,22 +1,73 @@
-"""Who created a temp file: the process identity recorded for ``hardtemp sweep``.
+"""Who owns a temp entry, and whether it is an orphan: the one module that decides.
 
-Files and directories that hardtemp will remove itself (``NamedTemporaryFile``
-with ``delete=True``, ``TemporaryDirectory``) carry the extended attribute
-``user.hardtemp.owner`` = ``"<boot id> <pid> <start time>"``. If the process
-dies without cleaning up (SIGKILL, power loss), the sweeper can tell that the
-owner is gone: a different boot id, no such pid, or a pid whose start time
-differs (the pid was reused). Live processes' files are never touched.
+hardtemp *claims* every object it will remove itself (``NamedTemporaryFile``
+and ``TemporaryDirectory`` with ``delete=True``, the directory of ``hardtemp
+run``) in two ways:
+
+* **A liveness lock**: ``flock(LOCK_SH)`` on an open file description of the
+  object, held for the object's whole lifetime (a ``dup`` of the file's own
+  descriptor; the directory's own descriptor). The kernel drops it when the
+  last descriptor of that description closes: on exit, on SIGKILL, whatever
+  the PID namespace or the visibility of ``/proc``. A forked child, or a
+  command that inherited the descriptor, keeps it. systemd-tmpfiles' ageing
+  skips a directory (and, from systemd 254, a file) on which a lock is held.
+* **An authenticated mark**: the extended attribute ``user.hardtemp.owner`` =
+  ``"<boot id> <pid> <start time> <mac>"``, where ``mac`` is HMAC-SHA256
+  under the user's sweep key (:mod:`hardtemp._markkey`) over the creator's
+  tag *and* the entry's place and identity: device, inode, birth time
+  (statx), the device and inode of the directory it was made in, and its
+  name there.
+
+Invariants:
+
+* :func:`judge` is the only place that calls an entry an orphan, and only when
+  all hold: it is a regular file or directory owned by the effective user; its
+  mark verifies under the effective user's key against its *current* identity,
+  directory and name (a moved, renamed, copied or forged entry never matches);
+  ``LOCK_EX|LOCK_NB`` succeeds on it (the caller keeps that lock while it
+  removes); and the second opinion (boot id, pid, start time) does not say the
+  creator still runs. No decision reads other processes' descriptors.
+* :func:`claim` takes the lock *before* it writes the mark: a marked entry of a
+  live object is always locked.
+* Another user cannot hold the lock to keep our orphan alive: ``flock`` needs
+  a descriptor opened for reading or writing (an ``O_PATH`` one gives
+  ``EBADF``), and our files are 0600, our directories 0700.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import hashlib
+import hmac
 import os
+import stat
+from dataclasses import dataclass
+from enum import Enum
 
-__all__ = ["OWNER_XATTR", "OwnerTag", "current_tag", "mark", "owner_alive", "read_mark", "unmark"]
+from . import _markkey
+from ._inode import proc_path
+from ._linux import statx
+
+__all__ = [
+    "OWNER_XATTR",
+    "Claim",
+    "Judgement",
+    "OwnerTag",
+    "Verdict",
+    "claim",
+    "current_tag",
+    "judge",
+    "lock_shared",
+    "mark",
+    "owner_alive",
+    "read_mark",
+    "write_mark",
+]
 
 OWNER_XATTR = "user.hardtemp.owner"
+_DOMAIN = b"hardtemp-mark/2\0"
 
 
 def _read(path: str) -> str:
@@ -27,7 +78,7 @@ def _read(path: str) -> str:
 def _boot_id() -> str:
     try:
         return _read("/proc/sys/kernel/random/boot_id").strip()
-    except OSError:  # pragma: no cover - no /proc: the tag degrades to pid + start time
+    except OSError:  # no /proc: the tag says "unknown", the lock still decides
         return "unknown"
 
 
@@ -42,7 +93,7 @@ def _start_time(pid: int) -> str | None:
 
 
 class OwnerTag:
-    """``(boot_id, pid, start_time)`` of a process."""
+    """``(boot_id, pid, start_time)`` of a process: the mark's second opinion."""
 
     __slots__ = ("boot_id", "pid", "start_time")
 
@@ -84,34 +135,292 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def mark(fd: int) -> bool:
-    """Tag the file open at ``fd`` as ours; False where xattrs are unsupported."""
+def owner_alive(tag: OwnerTag) -> bool:
+    """Second opinion: whether the process that wrote ``tag`` still runs (pid reuse seen).
+
+    Only ever a reason to *keep* an entry: a pid seen in another PID namespace,
+    or a creator without ``/proc`` ("unknown" boot id), says nothing here.
+    """
+    if tag.boot_id != _BOOT_ID or tag.boot_id == "unknown":
+        return False
+    start = _start_time(tag.pid)
+    return start is not None and start == tag.start_time
+
+
+def _death(tag: OwnerTag) -> str:
+    """Why the second opinion does not object (after owner_alive said False)."""
+    if tag.boot_id == "unknown":
+        return "creator could not read /proc (no second opinion)"
+    if tag.boot_id != _BOOT_ID:
+        return "created before the last reboot (boot id differs)"
+    if _start_time(tag.pid) is None:
+        return f"pid {tag.pid} no longer runs"
+    return f"pid {tag.pid} was reused by another process (start time differs)"
+
+
+# --------------------------------------------------------------------------- marks
+
+
+def _place(fd: int, dir_st: os.stat_result, name: bytes) -> bytes:
+    """What a mark is bound to: the inode's identity and birth, and where it was named."""
+    st = os.fstat(fd)
     try:
-        os.setxattr(fd, OWNER_XATTR, current_tag())
+        btime = statx(fd).btime
+    except OSError:  # no statx: bound to device, inode and place only
+        btime = None
+    # Birth time: an inode number reused by a later file never matches an old mark.
+    born = "-" if btime is None else repr(btime)
+    head = f"{st.st_dev}:{st.st_ino}:{born}:{dir_st.st_dev}:{dir_st.st_ino}:".encode()
+    return head + name
+
+
+def _mac(key: bytes, tag: bytes, place: bytes) -> str:
+    return hmac.new(key, _DOMAIN + tag + b"\0" + place, hashlib.sha256).hexdigest()
+
+
+def _split(raw: bytes) -> tuple[OwnerTag, bytes, str] | None:
+    """``(tag, tag bytes, mac)`` of a stored mark, or None if it is not one."""
+    head, sep, mac = raw.rpartition(b" ")
+    tag = OwnerTag.decode(head) if sep else None
+    if tag is None or len(mac) != 64:
+        return None
+    return tag, head, mac.decode("ascii", "replace")
+
+
+def read_mark(fd: int) -> OwnerTag | None:
+    """The (unverified) creator tag of the mark on the inode open at ``fd``, or None."""
+    # proc_path: the inode fd holds (the f*xattr calls refuse O_PATH descriptors).
+    try:
+        parts = _split(os.getxattr(proc_path(fd), OWNER_XATTR))
+    except OSError:
+        return None
+    return None if parts is None else parts[0]
+
+
+_SKIP_MARK = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.ENOSPC)
+
+
+def mark(fd: int, dir_fd: int, name: str | bytes) -> bool:
+    """Write our authenticated mark on ``fd``'s inode, made as ``name`` in ``dir_fd``.
+
+    Returns False (nothing written) where the filesystem has no user xattrs
+    or this user has no usable sweep key: the entry is then never swept.
+
+    Raises:
+        OSError: another failure to write it (``EIO``...).
+    """
+    return write_mark(fd, dir_fd, name, current_tag())
+
+
+def write_mark(fd: int, dir_fd: int, name: str | bytes, tag: bytes) -> bool:
+    """:func:`mark` with a given creator ``tag`` (tests stand in for a reboot or a reused pid)."""
+    key = _markkey.load(create=True)
+    if key is None:
+        return False
+    value = tag + b" " + _mac(key, tag, _place(fd, os.fstat(dir_fd), os.fsencode(name))).encode()
+    try:
+        os.setxattr(proc_path(fd), OWNER_XATTR, value)
     except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.ENOSPC):
+        if exc.errno in _SKIP_MARK:
             return False  # not sweepable there; everything else still works
         raise
     return True
 
 
-def unmark(fd: int) -> None:
-    """Remove the tag (a persisted file is no longer a temp file to sweep)."""
-    with contextlib.suppress(OSError):
-        os.removexattr(fd, OWNER_XATTR)
+class Claim:
+    """The lock (and mark) on one object hardtemp will remove itself.
+
+    ``fd`` is a descriptor of the object's open file description holding
+    ``LOCK_SH``; it stays open until :meth:`release`.
+    """
+
+    __slots__ = ("fd", "marked")
+
+    def __init__(self, fd: int, marked: bool) -> None:
+        self.fd, self.marked = fd, marked
+
+    def unmark(self) -> None:
+        """Remove the mark through our descriptor: the user keeps the object."""
+        if self.marked:
+            with contextlib.suppress(OSError):
+                os.removexattr(proc_path(self.fd), OWNER_XATTR)
+            self.marked = False
+
+    def remark(self, dir_fd: int, name: str | bytes) -> None:
+        """Mark again (a failed persist: still a temp file); best effort."""
+        with contextlib.suppress(OSError):
+            self.marked = mark(self.fd, dir_fd, name)
+
+    def release(self, dir_fd: int, name: str | bytes) -> None:
+        """Done with the object: drop the lock; if the inode lives on under another
+        name (the user moved it away to keep it), remove its mark first."""
+        if self.fd < 0:
+            return
+        try:
+            if self.marked and os.fstat(self.fd).st_nlink > 0 and not _named(self.fd, dir_fd, name):
+                self.unmark()
+        except OSError:
+            pass  # best effort: a moved entry no longer matches its mark anyway
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop this process's hold on the lock (a forked child: the parent keeps its own)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
-def read_mark(fd: int) -> OwnerTag | None:
-    """The tag of the file open at ``fd``, or None."""
+def _named(fd: int, dir_fd: int, name: str | bytes) -> bool:
+    """Whether ``name`` in ``dir_fd`` still refers to ``fd``'s inode."""
     try:
-        return OwnerTag.decode(os.getxattr(fd, OWNER_XATTR))
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
-        return None
-
-
-def owner_alive(tag: OwnerTag) -> bool:
-    """Whether the process that wrote ``tag`` still runs (pid reuse detected)."""
-    if tag.boot_id != _BOOT_ID:
         return False
-    start = _start_time(tag.pid)
-    return start is not None and start == tag.start_time
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def lock_shared(fd: int) -> None:
+    """``LOCK_SH`` on ``fd`` for as long as it is open (best effort: never fails)."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_SH)  # temp cleaners (systemd-tmpfiles >= 254) skip it
+
+
+def claim(fd: int, dir_fd: int, name: str | bytes, *, dup: bool, marked: bool = True) -> Claim:
+    """Lock the object open at ``fd`` (``LOCK_SH``) and, if ``marked``, mark it for the sweeper.
+
+    With ``dup`` the lock is held through a duplicate of ``fd`` (the same open
+    file description: the object stays locked after the caller closes ``fd``,
+    and the caller's own ``flock`` calls on ``fd`` convert this very lock);
+    otherwise the returned claim owns ``fd``. Where ``flock`` is unsupported
+    the object is not marked either (an unlocked mark would look orphaned).
+
+    Raises:
+        OSError: ``dup`` or writing the mark failed (``EMFILE``, ``EIO``...);
+            nothing is left open or marked.
+    """
+    lock_fd = os.dup(fd) if dup else fd  # os.dup: close-on-exec, never leaks into exec
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+        except OSError:  # e.g. ENOLCK on some network filesystems: not sweepable there
+            return Claim(lock_fd, False)
+        # The mark only after the lock: a marked live object is never seen unlocked.
+        return Claim(lock_fd, marked and mark(lock_fd, dir_fd, name))
+    except BaseException:
+        if dup:
+            os.close(lock_fd)
+        raise
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+class Verdict(Enum):
+    """What :func:`judge` decided about one entry."""
+
+    ORPHAN = "orphan"  # remove it (while holding Judgement.lock_fd)
+    IN_USE = "in use"  # locked, or the creator still runs
+    UNMARKED = "unmarked"  # no mark, or one that does not verify: not ours to touch
+    OTHER_USER = "other user"  # owned by someone else: never touched
+    UNCHECKABLE = "uncheckable"  # ours and marked, but its lock cannot be tested
+
+
+@dataclass
+class Judgement:
+    """A verdict, why, the creator's pid (if marked) and, for ORPHAN, the held lock."""
+
+    verdict: Verdict
+    reason: str
+    owner_pid: int | None = None
+    lock_fd: int = -1
+
+    def close(self) -> None:
+        """Drop the exclusive lock (after removal, or when not removing)."""
+        if self.lock_fd >= 0:
+            fd, self.lock_fd = self.lock_fd, -1
+            os.close(fd)
+
+
+def _verified(
+    pfd: int, raw: bytes, key: bytes | None, dir_st: os.stat_result, name: str
+) -> OwnerTag | None:
+    """The creator tag of ``raw`` if it is our mark for this very entry and place."""
+    parts = _split(raw)
+    if parts is None or key is None:
+        return None
+    expected = _mac(key, parts[1], _place(pfd, dir_st, os.fsencode(name)))
+    return parts[0] if hmac.compare_digest(expected, parts[2]) else None
+
+
+# O_NONBLOCK|O_NOCTTY: opening for the lock test never blocks or acquires a terminal.
+_LOCK_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _try_lock(pfd: int, st: os.stat_result) -> tuple[int, str | None]:
+    """``(fd holding LOCK_EX, None)``, or ``(-1, why not)``."""
+    try:
+        fd = os.open(proc_path(pfd), _LOCK_OPEN)  # the inode pfd pins, not a new lookup
+    except OSError as exc:
+        return -1, f"cannot open it to test its lock: {exc.strerror}"
+    try:
+        got = os.fstat(fd)
+        if (got.st_dev, got.st_ino) != (st.st_dev, st.st_ino):  # pragma: no cover - kernel
+            raise OSError(errno.ESTALE, "reopened another inode")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return -1, None
+    except OSError as exc:
+        os.close(fd)
+        return -1, f"cannot test its lock: {exc.strerror}"
+    return fd, ""
+
+
+def judge(
+    pfd: int, st: os.stat_result, dir_st: os.stat_result, name: str, key: bytes | None
+) -> Judgement:
+    """Decide whether the entry ``name`` (pinned by ``pfd``, ``O_PATH``) is an orphan.
+
+    ``st`` is its ``fstat``, ``dir_st`` that of the directory it is in, ``key``
+    the effective user's sweep key (None: nothing verifies). For ORPHAN the
+    judgement holds ``LOCK_EX`` on the entry: close it after the removal.
+
+    Raises: nothing (every failure is a verdict that keeps the entry).
+    """
+    if st.st_uid != os.geteuid():
+        # Another user's entry: their data and their sweep (they can write any mark they like).
+        return Judgement(Verdict.OTHER_USER, f"owned by uid {st.st_uid}")
+    try:
+        raw = os.getxattr(proc_path(pfd), OWNER_XATTR)
+    except OSError:
+        return Judgement(Verdict.UNMARKED, "no mark")
+    tag = _verified(pfd, raw, key, dir_st, name)
+    if tag is None:
+        # Forged, copied from another entry, moved or renamed since: never ours to remove.
+        return Judgement(Verdict.UNMARKED, "mark does not verify")
+    lock_fd, why = _try_lock(pfd, st)
+    if lock_fd < 0:
+        if why is None:
+            return Judgement(Verdict.IN_USE, "locked: a live process holds it", tag.pid)
+        return Judgement(Verdict.UNCHECKABLE, why, tag.pid)
+    judgement = Judgement(Verdict.ORPHAN, "", tag.pid, lock_fd)
+    try:
+        # Re-read under the lock: a persist() that removed the mark meanwhile wins.
+        raw_now = os.getxattr(proc_path(pfd), OWNER_XATTR)
+        if raw_now != raw:
+            raise OSError(errno.ESTALE, "mark changed")
+    except OSError:
+        judgement.close()
+        return Judgement(Verdict.UNMARKED, "mark removed meanwhile", tag.pid)
+    if owner_alive(tag):
+        judgement.close()
+        return Judgement(Verdict.IN_USE, f"not locked, but creator pid {tag.pid} runs", tag.pid)
+    judgement.reason = f"{_death(tag)}, and no process holds its lock"
+    return judgement
+
+
+def is_regular_or_dir(st: os.stat_result) -> bool:
+    """The only kinds hardtemp creates (symlinks, FIFOs, devices are never swept)."""
+    return stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)

@@ -1,13 +1,15 @@
-"""The orphan sweeper behind ``hardtemp sweep``.
+"""The orphan sweeper behind ``hardtemp sweep``: finds and removes, never decides.
 
-hardtemp marks what it will remove itself (``NamedTemporaryFile(delete=True)``,
-``TemporaryDirectory(delete=True)``) with the extended attribute
-``user.hardtemp.owner`` = boot id, pid and start time of the creating process
-(:mod:`hardtemp._owner`). When that process died without cleaning up
+hardtemp locks and marks what it will remove itself (:mod:`hardtemp._owner`):
+``NamedTemporaryFile(delete=True)``, ``TemporaryDirectory(delete=True)``, the
+directory of ``hardtemp run``. When the creator died without cleaning up
 (SIGKILL, OOM kill, power loss), its temp files stay behind, in plaintext.
-:func:`sweep` removes them, with an overwrite, and nothing else.
+:func:`sweep` removes them, with an overwrite, and nothing else. Whether an
+entry is an orphan is decided by :func:`hardtemp._owner.judge` alone (owned
+by us, authenticated mark bound to this very entry and place, no lock held,
+the creator not known to run).
 
-Rules, each stopping a concrete way of deleting the wrong thing:
+Invariants of the walk, each stopping a concrete way of deleting the wrong thing:
 
 * Only the *top level* of each directory is scanned: hardtemp creates its
   temp entries directly in the temp directory, and a marked directory is
@@ -17,31 +19,29 @@ Rules, each stopping a concrete way of deleting the wrong thing:
   we remove.
 * Entries are looked at by descriptor (``O_PATH|O_NOFOLLOW`` relative to
   the directory's descriptor) and removed only while the name still refers
-  to that inode: a symlink is never followed (nor removed), a name swapped
-  meanwhile is left alone.
-* Only regular files and directories that carry a well-formed mark, and are
-  owned by the user running the sweep (root included: root sweeps only
-  root's entries; each user sweeps their own).
-* The owner must be gone (:func:`~hardtemp._owner.owner_alive`): a
-  different boot id, no such pid, or a pid whose start time differs from
-  the recorded one (the pid was reused by another process).
-* No other process may have the entry open or (for a directory) have an
-  open file, its working directory or its root inside it: a child forked by
-  the dead owner may still be using it.
+  to that inode, with the judgement's ``LOCK_EX`` held: a symlink is never
+  followed (nor removed), a name swapped meanwhile is left alone, no creator
+  can start using it meanwhile.
+* A marked directory is removed only if nothing in it belongs to another
+  user (checked by descriptor first, not descending into their directories):
+  root's sweep never overwrites or removes another user's data, even inside
+  root's own orphan. (Only root, or someone holding a directory of ours open
+  before it was made private, could add such an entry after the check.)
+* No other process's descriptors are read: no ``/proc`` scan, so nothing a
+  user can mount or hold in their own namespace changes a decision, and no
+  unresponsive filesystem can hang the sweep.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _owner
+from . import _markkey, _owner
 from ._dirtrust import trusted_dir
-from ._inode import proc_path
 from ._remove import remove_entry, rmtree_at
 from .exceptions import UnsafeDirectoryError
 
@@ -57,7 +57,8 @@ class SweepEntry:
     """One marked entry and what was done to it.
 
     ``action`` is ``"removed"``, ``"would remove"`` (dry run), ``"kept"``
-    (the owner lives or the entry is in use) or ``"failed"``.
+    (locked, the creator runs, or its lock cannot be tested) or ``"failed"``
+    (removal failed, or refused: another user's entry inside).
     """
 
     path: str
@@ -78,12 +79,17 @@ class SweepEntry:
 
 @dataclass
 class SweepResult:
-    """What a sweep found: marked entries, directories skipped, entries ignored."""
+    """What a sweep found: marked entries, directories skipped or missing, entries
+    ignored (unmarked or unverified marks, other users'), and why no mark could
+    be verified (``key_problem``; ``key_missing``: simply no key made yet)."""
 
     entries: list[SweepEntry] = field(default_factory=list)
     skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
     unmarked: int = 0
     other_users: int = 0
+    missing_dirs: list[str] = field(default_factory=list)
+    key_problem: str | None = None
+    key_missing: bool = False
 
     @property
     def failed(self) -> list[SweepEntry]:
@@ -95,87 +101,68 @@ class SweepResult:
             "skipped_dirs": [{"path": p, "reason": r} for p, r in self.skipped_dirs],
             "unmarked": self.unmarked,
             "other_users": self.other_users,
+            "missing_dirs": list(self.missing_dirs),
+            "key_problem": self.key_problem,
         }
-
-
-def _death(tag: _owner.OwnerTag) -> str:
-    """Why ``tag``'s process is considered gone (called after owner_alive said so)."""
-    if tag.boot_id != _owner._BOOT_ID:
-        return "created before the last reboot (boot id differs)"
-    start = _owner._start_time(tag.pid)
-    if start is None:
-        return f"pid {tag.pid} no longer runs"
-    return f"pid {tag.pid} was reused by another process (start time differs)"
-
-
-class _InUse:
-    """Which inodes and paths other processes hold, read once from /proc."""
-
-    def __init__(self) -> None:
-        self.inodes: dict[tuple[int, int], int] = {}
-        self.paths: list[tuple[str, int]] = []
-        me = os.getpid()
-        try:
-            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-        except OSError:  # pragma: no cover - no /proc
-            pids = []
-        for pid in pids:
-            if pid == me:
-                continue  # our own descriptors are the probes of this sweep
-            base = f"/proc/{pid}"
-            links = ["cwd", "root"]
-            with contextlib.suppress(OSError):
-                links += [f"fd/{n}" for n in os.listdir(f"{base}/fd")]
-            for link in links:
-                # A process that exits meanwhile, or one we may not inspect: skip it.
-                with contextlib.suppress(OSError):
-                    st = os.stat(f"{base}/{link}")
-                    self.inodes.setdefault((st.st_dev, st.st_ino), pid)
-                    target = os.readlink(f"{base}/{link}")
-                    self.paths.append((target.removesuffix(" (deleted)"), pid))
-
-    def holder(self, ident: tuple[int, int], path: str, is_dir: bool) -> int | None:
-        """A pid that has the entry (or, for a directory, anything inside it) in use."""
-        pid = self.inodes.get(ident)
-        if pid is not None or not is_dir:
-            return pid
-        prefix = path.rstrip("/") + "/"
-        for target, holder in self.paths:
-            if target.startswith(prefix):
-                return holder
-        return None
-
-
-def _read_tag(pfd: int) -> _owner.OwnerTag | None:
-    # /proc/self/fd/N names the inode the O_PATH descriptor pins, not a new lookup by name.
-    try:
-        raw = os.getxattr(proc_path(pfd), _owner.OWNER_XATTR)
-    except OSError:
-        return None
-    return _owner.OwnerTag.decode(raw)
 
 
 def _join(base: str, name: str) -> str:
     return base + name if base.endswith("/") else f"{base}/{name}"
 
 
+def _foreign(top_fd: int, base: str) -> str | None:
+    """The first entry below the open directory ``top_fd`` owned by another user, or None.
+
+    Walked by descriptor (``O_NOFOLLOW``): a symlink is looked at as itself and
+    another user's directory is reported, never entered.
+    """
+    euid = os.geteuid()
+    stack = [(os.dup(top_fd), base)]
+    try:
+        while stack:
+            fd, path = stack.pop()
+            try:
+                with os.scandir(fd) as it:
+                    names = [e.name for e in it]
+                for name in names:
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if st.st_uid != euid:
+                        return f"{_join(path, name)} is owned by uid {st.st_uid}"
+                    if stat.S_ISDIR(st.st_mode):
+                        try:
+                            sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                        except PermissionError:
+                            continue  # ours but unreadable (not root): only ours can be inside
+                        stack.append((sub, _join(path, name)))
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
+    return None
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 class _Sweeper:
     def __init__(self, dry_run: bool) -> None:
         self.dry_run = dry_run
         self.result = SweepResult()
-        self.euid = os.geteuid()
-        self._in_use: _InUse | None = None
-
-    def in_use(self) -> _InUse:
-        if self._in_use is None:
-            self._in_use = _InUse()
-        return self._in_use
+        self.key = _markkey.load(create=False)
+        problem = _markkey.problem()
+        self.result.key_problem = None if problem is None else problem.reason
+        self.result.key_missing = problem is not None and problem.missing
 
     def directory(self, path: str) -> None:
         try:
             handle = trusted_dir(path)
         except FileNotFoundError:
-            return  # a candidate that does not exist here (/usr/tmp): nothing to sweep
+            self.result.missing_dirs.append(path)
+            return
         except UnsafeDirectoryError as exc:
             self.result.skipped_dirs.append((path, f"not trusted: {exc}"))
             return
@@ -188,10 +175,11 @@ class _Sweeper:
             return
         with os.scandir(handle.fd) as it:
             names = [e.name for e in it]
+        dir_st = os.fstat(handle.fd)
         for name in names:
-            self.entry(handle.fd, handle.path, name)
+            self.entry(handle.fd, dir_st, handle.path, name)
 
-    def entry(self, dir_fd: int, base: str, name: str) -> None:
+    def entry(self, dir_fd: int, dir_st: os.stat_result, base: str, name: str) -> None:
         path = _join(base, name)
         try:
             pfd = os.open(name, _PROBE_FLAGS, dir_fd=dir_fd)
@@ -199,43 +187,54 @@ class _Sweeper:
             return  # vanished meanwhile
         try:
             st = os.fstat(pfd)
-            if stat.S_ISDIR(st.st_mode):
-                kind = "directory"
-            elif stat.S_ISREG(st.st_mode):
-                kind = "file"
-            else:
+            if not _owner.is_regular_or_dir(st):
                 return  # symlinks, FIFOs, sockets, devices: never ours to sweep
-            if st.st_uid != self.euid:
-                # Another user's entry: their data and their sweep (a mark is
-                # no proof: its owner can write any mark they like).
-                self.result.other_users += 1
-                return
-            tag = _read_tag(pfd)
+            kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+            judgement = _owner.judge(pfd, st, dir_st, name, self.key)
         finally:
             os.close(pfd)
-        if tag is None:
+        try:
+            self._act(dir_fd, name, path, kind, st, judgement)
+        finally:
+            judgement.close()
+
+    def _act(
+        self,
+        dir_fd: int,
+        name: str,
+        path: str,
+        kind: str,
+        st: os.stat_result,
+        judgement: _owner.Judgement,
+    ) -> None:
+        verdict = judgement.verdict
+        if verdict is _owner.Verdict.OTHER_USER:
+            self.result.other_users += 1
+            return
+        if verdict is _owner.Verdict.UNMARKED:
             self.result.unmarked += 1
             return
-        if _owner.owner_alive(tag):
-            self._add(path, kind, "kept", f"owner pid {tag.pid} is alive", tag)
+        if verdict is not _owner.Verdict.ORPHAN:
+            self._add(path, kind, "kept", judgement)
             return
-        death = _death(tag)
-        holder = self.in_use().holder((st.st_dev, st.st_ino), path, kind == "directory")
-        if holder is not None:
-            # The dead owner's forked child (or anyone we can see) still uses it.
-            self._add(path, kind, "kept", f"{death}, but pid {holder} has it open", tag)
-            return
+        if kind == "directory":
+            problem = _foreign(judgement.lock_fd, path)
+            if problem is not None:
+                judgement.reason += f"; not removed: {problem} (never touched)"
+                self._add(path, kind, "failed", judgement)
+                return
         if self.dry_run:
-            self._add(path, kind, "would remove", death, tag)
+            self._add(path, kind, "would remove", judgement)
             return
         try:
             self._remove(dir_fd, name, path, kind, (st.st_dev, st.st_ino))
         except FileNotFoundError:
             return  # removed meanwhile (a concurrent sweep): gone is what we wanted
         except OSError as exc:
-            self._add(path, kind, "failed", f"{death}; removal failed: {exc}", tag)
+            judgement.reason += f"; removal failed: {exc}"
+            self._add(path, kind, "failed", judgement)
             return
-        self._add(path, kind, "removed", death, tag)
+        self._add(path, kind, "removed", judgement)
 
     def _remove(self, dir_fd: int, name: str, path: str, kind: str, ident: tuple[int, int]) -> None:
         if kind == "directory":
@@ -247,17 +246,21 @@ class _Sweeper:
             # elsewhere; it is then only unlinked, never overwritten.
             remove_entry(dir_fd, name, display_path=path, expect=ident, own_file=False)
 
-    def _add(self, path: str, kind: str, action: str, reason: str, tag: _owner.OwnerTag) -> None:
-        self.result.entries.append(SweepEntry(path, kind, action, reason, tag.pid))
+    def _add(self, path: str, kind: str, action: str, judgement: _owner.Judgement) -> None:
+        self.result.entries.append(
+            SweepEntry(path, kind, action, judgement.reason, judgement.owner_pid)
+        )
 
 
 def sweep(dirs: Iterable[str], *, dry_run: bool = False) -> SweepResult:
     """Remove, with an overwrite, the orphaned temp entries hardtemp created in ``dirs``.
 
     See the module docstring for exactly what is removed. A directory that
-    does not exist is skipped silently; one that is not trusted or cannot be
-    listed is reported in ``skipped_dirs``. Failures to remove an entry are
-    reported as entries with action ``"failed"``, never raised.
+    does not exist is reported in ``missing_dirs``; one that is not trusted or
+    cannot be listed in ``skipped_dirs``; a missing or unusable sweep key in
+    ``key_problem`` (then no mark verifies and nothing is removed). Failures
+    to remove an entry are reported as entries with action ``"failed"``,
+    never raised.
 
     Raises:
         ValueError: a directory name is empty or contains NUL.

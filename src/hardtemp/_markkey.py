@@ -1,0 +1,211 @@
+"""The per-user sweep key that authenticates hardtemp's marks.
+
+The key is 32 random bytes in ``$XDG_STATE_HOME/hardtemp/sweep.key``
+(default ``~/.local/state/hardtemp/sweep.key``, ``~`` from the password
+database, not ``$HOME``). A state directory, not ``$XDG_RUNTIME_DIR``: the
+runtime directory is emptied at logout and reboot, so orphans a crash left
+in ``/var/tmp`` before a reboot could never be verified (and cron jobs and
+services often have no runtime directory at all).
+
+Invariants:
+
+* The key is used only from a regular file owned by the effective user, mode
+  0600 (no group/other bits), with one link, 32 bytes long, in a directory
+  owned by the effective user without group/other bits whose ancestors pass
+  :func:`~hardtemp.check_dir` (only root or the user can replace anything on
+  the way). Anything else: no key, and the reason. Another user can neither
+  read it (to forge marks) nor replace it (to make ours look forged).
+* Only creators make the key (``create=True``), atomically (written under a
+  temporary name, then ``link``-ed into place, which never replaces a key
+  another process made first). The sweeper never creates one.
+* No key means no mark is written (the object is still locked and works) and
+  no mark verifies (nothing is swept): every failure is on the safe side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import stat
+import threading
+
+from ._dirtrust import trusted_dir
+from .exceptions import UnsafeDirectoryError
+
+__all__ = ["KEY_NAME", "KeyUnavailable", "key_dir", "load", "problem", "reset"]
+
+KEY_NAME = "sweep.key"
+_KEY_SIZE = 32
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class KeyUnavailable(Exception):
+    """Why there is no usable key (``missing`` true: it was simply never made)."""
+
+    def __init__(self, reason: str, *, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.missing = missing
+
+
+def key_dir() -> str:
+    """Where the key lives for the effective user."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not base.startswith("/"):  # the XDG rule: a relative value is ignored
+        try:
+            home = pwd.getpwuid(os.geteuid()).pw_dir
+        except KeyError:
+            home = "/nonexistent"
+        base = os.path.join(home, ".local", "state")
+    return os.path.join(base, "hardtemp")
+
+
+def _private(st: os.stat_result, what: str, path: str) -> None:
+    if st.st_uid != os.geteuid():
+        raise KeyUnavailable(f"{path}: {what} is owned by uid {st.st_uid}, not by us")
+    if st.st_mode & (0o077 if what == "key" else 0o022):
+        # Readable: others could forge our marks; writable: replace the key.
+        raise KeyUnavailable(f"{path}: {what} has mode {stat.filemode(st.st_mode)}")
+
+
+def _open_dir(path: str, create: bool) -> int:
+    """A descriptor of the key directory, made (0700) with its parents when ``create``."""
+    parts = path.strip("/").split("/")
+    # The deepest existing ancestor, verified as a temp directory would be.
+    for i in range(len(parts), -1, -1):
+        existing = "/" + "/".join(parts[:i])
+        try:
+            handle = trusted_dir(existing)
+        except FileNotFoundError:
+            continue
+        except UnsafeDirectoryError as exc:
+            raise KeyUnavailable(f"{existing}: {exc.reason}") from None
+        break
+    fd = os.open(".", _DIR_FLAGS, dir_fd=handle.fd)
+    try:
+        for name in parts[i:]:
+            if not create:
+                raise KeyUnavailable(f"{path}: no key directory", missing=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=fd)
+            # O_NOFOLLOW relative to the verified parent: a planted symlink is never entered.
+            sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+            _private(os.fstat(fd), "directory", path)
+        _private(os.fstat(fd), "directory", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_key(dir_fd: int, path: str) -> bytes:
+    # O_NOFOLLOW: a symlink planted as the key is refused, never followed.
+    fd = os.open(
+        KEY_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
+    )
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyUnavailable(f"{path}: not a regular file")
+        _private(st, "key", path)
+        if st.st_nlink != 1:
+            raise KeyUnavailable(f"{path}: has {st.st_nlink} links")  # a copy someone else reaches
+        data = os.read(fd, _KEY_SIZE + 1)
+    finally:
+        os.close(fd)
+    if len(data) != _KEY_SIZE:
+        raise KeyUnavailable(f"{path}: is {len(data)} bytes, not {_KEY_SIZE}")
+    return data
+
+
+def _make_key(dir_fd: int) -> None:
+    tmp = f".{KEY_NAME}.{secrets.token_hex(8)}"
+    fd = os.open(
+        tmp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, secrets.token_bytes(_KEY_SIZE))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        # link() never replaces: a key another process made first stays the key.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, KEY_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.unlink(tmp, dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
+def _load(create: bool) -> bytes:
+    directory = key_dir()
+    path = os.path.join(directory, KEY_NAME)
+    try:
+        dir_fd = _open_dir(directory, create)
+    except OSError as exc:
+        raise KeyUnavailable(f"{directory}: {exc.strerror or exc}") from None
+    try:
+        try:
+            return _read_key(dir_fd, path)
+        except FileNotFoundError:
+            if not create:
+                raise KeyUnavailable(f"{path}: no key yet", missing=True) from None
+        _make_key(dir_fd)
+        return _read_key(dir_fd, path)
+    except OSError as exc:
+        raise KeyUnavailable(f"{path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(dir_fd)
+
+
+_lock = threading.Lock()
+_cache: dict[tuple[int, str, bool], bytes | KeyUnavailable] = {}
+
+
+def _get(create: bool) -> bytes | KeyUnavailable:
+    ck = (os.geteuid(), key_dir(), create)
+    with _lock:
+        got = _cache.get(ck)
+        if got is None:
+            try:
+                got = _load(create)
+            except KeyUnavailable as exc:
+                got = exc
+            # A missing key is looked for again next time (a creator may make it).
+            if not (isinstance(got, KeyUnavailable) and got.missing):
+                _cache[ck] = got
+    return got
+
+
+def load(*, create: bool) -> bytes | None:
+    """The effective user's key, or None when there is none (see :func:`problem`)."""
+    got = _get(create)
+    return None if isinstance(got, KeyUnavailable) else got
+
+
+def problem() -> KeyUnavailable | None:
+    """Why the sweeper has no key (None: it has one)."""
+    got = _get(False)
+    return got if isinstance(got, KeyUnavailable) else None
+
+
+def reset() -> None:
+    """Forget the cached key (tests; a changed ``$XDG_STATE_HOME``)."""
+    with _lock:
+        _cache.clear()
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
