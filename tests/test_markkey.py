@@ -1,0 +1,173 @@
+"""_markkey: the per-user key that authenticates sweep marks, and every way it is refused."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from _helpers_euid import as_euid
+from hardtemp import _markkey
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh XDG_STATE_HOME (not made yet), with the key cache forgotten around the test."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(d))
+    _markkey.reset()
+    yield d
+    _markkey.reset()
+
+
+def test_a_creator_makes_a_private_key_once_and_reuses_it(state: Path) -> None:
+    key = _markkey.load(create=True)
+    assert key is not None
+    assert len(key) == 32
+    path = state / "hardtemp" / "sweep.key"
+    st = path.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert (st.st_uid, st.st_nlink) == (os.geteuid(), 1)
+    assert stat.S_IMODE((state / "hardtemp").stat().st_mode) == 0o700
+    assert os.listdir(state / "hardtemp") == ["sweep.key"]  # no temporary name left
+    _markkey.reset()
+    assert _markkey.load(create=False) == key
+    assert _markkey.problem() is None
+
+
+def test_the_sweeper_never_makes_a_key(state: Path) -> None:
+    assert _markkey.load(create=False) is None
+    problem = _markkey.problem()
+    assert problem is not None
+    assert problem.missing
+    assert problem.reason == f"{state}/hardtemp: no key directory"
+    assert not state.exists()
+    (state / "hardtemp").mkdir(parents=True, mode=0o700)
+    problem = _markkey.problem()
+    assert problem is not None
+    assert (problem.missing, problem.reason) == (
+        True,
+        f"{state}/hardtemp/sweep.key: no key yet",
+    )
+
+
+def test_concurrent_creators_agree_on_one_key(state: Path) -> None:
+    code = "from hardtemp import _markkey; print(_markkey.load(create=True).hex())"
+    env = dict(os.environ, PYTHONPATH=SRC)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True)
+        for _ in range(6)
+    ]
+    keys = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(keys) == 1
+    assert os.listdir(state / "hardtemp") == ["sweep.key"]
+
+
+def _key_file(state: Path) -> Path:
+    assert _markkey.load(create=True) is not None
+    _markkey.reset()
+    return state / "hardtemp" / "sweep.key"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda p: os.chmod(p, 0o640), "key has mode -rw-r-----"),
+        (lambda p: p.write_bytes(b"short"), "is 5 bytes, not 32"),
+        (lambda p: os.link(p, p.parent / "second-name"), "has 2 links"),
+    ],
+)
+def test_an_unusable_key_is_refused_with_the_reason(
+    state: Path, spoil: object, reason: str
+) -> None:
+    path = _key_file(state)
+    spoil(path)  # type: ignore[operator]
+    assert _markkey.load(create=True) is None  # a creator does not replace it either
+    problem = _markkey.problem()
+    assert problem is not None
+    assert not problem.missing
+    assert problem.reason == f"{path}: {reason}"
+
+
+def test_a_symlink_or_directory_as_the_key_is_refused_never_followed(
+    state: Path, tmp_path: Path
+) -> None:
+    path = _key_file(state)
+    real = tmp_path / "elsewhere.key"
+    real.write_bytes(path.read_bytes())
+    os.chmod(real, 0o600)
+    path.unlink()
+    path.symlink_to(real)
+    problem = _markkey.problem()
+    assert problem is not None
+    assert "Too many levels of symbolic links" in problem.reason
+    _markkey.reset()
+    path.unlink()
+    path.mkdir()
+    problem = _markkey.problem()
+    assert problem is not None
+    assert problem.reason == f"{path}: not a regular file"
+
+
+def test_a_key_directory_writable_by_others_is_refused(state: Path) -> None:
+    path = _key_file(state)
+    os.chmod(path.parent, 0o777)  # others could replace the key
+    problem = _markkey.problem()
+    assert problem is not None
+    assert (
+        problem.reason == f"{path.parent}: directory is writable by others without the sticky bit"
+    )
+
+
+def test_a_relative_xdg_state_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    assert _markkey.key_dir() == f"{home}/.local/state/hardtemp"
+
+
+def test_a_key_in_another_users_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # E.g. root run with an ordinary user's $XDG_STATE_HOME: that user could write root's key.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    theirs = tmp_path / "theirs"
+    (theirs / "hardtemp").mkdir(parents=True, mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    os.chown(theirs / "hardtemp", 65534, 65534)
+    monkeypatch.setenv("XDG_STATE_HOME", str(theirs))
+    _markkey.reset()
+    try:
+        assert _markkey.load(create=True) is None
+        problem = _markkey.problem()
+        assert problem is not None
+        assert "not trusted" in problem.reason or "owned by uid 65534" in problem.reason
+        assert os.listdir(theirs / "hardtemp") == []  # nothing written there
+    finally:
+        _markkey.reset()
+
+
+def test_a_key_directory_that_cannot_be_reached_is_reported(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = shared_dir / "root-only"
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_STATE_HOME", str(private / "state"))
+    _markkey.reset()
+    try:
+        with as_euid():
+            assert _markkey.load(create=True) is None
+            problem = _markkey.problem()
+        assert problem is not None
+        assert not problem.missing
+        assert problem.reason.endswith("Permission denied")
+    finally:
+        _markkey.reset()
