@@ -187,11 +187,16 @@ def _split(raw: bytes) -> tuple[OwnerTag, bytes, str] | None:
     return tag, head, mac.decode("ascii", "replace")
 
 
+def _on(fd: int) -> int | str:
+    """What the xattr calls take for ``fd``: itself, or for an ``O_PATH`` descriptor
+    (which f*xattr refuse) ``/proc/self/fd/N``, the very inode it pins."""
+    return proc_path(fd) if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH else fd
+
+
 def read_mark(fd: int) -> OwnerTag | None:
     """The (unverified) creator tag of the mark on the inode open at ``fd``, or None."""
-    # proc_path: the inode fd holds (the f*xattr calls refuse O_PATH descriptors).
     try:
-        parts = _split(os.getxattr(proc_path(fd), OWNER_XATTR))
+        parts = _split(os.getxattr(_on(fd), OWNER_XATTR))
     except OSError:
         return None
     return None if parts is None else parts[0]
@@ -219,7 +224,7 @@ def write_mark(fd: int, dir_fd: int, name: str | bytes, tag: bytes) -> bool:
         return False
     value = tag + b" " + _mac(key, tag, _place(fd, os.fstat(dir_fd), os.fsencode(name))).encode()
     try:
-        os.setxattr(proc_path(fd), OWNER_XATTR, value)
+        os.setxattr(_on(fd), OWNER_XATTR, value)  # no /proc needed for a creator
     except OSError as exc:
         if exc.errno in _SKIP_MARK:
             return False  # not sweepable there; everything else still works
@@ -243,7 +248,7 @@ class Claim:
         """Remove the mark through our descriptor: the user keeps the object."""
         if self.marked:
             with contextlib.suppress(OSError):
-                os.removexattr(proc_path(self.fd), OWNER_XATTR)
+                os.removexattr(self.fd, OWNER_XATTR)
             self.marked = False
 
     def remark(self, dir_fd: int, name: str | bytes) -> None:
