@@ -6,6 +6,7 @@ Every classification is checked on a real mount (loop images, tmpfs, overlayfs).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
@@ -702,3 +703,172 @@ def test_journal_data_flag_read_from_the_inode_makes_the_file_not_in_place(
         os.close(fd)
     assert info.verdict == NOT_IN_PLACE
     assert "journal-data flag" in info.reasons[0]
+
+
+# --- the removal hot path: per-superblock cache, and whether data reached the disk ------------
+
+
+def test_file_info_is_cached_per_superblock_without_reading_fdinfo(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    try:
+        first = file_info_for_fd(fd)
+        assert first.verdict == IN_PLACE
+        calls: list[int] = []
+        real = _fsinfo._mnt_id
+
+        def counting(f: int) -> int:
+            calls.append(f)
+            return real(f)
+
+        monkeypatch.setattr(_fsinfo, "_mnt_id", counting)
+        for _ in range(20):
+            assert file_info_for_fd(fd) is first
+        assert calls == []  # neither /proc/self/fdinfo nor mountinfo on the hot path
+    finally:
+        os.close(fd)
+
+
+def test_file_info_of_a_remounted_filesystem_is_not_served_from_the_cache(
+    loopfs: Callable[..., Any],
+) -> None:
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    try:
+        assert file_info_for_fd(fd).verdict == IN_PLACE
+    finally:
+        os.close(fd)
+    fs.unmount()
+    fs.options = "data=journal"
+    fs.mount()  # same image, same device number, often the same fsid
+    fd = _new_file(fs.mountpoint, "g")
+    try:
+        assert file_info_for_fd(fd).verdict == NOT_IN_PLACE
+    finally:
+        os.close(fd)
+
+
+def test_file_info_on_tmpfs_follows_swap_appearing(
+    small_tmpfs: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Enabling real swap on this machine is not ours to do: the swap total is the one input faked.
+    class _Swap:
+        total = 0
+
+    monkeypatch.setattr(_fsinfo.psutil, "swap_memory", lambda: _Swap())
+    fd = _new_file(small_tmpfs(1024))
+    try:
+        first = file_info_for_fd(fd)
+        assert first.verdict == VOLATILE
+        assert file_info_for_fd(fd) is first  # reused while the swap total stays
+        _Swap.total = 1 << 30
+        _fsinfo._swap_state[0] = -1e9  # the 2 s reuse of psutil's answer is over
+        assert file_info_for_fd(fd).verdict == BEST_EFFORT
+    finally:
+        os.close(fd)
+
+
+def test_the_superblock_cache_is_bounded(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fsinfo, "_CACHE_MAX", 1)
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    pfd = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        a = file_info_for_fd(fd)
+        file_info_for_fd(pfd)
+        assert len(_fsinfo._sb_cache) == 1
+        assert file_info_for_fd(fd) == a
+    finally:
+        os.close(fd)
+        os.close(pfd)
+
+
+def _write_fresh(directory: Path, data: bytes, name: str = "f") -> int:
+    fd = _new_file(directory, name)
+    os.write(fd, data)
+    return fd
+
+
+@pytest.mark.parametrize("how", ["fsync", "fdatasync", "sync-by-another-process"])
+def test_data_on_disk_is_false_before_writeback_and_true_after(
+    loopfs: Callable[..., Any], how: str
+) -> None:
+    fs = loopfs("ext4", size_mb=16)
+    fd = _write_fresh(fs.mountpoint, os.urandom(10_000))
+    try:
+        f_type = file_info_for_fd(fd).f_type
+        assert _fsinfo.data_on_disk(fd, f_type) is False  # delayed allocation only
+        if how == "fsync":
+            os.fsync(fd)
+        elif how == "fdatasync":
+            os.fdatasync(fd)
+        else:
+            subprocess.run(["sync"], check=True)
+        assert _fsinfo.data_on_disk(fd, f_type) is True
+    finally:
+        os.close(fd)
+
+
+def test_data_on_disk_of_an_empty_file_is_false(loopfs: Callable[..., Any]) -> None:
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    try:
+        assert _fsinfo.data_on_disk(fd, file_info_for_fd(fd).f_type) is False
+    finally:
+        os.close(fd)
+
+
+def test_data_on_disk_reads_every_extent_of_a_fragmented_file(loopfs: Callable[..., Any]) -> None:
+    # 80 separate delayed extents: more than one FIEMAP batch (32) must be read.
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    try:
+        for i in range(80):
+            os.pwrite(fd, b"x", i * 16384)
+        f_type = file_info_for_fd(fd).f_type
+        assert _fsinfo.data_on_disk(fd, f_type) is False
+        # Only the last block written to the disk (sync_file_range of its page alone):
+        # found past the first batches of delayed extents.
+        os.pwrite(fd, b"y", 100 * 16384)
+        libc = ctypes.CDLL(None, use_errno=True)
+        sync_range = libc.sync_file_range
+        sync_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+        assert sync_range(fd, 100 * 16384, 4096, 1 | 2 | 4) == 0, ctypes.get_errno()
+        assert _fsinfo.data_on_disk(fd, f_type) is True
+    finally:
+        os.close(fd)
+
+
+def test_data_on_disk_on_btrfs_follows_the_delayed_allocation(loopfs: Callable[..., Any]) -> None:
+    fs = loopfs("btrfs")
+    fd = _write_fresh(fs.mountpoint, os.urandom(10_000))
+    try:
+        f_type = file_info_for_fd(fd).f_type
+        assert _fsinfo.data_on_disk(fd, f_type) is False
+        os.fsync(fd)
+        assert _fsinfo.data_on_disk(fd, f_type) is True
+    finally:
+        os.close(fd)
+
+
+def test_data_on_disk_is_true_where_it_cannot_be_told(
+    small_tmpfs: Callable[[int], Path], loopfs: Callable[..., Any]
+) -> None:
+    # tmpfs has no delayed allocation to report: never assumed off the disk.
+    fd = _write_fresh(small_tmpfs(1024), b"data")
+    try:
+        assert _fsinfo.data_on_disk(fd, file_info_for_fd(fd).f_type) is True
+    finally:
+        os.close(fd)
+    # FIEMAP itself failing (an O_PATH descriptor accepts no ioctl): assumed on the disk.
+    fs = loopfs("ext4", size_mb=16)
+    os.close(_write_fresh(fs.mountpoint, b"data"))
+    pfd = os.open(fs.mountpoint / "f", os.O_PATH)
+    try:
+        assert _fsinfo.data_on_disk(pfd, _fsinfo._EXT_MAGIC) is True
+    finally:
+        os.close(pfd)

@@ -50,6 +50,7 @@ __all__ = [
     "VOLATILE",
     "FsInfo",
     "clear_cache",
+    "data_on_disk",
     "file_info_for_fd",
     "fs_info_for_fd",
     "fs_info_for_path",
@@ -120,6 +121,7 @@ FS_INLINE_DATA_FL = 0x10000000
 # ioctl numbers and the FIEMAP layouts live in _linux.
 _FIEMAP_FLAG_SYNC = 0x1
 _FIEMAP_EXTENT_LAST = 0x1
+_FIEMAP_EXTENT_DELALLOC = 0x4  # delayed allocation: in the page cache only, no block yet
 _FIEMAP_EXTENT_DATA_INLINE = 0x200
 _FIEMAP_EXTENT_SHARED = 0x2000
 _FIEMAP_BATCH = 32
@@ -151,6 +153,22 @@ class FsInfo:
 
 
 _cache: dict[tuple[int, int, int, int, int], FsInfo] = {}
+
+
+class _SbEntry:
+    """One superblock's classification, and its swap-adjusted copy (tmpfs only)."""
+
+    __slots__ = ("base", "swapped", "total")
+
+    def __init__(self, base: FsInfo) -> None:
+        self.base = base
+        self.swapped: FsInfo | None = None
+        self.total = -2.0  # the swap total ``swapped`` was made for
+
+
+# Per superblock (device, f_type, fsid): the hot path's classification without reading
+# /proc/self/fdinfo.
+_sb_cache: dict[tuple[int, int, int, int], _SbEntry] = {}
 _cache_lock = threading.Lock()
 _CACHE_MAX = 256
 _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total bytes]
@@ -196,7 +214,18 @@ def clear_cache() -> None:
     """Forget every cached filesystem classification (done by itself when mounts change)."""
     with _cache_lock:
         _cache.clear()
+        _sb_cache.clear()
     _swap_state[0] = -1e9
+
+
+def _mounts_changed() -> bool:
+    """Whether the mount table changed since the last look; clears both caches if so.
+    Called with ``_cache_lock`` held."""
+    if _watch.changed():
+        _cache.clear()
+        _sb_cache.clear()
+        return True
+    return False
 
 
 _statfs = fstatfs  # the names this module's tests and callers use
@@ -383,8 +412,7 @@ def _base_info(fd: int, st_dev: int) -> FsInfo:
     # fsid tells apart two filesystems that reuse one loop device and mount id in turn.
     key = (st_dev, mnt_id, f_type, sfs.f_fsid[0], sfs.f_fsid[1])
     with _cache_lock:
-        if _watch.changed():
-            _cache.clear()
+        _mounts_changed()
         info = _cache.get(key)
     if info is not None:
         return info
@@ -563,7 +591,7 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
     """
     if st is None:
         st = os.fstat(fd)
-    info = _with_swap(_base_info(fd, st.st_dev))
+    info = _superblock_info(fd, st.st_dev)
     if info.f_type == _EXT_MAGIC and info.fstype != "ext2":
         flags = get_file_flags(fd)
         if flags is not None and flags & FS_JOURNAL_DATA_FL:
@@ -629,3 +657,85 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                 ),
             )
     return info
+
+
+def _superblock_info(fd: int, st_dev: int) -> FsInfo:
+    """:func:`fs_info_for_fd` for the removal hot path: one ``fstatfs`` and one ``poll``.
+
+    Cached per superblock (device, type, filesystem id), whichever mount the file was
+    reached through: everything the verdict depends on (type, data journalling mode,
+    device) belongs to the superblock; only ``mountpoint``/mount options may name
+    another bind mount of it. A remount or (re)mount anywhere in our mount namespace
+    clears the cache (:class:`_MountWatch`); a device number is only reused once the
+    filesystem that had it is gone, and fsid tells two such filesystems apart.
+    """
+    sfs = _statfs(fd)
+    key = (st_dev, sfs.f_type & 0xFFFFFFFF, sfs.f_fsid[0], sfs.f_fsid[1])
+    with _cache_lock:
+        _mounts_changed()
+        entry = _sb_cache.get(key)
+    if entry is None:
+        entry = _SbEntry(_base_info(fd, st_dev))
+        with _cache_lock:
+            if len(_sb_cache) >= _CACHE_MAX:
+                _sb_cache.clear()
+            _sb_cache[key] = entry
+    if entry.base.f_type != _TMPFS_MAGIC:
+        return entry.base
+    total = -1.0 if "noswap" in entry.base.options else _swap_total()
+    swapped = entry.swapped
+    if swapped is None or entry.total != total:
+        # Rebuilt only when swap appears or goes (psutil's answer is itself reused 2 s).
+        swapped = _with_swap(entry.base)
+        entry.swapped, entry.total = swapped, total
+    return swapped
+
+
+# Filesystems whose FIEMAP reports delayed allocation (FIEMAP_EXTENT_DELALLOC) and
+# allocates a block before any data goes to it: ext4 (also for ext2/3 images), xfs, btrfs.
+_DELALLOC_FS = frozenset({_EXT_MAGIC, _XFS_MAGIC, _BTRFS_MAGIC})
+
+
+def data_on_disk(fd: int, f_type: int) -> bool:
+    """Whether any of the file's data may have been written to the disk already.
+
+    ``False`` only when ``f_type`` (from :class:`FsInfo`) is ext2/3/4, xfs or btrfs
+    and FIEMAP lists no extent other than delayed-allocation ones (or none): then no
+    block was ever allocated to the data, so none of it is on the disk (writeback
+    allocates the block before it writes; an ``fsync``, ``sync_file_range``, a
+    ``sync`` by anyone, or the flusher thread all go through that allocation).
+    FIEMAP is called *without* ``FIEMAP_FLAG_SYNC``, which would itself force the
+    data out. ``True`` on any other filesystem, and whenever FIEMAP fails.
+
+    The answer is only good for the moment it is given: writeback may start right
+    after. Callers overwrite in the page cache first and ask afterwards, so that
+    whatever writeback writes from then on is the overwrite.
+
+    Never raises.
+    """
+    if f_type not in _DELALLOC_FS:
+        return True
+    start = 0
+    size = FIEMAP_HEADER.size + _FIEMAP_BATCH * FIEMAP_EXTENT.size
+    while True:
+        buf = bytearray(size)
+        FIEMAP_HEADER.pack_into(buf, 0, start, 0xFFFFFFFFFFFFFFFF - start, 0, 0, _FIEMAP_BATCH, 0)
+        try:
+            fcntl.ioctl(fd, FS_IOC_FIEMAP, buf, True)
+        except OSError:
+            return True  # cannot tell: assume it is on the disk
+        mapped = FIEMAP_HEADER.unpack_from(buf, 0)[3]
+        if mapped == 0:
+            return False
+        end = start
+        for i in range(mapped):
+            ext = FIEMAP_EXTENT.unpack_from(buf, FIEMAP_HEADER.size + i * FIEMAP_EXTENT.size)
+            logical, length, flags = ext[0], ext[2], ext[5]
+            if not flags & _FIEMAP_EXTENT_DELALLOC:
+                return True  # a real (or inline, or unwritten) extent: blocks were allocated
+            if flags & _FIEMAP_EXTENT_LAST:
+                return False
+            end = max(end, logical + length)
+        if end <= start:
+            return True  # no progress: never loop forever on a confused answer
+        start = end

@@ -4,10 +4,15 @@ Every plaintext file hardtemp removes is overwritten here, by
 :func:`hardtemp._remove.remove_entry` (which then removes the name); users call
 :func:`hardtemp.wipe`. The overwrite covers the file's data extents only (holes are skipped:
 writing into them would allocate fresh blocks that never held our data and could hit
-ENOSPC), one pass of an AES-CTR keystream by default, each pass followed by
-``fdatasync`` so that every pass reaches the device. The last partial block is
-written up to the block boundary so its tail is covered too, and the file size is
-restored afterwards. Whether the overwrite reaches the old blocks depends on the
+ENOSPC), one pass of an AES-CTR keystream by default (random bytes for small files),
+each pass followed by ``fdatasync`` so that every pass reaches the device -- when
+some of the file's data may be on the device: a file whose data never got a block
+(only delayed allocation, checked *after* the overwrite, see
+:func:`hardtemp._fsinfo.data_on_disk`) or that lives in RAM (``"volatile"``) has
+nothing on the device to reach, and its overwritten dirty pages are dropped with the
+inode. The last partial block is written up to the block boundary so its tail is
+covered too (only when a block may be on the device), and the file size is restored
+afterwards. Whether the overwrite reaches the old blocks depends on the
 filesystem (see :mod:`hardtemp._fsinfo`); every result says so in a
 :class:`WipeReport`, and the wipe policy (:mod:`hardtemp._policy`) decides whether an
 untrustworthy overwrite warns, raises or stays quiet.
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, file_info_for_fd
+from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, data_on_disk, file_info_for_fd
 from ._policy import check_policy, get_wipe_policy
 from .exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
 
@@ -35,6 +40,7 @@ SKIPPED = "skipped"
 PATTERNS = ("random", "zeros")
 
 _CHUNK = 1 << 20  # bytes per pwrite: large enough to stream, small enough to stay in cache
+_SMALL_RANDOM = 2048  # up to this many bytes, os.urandom costs less than an AES-CTR setup
 _MAX_TAIL_BLOCK = 1 << 16  # cap on st_blksize rounding (NFS reports 1 MiB "blocks")
 _ZEROS = bytes(_CHUNK + 16)  # shared, read-only: input of the keystream and the "zeros" pattern
 _ZEROS_VIEW = memoryview(_ZEROS)
@@ -47,7 +53,8 @@ class WipeReport:
     Attributes:
         path: the path (or name) wiped, if known.
         bytes_overwritten: bytes written over the file's data, all passes together.
-        passes: overwrite passes completed (each one written and ``fdatasync``-ed).
+        passes: overwrite passes completed (each one written, and ``fdatasync``-ed
+            unless none of the file's data had reached a disk).
         pattern: ``"random"`` (AES-CTR keystream) or ``"zeros"``.
         filesystem: the filesystem type (``"ext4"``, ``"btrfs"``...), "" if not looked at.
         verdict: ``"in place"``, ``"not in place"``, ``"volatile"``, ``"best effort"``
@@ -116,7 +123,8 @@ class _Pattern:
 
     def __init__(self, pattern: str, largest: int) -> None:
         self._zeros = pattern == "zeros"
-        if not self._zeros:
+        self._small = not self._zeros and largest <= _SMALL_RANDOM
+        if not self._zeros and not self._small:
             # A fresh random key and nonce per wipe: the keystream is unpredictable and
             # never repeats, and encrypting the shared zero buffer needs no fresh memory.
             cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16)))
@@ -127,6 +135,9 @@ class _Pattern:
     def take(self, n: int) -> memoryview:
         if self._zeros:
             return _ZEROS_VIEW[:n]
+        if self._small:
+            # One getrandom: as unpredictable as the keystream, cheaper than a cipher setup.
+            return memoryview(os.urandom(n))
         self._enc.update_into(_ZEROS_VIEW[:n], self._out)
         return self._view[:n]
 
@@ -175,12 +186,16 @@ def _data_ranges(fd: int, size: int, block: int, begin: int = 0) -> list[tuple[i
 def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Progress) -> None:
     """The pass itself. OSErrors are recorded in ``prog.error``; other exceptions propagate."""
     prog.hard_links = st.st_nlink
+    f_type = 0  # unknown: data_on_disk() then says True, and every pass is synced
     try:
         info = file_info_for_fd(fd, st)
         prog.filesystem, prog.verdict, prog.reasons = info.fstype, info.verdict, list(info.reasons)
+        f_type = info.f_type
     except OSError as exc:
         prog.verdict = BEST_EFFORT
         prog.reasons = [f"the filesystem could not be identified ({exc})"]
+    # tmpfs without swap, ramfs: no disk below, so there is nothing for a sync to reach.
+    volatile = prog.verdict == VOLATILE
     size = st.st_size
     try:
         offset = os.lseek(fd, 0, os.SEEK_CUR)
@@ -189,7 +204,11 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         return
     extended = False
     try:
-        ranges = _data_ranges(fd, size, max(512, min(st.st_blksize or 4096, _MAX_TAIL_BLOCK)))
+        # A block on the disk may hold old bytes past EOF: only then is the tail worth
+        # covering (a block written back from now on gets the kernel's zeroed tail).
+        on_disk = not volatile and data_on_disk(fd, f_type)
+        block = max(512, min(st.st_blksize or 4096, _MAX_TAIL_BLOCK)) if on_disk else 1
+        ranges = _data_ranges(fd, size, block)
         extended = bool(ranges) and ranges[-1][1] > size
         pat = _Pattern(pattern, max((e - s for s, e in ranges), default=0))
         for _ in range(passes):
@@ -200,9 +219,13 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
                     _pwrite_all(fd, pat.take(n), pos)
                     pos += n
                     prog.bytes_overwritten += n
-            # Sync every pass: unsynced passes would merge in the page cache and only
-            # the last would ever reach the device.
-            os.fdatasync(fd)
+            # Overwrite first, look second: if no block was allocated by now, the old data
+            # never reached the disk, and whatever writeback writes later is the overwrite;
+            # the dirty pages die with the inode. Else sync every pass: unsynced passes
+            # would merge in the page cache and only the last would reach the device.
+            if on_disk or (not volatile and data_on_disk(fd, f_type)):
+                on_disk = True
+                os.fdatasync(fd)
             prog.passes += 1
     except OSError as exc:
         prog.error = exc
@@ -304,8 +327,10 @@ def overwrite_fd(
 ) -> WipeReport:
     """Overwrite in place the data extents of the regular file open for writing at ``fd``.
 
-    Each pass writes the data extents (holes skipped, the last block to its end) and is
-    followed by ``fdatasync``; short writes and EINTR are retried. The file size and the
+    Each pass writes the data extents (holes skipped, the last block to its end when a
+    block may be on the disk) and is followed by ``fdatasync`` unless, after the pass,
+    none of the file's data has a block on a disk (see the module docstring); short
+    writes and EINTR are retried. The file size and the
     descriptor's offset are restored.
     Does not close or unlink; the link count is only reported (see
     :func:`hardtemp._remove.remove_entry`).

@@ -1,0 +1,260 @@
+"""Forensic proof for the sync decision: a wipe syncs exactly when the data reached the disk.
+
+A file's overwrite is ``fdatasync``-ed only when some of its data may be on the disk
+(FIEMAP shows an allocated extent, checked *after* the overwrite); a file closed
+before writeback is overwritten in the page cache only, and its dirty pages die
+with the inode. Both sides are attacked on a real loop-mounted ext4 image, and the
+raw image is searched for the marker after unmounting:
+
+* closed before writeback (no ``fsync`` by the caller): no marker;
+* forced to the disk before close by ``fsync``, ``sync_file_range``, a ``sync`` run by
+  another process, and writeback racing the close (another process calling ``syncfs`` in a
+  loop while files come and go): no marker. The marker is seen in the image before
+  the close (the precondition that lets the test fail), and the standard library,
+  run the same way, leaves it (the control).
+
+Checked by hand: with :func:`hardtemp._fsinfo.data_on_disk` made to answer False
+always (the sync skipped), every forced-to-disk case and the race leave markers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+import hardtemp
+from hardtemp import _dirtrust, _fsinfo
+from hardtemp._fsinfo import data_on_disk, file_info_for_fd
+from hardtemp.exceptions import WipeUnreliableWarning
+
+pytestmark = pytest.mark.forensic
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYNC_FILE_RANGE_ALL = 1 | 2 | 4  # WAIT_BEFORE | WRITE | WAIT_AFTER: written and waited for
+
+
+@pytest.fixture(autouse=True)
+def _strict_warnings() -> Iterator[None]:
+    _fsinfo.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WipeUnreliableWarning)
+        yield
+
+
+def _marker(tag: bytes = b"") -> bytes:
+    return b"HARDTEMP-SYNC-" + tag + secrets.token_hex(20).encode() + b"-END"
+
+
+def _payload(m: bytes, size: int = 20_000) -> bytes:
+    return (m * (size // len(m) + 1))[:size]
+
+
+def _image_keeps(fs: Any, needle: bytes) -> bool:
+    """Unmount (flushing everything) and search the raw image."""
+    gc.collect()
+    _dirtrust.clear_cache()  # our cached directory descriptors would keep the mount busy
+    gc.collect()
+    return bool(fs.image_contains(needle))
+
+
+def _on_disk_now(fs: Any, needle: bytes) -> bool:
+    """The raw image while still mounted (the loop device writes through to it)."""
+    return needle in fs.image.read_bytes()
+
+
+def _fsync(f: IO[bytes]) -> None:
+    os.fsync(f.fileno())
+
+
+def _sync_file_range(f: IO[bytes]) -> None:
+    if _libc.sync_file_range(f.fileno(), ctypes.c_long(0), ctypes.c_long(0), _SYNC_FILE_RANGE_ALL):
+        raise OSError(ctypes.get_errno(), "sync_file_range failed")
+
+
+def _sync_by_another_process(f: IO[bytes]) -> None:
+    subprocess.run(["sync"], check=True)
+
+
+FORCE: dict[str, Callable[[IO[bytes]], None]] = {
+    "fsync": _fsync,
+    "sync_file_range": _sync_file_range,
+    "sync-by-another-process": _sync_by_another_process,
+}
+
+
+def _open_named(d: Path) -> IO[bytes]:
+    return hardtemp.NamedTemporaryFile(dir=d)  # type: ignore[return-value]
+
+
+def _open_stdlib(d: Path) -> IO[bytes]:
+    return tempfile.NamedTemporaryFile(dir=d)
+
+
+def _open_unnamed(d: Path) -> IO[bytes]:
+    return hardtemp.TemporaryFile(dir=d, encrypt=False)
+
+
+KINDS: dict[str, Callable[[Path], IO[bytes]]] = {
+    "NamedTemporaryFile": _open_named,
+    "TemporaryFile-plain": _open_unnamed,
+}
+
+
+# --- closed before writeback ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_file_closed_before_writeback_leaves_no_marker(
+    loopfs: Callable[..., Any], kind: str
+) -> None:
+    fs = loopfs("ext4")
+    m = _marker()
+
+    def lifecycle() -> None:  # its locals (and our directory handle) die with it
+        with KINDS[kind](fs.mountpoint) as f:
+            f.write(_payload(m))
+            f.flush()
+            fd = f.fileno()
+            # The precondition of this case: nothing of it was allocated on the disk yet.
+            assert not data_on_disk(fd, file_info_for_fd(fd).f_type)
+
+    lifecycle()
+    assert not _image_keeps(fs, m)
+
+
+def test_temporary_directory_files_closed_before_writeback_leave_no_marker(
+    loopfs: Callable[..., Any],
+) -> None:
+    fs = loopfs("ext4")
+    m = _marker()
+
+    def lifecycle() -> None:
+        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+            for i in range(4):
+                with open(f"{d}/f{i}", "wb") as out:
+                    out.write(_payload(m))
+
+    lifecycle()
+    assert not _image_keeps(fs, m)
+
+
+# --- forced to the disk before close ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("force", FORCE)
+@pytest.mark.parametrize("kind", KINDS)
+def test_file_forced_to_disk_before_close_leaves_no_marker(
+    loopfs: Callable[..., Any], kind: str, force: str
+) -> None:
+    fs = loopfs("ext4")
+    m = _marker()
+
+    def lifecycle() -> None:
+        with KINDS[kind](fs.mountpoint) as f:
+            f.write(_payload(m))
+            f.flush()
+            FORCE[force](f)
+            assert _on_disk_now(fs, m), "precondition: the marker reached the disk"
+
+    lifecycle()
+    assert not _image_keeps(fs, m)
+
+
+@pytest.mark.parametrize("force", FORCE)
+def test_temporary_directory_file_forced_to_disk_leaves_no_marker(
+    loopfs: Callable[..., Any], force: str
+) -> None:
+    fs = loopfs("ext4")
+    m = _marker()
+
+    def lifecycle() -> None:
+        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+            with open(f"{d}/secret", "wb") as out:
+                out.write(_payload(m))
+                out.flush()
+                FORCE[force](out)  # type: ignore[arg-type]
+            assert _on_disk_now(fs, m), "precondition: the marker reached the disk"
+
+    lifecycle()
+    assert not _image_keeps(fs, m)
+
+
+@pytest.mark.parametrize("force", FORCE)
+def test_control_stdlib_file_forced_to_disk_leaves_the_marker(
+    loopfs: Callable[..., Any], force: str
+) -> None:
+    fs = loopfs("ext4")
+    m = _marker()
+    with tempfile.NamedTemporaryFile(dir=fs.mountpoint) as f:
+        f.write(_payload(m))
+        f.flush()
+        FORCE[force](f)  # type: ignore[arg-type]
+    assert _image_keeps(fs, m)
+
+
+# --- writeback racing the close ---------------------------------------------------------------
+
+_SYNCER = """
+import ctypes, os, sys
+syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+while True:
+    syncfs(fd)  # this filesystem only: the machine's other disks are left alone
+"""
+
+
+def _race(fs: Any, make: Callable[[Path], IO[bytes]], tag: bytes, count: int = 200) -> int:
+    """Create, write, close ``count`` files while another process syncs in a loop;
+    return how many of their markers the raw image keeps."""
+    syncer = subprocess.Popen(
+        [sys.executable, "-c", _SYNCER, str(fs.mountpoint)], stdout=subprocess.PIPE, text=True
+    )
+    markers: list[bytes] = []
+
+    def lifecycles() -> None:
+        for i in range(count):
+            m = _marker(tag)
+            markers.append(m)
+            with make(fs.mountpoint) as f:
+                f.write(_payload(m, 64 << 10))
+                f.flush()
+                time.sleep(0.0005 * (i % 5))  # most give the syncer time before the close
+
+    try:
+        assert syncer.stdout is not None
+        assert syncer.stdout.readline() == "ready\n"
+        lifecycles()
+    finally:
+        syncer.kill()
+        syncer.wait()
+    _image_keeps(fs, b"unmount only")
+    data = fs.image.read_bytes()
+    left = sum(m in data for m in markers)
+    print(f"{left} of {count} markers left in the image")
+    return left
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_writeback_racing_the_close_leaves_no_marker(loopfs: Callable[..., Any], kind: str) -> None:
+    fs = loopfs("ext4")
+    assert _race(fs, KINDS[kind], b"ours-") == 0
+
+
+def test_control_stdlib_racing_writeback_leaves_markers(loopfs: Callable[..., Any]) -> None:
+    # The syncer really pushes files out between their write and their close.
+    fs = loopfs("ext4")
+    left = _race(fs, _open_stdlib, b"std-")
+    assert left > 0
