@@ -958,3 +958,100 @@ def test_wipe_r_refuses_a_trailing_slash_on_a_symlink_or_file_and_touches_nothin
     assert (work / "tree" / "f").read_text() == "data"
     assert (work / "file").read_text() == "data"
     assert (work / "link").is_symlink()
+
+
+# ---------------------------------------------------------------- wipe: a file we may not write
+
+
+def _unwritable_for_nobody(base: Path) -> tuple[Path, Path, bytes]:
+    """A directory uid 65534 may write (under ``base``, a sticky /tmp-like directory it
+    can reach), holding root's 0644 file: removable by uid 65534, not writable."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as uid 65534 on root's file")
+    theirs_dir = base / "shared"
+    theirs_dir.mkdir()
+    os.chown(theirs_dir, NOBODY, NOBODY)
+    victim = theirs_dir / "report.csv"
+    data = b"SECRET-" + os.urandom(8).hex().encode()
+    victim.write_bytes(data)
+    os.chmod(victim, 0o644)
+    return theirs_dir, victim, data
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_wipe_of_a_file_it_cannot_overwrite_fails_and_leaves_it(
+    inproc: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    from _helpers_euid import as_euid
+
+    _, victim, data = _unwritable_for_nobody(shared_dir)
+    argv = ["wipe", *(["--json"] if as_json else []), str(victim)]
+    with as_euid(NOBODY):
+        status = main(argv)
+    out = capsys.readouterr().out
+    assert status == 1
+    assert victim.read_bytes() == data  # never overwritten, and not removed: nothing hidden
+    if as_json:
+        (entry,) = json.loads(out)["results"]
+        assert entry["ok"] is False
+        assert entry["report"]["data_left"] is True
+        assert entry["report"]["removed"] is False
+        assert entry["report"]["bytes_overwritten"] == 0
+    else:
+        first = out.splitlines()[0]
+        assert first.startswith(f"FAILED  {victim}: ")
+        assert "not writable and not ours" in first or "not writable" in out
+        assert "not removed" in out
+        assert "wiped" not in out.split("FAILED")[0]
+
+
+def test_wipe_remove_unwiped_removes_the_name_and_still_fails(
+    inproc: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _helpers_euid import as_euid
+
+    _, victim, data = _unwritable_for_nobody(shared_dir)
+    keep = os.open(victim, os.O_RDONLY)
+    try:
+        with as_euid(NOBODY):
+            status = main(["wipe", "--json", "--remove-unwiped", str(victim)])
+        (entry,) = json.loads(capsys.readouterr().out)["results"]
+        assert status == 1
+        assert entry["ok"] is False
+        assert entry["report"]["removed"] is True
+        assert entry["report"]["data_left"] is True
+        assert not victim.exists()
+        assert os.pread(keep, 100, 0) == data  # the data really is still there
+    finally:
+        os.close(keep)
+
+
+def test_wipe_require_reliable_also_fails_for_a_file_it_cannot_overwrite(
+    inproc: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _helpers_euid import as_euid
+
+    _, victim, data = _unwritable_for_nobody(shared_dir)
+    with as_euid(NOBODY):
+        status = main(["wipe", "--require-reliable", str(victim)])
+    assert status == 1
+    assert victim.read_bytes() == data
+    assert capsys.readouterr().out.startswith(f"FAILED  {victim}")
+
+
+def test_wipe_recursive_of_a_tree_with_a_file_it_cannot_overwrite_fails(
+    inproc: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _helpers_euid import as_euid
+
+    theirs_dir, victim, _ = _unwritable_for_nobody(shared_dir)
+    tree = theirs_dir / "tree"
+    tree.mkdir()
+    os.chown(tree, NOBODY, NOBODY)
+    os.rename(victim, tree / "report.csv")
+    with as_euid(NOBODY):
+        status = main(["wipe", "-r", "--json", str(tree)])
+    (entry,) = json.loads(capsys.readouterr().out)["results"]
+    assert status == 1
+    assert entry["ok"] is False
+    assert "report.csv: the file is not writable and not ours" in entry["error"]

@@ -29,7 +29,12 @@ from hardtemp import _fsinfo, _linux, _remove, _wipe
 from hardtemp._policy import get_wipe_policy, set_wipe_policy, wipe_policy
 from hardtemp._remove import remove_entry, wipe
 from hardtemp._wipe import WipeReport, overwrite_fd
-from hardtemp.exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
+from hardtemp.exceptions import (
+    PlaintextLeftWarning,
+    UnsafeFileError,
+    WipeError,
+    WipeUnreliableWarning,
+)
 
 NOBODY = 65534
 
@@ -455,10 +460,13 @@ def test_remove_entry_of_a_foreign_file_with_two_links_only_unlinks(
     m = marker()
     make_file(outside, m)
     os.link(outside, ext4 / "link")
-    report = remove_entry(dir_fd, "link", own_file=False)
+    with pytest.warns(PlaintextLeftWarning, match="2 hard links") as caught:
+        report = remove_entry(dir_fd, "link", own_file=False)
+    assert len(caught) == 1  # not overwritten is never silent
     assert outside.read_bytes() == m
     assert not (ext4 / "link").exists()
     assert report.verdict == "skipped"
+    assert report.data_left
     assert report.hard_links == 2
     assert "2 hard links" in report.reasons[0]
 
@@ -1139,7 +1147,9 @@ def test_another_users_file_in_our_directory_is_unlinked_never_overwritten(
         with as_euid(NOBODY), wipe_policy("ignore"):
             dfd = os.open(nobody_home, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                report = remove_entry(dfd, "theirs")
+                # Not overwritten: a warning even under "ignore" (that is about filesystems).
+                with pytest.warns(PlaintextLeftWarning, match="not writable and not ours"):
+                    report = remove_entry(dfd, "theirs")
             finally:
                 os.close(dfd)
         assert read_all(keep) == m
@@ -1150,6 +1160,51 @@ def test_another_users_file_in_our_directory_is_unlinked_never_overwritten(
     assert report.verdict == "skipped"
     assert report.bytes_overwritten == 0
     assert "not writable and not ours" in report.reasons[0]
+
+
+def test_wipe_of_another_users_file_raises_and_leaves_it_where_it_is(nobody_home: Path) -> None:
+    m = marker()
+    theirs = nobody_home / "theirs"
+    make_file(theirs, m, mode=0o644)  # root's, in nobody's directory: removable, not writable
+    with as_euid(NOBODY), wipe_policy("ignore"), pytest.raises(WipeError) as info:
+        wipe(theirs)
+    assert theirs.read_bytes() == m  # not overwritten, so not removed (as shred -u refuses)
+    report = info.value.report
+    assert report.data_left
+    assert not report.removed
+    assert report.bytes_overwritten == 0
+    assert info.value.reason.endswith("its data is still on the disk; not removed")
+
+
+def test_wipe_remove_unwiped_removes_the_name_but_still_raises(nobody_home: Path) -> None:
+    m = marker()
+    theirs = nobody_home / "theirs"
+    make_file(theirs, m, mode=0o644)
+    keep = held(theirs)
+    try:
+        with as_euid(NOBODY), pytest.raises(WipeError, match="removed as asked") as info:
+            wipe(theirs, remove_unwiped=True)
+        assert not theirs.exists()
+        assert info.value.report.removed
+        assert info.value.report.data_left
+        assert read_all(keep) == m
+    finally:
+        os.close(keep)
+
+
+def test_remove_entry_of_an_unwritable_file_is_a_wipe_error_under_the_error_policy(
+    nobody_home: Path,
+) -> None:
+    theirs = nobody_home / "theirs"
+    make_file(theirs, b"data", mode=0o644)
+    with as_euid(NOBODY):
+        dfd = os.open(nobody_home, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with wipe_policy("error"), pytest.raises(WipeError, match="not writable"):
+                remove_entry(dfd, "theirs")
+        finally:
+            os.close(dfd)
+    assert not theirs.exists()  # a tree's cleanup still removes it, then says so
 
 
 def test_another_users_file_with_our_read_only_descriptor_is_not_overwritten(
@@ -1164,7 +1219,8 @@ def test_another_users_file_with_our_read_only_descriptor_is_not_overwritten(
             dfd = os.open(nobody_home, os.O_RDONLY | os.O_DIRECTORY)
             rfd = os.open(theirs, os.O_RDONLY)
             try:
-                report = remove_entry(dfd, "theirs", fd=rfd)
+                with pytest.warns(PlaintextLeftWarning, match="not writable and not ours"):
+                    report = remove_entry(dfd, "theirs", fd=rfd)
             finally:
                 os.close(rfd)
                 os.close(dfd)

@@ -31,6 +31,7 @@ from .exceptions import HardtempWarning as HardtempWarning
 from .exceptions import InsecureOperationError as InsecureOperationError
 from .exceptions import IntegrityError as IntegrityError
 from .exceptions import NoTrustedTempDirError as NoTrustedTempDirError
+from .exceptions import PlaintextLeftWarning as PlaintextLeftWarning
 from .exceptions import SizeLimitError as SizeLimitError
 from .exceptions import UnsafeCandidateWarning as UnsafeCandidateWarning
 from .exceptions import UnsafeDirectoryError as UnsafeDirectoryError
@@ -48,6 +49,7 @@ __all__ = [
     "MemoryFile",
     "NamedTemporaryFile",
     "NoTrustedTempDirError",
+    "PlaintextLeftWarning",
     "SizeLimitError",
     "SpooledTemporaryFile",
     "TemporaryDirectory",

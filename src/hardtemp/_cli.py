@@ -35,7 +35,7 @@ from ._policy import wipe_policy
 from ._remove import rmtree_at, wipe
 from ._tempdir import candidate_tempdir_list
 from ._wipe import PATTERNS, WipeReport
-from .exceptions import HardtempError, WipeError
+from .exceptions import HardtempError, PlaintextLeftWarning, WipeError
 
 __all__ = ["main"]
 
@@ -321,6 +321,7 @@ def _report_json(r: WipeReport) -> dict[str, Any]:
         "hard_links": r.hard_links,
         "duration": round(r.duration, 6),
         "removed": r.removed,
+        "data_left": r.data_left,
     }
 
 
@@ -425,8 +426,10 @@ def _wipe_one(path: str, args: argparse.Namespace) -> dict[str, Any]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 errors = _wipe_tree(target)
-            if errors:
-                entry["error"] = "; ".join(errors)
+            # A file removed without being overwritten is never counted as wiped.
+            left = [str(w.message) for w in caught if issubclass(w.category, PlaintextLeftWarning)]
+            if errors or left:
+                entry["error"] = "; ".join(errors + left)
             else:
                 entry["ok"] = True
         else:
@@ -441,7 +444,12 @@ def _wipe_one(path: str, args: argparse.Namespace) -> dict[str, Any]:
                 warnings.simplefilter("always")
                 progress = _Progress(path, st.st_size * args.passes) if show else None
                 with progress or contextlib.nullcontext():
-                    report = wipe(path, passes=args.passes, pattern=args.pattern)
+                    report = wipe(
+                        path,
+                        passes=args.passes,
+                        pattern=args.pattern,
+                        remove_unwiped=args.remove_unwiped,
+                    )
             entry["report"] = _report_json(report)
             entry["ok"] = True
     except WipeError as exc:
@@ -631,6 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-reliable",
         action="store_true",
         help="fail (exit 1) when the overwrite cannot be trusted on the file's filesystem",
+    )
+    p.add_argument(
+        "--remove-unwiped",
+        action="store_true",
+        help="also remove a file that could not be overwritten (e.g. another user's file you "
+        "may not write); it still counts as failed (exit 1), since its data stays on the disk. "
+        "Without it such a file is left in place, as shred -u does",
     )
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     _colour_option(p)

@@ -14,7 +14,7 @@ Invariants:
   handed the name, or through an inherited descriptor) cannot be undone, but is
   detected at close where it shows: a size below the high-water mark of our own
   writes, or a hole inside a range we wrote. :meth:`PlainFileIO.shrink_report` says so
-  and the caller warns (:class:`~hardtemp.exceptions.WipeUnreliableWarning`).
+  and the caller warns (:class:`~hardtemp.exceptions.PlaintextLeftWarning`).
   Not seen: bytes others wrote and cut again without our writing past them, writes
   through ``mmap`` or ``os.write(f.fileno())``, and ranges once we track more than
   :data:`MAX_RANGES` disjoint pieces (then only the size is compared).
@@ -32,7 +32,7 @@ from typing import Any
 
 from ._policy import get_wipe_policy
 from ._wipe import overwrite_range
-from .exceptions import WipeError, WipeUnreliableWarning
+from .exceptions import PlaintextLeftWarning, WipeError
 
 __all__ = ["MAX_RANGES", "PlainFileIO", "warn_unwiped"]
 
@@ -162,17 +162,16 @@ class PlainFileIO(io.FileIO):
 
 
 def warn_unwiped(path: Any, why: str, *, stacklevel: int = 2, policy: str | None = None) -> None:
-    """Say that plaintext may remain, as the wipe policy says.
+    """Say that plaintext may remain: never silent, whatever ``"ignore"`` hides.
 
     Raises:
         WipeError: the policy is ``"error"``.
-        WipeUnreliableWarning: (warning) the policy is ``"warn"``.
+        PlaintextLeftWarning: (warning) otherwise.
     """
     policy = get_wipe_policy() if policy is None else policy
     shown = None if path is None or isinstance(path, int) else os.fsdecode(path)
     if policy == "error":
         raise WipeError(shown, why)
-    if policy == "warn":
-        warnings.warn(
-            f"{shown or 'temporary file'}: {why}", WipeUnreliableWarning, stacklevel=stacklevel + 1
-        )
+    warnings.warn(
+        f"{shown or 'temporary file'}: {why}", PlaintextLeftWarning, stacklevel=stacklevel + 1
+    )

@@ -178,7 +178,11 @@ def _remove_entry(
     on_unreliable: str | None,
     stacklevel: int,
     require_regular: bool = False,
+    unwiped: str = "warn",
 ) -> WipeReport:
+    # unwiped: a regular file we could not overwrite is removed with a PlaintextLeftWarning
+    # ("warn"; WipeError under the error policy), or raises WipeError and stays ("keep"),
+    # or raises WipeError once removed ("remove"): never counted as wiped.
     start = time.monotonic()
     policy = _check_options(passes, pattern, on_unreliable)
     _check_name(name)
@@ -259,7 +263,16 @@ def _remove_entry(
         if why_not is not None:
             prog.verdict = SKIPPED
             prog.reasons.insert(0, why_not)
+            prog.data_left = True
 
+    if prog.data_left and unwiped == "keep":
+        # Removing the name would hide that the plaintext is still there (shred -u refuses too).
+        report = prog.report(shown, pattern, start, removed=False)
+        raise WipeError(
+            shown,
+            f"{report.reasons[0]}: its data is still on the disk; not removed",
+            report,
+        )
     ident = st_name
     try:
         _hide_and_unlink(dir_fd, name, ident, shown, prog.reasons)
@@ -276,6 +289,10 @@ def _remove_entry(
         warnings.warn(link_warning, WipeUnreliableWarning, stacklevel=stacklevel)
     if prog.error is not None:
         raise WipeError(shown, report.reasons[0] + "; the file was removed", report) from prog.error
+    if prog.data_left and unwiped == "remove":
+        raise WipeError(
+            shown, f"{report.reasons[0]}: its data is still on the disk; removed as asked", report
+        )
     _apply_policy(report, policy, stacklevel=stacklevel + 1)
     return report
 
@@ -339,8 +356,20 @@ def remove_entry(
     )
 
 
-def wipe(path: str | os.PathLike[str], *, passes: int = 1, pattern: str = "random") -> WipeReport:
+def wipe(
+    path: str | os.PathLike[str],
+    *,
+    passes: int = 1,
+    pattern: str = "random",
+    remove_unwiped: bool = False,
+) -> WipeReport:
     """Overwrite the regular file at ``path`` in place, then remove it.
+
+    A file that cannot be overwritten (another user's file we may not write) is never
+    reported as wiped: :class:`WipeError` is raised and the file is left where it is
+    (removing the name would hide that its data is still on the disk, so ``shred -u``
+    refuses too), unless ``remove_unwiped`` is true: then the name is removed and
+    :class:`WipeError` still raised.
 
     The parent directory is opened with ``O_DIRECTORY|O_NOFOLLOW`` and the file relative
     to it with ``O_NOFOLLOW``: a symlink given as ``path`` (or as its parent) is refused,
@@ -354,8 +383,10 @@ def wipe(path: str | os.PathLike[str], *, passes: int = 1, pattern: str = "rando
         UnsafeFileError: ``path`` or its parent is a symlink, or ``path`` is not a regular
             file (nothing removed).
         ValueError, TypeError: bad ``path``, ``passes`` or ``pattern``.
-        WipeError: the overwrite failed (the file was removed anyway; ``.report``), or the
-            policy is ``"error"`` and the overwrite cannot be trusted here.
+        WipeError: the overwrite failed (the file was removed anyway; ``.report``), the
+            file could not be overwritten (not removed unless ``remove_unwiped``;
+            ``.report.data_left`` is true), or the policy is ``"error"`` and the overwrite
+            cannot be trusted here.
         WipeUnreliableWarning: (warning) the overwrite cannot be trusted on this filesystem.
     """
     fspath = os.fspath(path)
@@ -395,6 +426,7 @@ def wipe(path: str | os.PathLike[str], *, passes: int = 1, pattern: str = "rando
             on_unreliable=None,
             stacklevel=3,
             require_regular=True,
+            unwiped="remove" if remove_unwiped else "keep",
         )
     finally:
         os.close(dir_fd)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, data_on_disk, file_info_for_fd
 from ._policy import check_policy, get_wipe_policy
-from .exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
+from .exceptions import PlaintextLeftWarning, UnsafeFileError, WipeError, WipeUnreliableWarning
 
 __all__ = ["PATTERNS", "SKIPPED", "WipeReport", "overwrite_fd"]
 
@@ -65,6 +65,11 @@ class WipeReport:
         hard_links: the link count seen when wiping.
         duration: seconds spent.
         removed: whether the name was removed.
+        data_left: True when a regular file's data was NOT overwritten (another user's
+            file we may not write, a possible link to outside data): its plaintext is
+            still on the disk. Such a file is never counted as wiped: a
+            :class:`PlaintextLeftWarning` (``WipeError`` under the ``"error"`` policy)
+            says so, whatever the policy otherwise ignores.
     """
 
     path: str | None
@@ -77,6 +82,7 @@ class WipeReport:
     hard_links: int
     duration: float
     removed: bool
+    data_left: bool = False
 
 
 @dataclass
@@ -90,6 +96,7 @@ class _Progress:
     reasons: list[str] = field(default_factory=list)
     hard_links: int = 0
     error: OSError | None = None
+    data_left: bool = False
 
     def report(self, path: str | None, pattern: str, start: float, removed: bool) -> WipeReport:
         return WipeReport(
@@ -103,6 +110,7 @@ class _Progress:
             hard_links=self.hard_links,
             duration=time.monotonic() - start,
             removed=removed,
+            data_left=self.data_left,
         )
 
 
@@ -287,7 +295,21 @@ def overwrite_range(fd: int, start: int, end: int, *, pattern: str = "random") -
 
 
 def _apply_policy(report: WipeReport, policy: str, stacklevel: int) -> None:
-    """Warn or raise as ``policy`` says when the overwrite cannot be trusted."""
+    """Warn or raise as ``policy`` says when the overwrite cannot be trusted.
+
+    Data left un-overwritten is never silent: ``"ignore"`` (which is about filesystems
+    that may not overwrite in place) still warns for it.
+    """
+    if report.data_left:
+        message = (report.reasons[0] if report.reasons else "not overwritten") + (
+            ": its data is still on the disk" + ("" if report.removed else "; not removed")
+        )
+        if policy == "error":
+            raise WipeError(report.path, message, report)
+        warnings.warn(
+            f"{report.path or 'file'}: {message}", PlaintextLeftWarning, stacklevel=stacklevel
+        )
+        return
     if report.verdict in (IN_PLACE, VOLATILE, SKIPPED) or policy == "ignore":
         return
     why = report.reasons[0] if report.reasons else "unknown filesystem"

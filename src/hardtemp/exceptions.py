@@ -17,6 +17,7 @@ lets a failure slip past an existing ``except`` clause::
     Warning
     └── HardtempWarning                   (also UserWarning)
         ├── WipeUnreliableWarning
+        │   └── PlaintextLeftWarning
         └── UnsafeCandidateWarning
 
 Errors carry the offending path as ``path`` and the reason as ``reason``
@@ -36,6 +37,7 @@ __all__ = [
     "InsecureOperationError",
     "IntegrityError",
     "NoTrustedTempDirError",
+    "PlaintextLeftWarning",
     "SizeLimitError",
     "UnsafeCandidateWarning",
     "UnsafeDirectoryError",
@@ -161,6 +163,14 @@ class WipeUnreliableWarning(HardtempWarning):
     """An overwrite was performed but cannot be trusted to reach the old
     blocks on this filesystem (copy-on-write, journalled data, flash, ...).
     Prefer encryption (the default for ``TemporaryFile``) for such places."""
+
+
+class PlaintextLeftWarning(WipeUnreliableWarning):
+    """Data was not overwritten at all and is still on the disk: a file we may not
+    write (another user's), a possible hard link to data outside, or blocks another
+    program freed (``O_TRUNC``, a punched hole) before we could overwrite them. The
+    message names the file and the reason. A :class:`WipeUnreliableWarning`, so
+    filters on that class catch it too."""
 
 
 class UnsafeCandidateWarning(HardtempWarning):

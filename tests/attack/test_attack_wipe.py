@@ -19,7 +19,7 @@ import pytest
 
 from hardtemp._policy import wipe_policy
 from hardtemp._remove import remove_entry, wipe
-from hardtemp.exceptions import UnsafeFileError
+from hardtemp.exceptions import PlaintextLeftWarning, UnsafeFileError
 
 pytestmark = pytest.mark.attack
 
@@ -94,7 +94,8 @@ def test_planted_hard_link_to_the_attackers_file_is_unlinked_not_overwritten(
     other_user(plant_hard_link, str(shared_dir), data)
     dfd = os.open(shared_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        report = remove_entry(dfd, "planted", own_file=False)
+        with pytest.warns(PlaintextLeftWarning, match="2 hard links"):
+            report = remove_entry(dfd, "planted", own_file=False)
     finally:
         os.close(dfd)
     assert not os.path.lexists(shared_dir / "planted")

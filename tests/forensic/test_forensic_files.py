@@ -21,7 +21,7 @@ import pytest
 
 import hardtemp
 from hardtemp import _dirtrust, _fsinfo
-from hardtemp.exceptions import WipeUnreliableWarning
+from hardtemp.exceptions import PlaintextLeftWarning, WipeError, WipeUnreliableWarning
 
 LoopFS = Any  # tests/conftest.py's LoopFS: a mounted image with .mountpoint, .image, ...
 
@@ -212,3 +212,42 @@ def test_ext4_data_journal_named_temporary_file_warns(loopfs: Callable[..., Loop
     with pytest.warns(WipeUnreliableWarning, match="data=journal"):
         write_named(fs, m)
     release(fs)
+
+
+# --- data that cannot be overwritten is reported, never counted as wiped ------------------------
+
+
+@pytest.mark.parametrize("policy", ["warn", "ignore", "error"])
+def test_ext4_foreign_0644_file_in_a_shared_temporary_directory_is_reported(
+    loopfs: Callable[..., LoopFS], policy: str
+) -> None:
+    # uid 65534 owns the TemporaryDirectory and shares it (chmod 1777) with another
+    # account (root here), which writes a 0644 file there: uid 65534 may unlink it but not
+    # write it, so its cleanup cannot overwrite it and must say so.
+    from _helpers_euid import as_euid
+
+    fs = loopfs("ext4")
+    os.chmod(fs.mountpoint, 0o1777)  # so uid 65534 may remove its directory from there
+    m = marker()
+    d = hardtemp.TemporaryDirectory(dir=fs.mountpoint)
+    os.chown(d.name, 65534, 65534)
+    os.chmod(d.name, 0o1777)
+    theirs = os.path.join(d.name, "their.csv")
+    with open(theirs, "wb") as f:
+        f.write(m * 300)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(theirs, 0o644)
+    assert on_disk(fs, m)
+    # The cleanup reaches everything through descriptors it already holds.
+    with as_euid(65534), hardtemp.wipe_policy(policy):
+        if policy == "error":
+            with pytest.raises(WipeError, match=r"their\.csv: the file is not writable"):
+                d.cleanup()
+        else:  # "ignore" is about filesystems: data left behind is never silent
+            with pytest.warns(PlaintextLeftWarning, match=r"their\.csv: the file is not writable"):
+                d.cleanup()
+    assert os.listdir(fs.mountpoint) == ["lost+found"]  # removed all the same
+    del d
+    # What the warning says is true: the data was never overwritten.
+    assert not gone_from_image(fs, m)
