@@ -11,6 +11,8 @@ systemd-tmpfiles ageing a directory at age 0.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -286,3 +288,224 @@ def test_a_live_childs_directory_under_a_symlinked_tmpdir_is_never_swept(
     result = sweep([str(link)])
     assert {a for a, _ in _actions(result).values()} == {"removed"}
     assert os.listdir(area) == []
+
+
+# --------------------------------------------------------------------------- finding 5
+
+RUN_SCRIPT = 'echo "$TMPDIR $$"; while :; do echo data >> "$TMPDIR/log"; sleep 0.05; done'
+
+
+def test_hardtemp_run_sigkilled_while_its_command_writes_keeps_the_directory(area: Path) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hardtemp", "run", "--dir", str(area), "--", "sh", "-c", RUN_SCRIPT],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    assert run.stdout is not None
+    tmpdir, command = run.stdout.readline().split()
+    log = Path(tmpdir) / "log"
+    try:
+        run.kill()  # SIGKILL: no cleanup by hardtemp; the command goes on writing
+        run.wait()
+        time.sleep(0.2)
+        before = log.stat().st_size
+        result = sweep([str(area)])
+        assert _actions(result) == {tmpdir: ("kept", "locked: a live process holds it")}
+        time.sleep(0.3)
+        assert log.stat().st_size > before  # still writing, into the same file
+    finally:
+        os.kill(int(command), signal.SIGKILL)
+        run.stdout.close()
+    _gone(int(command))
+    result = sweep([str(area)])
+    assert _actions(result)[tmpdir][0] == "removed"
+    assert not Path(tmpdir).exists()
+
+
+# --------------------------------------------------------------------------- finding 6
+
+REPLACED = r"""
+import os, sys, subprocess, hardtemp
+f = hardtemp.NamedTemporaryFile(dir=sys.argv[1], prefix="r-")
+f.write(b"SECRET old\n"); f.flush()
+if sys.argv[2] == "sed":  # sed -i: a new file renamed over the name
+    subprocess.run(["sed", "-i", "s/old/new/", f.name], check=True)
+else:  # a copy with our xattrs (cp --preserve=all) moved over the name
+    subprocess.run(["cp", "--preserve=all", f.name, f.name + ".new"], check=True)
+    with open(f.name + ".new", "r+b") as g:  # edited in place: the xattrs stay
+        g.write(b"SECRET new\n")
+    os.replace(f.name + ".new", f.name)
+print(f.name, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.parametrize("how", ["sed", "copy-with-xattrs"])
+def test_a_replacement_by_rename_is_never_swept(area: Path, how: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", REPLACED, str(area), how],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    name = Path(proc.stdout.strip())
+    if how != "sed":
+        assert _owner.OWNER_XATTR in os.listxattr(name)  # our mark's bytes, on another inode
+    result = sweep([str(area)])
+    assert name.read_bytes() == b"SECRET new\n"  # not ours to remove: the program's file
+    assert result.entries == []
+    assert result.unmarked == 1
+
+
+# --------------------------------------------------------------------------- finding 8
+
+
+@needs_root
+def test_a_look_alike_path_in_another_users_namespace_does_not_keep_roots_orphan(
+    shared_dir: Path,
+) -> None:
+    c = Creator(str(shared_dir))
+    c.end(signal.SIGKILL)
+    # The attacker mounts a tmpfs over the swept path in their own user+mount namespace,
+    # makes the orphan's name there and holds a file open inside it, for as long as they like.
+    script = (
+        f"mount -t tmpfs none {shared_dir} && mkdir {c.dir} && : > {c.dir}/x && "
+        f"echo ready && exec sleep 60 < {c.dir}/x"
+    )
+    attacker = subprocess.Popen(
+        ["unshare", "-Urm", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+    )
+    assert attacker.stdout is not None
+    try:
+        if attacker.stdout.readline().strip() != "ready":
+            pytest.skip("unprivileged user namespaces are not available here")
+        result = sweep([str(shared_dir)])
+        assert {a for a, _ in _actions(result).values()} == {"removed"}
+        assert not c.dir.exists()
+        assert not c.file.exists()
+    finally:
+        attacker.kill()
+        attacker.wait()
+        attacker.stdout.close()
+
+
+# --------------------------------------------------------------------------- the lock itself
+
+
+def _try_to_hold(paths: list[str]) -> list[str]:
+    # Runs as the other user: every way to get a descriptor of our entries to flock.
+    import fcntl
+
+    got = []
+    for p in paths:
+        for flags in (os.O_RDONLY, os.O_WRONLY, os.O_PATH):
+            try:
+                fd = os.open(p, flags | os.O_NONBLOCK)
+            except OSError as exc:
+                got.append(f"open {flags}: {exc.strerror}")
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                got.append(f"flock {flags}: LOCKED")
+            except OSError as exc:
+                got.append(f"flock {flags}: {exc.strerror}")
+            finally:
+                os.close(fd)
+    return got
+
+
+@needs_root
+def test_another_user_cannot_take_the_lock_of_our_entries(
+    other_user: Callable[..., Any], shared_dir: Path
+) -> None:
+    c = Creator(str(shared_dir))
+    try:
+        got = other_user(_try_to_hold, [str(c.file), str(c.dir)])
+    finally:
+        c.end(signal.SIGKILL)
+    assert got == [
+        f"open {os.O_RDONLY}: Permission denied",  # 0600 file
+        f"open {os.O_WRONLY}: Permission denied",
+        f"flock {os.O_PATH}: Bad file descriptor",  # O_PATH pins, but cannot lock
+        f"open {os.O_RDONLY}: Permission denied",  # 0700 directory
+        f"open {os.O_WRONLY}: Is a directory",
+        f"flock {os.O_PATH}: Bad file descriptor",
+    ]
+    result = sweep([str(shared_dir)])
+    assert {a for a, _ in _actions(result).values()} == {"removed"}
+
+
+# --------------------------------------------------------------------------- temp cleaners
+
+STDLIB_AND_OURS = r"""
+import os, sys, tempfile, hardtemp
+d = sys.argv[1]
+ours_dir = hardtemp.TemporaryDirectory(dir=d, prefix="ours-")
+with open(os.path.join(ours_dir.name, "inner"), "w") as g:
+    g.write("data")
+ours_file = hardtemp.NamedTemporaryFile(dir=d, prefix="ours-")
+std_dir = tempfile.TemporaryDirectory(dir=d, prefix="std-")
+with open(os.path.join(std_dir.name, "inner"), "w") as g:
+    g.write("data")
+std_file = tempfile.NamedTemporaryFile(dir=d, prefix="std-")
+old = 1_000_000_000  # 2001: long past any age
+for p in (ours_dir.name, ours_file.name, std_dir.name, std_file.name):
+    os.utime(p, (old, old))
+os.utime(os.path.join(ours_dir.name, "inner"), (old, old))
+os.utime(os.path.join(std_dir.name, "inner"), (old, old))
+print(ours_dir.name, ours_file.name, std_dir.name, std_file.name, flush=True)
+sys.stdin.read()
+ours_file.close(); ours_dir.cleanup()
+"""
+
+
+def _systemd_version() -> int:
+    tool = shutil.which("systemd-tmpfiles")
+    if tool is None:
+        pytest.skip("systemd-tmpfiles is not installed (apt-get install systemd)")
+    out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=True).stdout
+    m = re.match(r"systemd (\d+)", out)
+    assert m is not None, out
+    return int(m.group(1))
+
+
+@needs_root
+def test_systemd_tmpfiles_ageing_skips_our_locked_directory_and_removes_the_stdlibs(
+    area: Path, tmp_path: Path
+) -> None:
+    version = _systemd_version()
+    conf = tmp_path / "hardtemp-test.conf"
+    conf.write_text(f"e {area} - - - 0\n")  # age 0: everything not protected goes
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STDLIB_AND_OURS, str(area)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    ours_dir, ours_file, std_dir, std_file = proc.stdout.readline().split()
+    try:
+        time.sleep(1.1)  # ctime cannot be set back: let it be older than "now - 0"
+        subprocess.run(["systemd-tmpfiles", "--clean", str(conf)], check=True)
+        assert Path(ours_dir, "inner").read_text() == "data"  # locked: skipped
+        assert not os.path.exists(std_dir)  # the control: the same ageing removes the stdlib's
+        assert not os.path.exists(std_file)
+        # Files: honoured only by newer systemd (tmpfiles.d(5): 254); 252 removes ours too.
+        assert os.path.exists(ours_file) is (version >= 254)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == 0
+    assert os.listdir(area) == []  # our live object cleaned up after itself as usual
