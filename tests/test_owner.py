@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _helpers_euid import as_euid
 from hardtemp import _markkey, _owner
 from hardtemp._owner import (
     OWNER_XATTR,
@@ -283,11 +284,12 @@ def test_judge_without_a_key_verifies_nothing(area: tuple[Path, int]) -> None:
         os.close(fd)
 
 
+@pytest.mark.parametrize("change", ["removed", "rewritten"])
 def test_judge_does_not_remove_an_entry_unmarked_while_it_was_judged(
-    area: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+    area: tuple[Path, int], monkeypatch: pytest.MonkeyPatch, change: str
 ) -> None:
-    # persist() removing the mark between the verification and the lock: a race we
-    # cannot schedule from outside, so the removal is done from inside the lock step.
+    # persist() removing the mark (or a failed one restoring it) between the verification
+    # and the lock: a race we cannot schedule from outside, so it is done inside the lock step.
     d, dfd = area
     fd = _new(d, "f")
     assert _owner.write_mark(fd, dfd, "f", OwnerTag("unknown", 1, "0").encode())
@@ -295,26 +297,16 @@ def test_judge_does_not_remove_an_entry_unmarked_while_it_was_judged(
 
     def lock_then_unmark(pfd: int, st: os.stat_result) -> tuple[int, str | None]:
         got = real(pfd, st)
-        os.removexattr(fd, OWNER_XATTR)
+        if change == "removed":
+            os.removexattr(fd, OWNER_XATTR)
+        else:
+            assert mark(fd, dfd, "f")
         return got
 
     monkeypatch.setattr(_owner, "_try_lock", lock_then_unmark)
     j = _judge(d, dfd, "f")
     assert (j.verdict, j.reason, j.lock_fd) == (Verdict.UNMARKED, "mark removed meanwhile", -1)
     os.close(fd)
-
-
-def test_judge_cannot_test_the_lock_of_an_entry_it_cannot_open(area: tuple[Path, int]) -> None:
-    d, dfd = area
-    fd = _new(d, "f")
-    assert _owner.write_mark(fd, dfd, "f", OwnerTag("unknown", 1, "0").encode())
-    os.close(fd)
-    os.chmod(d / "f", 0)
-    if os.geteuid() == 0:
-        pytest.skip("root opens a mode-000 file")
-    j = _judge(d, dfd, "f")
-    assert j.verdict is Verdict.UNCHECKABLE
-    assert j.reason == "cannot open it to test its lock: Permission denied"
 
 
 def test_judge_leaves_another_users_entry(area: tuple[Path, int], tmp_path: Path) -> None:
@@ -327,3 +319,87 @@ def test_judge_leaves_another_users_entry(area: tuple[Path, int], tmp_path: Path
     os.close(fd)
     j = _judge(d, dfd, "f")
     assert (j.verdict, j.reason) == (Verdict.OTHER_USER, "owned by uid 65534")
+
+
+def test_judge_reports_a_lock_it_cannot_test(
+    area: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ENOLCK from flock (network filesystems) cannot be caused on a local one: simulated.
+    d, dfd = area
+    fd = _new(d, "f")
+    assert _owner.write_mark(fd, dfd, "f", OwnerTag("unknown", 1, "0").encode())
+    os.close(fd)
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(_owner.fcntl, "flock", no_locks)
+    j = _judge(d, dfd, "f")
+    assert (j.verdict, j.reason, j.lock_fd) == (
+        Verdict.UNCHECKABLE,
+        "cannot test its lock: No locks available",
+        -1,
+    )
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_entry_its_owner_made_unreadable_is_never_judged_an_orphan(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As an ordinary user (root reads anything): their own marked file, made mode 000.
+    # Reading a user.* xattr needs read permission, as opening it for the lock test does.
+    d = shared_dir / "theirs"
+    d.mkdir(mode=0o700)
+    os.chown(d, 65534, 65534)
+    monkeypatch.setenv("XDG_STATE_HOME", str(d / "state"))
+    _markkey.reset()
+    try:
+        with as_euid():
+            dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            fd = _new(d, "f")
+            assert _owner.write_mark(fd, dfd, "f", OwnerTag("unknown", 1, "0").encode())
+            os.close(fd)
+            os.chmod(d / "f", 0)
+            j = _judge(d, dfd, "f")
+            os.close(dfd)
+    finally:
+        _markkey.reset()
+    assert (j.verdict, j.reason) == (Verdict.UNMARKED, "no mark")
+
+
+def test_without_a_usable_key_objects_work_and_carry_no_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hardtemp
+
+    bad = tmp_path / "state" / "hardtemp"
+    bad.mkdir(parents=True, mode=0o700)
+    (bad / "sweep.key").write_bytes(b"too short")
+    os.chmod(bad / "sweep.key", 0o600)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    _markkey.reset()
+    try:
+        with hardtemp.NamedTemporaryFile(dir=tmp_path) as f:
+            f.write(b"works")
+            assert read_mark(f.fileno()) is None
+            other = os.open(f.name, os.O_RDONLY)
+            with pytest.raises(BlockingIOError):  # still locked: temp cleaners skip it
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.close(other)
+        with hardtemp.TemporaryDirectory(dir=tmp_path) as t:
+            assert OWNER_XATTR not in os.listxattr(t)
+    finally:
+        _markkey.reset()
+    assert (bad / "sweep.key").read_bytes() == b"too short"  # never replaced
+
+
+def test_a_claim_closed_twice_closes_once(area: tuple[Path, int]) -> None:
+    d, dfd = area
+    fd = _new(d, "f")
+    c = claim(fd, dfd, "f", dup=False)
+    c.close()
+    c.close()
+    with pytest.raises(OSError) as info:
+        os.fstat(fd)
+    assert info.value.errno == errno.EBADF
