@@ -254,6 +254,8 @@ def test_persist_refuses_when_our_name_was_swapped(tmp_path: Path) -> None:
     f = hardtemp.NamedTemporaryFile(dir=tmp_path)
     os.rename(f.name, tmp_path / "moved")
     Path(f.name).write_bytes(b"impostor")
+    # Two links: not a file close would take for our own atomic save (issue 10, finding 6).
+    os.link(f.name, tmp_path / "impostor-link")
     with pytest.raises(UnsafeFileError):
         f.persist(tmp_path / "target")
     assert not (tmp_path / "target").exists()
@@ -270,7 +272,9 @@ def test_named_file_swapped_at_close_raises_and_the_impostor_survives(tmp_path: 
     name = f.name
     os.rename(name, tmp_path / "ours-moved")
     Path(name).write_bytes(b"impostor")
-    with pytest.raises(UnsafeFileError) as info:
+    # Two links: it may be a link to data elsewhere, so never taken for our atomic save.
+    os.link(name, tmp_path / "impostor-link")
+    with pytest.raises(UnsafeFileError, match="not ours to remove: left in place") as info:
         f.close()
     assert info.value.path == name
     assert f.closed
@@ -1143,3 +1147,107 @@ def test_a_failed_persist_of_a_closed_file_restores_its_mark_in_process(tmp_path
         name = f.name
     assert not os.path.exists(name)  # still a temp file: removed at the end of the with
     assert (tmp_path / "taken").read_bytes() == b"theirs"
+
+
+# -- close when the name no longer leads to our inode (issue 12 item 1, issue 10 finding 6) -------
+
+
+def _held(name: str) -> int:
+    """A read-only descriptor of the inode now at ``name``: sees what close leaves in it."""
+    return os.open(name, os.O_RDONLY)
+
+
+def _contents(fd: int) -> bytes:
+    return os.pread(fd, os.fstat(fd).st_size, 0)
+
+
+def _sed_i(name: str) -> None:
+    """A real atomic save: sed writes a new file and renames it over the name."""
+    subprocess.run(["sed", "-i", "s/A/B/", name], check=True)
+
+
+@pytest.mark.parametrize("delete_on_close", [True, False])
+def test_a_name_unlinked_before_close_is_still_overwritten_through_our_descriptor(
+    tmp_path: Path, delete_on_close: bool
+) -> None:
+    data = b"SECRET" * 2000
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=delete_on_close) as f:
+        f.write(data)
+        f.flush()
+        seen = _held(f.name)
+        os.unlink(f.name)  # by the caller or a program handed the name
+        if not delete_on_close:
+            f.close()  # then only the lock's duplicate still holds the inode
+    try:
+        left = _contents(seen)
+        assert len(left) == len(data)
+        assert b"SECRET" not in left  # overwritten, though no name led to it
+    finally:
+        os.close(seen)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_name_moved_away_to_keep_the_file_is_left_intact(tmp_path: Path) -> None:
+    with hardtemp.NamedTemporaryFile(dir=tmp_path) as f:
+        f.write(b"KEEP")
+        f.flush()
+        os.rename(f.name, tmp_path / "kept")
+    assert (tmp_path / "kept").read_bytes() == b"KEEP"  # still linked: the user's now
+
+
+def test_a_name_replaced_by_an_atomic_save_of_ours_is_wiped_and_removed_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"A-SECRET" * 1000)
+    f.flush()
+    original = _held(f.name)
+    _sed_i(f.name)
+    replacement = _held(f.name)
+    try:
+        assert _contents(replacement).startswith(b"B-SECRET")
+        with pytest.warns(hardtemp.ReplacedFileWarning, match="ours was overwritten through"):
+            f.close()  # the stdlib would just unlink; never UnsafeFileError for this
+        assert os.listdir(tmp_path) == []
+        assert b"SECRET" not in _contents(original)
+        assert b"SECRET" not in _contents(replacement)
+    finally:
+        os.close(original)
+        os.close(replacement)
+
+
+def test_a_name_replaced_by_another_users_file_is_left_and_said_loudly(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to put another user's file at our name")
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"A-SECRET" * 1000)
+    f.flush()
+    original = _held(f.name)
+    _sed_i(f.name)
+    os.chown(f.name, NOBODY, NOBODY)  # as if theirs (root put it there: out of scope)
+    try:
+        with pytest.raises(UnsafeFileError, match=f"uid {NOBODY}.*not ours to remove"):
+            f.close()
+        assert Path(f.name).read_bytes().startswith(b"B-SECRET")  # not ours: untouched
+        assert b"SECRET" not in _contents(original)  # ours was wiped all the same
+    finally:
+        os.close(original)
+
+
+def test_compat_exit_after_sed_i_does_not_raise_even_with_warnings_as_errors(
+    tmp_path: Path,
+) -> None:
+    # click's edit() test: sed -i on a NamedTemporaryFile, in a suite run with -W error.
+    import warnings
+
+    from hardtemp import compat
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("error")
+        with compat.NamedTemporaryFile(dir=tmp_path) as f:
+            f.write(b"A")
+            f.flush()
+            _sed_i(f.name)
+    assert os.listdir(tmp_path) == []
+    (w,) = caught  # shown, not raised
+    assert w.category is hardtemp.ReplacedFileWarning

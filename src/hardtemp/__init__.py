@@ -32,6 +32,7 @@ from .exceptions import InsecureOperationError as InsecureOperationError
 from .exceptions import IntegrityError as IntegrityError
 from .exceptions import NoTrustedTempDirError as NoTrustedTempDirError
 from .exceptions import PlaintextLeftWarning as PlaintextLeftWarning
+from .exceptions import ReplacedFileWarning as ReplacedFileWarning
 from .exceptions import SizeLimitError as SizeLimitError
 from .exceptions import UnsafeCandidateWarning as UnsafeCandidateWarning
 from .exceptions import UnsafeDirectoryError as UnsafeDirectoryError
@@ -50,6 +51,7 @@ __all__ = [
     "NamedTemporaryFile",
     "NoTrustedTempDirError",
     "PlaintextLeftWarning",
+    "ReplacedFileWarning",
     "SizeLimitError",
     "SpooledTemporaryFile",
     "TemporaryDirectory",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
 import os
+import stat
 import sys
 import warnings
 import weakref
@@ -17,13 +19,14 @@ from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
 from ._fsinfo import set_nocow
+from ._inode import proc_path
 from ._iostack import check_mode, raw_mode, wrap_raw
 from ._linux import AT_FDCWD, rename_noreplace
 from ._names import sanitize_params
 from ._plainio import PlainFileIO, warn_unwiped
 from ._remove import remove_entry, rmtree_at
 from ._wipe import overwrite_fd
-from .exceptions import UnsafeFileError
+from .exceptions import ReplacedFileWarning, UnsafeFileError
 
 __all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
 
@@ -52,6 +55,31 @@ class _WipingFileIO(PlainFileIO):
         if shrunk is not None:
             # After the close: a warning turned into an error must not leak the descriptor.
             warn_unwiped(None, shrunk, stacklevel=3)
+
+
+def _overwrite_unnamed(fd: int, path: str) -> None:
+    """Overwrite the inode at ``fd``, which no name reaches any more, through ``fd``.
+
+    Raises:
+        WipeError: the overwrite failed or (policy ``"error"``) cannot be trusted.
+    """
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if flags & os.O_APPEND or flags & os.O_ACCMODE == os.O_RDONLY:
+        # pwrite would append (O_APPEND): a second descriptor of the same inode, through
+        # the magic link (no name to look up: there is none left).
+        wfd = os.open(proc_path(fd), os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            overwrite_fd(wfd, path=path)
+        finally:
+            os.close(wfd)
+        return
+    overwrite_fd(fd, path=path)
+
+
+def _show_warning(message: str, category: type[Warning]) -> None:
+    """Show a warning without letting a filter turn it into an exception (compat's
+    ``__exit__`` must behave as the stdlib's, which does not raise there)."""
+    warnings.showwarning(message, category, __file__, 0)
 
 
 def TemporaryFile(
@@ -143,9 +171,17 @@ class _NamedState:
         self.delete_on_close = delete_on_close
         self.owner_pid = os.getpid()
         self.removed = False
+        # compat: a replaced name is reported without ever raising from close/__exit__
+        # (the stdlib just unlinks; click's edit() test runs with warnings as errors).
+        self.stdlib_exit = False
 
     def remove(self, fd: int | None) -> None:
-        """Overwrite and remove the file (only in the creating process)."""
+        """Overwrite and remove the file (only in the creating process).
+
+        Our inode is overwritten through the descriptor we hold (``fd``, or the claim's
+        duplicate once the file is closed) whatever happened to the name; see
+        :meth:`_remove_named`.
+        """
         if self.removed or not self.delete or os.getpid() != self.owner_pid:
             return
         self.removed = True
@@ -153,19 +189,81 @@ class _NamedState:
         sys.audit("hardtemp.remove", path)
         if fd is not None:
             self.shrunk = self.raw.shrink_report()
-        # FileNotFoundError: removed by the caller already; nothing of ours is left there.
-        with contextlib.suppress(FileNotFoundError):
-            remove_entry(
-                self.made.handle.fd,
-                os.fsdecode(self.made.name),
-                display_path=path,
-                fd=fd,
-                expect=(self.made.dev, self.made.ino),
-                own_file=True,
-            )
-        self.release()
+        if fd is None and self.claim is not None and self.claim.fd >= 0:
+            fd = self.claim.fd  # closed by the user: the lock's duplicate still holds the inode
+        try:
+            self._remove_named(fd, path)
+        finally:
+            self.release()
         if self.shrunk is not None:
             warn_unwiped(path, self.shrunk, stacklevel=4)
+
+    def _remove_named(self, fd: int | None, path: str) -> None:
+        made = self.made
+        name = os.fsdecode(made.name)
+        try:
+            st_name: os.stat_result | None = os.stat(
+                name, dir_fd=made.handle.fd, follow_symlinks=False
+            )
+        except FileNotFoundError:
+            st_name = None
+        if st_name is not None and (st_name.st_dev, st_name.st_ino) == (made.dev, made.ino):
+            remove_entry(
+                made.handle.fd,
+                name,
+                display_path=path,
+                fd=fd,
+                expect=(made.dev, made.ino),
+                own_file=True,
+            )
+            return
+        # The name no longer leads to our inode. Unlinked (by the caller, or replaced by an
+        # atomic save): no name reaches it, but its blocks would be freed with the plaintext
+        # at our last close, so overwrite it through our descriptor first.
+        wiped = False
+        if fd is not None and os.fstat(fd).st_nlink == 0:
+            _overwrite_unnamed(fd, path)
+            wiped = True
+        # Still linked elsewhere (the user moved it away to keep it): left alone.
+        if st_name is not None:
+            self._remove_replacement(st_name, path, wiped)
+
+    def _remove_replacement(self, st: os.stat_result, path: str, wiped: bool) -> None:
+        """Another file sits at our name (``sed -i``, an editor's or ``os.replace`` save)."""
+        made = self.made
+        # Our verified directory admits only root and us (private, or sticky so others
+        # cannot rename over our entry): a regular single-link file of ours there was put
+        # by this user, with our data in it; remove it as the stdlib would, wiped first.
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid():
+            remove_entry(
+                made.handle.fd,
+                os.fsdecode(made.name),
+                display_path=path,
+                expect=(st.st_dev, st.st_ino),
+                own_file=True,
+            )
+            ours = (
+                "ours was overwritten through our descriptor"
+                if wiped
+                else "ours lives on under another name"
+            )
+            message = (
+                f"{path}: the name was replaced by another file of yours (an atomic save, "
+                "e.g. sed -i or an editor): it was overwritten and removed, as the standard "
+                f"library would remove it; {ours}"
+            )
+            if self.stdlib_exit:
+                _show_warning(message, ReplacedFileWarning)
+            else:
+                warnings.warn(message, ReplacedFileWarning, stacklevel=5)
+            return
+        # Someone else's file, a link, a symlink...: not ours to delete. Said loudly.
+        raise UnsafeFileError(
+            path,
+            f"the name now refers to another file (uid {st.st_uid}, {stat.filemode(st.st_mode)},"
+            f" {st.st_nlink} link(s)) that is not ours to remove: left in place"
+            + ("; ours was overwritten through our descriptor" if wiped else ""),
+        )
 
     def release(self) -> None:
         """Drop the liveness lock (unmarking the inode if the user moved it away)."""

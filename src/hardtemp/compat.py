@@ -277,7 +277,7 @@ if _sys.version_info >= (3, 12):
         LookupError for an unknown encoding (nothing is left behind).
         """
         prefix, suffix, dir = _resolved(prefix, suffix, dir)
-        return _files.NamedTemporaryFile(
+        f = _files.NamedTemporaryFile(
             mode,
             buffering,
             encoding,
@@ -289,6 +289,8 @@ if _sys.version_info >= (3, 12):
             errors=errors,
             delete_on_close=delete_on_close,
         )
+        f._state.stdlib_exit = True  # a replaced name never raises from close/__exit__
+        return f
 
 else:
     # mypy cannot prune on an aliased `sys`: the two variants differ by design.
@@ -315,9 +317,11 @@ else:
         LookupError for an unknown encoding (nothing is left behind).
         """
         prefix, suffix, dir = _resolved(prefix, suffix, dir)
-        return _files.NamedTemporaryFile(
+        f = _files.NamedTemporaryFile(
             mode, buffering, encoding, newline, suffix, prefix, dir, delete, errors=errors
         )
+        f._state.stdlib_exit = True  # a replaced name never raises from close/__exit__
+        return f
 
 
 def TemporaryFile(

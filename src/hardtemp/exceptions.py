@@ -18,7 +18,8 @@ lets a failure slip past an existing ``except`` clause::
     └── HardtempWarning                   (also UserWarning)
         ├── WipeUnreliableWarning
         │   └── PlaintextLeftWarning
-        └── UnsafeCandidateWarning
+        ├── UnsafeCandidateWarning
+        └── ReplacedFileWarning
 
 Errors carry the offending path as ``path`` and the reason as ``reason``
 (plain strings, or ``None`` where no path applies); the ``OSError``
@@ -38,6 +39,7 @@ __all__ = [
     "IntegrityError",
     "NoTrustedTempDirError",
     "PlaintextLeftWarning",
+    "ReplacedFileWarning",
     "SizeLimitError",
     "UnsafeCandidateWarning",
     "UnsafeDirectoryError",
@@ -176,3 +178,9 @@ class PlaintextLeftWarning(WipeUnreliableWarning):
 class UnsafeCandidateWarning(HardtempWarning):
     """A candidate temporary directory (e.g. ``$TMPDIR``) was skipped because
     it is not trusted; the message names it and the reason."""
+
+
+class ReplacedFileWarning(HardtempWarning):
+    """A ``NamedTemporaryFile``'s name was replaced by another file of the same user
+    (an atomic save such as ``sed -i``): at removal both were overwritten and the name
+    removed, as the standard library would remove it."""

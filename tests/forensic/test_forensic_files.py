@@ -251,3 +251,57 @@ def test_ext4_foreign_0644_file_in_a_shared_temporary_directory_is_reported(
     del d
     # What the warning says is true: the data was never overwritten.
     assert not gone_from_image(fs, m)
+
+
+# --- the name no longer leads to our inode at close ------------------------------------------
+
+
+@pytest.mark.parametrize("delete_on_close", [True, False])
+def test_ext4_named_file_unlinked_before_close_leaves_no_marker(
+    loopfs: Callable[..., LoopFS], delete_on_close: bool
+) -> None:
+    fs = loopfs("ext4")
+    m = marker()
+    with hardtemp.NamedTemporaryFile(dir=fs.mountpoint, delete_on_close=delete_on_close) as f:
+        f.write(m * 300)
+        f.flush()
+        os.fsync(f.fileno())
+        assert on_disk(fs, m)
+        os.unlink(f.name)  # the program we handed the name to removed it
+    del f
+    assert os.listdir(fs.mountpoint) == ["lost+found"]
+    assert gone_from_image(fs, m)
+
+
+def test_ext4_named_file_replaced_by_an_atomic_save_leaves_no_marker(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    import subprocess
+
+    fs = loopfs("ext4")
+    m = marker()
+    f = hardtemp.NamedTemporaryFile(dir=fs.mountpoint)
+    f.write(b"A" + m * 300)
+    f.flush()
+    os.fsync(f.fileno())
+    subprocess.run(["sed", "-i", "s/^A/B/", f.name], check=True)  # new inode, same marker
+    subprocess.run(["sync"], check=True)
+    assert on_disk(fs, m)
+    with pytest.warns(hardtemp.ReplacedFileWarning):
+        f.close()
+    del f
+    assert os.listdir(fs.mountpoint) == ["lost+found"]
+    assert gone_from_image(fs, m), "the original or the replacement kept the marker"
+
+
+def test_ext4_control_stdlib_named_file_unlinked_before_close_leaves_the_marker(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    fs = loopfs("ext4")
+    m = marker()
+    with tempfile.NamedTemporaryFile(dir=fs.mountpoint) as f:
+        f.write(m * 300)
+        f.flush()
+        os.fsync(f.fileno())
+        os.unlink(f.name)
+    assert not gone_from_image(fs, m), "control: the standard library leaves the plaintext"
