@@ -17,6 +17,7 @@ from ._dirtrust import check_dir as check_dir
 from ._files import NamedTemporaryFile as NamedTemporaryFile
 from ._files import TemporaryDirectory as TemporaryDirectory
 from ._files import TemporaryFile as TemporaryFile
+from ._link import publish as publish
 from ._memfd import MemoryFile as MemoryFile
 from ._policy import get_wipe_policy as get_wipe_policy
 from ._policy import set_wipe_policy as set_wipe_policy
@@ -70,6 +71,7 @@ __all__ = [
     "gettempdirb",
     "mkdtemp",
     "mkstemp",
+    "publish",
     "set_wipe_policy",
     "wipe",
     "wipe_policy",

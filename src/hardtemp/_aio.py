@@ -261,6 +261,12 @@ class AsyncTemporaryDirectory(_AsyncCM):
     def __repr__(self) -> str:
         return f"<hardtemp.aio TemporaryDirectory {self.name!r}>"
 
+    async def persist(self, path: Any, **options: Any) -> str | bytes:
+        """As the sync ``persist()`` (same options), in a thread; raises what it raises."""
+        result = await self._call(functools.partial(self.wrapped.persist, path, **options))
+        self.name = self.wrapped.name
+        return result
+
     async def cleanup(self) -> None:
         """Remove the directory and everything in it, as the sync ``cleanup()``;
         runs to completion even if the awaiting task is cancelled."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from . import _create, _files, _spool
+from . import _create, _files, _link, _spool
 from ._aio import (
     AsyncFile,
     AsyncTemporaryDirectory,
@@ -30,6 +30,7 @@ __all__ = [
     "TemporaryFile",
     "mkdtemp",
     "mkstemp",
+    "publish",
 ]
 
 
@@ -44,6 +45,7 @@ def TemporaryFile(
     *,
     errors: str | None = None,
     encrypt: bool = True,
+    linkable: bool = False,
 ) -> Opening[AsyncFile]:
     """:func:`hardtemp.TemporaryFile`, created in a thread: ``await`` it or ``async with`` it.
 
@@ -63,6 +65,7 @@ def TemporaryFile(
             dir,
             errors=errors,
             encrypt=encrypt,
+            linkable=linkable,
         ),
     )
 
@@ -184,3 +187,13 @@ async def mkdtemp(suffix: Any = None, prefix: Any = None, dir: Any = None) -> An
     running asyncio loop.
     """
     return await _mkdtemp(functools.partial(_create.mkdtemp, suffix, prefix, dir))
+
+
+async def publish(file: AsyncFile, path: Any, *, durable: bool = False) -> Any:
+    """:func:`hardtemp.publish` for a ``TemporaryFile(encrypt=False, linkable=True)``
+    opened here, in a thread (after the file's other calls).
+
+    Raises: what :func:`hardtemp.publish` raises; ``RuntimeError`` without a running
+    asyncio loop.
+    """
+    return await file._call(functools.partial(_link.publish, file.wrapped, path, durable=durable))

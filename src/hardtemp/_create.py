@@ -207,15 +207,25 @@ def create_dir_named(
 
 
 def create_unnamed(
-    handle: DirHandle, base: str | bytes, prefix: str | bytes, suffix: str | bytes
+    handle: DirHandle,
+    base: str | bytes,
+    prefix: str | bytes,
+    suffix: str | bytes,
+    *,
+    linkable: bool = False,
 ) -> int:
     """A new 0600 file with no name (``O_TMPFILE``, else created and unlinked at once).
 
-    Raises: as :func:`create_file`.
+    ``linkable``: ``O_TMPFILE`` without ``O_EXCL``, so that ``linkat`` can name it later.
+
+    Raises: as :func:`create_file`; with ``linkable``, ``OSError`` (``EOPNOTSUPP``) where
+    the filesystem has no ``O_TMPFILE`` (an unlinked file can never be linked again).
     """
+    # Without O_EXCL only when asked: such a file can be linked by whoever holds it.
+    flags = _UNNAMED_FLAGS & ~os.O_EXCL if linkable else _UNNAMED_FLAGS
     if _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
         try:
-            fd = os.open(".", _UNNAMED_FLAGS, _FILE_MODE, dir_fd=handle.fd)
+            fd = os.open(".", flags, _FILE_MODE, dir_fd=handle.fd)
         except OSError as exc:
             # Filesystem or kernel without O_TMPFILE: fall through to create+unlink.
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
@@ -230,6 +240,12 @@ def create_unnamed(
                 os.close(fd)
                 raise
             return fd
+    if linkable:  # never silently a file that cannot be linked
+        raise OSError(
+            errno.EOPNOTSUPP,
+            "linkable=True needs O_TMPFILE, which this filesystem or kernel lacks",
+            os.fsdecode(base),
+        )
     fd, made = create_file(handle, base, prefix, suffix)
     try:
         _unlink_made(made)

@@ -21,9 +21,9 @@ from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
 from ._fsinfo import set_nocow
 from ._inode import proc_path
 from ._iostack import check_mode, raw_mode, wrap_raw
-from ._linux import AT_FDCWD, rename_noreplace
 from ._names import sanitize_params
 from ._plainio import PlainFileIO, warn_unwiped
+from ._publish import publish_dir, publish_named
 from ._remove import remove_entry, rmtree_at
 from ._wipe import overwrite_fd
 from .exceptions import ReplacedFileWarning, UnsafeFileError
@@ -93,6 +93,7 @@ def TemporaryFile(
     *,
     errors: str | None = None,
     encrypt: bool = True,
+    linkable: bool = False,
 ) -> IO[Any]:
     """An unnamed temporary file: no other process can open it by name.
 
@@ -109,18 +110,25 @@ def TemporaryFile(
     ``encrypt=False`` the file is plaintext (``fileno()`` works) and is
     overwritten in place when closed.
 
+    ``linkable=True`` (needs ``encrypt=False`` and ``O_TMPFILE``) creates it without
+    ``O_EXCL``, so that :func:`hardtemp.publish` can give the finished file a name
+    (``linkat``); until then it has none, and a crash leaves nothing behind.
+
     Raises:
         UnsafeDirectoryError: as :func:`mkstemp`.
         NoTrustedTempDirError: as :func:`mkstemp`.
         UnsafeFileError: as :func:`mkstemp`.
-        ValueError: as :func:`mkstemp`, and for an invalid ``mode`` or combination.
+        ValueError: as :func:`mkstemp`, and for an invalid ``mode`` or combination
+            (``linkable`` with ``encrypt``).
         TypeError: as :func:`mkstemp`.
-        OSError: as :func:`mkstemp`.
+        OSError: as :func:`mkstemp`; ``EOPNOTSUPP`` for ``linkable`` without ``O_TMPFILE``.
     """
     check_mode(mode, buffering, encoding, errors, newline)
+    if linkable and encrypt:
+        raise ValueError("linkable=True needs encrypt=False (its key dies with the process)")
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
-    fd = create_unnamed(handle, base, prefix, suffix)
+    fd = create_unnamed(handle, base, prefix, suffix, linkable=linkable)
     raw: io.RawIOBase
     try:
         if encrypt:
@@ -357,31 +365,42 @@ class _TemporaryFileWrapper:
         # A generator over the file: keeps the wrapper (and so the file) alive while iterating.
         yield from self.file
 
-    def persist(self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str | bytes:
+    def persist(
+        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *, durable: bool = False
+    ) -> str | bytes:
         """Atomically move the file to ``path`` (replacing what is there) and keep it.
 
         Afterwards the object is an ordinary open file named ``path``: it is no
-        longer removed on close. Returns the new name.
+        longer removed on close. Returns the new name. ``path`` shows the complete
+        file or its old contents, never a part of ours, even after a crash.
+
+        With ``durable=True``: ``fsync`` of the file, the rename, ``fsync`` of the
+        destination directory (and of ours, if it differs), so the new name survives
+        a power loss.
 
         Raises:
             UnsafeFileError: our name no longer refers to the file we created.
             ValueError: the file was already removed or persisted.
-            OSError: the move failed (e.g. ``EXDEV`` across filesystems).
+            OSError: the move failed (e.g. ``EXDEV`` across filesystems), or an
+                ``fsync`` did (``EIO``).
         """
-        return self._persist(path, noclobber=False)
+        return self._persist(path, noclobber=False, durable=durable)
 
     def persist_noclobber(
-        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes]
+        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *, durable: bool = False
     ) -> str | bytes:
-        """As :meth:`persist`, but never replaces an existing file.
+        """As :meth:`persist`, but never replaces an existing file, not even one another
+        process creates at the same moment (``renameat2(RENAME_NOREPLACE)``).
 
         Raises:
             FileExistsError: ``path`` exists (nothing changed).
-            and as :meth:`persist`.
+            UnsafeFileError: as :meth:`persist`.
+            ValueError: as :meth:`persist`.
+            OSError: as :meth:`persist`.
         """
-        return self._persist(path, noclobber=True)
+        return self._persist(path, noclobber=True, durable=durable)
 
-    def _persist(self, path: Any, *, noclobber: bool) -> str | bytes:
+    def _persist(self, path: Any, *, noclobber: bool, durable: bool) -> str | bytes:
         state = self._state
         if state.removed or (state.file.closed and state.delete_on_close and state.delete):
             raise ValueError("the temporary file was already removed")
@@ -398,8 +417,12 @@ class _TemporaryFileWrapper:
         if claim is not None:
             claim.unmark()
         try:
-            _rename(
-                made.handle.fd, os.fsdecode(made.name), os.fsdecode(target), noclobber=noclobber
+            publish_named(
+                made,
+                os.fsdecode(target),
+                noclobber=noclobber,
+                durable=durable,
+                fd=None if state.file.closed else state.fd,
             )
         except BaseException:
             if claim is not None and state.delete:
@@ -412,14 +435,6 @@ class _TemporaryFileWrapper:
         self.delete = False
         self.name = target
         return target  # type: ignore[no-any-return]
-
-
-def _rename(src_dir_fd: int, src: str, dst: str, *, noclobber: bool) -> None:
-    """Move ``src`` (relative to our verified directory) to ``dst``."""
-    if not noclobber:
-        os.rename(src, dst, src_dir_fd=src_dir_fd)
-        return
-    rename_noreplace(src_dir_fd, src, AT_FDCWD, dst)
 
 
 def NamedTemporaryFile(
@@ -594,6 +609,42 @@ class TemporaryDirectory:
                     _rmtree(self._made, self._ignore_cleanup_errors)
             finally:
                 _release(self._claim, self._made, info[2][1])
+
+    def persist(
+        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *, durable: bool = False
+    ) -> str | bytes:
+        """Move the directory, with everything in it, to ``path`` and keep it.
+
+        Never replaces anything (``renameat2(RENAME_NOREPLACE)``); afterwards the
+        directory is no longer removed (``cleanup()`` does nothing) and ``name`` is
+        ``path``. With ``durable=True`` every file and directory inside is synced,
+        then the rename, then the destination directory. Returns ``path``.
+
+        Raises:
+            FileExistsError: ``path`` exists (nothing changed).
+            UnsafeFileError: our name no longer refers to the directory we created.
+            ValueError: the directory was already removed or persisted.
+            OSError: the move failed (``EXDEV`` across filesystems...) or an ``fsync``.
+        """
+        if not self._finalizer.alive:
+            raise ValueError("the temporary directory was already removed or persisted")
+        claim, made = self._claim, self._made
+
+        def unmark(fd: int) -> None:
+            if claim is not None:
+                claim.unmark()  # a kept directory is no temp directory: the sweeper leaves it
+
+        def remark(fd: int) -> None:
+            if claim is not None and self._delete:  # still ours to remove: mark it again
+                claim.remark(made.handle.fd, made.name)
+
+        publish_dir(made, os.fsdecode(path), durable=durable, unmark=unmark, remark=remark)
+        if claim is not None:
+            claim.close()  # no longer a temp directory: drop its lock
+        self._finalizer.detach()
+        self._delete = False
+        self.name = os.fspath(path)
+        return self.name
 
     __class_getitem__: Any = classmethod(GenericAlias)
 

@@ -33,6 +33,7 @@ from ._aio_api import TemporaryDirectory as TemporaryDirectory
 from ._aio_api import TemporaryFile as TemporaryFile
 from ._aio_api import mkdtemp as mkdtemp
 from ._aio_api import mkstemp as mkstemp
+from ._aio_api import publish as publish
 
 __all__ = [
     "AsyncFile",
@@ -46,4 +47,5 @@ __all__ = [
     "TemporaryFile",
     "mkdtemp",
     "mkstemp",
+    "publish",
 ]
