@@ -377,3 +377,69 @@ def test_running_out_of_descriptors_mid_walk_is_reported_and_leaks_nothing(
     assert open_fds() == before
     assert (top / "sub" / "f").read_bytes() == b"x"
     assert stat.S_IMODE(os.stat(top / "sub").st_mode) == 0o500
+
+
+# --- depth: a bounded number of descriptors, however deep ------------------------------------
+
+
+def _deep_tree(top: Path, depth: int) -> list[str]:
+    """``top/d/d/.../d``, a file at every level; returns the relative dir names, top down."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.close(os.open("f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd))
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    finally:
+        os.close(fd)
+    return ["d"] * depth
+
+
+def test_a_tree_deeper_than_the_descriptor_limit_is_removed(tmp_path: Path) -> None:
+    # Real EMFILE territory: 600 levels under a limit of ~150 descriptors. Holding one
+    # descriptor per level (as before) failed there and left the tree behind.
+    top = make_dir(tmp_path / "top", 0o700)
+    _deep_tree(top, 600)
+    before = open_fds()
+    probe = os.dup(0)
+    os.close(probe)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (probe + _remove._MAX_OPEN_FRAMES + 80, hard))
+    try:
+        _rmtree(tmp_path, "top")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not top.exists()
+    assert open_fds() == before
+
+
+def test_a_parked_directory_moved_out_of_the_tree_is_never_reentered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The move is a real rename, done when the walk reaches the bottom (deterministic).
+    top = make_dir(tmp_path / "top", 0o700)
+    depth = _remove._MAX_OPEN_FRAMES + 10
+    _deep_tree(top, depth)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"theirs")
+    level3 = top / "d" / "d" / "d"
+    real = _remove._Tree.remove_file
+    moved: list[bool] = []
+
+    def move_then_remove(self: Any, dir_fd: int, name: str, path: str) -> bool:
+        if not moved and path.count("/d") == depth - 1:  # the deepest file
+            os.rename(level3, outside / "d")  # level 3 (parked by now) leaves the tree
+            moved.append(True)
+        return real(self, dir_fd, name, path)
+
+    monkeypatch.setattr(_remove._Tree, "remove_file", move_then_remove)
+    before = open_fds()
+    with pytest.raises(UnsafeFileError, match="moved out of the tree"):
+        _rmtree(tmp_path, "top")
+    assert moved
+    assert open_fds() == before
+    assert (outside / "keep").read_bytes() == b"theirs"  # nothing outside touched
+    assert (outside / "d").is_dir()  # what was moved out is not ours to finish removing

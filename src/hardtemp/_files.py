@@ -223,6 +223,10 @@ class _NamedState:
                 fd=fd,
                 expect=(made.dev, made.ino),
                 own_file=True,
+                # No directory fsync: it would only make the unlink survive a power loss,
+                # and a name that comes back holds the synced overwrite or, if the data
+                # never reached the disk, nothing; the sweeper removes it (marked, unlocked).
+                sync_dir=False,
             )
             return
         # The name no longer leads to our inode. Unlinked (by the caller, or replaced by an

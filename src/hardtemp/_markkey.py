@@ -50,15 +50,25 @@ class KeyUnavailable(Exception):
         self.missing = missing
 
 
+_homes: dict[int, str] = {}  # per effective uid, once per process: NSS reads /etc/passwd
+
+
+def _home(euid: int) -> str:
+    home = _homes.get(euid)
+    if home is None:
+        try:
+            home = pwd.getpwuid(euid).pw_dir
+        except KeyError:
+            home = "/nonexistent"
+        _homes[euid] = home
+    return home
+
+
 def key_dir() -> str:
     """Where the key lives for the effective user."""
     base = os.environ.get("XDG_STATE_HOME", "")
     if not base.startswith("/"):  # the XDG rule: a relative value is ignored
-        try:
-            home = pwd.getpwuid(os.geteuid()).pw_dir
-        except KeyError:
-            home = "/nonexistent"
-        base = os.path.join(home, ".local", "state")
+        base = os.path.join(_home(os.geteuid()), ".local", "state")
     return os.path.join(base, "hardtemp")
 
 
@@ -201,6 +211,7 @@ def reset() -> None:
     """Forget the cached key (tests; a changed ``$XDG_STATE_HOME``)."""
     with _lock:
         _cache.clear()
+        _homes.clear()
 
 
 def _after_fork() -> None:

@@ -17,6 +17,9 @@ Invariants:
   When a subdirectory of ours lacks permissions, its mode is fixed through a
   descriptor of that very inode (``O_PATH`` + ``/proc/self/fd``), never by
   name: CPython's CVE-2023-6597 chmod-ed a symlink's target here.
+* The walk holds a bounded number of descriptors whatever the depth: directories far
+  above the current one are closed and reopened on the way back as ``..`` of their
+  child, accepted only if still the very inode left (else the walk stops there).
 """
 
 from __future__ import annotations
@@ -515,17 +518,52 @@ def _open_top(parent_fd: int, name: str, expect: tuple[int, int] | None, display
 
 
 class _Frame:
-    """One directory being emptied: its descriptor, and the entries that could not go."""
+    """One directory being emptied: its descriptor (-1 while parked, see
+    :data:`_MAX_OPEN_FRAMES`), its inode, and the entries that could not go."""
 
-    __slots__ = ("errors_at_scan", "fd", "name", "path", "rounds", "skip")
+    __slots__ = ("errors_at_scan", "fd", "ident", "name", "path", "rounds", "skip")
 
-    def __init__(self, fd: int, path: str, name: str, errors_at_scan: int) -> None:
+    def __init__(
+        self, fd: int, path: str, name: str, errors_at_scan: int, ident: tuple[int, int]
+    ) -> None:
         self.fd = fd
+        self.ident = ident  # (st_dev, st_ino): what a reopened descriptor must be
         self.path = path
         self.name = name  # in the parent
         self.rounds = 0
         self.skip: set[str] = set()  # failed entries: reported once, never retried
         self.errors_at_scan = errors_at_scan
+
+
+# Descriptors one walk holds at most, however deep the tree: deeper than this, the
+# frames far above are parked (closed) and reopened on the way back up. Without it, a
+# tree deeper than RLIMIT_NOFILE (1024 by default) failed with EMFILE and stayed.
+_MAX_OPEN_FRAMES = 64
+
+
+def _park_far_frame(stack: list[_Frame]) -> None:
+    """Close the descriptor of the frame :data:`_MAX_OPEN_FRAMES` above the newest one
+    (never the top's: the caller owns it)."""
+    far = len(stack) - 1 - _MAX_OPEN_FRAMES
+    if far >= 1 and stack[far].fd >= 0:
+        os.close(stack[far].fd)
+        stack[far].fd = -1
+
+
+def _reopen_parent(child: _Frame, parent: _Frame) -> int:
+    """Reopen a parked ``parent`` as the ``..`` of its open ``child``, by descriptor.
+
+    Raises:
+        UnsafeFileError: ``..`` is no longer the directory we parked (the child was moved
+            out of the tree meanwhile): nothing outside our tree is ever reached.
+        OSError: the open failed.
+    """
+    # O_NOFOLLOW|O_DIRECTORY on "..": the kernel's own parent link, never a symlink.
+    fd = os.open("..", _DIR_FLAGS, dir_fd=child.fd)
+    if ident(os.fstat(fd)) != parent.ident:
+        os.close(fd)
+        raise UnsafeFileError(child.path, "was moved out of the tree during removal")
+    return fd
 
 
 class _Tree:
@@ -579,11 +617,18 @@ class _Tree:
                 child = self._first_subdir_after_files(frame, top_dev)
                 if child is not None:
                     stack.append(child)
+                    _park_far_frame(stack)
                     continue
                 if len(stack) == 1:
                     return  # the top is as empty as it gets; the caller removes it
                 stack.pop()
                 parent = stack[-1]
+                if parent.fd < 0:
+                    try:
+                        parent.fd = _reopen_parent(frame, parent)
+                    finally:
+                        if parent.fd < 0:  # failed: the popped frame is in no stack to close
+                            os.close(frame.fd)
                 try:
                     os.rmdir(frame.name, dir_fd=parent.fd)
                 except FileNotFoundError:
@@ -602,7 +647,8 @@ class _Tree:
                 os.close(frame.fd)
         finally:
             for f in stack[1:]:
-                os.close(f.fd)
+                if f.fd >= 0:
+                    os.close(f.fd)
 
     def _first_subdir_after_files(self, frame: _Frame, top_dev: int) -> _Frame | None:
         """Remove the non-directories of ``frame``; return the first subdirectory to empty."""
@@ -632,7 +678,8 @@ class _Tree:
                     if not self.remove_file(fd, entry.name, child_path):
                         frame.skip.add(entry.name)
                     continue
-                if os.fstat(sub).st_dev != top_dev:
+                sub_st = os.fstat(sub)
+                if sub_st.st_dev != top_dev:
                     # A mount point: emptying it would delete data that lives outside our tree.
                     os.close(sub)
                     frame.skip.add(entry.name)
@@ -640,7 +687,7 @@ class _Tree:
                         UnsafeFileError(child_path, "is a mount point; not descending into it")
                     )
                     continue
-                return _Frame(sub, child_path, entry.name, self.errors)
+                return _Frame(sub, child_path, entry.name, self.errors, ident(sub_st))
         return None
 
 
@@ -676,7 +723,7 @@ def rmtree_at(
     try:
         st = os.fstat(fd)
         sys.audit("hardtemp.rmtree", display_path)
-        top = _Frame(fd, display_path, name, tree.errors)
+        top = _Frame(fd, display_path, name, tree.errors, ident(st))
         for rounds in range(_MAX_ROUNDS + 1):
             top.errors_at_scan = tree.errors
             tree.empty(top, st.st_dev)
