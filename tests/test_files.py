@@ -1251,3 +1251,16 @@ def test_compat_exit_after_sed_i_does_not_raise_even_with_warnings_as_errors(
     assert os.listdir(tmp_path) == []
     (w,) = caught  # shown, not raised
     assert w.category is hardtemp.ReplacedFileWarning
+
+
+def test_wrapper_attributes_are_cached_as_in_the_stdlib(tmp_path: Path) -> None:
+    with hardtemp.NamedTemporaryFile(dir=tmp_path) as f:
+        assert f.write is f.write  # one wrapper, built once (issue 16)
+        assert "write" in vars(f)
+        w = f.write
+        w(b"abc")
+        f.seek(0)
+        assert f.read() == b"abc"
+        assert f.closed is False
+        assert "closed" not in vars(f)  # a bool is an int: not cached, it changes
+    assert f.closed is True

@@ -77,6 +77,23 @@ def dir_fd(ext4: Path) -> Iterator[int]:
     os.close(fd)
 
 
+class _ScopedOs:
+    """``os`` as one hardtemp module sees it, with some functions replaced: patching
+    ``module.os.pwrite`` would replace ``os.pwrite`` for the whole process (pytest,
+    other threads), this replaces it for that module's code only."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def scoped_os(monkeypatch: pytest.MonkeyPatch, module: Any, **overrides: Any) -> None:
+    """Replace ``os.<name>`` for ``module``'s code only (its global ``os``)."""
+    monkeypatch.setattr(module, "os", _ScopedOs(**overrides))
+
+
 def make_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -232,7 +249,7 @@ def test_wipe_hides_the_name_before_unlinking(ext4: Path, monkeypatch: pytest.Mo
         unlinked.append(os.fspath(path))
         real_unlink(path, dir_fd=dir_fd)
 
-    monkeypatch.setattr(_wipe.os, "unlink", spy)
+    scoped_os(monkeypatch, _remove, unlink=spy)
     p = ext4 / "patient-1234.csv"
     make_file(p, b"x")
     wipe(p)
@@ -340,7 +357,7 @@ def test_overwrite_fd_retries_short_writes_and_eintr(
     make_file(p, m * 1000)
     fd = os.open(p, os.O_RDWR)
     try:
-        monkeypatch.setattr(_wipe.os, "pwrite", flaky)
+        scoped_os(monkeypatch, _wipe, pwrite=flaky)
         overwrite_fd(fd)
         monkeypatch.undo()
         assert m[:20] not in read_all(fd)
@@ -366,7 +383,7 @@ def test_overwrite_fd_eio_raises_wipe_error_with_the_partial_report(
     make_file(p, b"x" * (3 << 20))
     fd = os.open(p, os.O_RDWR)
     try:
-        monkeypatch.setattr(_wipe.os, "pwrite", failing)
+        scoped_os(monkeypatch, _wipe, pwrite=failing)
         with pytest.raises(WipeError) as info:
             overwrite_fd(fd, path="f")
     finally:
@@ -880,7 +897,7 @@ def _seek_data_fails(monkeypatch: pytest.MonkeyPatch, err: int) -> None:
             raise OSError(err, os.strerror(err))
         return real(fd, pos, how)
 
-    monkeypatch.setattr(_wipe.os, "lseek", lseek)
+    scoped_os(monkeypatch, _wipe, lseek=lseek)
 
 
 def test_without_seek_data_support_the_whole_file_is_overwritten(
@@ -931,7 +948,7 @@ def test_a_pwrite_that_writes_nothing_fails_instead_of_looping(
     p = ext4 / "f"
     make_file(p, b"x" * 100)
     fd = os.open(p, os.O_RDWR)
-    monkeypatch.setattr(_wipe.os, "pwrite", lambda fd, data, offset: 0)
+    scoped_os(monkeypatch, _wipe, pwrite=lambda fd, data, offset: 0)
     try:
         with pytest.raises(WipeError) as info:
             overwrite_fd(fd)
@@ -954,7 +971,7 @@ def test_a_failure_to_restore_the_size_is_reported_as_a_failed_wipe(
     def ftruncate(fd: int, size: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(_wipe.os, "ftruncate", ftruncate)
+    scoped_os(monkeypatch, _wipe, ftruncate=ftruncate)
     try:
         block = _tail_block(fd)
         with pytest.raises(WipeError) as info:
@@ -999,7 +1016,7 @@ def test_an_unsynced_directory_is_said_in_the_report(
             raise OSError(errno.EIO, "Input/output error")  # a failing disk: injected
         real(fd)
 
-    monkeypatch.setattr(_wipe.os, "fsync", fsync)
+    scoped_os(monkeypatch, _remove, fsync=fsync)
     make_file(ext4 / "f", b"x")
     report = remove_entry(dir_fd, "f")
     assert not (ext4 / "f").exists()
@@ -1041,7 +1058,7 @@ def test_without_renameat2_the_name_is_still_hidden_before_the_unlink(
         unlinked.append(os.fspath(path))
         real_unlink(path, dir_fd=dir_fd)
 
-    monkeypatch.setattr(_wipe.os, "unlink", spy)
+    scoped_os(monkeypatch, _remove, unlink=spy)
     make_file(ext4 / "secret-name", b"x")
     remove_entry(dir_fd, "secret-name")
     assert len(unlinked) == 1

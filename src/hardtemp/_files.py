@@ -348,7 +348,11 @@ class _TemporaryFileWrapper:
                 return func(*args, **kwargs)
 
             method._closer = closer  # type: ignore[attr-defined]
-            return method
+            attr = method
+        if not isinstance(attr, int):
+            # Cached as CPython does: `f.write is f.write`, and later lookups cost nothing
+            # (ints such as a position are not: they change).
+            setattr(self, name, attr)
         return attr
 
     def __enter__(self) -> _TemporaryFileWrapper:
