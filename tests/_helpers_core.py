@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,8 +13,14 @@ from pathlib import Path
 
 import hardtemp
 
+#: The other local user of the attack tests ("nobody").
 NOBODY = 65534
 SRC = str(Path(hardtemp.__file__).resolve().parent.parent)
+
+
+def marker() -> bytes:
+    """A unique, unmistakable plaintext marker for forensic searches."""
+    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 def open_fds() -> set[int]:
@@ -22,10 +29,15 @@ def open_fds() -> set[int]:
     return {int(n) for n in os.listdir("/proc/self/fd")}
 
 
-def make_dir(path: Path, mode: int, uid: int = 0, gid: int = 0) -> Path:
-    """A directory with exactly ``mode`` (chmod after chown) owned by ``uid``."""
+def make_dir(path: Path, mode: int, uid: int | None = None, gid: int | None = None) -> Path:
+    """A directory with exactly ``mode`` (chmod after chown), owned by ``uid`` if given.
+
+    Without ``uid`` it stays ours (root's when run as root), so it works for any user;
+    giving it to another user needs root (use a gate).
+    """
     path.mkdir()
-    os.chown(path, uid, gid)
+    if uid is not None:
+        os.chown(path, uid, uid if gid is None else gid)
     os.chmod(path, mode)
     return path
 

@@ -13,16 +13,16 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-import pytest
+from _gates import require_root
+from _helpers_core import NOBODY
 
-NOBODY = 65534
+__all__ = ["NOBODY", "as_euid"]
 
 
 @contextlib.contextmanager
 def as_euid(uid: int = NOBODY, gid: int = NOBODY) -> Iterator[None]:
     """Run the block with effective uid/gid ``uid``/``gid``; back to root afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as another user")
+    require_root("to act as another user")
     groups = os.getgroups()
     os.setgroups([])
     os.setegid(gid)

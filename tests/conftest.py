@@ -8,7 +8,8 @@
   ``image_contains`` then searches the raw image bytes for a marker.
 * ``small_tmpfs`` mounts a size-limited tmpfs, for real ENOSPC.
 
-Everything that needs root skips with a reason when not root.
+Everything that needs root skips with a reason when not root, through the gates
+of ``_gates`` (which also make such skips failures under ``HARDTEMP_REQUIRE_ALL=1``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-import secrets
 import shutil
 import subprocess
 import tempfile as std_tempfile
@@ -28,18 +28,15 @@ from typing import Any
 
 import pytest
 
+from _gates import pytest_runtest_makereport as pytest_runtest_makereport
+from _gates import require_loop, require_root, skip
+from _helpers_core import NOBODY
+from _helpers_core import marker as marker
 from hardtemp import _dirtrust
-
-NOBODY = 65534
-IS_ROOT = os.geteuid() == 0
 
 # The sweep key that authenticates marks (hardtemp._markkey) lives in the state
 # directory: the test run gets its own, never the real user's (subprocesses inherit it).
 os.environ["XDG_STATE_HOME"] = std_tempfile.mkdtemp(prefix="ht-state-")
-
-needs_root = pytest.mark.skipif(
-    not IS_ROOT, reason="needs root: to act as a second local user (setuid) and to mount images"
-)
 
 
 class OtherUserError(Exception):
@@ -58,8 +55,7 @@ def as_other_user(fn: Callable[..., Any], *args: Any, uid: int = NOBODY, gid: in
     is re-raised here as :class:`OtherUserError` whose ``kind`` is the
     exception's class name (e.g. ``"PermissionError"``).
     """
-    if not IS_ROOT:
-        pytest.skip("needs root to become another user")
+    require_root("to become another user")
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not saved
@@ -94,8 +90,7 @@ def as_other_user(fn: Callable[..., Any], *args: Any, uid: int = NOBODY, gid: in
 @pytest.fixture
 def other_user() -> Callable[..., Any]:
     """The :func:`as_other_user` runner (skips when not root)."""
-    if not IS_ROOT:
-        pytest.skip("needs root to become another user")
+    require_root("to become another user")
     return as_other_user
 
 
@@ -111,11 +106,6 @@ def shared_dir() -> Iterator[Path]:
         yield base
     finally:
         shutil.rmtree(base, ignore_errors=True)
-
-
-def marker() -> bytes:
-    """A unique, unmistakable plaintext marker for forensic searches."""
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 @dataclass
@@ -153,16 +143,14 @@ def _mkfs(fstype: str, image: Path) -> None:
         cmd = ["mkfs.btrfs", "-q", "-f", str(image)]
     else:  # pragma: no cover - test-suite misuse
         raise ValueError(fstype)
-    if shutil.which(cmd[0]) is None:
-        pytest.skip(f"{cmd[0]} is not installed (apt-get install e2fsprogs btrfs-progs)")
+    require_loop(fstype)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture
 def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LoopFS]]:
     """Factory: ``loopfs("ext4" | "btrfs", options="data=journal")`` -> mounted LoopFS."""
-    if not IS_ROOT:
-        pytest.skip("needs root to loop-mount filesystem images")
+    require_root("to loop-mount filesystem images")
     made: list[LoopFS] = []
 
     def make(fstype: str, options: str = "", size_mb: int = 160) -> LoopFS:
@@ -177,7 +165,7 @@ def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
         try:
             fs.mount()
         except subprocess.CalledProcessError as exc:
-            pytest.skip(f"cannot loop-mount {fstype} here: {exc}")
+            skip(f"cannot loop-mount {fstype} here: {exc}")
         os.chmod(mnt, 0o755)
         made.append(fs)
         return fs
@@ -199,8 +187,7 @@ def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     """Factory: ``small_tmpfs(size_kib)`` -> a mounted size-limited tmpfs (real ENOSPC)."""
-    if not IS_ROOT:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     mounted: list[Path] = []
 
     def make(size_kib: int) -> Path:
