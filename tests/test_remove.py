@@ -337,8 +337,9 @@ def test_unsafe_top_swapped_for_another_directory_is_refused(tmp_path: Path) -> 
     top = make_dir(tmp_path / "top", 0o700)
     st = os.stat(top)
     os.rename(top, tmp_path / "ours-moved")  # keeps our inode alive: no number reuse
-    impostor = make_dir(tmp_path / "top", 0o500)
+    impostor = make_dir(tmp_path / "top", 0o700)
     (impostor / "theirs").mkdir()
+    impostor.chmod(0o500)
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with pytest.raises(UnsafeFileError):
