@@ -7,7 +7,6 @@ import gc
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import pytest
 
+from _gates import require_root, require_unshare
 from _helpers_core import NOBODY
 from hardtemp import _check, _dirtrust, _tempdir
 from hardtemp._check import LEVELS, audit, level_rank
@@ -217,8 +217,7 @@ def _mount(*args: str) -> None:
 
 @pytest.fixture
 def mounts(tmp_path: Path) -> Iterator[list[Path]]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount")
+    require_root("to mount")
     mounted: list[Path] = []
     yield mounted
     _dirtrust.clear_cache()  # the cached verified descriptors keep the mounts busy
@@ -346,8 +345,7 @@ def _audit_in_mount_ns(
 ) -> dict[str, Any]:
     """In a private mount namespace (unshare -m: the machine's mounts are never
     changed) run each ``mount`` argument list, write ``files``, audit there."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    require_unshare()
     script = "; ".join(shlex.join(["mount", *args]) for args in mounts) or "true"
     ns = ["unshare", "-m", "--propagation", "private", "sh", "-ec", f'{script}; exec "$@"', "sh"]
     proc = subprocess.run(
@@ -554,8 +552,7 @@ def test_a_tmpdir_dotdot_through_another_users_symlink_is_untrusted_and_named(
 ) -> None:
     # TMPDIR=<home>/link/.. : lexically that is <home> (trusted), but `$TMPDIR/x` goes
     # through the link, which its owner (uid 65534) points wherever they like.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give a symlink to another user")
+    require_root("to give a symlink to another user")
     theirs = home / "theirs"
     theirs.mkdir()
     (theirs / "sub").mkdir()

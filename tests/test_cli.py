@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _gates import needs_root, require_root, require_tool
+from _helpers_core import NOBODY
 from _helpers_euid import as_euid
 from hardtemp import _check, _fsinfo, _tempdir
 from hardtemp._cli import main
 from hardtemp.exceptions import NoTrustedTempDirError
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
-NOBODY = 65534
-IS_ROOT = os.geteuid() == 0
 
 
 def ht(
@@ -181,7 +181,7 @@ def test_check_fails_on_a_world_writable_tmpdir_without_sticky_bit(home: Path) -
     assert str(hostile) in finding["message"]
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="needs root to give a directory to another user")
+@needs_root("to give a directory to another user")
 def test_check_fails_on_a_tmpdir_owned_by_another_user(home: Path) -> None:
     theirs = home / "theirs"
     theirs.mkdir(mode=0o700)
@@ -241,8 +241,7 @@ def test_check_colours_only_when_asked_or_on_a_terminal(home: Path) -> None:
 
 def test_check_respects_no_color_on_a_terminal(home: Path) -> None:
     # script(1) gives the command a real terminal.
-    if subprocess.run(["which", "script"], capture_output=True).returncode != 0:
-        pytest.skip("script(1) is not installed")
+    require_tool("script", "bsdutils")
     env = dict(os.environ, PYTHONPATH=SRC, TMPDIR=str(home), TERM="xterm")
     cmd = f"{sys.executable} -m hardtemp check --fail-on never"
     tty = subprocess.run(
@@ -515,8 +514,7 @@ def test_sweep_command_of_an_unreadable_directory_fails(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if not IS_ROOT:
-        pytest.skip("needs root to act as another user")
+    require_root("to act as another user")
     d = shared_dir / "unreadable"  # the other user's own, write+search only
     d.mkdir(mode=0o300)
     state = shared_dir / "state"
@@ -557,8 +555,7 @@ def test_sweep_command_without_any_key_removes_nothing_and_succeeds(home: Path) 
 
 
 def test_wipe_shows_progress_for_a_large_file_only_on_a_terminal(home: Path) -> None:
-    if subprocess.run(["which", "script"], capture_output=True).returncode != 0:
-        pytest.skip("script(1) is not installed")
+    require_tool("script", "bsdutils")
     big = home / "big"
     with open(big, "wb") as f:
         for _ in range(256):
@@ -738,8 +735,7 @@ def test_wipe_r_refuses_dot_and_dotdot_and_removes_nothing(
 def test_wipe_r_does_not_enter_a_mount_point_and_fails_naming_it(
     inproc: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if not IS_ROOT:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     tree = inproc / "tree"
     (tree / "mnt").mkdir(parents=True)
     (tree / "plain").write_text("data")
@@ -789,8 +785,7 @@ def test_sweep_verbose_lists_a_live_processes_file_as_kept_and_keeps_it(
 
 
 def test_run_fails_125_when_the_directory_cannot_be_removed(home: Path) -> None:
-    if not IS_ROOT:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     # The command leaves a mount point in its TMPDIR: the cleanup must not descend
     # into another filesystem, so the directory stays and the success becomes 125.
     script = (
@@ -1001,8 +996,7 @@ def test_wipe_r_refuses_a_trailing_slash_on_a_symlink_or_file_and_touches_nothin
 def _unwritable_for_nobody(base: Path) -> tuple[Path, Path, bytes]:
     """A directory uid 65534 may write (under ``base``, a sticky /tmp-like directory it
     can reach), holding root's 0644 file: removable by uid 65534, not writable."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as uid 65534 on root's file")
+    require_root("to act as uid 65534 on root's file")
     theirs_dir = base / "shared"
     theirs_dir.mkdir()
     os.chown(theirs_dir, NOBODY, NOBODY)

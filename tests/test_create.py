@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import hardtemp
-from _gates import needs_root
+from _gates import needs_root, require_root
 from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds, umask
 from _helpers_euid import as_euid
 from hardtemp import _create, _dirtrust, _remove
@@ -692,8 +692,7 @@ def test_an_unreadable_directory_swapped_in_for_ours_is_refused_never_chmodded(
 def test_a_directory_swapped_in_for_ours_is_refused_never_chmodded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to make another user's directory")
+    require_root("to make another user's directory")
     d = make_dir(tmp_path / "d", 0o755)
     impostor = make_dir(tmp_path / "d" / "impostor", mode, NOBODY, NOBODY)
     handle, base = _create.resolve_dir(str(d), str)
@@ -726,8 +725,7 @@ def test_running_out_of_descriptors_after_mkdir_leaves_no_directory(tmp_path: Pa
 def test_an_unnamed_file_on_a_filesystem_without_free_inodes_raises_enospc(
     tmp_path: Path,
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     mnt = tmp_path / "full"
     mnt.mkdir()
     subprocess.run(

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _gates import needs_root
 from _helpers_core import NOBODY, make_dir
 from _helpers_euid import as_euid
 from hardtemp import _dirtrust
 from hardtemp.exceptions import UnsafeDirectoryError
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make other users' dirs")
+pytestmark = needs_root("to make other users' dirs")
 
 
 @pytest.fixture(autouse=True)

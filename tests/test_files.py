@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _gates import needs_root, require_root
 from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
 from hardtemp import _owner, _remove
 from hardtemp._files import _TemporaryFileWrapper
@@ -398,7 +399,7 @@ def immutable_file(tmp_path: Path) -> Any:
         _immutable(p, False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+@needs_root("for chattr +i")
 def test_cleanup_raises_the_error_after_removing_everything_else(
     tmp_path: Path, immutable_file: Callable[[Path], Path]
 ) -> None:
@@ -414,7 +415,7 @@ def test_cleanup_raises_the_error_after_removing_everything_else(
     _immutable(stuck, False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+@needs_root("for chattr +i")
 def test_ignore_cleanup_errors_removes_what_it_can_quietly(
     tmp_path: Path, immutable_file: Callable[[Path], Path]
 ) -> None:
@@ -426,7 +427,7 @@ def test_ignore_cleanup_errors_removes_what_it_can_quietly(
     assert os.listdir(d.name) == ["a"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+@needs_root("for chattr +i")
 def test_a_persistent_error_is_reported_once_not_retried_forever(
     tmp_path: Path, immutable_file: Callable[[Path], Path]
 ) -> None:
@@ -1217,8 +1218,7 @@ def test_a_name_replaced_by_an_atomic_save_of_ours_is_wiped_and_removed_with_a_w
 
 
 def test_a_name_replaced_by_another_users_file_is_left_and_said_loudly(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to put another user's file at our name")
+    require_root("to put another user's file at our name")
     f = hardtemp.NamedTemporaryFile(dir=tmp_path)
     f.write(b"A-SECRET" * 1000)
     f.flush()

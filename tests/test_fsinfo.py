@@ -10,7 +10,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import shutil
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from _gates import require_mkfs, require_root, skip
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
 from hardtemp._fsinfo import (
@@ -185,8 +185,7 @@ def test_tmpfs_with_active_swap_is_only_best_effort(
 def test_tmpfs_noswap_mount_stays_volatile_even_with_swap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     mnt = tmp_path / "ns"
     mnt.mkdir()
     if subprocess.run(
@@ -207,8 +206,7 @@ def test_tmpfs_noswap_mount_stays_volatile_even_with_swap(
 
 
 def test_overlayfs_is_not_in_place(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount overlayfs")
+    require_root("to mount overlayfs")
     lower, upper, work, merged = (tmp_path / n for n in ("lower", "upper", "work", "merged"))
     for d in (lower, upper, work, merged):
         d.mkdir()
@@ -292,8 +290,7 @@ def test_fsinfo_is_a_frozen_dataclass() -> None:
 
 def test_a_mountpoint_with_spaces_is_reported_unescaped(tmp_path: Path) -> None:
     # mountinfo escapes spaces as \040: the mount must still be found and named right.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     mnt = tmp_path / "with space\tand tab"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
@@ -311,10 +308,8 @@ def test_a_mountpoint_with_spaces_is_reported_unescaped(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def _image(tmp_path: Path, mkfs: list[str], fstype: str, size_mb: int = 16) -> Iterator[Path]:
     """A loop-mounted image made with ``mkfs`` (a list ending before the image path)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to loop-mount images")
-    if shutil.which(mkfs[0]) is None:
-        pytest.skip(f"{mkfs[0]} is not installed")
+    require_root("to loop-mount images")
+    require_mkfs(mkfs[0].removeprefix("mkfs."))
     image = tmp_path / "fs.img"
     with open(image, "wb") as f:
         f.truncate(size_mb << 20)
@@ -325,7 +320,7 @@ def _image(tmp_path: Path, mkfs: list[str], fstype: str, size_mb: int = 16) -> I
         ["mount", "-t", fstype, "-o", "loop", str(image), str(mnt)], capture_output=True, text=True
     )
     if done.returncode:
-        pytest.skip(f"cannot mount {fstype} here: {done.stderr.strip()}")
+        skip(f"cannot loop-mount {fstype} here: {done.stderr.strip()}")
     try:
         yield mnt
     finally:
@@ -376,8 +371,7 @@ def test_ext4_file_with_inline_data_is_not_in_place(tmp_path: Path) -> None:
 
 
 def test_ramfs_is_volatile(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount ramfs")
+    require_root("to mount ramfs")
     mnt = tmp_path / "ram"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], check=True)
@@ -405,8 +399,7 @@ def _non_rotational_device() -> str | None:
 @pytest.mark.parametrize("kind", ["missing", "char-device", "non-rotational"])
 def test_the_device_under_a_filesystem_is_described_truthfully(tmp_path: Path, kind: str) -> None:
     # proc accepts any source name: a real mount whose "device" is whatever we name.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount proc")
+    require_root("to mount proc")
     source = {"missing": "/dev/ht-no-such-device", "char-device": "/dev/null"}.get(kind)
     if kind == "non-rotational":
         source = _non_rotational_device()

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+import _gates
 from _helpers_core import SRC
 from hardtemp import _linux
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount, unshare -m)")
+needs_root = _gates.needs_root("for mount and unshare -m")
 
 
 @pytest.fixture

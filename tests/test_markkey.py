@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from _gates import require_root
 from _helpers_euid import as_euid
 from hardtemp import _markkey
 
@@ -137,8 +138,7 @@ def test_a_key_in_another_users_directory_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # E.g. root run with an ordinary user's $XDG_STATE_HOME: that user could write root's key.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give a directory to another user")
+    require_root("to give a directory to another user")
     theirs = tmp_path / "theirs"
     (theirs / "hardtemp").mkdir(parents=True, mode=0o700)
     os.chown(theirs, 65534, 65534)

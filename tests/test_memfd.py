@@ -9,7 +9,6 @@ import io
 import mmap
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import textwrap
 import pytest
 
 import hardtemp
+from _gates import require_tool
 from _helpers_core import SRC, open_fds, run_python
 from hardtemp import MemoryFile, SizeLimitError
 
@@ -344,8 +344,7 @@ def test_close_empties_the_file_and_frees_its_pages_even_for_other_holders() -> 
 
 def test_close_writes_zeros_over_the_data_before_truncating() -> None:
     # Seen by a real tracer: the zeros land on every page before ftruncate(fd, 0).
-    if shutil.which("strace") is None:
-        pytest.skip("strace is not installed (apt-get install strace)")
+    require_tool("strace", "strace")
     code = textwrap.dedent(
         """
         import os, sys, hardtemp

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _gates import require_root
 from _helpers_euid import as_euid
 from hardtemp import _markkey, _owner
 from hardtemp._owner import (
@@ -62,8 +63,7 @@ def test_mark_where_xattrs_are_unsupported_is_false_and_the_file_still_works(
     tmp_path: Path,
 ) -> None:
     # ramfs has no user xattrs (EOPNOTSUPP): a real filesystem without them.
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount ramfs")
+    require_root("to mount ramfs")
     mnt = tmp_path / "ram"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], check=True)
@@ -310,8 +310,7 @@ def test_judge_does_not_remove_an_entry_unmarked_while_it_was_judged(
 
 
 def test_judge_leaves_another_users_entry(area: tuple[Path, int], tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to give a file to another user")
+    require_root("to give a file to another user")
     d, dfd = area
     fd = _new(d, "f")
     assert mark(fd, dfd, "f")

@@ -21,13 +21,11 @@ import pytest
 
 import hardtemp
 import hardtemp.aio as aio
+from _gates import needs_root, needs_tool
 from _helpers_core import SRC, open_fds
 from hardtemp import _owner
 
-IS_ROOT = os.geteuid() == 0
-needs_strace = pytest.mark.skipif(
-    shutil.which("strace") is None, reason="strace is not installed (apt-get install strace)"
-)
+needs_strace = needs_tool("strace", "strace")
 
 
 def has_mark(path: str | Path) -> bool:
@@ -220,7 +218,7 @@ def test_linkable_without_o_tmpfile_is_refused_not_silently_unlinkable(
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="needs root: unshare -m and umount /proc")
+@needs_root("for unshare -m and umount /proc")
 def test_publish_without_proc_fails_clearly_and_keeps_the_data(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""

@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
+import _gates
 from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds
 from _helpers_euid import as_euid
 from hardtemp import _remove
 from hardtemp.exceptions import UnsafeFileError
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr, mount, setuid)")
+needs_root = _gates.needs_root("for chattr, mount and setuid")
 
 
 def _rmtree(

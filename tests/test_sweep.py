@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
+from _gates import require_root
+from _helpers_core import NOBODY
 from hardtemp import _owner
 from hardtemp._sweep import sweep
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
-NOBODY = 65534
 
 CHILD = r"""
 import sys, hardtemp
@@ -390,8 +391,7 @@ def test_sweep_reports_a_directory_it_cannot_list(other_user: Any, shared_dir: P
 
 
 def test_sweep_reports_a_failed_removal_and_keeps_the_mounted_filesystem(area: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+    require_root("to mount a tmpfs")
     d = area / "dead-dir"
     (d / "mnt").mkdir(parents=True, mode=0o700)
     _mark(d, _dead_tag())

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 import hardtemp
+from _gates import needs_root
 from _helpers_core import NOBODY, make_dir
 from hardtemp import _dirtrust, _tempdir
 from hardtemp.exceptions import NoTrustedTempDirError, UnsafeCandidateWarning, UnsafeDirectoryError
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make other users' dirs")
+pytestmark = needs_root("to make other users' dirs")
 
 
 @pytest.fixture(autouse=True)

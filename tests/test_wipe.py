@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import pickle
-import secrets
 import signal
 import stat
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from _helpers_core import NOBODY, marker
 from _helpers_euid import as_euid
 from hardtemp import _fsinfo, _linux, _remove, _wipe
 from hardtemp._policy import get_wipe_policy, set_wipe_policy, wipe_policy
@@ -35,12 +35,6 @@ from hardtemp.exceptions import (
     WipeError,
     WipeUnreliableWarning,
 )
-
-NOBODY = 65534
-
-
-def marker() -> bytes:
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 @pytest.fixture(autouse=True)

@@ -24,16 +24,17 @@ from typing import Any
 
 import pytest
 
+import _gates
+from _gates import require_tool
+from _helpers_core import NOBODY
 from hardtemp import _owner
 from hardtemp._sweep import SweepResult, sweep
 
 pytestmark = pytest.mark.attack
 
 SRC = str(Path(__file__).resolve().parent.parent.parent / "src")
-NOBODY = 65534
 THIRD = 4242  # a third local user: neither the attacker nor root
-IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, other users")
+needs_root = _gates.needs_root("for namespaces and other users")
 
 CREATOR = r"""
 import os, sys, hardtemp, hardtemp.compat
@@ -469,9 +470,9 @@ ours_file.close(); ours_dir.cleanup()
 
 
 def _systemd_version() -> int:
+    require_tool("systemd-tmpfiles", "systemd")
     tool = shutil.which("systemd-tmpfiles")
-    if tool is None:
-        pytest.skip("systemd-tmpfiles is not installed (apt-get install systemd)")
+    assert tool is not None
     out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=True).stdout
     m = re.match(r"systemd (\d+)", out)
     assert m is not None, out

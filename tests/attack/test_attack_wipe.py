@@ -9,7 +9,6 @@ untouched; a naive "open, overwrite, unlink" would destroy it or hang.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,15 +16,12 @@ from typing import Any
 
 import pytest
 
+from _helpers_core import marker
 from hardtemp._policy import wipe_policy
 from hardtemp._remove import remove_entry, wipe
 from hardtemp.exceptions import PlaintextLeftWarning, UnsafeFileError
 
 pytestmark = pytest.mark.attack
-
-
-def marker() -> bytes:
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 @pytest.fixture(autouse=True)

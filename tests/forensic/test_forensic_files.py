@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import secrets
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -20,14 +19,11 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _helpers_core import marker
 from hardtemp import _dirtrust, _fsinfo
 from hardtemp.exceptions import PlaintextLeftWarning, WipeError, WipeUnreliableWarning
 
 LoopFS = Any  # tests/conftest.py's LoopFS: a mounted image with .mountpoint, .image, ...
-
-
-def marker() -> bytes:
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 pytestmark = pytest.mark.forensic

@@ -9,7 +9,6 @@ in the image, so the search can find it.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from _helpers_core import SRC
+from _helpers_core import SRC, marker
 
 pytestmark = pytest.mark.forensic
 
@@ -60,10 +59,6 @@ def run_writer(fs: LoopFS, kind: str, m: bytes) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "written"
-
-
-def marker() -> bytes:
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 def test_ext4_memory_file_never_puts_the_marker_on_disk(loopfs: Callable[..., LoopFS]) -> None:

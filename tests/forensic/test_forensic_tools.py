@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from _helpers_core import marker
 from hardtemp import _dirtrust, _fsinfo
 from hardtemp._sweep import sweep
 
@@ -43,10 +43,6 @@ with open(os.path.join(t.name, "inner"), "wb") as g:
 print(f.name, t.name, flush=True)
 sys.stdin.read()
 """
-
-
-def marker() -> bytes:
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 def _in_image(fs: Any, needle: bytes) -> bool:

@@ -9,7 +9,6 @@ standard library's removal is the control: there the marker survives.
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -17,16 +16,13 @@ from typing import Any
 
 import pytest
 
+from _helpers_core import marker
 from hardtemp import _fsinfo
 from hardtemp._fsinfo import set_nocow
 from hardtemp._remove import remove_entry, wipe
 from hardtemp.exceptions import WipeUnreliableWarning
 
 pytestmark = pytest.mark.forensic
-
-
-def marker() -> bytes:
-    return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
 @pytest.fixture(autouse=True)
