@@ -195,10 +195,20 @@ def _get(create: bool) -> bytes | KeyUnavailable:
     return got
 
 
+_last: tuple[int, str | None, bytes] | None = None  # (euid, $XDG_STATE_HOME, key): the hot path
+
+
 def load(*, create: bool) -> bytes | None:
     """The effective user's key, or None when there is none (see :func:`problem`)."""
+    global _last
+    last, euid, env = _last, os.geteuid(), os.environ.get("XDG_STATE_HOME")
+    if last is not None and last[0] == euid and last[1] == env:
+        return last[2]
     got = _get(create)
-    return None if isinstance(got, KeyUnavailable) else got
+    if isinstance(got, KeyUnavailable):
+        return None
+    _last = (euid, env, got)
+    return got
 
 
 def problem() -> KeyUnavailable | None:
@@ -209,9 +219,11 @@ def problem() -> KeyUnavailable | None:
 
 def reset() -> None:
     """Forget the cached key (tests; a changed ``$XDG_STATE_HOME``)."""
+    global _last
     with _lock:
         _cache.clear()
         _homes.clear()
+        _last = None
 
 
 def _after_fork() -> None:

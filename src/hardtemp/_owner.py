@@ -163,15 +163,15 @@ def _death(tag: OwnerTag) -> str:
 
 def _place(fd: int, dir_st: os.stat_result, name: bytes) -> bytes:
     """What a mark is bound to: the inode's identity and birth, and where it was named."""
-    st = os.fstat(fd)
     try:
-        btime = statx(fd).btime
+        sx = statx(fd)
+        dev, ino, btime = sx.dev, sx.ino, sx.btime
     except OSError:  # no statx: bound to device, inode and place only
-        btime = None
+        st = os.fstat(fd)
+        dev, ino, btime = st.st_dev, st.st_ino, None
     # Birth time: an inode number reused by a later file never matches an old mark.
     born = "-" if btime is None else repr(btime)
-    head = f"{st.st_dev}:{st.st_ino}:{born}:{dir_st.st_dev}:{dir_st.st_ino}:".encode()
-    return head + name
+    return f"{dev}:{ino}:{born}:{dir_st.st_dev}:{dir_st.st_ino}:".encode() + name
 
 
 def _mac(key: bytes, tag: bytes, place: bytes) -> str:
