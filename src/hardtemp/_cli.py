@@ -607,7 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
         "that is removed, every file overwritten, when CMD ends. The exit status is CMD's; if "
         "CMD is killed by a signal, hardtemp kills itself with the same signal after cleanup. "
         "SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 sent to hardtemp are forwarded "
-        "to CMD. 125: the directory could not be created (or removed, when CMD succeeded); "
+        "to CMD. CMD inherits a descriptor holding the directory's lock, so `hardtemp sweep` "
+        "leaves the directory alone while CMD runs, even if hardtemp is SIGKILLed. "
+        "125: the directory could not be created (or removed, when CMD succeeded); "
         "126: CMD cannot be executed; 127: CMD not found.",
     )
     p.add_argument("--keep", action="store_true", help="keep the directory and print its path")
