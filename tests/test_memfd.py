@@ -411,3 +411,32 @@ def test_a_kernel_without_mfd_noexec_seal_still_gets_a_sealable_memfd(
         f.write(b"x")
         f.seal()
         assert f.sealed
+
+
+def test_out_of_descriptors_raises_the_kernels_error_and_leaves_nothing() -> None:
+    # A real EMFILE: every descriptor below a lowered limit is taken.
+    code = textwrap.dedent(
+        """
+        import errno, os, resource, hardtemp
+        hardtemp.MemoryFile().close()  # the first close opens a mount watcher: not a leak
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        fill = []
+        try:
+            while True:
+                fill.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        os.close(fill.pop())
+        before = len(os.listdir("/proc/self/fd"))  # through the one free slot
+        fill.append(os.open("/dev/null", os.O_RDONLY))
+        try:
+            hardtemp.MemoryFile()
+        except OSError as exc:
+            print(errno.errorcode[exc.errno])
+        os.close(fill.pop())
+        print(len(os.listdir("/proc/self/fd")) == before)
+        """
+    )
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["EMFILE", "True"]

@@ -99,7 +99,8 @@ def TemporaryFile(
 
     Created with ``O_TMPFILE|O_EXCL`` in the verified directory where the
     kernel and filesystem allow (it never has a name, so it can never be
-    linked into place and nothing is left behind even after SIGKILL), else
+    linked into place unless ``linkable=True``, and nothing is left behind even
+    after SIGKILL), else
     created like :func:`mkstemp` and unlinked at once after verifying the
     inode.
 

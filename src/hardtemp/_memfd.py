@@ -88,6 +88,10 @@ class MemoryFile(io.FileIO):
         OSError: the kernel refused ``memfd_create`` (e.g. ``EMFILE``).
     """
 
+    # Until __init__ has finished, a close (from the finalizer) never zeroes anything.
+    _owner_pid: int = 0
+    _max_size: int | None = None
+
     def __init__(self, max_size: int | None = DEFAULT_MAX_SIZE) -> None:
         limit = _check_max_size(max_size)
         super().__init__(_memfd(), "rb+", closefd=True)  # owns the descriptor from here
