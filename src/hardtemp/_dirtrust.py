@@ -26,9 +26,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ._fsinfo import is_btrfs
-from .exceptions import UnsafeDirectoryError
+from .exceptions import UnsafeDirectoryError, UnsafeFileError
 
-__all__ = ["DirHandle", "TrustReport", "TrustedComponent", "check_dir", "trusted_dir"]
+__all__ = [
+    "DirHandle",
+    "TrustReport",
+    "TrustedComponent",
+    "check_dir",
+    "open_trusted_dir_nofollow",
+    "trusted_dir",
+]
 
 # O_PATH: ancestors only need search permission, never read permission.
 # O_NOFOLLOW: a symlink is never traversed implicitly; we judge it first.
@@ -140,8 +147,11 @@ def _join(parent: str, name: str) -> str:
     return parent + name if parent.endswith("/") else f"{parent}/{name}"
 
 
-def _walk(path: str) -> tuple[int, TrustReport]:
-    """Verify ``path`` component by component; return an ``O_PATH`` fd of it."""
+def _walk(path: str, *, follow_symlinks: bool = True) -> tuple[int, TrustReport]:
+    """Verify ``path`` component by component; return an ``O_PATH`` fd of it.
+
+    ``follow_symlinks=False``: a symlink anywhere on the way raises UnsafeFileError.
+    """
     walk = _Walk(os.geteuid())
     todo = [c for c in reversed(path.split("/")) if c not in ("", ".")]
     links = 0
@@ -162,6 +172,13 @@ def _walk(path: str) -> tuple[int, TrustReport]:
                 st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
                 if not stat.S_ISLNK(st.st_mode):
                     raise NotADirectoryError(errno.ENOTDIR, "Not a directory", here) from None
+                if not follow_symlinks:
+                    # Never followed, even one of ours: its target is not what we were handed.
+                    raise UnsafeFileError(
+                        here,
+                        "is a symbolic link: never followed here; pass the real path "
+                        "(os.path.realpath)",
+                    ) from None
                 owner = _owner_ok(st, walk.euid)
                 if owner is None:
                     # Another user's symlink: its owner chooses (and can change) where we go.
@@ -216,6 +233,27 @@ def check_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> Trus
     fd, report = _walk(_abspath(path))
     os.close(fd)
     return report
+
+
+def open_trusted_dir_nofollow(path: str | os.PathLike[str]) -> int:
+    """A readable descriptor of the directory ``path``, walked from ``/`` by descriptor.
+
+    Every component is opened with ``O_NOFOLLOW`` relative to the previous one and must
+    pass the trust rule (as for creation); no symlink is followed at all. Nothing is
+    cached: the caller owns (and closes) the descriptor, which pins nothing else.
+
+    Raises:
+        UnsafeDirectoryError: a component is not trusted (``filename`` names it).
+        UnsafeFileError: a component is a symbolic link (``filename`` names it).
+        FileNotFoundError, NotADirectoryError, PermissionError: as :func:`check_dir`.
+        ValueError: the path contains a NUL character.
+    """
+    path_fd, _ = _walk(_abspath(path), follow_symlinks=False)
+    try:
+        # A real (not O_PATH) descriptor of the *same* inode: "." never follows anything.
+        return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path_fd)
+    finally:
+        os.close(path_fd)
 
 
 class DirHandle:

@@ -33,6 +33,7 @@ __all__ = [
     "fdinfo_mount_id",
     "fstatfs",
     "mount_id",
+    "mount_id_at",
     "rename_noreplace",
     "statx",
 ]
@@ -268,6 +269,29 @@ def fdinfo_mount_id(fd: int) -> int:
         if line.startswith(b"mnt_id:"):
             return int(line.split()[1])
     return -1
+
+
+def mount_id_at(dir_fd: int, name: str) -> int:
+    """The mount id of the entry ``name`` of ``dir_fd`` (a mount point's is its own mount's),
+    never following a symlink; -1 if unknown (no ``STATX_MNT_ID`` and no /proc).
+
+    Raises:
+        OSError: the entry cannot be looked up (ENOENT...).
+    """
+    try:
+        found = statx(dir_fd, name).mnt_id
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+        found = -1
+    if found >= 0:
+        return found
+    # O_PATH|O_NOFOLLOW: opens nothing for I/O (a FIFO never blocks), follows no symlink.
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return fdinfo_mount_id(fd)
+    finally:
+        os.close(fd)
 
 
 def mount_id(fd: int) -> int:

@@ -20,6 +20,8 @@ Invariants:
 * The walk holds a bounded number of descriptors whatever the depth: directories far
   above the current one are closed and reopened on the way back as ``..`` of their
   child, accepted only if still the very inode left (else the walk stops there).
+* Mount points (directories and files, compared by mount id, so bind mounts of the same
+  filesystem count) are never entered, overwritten or unlinked; each is reported.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT
-from ._inode import Entry, ident, proc_path, same
-from ._linux import rename_noreplace
+from ._inode import Entry, proc_path, same
+from ._linux import mount_id, mount_id_at, rename_noreplace
 from ._wipe import (
     SKIPPED,
     WipeReport,
@@ -87,29 +91,16 @@ def _open_target(
         if new is None:
             return None, False, "the file is not writable and not ours: not overwritten"
         return new, True, None
-    try:
-        # O_NOFOLLOW: a symlink swapped in would redirect the overwrite to its target.
-        wfd = os.open(
-            name,
-            os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
-            dir_fd=dir_fd,
-        )
-    except PermissionError:
-        # Pinned by O_PATH: refers to the inode without needing read or write permission.
-        replaced = "was replaced while being opened: nothing removed"
-        with Entry.pin(
-            dir_fd, name, expect=ident(st_name), shown=shown, not_ours=replaced
-        ) as entry:
-            if not stat.S_ISREG(entry.st.st_mode):
-                raise UnsafeFileError(shown, replaced) from None
-            wfd2 = _reopen_rw(entry.fd, entry.st)
-        if wfd2 is None:
-            return None, False, "the file is not writable and not ours: not overwritten"
-        return wfd2, True, None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafeFileError(shown, "was replaced by a symlink: nothing removed") from exc
-        raise
+    # O_PATH first, identity checked, then the same inode reopened for writing: a device,
+    # FIFO or another file swapped in under the name is never opened read-write.
+    with Entry.pin(dir_fd, name, shown=shown) as entry:
+        if stat.S_ISLNK(entry.st.st_mode):
+            raise UnsafeFileError(shown, "was replaced by a symlink: nothing removed")
+        if not same(entry.st, st_name) or not stat.S_ISREG(entry.st.st_mode):
+            raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
+        wfd = _reopen_rw(entry.fd, entry.st)
+    if wfd is None:
+        return None, False, "the file is not writable and not ours: not overwritten"
     return wfd, True, None
 
 
@@ -166,6 +157,149 @@ def _sync_dir(dir_fd: int, reasons: list[str]) -> None:
         reasons.append(f"the directory could not be synced ({exc.strerror})")
 
 
+_MOUNT_POINT = (
+    "is a mount point (a bind mount or another filesystem): not entered, overwritten "
+    "or removed, so data outside the tree is never touched"
+)
+
+
+def _mount_of_dir(dir_fd: int) -> tuple[int, int]:
+    """(mount id or -1, st_dev) of the directory ``dir_fd``."""
+    return mount_id(dir_fd), os.fstat(dir_fd).st_dev
+
+
+def _is_other_mount(mnt: int, dev: int, where: tuple[int, int]) -> bool:
+    """Whether an object with mount id ``mnt`` and ``st_dev`` ``dev`` lies on another mount
+    than ``where`` (from :func:`_mount_of_dir`); st_dev only when a mount id is unknown."""
+    if mnt >= 0 and where[0] >= 0:
+        # The mount id, not st_dev: a bind mount of the same filesystem has the same st_dev.
+        return mnt != where[0]
+    return dev != where[1]
+
+
+@dataclass
+class _Job:
+    """One entry removal: what was asked, and what happened."""
+
+    dir_fd: int
+    name: str
+    shown: str
+    fd: int | None
+    own_file: bool
+    refuse_links: bool
+    passes: int
+    pattern: str
+    mount: tuple[int, int]
+    prog: _Progress
+    interrupted: BaseException | None = None
+    link_warning: str | None = None
+
+
+def _check_entry(
+    job: _Job, expect: tuple[int, int] | None, require_regular: bool
+) -> os.stat_result:
+    """The checks before anything is changed; the name's ``lstat``."""
+    shown = job.shown
+    st_name = os.stat(job.name, dir_fd=job.dir_fd, follow_symlinks=False)
+    if expect is not None and not same(st_name, expect):
+        raise UnsafeFileError(
+            shown, "the name refers to another file than expected: nothing removed"
+        )
+    if _is_other_mount(mount_id_at(job.dir_fd, job.name), st_name.st_dev, job.mount):
+        raise UnsafeFileError(shown, _MOUNT_POINT)
+    if stat.S_ISDIR(st_name.st_mode):
+        raise IsADirectoryError(
+            errno.EISDIR, "is a directory: only single entries are wiped", shown
+        )
+    if require_regular and stat.S_ISLNK(st_name.st_mode):
+        raise UnsafeFileError(
+            shown, "is a symbolic link: wipe() never follows symlinks; pass the target's own path"
+        )
+    if require_regular and not stat.S_ISREG(st_name.st_mode):
+        raise UnsafeFileError(shown, "is not a regular file: not wiped, nothing removed")
+    if job.refuse_links and st_name.st_nlink > 1:
+        raise UnsafeFileError(shown, _links_refused(st_name.st_nlink))
+    if job.fd is not None and not same(os.fstat(job.fd), st_name):
+        raise UnsafeFileError(shown, "the name no longer refers to our file: nothing removed")
+    return st_name
+
+
+def _links_refused(nlink: int) -> str:
+    return (
+        f"has {nlink} hard links: its data is also reachable through another name, possibly "
+        "another user's link to someone else's file; not overwritten, nothing removed "
+        "(remove the other names first)"
+    )
+
+
+def _overwrite_entry(job: _Job, st_name: os.stat_result) -> None:
+    """Open the regular file ``st_name`` for writing and overwrite it, recording in ``job``.
+
+    OSErrors of the open are recorded (the name is removed anyway); UnsafeFileError
+    (a swap, a mount point, a link refused) propagates with nothing removed.
+    """
+    prog = job.prog
+    try:
+        wfd, close_wfd, why_not = _open_target(job.dir_fd, job.name, st_name, job.fd, job.shown)
+    except UnsafeFileError:
+        raise
+    except OSError as exc:
+        # ETXTBSY (a running program), a lease, EIO...: it cannot be overwritten, but the
+        # name must not stay behind: remove it, then report the failure as a WipeError.
+        prog.error = exc
+        prog.verdict = BEST_EFFORT
+        prog.reasons.insert(
+            0, f"the file could not be opened for overwriting ({exc.strerror or exc})"
+        )
+        return
+    try:
+        if wfd is not None:
+            why_not = _overwrite_open(job, wfd, st_name)
+    finally:
+        if close_wfd and wfd is not None:
+            os.close(wfd)
+    if why_not is not None:
+        prog.verdict = SKIPPED
+        prog.reasons.insert(0, why_not)
+        prog.data_left = True
+
+
+def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> str | None:
+    """Overwrite through ``wfd``; returns why it was not overwritten, or None."""
+    shown, prog = job.shown, job.prog
+    st = os.fstat(wfd)
+    if not same(st, st_name) or not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
+    if _is_other_mount(mount_id(wfd), st.st_dev, job.mount):
+        # The descriptor we would write through is on another mount: a bind mount appeared.
+        raise UnsafeFileError(shown, _MOUNT_POINT)
+    prog.hard_links = st.st_nlink
+    if st.st_nlink > 1 and job.refuse_links:
+        raise UnsafeFileError(shown, _links_refused(st.st_nlink))
+    if st.st_nlink > 1 and not job.own_file:
+        return (
+            f"the file has {st.st_nlink} hard links and may be a link to data outside: "
+            "not overwritten, only this name was removed"
+        )
+    if st.st_nlink > 1:
+        # Emitted only once the file is gone: a warnings filter turned to "error"
+        # must not leave the file behind.
+        job.link_warning = (
+            f"{shown}: this temporary file had {st.st_nlink} hard links: someone "
+            "linked it; it is overwritten anyway, which destroys the other names' "
+            "data too, but they may have read it already"
+        )
+    try:
+        _overwrite(wfd, st, job.passes, job.pattern, prog)
+    except BaseException as exc:  # KeyboardInterrupt: remove first, then re-raise
+        job.interrupted = exc
+        prog.verdict = BEST_EFFORT
+        prog.reasons.insert(0, f"the overwrite was interrupted ({exc!r})")
+    if st.st_nlink > 1:
+        prog.reasons.append(f"the file had {st.st_nlink} hard links; all of them lost the data")
+    return None
+
+
 def _remove_entry(
     dir_fd: int,
     name: str,
@@ -181,6 +315,8 @@ def _remove_entry(
     on_unreliable: str | None,
     stacklevel: int,
     require_regular: bool = False,
+    refuse_links: bool = False,
+    mount: tuple[int, int] | None = None,
     unwiped: str = "warn",
 ) -> WipeReport:
     # unwiped: a regular file we could not overwrite is removed with a PlaintextLeftWarning
@@ -189,112 +325,58 @@ def _remove_entry(
     start = time.monotonic()
     policy = _check_options(passes, pattern, on_unreliable)
     _check_name(name)
-    shown = display_path if display_path is not None else name
-    st_name = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    if expect is not None and (st_name.st_dev, st_name.st_ino) != tuple(expect):
-        raise UnsafeFileError(
-            shown, "the name refers to another file than expected: nothing removed"
-        )
-    if stat.S_ISDIR(st_name.st_mode):
-        raise IsADirectoryError(
-            errno.EISDIR, "is a directory: only single entries are wiped", shown
-        )
-    if require_regular and stat.S_ISLNK(st_name.st_mode):
-        raise UnsafeFileError(
-            shown, "is a symbolic link: wipe() never follows symlinks; pass the target's own path"
-        )
-    if require_regular and not stat.S_ISREG(st_name.st_mode):
-        raise UnsafeFileError(shown, "is not a regular file: not wiped, nothing removed")
-    if fd is not None and not same(os.fstat(fd), st_name):
-        raise UnsafeFileError(shown, "the name no longer refers to our file: nothing removed")
-
-    prog = _Progress(hard_links=st_name.st_nlink)
-    interrupted: BaseException | None = None
-    link_warning: str | None = None
+    job = _Job(
+        dir_fd=dir_fd,
+        name=name,
+        shown=display_path if display_path is not None else name,
+        fd=fd,
+        own_file=own_file,
+        refuse_links=refuse_links,
+        passes=passes,
+        pattern=pattern,
+        mount=mount if mount is not None else _mount_of_dir(dir_fd),
+        prog=_Progress(),
+    )
+    st_name = _check_entry(job, expect, require_regular)
+    prog = job.prog
+    prog.hard_links = st_name.st_nlink
     if not stat.S_ISREG(st_name.st_mode):
         # Symlinks, FIFOs, sockets, devices: only the entry goes; unlink never follows it.
         prog.reasons.append("not a regular file: only the directory entry was removed")
     elif not overwrite:
         prog.reasons.append("overwrite not requested")
     else:
-        try:
-            wfd, close_wfd, why_not = _open_target(dir_fd, name, st_name, fd, shown)
-        except UnsafeFileError:
-            raise
-        except OSError as exc:
-            # ETXTBSY (a running program), a lease, EIO...: it cannot be overwritten, but the
-            # name must not stay behind: remove it, then report the failure as a WipeError.
-            wfd, close_wfd, why_not = None, False, None
-            prog.error = exc
-            prog.verdict = BEST_EFFORT
-            prog.reasons.insert(
-                0, f"the file could not be opened for overwriting ({exc.strerror or exc})"
-            )
-        try:
-            if wfd is not None:
-                st = os.fstat(wfd)
-                if not same(st, st_name) or not stat.S_ISREG(st.st_mode):
-                    raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
-                prog.hard_links = st.st_nlink
-                if st.st_nlink > 1 and not own_file:
-                    why_not = (
-                        f"the file has {st.st_nlink} hard links and may be a link to data outside: "
-                        "not overwritten, only this name was removed"
-                    )
-                elif st.st_nlink > 1:
-                    # Emitted only once the file is gone: a warnings filter turned to "error"
-                    # must not leave the file behind.
-                    link_warning = (
-                        f"{shown}: this temporary file had {st.st_nlink} hard links: someone "
-                        "linked it; it is overwritten anyway, which destroys the other names' "
-                        "data too, but they may have read it already"
-                    )
-                if why_not is None:
-                    try:
-                        _overwrite(wfd, st, passes, pattern, prog)
-                    except BaseException as exc:  # KeyboardInterrupt: remove first, then re-raise
-                        interrupted = exc
-                        prog.verdict = BEST_EFFORT
-                        prog.reasons.insert(0, f"the overwrite was interrupted ({exc!r})")
-                    if st.st_nlink > 1:
-                        prog.reasons.append(
-                            f"the file had {st.st_nlink} hard links; all of them lost the data"
-                        )
-        finally:
-            if close_wfd and wfd is not None:
-                os.close(wfd)
-        if why_not is not None:
-            prog.verdict = SKIPPED
-            prog.reasons.insert(0, why_not)
-            prog.data_left = True
-
+        _overwrite_entry(job, st_name)
     if prog.data_left and unwiped == "keep":
         # Removing the name would hide that the plaintext is still there (shred -u refuses too).
-        report = prog.report(shown, pattern, start, removed=False)
+        report = prog.report(job.shown, pattern, start, removed=False)
         raise WipeError(
-            shown,
+            job.shown,
             f"{report.reasons[0]}: its data is still on the disk; not removed",
             report,
         )
-    ident = st_name
     try:
-        _hide_and_unlink(dir_fd, name, ident, shown, prog.reasons)
+        _hide_and_unlink(dir_fd, name, st_name, job.shown, prog.reasons)
     except BaseException:
-        if interrupted is not None:
-            raise interrupted from None
+        if job.interrupted is not None:
+            raise job.interrupted from None
         raise
     if sync_dir:
         _sync_dir(dir_fd, prog.reasons)
-    report = prog.report(shown, pattern, start, removed=True)
-    if interrupted is not None:
-        raise interrupted
-    if link_warning is not None:
-        warnings.warn(link_warning, WipeUnreliableWarning, stacklevel=stacklevel)
+    report = prog.report(job.shown, pattern, start, removed=True)
+    if job.interrupted is not None:
+        raise job.interrupted
+    if job.link_warning is not None:
+        warnings.warn(job.link_warning, WipeUnreliableWarning, stacklevel=stacklevel)
     if prog.error is not None:
-        raise WipeError(shown, report.reasons[0] + "; the file was removed", report) from prog.error
+        raise WipeError(
+            job.shown, report.reasons[0] + "; the file was removed", report
+        ) from prog.error
     if prog.data_left and unwiped == "remove":
         raise WipeError(
-            shown, f"{report.reasons[0]}: its data is still on the disk; removed as asked", report
+            job.shown,
+            f"{report.reasons[0]}: its data is still on the disk; removed as asked",
+            report,
         )
     _apply_policy(report, policy, stacklevel=stacklevel + 1)
     return report
@@ -313,12 +395,17 @@ def remove_entry(
     pattern: str = "random",
     sync_dir: bool = True,
     on_unreliable: str | None = None,
+    mount: tuple[int, int] | None = None,
 ) -> WipeReport:
     """Remove the entry ``name`` of directory ``dir_fd``, overwriting it first if a regular file.
 
     Guarantees:
 
     * Never follows a symlink: a symlink, FIFO, socket or device is only unlinked.
+    * A mount point (a bind-mounted file, compared by mount id) is never overwritten or
+      unlinked. ``mount``: the ``(mount id, st_dev)`` of ``dir_fd`` if the caller knows it.
+    * The file is pinned with ``O_PATH`` and its identity checked before the same inode is
+      reopened read-write: a device or FIFO swapped in is never opened for writing.
     * ``fd`` (our read-write descriptor of that file) is used, never closed; if it is
       read-only or ``O_APPEND`` a second descriptor of the same inode is opened through
       ``/proc/self/fd``. The name must refer to ``fd``'s inode, and to ``expect``
@@ -335,8 +422,8 @@ def remove_entry(
     Raises:
         FileNotFoundError: no entry ``name``.
         IsADirectoryError: ``name`` is a directory (nothing removed).
-        UnsafeFileError: the name refers to another inode than ``fd``/``expect``, or was
-            swapped during removal (nothing of theirs removed).
+        UnsafeFileError: the name refers to another inode than ``fd``/``expect``, was
+            swapped during removal, or is a mount point (nothing of theirs removed).
         ValueError, TypeError: bad ``name``, ``passes``, ``pattern`` or ``on_unreliable``.
         WipeError: the overwrite failed (the file was removed; ``.report`` says what was
             done), or the policy is ``"error"`` and the overwrite untrustworthy.
@@ -356,6 +443,7 @@ def remove_entry(
         sync_dir=sync_dir,
         on_unreliable=on_unreliable,
         stacklevel=3,
+        mount=mount,
     )
 
 
@@ -374,17 +462,26 @@ def wipe(
     refuses too), unless ``remove_unwiped`` is true: then the name is removed and
     :class:`WipeError` still raised.
 
-    The parent directory is opened with ``O_DIRECTORY|O_NOFOLLOW`` and the file relative
-    to it with ``O_NOFOLLOW``: a symlink given as ``path`` (or as its parent) is refused,
-    never followed (pass the real path, e.g. :func:`os.path.realpath`). A file with
-    several hard links is overwritten anyway (you handed us this inode: the other names
-    lose the data too) and a warning says so. The wipe policy applies.
+    The path is walked from ``/`` by descriptor: every directory on the way is opened with
+    ``O_NOFOLLOW`` relative to the previous one and must pass the same trust rule as a
+    directory files are created in (owned by root or you; writable by others only if
+    sticky), so no one else can redirect the wipe by swapping a component. No symlink is
+    followed, anywhere in the path (pass the real path, e.g. :func:`os.path.realpath`).
+    The file is pinned with ``O_PATH`` and only that inode is reopened for writing.
+
+    A file with several hard links is refused, nothing overwritten or removed: its data
+    is reachable through another name, which may be another user's link to a file that is
+    not the one you meant (with ``fs.protected_hardlinks=0`` anyone can link any file).
+    A mount point (a bind-mounted file) is refused too. The wipe policy applies.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         IsADirectoryError: ``path`` is a directory.
-        UnsafeFileError: ``path`` or its parent is a symlink, or ``path`` is not a regular
-            file (nothing removed).
+        UnsafeDirectoryError: a directory on the way is not trusted (``filename`` names it;
+            nothing removed).
+        UnsafeFileError: a component or ``path`` is a symlink, ``path`` is not a regular
+            file, has several hard links, is a mount point, or was swapped while being
+            opened (nothing removed).
         ValueError, TypeError: bad ``path``, ``passes`` or ``pattern``.
         WipeError: the overwrite failed (the file was removed anyway; ``.report``), the
             file could not be overwritten (not removed unless ``remove_unwiped``;
@@ -403,17 +500,9 @@ def wipe(
             raise IsADirectoryError(errno.EISDIR, "is a directory: wipe() removes files", fspath)
         raise ValueError(f"{fspath!r} does not name a file")
     sys.audit("hardtemp.wipe", fspath)
-    try:
-        # O_NOFOLLOW: a parent swapped for a symlink would redirect the wipe elsewhere.
-        dir_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or (
-            exc.errno == errno.ENOTDIR and os.path.islink(parent or ".")
-        ):
-            raise UnsafeFileError(
-                parent, "is a symbolic link: wipe() never follows symlinks; pass the real path"
-            ) from exc
-        raise
+    # Walked by descriptor, trusted, no symlink followed: another user owning a directory
+    # on the way cannot swap it for a symlink to redirect the overwrite to our data.
+    dir_fd = open_trusted_dir_nofollow(parent or ".")
     try:
         return _remove_entry(
             dir_fd,
@@ -429,6 +518,7 @@ def wipe(
             on_unreliable=None,
             stacklevel=3,
             require_regular=True,
+            refuse_links=True,
             unwiped="remove" if remove_unwiped else "keep",
         )
     finally:
@@ -440,6 +530,11 @@ def wipe(
 # O_NOFOLLOW: a symlink swapped in for a subdirectory is never entered.
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_ROUNDS = 1000  # rescans of one directory while others keep adding entries
+# Directories below the top held open at once: deeper ones are closed and reopened by
+# ".." (identity checked). Without it, a tree deeper than RLIMIT_NOFILE (1024 by default)
+# failed with EMFILE and stayed.
+_MAX_OPEN_FRAMES = 64
+_NOT_ENTERED = "is a mount point; not descending into it (data outside the tree)"
 
 
 def _open_subdir(parent_fd: int, name: str) -> int | None:
@@ -518,61 +613,46 @@ def _open_top(parent_fd: int, name: str, expect: tuple[int, int] | None, display
 
 
 class _Frame:
-    """One directory being emptied: its descriptor (-1 while parked, see
-    :data:`_MAX_OPEN_FRAMES`), its inode, and the entries that could not go."""
+    """One directory being emptied: its descriptor (-1 while closed to bound the number
+    open), identity, the subdirectories still to visit, and the entries that could not go."""
 
-    __slots__ = ("errors_at_scan", "fd", "ident", "name", "path", "rounds", "skip")
+    __slots__ = (
+        "dev",
+        "errors_at_scan",
+        "fd",
+        "ino",
+        "name",
+        "path",
+        "pending",
+        "rounds",
+        "scanned",
+        "skip",
+    )
 
     def __init__(
-        self, fd: int, path: str, name: str, errors_at_scan: int, ident: tuple[int, int]
+        self, fd: int, path: str, name: str, errors_at_scan: int, st: os.stat_result
     ) -> None:
         self.fd = fd
-        self.ident = ident  # (st_dev, st_ino): what a reopened descriptor must be
+        self.dev, self.ino = st.st_dev, st.st_ino
         self.path = path
         self.name = name  # in the parent
         self.rounds = 0
         self.skip: set[str] = set()  # failed entries: reported once, never retried
         self.errors_at_scan = errors_at_scan
-
-
-# Descriptors one walk holds at most, however deep the tree: deeper than this, the
-# frames far above are parked (closed) and reopened on the way back up. Without it, a
-# tree deeper than RLIMIT_NOFILE (1024 by default) failed with EMFILE and stayed.
-_MAX_OPEN_FRAMES = 64
-
-
-def _park_far_frame(stack: list[_Frame]) -> None:
-    """Close the descriptor of the frame :data:`_MAX_OPEN_FRAMES` above the newest one
-    (never the top's: the caller owns it)."""
-    far = len(stack) - 1 - _MAX_OPEN_FRAMES
-    if far >= 1 and stack[far].fd >= 0:
-        os.close(stack[far].fd)
-        stack[far].fd = -1
-
-
-def _reopen_parent(child: _Frame, parent: _Frame) -> int:
-    """Reopen a parked ``parent`` as the ``..`` of its open ``child``, by descriptor.
-
-    Raises:
-        UnsafeFileError: ``..`` is no longer the directory we parked (the child was moved
-            out of the tree meanwhile): nothing outside our tree is ever reached.
-        OSError: the open failed.
-    """
-    # O_NOFOLLOW|O_DIRECTORY on "..": the kernel's own parent link, never a symlink.
-    fd = os.open("..", _DIR_FLAGS, dir_fd=child.fd)
-    if ident(os.fstat(fd)) != parent.ident:
-        os.close(fd)
-        raise UnsafeFileError(child.path, "was moved out of the tree during removal")
-    return fd
+        self.pending: list[str] = []  # subdirectories seen by the last scan, not yet visited
+        self.scanned = False
 
 
 class _Tree:
-    """One removal: its options and the errors met (the walk goes on past them)."""
+    """One removal: its options, its mount, and the errors met (the walk goes on past them)."""
 
-    def __init__(self, overwrite: bool, onerror: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self, overwrite: bool, onerror: Callable[[BaseException], None], mount: tuple[int, int]
+    ) -> None:
         self.overwrite = overwrite
         self._onerror = onerror
         self.errors = 0
+        self.mount = mount  # (mount id, st_dev) of the top: nothing on another mount is touched
 
     def onerror(self, exc: BaseException) -> None:
         self.errors += 1
@@ -594,6 +674,7 @@ class _Tree:
                 overwrite=self.overwrite,
                 own_file=False,
                 sync_dir=False,
+                mount=self.mount,
             )
         except FileNotFoundError:
             pass  # removed meanwhile: that is what we wanted
@@ -608,7 +689,8 @@ class _Tree:
         An entry that fails is reported once and skipped from then on, so a
         persistent error (an immutable file, a mount point) never makes the
         walk rescan forever; only a directory that is non-empty for no
-        reported reason (entries added meanwhile) is scanned again.
+        reported reason (entries added meanwhile) is scanned again. At most
+        ``_MAX_OPEN_FRAMES`` directories below the top are open at once, whatever the depth.
         """
         stack: list[_Frame] = [top]
         try:
@@ -617,18 +699,14 @@ class _Tree:
                 child = self._first_subdir_after_files(frame, top_dev)
                 if child is not None:
                     stack.append(child)
-                    _park_far_frame(stack)
+                    _bound_open(stack)
                     continue
                 if len(stack) == 1:
                     return  # the top is as empty as it gets; the caller removes it
                 stack.pop()
                 parent = stack[-1]
-                if parent.fd < 0:
-                    try:
-                        parent.fd = _reopen_parent(frame, parent)
-                    finally:
-                        if parent.fd < 0:  # failed: the popped frame is in no stack to close
-                            os.close(frame.fd)
+                if parent.fd < 0 and not self._reopen_parent(frame, parent):
+                    return  # the chain is broken (reported): stop here, remove nothing more
                 try:
                     os.rmdir(frame.name, dir_fd=parent.fd)
                 except FileNotFoundError:
@@ -639,56 +717,123 @@ class _Tree:
                         # Entries were added while we worked: scan it again.
                         frame.rounds += 1
                         frame.errors_at_scan = self.errors
+                        frame.scanned = False
                         stack.append(frame)
                         continue
                     parent.skip.add(frame.name)
                     if not (exc.errno == errno.ENOTEMPTY and stuck):
                         self.onerror(exc)  # else: the error below was reported already
                 os.close(frame.fd)
+                frame.fd = -1
         finally:
             for f in stack[1:]:
                 if f.fd >= 0:
                     os.close(f.fd)
+                    f.fd = -1
+
+    def _reopen_parent(self, child: _Frame, parent: _Frame) -> bool:
+        """Reopen ``parent`` (closed to bound descriptors) as ``..`` of ``child``.
+
+        False (after reporting, ``child`` closed) when ``..`` is no longer ``parent``: the
+        tree was moved meanwhile, and removing by the moved chain could reach outside it.
+        """
+        try:
+            # ".." of the directory we hold, never a path: O_NOFOLLOW, then the identity.
+            fd = os.open("..", _DIR_FLAGS, dir_fd=child.fd)
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = parent.path
+            self.onerror(exc)
+            os.close(child.fd)
+            child.fd = -1
+            return False
+        if not same(os.fstat(fd), (parent.dev, parent.ino)):
+            os.close(fd)
+            os.close(child.fd)
+            child.fd = -1
+            self.onerror(
+                UnsafeFileError(
+                    child.path, "was moved out of the tree during removal: the walk stopped there"
+                )
+            )
+            return False
+        parent.fd = fd
+        return True
 
     def _first_subdir_after_files(self, frame: _Frame, top_dev: int) -> _Frame | None:
-        """Remove the non-directories of ``frame``; return the first subdirectory to empty."""
+        """Remove the non-directories of ``frame`` (once per scan); return the next
+        subdirectory to empty, or None when the scan's subdirectories are all visited."""
+        if not frame.scanned:
+            frame.scanned = True
+            try:
+                frame.pending = self._scan(frame)
+            except OSError as exc:  # EMFILE for the listing, EIO...: reported, not retried
+                frame.pending = []
+                if exc.filename is None:
+                    exc.filename = frame.path
+                self.onerror(exc)
+                return None
         fd = frame.fd
-        with os.scandir(fd) as entries:
+        while frame.pending:
+            name = frame.pending.pop()
+            if name in frame.skip:
+                continue
+            child_path = f"{frame.path}/{name}"
+            try:
+                if _is_other_mount(mount_id_at(fd, name), top_dev, self.mount):
+                    raise UnsafeFileError(child_path, _NOT_ENTERED)
+                sub = _open_subdir(fd, name)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as exc:
+                frame.skip.add(name)
+                if exc.filename is None:  # fstat/fchmod errors name no path: say which
+                    exc.filename = child_path
+                self.onerror(exc)
+                continue
+            if sub is None:
+                if not self.remove_file(fd, name, child_path):
+                    frame.skip.add(name)
+                continue
+            st = os.fstat(sub)
+            if _is_other_mount(mount_id(sub), st.st_dev, self.mount) or st.st_dev != top_dev:
+                # A mount point: emptying it would delete data that lives outside our tree.
+                os.close(sub)
+                frame.skip.add(name)
+                self.onerror(
+                    UnsafeFileError(child_path, "is a mount point; not descending into it")
+                )
+                continue
+            return _Frame(sub, child_path, name, self.errors, st)
+        return None
+
+    def _scan(self, frame: _Frame) -> list[str]:
+        """Remove the non-directories of ``frame``; return its subdirectories' names."""
+        subdirs: list[str] = []
+        with os.scandir(frame.fd) as entries:
             for entry in entries:
                 if entry.name in frame.skip:
                     continue
-                child_path = f"{frame.path}/{entry.name}"
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
                 except OSError:
                     is_dir = False
-                if not is_dir:
-                    if not self.remove_file(fd, entry.name, child_path):
-                        frame.skip.add(entry.name)
-                    continue
-                try:
-                    sub = _open_subdir(fd, entry.name)
-                except OSError as exc:
+                if is_dir:
+                    subdirs.append(entry.name)
+                elif not self.remove_file(frame.fd, entry.name, f"{frame.path}/{entry.name}"):
                     frame.skip.add(entry.name)
-                    if exc.filename is None:  # fstat/fchmod errors name no path: say which
-                        exc.filename = child_path
-                    self.onerror(exc)
-                    continue
-                if sub is None:
-                    if not self.remove_file(fd, entry.name, child_path):
-                        frame.skip.add(entry.name)
-                    continue
-                sub_st = os.fstat(sub)
-                if sub_st.st_dev != top_dev:
-                    # A mount point: emptying it would delete data that lives outside our tree.
-                    os.close(sub)
-                    frame.skip.add(entry.name)
-                    self.onerror(
-                        UnsafeFileError(child_path, "is a mount point; not descending into it")
-                    )
-                    continue
-                return _Frame(sub, child_path, entry.name, self.errors, ident(sub_st))
-        return None
+        subdirs.reverse()  # visited in directory order (popped from the end)
+        return subdirs
+
+
+def _bound_open(stack: list[_Frame]) -> None:
+    """Once more than ``_MAX_OPEN_FRAMES`` frames below the top are open, close the shallowest
+    open one; it is reopened by ``..`` (identity checked) on the way back up."""
+    open_frames = [f for f in stack[1:] if f.fd >= 0]
+    if len(open_frames) > _MAX_OPEN_FRAMES:
+        oldest = open_frames[0]
+        os.close(oldest.fd)
+        oldest.fd = -1
 
 
 def rmtree_at(
@@ -702,10 +847,12 @@ def rmtree_at(
 ) -> None:
     """Remove the directory ``name`` of ``parent_fd`` and everything in it.
 
-    Regular files are overwritten first (see :func:`remove_entry`)
-    unless ``overwrite`` is false. Symlinks are unlinked, never followed. Mount
-    points below are not entered. ``expect`` is the ``(st_dev, st_ino)`` the
-    name must still refer to.
+    Regular files are overwritten first (see :func:`remove_entry`) unless ``overwrite``
+    is false. Symlinks, FIFOs and sockets are unlinked, never followed or opened. Mount
+    points below (directories *and* files, bind mounts of the same filesystem included:
+    compared by mount id) are never entered, overwritten or unlinked; each is reported.
+    ``expect`` is the ``(st_dev, st_ino)`` the name must still refer to. Any depth: at
+    most ``_MAX_OPEN_FRAMES`` + 3 descriptors are open at once, and nothing recurses.
 
     Errors met on the way are passed to ``onerror`` (default: the first one is
     raised once everything else that could be removed has been).
@@ -718,14 +865,17 @@ def rmtree_at(
         OSError: the first error met, when no ``onerror`` is given.
     """
     errors: list[BaseException] = []
-    tree = _Tree(overwrite, onerror if onerror is not None else errors.append)
     fd = _open_top(parent_fd, name, expect, display_path)
     try:
         st = os.fstat(fd)
+        tree = _Tree(
+            overwrite, onerror if onerror is not None else errors.append, _mount_of_dir(fd)
+        )
         sys.audit("hardtemp.rmtree", display_path)
-        top = _Frame(fd, display_path, name, tree.errors, ident(st))
+        top = _Frame(fd, display_path, name, tree.errors, st)
         for rounds in range(_MAX_ROUNDS + 1):
             top.errors_at_scan = tree.errors
+            top.scanned = False
             tree.empty(top, st.st_dev)
             try:
                 os.rmdir(name, dir_fd=parent_fd)

@@ -9,6 +9,7 @@ untouched; a naive "open, overwrite, unlink" would destroy it or hang.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from _helpers_attack import NOBODY, attacker_in_background, sysctl_set, wait_for
 from _helpers_core import marker
 from hardtemp._policy import wipe_policy
 from hardtemp._remove import remove_entry, wipe
-from hardtemp.exceptions import PlaintextLeftWarning, UnsafeFileError
+from hardtemp.exceptions import PlaintextLeftWarning, UnsafeDirectoryError, UnsafeFileError
 
 pytestmark = pytest.mark.attack
 
@@ -153,3 +155,113 @@ def test_a_name_taken_by_the_attacker_is_not_removed(
         os.close(dfd)
     assert (shared_dir / "job.tmp").read_bytes() == data
     assert stat.S_ISREG(os.lstat(shared_dir / "job.tmp").st_mode)
+
+
+# --- wipe() by path: components swapped, hard links planted (issue 11) ------------------------
+
+
+def _root_dir_with_victim(shared_dir: Path, *parts: str) -> tuple[Path, Path, bytes]:
+    """shared/rootdir-<rand>/<parts...>: a root-owned tree the other user can search, not write."""
+    top = shared_dir / f"rootdir-{secrets.token_hex(4)}"
+    where = top.joinpath(*parts[:-1])
+    where.mkdir(parents=True)
+    for d in [top, *where.relative_to(top).parents, where.relative_to(top)]:
+        os.chmod(top / d, 0o755)
+    data = marker() * 10
+    victim = where / parts[-1]
+    victim.write_bytes(data)
+    os.chmod(victim, 0o644)
+    return top, victim, data
+
+
+def test_wipe_never_follows_a_symlink_planted_as_an_earlier_component(
+    other_user: Callable[..., Any], shared_dir: Path
+) -> None:
+    # The user means shared/job/b/victim; the attacker makes "job" (two levels up) a symlink
+    # to root's tree. Opening only the parent with O_NOFOLLOW would follow "job".
+    top, victim, data = _root_dir_with_victim(shared_dir, "b", "victim")
+    other_user(plant_symlink, str(shared_dir), "job", str(top))
+    with pytest.raises(UnsafeFileError, match="symbolic link") as info:
+        wipe(shared_dir / "job" / "b" / "victim")
+    assert info.value.filename == str(shared_dir / "job")
+    assert victim.read_bytes() == data
+
+
+def _flip_component(directory: str, name: str, targets: list[str]) -> None:  # pragma: no cover
+    # The other user swaps <directory>/<name> between two symlink targets as fast as it can.
+    tmp = os.path.join(directory, name + ".new")
+    while True:
+        for target in targets:
+            try:
+                os.symlink(target, tmp)
+                os.rename(tmp, os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def test_wipe_through_another_users_directory_is_refused_while_they_swap_a_component(
+    shared_dir: Path,
+) -> None:
+    # The other user owns shared/theirs and flips theirs/a between their own tree and root's:
+    # every wipe of theirs/a/b/victim must be refused before anything is opened.
+    top, victim, data = _root_dir_with_victim(shared_dir, "b", "victim")
+    theirs = shared_dir / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    decoy = theirs / "decoy"
+    (decoy / "b").mkdir(parents=True)
+    (decoy / "b" / "victim").write_bytes(b"decoy")
+    for p in (decoy, decoy / "b", decoy / "b" / "victim"):
+        os.chown(p, NOBODY, NOBODY)
+    with attacker_in_background(_flip_component, str(theirs), "a", [str(decoy), str(top)]):
+        wait_for(lambda: os.path.islink(theirs / "a"))
+        refused = 0
+        for _ in range(200):
+            with pytest.raises(UnsafeDirectoryError) as info:
+                wipe(theirs / "a" / "b" / "victim")
+            assert info.value.filename == str(theirs)
+            refused += 1
+    assert refused == 200
+    assert victim.read_bytes() == data
+
+
+def _link_into(source: str, directory: str, name: str) -> None:  # pragma: no cover - other user
+    os.link(source, os.path.join(directory, name))
+
+
+def test_wipe_refuses_a_hard_link_planted_under_the_name_it_is_asked_to_wipe(
+    other_user: Callable[..., Any], shared_dir: Path
+) -> None:
+    # With fs.protected_hardlinks=0 the other user links root's file into the shared
+    # directory under the name root is about to wipe: overwriting it would destroy the
+    # victim. The sysctl is off only for the link itself.
+    _, victim, data = _root_dir_with_victim(shared_dir, "victim")
+    with sysctl_set("fs.protected_hardlinks", 0):
+        other_user(_link_into, str(victim), str(shared_dir), "report.pdf")
+    with pytest.raises(UnsafeFileError, match="2 hard links") as info:
+        wipe(shared_dir / "report.pdf")
+    assert "nothing removed" in str(info.value)
+    assert victim.read_bytes() == data
+    assert (shared_dir / "report.pdf").exists()  # not ours to remove
+
+
+def test_wipe_refuses_a_hard_link_that_appears_between_the_check_and_the_open(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second name for the same inode arrives after the first look at the name (timed by
+    # wrapping the open): the link count is checked again on the descriptor itself.
+    from hardtemp import _remove
+
+    ours = shared_dir / "ours"
+    data = marker()
+    ours.write_bytes(data)
+    real = _remove._open_target
+
+    def link_then_open(*args: Any) -> Any:
+        os.link(ours, shared_dir / "theirs")
+        return real(*args)
+
+    monkeypatch.setattr(_remove, "_open_target", link_then_open)
+    with pytest.raises(UnsafeFileError, match="2 hard links"):
+        wipe(ours)
+    assert ours.read_bytes() == (shared_dir / "theirs").read_bytes() == data

@@ -1,0 +1,85 @@
+"""Helpers for attacks that run *while* we work: a background attacker, a sysctl flipped.
+
+* ``attacker_in_background(fn, *args)``: a forked child as uid/gid 65534 running
+  ``fn(*args)`` until the block ends (then SIGKILL). Only modules imported before the
+  fork are usable there (the interpreter lives under /root, which nobody cannot enter).
+* ``sysctl_set(name, value)``: set a ``/proc/sys`` value for the block and restore it in
+  ``finally``. Other engineers' tests run on this machine at the same time: keep the
+  block as short as the attack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NOBODY = 65534
+
+
+@contextlib.contextmanager
+def attacker_in_background(fn: Callable[..., Any], *args: Any) -> Iterator[int]:
+    """Run ``fn(*args)`` as uid 65534 in a forked child for the duration of the block.
+
+    Yields the child's pid. The child signals readiness by the time the block starts
+    (it has dropped privileges).
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not saved
+        try:
+            os.close(rfd)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(wfd, b"1")
+            os.close(wfd)
+            fn(*args)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    try:
+        assert os.read(rfd, 1) == b"1", "the attacker failed to start"
+        os.close(rfd)
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def sysctl_set(name: str, value: int) -> Iterator[None]:
+    """``/proc/sys/<name>`` = ``value`` for the block; the old value comes back in finally."""
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root to set {name}")
+    path = Path("/proc/sys") / name.replace(".", "/")
+    try:
+        old = path.read_text().strip()
+    except OSError as exc:
+        pytest.skip(f"cannot read {name}: {exc}")
+    try:
+        path.write_text(f"{value}\n")
+    except OSError as exc:
+        pytest.skip(f"cannot set {name} here: {exc}")
+    try:
+        yield
+    finally:
+        path.write_text(f"{old}\n")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds (raises AssertionError after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the attacker")
+        time.sleep(0.005)
