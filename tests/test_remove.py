@@ -10,10 +10,13 @@ the walk's steps: the change itself is a real filesystem operation.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
+import secrets
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import pytest
 
 import _gates
-from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds
+from _helpers_core import NOBODY, SRC, make_dir, nobody_dir, open_fds
 from _helpers_euid import as_euid
 from hardtemp import _remove
 from hardtemp.exceptions import UnsafeFileError
@@ -383,7 +386,6 @@ def test_running_out_of_descriptors_mid_walk_is_reported_and_leaks_nothing(
     assert errors[0].filename == str(top / "sub")
 
 
-
 # --- depth: a bounded number of descriptors, however deep ------------------------------------
 
 
@@ -448,3 +450,218 @@ def test_a_parked_directory_moved_out_of_the_tree_is_never_reentered(
     assert open_fds() == before
     assert (outside / "keep").read_bytes() == b"theirs"  # nothing outside touched
     assert (outside / "d").is_dir()  # what was moved out is not ours to finish removing
+
+
+# --- mount points inside a tree, on every removal path (issue 11) ----------------------------
+
+_MOUNT_SCRIPT = r"""
+import json, os, signal, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import hardtemp
+from hardtemp import _sweep
+base, how, mark = sys.argv[2], sys.argv[3], sys.argv[4].encode()
+outside = base + "/outside"
+os.makedirs(outside + "/dir")
+with open(outside + "/dir/keep", "wb") as f:
+    f.write(mark)
+with open(outside + "/file", "wb") as f:
+    f.write(mark)
+work = base + "/work"
+os.mkdir(work, 0o700)
+
+def populate(tree):
+    os.makedirs(tree + "/sub/mnt")
+    for name in ("sub/file", "plain"):
+        with open(tree + "/" + name, "wb") as f:
+            f.write(b"ours")
+    # A directory and a file bind-mounted from the same filesystem: same st_dev.
+    subprocess.run(["mount", "--bind", outside + "/dir", tree + "/sub/mnt"], check=True)
+    subprocess.run(["mount", "--bind", outside + "/file", tree + "/sub/file"], check=True)
+
+errors = []
+if how == "tempdir":
+    t = hardtemp.TemporaryDirectory(dir=work)
+    tree = t.name
+    populate(tree)
+    try:
+        t.cleanup()
+    except OSError as exc:
+        errors.append(str(exc))
+elif how == "run":
+    tree_file = base + "/tree-name"
+    cmd = (
+        'echo "$TMPDIR" > ' + tree_file + ' && mkdir -p "$TMPDIR/sub/mnt" && '
+        'echo ours > "$TMPDIR/sub/file" && echo ours > "$TMPDIR/plain" && '
+        'mount --bind ' + outside + '/dir "$TMPDIR/sub/mnt" && '
+        'mount --bind ' + outside + '/file "$TMPDIR/sub/file"'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "hardtemp", "run", "--dir", work, "--", "sh", "-c", cmd],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=sys.argv[1]),
+    )
+    errors.append(f"status {out.returncode}: {out.stderr.strip()}")
+    tree = open(tree_file).read().strip()
+elif how == "wipe-r":
+    tree = work + "/tree"
+    os.mkdir(tree)
+    populate(tree)
+    out = subprocess.run(
+        [sys.executable, "-m", "hardtemp", "wipe", "-r", "--color", "never", tree],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=sys.argv[1]),
+    )
+    errors.append(f"status {out.returncode}: {out.stdout.strip()} {out.stderr.strip()}")
+elif how == "sweep":
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        t = hardtemp.TemporaryDirectory(dir=work)
+        os.write(w, t.name.encode())
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.close(w)
+    tree = os.read(r, 4096).decode()
+    os.waitpid(pid, 0)
+    populate(tree)
+    result = _sweep.sweep([work])
+    errors.extend(f"{e.path}: {e.reason}" for e in result.failed)
+keep = open(outside + "/dir/keep", "rb").read()
+theirs = open(outside + "/file", "rb").read()
+left = sorted(
+    os.path.relpath(os.path.join(d, n), tree) for d, ds, fs in os.walk(tree) for n in ds + fs
+)
+for m in ("sub/mnt", "sub/file"):
+    subprocess.run(["umount", tree + "/" + m], check=False)
+print(json.dumps({"dir_intact": keep == mark, "file_intact": theirs == mark, "left": left,
+                  "errors": errors}))
+"""
+
+
+def _remove_with_bind_mounts(tmp_path: Path, how: str) -> dict[str, Any]:
+    """Run one removal path in a private mount namespace with real bind mounts inside."""
+    _gates.require_unshare()
+    mark = "HARDTEMP-MARKER-" + secrets.token_hex(16)
+    script = 'mount --make-rprivate / && exec "$0" -c "$1" "$2" "$3" "$4" "$5"'
+    args = [sys.executable, _MOUNT_SCRIPT, SRC, str(tmp_path), how, mark]
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    return result
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["tempdir", "run", "wipe-r", "sweep"])
+def test_bind_mounted_directories_and_files_inside_a_tree_are_never_touched_and_reported(
+    tmp_path: Path, how: str
+) -> None:
+    result = _remove_with_bind_mounts(tmp_path, how)
+    assert result["dir_intact"], result
+    assert result["file_intact"], result  # st_dev alone cannot see a file bind mount
+    # Only the mount points (and the directory holding them) stay; the rest is gone.
+    assert result["left"] == ["sub", "sub/file", "sub/mnt", "sub/mnt/keep"], result
+    said = " ".join(result["errors"])
+    if how != "wipe-r":  # cleanup raises (and run/sweep report) the first error met
+        assert "is a mount point" in said, result
+    else:  # wipe -r lists every error
+        assert "sub/mnt: is a mount point" in said, result
+        assert "sub/file: is a mount point" in said, result
+
+
+# --- hostile trees: any depth with bounded descriptors (issue 11) ----------------------------
+
+_DEEP_SCRIPT = r"""
+import os, resource, signal, sys
+sys.path.insert(0, sys.argv[1])
+import hardtemp
+from hardtemp import _sweep
+how, base, depth = sys.argv[2], sys.argv[3], int(sys.argv[4])
+# The usual per-process limit: a walk holding one descriptor per level dies at ~1,020.
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+def build(top):
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):  # by descriptor: the path itself would exceed PATH_MAX
+        os.mkdir("d", dir_fd=fd)
+        with open("f", "wb", opener=lambda p, fl: os.open(p, fl, 0o600, dir_fd=fd)) as f:
+            f.write(b"plaintext")
+        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    os.close(fd)
+
+if how == "tempdir":
+    t = hardtemp.TemporaryDirectory(dir=base)
+    build(t.name)
+    t.cleanup()
+    print("left", os.listdir(base))
+else:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        t = hardtemp.TemporaryDirectory(dir=base)
+        os.write(w, t.name.encode())
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.close(w)
+    name = os.read(r, 4096).decode()
+    os.waitpid(pid, 0)
+    build(name)
+    result = _sweep.sweep([base])
+    print("failed", [e.reason for e in result.failed])
+    print("left", os.listdir(base))
+"""
+
+
+@pytest.mark.parametrize("how", ["tempdir", "sweep"])
+def test_a_tree_deeper_than_the_descriptor_limit_is_removed_entirely(
+    tmp_path: Path, how: str
+) -> None:
+    # An untrusted tarball with 1,100 nested directories, under `ulimit -n 1024`.
+    base = make_dir(tmp_path / "base", 0o700, os.geteuid(), os.getegid())
+    out = subprocess.run(
+        [sys.executable, "-c", _DEEP_SCRIPT, SRC, how, str(base), "1100"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-1] == "left []", out.stdout[-2000:]
+    if how == "sweep":
+        assert "failed []" in out.stdout
+
+
+def test_a_subtree_moved_out_mid_walk_is_reported_and_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With one descriptor kept open, the walk reopens parents by "..": when the subtree it
+    # is in was moved elsewhere meanwhile, ".." is no longer the parent it left, and the
+    # walk stops rather than remove through the moved chain.
+    monkeypatch.setattr(_remove, "_MAX_OPEN_FRAMES", 1)
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "a" / "b" / "c").mkdir(parents=True)
+    elsewhere = make_dir(tmp_path / "elsewhere", 0o700)
+    (elsewhere / "keep").write_bytes(b"keep")
+    real = _remove._Tree._first_subdir_after_files
+    moved: list[str] = []
+
+    def move_when_deepest(self: Any, frame: Any, top_dev: int) -> Any:
+        child = real(self, frame, top_dev)
+        if child is None and frame.name == "c" and not moved:
+            os.rename(top / "a" / "b" / "c", elsewhere / "c")  # the subtree leaves the tree
+            moved.append("c")
+        return child
+
+    monkeypatch.setattr(_remove._Tree, "_first_subdir_after_files", move_when_deepest)
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert moved == ["c"]
+    assert [type(e) for e in errors] == [UnsafeFileError], errors
+    assert "was moved out of the tree during removal" in str(errors[0])
+    assert (elsewhere / "keep").read_bytes() == b"keep"
+    assert (elsewhere / "c").is_dir()
+    assert (top / "a" / "b").is_dir()
