@@ -366,11 +366,13 @@ def test_running_out_of_descriptors_mid_walk_is_reported_and_leaks_nothing(
     before = open_fds()
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     st = os.stat(top)
-    probe = os.dup(0)
-    os.close(probe)
+    # The two lowest free descriptor numbers (an earlier test may have left holes).
+    first, second = os.dup(0), os.dup(0)
+    os.close(first)
+    os.close(second)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # top's O_PATH handle + its readable descriptor, then the listing's dup: no room for sub.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (probe + 2, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (second + 1, hard))
     try:
         _remove.rmtree_at(
             fd, "top", expect=(st.st_dev, st.st_ino), display_path=str(top), onerror=errors.append
