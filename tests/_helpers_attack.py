@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
-NOBODY = 65534
+import _gates
+from _helpers_core import NOBODY
+
+__all__ = ["NOBODY", "attacker_in_background", "sysctl_set", "wait_for"]
 
 
 @contextlib.contextmanager
@@ -30,8 +33,7 @@ def attacker_in_background(fn: Callable[..., Any], *args: Any) -> Iterator[int]:
     Yields the child's pid. The child signals readiness by the time the block starts
     (it has dropped privileges).
     """
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user")
+    _gates.require_root("to become another user (uid 65534)")
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not saved
@@ -59,8 +61,7 @@ def attacker_in_background(fn: Callable[..., Any], *args: Any) -> Iterator[int]:
 @contextlib.contextmanager
 def sysctl_set(name: str, value: int) -> Iterator[None]:
     """``/proc/sys/<name>`` = ``value`` for the block; the old value comes back in finally."""
-    if os.geteuid() != 0:
-        pytest.skip(f"needs root to set {name}")
+    _gates.require_root(f"to set {name}")
     path = Path("/proc/sys") / name.replace(".", "/")
     try:
         old = path.read_text().strip()

@@ -197,6 +197,7 @@ def test_a_bind_mount_of_the_same_filesystem_has_another_mount_id_but_the_same_d
     tmp_path: Path,
 ) -> None:
     # The reason mount ids exist here: st_dev cannot see a bind mount of the same filesystem.
+    _gates.require_unshare()
     (tmp_path / "src").mkdir()
     (tmp_path / "tree" / "mnt").mkdir(parents=True)
     code = (
