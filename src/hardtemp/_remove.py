@@ -37,6 +37,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._dirsettle import settler
 from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT
 from ._inode import Entry, proc_path, same
@@ -653,6 +654,8 @@ class _Tree:
         self._onerror = onerror
         self.errors = 0
         self.mount = mount  # (mount id, st_dev) of the top: nothing on another mount is touched
+        # Before each rmdir: the emptied directory's blocks reach the disk (_dirsettle).
+        self.settle: Callable[[int], None] | None = None
 
     def onerror(self, exc: BaseException) -> None:
         self.errors += 1
@@ -707,6 +710,8 @@ class _Tree:
                 parent = stack[-1]
                 if parent.fd < 0 and not self._reopen_parent(frame, parent):
                     return  # the chain is broken (reported): stop here, remove nothing more
+                if self.settle is not None:
+                    self.settle(frame.fd)  # its freed blocks must not keep the names
                 try:
                     os.rmdir(frame.name, dir_fd=parent.fd)
                 except FileNotFoundError:
@@ -851,6 +856,8 @@ def rmtree_at(
     is false. Symlinks, FIFOs and sockets are unlinked, never followed or opened. Mount
     points below (directories *and* files, bind mounts of the same filesystem included:
     compared by mount id) are never entered, overwritten or unlinked; each is reported.
+    Each emptied directory is synced to the disk just before it is removed
+    (:mod:`hardtemp._dirsettle`), so its freed blocks hold no names.
     ``expect`` is the ``(st_dev, st_ino)`` the name must still refer to. Any depth: at
     most ``_MAX_OPEN_FRAMES`` + 3 descriptors are open at once, and nothing recurses.
 
@@ -873,10 +880,13 @@ def rmtree_at(
         )
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors, st)
+        tree.settle = settler(fd)
         for rounds in range(_MAX_ROUNDS + 1):
             top.errors_at_scan = tree.errors
             top.scanned = False
             tree.empty(top, st.st_dev)
+            if tree.settle is not None:
+                tree.settle(fd)  # names of the entries just removed: off the freed blocks
             try:
                 os.rmdir(name, dir_fd=parent_fd)
                 break

@@ -1,0 +1,49 @@
+"""Freed directory blocks hold no names: an emptied directory reaches the disk before it goes.
+
+On ext4 an unlink zeroes the entry's name in the directory block (Linux 5.13+), but only
+in memory and the journal: removing the directory right after frees that block, and the
+journal never writes the zeroed version to its home location, so the freed block on disk
+keeps every original name (measured on a raw ext4 image: all names of a
+``TemporaryDirectory``'s files were found outside the journal after cleanup).
+
+Invariants:
+
+* :func:`settle` is called on an emptied directory just before it is removed: ``fsync``
+  commits its zeroed block to the journal and ``syncfs`` writes it back to its home
+  location, so the block freed by ``rmdir`` holds no names (measured: none outside the
+  journal). The journal itself keeps names until it wraps: nothing from user space can
+  clear it.
+* Best effort and never fatal: a failing sync changes nothing that was removed. Skipped
+  on RAM filesystems (tmpfs, ramfs), where nothing reaches a disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Callable
+
+from ._fsinfo import VOLATILE, fs_info_for_fd
+
+__all__ = ["settler"]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
+def _settle(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.fsync(fd)  # the emptied (zeroed) directory blocks, committed to the journal
+    if _syncfs is not None:
+        _syncfs(fd)  # ...and written back home before rmdir frees them
+
+
+def settler(fd: int) -> Callable[[int], None] | None:
+    """The settle step for a tree on the filesystem of ``fd``, or None where none is needed."""
+    try:
+        if fs_info_for_fd(fd).verdict == VOLATILE:
+            return None  # RAM only: no disk block will ever hold the names
+    except OSError:
+        pass  # unknown filesystem: settle anyway
+    return _settle

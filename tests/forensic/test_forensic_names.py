@@ -1,0 +1,112 @@
+"""Forensic proof for names (issue 12, item 5): which names survive, and where.
+
+Names and extended attributes are filesystem metadata: ext4 writes them through its
+journal, which keeps them until it wraps; nothing from user space can clear it. What
+hardtemp can prevent is names in *freed directory blocks outside the journal*: a
+``TemporaryDirectory``'s cleanup lets each emptied directory reach the disk before
+removing it. Each case counts the hits of a unique tag outside the journal's blocks of
+the raw image (the stdlib is the control: its cleanup leaves them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import os
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import hardtemp
+from hardtemp import _dirtrust
+
+LoopFS = Any
+
+pytestmark = pytest.mark.forensic
+
+
+def _journal_blocks(image: str) -> tuple[int, list[int]]:
+    """(block size, sorted block numbers of the journal inode <8>) of an ext4 image."""
+    hdr = subprocess.run(["dumpe2fs", "-h", image], capture_output=True, text=True, check=True)
+    size = int(
+        next(ln.split(":")[1] for ln in hdr.stdout.splitlines() if ln.startswith("Block size"))
+    )
+    out = subprocess.run(
+        ["debugfs", "-R", "blocks <8>", image], capture_output=True, text=True, check=True
+    )
+    return size, sorted(int(b) for b in out.stdout.split())
+
+
+def _hits_outside_journal(fs: LoopFS, needle: bytes) -> tuple[int, int]:
+    """Unmount, then count ``needle`` in the raw image: (outside the journal, inside)."""
+    gc.collect()
+    _dirtrust.clear_cache()
+    gc.collect()
+    fs.unmount()
+    size, journal = _journal_blocks(str(fs.image))
+    data = fs.image.read_bytes()
+    outside = inside = 0
+    pos = data.find(needle)
+    while pos >= 0:
+        block = pos // size
+        i = bisect.bisect_left(journal, block)
+        if i < len(journal) and journal[i] == block:
+            inside += 1
+        else:
+            outside += 1
+        pos = data.find(needle, pos + 1)
+    return outside, inside
+
+
+def _fill(d: str, tag: str, activity: str) -> None:
+    """Files (and a subdirectory) whose prefixes/suffixes carry ``tag``, amid other writes."""
+    os.mkdir(os.path.join(d, f"sub-{tag}"))
+    for i in range(30):
+        for where in (d, os.path.join(d, f"sub-{tag}")):
+            with open(os.path.join(where, f"patient-{tag}-{i:02d}.csv"), "wb") as f:
+                f.write(b"x" * 100)
+        # Ordinary activity elsewhere on the filesystem while the job runs.
+        with open(os.path.join(activity, f"log-{i}"), "ab") as f:
+            f.write(os.urandom(3000))
+    subprocess.run(["sync"], check=True)
+
+
+def _tag() -> str:
+    return "TAG" + secrets.token_hex(6)
+
+
+def test_ext4_temporary_directory_leaves_no_names_outside_the_journal(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    fs = loopfs("ext4")
+    activity = os.path.join(fs.mountpoint, "activity")
+    os.mkdir(activity)
+    tag = _tag()
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+        _fill(d, tag, activity)
+        with hardtemp.NamedTemporaryFile(dir=d, prefix=f"upload-{tag}-", suffix=".pdf") as f:
+            f.write(b"y")
+        assert tag.encode() in fs.image.read_bytes()  # the names did reach the disk
+    with open(os.path.join(activity, "after"), "wb") as f:
+        f.write(os.urandom(20000))  # and life goes on
+    outside, inside = _hits_outside_journal(fs, tag.encode())
+    assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
+    # What the docs say: the journal keeps names until it wraps (here it has them).
+    assert inside > 0
+
+
+def test_ext4_control_stdlib_temporary_directory_leaves_names_in_freed_blocks(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    fs = loopfs("ext4")
+    activity = os.path.join(fs.mountpoint, "activity")
+    os.mkdir(activity)
+    tag = _tag()
+    with tempfile.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+        _fill(d, tag, activity)
+    outside, _ = _hits_outside_journal(fs, tag.encode())
+    assert outside > 0, "control: freed directory blocks keep the names"
