@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import multiprocessing.connection
 import os
 import re
 import stat
+import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +23,20 @@ from typing import Any
 import pytest
 
 import hardtemp.compat as compat
+from hardtemp import _install, _tempdir
 from hardtemp.exceptions import (
     InsecureOperationError,
+    StaleBindingWarning,
     UnsafeCandidateWarning,
     UnsafeDirectoryError,
 )
 
 PY312 = sys.version_info >= (3, 12)
+SRC = str(Path(compat.__file__).resolve().parent.parent)
+
+# install() late in a test process cannot reach pytest's own earlier bindings (e.g.
+# _pytest.capture.TemporaryFile): that warning is tested on its own below.
+pytestmark = pytest.mark.filterwarnings("ignore::hardtemp.exceptions.StaleBindingWarning")
 NAME = re.compile(r"[a-z2-7]{16}")  # hardtemp's random part: 80 bits of base32
 
 
@@ -55,6 +65,13 @@ def untrusted_dir(tmp_path: Path) -> Path:
     d.mkdir()
     os.chmod(d, 0o777)
     return d
+
+
+@contextlib.contextmanager
+def warnings_as_errors() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
 
 
 def _plain(sig: inspect.Signature) -> list[tuple[str, Any, Any]]:
@@ -578,8 +595,8 @@ def test_modules_handed_twice_are_rebound_once_and_restored_exactly(
         assert twobindings.mkstemp is compat.mkstemp
         assert twobindings.mkdtemp is compat.mkdtemp
         assert _is_hardened(thirdparty.via_name())
-        assert compat._installed is not None
-        rebound = [(m.__name__, a) for m, a, _ in compat._installed.rebound]
+        assert _install._installed is not None
+        rebound = [(m.__name__, a) for m, a, _ in _install._installed.rebound]
         assert sorted(rebound) == [
             ("thirdparty_tmp", "NamedTemporaryFile"),
             ("twobindings_tmp", "mkdtemp"),
@@ -632,3 +649,208 @@ def test_reading_tempfile_tempdir_while_installed_reads_ours(private_dir: Path) 
         compat.tempdir = str(private_dir)
         assert tempfile.tempdir == str(private_dir)
         assert tempfile.gettempdir() == str(private_dir)
+
+
+# ------------------------------------------------------------------ real third-party idioms
+
+
+def _write_module(tmp_path: Path, name: str, source: str) -> None:
+    src = tmp_path / f"lib-{name}"
+    src.mkdir()
+    (src / f"{name}.py").write_text(textwrap.dedent(source))
+    sys.path.insert(0, str(src))
+
+
+AIOFILES_LIKE = """
+    from tempfile import NamedTemporaryFile as syncNamedTemporaryFile
+    from tempfile import _TemporaryFileWrapper as syncTemporaryFileWrapper
+
+    def wrap():
+        f = syncNamedTemporaryFile()
+        # aiofiles.tempfile._temporary_file_wrapper: anything else is "Unsupported IO type".
+        if type(f) is not syncTemporaryFileWrapper:
+            f.close()
+            raise TypeError("Unsupported IO type")
+        return f
+"""
+
+
+@pytest.fixture
+def aiofiles_like(tmp_path: Path) -> Iterator[Callable[[], types.ModuleType]]:
+    """aiofiles' idiom: the private wrapper class bound by name, and type(f) compared with it."""
+    _write_module(tmp_path, "aiofiles_like_tmp", AIOFILES_LIKE)
+    try:
+        yield lambda: importlib.import_module("aiofiles_like_tmp")
+    finally:
+        sys.modules.pop("aiofiles_like_tmp", None)
+        sys.path.remove(str(tmp_path / "lib-aiofiles_like_tmp"))
+
+
+def test_aiofiles_imported_after_install_gets_our_wrapper_class(
+    aiofiles_like: Callable[[], types.ModuleType],
+) -> None:
+    with compat.install():
+        assert tempfile._TemporaryFileWrapper is compat._TemporaryFileWrapper
+        mod = aiofiles_like()
+        assert _is_hardened(mod.wrap())
+    assert tempfile._TemporaryFileWrapper is not compat._TemporaryFileWrapper
+
+
+def test_aiofiles_imported_before_install_is_reported_and_fixed_by_handing_it_in(
+    aiofiles_like: Callable[[], types.ModuleType],
+) -> None:
+    mod = aiofiles_like()
+    before = _snapshot(mod)
+    with compat.install():
+        # Out of reach, and said so: its private binding too, not only the functions.
+        found = compat.stale_bindings()
+        assert "aiofiles_like_tmp.syncTemporaryFileWrapper" in found
+        assert "aiofiles_like_tmp.syncNamedTemporaryFile" in found
+        assert not _is_hardened(mod.wrap())  # the standard function, still working
+        compat.install(mod)
+        assert not [b for b in compat.stale_bindings() if b.startswith("aiofiles_like_tmp.")]
+        assert _is_hardened(mod.wrap())  # rebinding both: hardened and not broken
+    assert _same(before, _snapshot(mod))
+
+
+def test_a_stale_standard_named_temporary_file_still_works_while_the_wrapper_is_aliased(
+    thirdparty: types.ModuleType,
+) -> None:
+    with compat.install():
+        f = thirdparty.via_name()  # the standard function: it calls tempfile._TemporaryFileWrapper
+        assert type(f) is _install.original("_TemporaryFileWrapper")
+        assert not _is_hardened(f)
+    assert _install.original("_TemporaryFileWrapper") is None
+
+
+def test_install_reapplies_after_importlib_reload_of_tempfile(
+    thirdparty: types.ModuleType,
+) -> None:
+    with compat.install():
+        importlib.reload(tempfile)
+        # The reload brought the standard functions back: visible, not silent.
+        assert tempfile.mkstemp is not compat.mkstemp
+        assert "tempfile.mkstemp" in compat.stale_bindings()
+        assert not _is_hardened(thirdparty.via_module())
+        compat.install()  # idempotent in effect: applies itself again
+        assert tempfile.mkstemp is compat.mkstemp
+        assert tempfile._TemporaryFileWrapper is compat._TemporaryFileWrapper
+        assert _is_hardened(thirdparty.via_module())
+        with pytest.raises(InsecureOperationError):
+            tempfile.mktemp()  # noqa: S306 - installed: this is the refusal under test
+        assert not [b for b in compat.stale_bindings() if b.startswith("tempfile.")]
+        reloaded_mkstemp = _install.original("mkstemp")
+    # Uninstall restores the reloaded module's own functions.
+    assert tempfile.mkstemp is reloaded_mkstemp
+    assert type(tempfile) is types.ModuleType
+    assert not _is_hardened(thirdparty.via_module())
+
+
+def test_install_reapplies_to_a_replaced_tempfile_module_and_uninstall_restores_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("tempfile")
+    assert spec is not None
+    assert spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    before = (_snapshot(tempfile), _snapshot(fresh))
+    with compat.install():
+        monkeypatch.setitem(sys.modules, "tempfile", fresh)
+        assert "tempfile.mkstemp" in compat.stale_bindings()
+        compat.install()
+        assert fresh.mkstemp is compat.mkstemp
+        assert tempfile.mkstemp is compat.mkstemp  # the first one stays installed
+        fresh.tempdir = "/somewhere"  # forwarded to the one store
+        assert compat.tempdir == "/somewhere"
+        compat.tempdir = None
+    monkeypatch.undo()
+    after = (_snapshot(tempfile), _snapshot(fresh))
+    assert all(_same(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_a_late_install_warns_naming_the_bindings_it_cannot_reach(
+    thirdparty: types.ModuleType,
+) -> None:
+    with pytest.warns(StaleBindingWarning, match=r"thirdparty_tmp\.NamedTemporaryFile") as rec:
+        compat.install()
+    assert "stale_bindings()" in str(rec[0].message)
+    assert rec[0].filename == __file__  # attributed to the caller of install()
+    compat.uninstall()
+    with warnings_as_errors():
+        compat.install(warn_stale=False)  # asked not to: silent
+        compat.install()  # nothing changed by this call: nothing new to say
+    compat.uninstall()
+
+
+def test_install_from_a_sitecustomize_is_silent_even_with_warnings_as_errors(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import hardtemp.compat\nhardtemp.compat.install()\n")
+    code = (
+        "import sys, tempfile, hardtemp.compat as c\n"
+        "assert tempfile.NamedTemporaryFile is c.NamedTemporaryFile\n"
+        "print(c.stale_bindings())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), SRC]))
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+    assert proc.stderr == ""
+
+
+def test_import_hardtemp_compat_loads_no_heavy_module(tmp_path: Path) -> None:
+    # What made `import hardtemp.compat` cost 8x `import tempfile` (benchmarks/bench_import.py
+    # measures the ratio): the crypto stack, psutil, ctypes and hardtemp's file machinery.
+    code = (
+        "import sys, hardtemp.compat\n"
+        "heavy = ('cryptography', 'psutil', 'ctypes', 'dataclasses', 'hardtemp._files',\n"
+        "         'hardtemp._crypt', 'hardtemp._fsinfo', 'hardtemp._dirtrust')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+
+
+def test_one_store_for_the_default_directory_and_one_scan_of_the_candidates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_dir: Path
+) -> None:
+    import hardtemp
+
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)  # writable by others without the sticky bit: skipped
+    monkeypatch.setenv("TMPDIR", str(hostile))
+    monkeypatch.setenv("TEMP", str(private_dir))
+    monkeypatch.delenv("TMP", raising=False)
+    compat.tempdir = None
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        seen = [compat.gettempdir(), hardtemp.gettempdir(), compat.gettempdir()]
+    assert seen == [str(private_dir)] * 3
+    # The candidates were scanned once, for both: one warning about the hostile $TMPDIR.
+    assert [w.category for w in rec] == [UnsafeCandidateWarning]
+    assert str(hostile) in str(rec[0].message)
+    assert _tempdir.tempdir == str(private_dir)
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    compat.tempdir = str(other)  # compat's setting is hardtemp's
+    assert hardtemp.gettempdir() == str(other)
+    _tempdir.tempdir = str(private_dir)  # and the reverse
+    assert compat.tempdir == str(private_dir)
+    assert compat.gettempdir() == str(private_dir)

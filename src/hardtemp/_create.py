@@ -13,7 +13,7 @@ from . import _track
 from ._dirtrust import DirHandle, trusted_dir
 from ._fsinfo import set_nocow
 from ._inode import Entry
-from ._names import make_name, sanitize_params
+from ._names import TMP_MAX, make_name, sanitize_params
 from ._remove import unlink_verified
 from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
@@ -27,8 +27,6 @@ __all__ = [
     "mkdtemp",
     "mkstemp",
 ]
-
-TMP_MAX = 10000
 
 # O_EXCL: never open a file someone else created under our name.
 # O_NOFOLLOW: a planted symlink would redirect the write.

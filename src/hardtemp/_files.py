@@ -322,6 +322,18 @@ class _TemporaryFileWrapper:
     is removed (after an overwrite) as the ``delete``/``delete_on_close``
     options say. Attribute access is delegated to the underlying ``file``."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args and not isinstance(args[0], _NamedState):
+            # Under hardtemp.compat.install() tempfile._TemporaryFileWrapper is this class
+            # (aiofiles checks type(f) against it); the standard NamedTemporaryFile, still
+            # bound elsewhere, calls it with its own arguments: give it the standard wrapper.
+            from ._install import original
+
+            stdlib_wrapper = original("_TemporaryFileWrapper")
+            if stdlib_wrapper is not None:
+                return stdlib_wrapper(*args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, state: _NamedState, name: str | bytes) -> None:
         self._state = state
         self.file = state.file

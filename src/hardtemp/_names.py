@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
-import secrets
-from typing import Any
 
-__all__ = ["NAME_BITS", "random_name", "sanitize_params"]
+TYPE_CHECKING = False  # no `typing`, `secrets` at run time: `import hardtemp.compat` stays cheap
+if TYPE_CHECKING:
+    from typing import Any
+del TYPE_CHECKING
+
+__all__ = ["NAME_BITS", "TMP_MAX", "random_name", "sanitize_params"]
+
+#: Names tried before giving up (80 random bits each: only an attacker flooding
+#: the directory with our names gets past the first).
+TMP_MAX = 10000
 
 #: Random bits in every generated name. 80 bits: an attacker who can create
 #: names in a shared directory cannot pre-plant ours (CPython uses ~41 bits).
@@ -20,11 +27,12 @@ _TO_ALPHABET = bytes(_ALPHABET[b & 31] for b in range(256))
 
 
 def random_name() -> str:
-    """16 characters of ``a-z2-7`` (5 bits each): 80 bits from :mod:`secrets`.
+    """16 characters of ``a-z2-7`` (5 bits each): 80 bits from the kernel's CSPRNG.
 
     Lowercase only, so two names never collide on a case-insensitive filesystem.
     """
-    return secrets.token_bytes(_NAME_LEN).translate(_TO_ALPHABET).decode("ascii")
+    # os.urandom is what secrets.token_bytes returns (getrandom(2)): names nobody can predict.
+    return os.urandom(_NAME_LEN).translate(_TO_ALPHABET).decode("ascii")
 
 
 def _check_part(what: str, value: str | bytes) -> None:

@@ -1,26 +1,39 @@
-"""Choosing the default temporary directory: the first *trusted* candidate."""
+"""Choosing the default temporary directory: the first *trusted* candidate.
+
+Invariants: :data:`tempdir` is the one store of the default directory, for
+hardtemp and for :mod:`hardtemp.compat` alike (``compat.tempdir`` and, under
+``install()``, ``tempfile.tempdir`` read and write it): the candidates are
+scanned at most once per process (and again only after it is reset to None).
+Whatever is stored, forced or found, is verified again by :func:`default_dir`
+at every use, so a directory that became untrusted is never handed out.
+"""
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
-import threading
 import warnings
 
-from ._dirtrust import DirHandle, trusted_dir
 from .exceptions import NoTrustedTempDirError, UnsafeCandidateWarning, UnsafeDirectoryError
+
+TYPE_CHECKING = False  # _dirtrust (psutil, ctypes) is imported at first use, not by compat
+if TYPE_CHECKING:
+    from ._dirtrust import DirHandle
+del TYPE_CHECKING
 
 __all__ = ["candidate_tempdir_list", "default_dir", "gettempdir", "gettempdirb"]
 
 #: Set this (like ``tempfile.tempdir``) to force a directory; it is still verified.
-tempdir: str | None = None
-_lock = threading.Lock()
+#: bytes only when set so through :mod:`hardtemp.compat` (as ``tempfile.tempdir`` may be).
+tempdir: str | bytes | None = None
+_lock = _thread.allocate_lock()
 
 
 def _reset_after_fork() -> None:
     # A lock held by another thread at fork() would never be released in the child.
     global _lock
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -38,6 +51,8 @@ def candidate_tempdir_list() -> list[str]:
 
 def _usable(path: str) -> str | None:
     """Why ``path`` cannot be used, or None when it is trusted and writable."""
+    from ._dirtrust import trusted_dir
+
     try:
         handle = trusted_dir(path)
     except UnsafeDirectoryError as exc:
@@ -49,7 +64,7 @@ def _usable(path: str) -> str | None:
     return None
 
 
-def _find_tempdir() -> str:
+def _find_tempdir(stacklevel: int) -> str:
     refused: list[str] = []
     for cand in candidate_tempdir_list():
         why = _usable(cand)
@@ -59,7 +74,7 @@ def _find_tempdir() -> str:
                 warnings.warn(
                     f"skipped temporary directory candidate {msg}",
                     UnsafeCandidateWarning,
-                    stacklevel=4,
+                    stacklevel=stacklevel,
                 )
             return os.path.abspath(cand)
         refused.append(why)
@@ -87,17 +102,34 @@ def gettempdir() -> str:
     return default_dir()[0]
 
 
+def current(stacklevel: int = 1) -> str | bytes:
+    """:data:`tempdir`, first set to the first trusted candidate if it is None.
+
+    Not verified here (as ``tempfile.gettempdir()``): :func:`default_dir` and the
+    creating functions verify it at every use. ``stacklevel`` is that of the
+    public caller, for the :class:`~hardtemp.exceptions.UnsafeCandidateWarning`.
+
+    Raises:
+        NoTrustedTempDirError: no candidate is trusted and writable.
+    """
+    global tempdir
+    value = tempdir  # one read: another thread may reset it to None meanwhile
+    if value is None:
+        with _lock:
+            if tempdir is None:
+                tempdir = _find_tempdir(stacklevel + 2)
+            value = tempdir
+    return value
+
+
 def default_dir() -> tuple[str, DirHandle]:
     """:func:`gettempdir` and its verified handle, in one verification.
 
     Raises: as :func:`gettempdir`.
     """
-    global tempdir
-    if tempdir is None:
-        with _lock:
-            if tempdir is None:
-                tempdir = _find_tempdir()
-    result = tempdir
+    from ._dirtrust import trusted_dir
+
+    result = os.fsdecode(current(3))
     # Re-verify (cheap: cached per descriptor): a forced ``tempdir``, or a cached
     # one that has since become writable by others, must never be handed out.
     return result, trusted_dir(result)

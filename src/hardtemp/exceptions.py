@@ -19,7 +19,8 @@ lets a failure slip past an existing ``except`` clause::
         ├── WipeUnreliableWarning
         │   └── PlaintextLeftWarning
         ├── UnsafeCandidateWarning
-        └── ReplacedFileWarning
+        ├── ReplacedFileWarning
+        └── StaleBindingWarning
 
 Errors carry the offending path as ``path`` and the reason as ``reason``
 (plain strings, or ``None`` where no path applies); the ``OSError``
@@ -30,7 +31,11 @@ All of them survive :mod:`pickle`, so they cross process boundaries intact.
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any
+
+TYPE_CHECKING = False  # no `typing` at run time: `import hardtemp.compat` stays cheap
+if TYPE_CHECKING:
+    from typing import Any
+del TYPE_CHECKING
 
 __all__ = [
     "HardtempError",
@@ -41,6 +46,7 @@ __all__ = [
     "PlaintextLeftWarning",
     "ReplacedFileWarning",
     "SizeLimitError",
+    "StaleBindingWarning",
     "UnsafeCandidateWarning",
     "UnsafeDirectoryError",
     "UnsafeFileError",
@@ -184,3 +190,9 @@ class ReplacedFileWarning(HardtempWarning):
     """A ``NamedTemporaryFile``'s name was replaced by another file of the same user
     (an atomic save such as ``sed -i``): at removal both were overwritten and the name
     removed, as the standard library would remove it."""
+
+
+class StaleBindingWarning(HardtempWarning):
+    """``hardtemp.compat.install()`` could not reach earlier bindings of tempfile's
+    functions (``from tempfile import X`` done before it): they stay unhardened.
+    The message names them; ``hardtemp.compat.stale_bindings()`` lists them all."""
