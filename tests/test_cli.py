@@ -117,6 +117,7 @@ def test_check_json_has_the_documented_schema(home: Path) -> None:
         "euid",
         "tempdir",
         "fail_on",
+        "ignore",
         "max_level",
         "failed",
         "counts",
@@ -124,7 +125,8 @@ def test_check_json_has_the_documented_schema(home: Path) -> None:
         "system",
     }
     assert data["tempdir"] == str(home)
-    assert set(data["counts"]) == {"ok", "info", "warning", "error"}
+    assert set(data["counts"]) == {"ok", "info", "warning", "error", "ignored"}
+    assert data["ignore"] == []
     mine = next(d for d in data["directories"] if d["path"] == str(home))
     assert mine["origins"] == ["$TMPDIR", "current directory, last resort"]
     assert mine["selected"] is True
@@ -133,8 +135,9 @@ def test_check_json_has_the_documented_schema(home: Path) -> None:
     # The very verdict of this directory's filesystem, not "any verdict" (issue 16).
     assert mine["filesystem"]["verdict"] == _fsinfo.fs_info_for_path(home).verdict
     for f in mine["findings"]:
-        assert set(f) == {"level", "code", "subject", "message", "details", "hint"}
+        assert set(f) == {"level", "code", "subject", "message", "details", "hint", "ignored"}
         assert f["subject"] == str(home)
+        assert f["ignored"] is False
     codes = {f["code"] for f in mine["findings"]}
     assert {"dir.trusted", "fs.verdict", "mount.options", "o_tmpfile"} <= codes
     system = data["system"]
@@ -189,6 +192,12 @@ def test_check_fails_on_a_tmpdir_owned_by_another_user(home: Path) -> None:
     proc = ht("check", cwd=home, env={"TMPDIR": str(theirs)})
     assert proc.returncode == 1
     assert f"{theirs}: directory is owned by uid {NOBODY}" in proc.stdout
+    # The suggestion fixes ownership (chmod would not), and root is not called "uid 0".
+    assert f"chown {os.geteuid()} {theirs}" in proc.stdout
+    assert "chmod" not in proc.stdout.split(str(theirs), 1)[1].split("\n\n", 1)[0]
+    if IS_ROOT:
+        assert "or uid 0" not in proc.stdout
+        assert f"owned by uid {NOBODY}, not by root:" in proc.stdout
 
 
 def test_check_names_the_untrusted_ancestor(home: Path) -> None:
@@ -1085,3 +1094,45 @@ def test_wipe_recursive_of_a_tree_with_a_file_it_cannot_overwrite_fails(
     assert status == 1
     assert entry["ok"] is False
     assert "report.csv: the file is not writable and not ours" in entry["error"]
+
+
+def test_check_ignore_accepts_one_known_finding_and_nothing_else(home: Path) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)
+    failing = _check_json(home, str(hostile))
+    assert failing["failed"] is True
+    # Accepting exactly that finding (code:subject) passes the gate; it is still reported.
+    data = _check_json(home, str(hostile), "--ignore", f"dir.untrusted:{hostile}")
+    assert data["failed"] is False
+    assert data["ignore"] == [f"dir.untrusted:{hostile}"]
+    (d,) = [d for d in data["directories"] if d["path"] == str(hostile)]
+    (f,) = [f for f in d["findings"] if f["code"] == "dir.untrusted"]
+    assert f["ignored"] is True
+    assert f["level"] == "error"
+    assert data["counts"]["ignored"] >= 1
+    # Another finding at the same level still fails; so does the same code elsewhere.
+    other = home / "other"
+    other.mkdir()
+    os.chmod(other, 0o777)
+    again = _check_json(home, str(hostile), str(other), "--ignore", f"dir.untrusted:{hostile}")
+    assert again["failed"] is True
+    # By code alone: every finding with that code.
+    both = _check_json(home, str(hostile), str(other), "--ignore", "dir.untrusted")
+    assert both["failed"] is False
+
+
+def test_check_ignore_that_matches_nothing_says_so_and_changes_nothing(home: Path) -> None:
+    proc = ht("check", "--fail-on", "never", "--ignore", "no.such-code", cwd=home)
+    assert proc.returncode == 0
+    assert proc.stderr == "hardtemp check: note: --ignore no.such-code matched no finding\n"
+    assert "ignored" not in proc.stdout
+
+
+def test_check_json_lists_each_mount_option_once(home: Path) -> None:
+    data = _check_json(home, "--fail-on", "never")
+    filesystems = [d["filesystem"] for d in data["directories"] if d["filesystem"]]
+    assert filesystems
+    for fs in filesystems:
+        assert len(fs["options"]) == len(set(fs["options"])), fs["options"]
+        assert "rw" in fs["options"] or "ro" in fs["options"]

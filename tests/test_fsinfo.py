@@ -396,7 +396,15 @@ def _non_rotational_device() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("kind", ["missing", "char-device", "non-rotational"])
+def _virtual_disk() -> str | None:
+    for name in sorted(os.listdir("/sys/block")):
+        driver = os.path.basename(os.path.realpath(f"/sys/block/{name}/device/driver"))
+        if driver == "virtio_blk" and os.path.exists(f"/dev/{name}"):
+            return f"/dev/{name}"
+    return None
+
+
+@pytest.mark.parametrize("kind", ["missing", "char-device", "non-rotational", "virtio"])
 def test_the_device_under_a_filesystem_is_described_truthfully(tmp_path: Path, kind: str) -> None:
     # proc accepts any source name: a real mount whose "device" is whatever we name.
     require_root("to mount proc")
@@ -405,6 +413,10 @@ def test_the_device_under_a_filesystem_is_described_truthfully(tmp_path: Path, k
         source = _non_rotational_device()
         if source is None:
             pytest.skip("no non-rotational block device here")
+    if kind == "virtio":
+        source = _virtual_disk()
+        if source is None:
+            pytest.skip("no virtio disk here")
     assert source is not None
     mnt = tmp_path / "p"
     mnt.mkdir()
@@ -421,8 +433,11 @@ def test_the_device_under_a_filesystem_is_described_truthfully(tmp_path: Path, k
         "missing": "cannot inspect the device",
         "char-device": "magnetic or flash cannot be determined",
         "non-rotational": "non-rotational device",
+        # Its rotational flag describes the emulated disk, never "a rotational (magnetic) device".
+        "virtio": "is a virtual disk (virtio_blk); the kernel reports it",
     }[kind]
     assert expected in device
+    assert "(magnetic) device" not in device
 
 
 def test_ext4_with_an_unknown_journalling_mode_is_only_best_effort() -> None:

@@ -129,7 +129,8 @@ class DirAudit:
                 "fstype": fs.fstype,
                 "mountpoint": fs.mountpoint,
                 "source": fs.source,
-                "options": list(fs.options),
+                # Mount and superblock options both say rw/ro: each listed once.
+                "options": list(dict.fromkeys(fs.options)),
                 "verdict": fs.verdict,
                 "reasons": list(fs.reasons),
             },
@@ -148,18 +149,33 @@ class Audit:
     swap: dict[str, Any]
     sysctls: dict[str, int | None]
     xdg_runtime_dir: str | None
+    #: ``check --ignore``: ``CODE`` (every finding with that code) or ``CODE:SUBJECT``.
+    ignore: list[str] = field(default_factory=list)
 
     def findings(self) -> list[Finding]:
         out = [f for d in self.directories for f in d.findings]
         return out + self.system
 
+    def ignored(self, f: Finding) -> bool:
+        """Whether ``--ignore`` accepts ``f`` (a warning or error): it is then shown, marked,
+        but never fails the gate. ok and info findings are never marked: they fail nothing."""
+        if level_rank(f.level) < level_rank("warning"):
+            return False
+        return f.code in self.ignore or f"{f.code}:{f.subject}" in self.ignore
+
+    def unmatched_ignores(self) -> list[str]:
+        """The ``--ignore`` entries that matched no finding (a typo, or fixed meanwhile)."""
+        found = {key for f in self.findings() for key in (f.code, f"{f.code}:{f.subject}")}
+        return [i for i in self.ignore if i not in found]
+
     def max_level(self) -> str:
-        return max((f.level for f in self.findings()), key=level_rank, default="ok")
+        levels = (f.level for f in self.findings() if not self.ignored(f))
+        return max(levels, key=level_rank, default="ok")
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(LEVELS, 0)
+        counts = dict.fromkeys((*LEVELS, "ignored"), 0)
         for f in self.findings():
-            counts[f.level] += 1
+            counts["ignored" if self.ignored(f) else f.level] += 1
         return counts
 
     def reaches(self, fail_on: str) -> bool:
@@ -173,12 +189,13 @@ class Audit:
         return level_rank(self.max_level()) >= level_rank(fail_on)
 
     def to_json(self, fail_on: str) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "schema": SCHEMA,
             "hardtemp_version": _version(),
             "euid": os.geteuid(),
             "tempdir": self.tempdir,
             "fail_on": fail_on,
+            "ignore": list(self.ignore),
             "max_level": self.max_level(),
             "failed": self.reaches(fail_on),
             "counts": self.counts(),
@@ -190,6 +207,15 @@ class Audit:
                 "findings": [f.to_json() for f in self.system],
             },
         }
+        pairs = [
+            (f, j)
+            for d, dj in zip(self.directories, data["directories"], strict=True)
+            for f, j in zip(d.findings, dj["findings"], strict=True)
+        ]
+        pairs += list(zip(self.system, data["system"]["findings"], strict=True))
+        for f, j in pairs:
+            j["ignored"] = self.ignored(f)
+        return data
 
 
 def _version() -> str:
@@ -256,6 +282,25 @@ def _skip_notes(d: DirAudit, only_last_resort: bool) -> list[str]:
     return []
 
 
+def _trust_hint(exc: UnsafeDirectoryError) -> str:
+    """What fixes it: ownership for another user's directory or symlink, else the mode."""
+    me = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+    if "symlink owned by uid" in exc.reason:
+        return (
+            f"replace the symlink {exc.path} by one owned by {me} (or root), or point TMPDIR "
+            "at the directory it leads to"
+        )
+    if "owned by uid" in exc.reason:
+        return (
+            f"make it root's or yours (e.g. chown {os.geteuid()} {exc.path}; only its owner, "
+            f"{me}, should be able to change it), or point TMPDIR at a private 0700 directory"
+        )
+    return (
+        f"fix the mode of {exc.path} (chmod +t to add the sticky bit, or chmod go-w), "
+        "or point TMPDIR at a private 0700 directory"
+    )
+
+
 def _check_trust(d: DirAudit) -> int | None:
     """Trust of the directory and its ancestors; an O_PATH-or-better fd when trusted."""
     try:
@@ -272,8 +317,7 @@ def _check_trust(d: DirAudit) -> int | None:
             "another local user can rename, replace or plant entries there: a program "
             "using this directory can have its temp files read, swapped or redirected",
             *_skip_notes(d, only_last_resort),
-            hint=f"fix the mode/owner of {exc.path} (e.g. chmod +t or chmod go-w), "
-            "or point TMPDIR at a private 0700 directory",
+            hint=_trust_hint(exc),
         )
         return None
     except FileNotFoundError:

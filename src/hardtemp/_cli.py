@@ -135,8 +135,9 @@ def _print_json(data: Any) -> None:
 _LABEL = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
 
 
-def _show_finding(out: _Out, f: _check.Finding, verbose: bool) -> None:
-    label = out.paint(f"{_LABEL[f.level]:<8}", f.level)
+def _show_finding(out: _Out, f: _check.Finding, verbose: bool, ignored: bool = False) -> None:
+    # An accepted (--ignore) finding is still shown, marked, so the log says what was accepted.
+    label = out.paint("ignored ", "dim") if ignored else out.paint(f"{_LABEL[f.level]:<8}", f.level)
     code = f"{f.code:<16}"
     out.wrapped(f.message, 30, f"  {label}  {code}  ")
     if f.level != "ok" or verbose:
@@ -148,6 +149,9 @@ def _show_finding(out: _Out, f: _check.Finding, verbose: bool) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     result = _check.audit(args.dirs)
+    result.ignore = list(args.ignore)
+    for entry in result.unmatched_ignores():  # a typo must not pass unnoticed
+        print(f"{PROG} check: note: --ignore {entry} matched no finding", file=sys.stderr)
     failed = result.reaches(args.fail_on)
     if args.json:
         _print_json(result.to_json(args.fail_on))
@@ -161,16 +165,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         tags = list(d.origins) + (["used by hardtemp"] if d.selected else [])
         out.line(out.paint(d.path, "dim" if not d.exists else "") + f"  ({'; '.join(tags)})")
         for f in d.findings:
-            _show_finding(out, f, args.verbose)
+            _show_finding(out, f, args.verbose, result.ignored(f))
     out.line()
     out.line("system")
     for f in result.system:
-        _show_finding(out, f, args.verbose)
+        _show_finding(out, f, args.verbose, result.ignored(f))
     counts = result.counts()
     out.line()
     summary = (
         f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info, "
-        f"{counts['ok']} ok; --fail-on {args.fail_on}: "
+        f"{counts['ok']} ok"
+        + (f", {counts['ignored']} ignored" if counts["ignored"] else "")
+        + f"; --fail-on {args.fail_on}: "
     )
     verdict = out.paint("FAIL (exit 1)", "error") if failed else out.paint("pass (exit 0)", "ok")
     out.line(summary + verdict)
@@ -595,6 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="error",
         metavar="LEVEL",
         help=f"exit 1 when a finding is at least this severe: {', '.join(levels)} (default: error)",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CODE[:SUBJECT]",
+        help="accept a known finding (its code, e.g. swap, or code:subject, e.g. "
+        "sysctl:fs.protected_regular): still shown, marked ignored, but never fails the "
+        "gate; repeatable",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="details of passed checks too")
     _colour_option(p)

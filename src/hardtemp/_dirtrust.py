@@ -85,12 +85,20 @@ def _owner_ok(st: os.stat_result, euid: int) -> str | None:
     return None
 
 
+def _trusted_owners(euid: int) -> str:
+    return "root" if euid == 0 else f"root or uid {euid}"
+
+
 def judge(st: os.stat_result, euid: int) -> tuple[bool, str]:
     """Apply the trust rule to one directory's ``fstat``: ``(trusted, why)``."""
     owner = _owner_ok(st, euid)
     if owner is None:
-        # Another user's directory: its owner can rename or replace anything in it.
-        return False, f"owned by uid {st.st_uid}, not by root or uid {euid}"
+        # Another user's directory: its owner can rename or replace anything in it, e.g. swap
+        # a name we return for a symlink before the caller (root too) opens that name again.
+        return False, (
+            f"owned by uid {st.st_uid}, not by {_trusted_owners(euid)}: that user can replace "
+            "any name in it (with a symlink elsewhere, say) before you use the name again"
+        )
     mode = st.st_mode
     if mode & _WRITABLE_BY_OTHERS:
         if not mode & stat.S_ISVTX:
@@ -183,7 +191,8 @@ def _walk(path: str, *, follow_symlinks: bool = True) -> tuple[int, TrustReport]
                 if owner is None:
                     # Another user's symlink: its owner chooses (and can change) where we go.
                     raise UnsafeDirectoryError(
-                        here, f"symlink owned by uid {st.st_uid}, not by root or uid {walk.euid}"
+                        here,
+                        f"symlink owned by uid {st.st_uid}, not by {_trusted_owners(walk.euid)}",
                     ) from None
                 links += 1
                 if links > _MAX_SYMLINKS:

@@ -299,6 +299,23 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+# Paravirtual block drivers, and the vendor strings of emulated SCSI/ATA disks.
+_VIRTUAL_DRIVERS = frozenset({"virtio_blk", "xen_blkfront", "vmw_pvscsi", "hv_storvsc"})
+_VIRTUAL_VENDORS = ("QEMU", "VMware", "Msft", "VBOX", "Google", "Amazon")
+
+
+def _virtual_disk(base: str) -> str | None:
+    """The driver or vendor that shows the block device at ``base`` is virtual, else None."""
+    for dev in (f"{base}/device", f"{base}/../device"):  # the disk itself, or a partition's
+        driver = os.path.basename(os.path.realpath(f"{dev}/driver"))
+        if driver in _VIRTUAL_DRIVERS:
+            return driver
+        vendor = _read_text(f"{dev}/vendor") or ""
+        if vendor.startswith(_VIRTUAL_VENDORS):
+            return vendor
+    return None
+
+
 def _device_reasons(mount: _Mount | None) -> list[str]:
     """Describe the block device under the filesystem as far as sysfs tells."""
     if mount is None or not mount.source.startswith("/dev/"):
@@ -318,6 +335,15 @@ def _device_reasons(mount: _Mount | None) -> list[str]:
         return [
             f"{mount.source} is a loop device backed by the file {backing}: the blocks "
             "really live in that file, on a filesystem whose own behaviour applies"
+        ]
+    virtual = _virtual_disk(base)
+    if virtual is not None and rot in ("0", "1"):
+        # The flag describes the emulated device: the host's storage is not visible from here.
+        return [
+            f"{mount.source} ({name}) is a virtual disk ({virtual}); the kernel reports it "
+            f"{'rotational' if rot == '1' else 'non-rotational'}, but that flag describes the "
+            "emulated device: whether the host keeps the blocks on magnetic or flash media "
+            "(or in a copy-on-write image with old copies) is unknown"
         ]
     if rot == "1":
         return [
