@@ -1136,3 +1136,19 @@ def test_check_json_lists_each_mount_option_once(home: Path) -> None:
     for fs in filesystems:
         assert len(fs["options"]) == len(set(fs["options"])), fs["options"]
         assert "rw" in fs["options"] or "ro" in fs["options"]
+
+
+def test_run_reports_a_skipped_tmpdir_as_one_line_of_its_own(home: Path) -> None:
+    hostile = home / "hostile"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)  # writable by others without the sticky bit: skipped
+    env = {"TMPDIR": str(hostile), "TEMP": str(home)}
+    proc = ht("run", "--", "true", cwd=home, env=env)
+    assert proc.returncode == 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(
+        f"hardtemp run: warning: skipped temporary directory candidate {hostile}"
+    )
+    assert "UnsafeCandidateWarning" not in proc.stderr
+    assert ".py:" not in proc.stderr  # no "file.py:LINE:" of a raw Python warning

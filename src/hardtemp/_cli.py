@@ -690,6 +690,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(where: str) -> Any:
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        text = " ".join(str(message).split())  # one line, whatever the message holds
+        print(f"{where}: warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hardtemp`` command with ``argv`` (default: ``sys.argv[1:]``); return its status."""
     parser = build_parser()
@@ -710,7 +718,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{where}: error: {problem}", file=sys.stderr)
         return 2
     try:
-        status = int(args.func(args))
+        with warnings.catch_warnings():
+            # Warnings (e.g. a skipped untrusted $TMPDIR) as the tool's own one-line messages,
+            # never Python's "file:line: Category: ..." plus a source line.
+            warnings.showwarning = _one_line_warning(where)
+            status = int(args.func(args))
         sys.stdout.flush()  # a reader gone away shows up here, not at interpreter exit
         return status
     except _UsageError as exc:
