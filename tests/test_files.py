@@ -1264,3 +1264,21 @@ def test_wrapper_attributes_are_cached_as_in_the_stdlib(tmp_path: Path) -> None:
         assert f.closed is False
         assert "closed" not in vars(f)  # a bool is an int: not cached, it changes
     assert f.closed is True
+
+
+def test_an_unlinked_file_in_append_mode_is_overwritten_through_a_second_descriptor(
+    tmp_path: Path,
+) -> None:
+    # pwrite on O_APPEND appends: the overwrite goes through /proc/self/fd without it.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path, buffering=0)
+    fcntl.fcntl(f.fileno(), fcntl.F_SETFL, fcntl.fcntl(f.fileno(), fcntl.F_GETFL) | os.O_APPEND)
+    f.write(b"SECRET" * 1000)
+    seen = _held(f.name)
+    os.unlink(f.name)
+    try:
+        f.close()
+        left = _contents(seen)
+        assert len(left) == 6000  # not grown by an appending overwrite
+        assert b"SECRET" not in left
+    finally:
+        os.close(seen)

@@ -9,6 +9,7 @@ semantics, the warnings and the policy. Other programs are real processes
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
@@ -276,3 +277,40 @@ def test_plain_file_io_works_without_seek_hole_support(tmp_path: Path) -> None:
     raw.close()
     assert raw.shrink_report() is None  # closed: nothing to look at
     assert isinstance(raw, io.FileIO)
+
+
+def test_without_seek_hole_a_punched_hole_cannot_be_seen_and_nothing_is_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every filesystem here has SEEK_HOLE: an old one's EINVAL is injected, in this module's
+    # own view of os only (not os.lseek for the whole process).
+    class _NoSeekHole:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def lseek(fd: int, pos: int, how: int) -> int:
+            if how == os.SEEK_HOLE:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return os.lseek(fd, pos, how)
+
+    f = _named(tmp_path, buffering=0)
+    f.write(b"w" * 20000)
+    _cut_by_others("punch", f.name)
+    monkeypatch.setattr(_plainio, "os", _NoSeekHole())
+    assert f.file.shrink_report() is None
+    monkeypatch.undo()
+    with pytest.warns(PlaintextLeftWarning, match="a hole was punched"):
+        f.close()
+
+
+def test_empty_writes_and_cuts_after_many_ranges_keep_the_bookkeeping_right(
+    tmp_path: Path,
+) -> None:
+    with _named(tmp_path, buffering=0) as f:
+        assert f.write(b"") == 0
+        for i in range(MAX_RANGES + 2):
+            f.seek(i * 8192)
+            f.write(b"r")
+        f.truncate(8192 * 3)  # no ranges kept any more: only the size is followed
+        assert os.fstat(f.fileno()).st_size == 8192 * 3

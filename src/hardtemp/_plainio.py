@@ -132,20 +132,14 @@ class PlainFileIO(io.FileIO):
         if self.closed:
             return None
         fd = self.fileno()
-        try:
-            size = os.fstat(fd).st_size
-        except OSError:
-            return None
+        size = os.fstat(fd).st_size
         if size < self._hw:
             return (
                 f"it was truncated by another program from {self._hw} to {size} bytes "
                 "(O_TRUNC, '>', truncate(1)) after we wrote it: the blocks cut off were "
                 "freed without an overwrite and may still hold the data"
             )
-        for start, end in self._ranges or ():
-            end = min(end, size)
-            if start >= end:
-                continue
+        for start, end in self._ranges or ():  # all within [0, size]: size >= high-water mark
             try:
                 hole = os.lseek(fd, start, os.SEEK_HOLE)
             except OSError as exc:
