@@ -65,6 +65,8 @@ class NonceRecorder:
 
 def record_nonces(f: Any) -> NonceRecorder:
     raw = raw_of(f)
-    rec = NonceRecorder(raw._aead)
-    raw._aead = rec  # type: ignore[assignment]
+    sealer = raw._sealer
+    assert sealer is not None
+    rec = NonceRecorder(sealer._aead)
+    sealer._aead = rec  # type: ignore[assignment]
     return rec

@@ -12,6 +12,8 @@ import errno
 import io
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import warnings
 from typing import Any
@@ -21,9 +23,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from _helpers_core import SRC
 from _helpers_crypt import backing_fd, raw_of, record_nonces
 from hardtemp import _crypt
 from hardtemp._crypt import DEFAULT_BLOCK_SIZE, EncryptedRawIO, open_encrypted
+from hardtemp._crypt._sealer import MAX_COUNTER
 from hardtemp.exceptions import InsecureOperationError, IntegrityError
 
 # --- the stateful model test --------------------------------------------------------------
@@ -138,8 +142,8 @@ def _machine(block_size: int, buffered: bool) -> type[RuleBasedStateMachine]:
         @invariant()
         def state_is_compact(self) -> None:
             # Per-block state: one 8-byte counter per block, none past the last stored one.
-            assert self.raw._ctrs.itemsize == 8
-            assert len(self.raw._ctrs) <= -(-self.raw._size // bs)
+            assert self.raw._map.ctrs.itemsize == 8
+            assert len(self.raw._map.ctrs) <= -(-self.raw._map.size // bs)
 
         def teardown(self) -> None:
             self.f.close()
@@ -255,7 +259,7 @@ def test_truncate_up_is_sparse_and_never_touches_disk() -> None:
         # Only the partial last block was re-sealed at full length; nothing else on disk.
         before = os.fstat(fd).st_size
         assert before == DEFAULT_BLOCK_SIZE + 16
-        assert len(raw._ctrs) == 1  # no per-block state for the sparse tail
+        assert len(raw._map.ctrs) == 1  # no per-block state for the sparse tail
         raw.seek((1 << 40) - 10)
         assert raw.read() == bytes(10)
         raw.seek(DEFAULT_BLOCK_SIZE * 1000)
@@ -287,8 +291,8 @@ def test_close_drops_key_and_closes_fd() -> None:
     raw = EncryptedRawIO(fd)
     raw.write(b"secret")
     raw.close()
-    assert raw._aead is None
-    assert raw._ptv is None
+    assert raw._sealer is None
+    assert raw._pt is None
     with pytest.raises(OSError) as info:
         os.fstat(fd)
     assert info.value.errno == errno.EBADF
@@ -300,7 +304,7 @@ def test_closefd_false_leaves_fd_open() -> None:
         raw = EncryptedRawIO(fd, closefd=False)
         raw.write(b"x" * 100)
         raw.close()
-        assert raw._aead is None
+        assert raw._sealer is None
         assert os.fstat(fd).st_size > 100  # still open; holds only ciphertext + tags
     finally:
         os.close(fd)
@@ -356,7 +360,7 @@ def test_line_buffering_in_text_mode() -> None:
     with open_encrypted(backing_fd(), "w+", buffering=1, encoding="utf-8") as t:
         assert t.line_buffering
         t.write("line\n")
-        assert raw_of(t)._size == 5  # reached the raw file without flush()
+        assert raw_of(t)._map.size == 5  # reached the raw file without flush()
 
 
 def test_binary_line_buffering_warns_like_io_open() -> None:
@@ -369,7 +373,7 @@ def test_buffering_zero_binary_is_unbuffered_raw() -> None:
     with open_encrypted(backing_fd(), "w+b", buffering=0) as raw:
         assert isinstance(raw, EncryptedRawIO)
         raw.write(b"abc")
-        assert raw._size == 3
+        assert raw._map.size == 3
         raw.seek(0)
         assert raw.read(10) == b"abc"
         assert raw.readall() == b""
@@ -378,9 +382,9 @@ def test_buffering_zero_binary_is_unbuffered_raw() -> None:
 def test_buffer_size_is_honoured() -> None:
     with open_encrypted(backing_fd(), "w+b", buffering=100) as f:
         f.write(b"x" * 99)
-        assert raw_of(f)._size == 0
+        assert raw_of(f)._map.size == 0
         f.write(b"x" * 2)
-        assert raw_of(f)._size > 0
+        assert raw_of(f)._map.size > 0
 
 
 @pytest.mark.parametrize(
@@ -563,29 +567,11 @@ def test_large_transfers_roundtrip() -> None:
         assert rec.repeats == []
 
 
-def test_fallback_without_encrypt_into(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The code path for cryptography versions without encrypt_into/decrypt_into.
-    monkeypatch.setattr(_crypt, "_HAVE_INTO", False)
-    fd = backing_fd()
-    with EncryptedRawIO(fd, block_size=32) as raw:
-        raw.write(bytes(range(200)))
-        raw.seek(5)
-        assert raw.read(100) == bytes(range(5, 105))
-        with open(f"/proc/self/fd/{fd}", "r+b") as back:
-            back.seek(40)
-            b = back.read(1)
-            back.seek(40)
-            back.write(bytes([b[0] ^ 1]))
-        raw.seek(0)
-        with pytest.raises(IntegrityError):
-            raw.read()
-
-
 def test_counter_exhaustion_raises_instead_of_wrapping() -> None:
     fd = backing_fd()
     with EncryptedRawIO(fd, block_size=32) as raw:
         raw.write(b"x" * 10)
-        raw._next_ctr = _crypt._MAX_COUNTER  # one nonce left
+        raw._sealer._next = MAX_COUNTER  # one nonce left
         raw.write(b"y")
         with pytest.raises(OSError) as info:
             raw.write(b"z")
@@ -657,7 +643,7 @@ def test_concurrent_unsynchronised_writes_never_reuse_nonces() -> None:
             t.join()
         raw.seek(0)
         data = raw.read()
-        assert len(data) == raw._size
+        assert len(data) == raw._map.size
         assert set(data) <= {0, 1, 2, 3}
         assert rec.repeats == []
 
@@ -778,12 +764,33 @@ def test_insecure_operation_error_is_a_runtime_error() -> None:
 
 
 def test_encoding_warning_points_at_caller_when_enabled() -> None:
-    # io.text_encoding is used like io.open uses it: no warning unless
-    # -X warn_default_encoding is given.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        t = open_encrypted(backing_fd(), "w+")
-    t.close()
+    # io.text_encoding is used like io.open uses it: a warning only with
+    # -X warn_default_encoding, and then attributed to the caller's line.
+    code = (
+        "import os, warnings\n"
+        "from hardtemp._crypt import open_encrypted\n"
+        "fd = os.open('/tmp', os.O_TMPFILE | os.O_RDWR, 0o600)\n"
+        "with warnings.catch_warnings(record=True) as got:\n"
+        "    warnings.simplefilter('always')\n"
+        "    open_encrypted(fd, 'w+').close()  # line 6\n"
+        "print([(w.category.__name__, w.filename, w.lineno) for w in got])\n"
+    )
+    enabled = subprocess.run(
+        [sys.executable, "-X", "warn_default_encoding", "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        check=True,
+    )
+    assert enabled.stdout.strip() == "[('EncodingWarning', '<string>', 6)]"
+    disabled = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        check=True,
+    )
+    assert disabled.stdout.strip() == "[]"
 
 
 def test_enospc_on_a_real_full_filesystem_keeps_earlier_data_readable(
@@ -799,7 +806,7 @@ def test_enospc_on_a_real_full_filesystem_keeps_earlier_data_readable(
                 raw.write(os.urandom(64 * 1024))
         assert info.value.errno == errno.ENOSPC
         # The backing file was cut back to what the metadata expects ...
-        assert os.fstat(fd).st_size == raw._disk_end
+        assert os.fstat(fd).st_size == raw._map.disk_end
         # ... so what was written before still reads back, through every path.
         raw.seek(0)
         assert raw.read(len(first)) == first
@@ -808,7 +815,7 @@ def test_enospc_on_a_real_full_filesystem_keeps_earlier_data_readable(
         size = raw.seek(0, io.SEEK_END)
         raw.seek(0)
         assert len(raw.read()) == size
-        assert raw._ctrs[-1] != 0
+        assert raw._map.ctrs[-1] != 0
 
 
 def test_raw_mode_restricts_reading_and_writing() -> None:
@@ -847,8 +854,7 @@ def test_repr_shows_no_secrets() -> None:
     assert "closed" in repr(raw)
 
 
-def test_fallback_partial_blocks_without_encrypt_into(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_crypt, "_HAVE_INTO", False)
+def test_partial_blocks_read_modify_write_and_truncate() -> None:
     with EncryptedRawIO(backing_fd(), block_size=32) as raw:
         raw.write(b"a" * 50)
         raw.seek(10)
@@ -870,4 +876,4 @@ def test_offsets_beyond_the_largest_file_offset_raise_efbig() -> None:
         with pytest.raises(OSError) as info:
             raw.truncate(2**63)
         assert info.value.errno == errno.EFBIG
-        assert raw._size == 0
+        assert raw._map.size == 0

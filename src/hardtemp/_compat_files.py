@@ -24,8 +24,8 @@ __all__ = ["SpooledTemporaryFile", "TemporaryDirectory", "_TemporaryFileWrapper"
 class SpooledTemporaryFile(_spool.SpooledTemporaryFile):
     """As tempfile.SpooledTemporaryFile: in memory (zeroed on growth, rollover
     and close) until ``max_size`` bytes or ``fileno()``, then a
-    :func:`TemporaryFile` (plaintext, overwritten when closed) in the
-    directory resolved at rollover, as tempfile does.
+    :func:`TemporaryFile` (encrypted until its first ``fileno()``, see there)
+    in the directory resolved at rollover, as tempfile does.
 
     Raises: ValueError for a bad ``mode``; on rollover, what
     :func:`TemporaryFile` raises.
@@ -54,7 +54,7 @@ class SpooledTemporaryFile(_spool.SpooledTemporaryFile):
             prefix,
             dir,
             errors=errors,
-            encrypt=False,
+            encrypt="until-fileno",
         )
 
     def rollover(self) -> None:

@@ -13,11 +13,10 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from types import GenericAlias, TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
-from ._crypt import ENCRYPTED_BUFFER_SIZE, EncryptedRawIO
 from ._fsinfo import set_nocow
 from ._inode import proc_path
 from ._iostack import check_mode, raw_mode, wrap_raw
@@ -92,7 +91,7 @@ def TemporaryFile(
     dir: Any = None,
     *,
     errors: str | None = None,
-    encrypt: bool = True,
+    encrypt: bool | Literal["until-fileno"] = True,
     linkable: bool = False,
 ) -> IO[Any]:
     """An unnamed temporary file: no other process can open it by name.
@@ -109,7 +108,10 @@ def TemporaryFile(
     ever sees ciphertext, and dropping the key on close is a cryptographic
     erase. ``fileno()`` then raises :class:`io.UnsupportedOperation`. With
     ``encrypt=False`` the file is plaintext (``fileno()`` works) and is
-    overwritten in place when closed.
+    overwritten in place when closed. ``encrypt="until-fileno"`` (what
+    :mod:`hardtemp.compat` uses) is encrypted until the first ``fileno()``,
+    which turns it into such a plaintext file, with the same contents and
+    position, for the program it is handed to.
 
     ``linkable=True`` (needs ``encrypt=False`` and ``O_TMPFILE``) creates it without
     ``O_EXCL``, so that :func:`hardtemp.publish` can give the finished file a name
@@ -125,6 +127,8 @@ def TemporaryFile(
         OSError: as :func:`mkstemp`; ``EOPNOTSUPP`` for ``linkable`` without ``O_TMPFILE``.
     """
     check_mode(mode, buffering, encoding, errors, newline)
+    if isinstance(encrypt, str) and encrypt != "until-fileno":
+        raise ValueError(f"encrypt must be True, False or 'until-fileno', not {encrypt!r}")
     if linkable and encrypt:
         raise ValueError("linkable=True needs encrypt=False (its key dies with the process)")
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
@@ -133,8 +137,8 @@ def TemporaryFile(
     raw: io.RawIOBase
     try:
         if encrypt:
-            raw = EncryptedRawIO(fd, name=fd, mode=raw_mode(mode))
-            size = ENCRYPTED_BUFFER_SIZE
+            raw = _encrypted_raw(fd, mode, encrypt, handle, base, prefix, suffix)
+            size = 4096  # _crypt's ENCRYPTED_BUFFER_SIZE: one block per aligned 4 KiB read
         else:
             if handle.btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
@@ -148,6 +152,42 @@ def TemporaryFile(
     if _track.hook is not None:
         _track_unnamed(file, fd)
     return file
+
+
+def _encrypted_raw(
+    fd: int,
+    mode: str,
+    encrypt: bool | str,
+    handle: Any,
+    base: str | bytes,
+    prefix: str | bytes,
+    suffix: str | bytes,
+) -> io.RawIOBase:
+    """The raw layer of an encrypted TemporaryFile (``encrypt`` True or "until-fileno")."""
+    # Imported here: `import hardtemp.compat` must not load cryptography.
+    from ._crypt import EncryptedRawIO
+    from ._crypt._switch import SwitchingRawIO
+
+    if encrypt != "until-fileno":
+        return EncryptedRawIO(fd, name=fd, mode=raw_mode(mode))
+    rmode = raw_mode(mode)
+
+    def plain() -> io.FileIO:
+        # The plaintext file the descriptor is handed out for: as encrypt=False makes it.
+        pfd = create_unnamed(handle, base, prefix, suffix)
+        try:
+            if handle.btrfs:
+                set_nocow(pfd)
+            raw = _WipingFileIO(pfd, rmode)
+        except BaseException:
+            os.close(pfd)
+            raise
+        raw._owner_pid = os.getpid()
+        return raw
+
+    # The encrypted side must be readable to be copied at the switch.
+    enc_mode = {"wb": "rb+", "ab": "ab+", "xb": "xb+"}.get(rmode, rmode)
+    return SwitchingRawIO(EncryptedRawIO(fd, name=fd, mode=enc_mode), plain, rmode)
 
 
 def _track_unnamed(file: IO[Any], fd: int) -> None:

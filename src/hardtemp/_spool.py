@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from types import GenericAlias, TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ._files import TemporaryFile
 from ._iostack import check_mode
@@ -43,7 +43,7 @@ class SpooledTemporaryFile(io.IOBase):
         dir: Any = None,
         *,
         errors: str | None = None,
-        encrypt: bool = True,
+        encrypt: bool | Literal["until-fileno"] = True,
     ) -> None:
         check_mode(mode, buffering, encoding, errors, newline)
         self._file: Any

@@ -8,8 +8,9 @@ the directory is verified (it and every ancestor changeable only by root or
 us), files are created relative to the verified directory descriptor with
 ``O_EXCL|O_NOFOLLOW|O_CLOEXEC`` and mode exactly 0600/0700, names carry 80
 random bits, cleanup is symlink-safe, fork-safe and overwrites before it
-unlinks. Encryption is off here (``fileno()`` works, as code written for
-``tempfile`` expects); use :mod:`hardtemp` itself for encrypted temp files.
+unlinks. ``TemporaryFile`` and ``SpooledTemporaryFile`` (after rollover) are
+encrypted until their first ``fileno()``, which turns them into plain
+hardened files, so code written for ``tempfile`` keeps working.
 
 Intentional differences (README, "Differences from tempfile"): ``mktemp()``
 raises :class:`~hardtemp.exceptions.InsecureOperationError`; an untrusted
@@ -391,7 +392,11 @@ def TemporaryFile(
 
     ``O_TMPFILE`` in the verified directory where supported (it never has a
     name), else created as by :func:`mkstemp` and unlinked at once after
-    checking the inode. Plaintext (``fileno()`` works); overwritten when closed.
+    checking the inode. Encrypted (AES-256-GCM, key only in this process)
+    until the first ``fileno()``, which ``subprocess``, ``shutil`` and ``os``
+    functions call: that turns it, transparently, into a plaintext unnamed
+    file with the same contents and position (overwritten when closed), as
+    another program needs. ``name`` is the current descriptor number.
 
     Raises: as :func:`mkstemp`; ValueError/TypeError for a bad ``mode``;
     LookupError for an unknown encoding.
@@ -400,7 +405,15 @@ def TemporaryFile(
 
     prefix, suffix, dir = _resolved(prefix, suffix, dir)
     return _files.TemporaryFile(
-        mode, buffering, encoding, newline, suffix, prefix, dir, errors=errors, encrypt=False
+        mode,
+        buffering,
+        encoding,
+        newline,
+        suffix,
+        prefix,
+        dir,
+        errors=errors,
+        encrypt="until-fileno",
     )
 
 

@@ -60,7 +60,7 @@ def _set_backing(f: Any, content: bytes) -> None:
 
 
 def _assert_read_fails(r: EncryptedRawIO, offset: int = 0, size: int | None = None) -> None:
-    n = r._size - offset if size is None else size
+    n = r._map.size - offset if size is None else size
     buf = bytearray(b"\xaa" * n)
     r.seek(offset)
     with pytest.raises(IntegrityError) as info:

@@ -1,0 +1,831 @@
+"""The raw encrypted file object: io.RawIOBase over a block map, a sealer and a backing file.
+
+Invariants:
+
+* only ciphertext reaches the backing file; the key lives only in the sealer
+  (``_sealer``), in memory of this process;
+* reads return authenticated plaintext or raise
+  :class:`~hardtemp.exceptions.IntegrityError` after zeroing what the call
+  had put into the caller's buffer; what the map says is authoritative (the
+  disk cannot roll a block back, move it, shrink or grow the file unnoticed);
+* every change to the backing file is a transaction (see ``_backing``): a
+  write, truncate or re-seal that fails or is interrupted leaves every byte
+  written by earlier calls readable and correct, and at most the bytes of
+  that call lost; a pending transaction is settled (rolled back, or its
+  ``ftruncate`` finished) before the next operation;
+* plaintext scratch and the cached block live in :mod:`._secmem` memory
+  (never shared with a forked child, which sees zeros there); a child may
+  read, never write (nonce reuse), and never touches the backing file;
+* one lock per object: every method is thread-safe;
+* state: 8 bytes per block up to the last stored block, plus about 1 MiB of
+  reused buffers; the file is never buffered whole.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import functools
+import io
+import operator
+import os
+import stat
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ..exceptions import InsecureOperationError, IntegrityError
+from ._backing import Backing, Trim, Txn
+from ._blockmap import BlockMap
+from ._sealer import KEY_SIZE, TAG_SIZE, BlockSealer, TagFailure
+from ._secmem import ProtectedMemory
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+__all__ = ["DEFAULT_BLOCK_SIZE", "MAX_BLOCK_SIZE", "MIN_BLOCK_SIZE", "EncryptedRawIO"]
+
+#: Plaintext bytes per block; chosen from benchmarks/bench_crypt.py: a random
+#: 4 KiB read must decrypt a whole block, so smaller is faster there, and 8 KiB
+#: is the smallest size whose state (8 bytes per block) stays within 1 MiB per GiB.
+DEFAULT_BLOCK_SIZE: Final = 8 * 1024
+MIN_BLOCK_SIZE: Final = 16
+MAX_BLOCK_SIZE: Final = 16 * 1024 * 1024
+_MAX_OFF_T: Final = 2**63 - 1
+#: Ciphertext moved per pread/pwrite call (bounds the reused buffers, never the file).
+_CHUNK_BYTES: Final = 1024 * 1024
+
+_FORK_MESSAGE: Final = (
+    "this encrypted temporary file was inherited through fork(); writing to it from the "
+    "child would reuse AES-GCM nonces that the parent also uses, so the child may only read "
+    "(and sees an IntegrityError once the parent rewrites what it reads). Write from the "
+    "parent, or create a new temporary file in the child"
+)
+_FILENO_MESSAGE: Final = (
+    "an encrypted temporary file has no file descriptor that other programs could use: its "
+    "backing file holds only ciphertext whose key lives in this process. Use encrypt=False "
+    "or NamedTemporaryFile to hand a file to another program"
+)
+
+_live: weakref.WeakSet[EncryptedRawIO] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The parent keeps writing with the same key and counters: a child that wrote
+    # would reuse nonces (exposing the GCM hash key and the XOR of plaintexts).
+    for obj in list(_live):
+        obj._forked = True
+        obj._cache_index = -1  # the parent may rewrite that block: re-read (and fail) instead
+        obj._lock = threading.Lock()  # may have been held by a parent thread at fork time
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _parse_raw_mode(mode: str) -> tuple[bool, bool, bool]:
+    """FileIO-style raw mode -> (readable, writable, append)."""
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be str, not {type(mode).__name__}")
+    table = {
+        "rb": (True, False, False),
+        "rb+": (True, True, False),
+        "wb": (False, True, False),
+        "ab": (False, True, True),
+        "ab+": (True, True, True),
+        "xb": (False, True, False),
+        "xb+": (True, True, False),
+    }
+    if mode not in table:
+        raise ValueError(f"invalid raw mode {mode!r}; expected one of {', '.join(table)}")
+    return table[mode]
+
+
+def _check_block_size(block_size: object) -> int:
+    if not isinstance(block_size, int) or isinstance(block_size, bool):
+        raise TypeError(f"block_size must be an int, not {type(block_size).__name__}")
+    if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
+        raise ValueError(
+            f"block_size must be between {MIN_BLOCK_SIZE} and {MAX_BLOCK_SIZE}, got {block_size}"
+        )
+    return block_size
+
+
+class EncryptedRawIO(io.RawIOBase):
+    """Random-access AES-256-GCM encrypted file over a backing file descriptor.
+
+    ``EncryptedRawIO(fd, *, block_size=DEFAULT_BLOCK_SIZE, closefd=True,
+    name=None, mode="rb+")``
+
+    ``fd`` must be an empty regular file opened read-write (normally an
+    unnamed ``O_TMPFILE`` file). Once the constructor returns, this object
+    owns it and closes it on :meth:`close` unless ``closefd`` is false; if the
+    constructor raises, ``fd`` is left open and still the caller's. ``mode``
+    is the :class:`io.FileIO` style mode (``"rb+"``, ``"rb"``, ``"wb"``,
+    ``"ab"``, ``"ab+"``, ``"xb"``, ``"xb+"``); it only restricts what this
+    object allows. ``name`` is exposed as ``.name``.
+
+    Guarantees: see the module docstring (one fresh key per file, unique
+    nonces also across ``fork()``, authenticated reads, failure atomicity per
+    block update, thread safety, bounded state).
+
+    Raises:
+        TypeError: ``fd`` or ``block_size`` is not an int.
+        ValueError: ``block_size`` out of range, bad ``mode``, or ``fd`` is not
+            an empty regular file.
+        OSError: ``fstat`` of ``fd`` fails (e.g. ``EBADF``); the protected
+            memory cannot be mapped (``ENOMEM``); the OS CSPRNG cannot be read.
+    """
+
+    # Class-level defaults make close()/__del__ safe on a half-initialised object.
+    _fd: int = -1
+    _closefd: bool = False
+    _sealer: BlockSealer | None = None
+    _mem: ProtectedMemory | None = None
+    _pt: memoryview | None = None
+    _pending: Txn | Trim | None = None
+    _forked: bool = False
+
+    def __init__(
+        self,
+        fd: int,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        closefd: bool = True,
+        name: object = None,
+        mode: str = "rb+",
+    ) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(f"fd must be an int, not {type(fd).__name__}")
+        bs = _check_block_size(block_size)
+        self._readable, self._writable, self._append = _parse_raw_mode(mode)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"fd {fd} is not a regular file")
+        if st.st_size != 0:
+            # Existing bytes cannot be authenticated (we have no key for them).
+            raise ValueError(f"fd {fd} is not empty: an encrypted file must start empty")
+        self.name = name
+        self.mode = mode
+        self._map = BlockMap(bs)
+        self._io = Backing(fd)
+        self._bs, self._slot = bs, bs + TAG_SIZE
+        self._chunk_blocks = max(1, _CHUNK_BYTES // bs)
+        self._pos = 0
+        self._zeros = bytes(bs)
+        self._ct = bytearray()  # reused ciphertext buffer, grown up to one chunk
+        self._ct_one: bytearray | None = None
+        # Single-block read buffer (+1 byte to notice a backing file that grew).
+        self._ct1v = memoryview(bytearray(self._slot + 1))
+        self._ct1_all = [self._ct1v]
+        self._ct1_mid = [self._ct1v[: self._slot]]
+        # Scratch block | key | cached block's counter, all in protected memory;
+        # the counter there is wiped with the block it describes in a forked child.
+        mem = ProtectedMemory(bs + KEY_SIZE + 8)
+        try:
+            self._sealer = BlockSealer(mem.view[bs : bs + KEY_SIZE])
+        except BaseException:
+            mem.close()
+            raise
+        self._mem = mem
+        self._pt = mem.view[:bs]
+        self._cc = mem.view[bs + KEY_SIZE :].cast("Q")
+        self._cache_index = -1  # block whose current plaintext is in the scratch block
+        # Last, after everything that can fail: from here on the descriptor is ours
+        # (a failed constructor closing it would hit whatever file reuses the number).
+        self._fd = fd
+        self._closefd = bool(closefd)
+        _live.add(self)
+
+    # --- io.RawIOBase protocol -------------------------------------------------------------
+
+    def readable(self) -> bool:
+        self._check_open()
+        return self._readable
+
+    def writable(self) -> bool:
+        self._check_open()
+        return self._writable
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return True
+
+    def fileno(self) -> int:
+        """Always raises :class:`io.UnsupportedOperation`: the backing file holds
+        only ciphertext, so handing its descriptor out would be useless at best."""
+        self._check_open()
+        raise io.UnsupportedOperation(_FILENO_MESSAGE)
+
+    def isatty(self) -> bool:
+        self._check_open()
+        return False
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position like :meth:`io.FileIO.seek` (whence 0, 1 or 2).
+
+        Raises:
+            ValueError: closed file, or unsupported ``whence``.
+            OSError: ``EINVAL`` if the resulting position would be negative;
+                settling an interrupted update failed.
+            TypeError: ``offset`` is not an integer.
+        """
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if offset.__class__ is not int:
+            offset = operator.index(offset)
+        if whence == os.SEEK_CUR and offset == 0:
+            return self._pos  # what io.BufferedRandom asks before every read: a plain tell()
+        with self._lock:
+            if whence == os.SEEK_SET:
+                new = offset
+            elif whence == os.SEEK_CUR:
+                new = self._pos + offset
+            elif whence == os.SEEK_END:
+                if self._pending is not None:
+                    self._settle()
+                new = self._map.size + offset
+            else:
+                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+            if new < 0:
+                raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+            self._pos = new
+            return new
+
+    def read(self, size: int | None = -1) -> bytes:
+        """As :meth:`io.FileIO.read`: ``None`` or a negative size reads to the end."""
+        return super().read(-1 if size is None else size)
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        """Read up to ``len(buffer)`` bytes at the current position; returns the
+        number read (0 at end of file, fewer only at the end of file).
+
+        Raises:
+            IntegrityError: the backing file does not hold what this object
+                wrote (modified, moved, replayed, truncated or extended). The
+                part of ``buffer`` this call wrote is zeroed first.
+            io.UnsupportedOperation: the file is not readable (mode).
+            ValueError: the file is closed.
+            OSError: reading the backing file failed.
+        """
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if not self._readable:
+            raise io.UnsupportedOperation("File not open for reading")
+        out = memoryview(buffer)
+        if out.format != "B" or out.ndim != 1:
+            out = out.cast("B")
+        with self._lock:
+            if self._pending is not None:
+                self._settle()
+            pos = self._pos
+            n = self._map.size - pos
+            if n <= 0:
+                return 0
+            if len(out) < n:
+                n = len(out)
+            elif len(out) > n:
+                out = out[:n]
+            k = pos // self._bs
+            lo = pos - k * self._bs
+            try:
+                if lo + n <= self._bs:  # the common small read: one block
+                    self._read_one(k, lo, out)
+                else:
+                    self._read_range(pos, out)
+            except BaseException:
+                out[:] = bytes(n)  # no partial plaintext from a failed read
+                raise
+            self._pos = pos + n
+            return n
+
+    def readall(self) -> bytes:
+        """Read from the current position to the end of file (see :meth:`readinto`)."""
+        self._check_open()
+        with self._lock:
+            remaining = max(0, self._map.size - self._pos)
+        buf = bytearray(remaining)
+        got = self.readinto(buf) if remaining else 0
+        data = bytes(memoryview(buf)[:got])
+        buf[:] = bytes(len(buf))  # do not leave a second plaintext copy behind
+        return data
+
+    def write(self, b: ReadableBuffer) -> int:
+        """Encrypt and write all of ``b`` at the current position (at the end in
+        append mode); returns ``len(b)``. Writing past the end leaves a sparse,
+        zero-reading hole.
+
+        If it raises, every byte written by earlier calls is still readable and
+        correct; of this call's bytes, each block update either fully happened
+        or not at all.
+
+        Raises:
+            InsecureOperationError: called in a process forked after this file
+                was created (would reuse nonces).
+            IntegrityError: a block that is partly overwritten failed
+                authentication while being read back.
+            io.UnsupportedOperation: the file is not writable (mode).
+            ValueError: the file is closed.
+            OSError: ``EFBIG`` past the largest file offset; ``EOVERFLOW`` when
+                the counters are exhausted; writing the backing file failed
+                (e.g. ``ENOSPC``, ``EIO``).
+        """
+        self._check_open()
+        self._check_writable()
+        with memoryview(b) as view, view.cast("B") as data, self._lock:
+            n = len(data)
+            if n == 0:
+                return 0
+            if self._pending is not None:
+                self._settle()
+            m = self._map
+            pos = m.size if self._append else self._pos
+            end = pos + n
+            self._check_size_limit(end)
+            if end > m.size:
+                self._grow_last_block(end, pos)
+            self._write_range(pos, data, max(end, m.size))
+            self._pos = end
+            return n
+
+    def truncate(self, size: int | None = None) -> int:
+        """Resize the file to ``size`` bytes (default: the current position);
+        the position does not move. Growing adds a sparse hole that reads as
+        zeros; shrinking frees the ciphertext beyond. Atomic: if it raises, the
+        file keeps its old size and contents.
+
+        Raises:
+            InsecureOperationError: called in a forked child (see :meth:`write`).
+            IntegrityError: the block cut in the middle failed authentication.
+            io.UnsupportedOperation: the file is not writable.
+            ValueError: the file is closed.
+            OSError: ``EINVAL`` for a negative size; ``EFBIG`` past the largest
+                file offset; writing or ``ftruncate`` failed.
+        """
+        self._check_open()
+        self._check_writable()
+        with self._lock:
+            new = self._pos if size is None else operator.index(size)
+            if new < 0:
+                raise OSError(errno.EINVAL, "Invalid argument: negative size")
+            if self._pending is not None:
+                self._settle()
+            m = self._map
+            if new > m.size:
+                self._check_size_limit(new)
+                self._grow_last_block(new, None)
+                m.grow(new)
+            elif new < m.size:
+                self._shrink(new)
+            return new
+
+    def flush(self) -> None:
+        """Nothing is buffered in this object; checks that it is open."""
+        self._check_open()
+
+    def close(self) -> None:
+        """Drop the key (cryptographic erase), zero the plaintext scratch, and
+        close the backing descriptor if ``closefd``. Idempotent.
+
+        Raises:
+            OSError: closing the backing descriptor failed.
+        """
+        if self.closed:
+            return
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self, *, release_fd: bool = False) -> None:
+        try:
+            super().close()
+        finally:
+            if self._sealer is not None:
+                self._sealer.close()  # the only reference to the key schedule
+                self._sealer = None
+            self._cache_index = -1
+            if self._pt is not None:
+                self._pt.release()
+                self._cc.release()
+                self._pt = None
+            if self._mem is not None:
+                self._mem.close()  # zeroes scratch, key area and cached counter
+                self._mem = None
+            self._ct, self._ct_one = bytearray(), None
+            self._ct1v = memoryview(b"")
+            self._ct1_all, self._ct1_mid = [], []
+            self._map.ctrs = array.array("Q")
+            self._io.release()
+            fd, self._fd = self._fd, -1
+            if self._closefd and fd >= 0 and not release_fd:
+                os.close(fd)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object (it holds a key)")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"size={self._map.size}"
+        return f"<hardtemp.EncryptedRawIO name={self.name!r} block_size={self._bs} {state}>"
+
+    # --- checks ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def _in_child(self) -> bool:
+        # The fork hook, or (for a fork that bypassed Python's hooks) the wiped canary.
+        return self._forked or (self._mem is not None and self._mem.forked)
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise io.UnsupportedOperation("File not open for writing")
+        if self._in_child():
+            self._forked = True
+            raise InsecureOperationError(self._err_path(), _FORK_MESSAGE)
+
+    def _check_size_limit(self, size: int) -> None:
+        # Every stored block's offset must fit in off_t; like a filesystem's own
+        # limit, refuse with EFBIG instead of failing deep inside pwrite.
+        if -(-size // self._bs) * self._slot > _MAX_OFF_T:
+            raise OSError(errno.EFBIG, f"File too large: {size} bytes")
+
+    def _err_path(self) -> str | None:
+        return self.name if isinstance(self.name, str) else None
+
+    def _integrity(self, reason: str) -> IntegrityError:
+        return IntegrityError(self._err_path(), reason)
+
+    def _tag_failed(self, index: int) -> IntegrityError:
+        return self._integrity(f"block {index} failed authentication (modified, moved or replayed)")
+
+    def _check_disk_size(self) -> None:
+        # Cheap truncation/extension check: one fstat per chunk that reads the disk.
+        actual, expected = self._io.length(), self._map.disk_end
+        if actual != expected:
+            change = "truncated" if actual < expected else "extended"
+            raise self._integrity(
+                f"backing file was {change}: {actual} bytes on disk, {expected} expected"
+            )
+
+    # --- buffers and cache -----------------------------------------------------------------
+
+    def _ct_buffer(self, nbytes: int) -> memoryview:
+        if len(self._ct) < nbytes:
+            self._ct = bytearray(nbytes)
+        return memoryview(self._ct)
+
+    def _ct1(self) -> memoryview:
+        # Single-block ciphertext buffer, separate from the chunk buffer so a
+        # read-modify-write never clobbers ciphertext sealed earlier in a chunk.
+        if self._ct_one is None:
+            self._ct_one = bytearray(self._slot)
+        return memoryview(self._ct_one)
+
+    def _scratch(self) -> memoryview:
+        if self._pt is None:
+            raise ValueError("I/O operation on closed file")
+        return self._pt
+
+    def _sealer_or_closed(self) -> BlockSealer:
+        if self._sealer is None:
+            raise ValueError("I/O operation on closed file")
+        return self._sealer
+
+    def _set_cache(self, index: int, ctr: int) -> None:
+        # Counters are unique per file, so a torn update of the pair never matches.
+        self._cc[0] = ctr
+        self._cache_index = index
+
+    def _cached(self, index: int, ctr: int) -> bool:
+        return index == self._cache_index and ctr == self._cc[0]
+
+    # --- transactions (design: see _backing) -----------------------------------------------
+
+    def _settle(self) -> None:
+        """Finish what an interrupted or failed update left pending.
+
+        Raises:
+            OSError: the rollback or trim failed; it stays pending.
+        """
+        pending = self._pending
+        if pending is None or self._in_child():
+            return  # a forked child never writes the backing file it shares
+        self._cache_index = -1
+        if isinstance(pending, Trim):
+            self._io.trim(pending.length)
+        else:
+            self._io.rollback(pending)
+            self._map.restore(pending.snap)
+        self._pending = None
+
+    def _abort(self) -> None:
+        # On failure it stays pending: the next operation retries, and raises until it succeeds.
+        with contextlib.suppress(OSError):
+            self._settle()
+
+    def _update(
+        self, first: int, last: int, offset: int, ct: memoryview, commit: Callable[[], None]
+    ) -> None:
+        """Write ``ct`` (the new ciphertext of blocks ``first..last``) at
+        ``offset`` and ``commit()`` the map, as one transaction."""
+        m = self._map
+        txn = self._io.begin(m.stored_segments(first, last), m.disk_end, m.snapshot(first, last))
+        self._pending = txn  # published before the file is touched
+        try:
+            self._io.write_all(ct, offset)
+            commit()
+        except BaseException:
+            self._abort()
+            raise
+        self._pending = None  # the commit point
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _write_range(self, pos: int, data: memoryview, new_size: int) -> None:
+        bs = self._bs
+        first, last = pos // bs, (pos + len(data) - 1) // bs
+        i = first
+        while i <= last:
+            j = min(last, i + self._chunk_blocks - 1)
+            self._write_chunk(i, j, pos, data, new_size)
+            i = j + 1
+
+    def _write_chunk(self, i: int, j: int, pos: int, data: memoryview, new_size: int) -> None:
+        m, count = self._map, j - i + 1
+        ctr0 = self._sealer_or_closed().take(count)
+        nbytes = m.chunk_bytes(i, j, new_size)
+        ctv = self._ct_buffer(nbytes)
+        cached = self._seal_chunk(i, j, ctr0, pos, data, new_size, ctv)
+        commit = functools.partial(m.commit_run, i, ctr0, count, new_size)
+        self._update(i, j, i * self._slot, ctv[:nbytes], commit)
+        if cached >= 0:
+            self._set_cache(cached, ctr0 + cached - i)
+
+    def _seal_chunk(
+        self,
+        i: int,
+        j: int,
+        ctr0: int,
+        pos: int,
+        data: memoryview,
+        new_size: int,
+        ctv: memoryview,
+    ) -> int:
+        """Seal blocks ``i..j`` of the file with ``data`` written at ``pos`` into
+        ``ctv``; returns the block whose plaintext is left in the scratch, or -1."""
+        bs, slot, sealer = self._bs, self._slot, self._sealer_or_closed()
+        end = pos + len(data)
+        cached = -1
+        k = i
+        while k <= j:
+            start, off = k * bs, (k - i) * slot
+            if start >= pos and start + bs <= end:
+                # A run of whole blocks the caller's data replaces (all of a large
+                # sequential write): seal each straight from it, the loop in C.
+                stop = min(j + 1, end // bs)
+                at = start - pos
+                srcs = [data[x : x + bs] for x in range(at, at + (stop - k) * bs, bs)]
+                dsts = [ctv[x : x + slot] for x in range(off, off + (stop - k) * slot, slot)]
+                sealer.seal_run(k, ctr0 + k - i, srcs, dsts)
+                k = stop
+                continue
+            new_len = min(bs, new_size - start)
+            if start >= pos and start + new_len <= end:
+                src = data[start - pos : start - pos + new_len]  # every stored byte replaced
+            else:
+                src = self._merge_partial(k, start, pos, data, new_len)
+                cached = k
+            sealer.seal(k, ctr0 + k - i, src, ctv[off : off + new_len + TAG_SIZE])
+            k += 1
+        return cached
+
+    def _merge_partial(
+        self, index: int, start: int, pos: int, data: memoryview, new_len: int
+    ) -> memoryview:
+        """Read-modify-write: the block's current plaintext (zeros where it had
+        none) with the overlapping part of ``data`` copied in, in the scratch
+        block; returns the ``new_len`` bytes to seal."""
+        m, bs = self._map, self._bs
+        end = pos + len(data)
+        lo, hi = max(pos, start) - start, min(end, start + bs) - start
+        old_len = max(0, min(bs, m.size - start)) if m.ctr(index) else 0
+        pt = self._load_block(index, old_len) if old_len else self._scratch()
+        self._cache_index = -1  # the scratch no longer matches any sealed block
+        if new_len > old_len:
+            pt[old_len:new_len] = self._zeros[: new_len - old_len]
+        pt[lo:hi] = data[start + lo - pos : start + hi - pos]
+        return pt[:new_len]
+
+    def _load_block(self, index: int, length: int) -> memoryview:
+        """Put block ``index``'s authenticated plaintext (``length`` stored bytes)
+        into the scratch block and return the scratch view (tail not cleared)."""
+        pt = self._scratch()
+        ctr = self._map.ctr(index)
+        if ctr == 0:
+            pt[:length] = self._zeros[:length]
+            self._cache_index = -1
+            return pt
+        if not self._cached(index, ctr):
+            self._cache_index = -1
+            self._check_disk_size()
+            ct = self._ct1()[: length + TAG_SIZE]
+            if self._io.read_full(ct, index * self._slot) != len(ct):
+                raise self._integrity("backing file is shorter than its blocks")
+            self._open(index, ctr, ct, pt[:length])
+            self._set_cache(index, ctr)
+        return pt
+
+    def _reseal_cut(self, index: int, old_len: int, new_len: int) -> tuple[int, memoryview]:
+        """Seal block ``index`` at ``new_len`` bytes (its first ``old_len`` from
+        the disk, the rest zeros) into the single-block buffer; returns (ctr, ct)."""
+        pt = self._load_block(index, old_len)
+        self._cache_index = -1
+        if new_len > old_len:
+            pt[old_len:new_len] = self._zeros[: new_len - old_len]
+        sealer = self._sealer_or_closed()
+        ctr = sealer.take(1)
+        ct = self._ct1()[: new_len + TAG_SIZE]
+        sealer.seal(index, ctr, pt[:new_len], ct)
+        return ctr, ct
+
+    def _grow_last_block(self, new_size: int, write_pos: int | None) -> None:
+        """Before the size grows to ``new_size``: re-seal the current last block
+        at its new stored length if it is partial, on disk, and not going to be
+        rewritten by a write starting at ``write_pos`` (``None``: no write
+        follows). It keeps its bytes; the new tail is zeros."""
+        m, bs = self._map, self._bs
+        if m.size % bs == 0:
+            return
+        last = m.size // bs
+        if m.ctr(last) == 0:
+            return
+        if write_pos is not None and write_pos < (last + 1) * bs:
+            return  # the write's read-modify-write of this block does it
+        new_len = m.stored_len(last, new_size)
+        ctr, ct = self._reseal_cut(last, m.size - last * bs, new_len)
+        commit = functools.partial(m.commit_run, last, ctr, 1, last * bs + new_len)
+        self._update(last, last, last * self._slot, ct, commit)
+        self._set_cache(last, ctr)
+
+    def _shrink(self, new: int) -> None:
+        m, bs = self._map, self._bs
+        cut = new // bs
+        ctr, ct = 0, memoryview(b"")
+        if new % bs and m.ctr(cut):
+            ctr, ct = self._reseal_cut(cut, m.stored_len(cut), new - cut * bs)
+        offset = cut * self._slot
+        segs = m.stored_segments(cut, cut) if ctr else []
+        txn = self._io.begin(segs, m.disk_end, m.snapshot(cut, len(m.ctrs) - 1))
+        self._pending = txn
+        try:
+            self._io.write_all(ct, offset)
+            m.shrink(new, ctr)
+            trim = self._pending = Trim(m.disk_end)  # the commit point
+        except BaseException:
+            self._abort()
+            raise
+        self._cache_index = -1
+        self._io.trim(trim.length)  # if this fails, the next operation retries it
+        self._pending = None
+        if ctr:
+            self._set_cache(cut, ctr)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _open(self, index: int, ctr: int, src: memoryview, dst: memoryview) -> None:
+        try:
+            self._sealer_or_closed().open(index, ctr, src, dst)
+        except TagFailure:
+            raise self._tag_failed(index) from None
+
+    def _read_one(self, index: int, lo: int, out: memoryview) -> None:
+        """Fast path of :meth:`readinto` for a read inside block ``index``.
+
+        Kept lean (it is most of the cost of small random reads). Instead of an
+        ``fstat`` it checks the backing file's length with the read itself: a
+        short read means truncated; for the last block on disk it asks for one
+        byte more than expected, and getting it means extended.
+        """
+        ctrs = self._map.ctrs
+        last = len(ctrs) - 1
+        ctr = ctrs[index] if index <= last else 0
+        if not ctr:  # sparse: zeros, the disk is not touched
+            out[:] = self._zeros[: len(out)]
+            return
+        pt = self._scratch()
+        if index == self._cache_index and ctr == self._cc[0]:
+            out[:] = pt[lo : lo + len(out)]
+            return
+        bs, slot = self._bs, self._slot
+        if index < last:  # a stored block before the last one is always whole
+            length, want, bufs = bs, slot, self._ct1_mid
+        else:
+            length = self._map.size - index * bs
+            if length >= bs:
+                length, want, bufs = bs, slot, self._ct1_all  # one byte more: extended?
+            else:
+                want = length + TAG_SIZE
+                bufs = [self._ct1v[: want + 1]]
+        ct = self._ct1v
+        got = os.preadv(self._fd, bufs, index * slot)
+        if got < want:
+            got += self._io.read_full(ct[got:want], index * slot + got)
+        if got != want:
+            change = "extended" if got > want else "truncated"
+            raise self._integrity(f"backing file was {change} (block {index})")
+        # whole block: straight into the caller's buffer, else into the scratch block
+        whole = lo == 0 and len(out) == length
+        dst = out if whole else pt if length == bs else pt[:length]
+        self._cache_index = -1
+        self._open(index, ctr, ct[:want], dst)
+        if not whole:
+            self._set_cache(index, ctr)
+            out[:] = pt[lo : lo + len(out)]
+
+    def _read_range(self, pos: int, out: memoryview) -> None:
+        bs = self._bs
+        end = pos + len(out)
+        i, last = pos // bs, (end - 1) // bs
+        while i <= last:
+            j = min(last, i + self._chunk_blocks - 1)
+            ctrs = self._map.window(i, j)
+            ctv, base = self._fetch(i, ctrs)
+            k = i
+            while k <= j:
+                start = k * bs
+                if start >= pos and start + bs <= end:  # whole blocks: into the caller's buffer
+                    stop = min(j + 1, end // bs)
+                    dst = out[start - pos : stop * bs - pos]
+                    self._open_whole(k, ctrs[k - i : stop - i], ctv, k * self._slot - base, dst)
+                    k = stop
+                else:
+                    self._read_part(k, ctrs[k - i], ctv, base, pos, out)
+                    k += 1
+            i = j + 1
+
+    def _fetch(self, i: int, ctrs: array.array[int]) -> tuple[memoryview, int]:
+        """Read the ciphertext span covering the stored blocks among ``i..``;
+        returns (buffer, file offset of its first byte)."""
+        stored = [x for x, c in enumerate(ctrs) if c]
+        if not stored:
+            return memoryview(b""), 0
+        self._check_disk_size()
+        k0, k1 = i + stored[0], i + stored[-1]
+        start = k0 * self._slot
+        stop = k1 * self._slot + self._map.stored_len(k1) + TAG_SIZE
+        ctv = self._ct_buffer(stop - start)[: stop - start]
+        if self._io.read_full(ctv, start) != len(ctv):
+            raise self._integrity("backing file is shorter than its blocks")
+        return ctv, start
+
+    def _open_whole(
+        self, k: int, ctrs: array.array[int], ctv: memoryview, at: int, dst: memoryview
+    ) -> None:
+        """Decrypt the whole blocks ``k, k+1, ...`` (counters ``ctrs``; their
+        ciphertext at ``ctv[at:]``) straight into ``dst``."""
+        bs, slot = self._bs, self._slot
+        run = len(ctrs)
+        if 0 not in ctrs:  # all stored (the common case): one call, the loop in C
+            srcs = [ctv[x : x + slot] for x in range(at, at + run * slot, slot)]
+            dsts = [dst[x : x + bs] for x in range(0, run * bs, bs)]
+            try:
+                self._sealer_or_closed().open_run(k, ctrs, srcs, dsts)
+            except TagFailure as exc:
+                raise self._tag_failed(exc.args[0]) from None
+            return
+        for b, ctr in enumerate(ctrs):
+            if ctr:
+                self._open(k + b, ctr, ctv[at + b * slot : at + (b + 1) * slot], dst[b * bs :][:bs])
+            else:
+                dst[b * bs : (b + 1) * bs] = self._zeros
+
+    def _read_part(
+        self, k: int, ctr: int, ctv: memoryview, base: int, pos: int, out: memoryview
+    ) -> None:
+        """The part of block ``k`` that ``out`` (at file position ``pos``) covers."""
+        bs = self._bs
+        start = k * bs
+        lo, hi = max(pos, start) - start, min(pos + len(out), start + bs) - start
+        dst = out[start + lo - pos : start + hi - pos]
+        if not ctr:
+            dst[:] = self._zeros[: hi - lo]
+            return
+        length = self._map.stored_len(k)
+        at = k * self._slot - base
+        src = ctv[at : at + length + TAG_SIZE]
+        if lo == 0 and hi == length:  # all of a short last block
+            self._open(k, ctr, src, dst)
+            return
+        pt = self._scratch()
+        if not self._cached(k, ctr):
+            self._cache_index = -1
+            self._open(k, ctr, src, pt[:length])
+            self._set_cache(k, ctr)
+        dst[:] = pt[lo:hi]

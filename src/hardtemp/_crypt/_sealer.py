@@ -1,0 +1,177 @@
+"""The block sealer: the one place that holds the key and builds nonces and associated data.
+
+Invariants (audit nonce uniqueness here, and only here):
+
+* one fresh 256-bit AES-GCM key per sealer, from the OS CSPRNG, read straight
+  into protected memory (:mod:`._secmem`) and zeroed there as soon as
+  ``AESGCM`` has taken its copy; it is never written anywhere else by us;
+* the nonce of every seal is a counter value handed out by :meth:`take`, which
+  only ever increases (values are never given back, not even when the write
+  that used them fails and is rolled back); 12 bytes, big-endian; counter 0 is
+  never used (it means "no ciphertext" to the block map); at ``2**64 - 1`` the
+  sealer refuses (``EOVERFLOW``) instead of wrapping;
+* a forked child must not seal (it would reuse the parent's counter values):
+  the raw file refuses writes there before they reach :meth:`seal_run`;
+* the associated data is ``file_id || block index`` (8 bytes, big-endian), so
+  a block's ciphertext opens only at its own position;
+* :meth:`open` / :meth:`open_run` either leave authenticated plaintext in the
+  destination or zero what they decrypted and raise :class:`TagFailure`.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+__all__ = ["MAX_COUNTER", "TAG_SIZE", "BlockSealer", "TagFailure"]
+
+TAG_SIZE: Final = 16
+KEY_SIZE: Final = 32
+#: Largest counter; 64 bits keep the per-block state at 8 bytes.
+MAX_COUNTER: Final = 2**64 - 1
+
+
+class TagFailure(Exception):
+    """A block failed authentication; ``args[0]`` is its index."""
+
+
+def _consume(results: Iterable[object]) -> None:
+    """Run an iterator to its end in C, keeping nothing (itertools' "consume" recipe)."""
+    collections.deque(results, maxlen=0)
+
+
+def _fill_random(view: memoryview) -> None:
+    """OS CSPRNG bytes straight into ``view`` (no intermediate bytes object that
+    would be freed unzeroed); os.urandom only where /dev/urandom is missing."""
+    try:
+        fd = os.open("/dev/urandom", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # a container without /dev/urandom: a short-lived copy is the cost
+        view[:] = os.urandom(len(view))
+        return
+    try:
+        got = 0
+        while got < len(view):
+            got += os.readv(fd, [view[got:]])
+    finally:
+        os.close(fd)
+
+
+class BlockSealer:
+    """AES-256-GCM for the blocks of one file.
+
+    Raises:
+        OSError: reading the OS CSPRNG failed.
+    """
+
+    def __init__(self, key: memoryview) -> None:
+        # ``key``: KEY_SIZE bytes of protected memory; the key is generated there
+        # (no copy in the Python heap) and zeroed again once AESGCM holds its own.
+        _fill_random(key)
+        try:
+            self._aead: AESGCM | None = AESGCM(key)
+        finally:
+            key[:] = bytes(KEY_SIZE)
+        # Defence in depth: binds each block to this file object; with one fresh
+        # key per file it stops no attack on its own (a block of another file
+        # fails the tag anyway).
+        self._file_id = os.urandom(16)
+        self._next = 1
+
+    # --- counters ---------------------------------------------------------------------------
+
+    def take(self, count: int) -> int:
+        """Reserve ``count`` fresh counter values; returns the first.
+
+        Raises:
+            OSError: ``EOVERFLOW`` when the file's counter space is exhausted.
+        """
+        first = self._next
+        if first + count - 1 > MAX_COUNTER:
+            raise OSError(errno.EOVERFLOW, "encryption counter exhausted for this file")
+        self._next = first + count
+        return first
+
+    # --- sealing ----------------------------------------------------------------------------
+
+    def _cipher(self) -> AESGCM:
+        aead = self._aead
+        if aead is None:
+            raise ValueError("I/O operation on closed file")
+        return aead
+
+    def seal(self, index: int, ctr: int, src: memoryview, dst: memoryview) -> None:
+        """Encrypt ``src`` as block ``index`` under counter ``ctr`` into ``dst``
+        (``len(src) + TAG_SIZE`` bytes)."""
+        self._cipher().encrypt_into(
+            ctr.to_bytes(12, "big"), src, self._file_id + index.to_bytes(8, "big"), dst
+        )
+
+    def seal_run(
+        self, index: int, ctr: int, srcs: Sequence[memoryview], dsts: Sequence[memoryview]
+    ) -> None:
+        """Seal consecutive blocks ``index, index + 1, ...`` under counters
+        ``ctr, ctr + 1, ...`` (the per-block loop runs in C: map over lists)."""
+        n, fid = len(srcs), self._file_id
+        _consume(
+            map(
+                self._cipher().encrypt_into,
+                [c.to_bytes(12, "big") for c in range(ctr, ctr + n)],
+                srcs,
+                [fid + b.to_bytes(8, "big") for b in range(index, index + n)],
+                dsts,
+            )
+        )
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def open(self, index: int, ctr: int, src: memoryview, dst: memoryview) -> None:
+        """Decrypt and authenticate block ``index`` sealed under ``ctr``.
+
+        Raises:
+            TagFailure: authentication failed; ``dst`` was zeroed.
+        """
+        try:
+            self._cipher().decrypt_into(
+                ctr.to_bytes(12, "big"), src, self._file_id + index.to_bytes(8, "big"), dst
+            )
+        except InvalidTag:
+            dst[:] = bytes(len(dst))  # decrypt_into leaves unauthenticated plaintext behind
+            raise TagFailure(index) from None
+
+    def open_run(
+        self,
+        index: int,
+        ctrs: Sequence[int],
+        srcs: Sequence[memoryview],
+        dsts: Sequence[memoryview],
+    ) -> None:
+        """Open consecutive stored blocks (every counter non-zero).
+
+        Raises:
+            TagFailure: a block failed; the caller zeroes all of ``dsts``.
+        """
+        fid = self._file_id
+        try:
+            _consume(
+                map(
+                    self._cipher().decrypt_into,
+                    [c.to_bytes(12, "big") for c in ctrs],
+                    srcs,
+                    [fid + b.to_bytes(8, "big") for b in range(index, index + len(ctrs))],
+                    dsts,
+                )
+            )
+        except InvalidTag:
+            for k, (ctr, src, dst) in enumerate(zip(ctrs, srcs, dsts, strict=True)):
+                self.open(index + k, ctr, src, dst)  # finds and reports the failing block
+            raise TagFailure(index) from None  # pragma: no cover - the loop raised
+
+    def close(self) -> None:
+        """Drop the cipher (the only reference to the key schedule)."""
+        self._aead = None

@@ -1,0 +1,460 @@
+"""Encrypted files keep every byte across real faults: fork, ENOSPC, interrupts.
+
+Only the public file-object API is used to drive and check the files (so the
+same tests show the faults of an implementation without the defences):
+
+* fork: real ``os.fork()`` children that close, exit, ``sys.exit``, read
+  other blocks, read after the parent rewrote, try to write; afterwards the
+  parent's data is compared byte for byte;
+* ENOSPC: a real size-limited tmpfs, filled by a filler file, while
+  appending to a partial block, rewriting the middle across a hole, and
+  truncating up;
+* interrupts: a real ``setitimer`` signal whose handler raises, hundreds of
+  times inside large writes and truncates; afterwards the file must read
+  without error and hold, outside the interrupted call's range, exactly what
+  the earlier calls wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import pickle
+import random
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _helpers_core import run_python
+from _helpers_crypt import backing_fd
+from hardtemp._crypt import EncryptedRawIO, open_encrypted
+from hardtemp.exceptions import InsecureOperationError, IntegrityError
+
+BS = 4096
+
+
+def _in_child(fn: Callable[[], object]) -> tuple[str, str]:
+    """Run ``fn()`` in a forked child; return (exception class name or 'ok', repr/message)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            try:
+                res = ("ok", repr(fn()))
+            except BaseException as exc:
+                res = (type(exc).__name__, str(exc))
+            os.write(w, pickle.dumps(res))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        data = inp.read()
+    os.waitpid(pid, 0)
+    result: tuple[str, str] = pickle.loads(data)  # noqa: S301 - our own child
+    return result
+
+
+def _pattern(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+# --- fork ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("buffering", [0, -1], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("child_does", ["close", "read_other_blocks", "write", "truncate"])
+def test_nothing_a_forked_child_does_changes_what_the_parent_reads_or_writes(
+    buffering: int, child_does: str
+) -> None:
+    data = _pattern(10 * BS + 123, 1)
+    with open_encrypted(backing_fd(), "w+b", buffering=buffering) as f:
+        f.write(data)
+        f.flush()
+        f.seek(100)
+        assert f.read(10) == data[100:110]  # block 0 is now the cached block
+
+        def child() -> object:
+            if child_does == "read_other_blocks":
+                for k in (3, 7, 9):
+                    f.seek(k * BS + 5)
+                    f.read(20)  # loads block k into the child's scratch
+                return None
+            if child_does == "write":
+                f.seek(50)
+                f.write(b"child was here")
+                f.flush()
+            if child_does == "truncate":
+                f.truncate(7)
+            f.close()
+            return None
+
+        kind, _ = _in_child(child)
+        assert kind == ("InsecureOperationError" if child_does in ("write", "truncate") else "ok")
+        # The parent's cached block, its partial rewrite, and everything else are intact.
+        f.seek(100)
+        assert f.read(10) == data[100:110]
+        f.seek(200)
+        f.write(b"PARENT")
+        f.flush()
+        expected = data[:200] + b"PARENT" + data[206:]
+        f.seek(0)
+        assert f.read() == expected
+
+
+_EXIT_SCRIPT = """
+import os, sys
+from hardtemp._crypt import open_encrypted
+how, buffering = sys.argv[1], int(sys.argv[2])
+fd = os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+f = open_encrypted(fd, "w+b", buffering=buffering)
+data = bytes(range(256)) * 200
+f.write(data)
+f.flush()
+f.seek(100)
+assert f.read(10) == data[100:110]
+pid = os.fork()
+if pid == 0:
+    f.seek(30000)
+    f.read(10)  # another block into the child's scratch
+    if how == "sys.exit":
+        sys.exit(0)  # unwinds; interpreter shutdown finalizes (closes) the file
+    # "exit": falls off the end of the script: a normal interpreter exit
+else:
+    os.waitpid(pid, 0)
+    f.seek(100)
+    assert f.read(10) == data[100:110], "parent's cached block changed"
+    f.seek(150)
+    f.write(b"P")
+    f.flush()
+    f.seek(0)
+    assert f.read() == data[:150] + b"P" + data[151:], "parent's data changed"
+    print("parent intact")
+"""
+
+
+@pytest.mark.parametrize("buffering", [0, -1], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("how", ["exit", "sys.exit"])
+def test_a_forked_child_exiting_normally_does_not_change_the_parents_data(
+    buffering: int, how: str
+) -> None:
+    proc = run_python(_EXIT_SCRIPT, how, str(buffering))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("parent intact") == 1
+
+
+@pytest.mark.parametrize("buffering", [0, -1], ids=["unbuffered", "buffered"])
+def test_forked_child_gets_integrity_error_for_a_cached_block_the_parent_rewrote(
+    buffering: int,
+) -> None:
+    data = _pattern(3 * BS, 2)
+    with open_encrypted(backing_fd(), "w+b", buffering=buffering) as f:
+        f.write(data)
+        f.flush()
+        f.seek(10)
+        assert f.read(5) == data[10:15]  # block 0 cached in parent (and, at fork, in the child)
+        go_r, go_w = os.pipe()
+
+        def child() -> object:
+            os.read(go_r, 1)  # until the parent rewrote block 0
+            # Still block 0, but outside the 4 KiB buffer of the buffered layer (which
+            # keeps what it read before the fork, as any buffered file does).
+            f.seek(5000)
+            return f.read(5)
+
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                try:
+                    res = ("ok", repr(child()))
+                except BaseException as exc:
+                    res = (type(exc).__name__, str(exc))
+                os.write(w, pickle.dumps(res))
+            finally:
+                os._exit(0)
+        os.close(w)
+        f.seek(0)
+        f.write(b"rewritten")
+        f.flush()
+        os.write(go_w, b"x")
+        with os.fdopen(r, "rb") as inp:
+            kind, _ = pickle.loads(inp.read())  # noqa: S301 - our own child
+        os.waitpid(pid, 0)
+        os.close(go_r)
+        os.close(go_w)
+        assert kind == "IntegrityError"  # never the stale bytes
+
+
+def test_forked_child_may_read_what_was_written_before_the_fork() -> None:
+    data = _pattern(5 * BS + 7, 3)
+    with open_encrypted(backing_fd(), "w+b", buffering=0) as f:
+        f.write(data)
+
+        def child() -> object:
+            f.seek(0)
+            return f.read()
+
+        assert _in_child(child) == ("ok", repr(data))
+
+
+# --- ENOSPC on a real full filesystem --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _full(mnt: Path) -> Iterator[Path]:
+    """Fill the filesystem at ``mnt`` to the last page with a filler file."""
+    filler = mnt / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        chunk = b"\xff" * 4096
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(chunk)
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\xff")
+    try:
+        yield filler
+    finally:
+        filler.unlink()
+
+
+def _enc_on(mnt: Path, buffering: int = 0) -> Any:
+    fd = os.open(mnt, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    return open_encrypted(fd, "w+b", buffering=buffering)
+
+
+def _assert_enospc(call: Callable[[], object]) -> None:
+    with pytest.raises(OSError) as info:
+        call()
+    assert info.value.errno == errno.ENOSPC
+    assert not isinstance(info.value, IntegrityError)
+
+
+def test_enospc_while_appending_to_a_partial_block_keeps_its_bytes(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    mnt = small_tmpfs(512)
+    with _enc_on(mnt) as f:
+        head = _pattern(100, 4)
+        f.write(head)  # block 0: 116 bytes on disk, one page
+        with _full(mnt):
+            # Re-sealing block 0 at full length needs a second page: none is left.
+            _assert_enospc(lambda: f.write(_pattern(BS, 5)))
+            f.seek(0)
+            assert f.read() == head
+            assert f.seek(0, io.SEEK_END) == 100
+        f.seek(0, io.SEEK_END)
+        f.write(b"more")  # space again: the file works on
+        f.seek(0)
+        assert f.read() == head + b"more"
+
+
+def test_enospc_while_rewriting_the_middle_across_a_hole_keeps_earlier_blocks(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    mnt = small_tmpfs(512)
+    with _enc_on(mnt) as f:
+        first = _pattern(4 * BS, 6)
+        f.write(first)
+        f.seek(40 * BS)
+        f.write(b"tail")  # blocks 4..39 are a hole: no pages allocated
+        with _full(mnt):
+            f.seek(2 * BS + 10)
+            # Overwrites blocks 2 and 3 in place (pages exist), then needs pages for the hole.
+            _assert_enospc(lambda: f.write(_pattern(30 * BS, 7)))
+            f.seek(0)
+            assert f.read(4 * BS) == first
+            assert f.read(36 * BS) == bytes(36 * BS)
+            assert f.read() == b"tail"
+
+
+def test_enospc_while_truncating_up_keeps_size_and_contents(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    mnt = small_tmpfs(512)
+    with _enc_on(mnt) as f:
+        head = _pattern(3 * BS + 100, 8)
+        f.write(head)
+        with _full(mnt):
+            # The partial last block must be re-sealed at full length: a new page.
+            _assert_enospc(lambda: f.truncate(20 * BS))
+            assert f.seek(0, io.SEEK_END) == len(head)
+            f.seek(0)
+            assert f.read() == head
+
+
+def test_enospc_with_the_buffered_stack_raises_and_keeps_flushed_data(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    mnt = small_tmpfs(512)
+    with _enc_on(mnt, buffering=-1) as f:
+        head = _pattern(1000, 9)
+        f.write(head)
+        f.flush()
+        with _full(mnt):
+            _assert_enospc(lambda: (f.write(_pattern(100_000, 10)), f.flush()))
+            f.seek(0)
+            assert f.read(1000) == head
+
+
+# --- interrupts ------------------------------------------------------------------------------
+
+
+class _Interrupt(Exception):
+    """Raised by the signal handler: what a KeyboardInterrupt does to the code it hits."""
+
+
+@contextlib.contextmanager
+def _raising_timer(interval: float) -> Iterator[list[bool]]:
+    """A real repeating SIGALRM whose handler raises while ``armed[0]`` is true."""
+    armed = [False]
+
+    def handler(signum: int, frame: Any) -> None:
+        # Only inside hardtemp's own code (not in an unrelated callback such as a
+        # weakref finalizer, where Python would swallow the exception).
+        if armed[0] and frame is not None and "/hardtemp/" in frame.f_code.co_filename:
+            armed[0] = False
+            raise _Interrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, interval, interval)
+    try:
+        yield armed
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _check_interrupted_write(old: bytes, new: bytes, pos: int, data: bytes) -> None:
+    """After an interrupted write of ``data`` at ``pos``: bytes outside its range
+    are the old ones (zeros in a hole), bytes inside are old or new."""
+    end = pos + len(data)
+    assert len(old) <= len(new) <= max(len(old), end)
+    assert new[: min(pos, len(old))] == old[: min(pos, len(old))]
+    if len(new) > len(old):
+        gap = new[len(old) : min(pos, len(new))]
+        assert gap == bytes(len(gap))
+    assert new[end:] == old[end:]
+    for p in range(pos, min(end, len(new))):
+        was = old[p] if p < len(old) else 0
+        if new[p] not in (was, data[p - pos]):  # pragma: no cover - the failure report
+            pytest.fail(f"byte {p} is {new[p]}, neither old {was} nor written {data[p - pos]}")
+
+
+def _read_all(f: Any) -> bytes:
+    f.seek(0)
+    out: bytes = f.read()
+    return out
+
+
+@pytest.mark.parametrize("block_size", [64, 4096])
+def test_interrupts_inside_writes_and_truncates_never_lose_earlier_data(block_size: int) -> None:
+    rnd = random.Random(block_size)
+    interrupted = 0
+    with EncryptedRawIO(backing_fd(), block_size=block_size) as f:
+        model = b""
+        with _raising_timer(0.0002) as armed:
+            for step in range(1500):
+                size = len(model)
+                op = rnd.random()
+                pos = rnd.randrange(0, size + 3 * block_size + 1)
+                data = rnd.randbytes(rnd.choice([1, 100, 5000, 60_000, 200_000]))
+                try:
+                    armed[0] = True
+                    if op < 0.85:
+                        f.seek(pos)
+                        f.write(data)
+                    else:
+                        f.truncate(pos)
+                    armed[0] = False
+                except _Interrupt:
+                    interrupted += 1
+                    armed[0] = False
+                    now = _read_all(f)
+                    if op < 0.85:
+                        _check_interrupted_write(model, now, pos, data)
+                    else:
+                        assert now in (model, (model + bytes(pos))[:pos])
+                    model = now
+                    continue
+                if op < 0.85:
+                    model = (
+                        (model + bytes(max(0, pos - len(model))))[:pos]
+                        + data
+                        + model[pos + len(data) :]
+                    )
+                else:
+                    model = (model + bytes(pos))[:pos]
+                if step % 50 == 0:
+                    armed[0] = False
+                    assert _read_all(f) == model
+        assert _read_all(f) == model
+    assert interrupted >= 200, f"only {interrupted} calls were interrupted"
+
+
+def test_interrupts_inside_buffered_writes_leave_a_readable_consistent_file() -> None:
+    interrupted = 0
+    rnd = random.Random(7)
+    with open_encrypted(backing_fd(), "w+b") as f:
+        f.write(b"A" * 10_000)
+        f.flush()
+        with _raising_timer(0.0002) as armed:
+            for _ in range(600):
+                try:
+                    armed[0] = True
+                    f.seek(rnd.randrange(0, 200_000))
+                    f.write(b"B" * rnd.choice([10, 5000, 150_000]))
+                    f.flush()
+                    armed[0] = False
+                except _Interrupt:
+                    interrupted += 1
+                    armed[0] = False
+        f.seek(0)
+        everything = f.read()  # never an IntegrityError
+        assert everything[:10] in (b"A" * 10, everything[:10])
+        assert set(everything) <= {0, ord("A"), ord("B")}
+    assert interrupted >= 100
+
+
+# --- small API faults ------------------------------------------------------------------------
+
+
+def test_unbuffered_read_none_reads_everything_like_fileio() -> None:
+    with open_encrypted(backing_fd(), "w+b", buffering=0) as raw:
+        raw.write(b"x" * 10_000)
+        raw.seek(3)
+        assert raw.read(None) == b"x" * 9997
+        assert raw.read(None) == b""
+
+
+def test_forked_child_write_is_refused_even_without_pythons_fork_hooks() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with EncryptedRawIO(backing_fd()) as raw:
+        raw.write(b"parent")
+        r, w = os.pipe()
+        pid = libc.fork()  # the raw system call wrapper: no os.register_at_fork hooks run
+        if pid == 0:  # pragma: no cover - child
+            try:
+                try:
+                    raw.seek(0)
+                    raw.write(b"child")
+                    os.write(w, b"written")
+                except InsecureOperationError:
+                    os.write(w, b"refused")
+            finally:
+                os._exit(0)
+        os.close(w)
+        answer = os.read(r, 100)
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert answer == b"refused"
+        raw.seek(0)
+        assert raw.read() == b"parent"
