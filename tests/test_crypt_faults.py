@@ -29,6 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from _helpers_core import run_python
 from _helpers_crypt import backing_fd
@@ -458,3 +467,143 @@ def test_forked_child_write_is_refused_even_without_pythons_fork_hooks() -> None
         assert answer == b"refused"
         raw.seek(0)
         assert raw.read() == b"parent"
+
+
+# --- a stateful test: faults interleaved with every operation -----------------------------------
+
+
+def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachine]:
+    bs = 512
+    offsets = st.one_of(
+        st.builds(lambda k, d: max(0, k * bs + d), st.integers(0, 24), st.integers(-2, 2)),
+        st.integers(0, 24 * bs),
+    )
+
+    class FaultyEncryptedFile(RuleBasedStateMachine):
+        """Writes, reads, seeks and truncates against a BytesIO model, with a full
+        disk (a real tmpfs filled by a filler file) and real signal interrupts
+        raised at a random moment inside the call."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            self.f = EncryptedRawIO(fd, block_size=bs)
+            self.model = b""
+            self.pos = 0
+            self.filler: Any = None
+            self.faults = 0
+
+        def _call(self, interrupt_after: float | None, fn: Callable[[], object]) -> bool:
+            """Run fn; True if it completed, False if it raised ENOSPC or was interrupted."""
+            armed = [interrupt_after is not None]
+
+            def handler(signum: int, frame: Any) -> None:
+                if armed[0] and frame is not None and "/hardtemp/" in frame.f_code.co_filename:
+                    armed[0] = False
+                    raise _Interrupt
+
+            old = signal.signal(signal.SIGALRM, handler)
+            if interrupt_after is not None:
+                signal.setitimer(signal.ITIMER_REAL, interrupt_after, 0.00005)
+            try:
+                fn()
+            except _Interrupt:
+                return False
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                assert not isinstance(exc, IntegrityError)
+                return False
+            finally:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+            return True
+
+        def _actual(self) -> bytes:
+            self.f.seek(0)
+            data: bytes = self.f.read()
+            self.f.seek(self.pos)
+            return data
+
+        @precondition(lambda self: can_fill and self.filler is None)
+        @rule()
+        def fill_the_disk(self) -> None:
+            self.filler = open(directory / "filler", "wb", buffering=0)  # noqa: SIM115
+            with contextlib.suppress(OSError):
+                while True:
+                    self.filler.write(b"\xff" * 4096)
+
+        @precondition(lambda self: self.filler is not None)
+        @rule()
+        def free_the_disk(self) -> None:
+            self.filler.close()
+            (directory / "filler").unlink()
+            self.filler = None
+
+        @rule(
+            pos=offsets,
+            data=st.binary(min_size=1, max_size=6 * bs),
+            interrupt=st.one_of(st.none(), st.floats(0.00001, 0.0005)),
+        )
+        def write_at(self, pos: int, data: bytes, interrupt: float | None) -> None:
+            def call() -> None:
+                self.f.seek(pos)
+                self.f.write(data)
+
+            old = self.model
+            if self._call(interrupt, call):
+                self.model = (
+                    (old + bytes(max(0, pos - len(old))))[:pos] + data + old[pos + len(data) :]
+                )
+                self.pos = pos + len(data)
+            else:
+                self.faults += 1
+                self.pos = pos
+                self.model = self._actual()
+                _check_interrupted_write(old, self.model, pos, data)
+
+        @rule(size=offsets, interrupt=st.one_of(st.none(), st.floats(0.00001, 0.0005)))
+        def truncate(self, size: int, interrupt: float | None) -> None:
+            old = self.model
+            new = (old + bytes(size))[:size]
+            if self._call(interrupt, lambda: self.f.truncate(size)):
+                self.model = new
+            else:
+                self.faults += 1
+                self.model = self._actual()
+                assert self.model in (old, new)  # a truncate is all or nothing
+
+        @rule(pos=offsets, n=st.integers(0, 3 * bs))
+        def read_at(self, pos: int, n: int) -> None:
+            self.f.seek(pos)
+            assert self.f.read(n) == self.model[pos : pos + n]
+            self.pos = self.f.tell()
+
+        @invariant()
+        def whole_file_matches_the_model(self) -> None:
+            assert self._actual() == self.model
+            self.f._map.check()
+
+        def teardown(self) -> None:
+            self.f.close()
+            if self.filler is not None:
+                self.free_the_disk()
+
+    return FaultyEncryptedFile
+
+
+def test_stateful_faults_against_a_bytesio_model(request: pytest.FixtureRequest) -> None:
+    if os.geteuid() == 0:
+        directory, can_fill = request.getfixturevalue("small_tmpfs")(256), True
+    else:  # no tmpfs to fill: interrupts only
+        directory, can_fill = Path(tempfile.gettempdir()), False
+    machine = _fault_machine(directory, can_fill)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=120,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

@@ -3,7 +3,9 @@
 A unique marker is written through EncryptedRawIO / open_encrypted onto an
 unnamed O_TMPFILE file on loop-mounted ext4 and btrfs, fsync'ed, closed, the
 filesystem unmounted, and the raw image searched. The controls do the same with
-plain os.write and find the marker, so the search can fail. Mounted with
+plain os.write and find the marker, so the search can fail. The one-line switch
+(``hardtemp.compat.TemporaryFile``) is checked the hard way: the writing process
+is SIGKILLed after a ``sync``, against the standard module as the control. Mounted with
 ``nodiscard`` so that freed blocks keep what was written to them (btrfs would
 otherwise discard them asynchronously and hide a leak).
 """
@@ -11,11 +13,15 @@ otherwise discard them asynchronously and hide a leak).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from _helpers_core import SRC
 from conftest import LoopFS, marker
 from hardtemp._crypt import EncryptedRawIO, open_encrypted
 
@@ -94,3 +100,37 @@ def test_control_plain_write_leaves_the_marker_in_the_image(
         _keep(fs, fd, "kept.bin")
     os.close(fd)
     assert fs.image_contains(m)
+
+
+_KILLED_WRITER = """
+import os, sys, time
+if sys.argv[1] == "compat":
+    import hardtemp.compat as tempfile
+else:
+    import tempfile
+m = bytes.fromhex(sys.argv[3])
+f = tempfile.TemporaryFile(dir=sys.argv[2])
+for _ in range(200):
+    f.write(m)
+f.write(m * 3000)
+f.flush()
+os.sync()  # everything written is on the disk now
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("module", ["compat", "stdlib"])
+def test_sigkilled_compat_temporary_file_leaves_no_marker_and_the_stdlib_control_does(
+    loopfs: Callable[..., LoopFS], module: str
+) -> None:
+    fs = loopfs("ext4", options="nodiscard")
+    m = marker()
+    env = dict(os.environ, PYTHONPATH=SRC)
+    args = [sys.executable, "-c", _KILLED_WRITER, module, str(fs.mountpoint), m.hex()]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGKILL)  # no close, no finalizer, no cleanup of any kind
+        proc.wait()
+    assert fs.image_contains(m) is (module == "stdlib")

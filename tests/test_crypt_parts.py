@@ -1,0 +1,277 @@
+"""The parts of hardtemp._crypt: block map arithmetic, protected memory, sealer, ownership.
+
+* the block map is pure: hypothesis drives it through random commits,
+  grows, shrinks and snapshot/restore pairs and checks its invariants;
+* protected memory: /proc/self/smaps shows the mapping do-not-dump and
+  wipe-on-fork, a real forked child sees zeros there;
+* ownership of the descriptor: ENOMEM injected at the mapping (the one
+  place a mock is fair: it cannot be caused reliably) must not close an
+  unrelated file that reused the descriptor number.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import errno
+import gc
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hardtemp
+from _helpers_crypt import backing_fd, raw_of
+from _helpers_euid import as_euid
+from hardtemp._crypt import EncryptedRawIO, open_encrypted
+from hardtemp._crypt._blockmap import BlockMap
+from hardtemp._crypt._sealer import TAG_SIZE, BlockSealer, TagFailure
+from hardtemp._crypt._secmem import ProtectedMemory
+
+# --- the block map ----------------------------------------------------------------------------
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("commit"), st.integers(0, 40), st.integers(1, 6), st.integers(0, 50)),
+        st.tuples(st.just("grow"), st.integers(0, 45 * 64)),
+        st.tuples(st.just("shrink"), st.integers(0, 45 * 64)),
+        st.tuples(st.just("rollback"), st.integers(0, 40), st.integers(1, 6), st.integers(0, 50)),
+    ),
+    max_size=40,
+)
+
+
+def _reseal_last(m: BlockMap, first: int, ctr: int) -> None:
+    """The raw file re-seals a partial last block before writing past it (its own transaction)."""
+    if m.size % m.bs and m.ctr(m.size // m.bs) and m.size // m.bs < first:
+        m.commit_run(m.size // m.bs, ctr, 1, (m.size // m.bs + 1) * m.bs)
+
+
+def _commit(m: BlockMap, first: int, count: int, extra: int, ctr: int) -> None:
+    """What the raw file does for a write of blocks first..first+count-1."""
+    last = first + count - 1
+    new_size = max(m.size, last * m.bs + 1 + min(extra, m.bs - 1))
+    _reseal_last(m, first, ctr + 100_000)
+    m.commit_run(first, ctr, count, new_size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ops)
+def test_block_map_invariants_hold_through_any_sequence(ops: list[tuple[Any, ...]]) -> None:
+    m = BlockMap(64)
+    ctr = 1
+    for op in ops:
+        if op[0] == "commit":
+            _commit(m, op[1], op[2], op[3], ctr)
+            ctr += op[2]
+        elif op[0] == "grow":
+            if op[1] > m.size and not (m.size % m.bs and m.ctr(m.size // m.bs)):
+                m.grow(op[1])
+        elif op[0] == "shrink":
+            if op[1] < m.size:
+                m.shrink(op[1], ctr)
+                ctr += 1
+        else:
+            _, first, count, extra = op
+            _reseal_last(m, first, ctr + 200_000)
+            before = (m.size, m.disk_end, array.array("Q", m.ctrs))
+            snap = m.snapshot(first, first + count - 1)
+            _commit(m, first, count, extra, ctr)
+            ctr += count
+            m.restore(snap)
+            m.restore(snap)  # idempotent
+            assert (m.size, m.disk_end, m.ctrs) == before
+        m.check()
+        assert len(m.ctrs) * m.ctrs.itemsize <= 8 * -(-m.size // m.bs)
+
+
+@given(st.integers(0, 30), st.integers(0, 30))
+def test_stored_segments_cover_exactly_the_stored_blocks(first: int, span: int) -> None:
+    m = BlockMap(64)
+    m.commit_run(2, 1, 3, 5 * 64)  # blocks 2..4
+    m.commit_run(8, 4, 2, 10 * 64 - 7)  # blocks 8..9, the last one short
+    segs = m.stored_segments(first, first + span)
+    covered = {k for off, n in segs for k in range(off // m.slot, (off + n - 1) // m.slot + 1)}
+    assert covered == {k for k in (2, 3, 4, 8, 9) if first <= k <= first + span}
+    for off, n in segs:
+        assert off + n <= m.disk_end
+
+
+def test_block_map_check_reports_each_broken_invariant() -> None:
+    m = BlockMap(64)
+    m.commit_run(0, 1, 2, 100)
+    m.check()
+    m.ctrs.append(0)
+    with pytest.raises(AssertionError, match="trailing"):
+        m.check()
+    m.ctrs.pop()
+    m.disk_end += 1
+    with pytest.raises(AssertionError, match="disk_end"):
+        m.check()
+    m.disk_end -= 1
+    m.size = 10
+    with pytest.raises(AssertionError, match="past the end"):
+        m.check()
+
+
+# --- the sealer -------------------------------------------------------------------------------
+
+
+def test_sealer_counters_only_increase_and_refuse_to_wrap() -> None:
+    key = memoryview(bytearray(32))
+    s = BlockSealer(key)
+    assert key == bytes(32)  # the key bytes were zeroed once AESGCM had its copy
+    assert s.take(3) == 1
+    assert s.take(1) == 4
+    s._next = 2**64 - 1
+    assert s.take(1) == 2**64 - 1
+    with pytest.raises(OSError) as info:
+        s.take(1)
+    assert info.value.errno == errno.EOVERFLOW
+
+
+def test_sealer_binds_block_index_and_counter() -> None:
+    s = BlockSealer(memoryview(bytearray(32)))
+    src = memoryview(b"x" * 64)
+    ct = memoryview(bytearray(64 + TAG_SIZE))
+    s.seal(5, 7, src, ct)
+    out = memoryview(bytearray(b"\xaa" * 64))
+    s.open(5, 7, ct, out)
+    assert out == src
+    for index, ctr in ((6, 7), (5, 8)):
+        with pytest.raises(TagFailure):
+            s.open(index, ctr, ct, out)
+        assert out == bytes(64)  # no unauthenticated plaintext left behind
+    s.close()
+    with pytest.raises(ValueError, match="closed"):
+        s.open(5, 7, ct, out)
+
+
+# --- protected memory -------------------------------------------------------------------------
+
+
+def _vmflags(address: int) -> set[str]:
+    """VmFlags of the mapping of this process that contains ``address``."""
+    current: list[int] | None = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            current = [lo, hi]
+        elif head == "VmFlags:" and current and current[0] <= address < current[1]:
+            return set(line.split()[1:])
+    raise AssertionError(f"no mapping contains {address:#x}")
+
+
+def test_scratch_and_key_memory_is_marked_do_not_dump_and_wipe_on_fork() -> None:
+    with open_encrypted(backing_fd(), "w+b", buffering=0) as raw:
+        mem = raw._mem
+        assert mem is not None
+        flags = _vmflags(mem.address)
+        assert "dd" in flags  # MADV_DONTDUMP: not in core dumps
+        assert "wf" in flags  # MADV_WIPEONFORK: zeros in a child
+        if mem.locked:
+            assert "lo" in flags  # mlock: never swapped out
+        assert mem.dontdump
+        assert mem.wipeonfork
+
+
+def test_a_forked_child_sees_zeros_where_the_parent_keeps_plaintext() -> None:
+    with open_encrypted(backing_fd(), "w+b", buffering=0) as raw:
+        raw.write(b"S" * 10_000)
+        raw.seek(5)
+        raw.read(3)  # block 0's plaintext now sits in the scratch block
+        mem = raw._mem
+        assert mem is not None
+        assert bytes(mem.view[:16]) == b"S" * 16
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.write(w, pickle.dumps((bytes(mem.view), mem.forked)))
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as inp:
+            seen, forked = pickle.loads(inp.read())  # noqa: S301 - our own child
+        os.waitpid(pid, 0)
+        assert seen == bytes(len(seen))  # scratch, key area and cached counter: all zero
+        assert forked is True
+        assert bytes(mem.view[:16]) == b"S" * 16  # the parent's copy is untouched
+        assert mem.forked is False
+
+
+def test_protected_memory_is_zeroed_on_close() -> None:
+    mem = ProtectedMemory(100)
+    mem.view[:] = b"k" * 100
+    view = memoryview(mem._map)  # type: ignore[arg-type]  # a view kept alive elsewhere
+    mem.close()
+    assert view == bytes(len(view))
+    view.release()
+    mem.close()  # idempotent
+
+
+def test_mlock_failure_past_the_limit_is_quiet() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, hard))
+    try:
+        # As root, CAP_IPC_LOCK ignores the limit: act as another user (effective uid).
+        with as_euid() if os.geteuid() == 0 else contextlib.nullcontext():
+            mem = ProtectedMemory(4096)
+        assert not mem.locked
+        assert mem.dontdump  # the other protections do not depend on the lock
+        mem.view[:5] = b"works"
+        mem.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft, hard))
+
+
+# --- descriptor ownership ---------------------------------------------------------------------
+
+
+def _enomem(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+
+def test_enomem_at_the_mapping_never_closes_an_unrelated_descriptor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Mock: ENOMEM from mmap cannot be caused reliably (overcommit); the error path can.
+    monkeypatch.setattr(ProtectedMemory, "__init__", _enomem)
+    with pytest.raises(OSError) as info:
+        hardtemp.TemporaryFile()
+    assert info.value.errno == errno.ENOMEM
+    unrelated = tmp_path / "unrelated"
+    unrelated.write_bytes(b"innocent")
+    fd = os.open(unrelated, os.O_RDONLY)  # very likely the number the backing file had
+    try:
+        del info
+        gc.collect()  # the half-built file object (kept alive by the traceback) is finalized
+        assert os.pread(fd, 8, 0) == b"innocent"
+    finally:
+        os.close(fd)
+
+
+def test_a_failed_constructor_leaves_the_descriptor_to_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ProtectedMemory, "__init__", _enomem)
+    fd = backing_fd()
+    try:
+        with pytest.raises(OSError):
+            EncryptedRawIO(fd)
+        gc.collect()
+        os.fstat(fd)  # still open: it is the caller's to close
+    finally:
+        os.close(fd)
+
+
+def test_raw_of_helper_finds_the_encrypted_layer() -> None:
+    with open_encrypted(backing_fd(), "w+", encoding="utf-8") as t:
+        assert isinstance(raw_of(t), EncryptedRawIO)
