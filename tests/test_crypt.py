@@ -15,7 +15,6 @@ import pickle
 import subprocess
 import sys
 import threading
-import warnings
 from typing import Any
 
 import pytest
