@@ -24,6 +24,7 @@ import os
 import pickle
 import random
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
