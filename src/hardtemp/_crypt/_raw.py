@@ -146,6 +146,7 @@ class EncryptedRawIO(io.RawIOBase):
     _pt: memoryview | None = None
     _pending: Txn | Trim | None = None
     _forked: bool = False
+    name: Any = None
 
     def __init__(
         self,
@@ -380,8 +381,8 @@ class EncryptedRawIO(io.RawIOBase):
             m = self._map
             if new > m.size:
                 self._check_size_limit(new)
-                self._grow_last_block(new, None)
-                m.grow(new)
+                if not self._grow_last_block(new, None, grow_to=new):
+                    m.grow(new)  # one store: nothing on disk changes
             elif new < m.size:
                 self._shrink(new)
             return new
@@ -420,8 +421,9 @@ class EncryptedRawIO(io.RawIOBase):
             self._ct, self._ct_one = bytearray(), None
             self._ct1v = memoryview(b"")
             self._ct1_all, self._ct1_mid = [], []
-            self._map.ctrs = array.array("Q")
-            self._io.release()
+            if "_map" in self.__dict__:  # absent when the constructor failed early
+                self._map.ctrs = array.array("Q")
+                self._io.release()
             fd, self._fd = self._fd, -1
             if self._closefd and fd >= 0 and not release_fd:
                 os.close(fd)
@@ -430,7 +432,7 @@ class EncryptedRawIO(io.RawIOBase):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object (it holds a key)")
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"size={self._map.size}"
+        state = "closed" if self.closed or "_map" not in self.__dict__ else f"size={self._map.size}"
         return f"<hardtemp.EncryptedRawIO name={self.name!r} block_size={self._bs} {state}>"
 
     # --- checks ----------------------------------------------------------------------------
@@ -655,24 +657,34 @@ class EncryptedRawIO(io.RawIOBase):
         sealer.seal(index, ctr, pt[:new_len], ct)
         return ctr, ct
 
-    def _grow_last_block(self, new_size: int, write_pos: int | None) -> None:
+    def _grow_last_block(
+        self, new_size: int, write_pos: int | None, *, grow_to: int | None = None
+    ) -> bool:
         """Before the size grows to ``new_size``: re-seal the current last block
         at its new stored length if it is partial, on disk, and not going to be
         rewritten by a write starting at ``write_pos`` (``None``: no write
-        follows). It keeps its bytes; the new tail is zeros."""
+        follows). It keeps its bytes; the new tail is zeros. With ``grow_to``
+        the size becomes that in the same transaction (an atomic truncate up).
+        Returns whether it re-sealed."""
         m, bs = self._map, self._bs
         if m.size % bs == 0:
-            return
+            return False
         last = m.size // bs
         if m.ctr(last) == 0:
-            return
+            return False
         if write_pos is not None and write_pos < (last + 1) * bs:
-            return  # the write's read-modify-write of this block does it
+            return False  # the write's read-modify-write of this block does it
         new_len = m.stored_len(last, new_size)
         ctr, ct = self._reseal_cut(last, m.size - last * bs, new_len)
-        commit = functools.partial(m.commit_run, last, ctr, 1, last * bs + new_len)
+
+        def commit() -> None:
+            m.commit_run(last, ctr, 1, last * bs + new_len)
+            if grow_to is not None:
+                m.grow(grow_to)
+
         self._update(last, last, last * self._slot, ct, commit)
         self._set_cache(last, ctr)
+        return True
 
     def _shrink(self, new: int) -> None:
         m, bs = self._map, self._bs
