@@ -88,7 +88,8 @@ class SwitchingRawIO(io.RawIOBase):
         pos = enc.tell()
         plain = self._create()
         try:
-            _copy(enc, plain.fileno())
+            # A plain file that tracks what it wrote (to tell our cuts from others') is told.
+            _copy(enc, plain.fileno(), getattr(plain, "_note", None))
             plain.seek(pos)  # the descriptor's offset: where another program reads or writes
         except BaseException:
             enc.seek(pos)
@@ -159,9 +160,10 @@ class SwitchingRawIO(io.RawIOBase):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
 
-def _copy(src: EncryptedRawIO, fd: int) -> None:
+def _copy(src: EncryptedRawIO, fd: int, note: Callable[[int, int], None] | None) -> None:
     """Copy all of ``src`` into the empty file ``fd`` with ``pwrite`` (the caller's
-    mode may be read-only); holes stay holes. The reused buffer is zeroed afterwards."""
+    mode may be read-only); holes stay holes; ``note(start, end)`` is told every
+    range written. The reused buffer is zeroed afterwards."""
     buf = bytearray(_COPY_BYTES)
     view = memoryview(buf)
     zeros = memoryview(bytes(_COPY_BYTES))
@@ -173,8 +175,12 @@ def _copy(src: EncryptedRawIO, fd: int) -> None:
                 done = 0
                 while done < n:
                     done += os.pwrite(fd, view[done:n], offset + done)
+                if note is not None:
+                    note(offset, offset + n)
             offset += n
         os.ftruncate(fd, offset)
+        if note is not None:
+            note(offset, offset)
     finally:
         view.release()
         buf[:] = bytes(len(buf))
