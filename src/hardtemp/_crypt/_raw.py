@@ -244,6 +244,9 @@ class EncryptedRawIO(io.RawIOBase):
             offset = operator.index(offset)
         if whence == os.SEEK_CUR and offset == 0:
             return self._pos  # what io.BufferedRandom asks before every read: a plain tell()
+        if whence == os.SEEK_SET and offset >= 0:
+            self._pos = offset  # one store: consistent without the lock, as in tell()
+            return offset
         with self._lock:
             if whence == os.SEEK_SET:
                 new = offset
@@ -720,20 +723,24 @@ class EncryptedRawIO(io.RawIOBase):
     def _read_one(self, index: int, lo: int, out: memoryview) -> None:
         """Fast path of :meth:`readinto` for a read inside block ``index``.
 
-        Kept lean (it is most of the cost of small random reads). Instead of an
-        ``fstat`` it checks the backing file's length with the read itself: a
-        short read means truncated; for the last block on disk it asks for one
-        byte more than expected, and getting it means extended.
+        Kept lean (it is most of the cost of small random reads: attribute
+        loads and calls are hoisted or inlined). Instead of an ``fstat`` it
+        checks the backing file's length with the read itself: a short read
+        means truncated; for the last block on disk it asks for one byte more
+        than expected, and getting it means extended.
         """
         ctrs = self._map.ctrs
         last = len(ctrs) - 1
         ctr = ctrs[index] if index <= last else 0
+        n = len(out)
         if not ctr:  # sparse: zeros, the disk is not touched
-            out[:] = self._zeros[: len(out)]
+            out[:] = self._zeros[:n]
             return
-        pt = self._scratch()
+        pt = self._pt
+        if pt is None or self._sealer is None:
+            raise ValueError("I/O operation on closed file")
         if index == self._cache_index and ctr == self._cc[0]:
-            out[:] = pt[lo : lo + len(out)]
+            out[:] = pt[lo : lo + n]
             return
         bs, slot = self._bs, self._slot
         if index < last:  # a stored block before the last one is always whole
@@ -747,19 +754,24 @@ class EncryptedRawIO(io.RawIOBase):
                 bufs = [self._ct1v[: want + 1]]
         ct = self._ct1v
         got = os.preadv(self._fd, bufs, index * slot)
-        if got < want:
-            got += self._io.read_full(ct[got:want], index * slot + got)
         if got != want:
-            change = "extended" if got > want else "truncated"
-            raise self._integrity(f"backing file was {change} (block {index})")
+            if got < want:
+                got += self._io.read_full(ct[got:want], index * slot + got)
+            if got != want:
+                change = "extended" if got > want else "truncated"
+                raise self._integrity(f"backing file was {change} (block {index})")
         # whole block: straight into the caller's buffer, else into the scratch block
-        whole = lo == 0 and len(out) == length
+        whole = lo == 0 and n == length
         dst = out if whole else pt if length == bs else pt[:length]
         self._cache_index = -1
-        self._open(index, ctr, ct[:want], dst)
+        try:
+            self._sealer.open(index, ctr, ct[:want], dst)
+        except TagFailure:
+            raise self._tag_failed(index) from None
         if not whole:
-            self._set_cache(index, ctr)
-            out[:] = pt[lo : lo + len(out)]
+            self._cc[0] = ctr  # see _set_cache
+            self._cache_index = index
+            out[:] = pt[lo : lo + n]
 
     def _read_range(self, pos: int, out: memoryview) -> None:
         bs = self._bs

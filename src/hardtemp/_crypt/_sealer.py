@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -44,6 +44,10 @@ class TagFailure(Exception):
 def _consume(results: Iterable[object]) -> None:
     """Run an iterator to its end in C, keeping nothing (itertools' "consume" recipe)."""
     collections.deque(results, maxlen=0)
+
+
+def _closed(*args: object) -> object:
+    raise ValueError("I/O operation on closed file")
 
 
 def _fill_random(view: memoryview) -> None:
@@ -82,6 +86,8 @@ class BlockSealer:
         # fails the tag anyway).
         self._file_id = os.urandom(16)
         self._next = 1
+        # Bound once: the single-block read is the hot path of small random reads.
+        self._decrypt_into: Callable[..., object] = self._aead.decrypt_into
 
     # --- counters ---------------------------------------------------------------------------
 
@@ -137,7 +143,7 @@ class BlockSealer:
             TagFailure: authentication failed; ``dst`` was zeroed.
         """
         try:
-            self._cipher().decrypt_into(
+            self._decrypt_into(
                 ctr.to_bytes(12, "big"), src, self._file_id + index.to_bytes(8, "big"), dst
             )
         except InvalidTag:
@@ -175,3 +181,4 @@ class BlockSealer:
     def close(self) -> None:
         """Drop the cipher (the only reference to the key schedule)."""
         self._aead = None
+        self._decrypt_into = _closed
