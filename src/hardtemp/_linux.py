@@ -32,8 +32,10 @@ __all__ = [
     "Statx",
     "fdinfo_mount_id",
     "fstatfs",
+    "mlock",
     "mount_id",
     "mount_id_at",
+    "munlock",
     "rename_noreplace",
     "statx",
 ]
@@ -57,6 +59,38 @@ FS_IOC_FIEMAP = (3 << 30) | (FIEMAP_HEADER.size << 16) | (ord("f") << 8) | 11
 def _raise_errno(filename: str | None = None) -> None:
     err = ctypes.get_errno()
     raise OSError(err, os.strerror(err), filename)
+
+
+# --- mlock ------------------------------------------------------------------------------------
+
+_mlock = _libc.mlock
+_mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_mlock.restype = ctypes.c_int
+_munlock = _libc.munlock
+_munlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_munlock.restype = ctypes.c_int
+
+
+def mlock(address: int, length: int) -> None:
+    """Lock ``length`` bytes at ``address`` in RAM (never swapped out).
+
+    Raises:
+        OSError: ``ENOMEM``/``EPERM`` past ``RLIMIT_MEMLOCK``, ``EAGAIN``.
+    """
+    while _mlock(address, length) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno()
+
+
+def munlock(address: int, length: int) -> None:
+    """Undo :func:`mlock`.
+
+    Raises:
+        OSError: ``ENOMEM`` (the range is not mapped).
+    """
+    while _munlock(address, length) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno()
 
 
 # --- renameat2 -------------------------------------------------------------------------------

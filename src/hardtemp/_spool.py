@@ -23,7 +23,9 @@ class SpooledTemporaryFile(io.IOBase):
     rollover and on close (:class:`io.BytesIO` leaves copies behind). The
     rollover file is encrypted by default (``encrypt=True``), so the data
     never reaches the disk in plaintext; with ``encrypt=False`` it is a
-    plaintext unnamed file that is overwritten when closed.
+    plaintext unnamed file that is overwritten when closed; with
+    ``encrypt="until-fileno"`` it is encrypted until its first ``fileno()``
+    (see :func:`TemporaryFile`).
 
     Raises: ValueError for an invalid ``mode``; on rollover, what
     :func:`TemporaryFile` raises.

@@ -22,27 +22,13 @@ import ctypes
 import mmap
 from typing import Final
 
+from .. import _linux
+
 __all__ = ["ProtectedMemory"]
 
 #: Linux's value (include/uapi/asm-generic/mman-common.h); Python's mmap module lacks it.
 MADV_WIPEONFORK: Final = getattr(mmap, "MADV_WIPEONFORK", 18)
 _PAGE: Final = mmap.PAGESIZE
-
-_libc: ctypes.CDLL | None = None
-
-
-def _mlock_fn(name: str) -> ctypes._NamedFuncPointer | None:
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:  # pragma: no cover - a libc that cannot be loaded
-            return None
-    fn = getattr(_libc, name, None)
-    if fn is not None:
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        fn.restype = ctypes.c_int
-    return fn
 
 
 class ProtectedMemory:
@@ -70,8 +56,11 @@ class ProtectedMemory:
         self.wipeonfork = _advise(m, MADV_WIPEONFORK)
         # Swap would write the plaintext to disk; fails quietly past RLIMIT_MEMLOCK.
         self._addr = _address(m)
-        lock = _mlock_fn("mlock")
-        self.locked = lock is not None and lock(self._addr, self._length) == 0
+        try:
+            _linux.mlock(self._addr, self._length)
+            self.locked = True
+        except OSError:  # past RLIMIT_MEMLOCK: the other protections still hold
+            self.locked = False
         m[self._length - 1] = 1  # the canary
         self.view = memoryview(m)[:size]
         self.address = self._addr
@@ -93,9 +82,8 @@ class ProtectedMemory:
         self.view.release()
         m[:] = bytes(self._length)
         if self.locked:
-            unlock = _mlock_fn("munlock")
-            if unlock is not None:
-                unlock(self._addr, self._length)
+            with contextlib.suppress(OSError):
+                _linux.munlock(self._addr, self._length)
         with contextlib.suppress(BufferError):  # a view kept alive elsewhere (a traceback)
             m.close()
 
