@@ -40,6 +40,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from _gates import IS_ROOT
 from _helpers_core import run_python
 from _helpers_crypt import backing_fd
 from hardtemp._crypt import EncryptedRawIO, open_encrypted
@@ -594,7 +595,7 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
 
 
 def test_stateful_faults_against_a_bytesio_model(request: pytest.FixtureRequest) -> None:
-    if os.geteuid() == 0:
+    if IS_ROOT:
         directory, can_fill = request.getfixturevalue("small_tmpfs")(256), True
     else:  # no tmpfs to fill: interrupts only
         directory, can_fill = Path(tempfile.gettempdir()), False

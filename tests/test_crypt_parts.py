@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hardtemp
+from _gates import IS_ROOT
 from _helpers_crypt import backing_fd, raw_of
 from _helpers_euid import as_euid
 from hardtemp._crypt import EncryptedRawIO, open_encrypted
@@ -222,7 +223,7 @@ def test_mlock_failure_past_the_limit_is_quiet() -> None:
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, hard))
     try:
         # As root, CAP_IPC_LOCK ignores the limit: act as another user (effective uid).
-        with as_euid() if os.geteuid() == 0 else contextlib.nullcontext():
+        with as_euid() if IS_ROOT else contextlib.nullcontext():
             mem = ProtectedMemory(4096)
         assert not mem.locked
         assert mem.dontdump  # the other protections do not depend on the lock
