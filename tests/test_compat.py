@@ -854,3 +854,19 @@ def test_one_store_for_the_default_directory_and_one_scan_of_the_candidates(
     _tempdir.tempdir = str(private_dir)  # and the reverse
     assert compat.tempdir == str(private_dir)
     assert compat.gettempdir() == str(private_dir)
+
+
+def test_the_install_warning_sees_a_module_imported_since_the_last_install(
+    tmp_path: Path,
+) -> None:
+    compat.install()
+    compat.uninstall()  # a first scan, remembered for a loop of install()/uninstall()
+    _write_module(tmp_path, "late_binding_tmp", "from tempfile import mkdtemp\n")
+    try:
+        importlib.import_module("late_binding_tmp")
+        with pytest.warns(StaleBindingWarning, match=r"late_binding_tmp\.mkdtemp"):
+            compat.install()
+    finally:
+        compat.uninstall()
+        sys.modules.pop("late_binding_tmp", None)
+        sys.path.remove(str(tmp_path / "lib-late_binding_tmp"))

@@ -211,7 +211,10 @@ def install(
         state = _installed
         changed = _apply(state, module)
         _rebind(state, modules)
-        stale = _stale(state) if (changed and warn_stale) else []
+        targets = _targets(state) if (changed and warn_stale) else None
+    # The scan reads every module's globals: outside the lock, so install()/uninstall() in
+    # other threads are not held up by it (what it finds is reported, never changed).
+    stale = _scan_for_warning(*targets) if targets is not None else []
     if stale:
         shown = ", ".join(stale[:_STALE_SHOWN]) + (", ..." if len(stale) > _STALE_SHOWN else "")
         warnings.warn(
@@ -351,10 +354,18 @@ def _restore(patched: _Patched) -> None:
 
 
 def _stale(state: _Installed | None) -> list[str]:
+    """Under the lock: what to look for; the scan itself runs outside it (:func:`_scan`)."""
+    return _scan(*_targets(state))
+
+
+def _targets(
+    state: _Installed | None,
+) -> tuple[dict[int, tuple[str, Any]], tuple[types.ModuleType, ...], list[str]]:
+    """The originals to look for (by id), the modules to skip, and the names a reload undid."""
+    mdict = vars(_tempfile_module())
     if state is not None:
         by_id = dict(state.seen)
         # Undone by a reload or a replaced sys.modules["tempfile"]: the standard ones are back.
-        mdict = vars(_tempfile_module())
         undone = [
             f"tempfile.{name}"
             for name in _PATCHED
@@ -364,20 +375,46 @@ def _stale(state: _Installed | None) -> list[str]:
             and mdict[name] is not _ours(name)
         ]
     else:
-        mdict = vars(_tempfile_module())
         by_id = {id(mdict[n]): (n, mdict[n]) for n in _PATCHED if n in mdict and n != "TMP_MAX"}
         undone = []
-    tempfile_mod = _tempfile_module()
-    skip = (tempfile_mod, _compat(), *(p.module for p in (state.patched if state else [])))
+    patched = tuple(p.module for p in state.patched) if state is not None else ()
+    return by_id, (_tempfile_module(), _compat(), *patched), undone
+
+
+# The install-time warning's last scan: (the modules, the originals looked for) -> found.
+# A loop of install()/uninstall() with no new imports in between need not read every
+# module's globals each time; stale_bindings() always scans afresh.
+_last_scan: list[tuple[tuple[frozenset[int], frozenset[int]], list[str]]] = []
+
+
+def _scan_for_warning(
+    by_id: dict[int, tuple[str, Any]], skip: tuple[types.ModuleType, ...], undone: list[str]
+) -> list[str]:
+    key = (frozenset(map(id, list(sys.modules.values()))), frozenset(by_id))
+    if _last_scan and _last_scan[0][0] == key:
+        return sorted(_last_scan[0][1] + undone)
+    found = _scan(by_id, skip, [])
+    _last_scan[:] = [(key, found)]
+    return sorted(found + undone)
+
+
+def _scan(
+    by_id: dict[int, tuple[str, Any]], skip: tuple[types.ModuleType, ...], undone: list[str]
+) -> list[str]:
+    """``module.attr`` for every global of ``sys.modules`` that is one of ``by_id``'s objects."""
+    wanted = by_id.keys()
     found = []
     for modname, mod in list(sys.modules.items()):
         if mod is None or any(mod is s for s in skip):
             continue
         try:
-            items = list(vars(mod).items())
+            namespace = vars(mod)
         except TypeError:
             continue
-        for attr, value in items:
+        # Ids compared in C first (thousands of globals): most modules hold none of ours.
+        if not wanted & set(map(id, list(namespace.values()))):
+            continue
+        for attr, value in list(namespace.items()):
             known = by_id.get(id(value))
             if known is not None and known[1] is value:
                 found.append(f"{modname}.{attr}")
