@@ -31,15 +31,16 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import _policy, _track
-from ._create import create_dir_named
-from ._dirtrust import trusted_dir
-from ._files import TemporaryDirectory
-from ._remove import rmtree_at
+# Nothing of hardtemp's is imported at module level: pytest imports entry-point plugins before
+# pytest-cov starts measuring, so what this module imported here would count as never run.
+# Each hook and fixture imports what it uses when it is first called.
+if TYPE_CHECKING:
+    from . import _track
+    from ._files import TemporaryDirectory
 
 __all__ = ["HardtempPathFactory"]
 
@@ -87,6 +88,8 @@ class HardtempPathFactory:
         Raises: as :class:`hardtemp.TemporaryDirectory`.
         """
         if self._base is None:
+            from ._files import TemporaryDirectory
+
             with _paused():
                 self._base = TemporaryDirectory(prefix="pytest-hardtemp-")
         return Path(os.fsdecode(self._base.name))
@@ -106,6 +109,9 @@ class HardtempPathFactory:
         """
         if not basename or basename in (".", "..") or "/" in basename or "\0" in basename:
             raise ValueError(f"basename must be a plain directory name, not {basename!r}")
+        from ._create import create_dir_named
+        from ._dirtrust import trusted_dir
+
         base = self.getbasetemp()
         handle = trusted_dir(base)
         for i in range(10000) if numbered else [None]:
@@ -135,6 +141,9 @@ class HardtempPathFactory:
         ident = self._made.pop(str(path), None)
         if ident is None or self._base is None:
             raise ValueError(f"{path} was not made by this factory")
+        from ._dirtrust import trusted_dir
+        from ._remove import rmtree_at
+
         handle = trusted_dir(self.getbasetemp())
         with contextlib.suppress(FileNotFoundError):  # the test removed it itself
             rmtree_at(handle.fd, path.name, expect=ident, display_path=str(path))
@@ -314,6 +323,8 @@ _previous: list[tuple[_track.Hook | None, _Tracker | None]] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     global _tracker
+    from . import _policy, _track
+
     problem = _policy.environment_error()
     if problem is not None:
         # A configuration error: one line and status 2, as the hardtemp command, no traceback.
@@ -329,6 +340,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _tracker
+    from . import _track
+
     plugin = config.pluginmanager.get_plugin("hardtemp-strict")
     if plugin is None:
         return
