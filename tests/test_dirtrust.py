@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 import struct
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -434,4 +435,61 @@ def test_a_handle_whose_directory_vanished_is_no_longer_trusted(tmp_path: Path) 
     make_dir(d, 0o700)  # a new directory under the old name: verified afresh
     again = _dirtrust.trusted_dir(d)
     assert again is not handle
+    assert (again.dev, again.ino) == (os.stat(d).st_dev, os.stat(d).st_ino)
+
+
+# --- descriptor hygiene: the trust cache pins nothing (issue 11) -------------------------------
+
+
+def _make_and_remove_raw(d: Path) -> list[str]:
+    """mkstemp and mkdtemp in ``d``, closed and removed; the paths are returned (kept)."""
+    fd, path = hardtemp.mkstemp(dir=d)
+    os.close(fd)
+    os.unlink(path)
+    made = hardtemp.mkdtemp(dir=d)
+    os.rmdir(made)
+    again = hardtemp.mkdtemp(dir=d)  # a cache hit: verified again without a walk
+    os.rmdir(again)
+    return [path, made, again]
+
+
+def _umount(mnt: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["umount", str(mnt)], capture_output=True, text=True, check=False)
+
+
+def test_a_loop_mounted_ext4_unmounts_right_after_mkstemp_and_mkdtemp_there(
+    loopfs: Callable[..., Any],
+) -> None:
+    # The verification stays cached, but holds no descriptor of the directory.
+    fs = loopfs("ext4", size_mb=16)
+    d = fs.mountpoint / "work"
+    d.mkdir(mode=0o700)
+    kept = _make_and_remove_raw(d)
+    out = _umount(fs.mountpoint)
+    assert out.returncode == 0, out.stderr  # "target is busy" if anything pinned it
+    fs.mounted = False
+    assert len(kept) == 3
+
+
+def test_a_tmpfs_unmounts_right_after_mkstemp_and_mkdtemp_there(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    mnt = small_tmpfs(4096)
+    d = mnt / "work"
+    d.mkdir(mode=0o700)
+    kept = _make_and_remove_raw(d)
+    out = _umount(mnt)
+    assert out.returncode == 0, out.stderr
+    assert len(kept) == 3
+
+
+def test_a_cached_directory_replaced_meanwhile_is_walked_again(tmp_path: Path) -> None:
+    d = make_dir(tmp_path / "d", 0o700, os.geteuid(), os.getegid())
+    first = _dirtrust.trusted_dir(d)
+    ident = (first.dev, first.ino)
+    del first  # no object made there is alive: the cache keeps the verification only
+    os.rename(d, tmp_path / "old")
+    make_dir(tmp_path / "d", 0o700, os.geteuid(), os.getegid())
+    again = _dirtrust.trusted_dir(d)
+    assert (again.dev, again.ino) != ident
     assert (again.dev, again.ino) == (os.stat(d).st_dev, os.stat(d).st_ino)

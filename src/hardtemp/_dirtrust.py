@@ -268,26 +268,47 @@ def open_trusted_dir_nofollow(path: str | os.PathLike[str]) -> int:
 class DirHandle:
     """An open, verified directory descriptor that files are created relative to.
 
-    The descriptor is closed when the last user of the handle goes away.
+    The descriptor is closed when the last user of the handle goes away: the cache
+    below never keeps a handle (or its filesystem) alive by itself.
     """
 
     __slots__ = ("__weakref__", "btrfs", "dev", "fd", "ino", "path", "readable")
 
-    def __init__(self, path: str, path_fd: int) -> None:
+    def __init__(self, path: str, path_fd: int, btrfs: bool | None = None) -> None:
         self.path = path
+        self.fd = -1
         try:
             # A real (not O_PATH) descriptor of the *same* inode, for listing and fsync.
-            self.fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path_fd)
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path_fd)
             os.close(path_fd)
             self.readable = True
         except PermissionError:
-            self.fd = path_fd  # a write-only/search-only directory: creation still works
+            fd = path_fd  # a write-only/search-only directory: creation still works
             self.readable = False
-        st = os.fstat(self.fd)
+        self._adopt(fd, os.fstat(fd), btrfs)
+
+    @classmethod
+    def adopt(
+        cls, path: str, fd: int, st: os.stat_result, readable: bool, btrfs: bool
+    ) -> DirHandle:
+        """A handle owning ``fd``, already fstat-ed and verified by the caller."""
+        handle = cls.__new__(cls)
+        handle.path = path
+        handle.readable = readable
+        handle._adopt(fd, st, btrfs)
+        return handle
+
+    def _adopt(self, fd: int, st: os.stat_result, btrfs: bool | None) -> None:
+        self.fd = fd
         self.dev, self.ino = st.st_dev, st.st_ino
         # Copy-on-write: new plaintext files here get NOCOW, so their overwrite lands in place.
-        self.btrfs = is_btrfs(self.fd)
-        weakref.finalize(self, os.close, self.fd)
+        self.btrfs = is_btrfs(fd) if btrfs is None else btrfs
+
+    def __del__(self) -> None:
+        # The last user is gone: the descriptor goes too (nothing else holds the directory).
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
     def still_trusted(self) -> bool:
         """The path still leads to this inode, and its mode still passes the rule."""
@@ -299,8 +320,51 @@ class DirHandle:
         return st.st_ino == self.ino and st.st_dev == self.dev and judge(st, os.geteuid())[0]
 
 
+class _Verified:
+    """A cached verification: the inode the path led to, and the live handle if any.
+
+    Holds no descriptor: the handle is referenced weakly, so once every object made in
+    the directory is closed, nothing of hardtemp pins the directory or its filesystem
+    (``umount`` works). The ancestor walk is what the cache saves.
+    """
+
+    __slots__ = ("btrfs", "dev", "handle", "ino")
+
+    def __init__(self, handle: DirHandle) -> None:
+        self.dev, self.ino, self.btrfs = handle.dev, handle.ino, handle.btrfs
+        self.handle = weakref.ref(handle)
+
+    def reopen(self, path: str) -> DirHandle | None:
+        """A new handle of the verified inode, or None if ``path`` now leads elsewhere or
+        its mode no longer passes (the caller walks it again then)."""
+        # The ancestors were verified (changeable by root or us only), so the path still
+        # means what it meant; the inode and its mode are checked again on the descriptor.
+        readable = True
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except PermissionError:
+            readable = False  # search-only: O_PATH needs no read permission
+            try:
+                fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino) or not judge(st, os.geteuid())[0]:
+            os.close(fd)  # replaced, or its mode changed: verify from scratch
+            return None
+        handle = DirHandle.adopt(path, fd, st, readable, self.btrfs)
+        self.handle = weakref.ref(handle)
+        return handle
+
+
 _CACHE_SIZE = 64
-_cache: OrderedDict[tuple[str, int], DirHandle] = OrderedDict()
+_cache: OrderedDict[tuple[str, int], _Verified] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -314,34 +378,49 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+def _cached(key: tuple[str, int]) -> DirHandle | None:
+    with _cache_lock:
+        rec = _cache.get(key)
+        if rec is None:
+            return None
+        handle = rec.handle()
+        if handle is not None and handle.still_trusted():
+            _cache.move_to_end(key)
+            return handle
+        if handle is None:
+            handle = rec.reopen(key[0])
+            if handle is not None:
+                _cache.move_to_end(key)
+                return handle
+        del _cache[key]
+        return None
+
+
 def trusted_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> DirHandle:
     """Return a verified :class:`DirHandle` for ``path``, walking it only when needed.
 
     The verification is cached per path (and effective user): a later call only
     checks that the path still resolves to the verified inode and that its
     mode still passes. The ancestors were verified to be changeable only by
-    root or us, who are outside the threat model.
+    root or us, who are outside the threat model. The cache holds no descriptor:
+    a handle lives as long as the objects made with it.
 
     Raises: as :func:`check_dir`.
     """
     key = (_abspath(path), os.geteuid())
-    with _cache_lock:
-        handle = _cache.get(key)
-        if handle is not None:
-            if handle.still_trusted():
-                _cache.move_to_end(key)
-                return handle
-            del _cache[key]
+    handle = _cached(key)
+    if handle is not None:
+        return handle
     fd, _ = _walk(key[0])
     handle = DirHandle(key[0], fd)
     with _cache_lock:
-        _cache[key] = handle
+        _cache[key] = _Verified(handle)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return handle
 
 
 def clear_cache() -> None:
-    """Forget every cached verification (the descriptors close when unused)."""
+    """Forget every cached verification (it holds no descriptor)."""
     with _cache_lock:
         _cache.clear()
