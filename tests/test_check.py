@@ -590,3 +590,17 @@ def test_a_tmpdir_dotdot_through_a_trusted_symlink_shows_where_it_really_leads(
     assert d.trusted is True
     assert d.real_path == str(home / "a")
     assert f"(resolves to {home / 'a'})" in _codes(d.findings)["dir.trusted"].message
+
+
+def test_protected_hardlinks_off_says_that_hardtemp_is_affected_too(tmp_path: Path) -> None:
+    # The real sysctl stays as it is: a file reading 0 is bind-mounted over it in a private
+    # mount namespace. Off, another user can link our named files: it is not "not affected".
+    zero = tmp_path / "zero"
+    zero.write_text("0\n")
+    data = _audit_in_mount_ns(["--bind", str(zero), "/proc/sys/fs/protected_hardlinks"])
+    assert data["sysctls"]["protected_hardlinks"] == 0
+    (f,) = [f for f in _system(data, "sysctl") if f["subject"] == "fs.protected_hardlinks"]
+    assert f["level"] == "warning"
+    said = " ".join(f["details"])
+    assert "hardtemp is affected too" in said
+    assert "not affected" not in said

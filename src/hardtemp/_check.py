@@ -587,6 +587,20 @@ _SYSCTL_TEXT = {
 }
 
 
+_NOT_AFFECTED = (
+    "hardtemp itself is not affected: it creates with O_EXCL|O_NOFOLLOW in verified directories"
+)
+# What the sysctl being off means for hardtemp itself, where that is not "nothing".
+_HARDTEMP_TEXT = {
+    "protected_hardlinks": (
+        "hardtemp is affected too: another user watching a shared directory can link each "
+        "new named temp file, making its creation fail or keeping its data alive after "
+        "hardtemp removed its name; wipe() and cleanup never overwrite such a link. In a "
+        "shared directory prefer TemporaryFile (no name) or a private directory"
+    ),
+}
+
+
 def _sysctls(out: list[Finding]) -> dict[str, int | None]:
     values: dict[str, int | None] = {}
     for name in _SYSCTLS:
@@ -607,10 +621,7 @@ def _sysctls(out: list[Finding]) -> dict[str, int | None]:
                     "sysctl",
                     subject,
                     f"{subject} = 0: the kernel allows {what}",
-                    (
-                        f"{attack} (hardtemp itself is not affected: it creates with "
-                        "O_EXCL|O_NOFOLLOW in verified directories)",
-                    ),
+                    (f"{attack} ({_HARDTEMP_TEXT.get(name, _NOT_AFFECTED)})",),
                     hint=f"sysctl -w {subject}={_SYSCTL_GOOD[name]} (persist it in /etc/sysctl.d/)",
                 )
             )
