@@ -35,7 +35,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from . import _fsinfo
-from ._dirtrust import check_dir, trusted_dir
+from ._dirtrust import DirHandle, check_dir, trusted_dir
 from ._tempdir import candidate_tempdir_list, gettempdir
 from .exceptions import HardtempError, UnsafeDirectoryError
 
@@ -301,8 +301,9 @@ def _trust_hint(exc: UnsafeDirectoryError) -> str:
     )
 
 
-def _check_trust(d: DirAudit) -> int | None:
-    """Trust of the directory and its ancestors; an O_PATH-or-better fd when trusted."""
+def _check_trust(d: DirAudit) -> DirHandle | None:
+    """Trust of the directory and its ancestors; its handle (an O_PATH-or-better fd, open
+    while the handle lives) when trusted."""
     try:
         report = check_dir(d.path)
     except UnsafeDirectoryError as exc:
@@ -359,7 +360,7 @@ def _check_trust(d: DirAudit) -> int | None:
     d.writable = os.access(".", os.W_OK | os.X_OK, dir_fd=handle.fd, effective_ids=True)
     if not d.writable:
         d.add("info", "dir.not_writable", "not writable by you: hardtemp will not use it")
-    return handle.fd
+    return handle
 
 
 _FS_LEVEL = {
@@ -455,11 +456,11 @@ def _check_tmpfile(d: DirAudit, fd: int) -> None:
 
 def _audit_dir(path: str, origins: list[str], selected: str | None) -> DirAudit:
     d = DirAudit(path, origins, selected=(path == selected))
-    fd = _check_trust(d)
+    handle = _check_trust(d)  # kept alive while its descriptor is used
     if d.exists:
         _check_fs(d)
-    if fd is not None:
-        _check_tmpfile(d, fd)
+    if handle is not None:
+        _check_tmpfile(d, handle.fd)
     return d
 
 
