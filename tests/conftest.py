@@ -28,7 +28,9 @@ from typing import Any
 
 import pytest
 
+from _gates import pytest_configure as pytest_configure
 from _gates import pytest_runtest_makereport as pytest_runtest_makereport
+from _gates import pytest_terminal_summary as pytest_terminal_summary
 from _gates import require_loop, require_root, skip
 from _helpers_core import NOBODY
 from _helpers_core import marker as marker
