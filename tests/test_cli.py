@@ -874,6 +874,9 @@ def test_ctrl_c_while_blocked_on_output_exits_130_without_a_traceback(
             time.sleep(0.005)
 
     interrupter = threading.Thread(target=interrupt_once_blocked)
+    # Python turns SIGINT into KeyboardInterrupt only if it was not ignored at startup (a
+    # background job of a non-interactive shell inherits SIG_IGN): set up what a terminal has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(w, "w", buffering=1) as stream:
         monkeypatch.setattr(sys, "stdout", stream)
         interrupter.start()
@@ -882,6 +885,7 @@ def test_ctrl_c_while_blocked_on_output_exits_130_without_a_traceback(
         finally:
             done.set()
             interrupter.join()
+            signal.signal(signal.SIGINT, previous)
             monkeypatch.undo()
             os.close(r)
             with contextlib.suppress(OSError):
