@@ -23,6 +23,7 @@ import stat
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._fsinfo import is_btrfs
@@ -304,11 +305,12 @@ class DirHandle:
         # Copy-on-write: new plaintext files here get NOCOW, so their overwrite lands in place.
         self.btrfs = is_btrfs(fd) if btrfs is None else btrfs
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         # The last user is gone: the descriptor goes too (nothing else holds the directory).
+        # os.close bound at definition: at interpreter shutdown the module's globals are None.
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            os.close(fd)
+            _close(fd)
 
     def still_trusted(self) -> bool:
         """The path still leads to this inode, and its mode still passes the rule."""
