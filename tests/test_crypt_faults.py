@@ -500,7 +500,10 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
             armed = [interrupt_after is not None]
 
             def handler(signum: int, frame: Any) -> None:
-                if armed[0] and frame is not None and "/hardtemp/" in frame.f_code.co_filename:
+                # f_globals, not f_code: reading f_code raises an audit event, and audit
+                # hooks left by other tests would run (and be interrupted) in every tick.
+                module = frame.f_globals.get("__name__", "") if frame is not None else ""
+                if armed[0] and str(module).startswith("hardtemp."):
                     armed[0] = False
                     raise _Interrupt
 

@@ -306,12 +306,22 @@ def test_unsearchable_ancestor_raises_permission_error_for_the_other_user(
 # -- the cache ------------------------------------------------------------------
 
 
-def test_trusted_dir_returns_the_cached_handle(tmp_path: Path) -> None:
+def test_trusted_dir_reuses_the_cached_verification_with_a_descriptor_per_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h1 = _dirtrust.trusted_dir(tmp_path)
+    walks: list[str] = []
+    real_walk = _dirtrust._walk
+    monkeypatch.setattr(_dirtrust, "_walk", lambda p: walks.append(p) or real_walk(p))
     h2 = _dirtrust.trusted_dir(str(tmp_path))
-    assert h1 is h2
-    st = os.fstat(h1.fd)
-    assert (st.st_dev, st.st_ino) == (os.stat(tmp_path).st_dev, os.stat(tmp_path).st_ino)
+    assert walks == []  # a cache hit: the ancestors are not walked again
+    # Each caller owns its descriptor: none can be closed under another (a shared handle
+    # could be finalized in one thread while another thread was handed it).
+    assert h1 is not h2
+    assert h1.fd != h2.fd
+    for h in (h1, h2):
+        st = os.fstat(h.fd)
+        assert (st.st_dev, st.st_ino) == (os.stat(tmp_path).st_dev, os.stat(tmp_path).st_ino)
 
 
 def test_cache_rewalks_when_the_directory_was_replaced(tmp_path: Path) -> None:
@@ -493,3 +503,36 @@ def test_a_cached_directory_replaced_meanwhile_is_walked_again(tmp_path: Path) -
     again = _dirtrust.trusted_dir(d)
     assert (again.dev, again.ino) != ident
     assert (again.dev, again.ino) == (os.stat(d).st_dev, os.stat(d).st_ino)
+
+
+def test_threads_creating_in_one_directory_never_get_a_closed_directory_descriptor(
+    tmp_path: Path,
+) -> None:
+    # Each mkstemp drops its directory handle at once; another thread's cache hit must never
+    # be handed a handle whose descriptor a finalizer is closing (EBADF, or a reused number).
+    import threading
+
+    import hardtemp
+
+    d = tmp_path / "shared"
+    d.mkdir(mode=0o700)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            for _ in range(300):
+                fd, name = hardtemp.mkstemp(dir=d)
+                os.close(fd)
+                os.unlink(name)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert os.listdir(d) == []

@@ -358,7 +358,7 @@ class _Progress:
 
     def _run(self) -> None:
         begun = time.monotonic()
-        while not self.stop.wait(0.25):
+        while True:  # the first line at once, then every 0.25 s until the wipe is done
             done = min(self._wchar() - self.start, self.total)
             pct = 100 * done // self.total
             # Writes land in the page cache first; the fdatasync after each pass takes the time.
@@ -368,6 +368,8 @@ class _Progress:
                 f"{time.monotonic() - begun:.0f}s)\033[K"
             )
             sys.stderr.flush()
+            if self.stop.wait(0.25):
+                break
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()
 

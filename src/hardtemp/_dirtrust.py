@@ -21,7 +21,6 @@ import errno
 import os
 import stat
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -323,18 +322,20 @@ class DirHandle:
 
 
 class _Verified:
-    """A cached verification: the inode the path led to, and the live handle if any.
+    """A cached verification: the inode the path led to.
 
-    Holds no descriptor: the handle is referenced weakly, so once every object made in
-    the directory is closed, nothing of hardtemp pins the directory or its filesystem
-    (``umount`` works). The ancestor walk is what the cache saves.
+    Holds no descriptor and no handle, so once every object made in the directory is
+    closed, nothing of hardtemp pins the directory or its filesystem (``umount``
+    works). The ancestor walk is what the cache saves. Every hit gets a handle of its
+    own: a shared handle found through a weak reference could be in the middle of its
+    ``__del__`` in another thread (finalizers run before weak references are cleared),
+    and its descriptor would be closed, or its number reused, under the caller.
     """
 
-    __slots__ = ("btrfs", "dev", "handle", "ino")
+    __slots__ = ("btrfs", "dev", "ino")
 
     def __init__(self, handle: DirHandle) -> None:
         self.dev, self.ino, self.btrfs = handle.dev, handle.ino, handle.btrfs
-        self.handle = weakref.ref(handle)
 
     def reopen(self, path: str) -> DirHandle | None:
         """A new handle of the verified inode, or None if ``path`` now leads elsewhere or
@@ -360,9 +361,7 @@ class _Verified:
         if (st.st_dev, st.st_ino) != (self.dev, self.ino) or not judge(st, os.geteuid())[0]:
             os.close(fd)  # replaced, or its mode changed: verify from scratch
             return None
-        handle = DirHandle.adopt(path, fd, st, readable, self.btrfs)
-        self.handle = weakref.ref(handle)
-        return handle
+        return DirHandle.adopt(path, fd, st, readable, self.btrfs)
 
 
 _CACHE_SIZE = 64
@@ -383,19 +382,16 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 def _cached(key: tuple[str, int]) -> DirHandle | None:
     with _cache_lock:
         rec = _cache.get(key)
-        if rec is None:
-            return None
-        handle = rec.handle()
-        if handle is not None and handle.still_trusted():
-            _cache.move_to_end(key)
-            return handle
-        if handle is None:
-            handle = rec.reopen(key[0])
+    if rec is None:
+        return None
+    handle = rec.reopen(key[0])  # outside the lock: it opens and fstats
+    with _cache_lock:
+        if _cache.get(key) is rec:
             if handle is not None:
                 _cache.move_to_end(key)
-                return handle
-        del _cache[key]
-        return None
+            else:
+                del _cache[key]
+    return handle
 
 
 def trusted_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> DirHandle:
