@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import io
 import os
 import pickle
@@ -508,6 +509,10 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
                     raise _Interrupt
 
             old = signal.signal(signal.SIGALRM, handler)
+            # No collection while armed: a tick landing in a gc callback (hypothesis has one)
+            # would raise there, where the interrupt is only reported as unraisable.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
             if interrupt_after is not None:
                 signal.setitimer(signal.ITIMER_REAL, interrupt_after, 0.00005)
             try:
@@ -521,6 +526,8 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
             finally:
                 armed[0] = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                if gc_was_enabled:
+                    gc.enable()
                 signal.signal(signal.SIGALRM, old)
             return True
 

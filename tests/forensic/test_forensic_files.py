@@ -295,7 +295,8 @@ def test_ext4_control_stdlib_named_file_unlinked_before_close_leaves_the_marker(
 ) -> None:
     fs = loopfs("ext4")
     m = marker()
-    with tempfile.NamedTemporaryFile(dir=fs.mountpoint) as f:
+    # delete=False: Python 3.11's close() raises FileNotFoundError for a name already gone.
+    with tempfile.NamedTemporaryFile(dir=fs.mountpoint, delete=False) as f:
         f.write(m * 300)
         f.flush()
         os.fsync(f.fileno())
