@@ -501,12 +501,17 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
             armed = [interrupt_after is not None]
 
             def handler(signum: int, frame: Any) -> None:
+                if not armed[0]:
+                    return
                 # f_globals, not f_code: reading f_code raises an audit event, and audit
                 # hooks left by other tests would run (and be interrupted) in every tick.
                 module = frame.f_globals.get("__name__", "") if frame is not None else ""
-                if armed[0] and str(module).startswith("hardtemp."):
+                if str(module).startswith("hardtemp."):
                     armed[0] = False
                     raise _Interrupt
+                # Not in hardtemp's code yet: one more tick shortly. One-shot ticks, re-armed
+                # here, never land inside this handler (a repeating timer nested them).
+                signal.setitimer(signal.ITIMER_REAL, 0.00005)
 
             old = signal.signal(signal.SIGALRM, handler)
             # No collection while armed: a tick landing in a gc callback (hypothesis has one)
@@ -514,7 +519,7 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
             gc_was_enabled = gc.isenabled()
             gc.disable()
             if interrupt_after is not None:
-                signal.setitimer(signal.ITIMER_REAL, interrupt_after, 0.00005)
+                signal.setitimer(signal.ITIMER_REAL, interrupt_after)
             try:
                 fn()
             except _Interrupt:
