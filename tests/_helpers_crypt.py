@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from hardtemp._crypt import EncryptedRawIO
@@ -70,3 +72,25 @@ def record_nonces(f: Any) -> NonceRecorder:
     rec = NonceRecorder(sealer._aead)
     sealer._aead = rec  # type: ignore[assignment]
     return rec
+
+
+def in_child(fn: Callable[[], object]) -> tuple[str, str]:
+    """Run ``fn()`` in a forked child; return (exception class name or 'ok', repr/message)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            try:
+                res = ("ok", repr(fn()))
+            except BaseException as exc:
+                res = (type(exc).__name__, str(exc))
+            os.write(w, pickle.dumps(res))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        data = inp.read()
+    os.waitpid(pid, 0)
+    result: tuple[str, str] = pickle.loads(data)  # noqa: S301 - our own child
+    return result

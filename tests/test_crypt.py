@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from _helpers_core import SRC
 from _helpers_crypt import backing_fd, raw_of, record_nonces
+from _helpers_crypt import in_child as _in_child
 from hardtemp import _crypt
 from hardtemp._crypt import DEFAULT_BLOCK_SIZE, EncryptedRawIO, open_encrypted
 from hardtemp._crypt._sealer import MAX_COUNTER
@@ -648,28 +649,6 @@ def test_concurrent_unsynchronised_writes_never_reuse_nonces() -> None:
 
 
 # --- fork -----------------------------------------------------------------------------------
-
-
-def _in_child(fn: Any) -> tuple[str, str]:
-    """Run fn() in a forked child; return (exception class name or 'ok', message)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(r)
-            try:
-                res = ("ok", repr(fn()))
-            except BaseException as exc:
-                res = (type(exc).__name__, str(exc))
-            os.write(w, pickle.dumps(res))
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as inp:
-        data = inp.read()
-    os.waitpid(pid, 0)
-    result: tuple[str, str] = pickle.loads(data)  # noqa: S301 - our own child
-    return result
 
 
 def test_forked_child_may_read_but_never_write() -> None:

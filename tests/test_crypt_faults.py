@@ -44,32 +44,11 @@ from hypothesis.stateful import (
 from _gates import IS_ROOT
 from _helpers_core import run_python
 from _helpers_crypt import backing_fd
+from _helpers_crypt import in_child as _in_child
 from hardtemp._crypt import EncryptedRawIO, open_encrypted
 from hardtemp.exceptions import InsecureOperationError, IntegrityError
 
 BS = 4096
-
-
-def _in_child(fn: Callable[[], object]) -> tuple[str, str]:
-    """Run ``fn()`` in a forked child; return (exception class name or 'ok', repr/message)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(r)
-            try:
-                res = ("ok", repr(fn()))
-            except BaseException as exc:
-                res = (type(exc).__name__, str(exc))
-            os.write(w, pickle.dumps(res))
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as inp:
-        data = inp.read()
-    os.waitpid(pid, 0)
-    result: tuple[str, str] = pickle.loads(data)  # noqa: S301 - our own child
-    return result
 
 
 def _pattern(n: int, seed: int) -> bytes:
