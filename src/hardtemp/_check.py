@@ -467,23 +467,23 @@ def _audit_dir(path: str, origins: list[str], selected: str | None) -> DirAudit:
 # --------------------------------------------------------------------------- system
 
 
-def _swap(out: list[Finding]) -> dict[str, Any]:
+def _swap_devices() -> list[dict[str, Any]] | None:
+    """The active swap devices from ``/proc/swaps``, ``None`` if it cannot be read."""
     devices: list[dict[str, Any]] = []
-    listed = False
     try:
         with open("/proc/swaps", encoding="ascii", errors="replace") as f:
             for line in f.read().splitlines()[1:]:
                 parts = line.split()
                 if len(parts) >= 3:
                     devices.append({"device": parts[0].replace("\\040", " "), "type": parts[1]})
-        listed = True
     except OSError:
-        pass
-    total: int | None
-    try:
-        total = int(psutil.swap_memory().total)
-    except OSError:  # no readable /proc/meminfo (a chroot or sandbox without /proc)
-        total = None
+        return None
+    return devices
+
+
+def _swap_places(devices: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """``(on_disk, in_ram)``: the devices whose pages can reach a disk, and zram without
+    writeback. Records each zram device's ``backing_dev`` in its entry."""
     on_disk: list[str] = []
     in_ram: list[str] = []
     for x in devices:
@@ -497,7 +497,19 @@ def _swap(out: list[Finding]) -> dict[str, Any]:
             # zram writeback: idle or incompressible pages go to this device in the clear.
             dev = f"{dev} (writes back to {backing})"
         on_disk.append(dev)
-    if total == 0 or (total is None and listed and not devices):
+    return on_disk, in_ram
+
+
+def _swap(out: list[Finding]) -> dict[str, Any]:
+    listed = _swap_devices()
+    devices = [] if listed is None else listed
+    total: int | None
+    try:
+        total = int(psutil.swap_memory().total)
+    except OSError:  # no readable /proc/meminfo (a chroot or sandbox without /proc)
+        total = None
+    on_disk, in_ram = _swap_places(devices)
+    if total == 0 or (total is None and listed == []):
         out.append(Finding("ok", "swap", "system", "no swap is active: memory never reaches disk"))
     elif total is None and not devices:
         # Unknown is not "no swap": the promise that memory stays in RAM is unverified.
