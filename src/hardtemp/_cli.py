@@ -249,6 +249,7 @@ def _die_like(signum: int) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # long: signal forwarding and exit-status mapping of one child, read top to bottom
     """Run a command with TMPDIR/TMP/TEMP set to a fresh private directory.
 
     Status: the command's exit status; if it was killed by signal N, we kill
@@ -575,6 +576,7 @@ def _colour_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # long: one declarative table of every subcommand and option
     """The argument parser of the ``hardtemp`` command."""
     parser = _Parser(
         prog=PROG,

@@ -604,6 +604,7 @@ def _fiemap_flags(fd: int) -> tuple[bool, bool]:
 
 
 def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
+    # long: one early return per file flag, each with its own verdict and reason
     """Classify one regular file: its filesystem's verdict refined by the file's own flags.
 
     * ext3/ext4: a file with the journal-data flag (``chattr +j``) or with its data

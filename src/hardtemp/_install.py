@@ -149,7 +149,7 @@ class _Installation:
             uninstall()
 
 
-def install(
+def install(  # long: a 47-line public docstring; 26 lines of code
     *modules: types.ModuleType, keep_mktemp: bool = False, warn_stale: bool = True
 ) -> _Installation:
     """Make code that uses the :mod:`tempfile` module use the hardened functions.

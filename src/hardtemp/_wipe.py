@@ -192,6 +192,7 @@ def _data_ranges(fd: int, size: int, block: int, begin: int = 0) -> list[tuple[i
 
 
 def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Progress) -> None:
+    # long: the passes and their restore in one try/finally, so no exit skips the restore
     """The pass itself. OSErrors are recorded in ``prog.error``; other exceptions propagate."""
     prog.hard_links = st.st_nlink
     f_type = 0  # unknown: data_on_disk() then says True, and every pass is synced
