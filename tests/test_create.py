@@ -164,13 +164,6 @@ def test_verify_rejects_every_impostor_shape(tmp_path: Path) -> None:
     _create._verify(os.stat(f), str(f), directory=False)  # the good shape passes
     cases: list[tuple[Callable[[], os.stat_result], bool, str]] = []
 
-    def linked() -> os.stat_result:
-        os.link(f, tmp_path / "second")
-        try:
-            return os.stat(f)
-        finally:
-            os.unlink(tmp_path / "second")
-
     def readable() -> os.stat_result:
         os.chmod(f, 0o640)
         try:
@@ -179,7 +172,6 @@ def test_verify_rejects_every_impostor_shape(tmp_path: Path) -> None:
             os.chmod(f, 0o600)
 
     cases = [
-        (linked, False, "2 links"),
         (readable, False, "group/other bits"),
         (lambda: os.stat(tmp_path), False, "not a regular file"),
         (lambda: os.stat(f), True, "not a directory"),
@@ -201,26 +193,50 @@ def test_verify_rejects_a_file_owned_by_another_user(tmp_path: Path) -> None:
     assert info.value.path == str(f)
 
 
-def test_a_new_file_failing_verification_is_not_left_behind(
+def test_verify_accepts_a_second_link_to_the_file_we_just_made(tmp_path: Path) -> None:
+    # O_EXCL made the inode: a second name is someone's hard link, not an impostor.
+    f = tmp_path / "f"
+    f.write_bytes(b"")
+    os.chmod(f, 0o600)
+    os.link(f, tmp_path / "second")
+    _create._verify(os.stat(f), str(f), directory=False)
+
+
+def test_a_new_file_linked_before_it_is_checked_is_still_handed_out(
     tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The race (another user hard-links the new file between open and fstat, possible
     # where fs.protected_hardlinks=0) cannot be won on demand: make the link from inside
-    # the verification step instead.
+    # the verification step instead (the real inotify attack: tests/attack/test_attack_links.py).
     real = _create._verify
-    linked: list[str] = []
 
     def link_then_verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
-        if not directory and not linked:
-            os.link(path, shared_dir / "attacker-link")
-            linked.append(os.fsdecode(path))
-            st = os.stat(path)
-        real(st, path, directory=directory)
+        os.link(path, shared_dir / "attacker-link")
+        real(os.stat(path), path, directory=directory)
 
     monkeypatch.setattr(_create, "_verify", link_then_verify)
-    with pytest.raises(UnsafeFileError, match="2 links"):
+    fd, path = hardtemp.mkstemp(dir=shared_dir)
+    os.close(fd)
+    assert os.stat(path).st_nlink == 2
+    assert sorted(os.listdir(shared_dir)) == sorted(["attacker-link", os.path.basename(path)])
+
+
+@needs_root("to give the new file to another user")
+def test_a_new_file_failing_verification_is_not_left_behind(
+    tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An impostor shape cannot be made on demand between open and fstat: give the new
+    # file away from inside the verification step (as a swapped-in inode would look).
+    real = _create._verify
+
+    def chown_then_verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
+        os.chown(path, NOBODY, NOBODY)
+        real(os.stat(path), path, directory=directory)
+
+    monkeypatch.setattr(_create, "_verify", chown_then_verify)
+    with pytest.raises(UnsafeFileError, match=f"owned by uid {NOBODY}"):
         hardtemp.mkstemp(dir=shared_dir)
-    assert os.listdir(shared_dir) == ["attacker-link"]  # our name is gone; theirs is theirs
+    assert os.listdir(shared_dir) == []  # our name is gone
 
 
 def test_unlink_verified_leaves_a_swapped_name_alone(tmp_path: Path) -> None:

@@ -76,15 +76,21 @@ def _join(base: str | bytes, name: str | bytes) -> str | bytes:
 
 
 def _verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
-    """The new inode is what we asked for: an impostor means a hostile directory."""
+    """The new inode is what we asked for: an impostor means a hostile directory.
+
+    Raises:
+        UnsafeFileError: not a regular file (a directory), not ours, or group/other bits set.
+    """
     fmt_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
     why = None
     if not fmt_ok:
         why = "is not a " + ("directory" if directory else "regular file")
     elif st.st_uid != os.geteuid():
         why = f"is owned by uid {st.st_uid}, not by us"
-    elif not directory and st.st_nlink != 1:
-        why = f"has {st.st_nlink} links"  # a second name is a copy someone else can reach
+    # The link count is not checked: O_CREAT|O_EXCL made a new inode, so a second name is
+    # another user's hard link (fs.protected_hardlinks=0) to our 0600 file, which gives no
+    # read access; refusing it let them fail every creation. Removal overwrites through
+    # our descriptor before the unlink, so the inode their link keeps holds no data of ours.
     elif st.st_mode & 0o077:
         why = f"has mode {stat.filemode(st.st_mode)} (group/other bits set)"
     if why is not None:
@@ -122,8 +128,8 @@ def create_file(
             _verify(st, path, directory=False)
         except BaseException:
             os.close(fd)
-            # Our name must not stay behind (e.g. someone hard-linked the new file
-            # before we checked it): remove it while it is still the inode we made.
+            # Our name must not stay behind (e.g. the fchmod failed): remove it while it is
+            # still the inode we made.
             with contextlib.suppress(OSError):
                 _unlink_made(Created(handle, name, path, st))
             raise
@@ -273,8 +279,10 @@ def mkstemp(
     As :func:`tempfile.mkstemp`, hardened: the directory and its ancestors are
     verified first, the file is created with ``O_EXCL|O_NOFOLLOW|O_CLOEXEC``
     relative to the verified directory descriptor, its mode is exactly 0600
-    whatever the umask, and it is verified with ``fstat`` (regular, ours, one
-    link). The name has 80 random bits. The caller owns the file and removes
+    whatever the umask, and it is verified with ``fstat`` (regular, ours, 0600). A
+    hard link another user adds (possible with ``fs.protected_hardlinks=0``) does not
+    make it fail: the inode is still ours and unreadable to them. The name has 80
+    random bits. The caller owns the file and removes
     it. ``text`` is accepted for compatibility (no effect on POSIX).
 
     Raises:
