@@ -604,3 +604,7 @@ def test_protected_hardlinks_off_says_that_hardtemp_is_affected_too(tmp_path: Pa
     said = " ".join(f["details"])
     assert "hardtemp is affected too" in said
     assert "not affected" not in said
+    # What is true since creation tolerates such links (tests/attack/test_attack_links.py):
+    assert "does not make creation fail" in said
+    assert "overwrites through its descriptor" in said
+    assert "making its creation fail" not in said

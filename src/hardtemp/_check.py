@@ -606,10 +606,13 @@ _NOT_AFFECTED = (
 # What the sysctl being off means for hardtemp itself, where that is not "nothing".
 _HARDTEMP_TEXT = {
     "protected_hardlinks": (
-        "hardtemp is affected too: another user watching a shared directory can link each "
-        "new named temp file, making its creation fail or keeping its data alive after "
-        "hardtemp removed its name; wipe() and cleanup never overwrite such a link. In a "
-        "shared directory prefer TemporaryFile (no name) or a private directory"
+        "hardtemp is affected too: another user can hard-link each new named temp file in a "
+        "shared directory. The link gives no read access (0600) and does not make creation "
+        "fail; NamedTemporaryFile overwrites through its descriptor before removing its name, "
+        "so their link keeps no data, but a file you unlink yourself (mkstemp, or before "
+        "close), or one left by a killed process, keeps its data on their link, readable "
+        "by you and root only, until they delete it; wipe() refuses a file with several "
+        "links. In a shared directory prefer TemporaryFile (no name) or a private directory"
     ),
 }
 
