@@ -1288,3 +1288,106 @@ def test_an_unlinked_file_in_append_mode_is_overwritten_through_a_second_descrip
         assert b"SECRET" not in left
     finally:
         os.close(seen)
+
+
+# -- descriptor hygiene: a finished object holds nothing of its directory (issue 11) -------------
+# The umount proof on ext4 and tmpfs: tests/attack/test_attack_umount.py.
+
+
+def _fds_in(d: Path) -> list[str]:
+    out = []
+    for n in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{n}")
+            if target == str(d) or target.startswith(f"{d}/"):
+                out.append(target)
+    return out
+
+
+def test_a_closed_kept_named_file_reopens_its_directory_to_persist(tmp_path: Path) -> None:
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path, delete=False)
+    f.write(b"kept")
+    f.close()
+    assert _fds_in(tmp_path) == []
+    assert f.persist(tmp_path / "final") == str(tmp_path / "final")
+    assert (tmp_path / "final").read_bytes() == b"kept"
+    assert _fds_in(tmp_path) == []  # released again after the persist
+
+
+def test_a_failed_persist_after_close_leaves_nothing_pinned(tmp_path: Path) -> None:
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path, delete=False)
+    f.close()
+    (tmp_path / "taken").write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        f.persist_noclobber(tmp_path / "taken")
+    assert _fds_in(tmp_path) == []
+    assert os.path.exists(f.name)
+
+
+def test_persist_after_close_refuses_a_directory_replaced_meanwhile(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir(mode=0o700)
+    f = hardtemp.NamedTemporaryFile(dir=d, delete=False)
+    f.close()
+    os.rename(d, tmp_path / "moved")
+    d.mkdir(mode=0o700)
+    Path(d, os.path.basename(f.name)).write_bytes(b"impostor")  # same name, other directory
+    with pytest.raises(UnsafeFileError, match="directory was replaced") as info:
+        f.persist(tmp_path / "final")
+    assert info.value.path == f.name
+    assert not (tmp_path / "final").exists()
+    assert _fds_in(tmp_path) == []
+
+
+def test_a_named_file_removed_at_exit_holds_its_directory_until_then(tmp_path: Path) -> None:
+    # delete_on_close=False: closed but not yet removed, it still needs the directory.
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=False) as f:
+        f.close()
+        assert _fds_in(tmp_path) != []
+        assert os.path.exists(f.name)
+    assert not os.path.exists(f.name)
+    assert _fds_in(tmp_path) == []
+
+
+def test_a_kept_temporary_directory_can_still_be_cleaned_up_after_its_exit(tmp_path: Path) -> None:
+    t = hardtemp.TemporaryDirectory(dir=tmp_path, delete=False)
+    with t as name:
+        Path(name, "f").write_bytes(b"x")
+    assert _fds_in(tmp_path) == []  # neither its lock nor its parent's descriptor
+    assert os.path.isdir(name)
+    t.cleanup()  # as the stdlib: an explicit cleanup removes it
+    assert not os.path.exists(name)
+    t.cleanup()
+    assert _fds_in(tmp_path) == []
+
+
+def test_a_kept_temporary_directory_can_still_be_persisted_after_its_exit(tmp_path: Path) -> None:
+    t = hardtemp.TemporaryDirectory(dir=tmp_path, delete=False)
+    with t:
+        pass
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FileExistsError):
+        t.persist(tmp_path / "taken")
+    assert _fds_in(tmp_path) == []
+    assert t.persist(tmp_path / "final") == str(tmp_path / "final")
+    assert os.path.isdir(tmp_path / "final")
+    assert _fds_in(tmp_path) == []
+
+
+def test_cleanup_of_a_kept_directory_removed_meanwhile_is_quiet(tmp_path: Path) -> None:
+    t = hardtemp.TemporaryDirectory(dir=tmp_path, delete=False)
+    with t as name:
+        pass
+    os.rmdir(name)
+    t.cleanup()  # FileNotFoundError ignored, as the stdlib's cleanup does
+
+
+def test_a_released_directory_handle_is_never_the_current_directory(tmp_path: Path) -> None:
+    # After release the descriptor is -1: a use fails with EBADF, never resolves via the cwd.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.close()
+    made = f._state.made
+    assert made.handle.fd == -1
+    with pytest.raises(OSError) as info:
+        os.stat(os.fsdecode(made.name), dir_fd=made.handle.fd)
+    assert info.value.errno == errno.EBADF

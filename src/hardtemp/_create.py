@@ -40,7 +40,12 @@ _NEW_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Created:
-    """What :func:`create_file` / :func:`create_dir` made: where, and which inode."""
+    """What :func:`create_file` / :func:`create_dir` made: where, and which inode.
+
+    ``handle`` is the verified directory it was made in. An object done with that
+    directory calls :meth:`release` (nothing of ours then pins it: ``umount`` works)
+    and :meth:`reacquire` if it needs it again (``persist`` after ``close``).
+    """
 
     __slots__ = ("dev", "handle", "ino", "name", "path")
 
@@ -52,6 +57,41 @@ class Created:
         self.path = path
         self.dev = st.st_dev
         self.ino = st.st_ino
+
+    def release(self) -> None:
+        """Drop our handle of the directory (its descriptor closes with its last user).
+
+        The handle left in its place keeps the path and identity, with descriptor -1:
+        a use after release fails with ``EBADF``, never resolves against the cwd.
+        """
+        old = self.handle
+        if old.fd >= 0:
+            gone = DirHandle.__new__(DirHandle)
+            gone.fd, gone.path, gone.readable, gone.btrfs = -1, old.path, False, old.btrfs
+            gone.dev, gone.ino = old.dev, old.ino
+            self.handle = gone
+
+    def reacquire(self) -> DirHandle:
+        """The directory's handle, verified and reopened if :meth:`release` dropped it.
+
+        Raises:
+            UnsafeDirectoryError: the directory (or an ancestor) is no longer trusted.
+            UnsafeFileError: its path now leads to another directory.
+            OSError: it can no longer be opened (e.g. ``FileNotFoundError``).
+        """
+        old = self.handle
+        if old.fd >= 0:
+            return old
+        # Walked (or cache-checked) as at creation, then must be the very inode we made
+        # our entry in: a directory moved away and replaced by another is never used.
+        fresh = trusted_dir(old.path)
+        if (fresh.dev, fresh.ino) != (old.dev, old.ino):
+            del fresh  # closed now: the traceback must not keep the other directory pinned
+            raise UnsafeFileError(
+                os.fsdecode(self.path), "its directory was replaced since it was closed"
+            )
+        self.handle = fresh
+        return fresh
 
 
 def resolve_dir(

@@ -17,6 +17,7 @@ from typing import IO, Any, Literal
 
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
+from ._dirtrust import DirHandle
 from ._fsinfo import set_nocow
 from ._inode import proc_path
 from ._iostack import check_mode, raw_mode, wrap_raw
@@ -243,7 +244,10 @@ class _NamedState:
         try:
             self._remove_named(fd, path)
         finally:
-            self.release()
+            try:
+                self.release()
+            finally:
+                self.made.release()  # done with the directory: it must not stay pinned
         if self.shrunk is not None:
             warn_unwiped(path, self.shrunk, stacklevel=4)
 
@@ -339,6 +343,8 @@ class _NamedState:
                 self.shrunk = self.raw.shrink_report()
         finally:
             self.file.close()
+            if self.removed or not self.delete or os.getpid() != self.owner_pid:
+                self.made.release()  # nothing left to do by name: nothing pins the directory
 
     def finalize(self) -> None:
         """The wrapper is gone (or the interpreter exits): close and remove."""
@@ -440,7 +446,9 @@ class _TemporaryFileWrapper:
         a power loss.
 
         Raises:
-            UnsafeFileError: our name no longer refers to the file we created.
+            UnsafeFileError: our name no longer refers to the file we created (or,
+                once closed, its directory was replaced).
+            UnsafeDirectoryError: (once closed) its directory is no longer trusted.
             ValueError: the file was already removed or persisted.
             OSError: the move failed (e.g. ``EXDEV`` across filesystems), or an
                 ``fsync`` did (``EIO``).
@@ -456,6 +464,7 @@ class _TemporaryFileWrapper:
         Raises:
             FileExistsError: ``path`` exists (nothing changed).
             UnsafeFileError: as :meth:`persist`.
+            UnsafeDirectoryError: as :meth:`persist`.
             ValueError: as :meth:`persist`.
             OSError: as :meth:`persist`.
         """
@@ -466,7 +475,17 @@ class _TemporaryFileWrapper:
         if state.removed or (state.file.closed and state.delete_on_close and state.delete):
             raise ValueError("the temporary file was already removed")
         made = state.made
-        st = os.stat(os.fsdecode(made.name), dir_fd=made.handle.fd, follow_symlinks=False)
+        try:
+            self._persist_in(made.reacquire(), path, noclobber=noclobber, durable=durable)
+        finally:
+            if state.file.closed and (state.removed or not state.delete):
+                made.release()  # closed and kept (or still only the user's): nothing pinned
+        return self.name
+
+    def _persist_in(self, handle: DirHandle, path: Any, *, noclobber: bool, durable: bool) -> None:
+        state = self._state
+        made = state.made
+        st = os.stat(os.fsdecode(made.name), dir_fd=handle.fd, follow_symlinks=False)
         if (st.st_dev, st.st_ino) != (made.dev, made.ino):
             raise UnsafeFileError(os.fsdecode(made.path), "name no longer refers to our file")
         target = os.fspath(path)
@@ -488,14 +507,13 @@ class _TemporaryFileWrapper:
         except BaseException:
             if claim is not None and state.delete:
                 # Still a temp file: a crash now must leave it to the sweeper.
-                claim.remark(made.handle.fd, made.name)
+                claim.remark(handle.fd, made.name)
             raise
         state.delete = False
         state.removed = True
         state.release()
         self.delete = False
         self.name = target
-        return target  # type: ignore[no-any-return]
 
 
 def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 lines of code
@@ -645,6 +663,7 @@ class TemporaryDirectory:
                 warnings.warn(warn_message, ResourceWarning, stacklevel=2)
         finally:
             _release(claim, made, owner_pid)
+            made.release()
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} {self.name!r}>"
@@ -657,6 +676,11 @@ class TemporaryDirectory:
     ) -> None:
         if self._delete:
             self.cleanup()
+        else:
+            # Kept: nothing of ours may pin it (a later cleanup() or persist() reopens it).
+            if self._claim is not None:
+                self._claim.close()
+            self._made.release()
 
     def cleanup(self) -> None:
         """Remove the directory now (once; later calls do nothing).
@@ -670,6 +694,7 @@ class TemporaryDirectory:
                     _rmtree(self._made, self._ignore_cleanup_errors)
             finally:
                 _release(self._claim, self._made, info[2][1])
+                self._made.release()  # removed: nothing of ours pins its parent any more
 
     def persist(
         self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *, durable: bool = False
@@ -690,6 +715,7 @@ class TemporaryDirectory:
         if not self._finalizer.alive:
             raise ValueError("the temporary directory was already removed or persisted")
         claim, made = self._claim, self._made
+        made.reacquire()  # released by a delete=False exit: verified and reopened
 
         def unmark(fd: int) -> None:
             if claim is not None:
@@ -699,7 +725,13 @@ class TemporaryDirectory:
             if claim is not None and self._delete:  # still ours to remove: mark it again
                 claim.remark(made.handle.fd, made.name)
 
-        publish_dir(made, os.fsdecode(path), durable=durable, unmark=unmark, remark=remark)
+        try:
+            publish_dir(made, os.fsdecode(path), durable=durable, unmark=unmark, remark=remark)
+        except BaseException:
+            if not self._delete:
+                made.release()  # kept (delete=False): as it was before the call
+            raise
+        made.release()  # moved away and kept: nothing of ours pins either directory
         if claim is not None:
             claim.close()  # no longer a temp directory: drop its lock
         self._finalizer.detach()
@@ -722,6 +754,7 @@ def _release(claim: _owner.Claim | None, made: Created, owner_pid: int) -> None:
 
 def _rmtree(made: Created, ignore_errors: bool) -> None:
     try:
+        made.reacquire()  # released by a delete=False exit: verified and reopened
         rmtree_at(
             made.handle.fd,
             os.fsdecode(made.name),
