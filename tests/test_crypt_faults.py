@@ -153,8 +153,7 @@ def test_forked_child_gets_integrity_error_for_a_cached_block_the_parent_rewrote
 
         def child() -> object:
             os.read(go_r, 1)  # until the parent rewrote block 0
-            # Still block 0, but outside the 4 KiB buffer of the buffered layer (which
-            # keeps what it read before the fork, as any buffered file does).
+            # Still block 0, outside the 4 KiB read-ahead (inside it: test_crypt_forkdrop.py).
             f.seek(5000)
             return f.read(5)
 

@@ -139,7 +139,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     try:
         if encrypt:
             raw = _encrypted_raw(fd, mode, encrypt, handle, base, prefix, suffix)
-            size = 4096  # _crypt's ENCRYPTED_BUFFER_SIZE: one block per aligned 4 KiB read
+            size = 0  # wrap_encrypted chooses it
         else:
             if handle.btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
@@ -149,7 +149,12 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     except BaseException:
         os.close(fd)
         raise
-    file = wrap_raw(raw, mode, buffering, encoding, errors, newline, buffer_size=size)
+    if encrypt:
+        from ._crypt import wrap_encrypted  # layers a forked child resets (stale read-ahead)
+
+        file = wrap_encrypted(raw, mode, buffering, encoding, errors, newline)
+    else:
+        file = wrap_raw(raw, mode, buffering, encoding, errors, newline, buffer_size=size)
     if _track.hook is not None:
         _track_unnamed(file, fd)
     return file

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-__all__ = ["check_mode", "raw_mode", "wrap_raw"]
+__all__ = ["STDLIB_CLASSES", "StackClasses", "check_mode", "raw_mode", "wrap_raw"]
+
+
+class StackClasses(NamedTuple):
+    """The classes :func:`wrap_raw` builds the layers of a stack from."""
+
+    random: type[io.BufferedRandom]
+    reader: type[io.BufferedReader]
+    writer: type[io.BufferedWriter]
+    text: type[io.TextIOWrapper]
+
+
+STDLIB_CLASSES = StackClasses(
+    io.BufferedRandom, io.BufferedReader, io.BufferedWriter, io.TextIOWrapper
+)
 
 
 def check_mode(
@@ -64,10 +78,12 @@ def wrap_raw(
     newline: str | None = None,
     *,
     buffer_size: int = io.DEFAULT_BUFFER_SIZE,
+    classes: StackClasses = STDLIB_CLASSES,
 ) -> IO[Any]:
     """Wrap ``raw`` in the buffered and text layers :func:`open` would build for ``mode``.
 
-    ``mode`` must have passed :func:`check_mode`. Returns ``raw`` itself for
+    ``mode`` must have passed :func:`check_mode`. The layers are instances of
+    ``classes`` (subclasses of :mod:`io`'s, for encrypted files). Returns ``raw`` itself for
     ``buffering=0`` in binary mode. ``raw`` is closed if wrapping fails (e.g.
     an unknown encoding), so the caller never closes its descriptor twice.
 
@@ -89,16 +105,14 @@ def wrap_raw(
     result: Any = raw
     try:
         if "+" in mode:
-            result = io.BufferedRandom(raw, size)
+            result = classes.random(raw, size)
         elif "r" in mode:
-            result = io.BufferedReader(raw, size)
+            result = classes.reader(raw, size)
         else:
-            result = io.BufferedWriter(raw, size)
+            result = classes.writer(raw, size)
         if binary:
             return result  # type: ignore[no-any-return]
-        result = io.TextIOWrapper(
-            result, io.text_encoding(encoding), errors, newline, line_buffering
-        )
+        result = classes.text(result, io.text_encoding(encoding), errors, newline, line_buffering)
         result.mode = mode
         return result  # type: ignore[no-any-return]
     except BaseException:

@@ -9,6 +9,7 @@ Layout, one job per module (each states its invariants):
 * ``_secmem``: protected memory for the key and the plaintext scratch;
 * ``_raw``: :class:`EncryptedRawIO`, the raw file object;
 * ``_stack``: :func:`open_encrypted`, the buffered/text stack over it;
+* ``_forkdrop``: a forked child drops what those layers cached;
 * ``_switch``: the file that is encrypted until its first ``fileno()``.
 """
 
@@ -19,6 +20,7 @@ from ._raw import EncryptedRawIO as EncryptedRawIO
 from ._sealer import TAG_SIZE as TAG_SIZE
 from ._stack import ENCRYPTED_BUFFER_SIZE as ENCRYPTED_BUFFER_SIZE
 from ._stack import open_encrypted as open_encrypted
+from ._stack import wrap_encrypted as wrap_encrypted
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -28,4 +30,5 @@ __all__ = [
     "TAG_SIZE",
     "EncryptedRawIO",
     "open_encrypted",
+    "wrap_encrypted",
 ]

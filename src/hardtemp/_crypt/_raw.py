@@ -33,7 +33,7 @@ import os
 import stat
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from ..exceptions import InsecureOperationError, IntegrityError
@@ -146,6 +146,7 @@ class EncryptedRawIO(io.RawIOBase):
     _pt: memoryview | None = None
     _pending: Txn | Trim | None = None
     _forked: bool = False
+    _discard: int = 0  # > 0: a forked child dropping its buffered layer's writes (_forkdrop)
     name: Any = None
 
     def __init__(
@@ -342,7 +343,8 @@ class EncryptedRawIO(io.RawIOBase):
                 (e.g. ``ENOSPC``, ``EIO``).
         """
         self._check_open()
-        self._check_writable()
+        if self._check_writable():
+            return memoryview(b).nbytes  # discarded: never written, never sealed
         with memoryview(b) as view, view.cast("B") as data, self._lock:
             n = len(data)
             if n == 0:
@@ -374,7 +376,8 @@ class EncryptedRawIO(io.RawIOBase):
                 file offset; writing or ``ftruncate`` failed.
         """
         self._check_open()
-        self._check_writable()
+        if self._check_writable():
+            raise InsecureOperationError(self._err_path(), _FORK_MESSAGE)
         with self._lock:
             new = self._pos if size is None else operator.index(size)
             if new < 0:
@@ -448,12 +451,29 @@ class EncryptedRawIO(io.RawIOBase):
         # The fork hook, or (for a fork that bypassed Python's hooks) the wiped canary.
         return self._forked or (self._mem is not None and self._mem.forked)
 
-    def _check_writable(self) -> None:
+    def _check_writable(self) -> bool:
+        """Raise unless this process may write; True: discard the write (see
+        :meth:`discarding_writes`)."""
         if not self._writable:
             raise io.UnsupportedOperation("File not open for writing")
         if self._in_child():
             self._forked = True
+            if self._discard:
+                return True
             raise InsecureOperationError(self._err_path(), _FORK_MESSAGE)
+        return False
+
+    @contextlib.contextmanager
+    def discarding_writes(self) -> Iterator[None]:
+        """In a forked child, while inside: :meth:`write` accepts and drops its
+        bytes (the buffered layer's unflushed writes from before the fork) without
+        touching the backing file, whose nonces the parent keeps using. In the
+        parent this changes nothing: writes are written."""
+        self._discard += 1
+        try:
+            yield
+        finally:
+            self._discard -= 1
 
     def _check_size_limit(self, size: int) -> None:
         # Every stored block's offset must fit in off_t; like a filesystem's own

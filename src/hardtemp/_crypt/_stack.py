@@ -10,9 +10,10 @@ import io
 from typing import IO, Any, Final
 
 from .._iostack import check_mode, raw_mode, wrap_raw
+from ._forkdrop import STACK_CLASSES, register
 from ._raw import DEFAULT_BLOCK_SIZE, EncryptedRawIO
 
-__all__ = ["ENCRYPTED_BUFFER_SIZE", "open_encrypted"]
+__all__ = ["ENCRYPTED_BUFFER_SIZE", "open_encrypted", "wrap_encrypted"]
 
 #: Buffer of the BufferedRandom/Reader/Writer: a page, so that a page-aligned 4 KiB
 #: read costs one block (a larger buffer often straddles two blocks and must decrypt
@@ -59,6 +60,33 @@ def open_encrypted(
         # Resolved here, so that -X warn_default_encoding points at our caller (as io.open does).
         encoding = io.text_encoding(encoding)
     raw = EncryptedRawIO(fd, block_size=block_size, name=name, mode=raw_mode(mode))
-    return wrap_raw(
-        raw, mode, buffering, encoding, errors, newline, buffer_size=ENCRYPTED_BUFFER_SIZE
+    return wrap_encrypted(raw, mode, buffering, encoding, errors, newline)
+
+
+def wrap_encrypted(
+    raw: io.RawIOBase,
+    mode: str,
+    buffering: int = -1,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+) -> IO[Any]:
+    """The buffered/text stack over an encrypted raw file (an :class:`EncryptedRawIO`
+    or a ``SwitchingRawIO``), as :func:`hardtemp._iostack.wrap_raw` builds it, with
+    layers that a forked child resets before their first use (``_forkdrop``).
+    ``raw`` is closed if wrapping fails.
+
+    Raises:
+        LookupError: unknown ``encoding``.
+    """
+    file = wrap_raw(
+        raw,
+        mode,
+        buffering,
+        encoding,
+        errors,
+        newline,
+        buffer_size=ENCRYPTED_BUFFER_SIZE,
+        classes=STACK_CLASSES,
     )
+    return register(file)

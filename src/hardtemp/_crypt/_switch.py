@@ -64,6 +64,11 @@ class SwitchingRawIO(io.RawIOBase):
         return isinstance(self._f, EncryptedRawIO)
 
     @property
+    def current(self) -> io.RawIOBase:
+        """The raw file in use: the encrypted one until the switch, then the plain one."""
+        return self._f
+
+    @property
     def name(self) -> Any:
         return self._f.name  # type: ignore[attr-defined]
 
