@@ -133,7 +133,11 @@ def test_check_json_has_the_documented_schema(home: Path) -> None:
     assert mine["trusted"] is True
     assert mine["shared"] is False
     # The very verdict of this directory's filesystem, not "any verdict" (issue 16).
-    assert mine["filesystem"]["verdict"] == _fsinfo.fs_info_for_path(home).verdict
+    here = _fsinfo.fs_info_for_path(home)
+    assert mine["filesystem"]["verdict"] == here.verdict
+    # Additive: the sentences stay, each with its stable code at the same position.
+    assert mine["filesystem"]["reasons"] == list(here.reasons)
+    assert mine["filesystem"]["reason_codes"] == list(here.codes)
     for f in mine["findings"]:
         assert set(f) == {"level", "code", "subject", "message", "details", "hint", "ignored"}
         assert f["subject"] == str(home)
@@ -466,6 +470,7 @@ def test_sweep_command_removes_a_killed_processes_file(home: Path) -> None:
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
     assert [(e["path"], e["action"]) for e in data["entries"]] == [(name, "removed")]
+    assert [e["code"] for e in data["entries"]] == ["sweep.orphan"]
     assert data["missing_dirs"] == []
     assert data["key_problem"] is None
     assert not Path(name).exists()
@@ -773,7 +778,8 @@ def test_wipe_require_reliable_fails_on_ext4_data_journal_with_the_report(
     assert entry["ok"] is False
     assert str(victim) in entry["error"]
     assert entry["report"]["verdict"] == "not in place"
-    assert any("journal" in r for r in entry["report"]["reasons"])
+    assert entry["report"]["reason_codes"][0] == "fs.data_journal"
+    assert len(entry["report"]["reason_codes"]) == len(entry["report"]["reasons"])
 
 
 def test_sweep_verbose_lists_a_live_processes_file_as_kept_and_keeps_it(
@@ -1128,8 +1134,15 @@ def test_check_ignore_accepts_one_known_finding_and_nothing_else(home: Path) -> 
 def test_check_ignore_that_matches_nothing_says_so_and_changes_nothing(home: Path) -> None:
     proc = ht("check", "--fail-on", "never", "--ignore", "no.such-code", cwd=home)
     assert proc.returncode == 0
-    assert proc.stderr == "hardtemp check: note: --ignore no.such-code matched no finding\n"
+    assert proc.stderr == (
+        "hardtemp check: note: --ignore no.such-code matched no finding: "
+        "no.such-code is not a finding code\n"
+    )
     assert "ignored" not in proc.stdout
+    # A real code that matches nothing here (a subject that does not exist) is only unmatched.
+    known = ht("check", "--fail-on", "never", "--ignore", "swap:nowhere", cwd=home)
+    assert known.returncode == 0
+    assert known.stderr == "hardtemp check: note: --ignore swap:nowhere matched no finding\n"
 
 
 def test_check_json_lists_each_mount_option_once(home: Path) -> None:

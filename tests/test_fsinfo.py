@@ -21,6 +21,7 @@ import pytest
 from _gates import require_mkfs, require_root, skip
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
+from hardtemp._codes import FsReason, Reason
 from hardtemp._fsinfo import (
     BEST_EFFORT,
     IN_PLACE,
@@ -53,16 +54,17 @@ def test_ext4_data_ordered_is_in_place(loopfs: Callable[..., Any]) -> None:
     assert info.verdict == IN_PLACE
     assert info.mountpoint == str(fs.mountpoint)
     assert info.source.startswith("/dev/loop")
-    assert "data=ordered" in info.reasons[0]
+    assert info.codes[0] == FsReason.DATA_ORDERED
     # The device under it is described too (here a loop device backed by the image file).
-    assert any(str(fs.image) in r for r in info.reasons)
+    (loop,) = [r for r in info.reasons if r.code == FsReason.LOOP_DEVICE]
+    assert str(fs.image) in loop
 
 
 def test_ext4_data_journal_is_not_in_place(loopfs: Callable[..., Any]) -> None:
     fs = loopfs("ext4", options="data=journal")
     info = fs_info_for_path(fs.mountpoint)
     assert info.verdict == NOT_IN_PLACE
-    assert "data=journal" in info.reasons[0]
+    assert info.codes[0] == FsReason.DATA_JOURNAL
 
 
 def test_ext4_journal_data_file_flag_is_not_in_place(loopfs: Callable[..., Any]) -> None:
@@ -77,7 +79,7 @@ def test_ext4_journal_data_file_flag_is_not_in_place(loopfs: Callable[..., Any])
             pytest.skip(f"cannot set the journal-data flag here: {done.stderr.strip()}")
         info = file_info_for_fd(fd)
         assert info.verdict == NOT_IN_PLACE
-        assert "journal-data flag" in info.reasons[0]
+        assert info.codes[0] == FsReason.JOURNAL_DATA_FLAG
     finally:
         os.close(fd)
 
@@ -87,7 +89,7 @@ def test_btrfs_is_not_in_place(loopfs: Callable[..., Any]) -> None:
     info = fs_info_for_path(fs.mountpoint)
     assert info.fstype == "btrfs"
     assert info.verdict == NOT_IN_PLACE
-    assert "copy-on-write" in info.reasons[0]
+    assert info.codes[0] == FsReason.COPY_ON_WRITE
 
 
 def test_btrfs_set_nocow_on_empty_file_makes_it_in_place(loopfs: Callable[..., Any]) -> None:
@@ -99,8 +101,7 @@ def test_btrfs_set_nocow_on_empty_file_makes_it_in_place(loopfs: Callable[..., A
         os.write(fd, b"x" * 65536)
         info = file_info_for_fd(fd)
         assert info.verdict == IN_PLACE
-        assert "NOCOW" in info.reasons[0]
-        assert "snapshot" in info.reasons[0]
+        assert info.codes[0] == FsReason.NOCOW_IN_PLACE
         lsattr = subprocess.run(
             ["lsattr", str(fs.mountpoint / "f")], check=True, capture_output=True, text=True
         ).stdout
@@ -138,7 +139,7 @@ def test_btrfs_nocow_file_sharing_extents_with_a_reflink_is_not_in_place(
         subprocess.run(["cp", "--reflink=always", str(fs.mountpoint / "f"), str(clone)], check=True)
         info = file_info_for_fd(fd)
         assert info.verdict == NOT_IN_PLACE
-        assert "shared" in info.reasons[0]
+        assert info.codes[0] == FsReason.NOCOW_SHARED
     finally:
         os.close(fd)
 
@@ -160,10 +161,10 @@ def test_tmpfs_without_swap_is_volatile(small_tmpfs: Callable[[int], Path]) -> N
     assert info.fstype == "tmpfs"
     if psutil.swap_memory().total:
         assert info.verdict == BEST_EFFORT
-        assert any("swap is active" in r for r in info.reasons)
+        assert FsReason.SWAP_ACTIVE in info.codes
     else:
         assert info.verdict == VOLATILE
-        assert any("no swap" in r for r in info.reasons)
+        assert FsReason.NO_SWAP in info.codes
 
 
 def test_tmpfs_with_active_swap_is_only_best_effort(
@@ -179,7 +180,8 @@ def test_tmpfs_with_active_swap_is_only_best_effort(
     _fsinfo.clear_cache()
     info = fs_info_for_path(mnt)
     assert info.verdict == BEST_EFFORT
-    assert any("swap is active (1024 MiB)" in r for r in info.reasons)
+    (swap,) = [r for r in info.reasons if r.code == FsReason.SWAP_ACTIVE]
+    assert "(1024 MiB)" in swap  # the size is data, shown in the sentence
 
 
 def test_tmpfs_noswap_mount_stays_volatile_even_with_swap(
@@ -200,7 +202,7 @@ def test_tmpfs_noswap_mount_stays_volatile_even_with_swap(
         monkeypatch.setattr(_fsinfo.psutil, "swap_memory", lambda: _Swap())
         info = fs_info_for_path(mnt)
         assert info.verdict == VOLATILE
-        assert any("noswap" in r for r in info.reasons)
+        assert FsReason.NOSWAP_MOUNT in info.codes
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -217,7 +219,7 @@ def test_overlayfs_is_not_in_place(tmp_path: Path) -> None:
         info = fs_info_for_path(merged)
         assert info.fstype == "overlay"
         assert info.verdict == NOT_IN_PLACE
-        assert "lower layer" in info.reasons[0]
+        assert info.codes[0] == FsReason.OVERLAY
     finally:
         subprocess.run(["umount", "-l", str(merged)], check=False)
 
@@ -226,7 +228,7 @@ def test_unknown_filesystem_is_best_effort_and_says_so() -> None:
     info = fs_info_for_path("/proc/self")
     assert info.fstype == "proc"
     assert info.verdict == BEST_EFFORT
-    assert "not a filesystem whose overwrite behaviour hardtemp knows" in info.reasons[0]
+    assert info.codes[0] == FsReason.UNKNOWN_FS
 
 
 def test_fs_info_for_path_does_not_follow_a_final_symlink(
@@ -285,7 +287,7 @@ def test_fsinfo_is_a_frozen_dataclass() -> None:
     assert isinstance(info, FsInfo)
     with pytest.raises(AttributeError):
         info.verdict = IN_PLACE  # type: ignore[misc]
-    assert all(isinstance(r, str) and r for r in info.reasons)
+    assert all(isinstance(r, Reason) and r and r.code in set(FsReason) for r in info.reasons)
 
 
 def test_a_mountpoint_with_spaces_is_reported_unescaped(tmp_path: Path) -> None:
@@ -337,7 +339,7 @@ def test_ext2_has_no_journal_and_is_in_place(tmp_path: Path) -> None:
             os.close(fd)
     assert info.fstype == "ext2"
     assert info.verdict == IN_PLACE
-    assert "ext2 has no journal" in info.reasons[0]
+    assert info.codes[0] == FsReason.NO_JOURNAL
     assert finfo.verdict == IN_PLACE
 
 
@@ -346,7 +348,7 @@ def test_ext4_without_a_journal_is_in_place(tmp_path: Path) -> None:
         info = fs_info_for_path(mnt)
     assert info.fstype == "ext4"
     assert info.verdict == IN_PLACE
-    assert "without a journal" in info.reasons[0]
+    assert info.codes[0] == FsReason.NO_JOURNAL
 
 
 def test_ext4_file_with_inline_data_is_not_in_place(tmp_path: Path) -> None:
@@ -366,7 +368,7 @@ def test_ext4_file_with_inline_data_is_not_in_place(tmp_path: Path) -> None:
         finally:
             os.close(big)
     assert info.verdict == NOT_IN_PLACE
-    assert "inline in its inode" in info.reasons[0]
+    assert info.codes[0] == FsReason.INLINE_DATA
     assert big_info.verdict == IN_PLACE
 
 
@@ -381,7 +383,7 @@ def test_ramfs_is_volatile(tmp_path: Path) -> None:
         subprocess.run(["umount", str(mnt)], check=False)
     assert info.fstype == "ramfs"
     assert info.verdict == VOLATILE
-    assert "never swapped" in info.reasons[0]
+    assert info.codes[0] == FsReason.RAMFS
 
 
 def _non_rotational_device() -> str | None:
@@ -430,13 +432,15 @@ def test_the_device_under_a_filesystem_is_described_truthfully(tmp_path: Path, k
     device = info.reasons[-1]
     assert device.startswith(source)
     expected = {
-        "missing": "cannot inspect the device",
-        "char-device": "magnetic or flash cannot be determined",
-        "non-rotational": "non-rotational device",
+        "missing": FsReason.DEVICE_UNINSPECTABLE,
+        "char-device": FsReason.DEVICE_KIND_UNKNOWN,
+        "non-rotational": FsReason.NON_ROTATIONAL,
         # Its rotational flag describes the emulated disk, never "a rotational (magnetic) device".
-        "virtio": "is a virtual disk (virtio_blk); the kernel reports it",
+        "virtio": FsReason.VIRTUAL_DISK,
     }[kind]
-    assert expected in device
+    assert device.code == expected
+    if kind == "virtio":
+        assert "(virtio_blk)" in device
     assert "(magnetic) device" not in device
 
 
@@ -453,26 +457,26 @@ def test_ext4_with_an_unknown_journalling_mode_is_only_best_effort() -> None:
     )
     verdict, reasons = _fsinfo._classify(_fsinfo._EXT_MAGIC, mount)
     assert verdict == BEST_EFFORT
-    assert "could not be determined" in reasons[0]
+    assert reasons[0].code == FsReason.DATA_MODE_UNKNOWN
 
 
 @pytest.mark.parametrize(
-    ("magic", "verdict", "words"),
+    ("magic", "verdict", "code"),
     [
-        (0x58465342, IN_PLACE, "xfs rewrites data blocks in place"),
-        (0x2FC12FC1, NOT_IN_PLACE, "zfs is copy-on-write"),
-        (0xF2F52010, NOT_IN_PLACE, "log-structured"),
-        (0x6969, NOT_IN_PLACE, "stores the data elsewhere"),
-        (0x65735546, NOT_IN_PLACE, "stores the data elsewhere"),
+        (0x58465342, IN_PLACE, FsReason.XFS),
+        (0x2FC12FC1, NOT_IN_PLACE, FsReason.COPY_ON_WRITE),
+        (0xF2F52010, NOT_IN_PLACE, FsReason.LOG_STRUCTURED),
+        (0x6969, NOT_IN_PLACE, FsReason.REMOTE),
+        (0x65735546, NOT_IN_PLACE, FsReason.REMOTE),
     ],
 )
 def test_filesystems_not_mountable_here_are_classified_by_magic(
-    magic: int, verdict: str, words: str
+    magic: int, verdict: str, code: FsReason
 ) -> None:
     # No xfs/zfs/f2fs/nfs/fuse here: the classification table itself, by f_type.
     got, reasons = _fsinfo._classify(magic, None)
     assert got == verdict
-    assert words in reasons[0]
+    assert reasons[0].code == code
 
 
 # --- btrfs NOCOW details ----------------------------------------------------------------------
@@ -521,7 +525,7 @@ def test_btrfs_nocow_file_with_many_extents_is_checked_to_its_end(
         os.close(fd)
     assert alone.verdict == IN_PLACE
     assert shared.verdict == NOT_IN_PLACE
-    assert "shared" in shared.reasons[0]
+    assert shared.codes[0] == FsReason.NOCOW_SHARED
 
 
 def test_btrfs_nocow_file_whose_extents_cannot_be_read_is_best_effort(
@@ -540,7 +544,7 @@ def test_btrfs_nocow_file_whose_extents_cannot_be_read_is_best_effort(
     finally:
         os.close(fd)
     assert info.verdict == BEST_EFFORT
-    assert "could not be checked" in info.reasons[0]
+    assert info.codes[0] == FsReason.NOCOW_UNCHECKED
 
 
 def test_set_nocow_without_a_usable_descriptor_is_false(loopfs: Callable[..., Any]) -> None:
@@ -710,7 +714,7 @@ def test_journal_data_flag_read_from_the_inode_makes_the_file_not_in_place(
     finally:
         os.close(fd)
     assert info.verdict == NOT_IN_PLACE
-    assert "journal-data flag" in info.reasons[0]
+    assert info.codes[0] == FsReason.JOURNAL_DATA_FLAG
 
 
 # --- the removal hot path: per-superblock cache, and whether data reached the disk ------------

@@ -14,6 +14,7 @@ import pytest
 from _gates import require_root
 from _helpers_euid import as_euid
 from hardtemp import _markkey, _owner
+from hardtemp._codes import SweepReason
 from hardtemp._owner import (
     OWNER_XATTR,
     OwnerTag,
@@ -127,6 +128,7 @@ def test_a_claim_is_locked_shared_and_an_exclusive_lock_elsewhere_fails(
             os.close(other)
         j = _judge(d, dfd, "f")
         assert (j.verdict, j.reason) == (Verdict.IN_USE, "locked: a live process holds it")
+        assert j.reason.code == SweepReason.LOCKED
     finally:
         c.release(dfd, "f")
     assert c.fd == -1
@@ -150,6 +152,7 @@ def test_a_claim_on_the_callers_descriptor_converts_with_its_own_flock(
             Verdict.IN_USE,
             f"not locked, but creator pid {os.getpid()} runs",
         )
+        assert j.reason.code == SweepReason.CREATOR_RUNS
     finally:
         os.close(fd)
         c.release(dfd, "f")
@@ -235,6 +238,7 @@ def test_judge_refuses_a_mark_moved_renamed_or_copied(area: tuple[Path, int]) ->
     os.rename(d / "orig", d / "renamed")
     j = _judge(d, dfd, "renamed")
     assert (j.verdict, j.reason) == (Verdict.UNMARKED, "mark does not verify")
+    assert j.reason.code == SweepReason.MARK_INVALID
     # Moved back under its name, but into another directory: not bound to it.
     sub = d / "sub"
     sub.mkdir()
@@ -248,6 +252,7 @@ def test_judge_refuses_a_mark_moved_renamed_or_copied(area: tuple[Path, int]) ->
     j = _judge(d, dfd, "orig")
     assert j.verdict is Verdict.ORPHAN
     assert j.reason == "pid 2147483632 no longer runs, and no process holds its lock"
+    assert j.reason.code == SweepReason.ORPHAN
     j.close()
 
 
@@ -306,6 +311,7 @@ def test_judge_does_not_remove_an_entry_unmarked_while_it_was_judged(
     monkeypatch.setattr(_owner, "_try_lock", lock_then_unmark)
     j = _judge(d, dfd, "f")
     assert (j.verdict, j.reason, j.lock_fd) == (Verdict.UNMARKED, "mark removed meanwhile", -1)
+    assert j.reason.code == SweepReason.MARK_REMOVED
     os.close(fd)
 
 
@@ -318,6 +324,7 @@ def test_judge_leaves_another_users_entry(area: tuple[Path, int], tmp_path: Path
     os.close(fd)
     j = _judge(d, dfd, "f")
     assert (j.verdict, j.reason) == (Verdict.OTHER_USER, "owned by uid 65534")
+    assert j.reason.code == SweepReason.OTHER_USER
 
 
 def test_judge_reports_a_lock_it_cannot_test(
@@ -340,6 +347,7 @@ def test_judge_reports_a_lock_it_cannot_test(
         "cannot test its lock: No locks available",
         -1,
     )
+    assert j.reason.code == SweepReason.LOCK_UNTESTABLE
     assert set(os.listdir("/proc/self/fd")) == before
 
 
@@ -365,6 +373,7 @@ def test_an_entry_its_owner_made_unreadable_is_never_judged_an_orphan(
     finally:
         _markkey.reset()
     assert (j.verdict, j.reason) == (Verdict.UNMARKED, "no mark")
+    assert j.reason.code == SweepReason.NO_MARK
 
 
 def test_without_a_usable_key_objects_work_and_carry_no_mark(

@@ -25,6 +25,7 @@ import pytest
 from _gates import require_root
 from _helpers_core import NOBODY
 from hardtemp import _owner
+from hardtemp._codes import SweepReason
 from hardtemp._sweep import sweep
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -133,6 +134,8 @@ def test_sweep_removes_a_sigkilled_owners_entries_and_keeps_a_live_owners(area: 
         assert removed[str(dead.file)].reason == (
             f"pid {dead.proc.pid} no longer runs, and no process holds its lock"
         )
+        assert removed[str(dead.file)].code == SweepReason.ORPHAN
+        assert {e.code for e in result.entries if e.action == "kept"} == {SweepReason.LOCKED}
         kept = {e.path: e.reason for e in result.entries if e.action == "kept"}
         assert kept == {
             str(live.file): "locked: a live process holds it",
@@ -400,6 +403,7 @@ def test_sweep_reports_a_failed_removal_and_keeps_the_mounted_filesystem(area: P
         (d / "mnt" / "other-fs").write_text("not ours")
         (entry,) = sweep([str(area)]).entries
         assert entry.action == "failed"
+        assert entry.code == SweepReason.REMOVAL_FAILED
         assert "no longer runs, and no process holds its lock; removal failed: " in entry.reason
         assert f"{d}/mnt: is a mount point" in entry.reason
         assert (d / "mnt" / "other-fs").read_text() == "not ours"

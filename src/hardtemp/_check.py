@@ -35,6 +35,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from . import _fsinfo
+from ._codes import FindingCode, Level
 from ._dirtrust import DirHandle, check_dir, trusted_dir
 from ._tempdir import candidate_tempdir_list, gettempdir
 from .exceptions import HardtempError, UnsafeDirectoryError
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 #: Severity levels, least severe first.
-LEVELS = ("ok", "info", "warning", "error")
+LEVELS = tuple(Level)
 #: The ``schema`` field of the JSON document; bumped on incompatible changes.
 SCHEMA = "hardtemp-check/1"
 
@@ -75,8 +76,8 @@ def level_rank(level: str) -> int:
 class Finding:
     """One result: how severe, a stable ``code``, what it is about, what to do."""
 
-    level: str
-    code: str
+    level: Level
+    code: FindingCode
     subject: str
     message: str
     details: tuple[str, ...] = ()
@@ -109,7 +110,9 @@ class DirAudit:
     o_tmpfile: bool | None = None
     findings: list[Finding] = field(default_factory=list)
 
-    def add(self, level: str, code: str, message: str, *details: str, hint: str = "") -> None:
+    def add(
+        self, level: Level, code: FindingCode, message: str, *details: str, hint: str = ""
+    ) -> None:
         self.findings.append(Finding(level, code, self.path, message, tuple(details), hint))
 
     def to_json(self) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class DirAudit:
                 "options": list(dict.fromkeys(fs.options)),
                 "verdict": fs.verdict,
                 "reasons": list(fs.reasons),
+                "reason_codes": list(fs.codes),
             },
             "o_tmpfile": self.o_tmpfile,
             "findings": [f.to_json() for f in self.findings],
@@ -159,7 +163,7 @@ class Audit:
     def ignored(self, f: Finding) -> bool:
         """Whether ``--ignore`` accepts ``f`` (a warning or error): it is then shown, marked,
         but never fails the gate. ok and info findings are never marked: they fail nothing."""
-        if level_rank(f.level) < level_rank("warning"):
+        if level_rank(f.level) < level_rank(Level.WARNING):
             return False
         return f.code in self.ignore or f"{f.code}:{f.subject}" in self.ignore
 
@@ -168,9 +172,22 @@ class Audit:
         found = {key for f in self.findings() for key in (f.code, f"{f.code}:{f.subject}")}
         return [i for i in self.ignore if i not in found]
 
+    def ignore_notes(self) -> list[str]:
+        """One note per ``--ignore`` entry that matched no finding, saying when its code is
+        none of the :class:`~hardtemp._codes.FindingCode` codes (a typo, never a match)."""
+        notes = []
+        for entry in self.unmatched_ignores():
+            code = entry.partition(":")[0]
+            known = code in set(FindingCode)
+            notes.append(
+                f"--ignore {entry} matched no finding"
+                + ("" if known else f": {code} is not a finding code")
+            )
+        return notes
+
     def max_level(self) -> str:
         levels = (f.level for f in self.findings() if not self.ignored(f))
-        return max(levels, key=level_rank, default="ok")
+        return max(levels, key=level_rank, default=Level.OK)
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys((*LEVELS, "ignored"), 0)
@@ -262,12 +279,12 @@ def _candidates(extra: list[str]) -> list[tuple[str, list[str]]]:
     return list(merged.items())
 
 
-def _severity_for_missing(d: DirAudit) -> str:
+def _severity_for_missing(d: DirAudit) -> Level:
     if "argument" in d.origins:
-        return "error"  # the user asked about it
+        return Level.ERROR  # the user asked about it
     if any(o.startswith("$") for o in d.origins):
-        return "warning"  # set in the environment but unusable: programs fall back elsewhere
-    return "info"
+        return Level.WARNING  # set in the environment but unusable: programs fall back elsewhere
+    return Level.INFO
 
 
 def _skip_notes(d: DirAudit, only_last_resort: bool) -> list[str]:
@@ -301,33 +318,37 @@ def _trust_hint(exc: UnsafeDirectoryError) -> str:
     )
 
 
+def _add_untrusted(d: DirAudit, exc: UnsafeDirectoryError) -> None:
+    d.exists = True
+    d.trusted = False
+    d.shared = True  # others can change it (or a component on the way): treat as shared
+    only_last_resort = d.origins == ["current directory, last resort"]
+    d.add(
+        Level.WARNING if only_last_resort else Level.ERROR,
+        FindingCode.DIR_UNTRUSTED,
+        f"NOT TRUSTED: {exc.path}: {exc.reason}",
+        "another local user can rename, replace or plant entries there: a program "
+        "using this directory can have its temp files read, swapped or redirected",
+        *_skip_notes(d, only_last_resort),
+        hint=_trust_hint(exc),
+    )
+
+
 def _check_trust(d: DirAudit) -> DirHandle | None:
     """Trust of the directory and its ancestors; its handle (an O_PATH-or-better fd, open
     while the handle lives) when trusted."""
     try:
         report = check_dir(d.path)
     except UnsafeDirectoryError as exc:
-        d.exists = True
-        d.trusted = False
-        d.shared = True  # others can change it (or a component on the way): treat as shared
-        only_last_resort = d.origins == ["current directory, last resort"]
-        d.add(
-            "warning" if only_last_resort else "error",
-            "dir.untrusted",
-            f"NOT TRUSTED: {exc.path}: {exc.reason}",
-            "another local user can rename, replace or plant entries there: a program "
-            "using this directory can have its temp files read, swapped or redirected",
-            *_skip_notes(d, only_last_resort),
-            hint=_trust_hint(exc),
-        )
+        _add_untrusted(d, exc)
         return None
     except FileNotFoundError:
-        d.add(_severity_for_missing(d), "dir.missing", "does not exist")
+        d.add(_severity_for_missing(d), FindingCode.DIR_MISSING, "does not exist")
         return None
     except (OSError, ValueError) as exc:
         d.exists = True
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        d.add(_severity_for_missing(d), "dir.unusable", f"cannot be checked: {why}")
+        d.add(_severity_for_missing(d), FindingCode.DIR_UNUSABLE, f"cannot be checked: {why}")
         return None
     d.exists = True
     d.trusted = True
@@ -335,7 +356,7 @@ def _check_trust(d: DirAudit) -> DirHandle | None:
     try:
         handle = trusted_dir(d.path)
     except (OSError, ValueError) as exc:  # changed between the two walks
-        d.add("error", "dir.untrusted", f"changed while being checked: {exc}")
+        d.add(Level.ERROR, FindingCode.DIR_UNTRUSTED, f"changed while being checked: {exc}")
         d.trusted = False
         return None
     st = os.fstat(handle.fd)
@@ -349,8 +370,8 @@ def _check_trust(d: DirAudit) -> DirHandle | None:
     else:
         summary = f"trusted{where}: private, only root and you can change it"
     d.add(
-        "ok",
-        "dir.trusted",
+        Level.OK,
+        FindingCode.DIR_TRUSTED,
         summary,
         *(
             f"{c.kind} {c.path}: uid {c.uid} {stat.filemode(c.mode)}: {c.why}"
@@ -359,15 +380,19 @@ def _check_trust(d: DirAudit) -> DirHandle | None:
     )
     d.writable = os.access(".", os.W_OK | os.X_OK, dir_fd=handle.fd, effective_ids=True)
     if not d.writable:
-        d.add("info", "dir.not_writable", "not writable by you: hardtemp will not use it")
+        d.add(
+            Level.INFO,
+            FindingCode.DIR_NOT_WRITABLE,
+            "not writable by you: hardtemp will not use it",
+        )
     return handle
 
 
 _FS_LEVEL = {
-    _fsinfo.IN_PLACE: "ok",
-    _fsinfo.VOLATILE: "ok",
-    _fsinfo.BEST_EFFORT: "warning",
-    _fsinfo.NOT_IN_PLACE: "warning",
+    _fsinfo.IN_PLACE: Level.OK,
+    _fsinfo.VOLATILE: Level.OK,
+    _fsinfo.BEST_EFFORT: Level.WARNING,
+    _fsinfo.NOT_IN_PLACE: Level.WARNING,
 }
 _FS_MESSAGE = {
     _fsinfo.IN_PLACE: "an overwrite before removal reaches the old blocks",
@@ -381,19 +406,21 @@ def _check_fs(d: DirAudit) -> None:
     try:
         info = _fsinfo.fs_info_for_path(d.real_path or d.path)
     except OSError as exc:
-        d.add("info", "fs.unknown", f"filesystem not identified: {exc.strerror or exc}")
+        d.add(
+            Level.INFO, FindingCode.FS_UNKNOWN, f"filesystem not identified: {exc.strerror or exc}"
+        )
         return
     d.filesystem = info
     # Without a readable mount table only statfs() named the filesystem.
     where = f"{info.source} on {info.mountpoint}" if info.mountpoint else "mount point unknown"
     d.add(
-        _FS_LEVEL.get(info.verdict, "warning"),
-        "fs.verdict",
+        _FS_LEVEL.get(info.verdict, Level.WARNING),
+        FindingCode.FS_VERDICT,
         f"{info.fstype} ({where}): overwrite {info.verdict}: "
         f"{_FS_MESSAGE.get(info.verdict, info.verdict)}",
         *info.reasons,
         hint=""
-        if _FS_LEVEL.get(info.verdict) == "ok"
+        if _FS_LEVEL.get(info.verdict) == Level.OK
         else "keep sensitive data in hardtemp.TemporaryFile (encrypted by default), or "
         "point TMPDIR at a filesystem where the overwrite is reliable (ext4 data=ordered, "
         "xfs) or at a tmpfs on a machine without swap",
@@ -402,13 +429,13 @@ def _check_fs(d: DirAudit) -> None:
     missing = [o for o in ("nodev", "nosuid", "noexec") if o not in opts]
     present = [o for o in ("nodev", "nosuid", "noexec") if o in opts]
     if not missing:
-        d.add("ok", "mount.options", "mounted nodev,nosuid,noexec")
+        d.add(Level.OK, FindingCode.MOUNT_OPTIONS, "mounted nodev,nosuid,noexec")
         return
     serious = [o for o in missing if o in ("nodev", "nosuid")]
     if d.shared and serious:
         d.add(
-            "warning",
-            "mount.options",
+            Level.WARNING,
+            FindingCode.MOUNT_OPTIONS,
             f"shared directory on a filesystem mounted without {','.join(missing)}"
             + (f" (has {','.join(present)})" if present else ""),
             "nosuid: a setuid program hard-linked or planted there keeps its privileges",
@@ -417,8 +444,8 @@ def _check_fs(d: DirAudit) -> None:
         )
     else:
         d.add(
-            "info",
-            "mount.options",
+            Level.INFO,
+            FindingCode.MOUNT_OPTIONS,
             f"mounted without {','.join(missing)}"
             + (f" (has {','.join(present)})" if present else "")
             + ("" if d.shared else ": only root and you can write there"),
@@ -431,7 +458,7 @@ def _check_fs(d: DirAudit) -> None:
 def _check_tmpfile(d: DirAudit, fd: int) -> None:
     if not _TMPFILE_PROBE & getattr(os, "O_TMPFILE", 0):
         d.o_tmpfile = False
-        d.add("info", "o_tmpfile", "O_TMPFILE is not available on this platform")
+        d.add(Level.INFO, FindingCode.O_TMPFILE, "O_TMPFILE is not available on this platform")
         return
     if not d.writable:
         return
@@ -441,17 +468,19 @@ def _check_tmpfile(d: DirAudit, fd: int) -> None:
         d.o_tmpfile = False
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             d.add(
-                "info",
-                "o_tmpfile",
+                Level.INFO,
+                FindingCode.O_TMPFILE,
                 "O_TMPFILE is not supported here: TemporaryFile creates a 0600 name and "
                 "unlinks it at once (after checking it is still our inode)",
             )
         else:
-            d.add("warning", "o_tmpfile", f"O_TMPFILE failed: {exc.strerror}")
+            d.add(Level.WARNING, FindingCode.O_TMPFILE, f"O_TMPFILE failed: {exc.strerror}")
         return
     os.close(probe)
     d.o_tmpfile = True
-    d.add("ok", "o_tmpfile", "O_TMPFILE works: TemporaryFile never has a name on disk")
+    d.add(
+        Level.OK, FindingCode.O_TMPFILE, "O_TMPFILE works: TemporaryFile never has a name on disk"
+    )
 
 
 def _audit_dir(path: str, origins: list[str], selected: str | None) -> DirAudit:
@@ -510,13 +539,17 @@ def _swap(out: list[Finding]) -> dict[str, Any]:
         total = None
     on_disk, in_ram = _swap_places(devices)
     if total == 0 or (total is None and listed == []):
-        out.append(Finding("ok", "swap", "system", "no swap is active: memory never reaches disk"))
+        out.append(
+            Finding(
+                Level.OK, FindingCode.SWAP, "system", "no swap is active: memory never reaches disk"
+            )
+        )
     elif total is None and not devices:
         # Unknown is not "no swap": the promise that memory stays in RAM is unverified.
         out.append(
             Finding(
-                "warning",
-                "swap",
+                Level.WARNING,
+                FindingCode.SWAP,
                 "system",
                 "whether swap is active cannot be determined (/proc/swaps and "
                 "/proc/meminfo cannot be read): pages of temp data and keys may reach disk",
@@ -526,8 +559,8 @@ def _swap(out: list[Finding]) -> dict[str, Any]:
     elif on_disk or not devices:
         out.append(
             Finding(
-                "warning",
-                "swap",
+                Level.WARNING,
+                FindingCode.SWAP,
                 "system",
                 "swap is active ("
                 + ("size unknown" if total is None else f"{total // (1 << 20)} MiB")
@@ -540,8 +573,8 @@ def _swap(out: list[Finding]) -> dict[str, Any]:
     else:
         out.append(
             Finding(
-                "info",
-                "swap",
+                Level.INFO,
+                FindingCode.SWAP,
                 "system",
                 f"swap is active only on compressed RAM ({', '.join(in_ram)}): "
                 "nothing reaches a disk",
@@ -629,12 +662,14 @@ def _sysctls(out: list[Finding]) -> dict[str, int | None]:
         what, attack = _SYSCTL_TEXT[name]
         subject = f"fs.{name}"
         if value is None:
-            out.append(Finding("info", "sysctl", subject, f"{subject} cannot be read"))
+            out.append(
+                Finding(Level.INFO, FindingCode.SYSCTL, subject, f"{subject} cannot be read")
+            )
         elif value == 0:
             out.append(
                 Finding(
-                    "info" if name == "protected_fifos" else "warning",
-                    "sysctl",
+                    Level.INFO if name == "protected_fifos" else Level.WARNING,
+                    FindingCode.SYSCTL,
                     subject,
                     f"{subject} = 0: the kernel allows {what}",
                     (f"{attack} ({_HARDTEMP_TEXT.get(name, _NOT_AFFECTED)})",),
@@ -643,7 +678,12 @@ def _sysctls(out: list[Finding]) -> dict[str, int | None]:
             )
         else:
             out.append(
-                Finding("ok", "sysctl", subject, f"{subject} = {value}: the kernel refuses {what}")
+                Finding(
+                    Level.OK,
+                    FindingCode.SYSCTL,
+                    subject,
+                    f"{subject} = {value}: the kernel refuses {what}",
+                )
             )
     return values
 
@@ -654,8 +694,8 @@ def _xdg(out: list[Finding]) -> str | None:
     if path is None:
         out.append(
             Finding(
-                "info",
-                "xdg_runtime_dir",
+                Level.INFO,
+                FindingCode.XDG_RUNTIME_DIR,
                 subject,
                 "XDG_RUNTIME_DIR is not set: no per-user private RAM directory is advertised",
                 hint="on a systemd machine a login session sets it (/run/user/UID, a 0700 tmpfs)",
@@ -671,16 +711,20 @@ def _xdg(out: list[Finding]) -> str | None:
         finally:
             os.close(fd)
     except UnsafeDirectoryError as exc:
-        out.append(Finding("warning", "xdg_runtime_dir", subject, f"{path} is NOT TRUSTED: {exc}"))
+        out.append(
+            Finding(
+                Level.WARNING, FindingCode.XDG_RUNTIME_DIR, subject, f"{path} is NOT TRUSTED: {exc}"
+            )
+        )
         return path
     except (OSError, ValueError) as exc:
-        out.append(Finding("warning", "xdg_runtime_dir", subject, f"{path}: {exc}"))
+        out.append(Finding(Level.WARNING, FindingCode.XDG_RUNTIME_DIR, subject, f"{path}: {exc}"))
         return path
     if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
         out.append(
             Finding(
-                "warning",
-                "xdg_runtime_dir",
+                Level.WARNING,
+                FindingCode.XDG_RUNTIME_DIR,
                 subject,
                 f"{path} is not private (uid {st.st_uid}, {stat.filemode(st.st_mode)}); "
                 "the XDG spec requires owner-only 0700",
@@ -689,8 +733,8 @@ def _xdg(out: list[Finding]) -> str | None:
         return path
     out.append(
         Finding(
-            "ok",
-            "xdg_runtime_dir",
+            Level.OK,
+            FindingCode.XDG_RUNTIME_DIR,
             subject,
             f"{report.real_path} is private (0700, yours) on {info.fstype}: "
             f"overwrite {info.verdict}",
@@ -724,8 +768,8 @@ def audit(dirs: list[str] | None = None) -> Audit:
         except HardtempError as exc:
             system.append(
                 Finding(
-                    "error",
-                    "tempdir.none",
+                    Level.ERROR,
+                    FindingCode.TEMPDIR_NONE,
                     "gettempdir",
                     "no trusted, writable temporary directory: hardtemp cannot create "
                     "temp files without an explicit dir=",

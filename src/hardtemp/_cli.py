@@ -150,8 +150,8 @@ def _show_finding(out: _Out, f: _check.Finding, verbose: bool, ignored: bool = F
 def _cmd_check(args: argparse.Namespace) -> int:
     result = _check.audit(args.dirs)
     result.ignore = list(args.ignore)
-    for entry in result.unmatched_ignores():  # a typo must not pass unnoticed
-        print(f"{PROG} check: note: --ignore {entry} matched no finding", file=sys.stderr)
+    for note in result.ignore_notes():  # a typo must not pass unnoticed
+        print(f"{PROG} check: note: {note}", file=sys.stderr)
     failed = result.reaches(args.fail_on)
     if args.json:
         _print_json(result.to_json(args.fail_on))
@@ -325,6 +325,7 @@ def _report_json(r: WipeReport) -> dict[str, Any]:
         "filesystem": r.filesystem,
         "verdict": r.verdict,
         "reasons": list(r.reasons),
+        "reason_codes": list(r.codes),
         "hard_links": r.hard_links,
         "duration": round(r.duration, 6),
         "removed": r.removed,

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import psutil  # type: ignore[import-untyped]
 
+from ._codes import FsReason, Reason, Verdict
 from ._linux import (
     FIEMAP_EXTENT,
     FIEMAP_HEADER,
@@ -58,10 +59,11 @@ __all__ = [
     "set_nocow",
 ]
 
-IN_PLACE = "in place"
-NOT_IN_PLACE = "not in place"
-VOLATILE = "volatile"
-BEST_EFFORT = "best effort"
+# The verdicts (one enum for filesystems and wipes, see _codes), by their historical names.
+IN_PLACE = Verdict.IN_PLACE
+NOT_IN_PLACE = Verdict.NOT_IN_PLACE
+VOLATILE = Verdict.VOLATILE
+BEST_EFFORT = Verdict.BEST_EFFORT
 
 # statfs f_type magic numbers (linux/magic.h and the filesystems' own headers).
 _EXT_MAGIC = 0xEF53
@@ -104,11 +106,22 @@ _MAGIC_NAMES = {
 
 # Filesystems that never rewrite data blocks in place (copy-on-write or log-structured).
 _COW_REASONS = {
-    _ZFS_MAGIC: "zfs is copy-on-write: an overwrite is written to new blocks, the old ones "
-    "stay until reused (and in every snapshot)",
-    _F2FS_MAGIC: "f2fs is log-structured: an overwrite is appended elsewhere in the log",
-    _NILFS_MAGIC: "nilfs2 is log-structured and keeps checkpoints of old data",
-    _BCACHEFS_MAGIC: "bcachefs is copy-on-write: an overwrite is written to new blocks",
+    _ZFS_MAGIC: Reason(
+        FsReason.COPY_ON_WRITE,
+        "zfs is copy-on-write: an overwrite is written to new blocks, the old ones "
+        "stay until reused (and in every snapshot)",
+    ),
+    _F2FS_MAGIC: Reason(
+        FsReason.LOG_STRUCTURED,
+        "f2fs is log-structured: an overwrite is appended elsewhere in the log",
+    ),
+    _NILFS_MAGIC: Reason(
+        FsReason.LOG_STRUCTURED, "nilfs2 is log-structured and keeps checkpoints of old data"
+    ),
+    _BCACHEFS_MAGIC: Reason(
+        FsReason.COPY_ON_WRITE,
+        "bcachefs is copy-on-write: an overwrite is written to new blocks",
+    ),
 }
 _REMOTE = {_NFS_MAGIC, _SMB_MAGIC, _CIFS_MAGIC, _SMB2_MAGIC, _FUSE_MAGIC, _V9FS_MAGIC, _CEPH_MAGIC}
 _REMOTE_NAMES = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "virtiofs", "afs")
@@ -138,18 +151,25 @@ class FsInfo:
         mountpoint: where that filesystem is mounted ("" if unknown).
         source: the mount source (a block device, a server share, ``"tmpfs"``...).
         options: mount options followed by superblock options, as given by the kernel.
-        verdict: ``"in place"``, ``"not in place"``, ``"volatile"`` or ``"best effort"``.
-        reasons: human-readable sentences explaining the verdict and its limits.
+        verdict: ``"in place"``, ``"not in place"``, ``"volatile"`` or ``"best effort"``
+            (a :class:`~hardtemp._codes.Verdict`).
+        reasons: human-readable sentences explaining the verdict and its limits, each a
+            :class:`~hardtemp._codes.Reason` (a ``str``) with a stable ``code``.
     """
 
     fstype: str
     mountpoint: str
     source: str
     options: tuple[str, ...]
-    verdict: str
-    reasons: tuple[str, ...]
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
     f_type: int = 0
     mnt_id: int = -1
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The stable codes of :attr:`reasons`, in the same order."""
+        return tuple(r.code for r in self.reasons)
 
 
 _cache: dict[tuple[int, int, int, int, int], FsInfo] = {}
@@ -316,46 +336,72 @@ def _virtual_disk(base: str) -> str | None:
     return None
 
 
-def _device_reasons(mount: _Mount | None) -> list[str]:
+def _device_reasons(mount: _Mount | None) -> list[Reason]:
+    # long: one case per kind of device, each with its coded reason
     """Describe the block device under the filesystem as far as sysfs tells."""
     if mount is None or not mount.source.startswith("/dev/"):
         return [
-            "the storage device is not known (no block device in the mount table): whether "
-            "it is magnetic or flash cannot be determined"
+            Reason(
+                FsReason.DEVICE_UNKNOWN,
+                "the storage device is not known (no block device in the mount table): whether "
+                "it is magnetic or flash cannot be determined",
+            )
         ]
     try:
         rdev = os.stat(mount.source).st_rdev
     except OSError:
-        return [f"{mount.source}: cannot inspect the device; magnetic or flash is unknown"]
+        return [
+            Reason(
+                FsReason.DEVICE_UNINSPECTABLE,
+                f"{mount.source}: cannot inspect the device; magnetic or flash is unknown",
+            )
+        ]
     base = f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}"
     name = os.path.basename(os.path.realpath(base))
     rot = _read_text(f"{base}/queue/rotational") or _read_text(f"{base}/../queue/rotational")
     backing = _read_text(f"{base}/loop/backing_file")
     if backing is not None:
         return [
-            f"{mount.source} is a loop device backed by the file {backing}: the blocks "
-            "really live in that file, on a filesystem whose own behaviour applies"
+            Reason(
+                FsReason.LOOP_DEVICE,
+                f"{mount.source} is a loop device backed by the file {backing}: the blocks "
+                "really live in that file, on a filesystem whose own behaviour applies",
+            )
         ]
     virtual = _virtual_disk(base)
     if virtual is not None and rot in ("0", "1"):
         # The flag describes the emulated device: the host's storage is not visible from here.
         return [
-            f"{mount.source} ({name}) is a virtual disk ({virtual}); the kernel reports it "
-            f"{'rotational' if rot == '1' else 'non-rotational'}, but that flag describes the "
-            "emulated device: whether the host keeps the blocks on magnetic or flash media "
-            "(or in a copy-on-write image with old copies) is unknown"
+            Reason(
+                FsReason.VIRTUAL_DISK,
+                f"{mount.source} ({name}) is a virtual disk ({virtual}); the kernel reports it "
+                f"{'rotational' if rot == '1' else 'non-rotational'}, but that flag describes "
+                "the emulated device: whether the host keeps the blocks on magnetic or flash "
+                "media (or in a copy-on-write image with old copies) is unknown",
+            )
         ]
     if rot == "1":
         return [
-            f"{mount.source} ({name}) reports a rotational (magnetic) device: NIST SP 800-88 "
-            "considers one overwrite pass sufficient there"
+            Reason(
+                FsReason.ROTATIONAL,
+                f"{mount.source} ({name}) reports a rotational (magnetic) device: NIST SP "
+                "800-88 considers one overwrite pass sufficient there",
+            )
         ]
     if rot == "0":
         return [
-            f"{mount.source} ({name}) reports a non-rotational device (SSD/flash or "
-            "virtual): its translation layer may keep old copies that no overwrite reaches"
+            Reason(
+                FsReason.NON_ROTATIONAL,
+                f"{mount.source} ({name}) reports a non-rotational device (SSD/flash or "
+                "virtual): its translation layer may keep old copies that no overwrite reaches",
+            )
         ]
-    return [f"{mount.source}: whether the device is magnetic or flash cannot be determined"]
+    return [
+        Reason(
+            FsReason.DEVICE_KIND_UNKNOWN,
+            f"{mount.source}: whether the device is magnetic or flash cannot be determined",
+        )
+    ]
 
 
 def _ext4_data_mode(mount: _Mount) -> str | None:
@@ -381,53 +427,93 @@ def _ext4_data_mode(mount: _Mount) -> str | None:
     return None
 
 
-def _classify(f_type: int, mount: _Mount | None) -> tuple[str, list[str]]:
+def _classify(f_type: int, mount: _Mount | None) -> tuple[Verdict, list[Reason]]:
+    # long: one case per filesystem, each with its verdict and coded reason
     fstype = mount.fstype if mount else _MAGIC_NAMES.get(f_type, hex(f_type))
     if f_type == _EXT_MAGIC:
         if fstype == "ext2":
-            return IN_PLACE, ["ext2 has no journal: data blocks are rewritten in place"]
+            return IN_PLACE, [
+                Reason(
+                    FsReason.NO_JOURNAL, "ext2 has no journal: data blocks are rewritten in place"
+                )
+            ]
         mode = _ext4_data_mode(mount) if mount else None
         if mode == "journal":
             return NOT_IN_PLACE, [
-                f"{fstype} is mounted with data=journal: every data write is first copied to "
-                "the journal, which keeps the old contents until the journal wraps"
+                Reason(
+                    FsReason.DATA_JOURNAL,
+                    f"{fstype} is mounted with data=journal: every data write is first copied "
+                    "to the journal, which keeps the old contents until the journal wraps",
+                )
             ]
         if mode == "nojournal":
-            return IN_PLACE, [f"{fstype} without a journal: data blocks are rewritten in place"]
+            return IN_PLACE, [
+                Reason(
+                    FsReason.NO_JOURNAL,
+                    f"{fstype} without a journal: data blocks are rewritten in place",
+                )
+            ]
         if mode in ("ordered", "writeback"):
             return IN_PLACE, [
-                f"{fstype} with data={mode}: file data is rewritten in place (only metadata "
-                "goes through the journal)"
+                Reason(
+                    FsReason.DATA_ORDERED if mode == "ordered" else FsReason.DATA_WRITEBACK,
+                    f"{fstype} with data={mode}: file data is rewritten in place (only "
+                    "metadata goes through the journal)",
+                )
             ]
-        return BEST_EFFORT, [f"{fstype}: the data journalling mode could not be determined"]
+        return BEST_EFFORT, [
+            Reason(
+                FsReason.DATA_MODE_UNKNOWN,
+                f"{fstype}: the data journalling mode could not be determined",
+            )
+        ]
     if f_type == _XFS_MAGIC:
         return IN_PLACE, [
-            "xfs rewrites data blocks in place, except extents shared with a reflink copy"
+            Reason(
+                FsReason.XFS,
+                "xfs rewrites data blocks in place, except extents shared with a reflink copy",
+            )
         ]
     if f_type == _BTRFS_MAGIC:
         return NOT_IN_PLACE, [
-            "btrfs is copy-on-write: an overwrite goes to new blocks and the old ones survive "
-            "until reused (set NOCOW on the empty file to overwrite in place)"
+            Reason(
+                FsReason.COPY_ON_WRITE,
+                "btrfs is copy-on-write: an overwrite goes to new blocks and the old ones "
+                "survive until reused (set NOCOW on the empty file to overwrite in place)",
+            )
         ]
     if f_type == _RAMFS_MAGIC:
-        return VOLATILE, ["ramfs lives in RAM only and is never swapped out"]
+        return VOLATILE, [
+            Reason(FsReason.RAMFS, "ramfs lives in RAM only and is never swapped out")
+        ]
     if f_type == _TMPFS_MAGIC:
-        return VOLATILE, ["tmpfs lives in RAM (its pages reach disk only through swap)"]
+        return VOLATILE, [
+            Reason(FsReason.TMPFS, "tmpfs lives in RAM (its pages reach disk only through swap)")
+        ]
     if f_type == _OVERLAY_MAGIC:
         return NOT_IN_PLACE, [
-            "overlayfs: writes go to the upper layer's filesystem, and a copy of any file "
-            "that came from a lower layer survives there"
+            Reason(
+                FsReason.OVERLAY,
+                "overlayfs: writes go to the upper layer's filesystem, and a copy of any file "
+                "that came from a lower layer survives there",
+            )
         ]
     if f_type in _COW_REASONS:
         return NOT_IN_PLACE, [_COW_REASONS[f_type]]
     if f_type in _REMOTE or fstype.startswith("fuse") or fstype in _REMOTE_NAMES:
         return NOT_IN_PLACE, [
-            f"{fstype} stores the data elsewhere (server or user-space filesystem): how it "
-            "handles an overwrite cannot be known from here"
+            Reason(
+                FsReason.REMOTE,
+                f"{fstype} stores the data elsewhere (server or user-space filesystem): how it "
+                "handles an overwrite cannot be known from here",
+            )
         ]
     return BEST_EFFORT, [
-        f"{fstype} (f_type {f_type:#x}) is not a filesystem whose overwrite behaviour hardtemp "
-        "knows: the overwrite is done but cannot be vouched for"
+        Reason(
+            FsReason.UNKNOWN_FS,
+            f"{fstype} (f_type {f_type:#x}) is not a filesystem whose overwrite behaviour "
+            "hardtemp knows: the overwrite is done but cannot be vouched for",
+        )
     ]
 
 
@@ -476,20 +562,31 @@ def _with_swap(info: FsInfo) -> FsInfo:
         return info
     if "noswap" in info.options:
         return dataclasses.replace(
-            info, reasons=(*info.reasons, "mounted with noswap: its pages never reach swap")
+            info,
+            reasons=(
+                *info.reasons,
+                Reason(FsReason.NOSWAP_MOUNT, "mounted with noswap: its pages never reach swap"),
+            ),
         )
     total = _swap_total()
     if total <= 0:
         return dataclasses.replace(
-            info, reasons=(*info.reasons, "no swap is active: the data never reached a disk")
+            info,
+            reasons=(
+                *info.reasons,
+                Reason(FsReason.NO_SWAP, "no swap is active: the data never reached a disk"),
+            ),
         )
     return dataclasses.replace(
         info,
         verdict=BEST_EFFORT,
         reasons=(
             *info.reasons,
-            f"swap is active ({int(total) // (1 << 20)} MiB): pages may have been written to "
-            "swap, and an overwrite in RAM does not reach the swapped-out copy",
+            Reason(
+                FsReason.SWAP_ACTIVE,
+                f"swap is active ({int(total) // (1 << 20)} MiB): pages may have been written "
+                "to swap, and an overwrite in RAM does not reach the swapped-out copy",
+            ),
         ),
     )
 
@@ -626,8 +723,11 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                 info,
                 verdict=NOT_IN_PLACE,
                 reasons=(
-                    "the file has the journal-data flag (chattr +j): its data is "
-                    "copied to the journal",
+                    Reason(
+                        FsReason.JOURNAL_DATA_FLAG,
+                        "the file has the journal-data flag (chattr +j): its data is "
+                        "copied to the journal",
+                    ),
                     *info.reasons,
                 ),
             )
@@ -636,8 +736,11 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                 info,
                 verdict=NOT_IN_PLACE,
                 reasons=(
-                    "the file's data is stored inline in its inode, which is written "
-                    "through the journal",
+                    Reason(
+                        FsReason.INLINE_DATA,
+                        "the file's data is stored inline in its inode, which is written "
+                        "through the journal",
+                    ),
                     *info.reasons,
                 ),
             )
@@ -651,7 +754,10 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                     info,
                     verdict=BEST_EFFORT,
                     reasons=(
-                        f"the file is NOCOW but its extents could not be checked ({exc})",
+                        Reason(
+                            FsReason.NOCOW_UNCHECKED,
+                            f"the file is NOCOW but its extents could not be checked ({exc})",
+                        ),
                         *info.reasons[1:],
                     ),
                 )
@@ -659,8 +765,11 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                 return dataclasses.replace(
                     info,
                     reasons=(
-                        "the file is NOCOW, but its data is inline in the btrfs metadata "
-                        "tree, which is always copy-on-write",
+                        Reason(
+                            FsReason.NOCOW_INLINE,
+                            "the file is NOCOW, but its data is inline in the btrfs metadata "
+                            "tree, which is always copy-on-write",
+                        ),
                         *info.reasons[1:],
                     ),
                 )
@@ -668,8 +777,11 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                 return dataclasses.replace(
                     info,
                     reasons=(
-                        "the file is NOCOW, but its extents are shared with a snapshot or "
-                        "reflink copy, so the overwrite is copied",
+                        Reason(
+                            FsReason.NOCOW_SHARED,
+                            "the file is NOCOW, but its extents are shared with a snapshot or "
+                            "reflink copy, so the overwrite is copied",
+                        ),
                         *info.reasons[1:],
                     ),
                 )
@@ -677,9 +789,12 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
                 info,
                 verdict=IN_PLACE,
                 reasons=(
-                    "btrfs file marked NOCOW with unshared extents: the overwrite lands on "
-                    "the same blocks (a snapshot taken earlier than the data, or between "
-                    "write and wipe, would still force a copy)",
+                    Reason(
+                        FsReason.NOCOW_IN_PLACE,
+                        "btrfs file marked NOCOW with unshared extents: the overwrite lands on "
+                        "the same blocks (a snapshot taken earlier than the data, or between "
+                        "write and wipe, would still force a copy)",
+                    ),
                     *info.reasons[1:],
                 ),
             )

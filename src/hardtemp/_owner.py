@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from . import _markkey
+from ._codes import Reason, SweepReason
 from ._inode import proc_path
 from ._linux import statx
 
@@ -336,7 +337,7 @@ class Judgement:
     """A verdict, why, the creator's pid (if marked) and, for ORPHAN, the held lock."""
 
     verdict: Verdict
-    reason: str
+    reason: Reason  # a sentence with its stable code (SweepReason)
     owner_pid: int | None = None
     lock_fd: int = -1
 
@@ -395,21 +396,24 @@ def judge(
     """
     if st.st_uid != os.geteuid():
         # Another user's entry: their data and their sweep (they can write any mark they like).
-        return Judgement(Verdict.OTHER_USER, f"owned by uid {st.st_uid}")
+        return Judgement(
+            Verdict.OTHER_USER, Reason(SweepReason.OTHER_USER, f"owned by uid {st.st_uid}")
+        )
     try:
         raw = os.getxattr(proc_path(pfd), OWNER_XATTR)
     except OSError:
-        return Judgement(Verdict.UNMARKED, "no mark")
+        return Judgement(Verdict.UNMARKED, Reason(SweepReason.NO_MARK, "no mark"))
     tag = _verified(pfd, raw, key, dir_st, name)
     if tag is None:
         # Forged, copied from another entry, moved or renamed since: never ours to remove.
-        return Judgement(Verdict.UNMARKED, "mark does not verify")
+        return Judgement(Verdict.UNMARKED, Reason(SweepReason.MARK_INVALID, "mark does not verify"))
     lock_fd, why = _try_lock(pfd, st)
     if lock_fd < 0:
         if why is None:
-            return Judgement(Verdict.IN_USE, "locked: a live process holds it", tag.pid)
-        return Judgement(Verdict.UNCHECKABLE, why, tag.pid)
-    judgement = Judgement(Verdict.ORPHAN, "", tag.pid, lock_fd)
+            locked = Reason(SweepReason.LOCKED, "locked: a live process holds it")
+            return Judgement(Verdict.IN_USE, locked, tag.pid)
+        return Judgement(Verdict.UNCHECKABLE, Reason(SweepReason.LOCK_UNTESTABLE, why), tag.pid)
+    judgement = Judgement(Verdict.ORPHAN, Reason(SweepReason.ORPHAN, ""), tag.pid, lock_fd)
     try:
         # Re-read under the lock: a persist() that removed the mark meanwhile wins.
         raw_now = os.getxattr(proc_path(pfd), OWNER_XATTR)
@@ -417,11 +421,13 @@ def judge(
             raise OSError(errno.ESTALE, "mark changed")
     except OSError:
         judgement.close()
-        return Judgement(Verdict.UNMARKED, "mark removed meanwhile", tag.pid)
+        removed = Reason(SweepReason.MARK_REMOVED, "mark removed meanwhile")
+        return Judgement(Verdict.UNMARKED, removed, tag.pid)
     if owner_alive(tag):
         judgement.close()
-        return Judgement(Verdict.IN_USE, f"not locked, but creator pid {tag.pid} runs", tag.pid)
-    judgement.reason = f"{_death(tag)}, and no process holds its lock"
+        runs = Reason(SweepReason.CREATOR_RUNS, f"not locked, but creator pid {tag.pid} runs")
+        return Judgement(Verdict.IN_USE, runs, tag.pid)
+    judgement.reason = Reason(SweepReason.ORPHAN, f"{_death(tag)}, and no process holds its lock")
     return judgement
 
 

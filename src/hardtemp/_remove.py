@@ -37,6 +37,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._codes import Reason, WipeReason
 from ._dirsettle import settler
 from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT
@@ -80,9 +81,14 @@ def _reopen_rw(fd: int, st: os.stat_result) -> int | None:
     return os.open(proc, flags)
 
 
+_NOT_WRITABLE = Reason(
+    WipeReason.NOT_WRITABLE, "the file is not writable and not ours: not overwritten"
+)
+
+
 def _open_target(
     dir_fd: int, name: str, st_name: os.stat_result, fd: int | None, shown: str
-) -> tuple[int | None, bool, str | None]:
+) -> tuple[int | None, bool, Reason | None]:
     """(descriptor to overwrite through or None, whether we own it, why not overwritable)."""
     if fd is not None:
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -90,7 +96,7 @@ def _open_target(
             return fd, False, None
         new = _reopen_rw(fd, os.fstat(fd))
         if new is None:
-            return None, False, "the file is not writable and not ours: not overwritten"
+            return None, False, _NOT_WRITABLE
         return new, True, None
     # O_PATH first, identity checked, then the same inode reopened for writing: a device,
     # FIFO or another file swapped in under the name is never opened read-write.
@@ -101,7 +107,7 @@ def _open_target(
             raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
         wfd = _reopen_rw(entry.fd, entry.st)
     if wfd is None:
-        return None, False, "the file is not writable and not ours: not overwritten"
+        return None, False, _NOT_WRITABLE
     return wfd, True, None
 
 
@@ -111,7 +117,7 @@ def _rename_noreplace(dir_fd: int, old: str, new: str) -> None:
 
 
 def _hide_and_unlink(
-    dir_fd: int, name: str, ident: os.stat_result | None, shown: str, reasons: list[str]
+    dir_fd: int, name: str, ident: os.stat_result | None, shown: str, reasons: list[Reason]
 ) -> None:
     """Rename ``name`` to a random name (hides it, as ``shred -u`` does), then unlink it.
 
@@ -125,7 +131,12 @@ def _hide_and_unlink(
     try:
         _rename_noreplace(dir_fd, name, hidden)
     except OSError as exc:
-        reasons.append(f"the name could not be hidden by a rename ({exc.strerror}): unlinked as is")
+        reasons.append(
+            Reason(
+                WipeReason.HIDE_FAILED,
+                f"the name could not be hidden by a rename ({exc.strerror}): unlinked as is",
+            )
+        )
         os.unlink(name, dir_fd=dir_fd)
         return
     if ident is not None:
@@ -151,11 +162,15 @@ def unlink_verified(dir_fd: int, name: str | bytes, expect: tuple[int, int], sho
     os.unlink(name, dir_fd=dir_fd)
 
 
-def _sync_dir(dir_fd: int, reasons: list[str]) -> None:
+def _sync_dir(dir_fd: int, reasons: list[Reason]) -> None:
     try:
         os.fsync(dir_fd)
     except OSError as exc:
-        reasons.append(f"the directory could not be synced ({exc.strerror})")
+        reasons.append(
+            Reason(
+                WipeReason.DIR_SYNC_FAILED, f"the directory could not be synced ({exc.strerror})"
+            )
+        )
 
 
 _MOUNT_POINT = (
@@ -250,7 +265,11 @@ def _overwrite_entry(job: _Job, st_name: os.stat_result) -> None:
         prog.error = exc
         prog.verdict = BEST_EFFORT
         prog.reasons.insert(
-            0, f"the file could not be opened for overwriting ({exc.strerror or exc})"
+            0,
+            Reason(
+                WipeReason.OPEN_FAILED,
+                f"the file could not be opened for overwriting ({exc.strerror or exc})",
+            ),
         )
         return
     try:
@@ -265,7 +284,7 @@ def _overwrite_entry(job: _Job, st_name: os.stat_result) -> None:
         prog.data_left = True
 
 
-def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> str | None:
+def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> Reason | None:
     """Overwrite through ``wfd``; returns why it was not overwritten, or None."""
     shown, prog = job.shown, job.prog
     st = os.fstat(wfd)
@@ -278,9 +297,10 @@ def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> str | None:
     if st.st_nlink > 1 and job.refuse_links:
         raise UnsafeFileError(shown, _links_refused(st.st_nlink))
     if st.st_nlink > 1 and not job.own_file:
-        return (
+        return Reason(
+            WipeReason.HARD_LINKS_SKIPPED,
             f"the file has {st.st_nlink} hard links and may be a link to data outside: "
-            "not overwritten, only this name was removed"
+            "not overwritten, only this name was removed",
         )
     if st.st_nlink > 1:
         # Emitted only once the file is gone: a warnings filter turned to "error"
@@ -295,9 +315,16 @@ def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> str | None:
     except BaseException as exc:  # KeyboardInterrupt: remove first, then re-raise
         job.interrupted = exc
         prog.verdict = BEST_EFFORT
-        prog.reasons.insert(0, f"the overwrite was interrupted ({exc!r})")
+        prog.reasons.insert(
+            0, Reason(WipeReason.OVERWRITE_INTERRUPTED, f"the overwrite was interrupted ({exc!r})")
+        )
     if st.st_nlink > 1:
-        prog.reasons.append(f"the file had {st.st_nlink} hard links; all of them lost the data")
+        prog.reasons.append(
+            Reason(
+                WipeReason.HARD_LINKS_OVERWRITTEN,
+                f"the file had {st.st_nlink} hard links; all of them lost the data",
+            )
+        )
     return None
 
 
@@ -343,9 +370,13 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
     prog.hard_links = st_name.st_nlink
     if not stat.S_ISREG(st_name.st_mode):
         # Symlinks, FIFOs, sockets, devices: only the entry goes; unlink never follows it.
-        prog.reasons.append("not a regular file: only the directory entry was removed")
+        prog.reasons.append(
+            Reason(
+                WipeReason.NOT_REGULAR, "not a regular file: only the directory entry was removed"
+            )
+        )
     elif not overwrite:
-        prog.reasons.append("overwrite not requested")
+        prog.reasons.append(Reason(WipeReason.NOT_REQUESTED, "overwrite not requested"))
     else:
         _overwrite_entry(job, st_name)
     if prog.data_left and unwiped == "keep":

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _markkey, _owner
+from ._codes import Action, Reason, SweepReason
 from ._dirtrust import trusted_dir
 from ._remove import remove_entry, rmtree_at
 from .exceptions import UnsafeDirectoryError
@@ -63,9 +64,14 @@ class SweepEntry:
 
     path: str
     kind: str
-    action: str
-    reason: str
+    action: Action
+    reason: Reason  # the sentence, with its stable code (a SweepReason)
     owner_pid: int | None = None
+
+    @property
+    def code(self) -> str:
+        """The stable code of :attr:`reason` (match this, not the prose)."""
+        return self.reason.code
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +79,7 @@ class SweepEntry:
             "kind": self.kind,
             "action": self.action,
             "reason": self.reason,
+            "code": self.code,
             "owner_pid": self.owner_pid,
         }
 
@@ -93,7 +100,7 @@ class SweepResult:
 
     @property
     def failed(self) -> list[SweepEntry]:
-        return [e for e in self.entries if e.action == "failed"]
+        return [e for e in self.entries if e.action is Action.FAILED]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -215,26 +222,31 @@ class _Sweeper:
             self.result.unmarked += 1
             return
         if verdict is not _owner.Verdict.ORPHAN:
-            self._add(path, kind, "kept", judgement)
+            self._add(path, kind, Action.KEPT, judgement)
             return
         if kind == "directory":
             problem = _foreign(judgement.lock_fd, path)
             if problem is not None:
-                judgement.reason += f"; not removed: {problem} (never touched)"
-                self._add(path, kind, "failed", judgement)
+                judgement.reason = Reason(
+                    SweepReason.FOREIGN_INSIDE,
+                    f"{judgement.reason}; not removed: {problem} (never touched)",
+                )
+                self._add(path, kind, Action.FAILED, judgement)
                 return
         if self.dry_run:
-            self._add(path, kind, "would remove", judgement)
+            self._add(path, kind, Action.WOULD_REMOVE, judgement)
             return
         try:
             self._remove(dir_fd, name, path, kind, (st.st_dev, st.st_ino))
         except FileNotFoundError:
             return  # removed meanwhile (a concurrent sweep): gone is what we wanted
         except OSError as exc:
-            judgement.reason += f"; removal failed: {exc}"
-            self._add(path, kind, "failed", judgement)
+            judgement.reason = Reason(
+                SweepReason.REMOVAL_FAILED, f"{judgement.reason}; removal failed: {exc}"
+            )
+            self._add(path, kind, Action.FAILED, judgement)
             return
-        self._add(path, kind, "removed", judgement)
+        self._add(path, kind, Action.REMOVED, judgement)
 
     def _remove(self, dir_fd: int, name: str, path: str, kind: str, ident: tuple[int, int]) -> None:
         if kind == "directory":
@@ -246,7 +258,7 @@ class _Sweeper:
             # elsewhere; it is then only unlinked, never overwritten.
             remove_entry(dir_fd, name, display_path=path, expect=ident, own_file=False)
 
-    def _add(self, path: str, kind: str, action: str, judgement: _owner.Judgement) -> None:
+    def _add(self, path: str, kind: str, action: Action, judgement: _owner.Judgement) -> None:
         self.result.entries.append(
             SweepEntry(path, kind, action, judgement.reason, judgement.owner_pid)
         )

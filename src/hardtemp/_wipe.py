@@ -30,13 +30,14 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ._codes import Reason, Verdict, WipeReason
 from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, data_on_disk, file_info_for_fd
 from ._policy import check_policy, get_wipe_policy
 from .exceptions import PlaintextLeftWarning, UnsafeFileError, WipeError, WipeUnreliableWarning
 
 __all__ = ["PATTERNS", "SKIPPED", "WipeReport", "overwrite_fd"]
 
-SKIPPED = "skipped"
+SKIPPED = Verdict.SKIPPED
 PATTERNS = ("random", "zeros")
 
 _CHUNK = 1 << 20  # bytes per pwrite: large enough to stream, small enough to stay in cache
@@ -61,7 +62,8 @@ class WipeReport:
             (see :class:`hardtemp._fsinfo.FsInfo`) or ``"skipped"`` (not overwritten on
             purpose: not a regular file, a possible link to outside data, not ours...).
             An overwrite that failed part-way is ``"best effort"`` at most.
-        reasons: human-readable sentences explaining the verdict.
+        reasons: human-readable sentences explaining the verdict, each a ``str`` with a
+            stable ``code`` (see :attr:`codes`).
         hard_links: the link count seen when wiping.
         duration: seconds spent.
         removed: whether the name was removed.
@@ -77,12 +79,17 @@ class WipeReport:
     passes: int
     pattern: str
     filesystem: str
-    verdict: str
-    reasons: tuple[str, ...]
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
     hard_links: int
     duration: float
     removed: bool
     data_left: bool = False
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The stable codes of :attr:`reasons`, in the same order (match these, not prose)."""
+        return tuple(r.code for r in self.reasons)
 
 
 @dataclass
@@ -92,8 +99,8 @@ class _Progress:
     bytes_overwritten: int = 0
     passes: int = 0
     filesystem: str = ""
-    verdict: str = SKIPPED
-    reasons: list[str] = field(default_factory=list)
+    verdict: Verdict = SKIPPED
+    reasons: list[Reason] = field(default_factory=list)
     hard_links: int = 0
     error: OSError | None = None
     data_left: bool = False
@@ -202,7 +209,9 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         f_type = info.f_type
     except OSError as exc:
         prog.verdict = BEST_EFFORT
-        prog.reasons = [f"the filesystem could not be identified ({exc})"]
+        prog.reasons = [
+            Reason(WipeReason.FS_UNIDENTIFIED, f"the filesystem could not be identified ({exc})")
+        ]
     # tmpfs without swap, ramfs: no disk below, so there is nothing for a sync to reach.
     volatile = prog.verdict == VOLATILE
     size = st.st_size
@@ -255,8 +264,12 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         done = prog.bytes_overwritten
         prog.reasons.insert(
             0,
-            f"the overwrite failed after {done} bytes ({prog.error.strerror or prog.error}): "
-            "the old data may be partly or wholly intact",
+            Reason(
+                WipeReason.OVERWRITE_FAILED,
+                f"the overwrite failed after {done} bytes "
+                f"({prog.error.strerror or prog.error}): the old data may be partly or wholly "
+                "intact",
+            ),
         )
         if prog.verdict not in (SKIPPED,):
             prog.verdict = BEST_EFFORT
