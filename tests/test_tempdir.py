@@ -205,3 +205,62 @@ def test_a_read_only_candidate_is_skipped_with_a_warning(
         _dirtrust.clear_cache()  # the cached verified descriptor keeps the mount busy
         gc.collect()
         subprocess.run(["umount", str(ro)], check=True)
+
+
+# -- a candidate with `..` after a symlink: the directory verified is the directory used --------
+
+
+def _link_and_dotdot(tmp_path: Path) -> tuple[Path, Path]:
+    """``a/link -> b/sub``: ``a/link/..`` is ``b`` for the kernel, ``a`` for abspath()."""
+    a = make_dir(tmp_path / "a", 0o755)
+    b = make_dir(tmp_path / "b", 0o755)
+    make_dir(b / "sub", 0o755)
+    os.symlink(b / "sub", a / "link")
+    return a, b
+
+
+def test_a_tmpdir_with_dotdot_after_our_symlink_is_the_directory_the_kernel_resolves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # abspath() would shorten a/link/../c to a/c, which does not exist (gettempdir then
+    # failed for good, though the candidate had passed); b/c is what was verified.
+    a, b = _link_and_dotdot(tmp_path)
+    make_dir(b / "c", 0o700)
+    monkeypatch.setenv("TMPDIR", f"{a}/link/../c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hardtemp.gettempdir() == str(b / "c")
+    fd, path = hardtemp.mkstemp()
+    os.close(fd)
+    assert os.path.dirname(path) == str(b / "c")
+
+
+def test_a_tmpdir_with_dotdot_names_what_was_verified_even_when_abspath_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = _link_and_dotdot(tmp_path)
+    monkeypatch.setenv("TMPDIR", f"{a}/link/..")
+    assert hardtemp.gettempdir() == str(b)  # not a: that directory was never the candidate
+
+
+def test_a_tmpdir_without_a_symlink_keeps_the_standard_librarys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = make_dir(tmp_path / "d", 0o700)
+    make_dir(d / "x", 0o700)
+    monkeypatch.setenv("TMPDIR", f"{d}/x/../")
+    assert hardtemp.gettempdir() == str(d) == os.path.abspath(f"{d}/x/../")
+
+
+def test_a_tmpdir_with_dotdot_after_another_users_symlink_is_skipped(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # abspath(shared/link/..) is the trusted shared directory, but for every other program
+    # $TMPDIR/x is inside that user's directory: the candidate is skipped, naming the link.
+    theirs = make_dir(shared_dir / "theirs", 0o755, NOBODY, NOBODY)
+    link = shared_dir / "link"
+    os.symlink(theirs, link)
+    os.lchown(link, NOBODY, NOBODY)
+    monkeypatch.setenv("TMPDIR", f"{link}/..")
+    with pytest.warns(UnsafeCandidateWarning, match=f"{link}: symlink owned by uid {NOBODY}"):
+        assert hardtemp.gettempdir() == "/tmp"

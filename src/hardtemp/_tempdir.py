@@ -5,7 +5,9 @@ hardtemp and for :mod:`hardtemp.compat` alike (``compat.tempdir`` and, under
 ``install()``, ``tempfile.tempdir`` read and write it): the candidates are
 scanned at most once per process (and again only after it is reset to None).
 Whatever is stored, forced or found, is verified again by :func:`default_dir`
-at every use, so a directory that became untrusted is never handed out.
+at every use, so a directory that became untrusted is never handed out. A
+candidate found is stored as a path to the directory its verification reached
+(never a lexical shortening of ``link/..`` that names another one).
 """
 
 from __future__ import annotations
@@ -49,25 +51,33 @@ def candidate_tempdir_list() -> list[str]:
     return dirlist
 
 
-def _usable(path: str) -> str | None:
-    """Why ``path`` cannot be used, or None when it is trusted and writable."""
-    from ._dirtrust import trusted_dir
+def _usable(path: str) -> tuple[str | None, str]:
+    """``(why path cannot be used, None)`` or ``(None, the path to use)`` when it is
+    trusted and writable."""
+    from ._dirtrust import check_dir, trusted_dir
 
     try:
         handle = trusted_dir(path)
     except UnsafeDirectoryError as exc:
-        return str(exc)
+        return str(exc), path
     except (OSError, ValueError) as exc:
-        return f"{path}: {exc.strerror if isinstance(exc, OSError) else exc}"
+        return f"{path}: {exc.strerror if isinstance(exc, OSError) else exc}", path
     if not os.access(".", os.W_OK | os.X_OK, dir_fd=handle.fd, effective_ids=True):
-        return f"{path}: not writable"
-    return None
+        return f"{path}: not writable", path
+    # The standard library's path (abspath), unless it names another directory than the
+    # one verified: `link/..` is shortened lexically, the kernel resolves it after the link.
+    lexical = os.path.abspath(path)
+    with contextlib.suppress(OSError):
+        st = os.stat(lexical)
+        if (st.st_dev, st.st_ino) == (handle.dev, handle.ino):
+            return None, lexical
+    return None, check_dir(path).real_path  # the verified directory, symlinks resolved
 
 
 def _find_tempdir(stacklevel: int) -> str:
     refused: list[str] = []
     for cand in candidate_tempdir_list():
-        why = _usable(cand)
+        why, chosen = _usable(cand)
         if why is None:
             for msg in refused:
                 # Say it: the user asked for that directory, and we chose another.
@@ -76,7 +86,7 @@ def _find_tempdir(stacklevel: int) -> str:
                     UnsafeCandidateWarning,
                     stacklevel=stacklevel,
                 )
-            return os.path.abspath(cand)
+            return chosen
         refused.append(why)
     raise NoTrustedTempDirError(
         None, "no trusted temporary directory among the candidates: " + "; ".join(refused)
@@ -89,7 +99,11 @@ def gettempdir() -> str:
     Candidates are tried as by :func:`tempfile.gettempdir`, but an untrusted
     one (e.g. a ``$TMPDIR`` writable by others without the sticky bit) is
     skipped with an :class:`~hardtemp.exceptions.UnsafeCandidateWarning`
-    instead of used. The result is cached, as in the standard library.
+    instead of used. A candidate is judged as the kernel resolves it (a
+    symlink, then ``..``), and the path returned names that very directory:
+    the standard library's ``os.path.abspath`` of it, unless that shortens
+    ``link/..`` to another directory (then its real path). The result is
+    cached, as in the standard library.
 
     Raises:
         NoTrustedTempDirError: no candidate is trusted and writable (also a
