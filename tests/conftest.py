@@ -38,7 +38,15 @@ from hardtemp import _dirtrust
 
 # The sweep key that authenticates marks (hardtemp._markkey) lives in the state
 # directory: the test run gets its own, never the real user's (subprocesses inherit it).
-os.environ["XDG_STATE_HOME"] = std_tempfile.mkdtemp(prefix="ht-state-")
+# Removed when the run ends, by the process that made it (never by a forked child).
+_STATE_HOME = std_tempfile.mkdtemp(prefix="ht-state-")
+_STATE_OWNER = os.getpid()
+os.environ["XDG_STATE_HOME"] = _STATE_HOME
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if os.getpid() == _STATE_OWNER:
+        shutil.rmtree(_STATE_HOME, ignore_errors=True)
 
 
 class OtherUserError(Exception):
