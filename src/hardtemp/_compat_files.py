@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import _files, _spool, compat
 from ._files import _TemporaryFileWrapper
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 __all__ = ["SpooledTemporaryFile", "TemporaryDirectory", "_TemporaryFileWrapper"]
 
@@ -40,7 +43,7 @@ class SpooledTemporaryFile(_spool.SpooledTemporaryFile):
         newline: str | None = None,
         suffix: str | bytes | None = None,
         prefix: str | bytes | None = None,
-        dir: Any = None,
+        dir: StrOrBytesPath | None = None,
         *,
         errors: str | None = None,
     ) -> None:
@@ -62,7 +65,7 @@ class SpooledTemporaryFile(_spool.SpooledTemporaryFile):
         if self._rolled:
             return
         args = self._TemporaryFileArgs
-        given = dict(args)
+        given = args.copy()
         args["prefix"], args["suffix"], args["dir"] = compat._resolved(
             args["prefix"], args["suffix"], args["dir"]
         )
@@ -95,7 +98,7 @@ class TemporaryDirectory(_files.TemporaryDirectory):
             self,
             suffix: str | bytes | None = None,
             prefix: str | bytes | None = None,
-            dir: Any = None,
+            dir: StrOrBytesPath | None = None,
             ignore_cleanup_errors: bool = False,
             *,
             delete: bool = True,
@@ -109,7 +112,7 @@ class TemporaryDirectory(_files.TemporaryDirectory):
             self,
             suffix: str | bytes | None = None,
             prefix: str | bytes | None = None,
-            dir: Any = None,
+            dir: StrOrBytesPath | None = None,
             ignore_cleanup_errors: bool = False,
         ) -> None:
             prefix, suffix, given, _ = compat._sanitize_params(prefix, suffix, dir)

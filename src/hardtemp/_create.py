@@ -7,7 +7,7 @@ import errno
 import os
 import stat
 import sys
-from typing import Any, AnyStr, overload
+from typing import TYPE_CHECKING, overload
 
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir
@@ -17,6 +17,9 @@ from ._names import TMP_MAX, make_name, sanitize_params
 from ._remove import unlink_verified
 from ._tempdir import default_dir
 from .exceptions import UnsafeFileError
+
+if TYPE_CHECKING:
+    from _typeshed import BytesPath, StrOrBytesPath, StrPath
 
 __all__ = [
     "Created",
@@ -303,17 +306,27 @@ def _unlink_made(made: Created) -> None:
     unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), os.fsdecode(made.path))
 
 
+# The overloads are typeshed's for tempfile: str parts give a str path, bytes parts bytes.
 @overload
 def mkstemp(
-    suffix: None = None, prefix: None = None, dir: None = None, text: bool = False
+    suffix: str | None = None,
+    prefix: str | None = None,
+    dir: StrPath | None = None,
+    text: bool = False,
 ) -> tuple[int, str]: ...
 @overload
 def mkstemp(
-    suffix: AnyStr | None = None, prefix: AnyStr | None = None, dir: Any = None, text: bool = False
-) -> tuple[int, AnyStr]: ...
+    suffix: bytes | None = None,
+    prefix: bytes | None = None,
+    dir: BytesPath | None = None,
+    text: bool = False,
+) -> tuple[int, bytes]: ...
 def mkstemp(
-    suffix: Any = None, prefix: Any = None, dir: Any = None, text: bool = False
-) -> tuple[int, Any]:
+    suffix: str | bytes | None = None,
+    prefix: str | bytes | None = None,
+    dir: StrOrBytesPath | None = None,
+    text: bool = False,
+) -> tuple[int, str | bytes]:
     """Create a new temporary file securely; return ``(fd, absolute path)``.
 
     As :func:`tempfile.mkstemp`, hardened: the directory and its ancestors are
@@ -344,12 +357,18 @@ def mkstemp(
 
 
 @overload
-def mkdtemp(suffix: None = None, prefix: None = None, dir: None = None) -> str: ...
+def mkdtemp(
+    suffix: str | None = None, prefix: str | None = None, dir: StrPath | None = None
+) -> str: ...
 @overload
 def mkdtemp(
-    suffix: AnyStr | None = None, prefix: AnyStr | None = None, dir: Any = None
-) -> AnyStr: ...
-def mkdtemp(suffix: Any = None, prefix: Any = None, dir: Any = None) -> Any:
+    suffix: bytes | None = None, prefix: bytes | None = None, dir: BytesPath | None = None
+) -> bytes: ...
+def mkdtemp(
+    suffix: str | bytes | None = None,
+    prefix: str | bytes | None = None,
+    dir: StrOrBytesPath | None = None,
+) -> str | bytes:
     """Create a new temporary directory securely; return its absolute path.
 
     As :func:`tempfile.mkdtemp`, hardened like :func:`mkstemp`: mode exactly

@@ -13,7 +13,7 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from types import GenericAlias, TracebackType
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
@@ -27,6 +27,9 @@ from ._publish import publish_dir, publish_named
 from ._remove import remove_entry, rmtree_at
 from ._wipe import overwrite_fd
 from .exceptions import ReplacedFileWarning, UnsafeFileError
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 __all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
 
@@ -89,7 +92,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     newline: str | None = None,
     suffix: str | bytes | None = None,
     prefix: str | bytes | None = None,
-    dir: Any = None,
+    dir: StrOrBytesPath | None = None,
     *,
     errors: str | None = None,
     encrypt: bool | Literal["until-fileno"] = True,
@@ -528,7 +531,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
     newline: str | None = None,
     suffix: str | bytes | None = None,
     prefix: str | bytes | None = None,
-    dir: Any = None,
+    dir: StrOrBytesPath | None = None,
     delete: bool = True,
     *,
     errors: str | None = None,
@@ -611,7 +614,7 @@ class TemporaryDirectory:
         self,
         suffix: str | bytes | None = None,
         prefix: str | bytes | None = None,
-        dir: Any = None,
+        dir: StrOrBytesPath | None = None,
         ignore_cleanup_errors: bool = False,
         *,
         delete: bool = True,

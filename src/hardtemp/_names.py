@@ -6,7 +6,7 @@ import os
 
 TYPE_CHECKING = False  # no `typing`, `secrets` at run time: `import hardtemp.compat` stays cheap
 if TYPE_CHECKING:
-    from typing import Any
+    from _typeshed import StrOrBytesPath
 del TYPE_CHECKING
 
 __all__ = ["NAME_BITS", "TMP_MAX", "random_name", "sanitize_params"]
@@ -68,7 +68,7 @@ def _infer_type(*args: object) -> type[str] | type[bytes]:
 
 
 def sanitize_params(
-    prefix: Any, suffix: Any, dir: Any
+    prefix: str | bytes | None, suffix: str | bytes | None, dir: StrOrBytesPath | None
 ) -> tuple[str | bytes, str | bytes, str | bytes | None, type[str] | type[bytes]]:
     """Validate and default ``prefix``, ``suffix`` and ``dir`` like :mod:`tempfile`.
 
