@@ -26,9 +26,12 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from . import _files
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 __all__ = [
     "AsyncFile",
@@ -234,13 +237,17 @@ class AsyncNamedTemporaryFile(AsyncFile):
     def delete(self) -> bool:
         return self.wrapped.delete  # type: ignore[no-any-return]
 
-    async def persist(self, path: Any, **options: Any) -> str | bytes:
+    async def persist(self, path: StrOrBytesPath, *, durable: bool = False) -> str | bytes:
         """As the sync ``persist()`` (same options), in a thread; raises what it raises."""
-        return await self._call(functools.partial(self.wrapped.persist, path, **options))
+        return await self._call(functools.partial(self.wrapped.persist, path, durable=durable))
 
-    async def persist_noclobber(self, path: Any, **options: Any) -> str | bytes:
+    async def persist_noclobber(
+        self, path: StrOrBytesPath, *, durable: bool = False
+    ) -> str | bytes:
         """As the sync ``persist_noclobber()`` (same options), in a thread."""
-        return await self._call(functools.partial(self.wrapped.persist_noclobber, path, **options))
+        return await self._call(
+            functools.partial(self.wrapped.persist_noclobber, path, durable=durable)
+        )
 
 
 class AsyncSpooledTemporaryFile(AsyncFile):
@@ -261,9 +268,9 @@ class AsyncTemporaryDirectory(_AsyncCM):
     def __repr__(self) -> str:
         return f"<hardtemp.aio TemporaryDirectory {self.name!r}>"
 
-    async def persist(self, path: Any, **options: Any) -> str | bytes:
+    async def persist(self, path: StrOrBytesPath, *, durable: bool = False) -> str | bytes:
         """As the sync ``persist()`` (same options), in a thread; raises what it raises."""
-        result = await self._call(functools.partial(self.wrapped.persist, path, **options))
+        result = await self._call(functools.partial(self.wrapped.persist, path, durable=durable))
         self.name = self.wrapped.name
         return result
 
@@ -339,7 +346,7 @@ def open_tempdir(
     return Opening(create)
 
 
-def _discard_mkstemp(result: tuple[int, Any]) -> None:
+def _discard_mkstemp(result: tuple[int, str | bytes]) -> None:
     fd, path = result
     try:
         st, lst = os.fstat(fd), os.lstat(path)
@@ -353,14 +360,14 @@ def _discard_mkstemp(result: tuple[int, Any]) -> None:
         os.close(fd)
 
 
-def _discard_mkdtemp(path: Any) -> None:
+def _discard_mkdtemp(path: str | bytes) -> None:
     with contextlib.suppress(OSError):
         os.rmdir(path)  # just made and empty; never anything else (rmdir refuses non-empty)
 
 
-async def mkstemp(factory: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+async def mkstemp(factory: Callable[[], tuple[int, str | bytes]]) -> tuple[int, str | bytes]:
     return await _Creation(factory, _discard_mkstemp).run()
 
 
-async def mkdtemp(factory: Callable[[], Any]) -> Any:
+async def mkdtemp(factory: Callable[[], str | bytes]) -> str | bytes:
     return await _Creation(factory, _discard_mkdtemp).run()

@@ -8,7 +8,7 @@ counterpart and passes them through unchanged; nothing here blocks the loop
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, overload
 
 from . import _create, _files, _link, _spool
 from ._aio import (
@@ -22,6 +22,9 @@ from ._aio import (
 )
 from ._aio import mkdtemp as _mkdtemp
 from ._aio import mkstemp as _mkstemp
+
+if TYPE_CHECKING:
+    from _typeshed import BytesPath, StrOrBytesPath, StrPath
 
 __all__ = [
     "NamedTemporaryFile",
@@ -41,7 +44,7 @@ def TemporaryFile(
     newline: str | None = None,
     suffix: str | bytes | None = None,
     prefix: str | bytes | None = None,
-    dir: Any = None,
+    dir: StrOrBytesPath | None = None,
     *,
     errors: str | None = None,
     encrypt: bool = True,
@@ -77,7 +80,7 @@ def NamedTemporaryFile(
     newline: str | None = None,
     suffix: str | bytes | None = None,
     prefix: str | bytes | None = None,
-    dir: Any = None,
+    dir: StrOrBytesPath | None = None,
     delete: bool = True,
     *,
     errors: str | None = None,
@@ -114,7 +117,7 @@ def SpooledTemporaryFile(
     newline: str | None = None,
     suffix: str | bytes | None = None,
     prefix: str | bytes | None = None,
-    dir: Any = None,
+    dir: StrOrBytesPath | None = None,
     *,
     errors: str | None = None,
     encrypt: bool = True,
@@ -144,7 +147,7 @@ def SpooledTemporaryFile(
 def TemporaryDirectory(
     suffix: str | bytes | None = None,
     prefix: str | bytes | None = None,
-    dir: Any = None,
+    dir: StrOrBytesPath | None = None,
     ignore_cleanup_errors: bool = False,
     *,
     delete: bool = True,
@@ -169,9 +172,26 @@ def TemporaryDirectory(
     )
 
 
+@overload
 async def mkstemp(
-    suffix: Any = None, prefix: Any = None, dir: Any = None, text: bool = False
-) -> tuple[int, Any]:
+    suffix: str | None = None,
+    prefix: str | None = None,
+    dir: StrPath | None = None,
+    text: bool = False,
+) -> tuple[int, str]: ...
+@overload
+async def mkstemp(
+    suffix: bytes | None = None,
+    prefix: bytes | None = None,
+    dir: BytesPath | None = None,
+    text: bool = False,
+) -> tuple[int, bytes]: ...
+async def mkstemp(
+    suffix: str | bytes | None = None,
+    prefix: str | bytes | None = None,
+    dir: StrOrBytesPath | None = None,
+    text: bool = False,
+) -> tuple[int, str | bytes]:
     """:func:`hardtemp.mkstemp` in a thread: ``(fd, path)``, owned by the caller.
 
     Raises: what :func:`hardtemp.mkstemp` raises; ``RuntimeError`` without a
@@ -180,7 +200,19 @@ async def mkstemp(
     return await _mkstemp(functools.partial(_create.mkstemp, suffix, prefix, dir, text))
 
 
-async def mkdtemp(suffix: Any = None, prefix: Any = None, dir: Any = None) -> Any:
+@overload
+async def mkdtemp(
+    suffix: str | None = None, prefix: str | None = None, dir: StrPath | None = None
+) -> str: ...
+@overload
+async def mkdtemp(
+    suffix: bytes | None = None, prefix: bytes | None = None, dir: BytesPath | None = None
+) -> bytes: ...
+async def mkdtemp(
+    suffix: str | bytes | None = None,
+    prefix: str | bytes | None = None,
+    dir: StrOrBytesPath | None = None,
+) -> str | bytes:
     """:func:`hardtemp.mkdtemp` in a thread: the path, owned by the caller.
 
     Raises: what :func:`hardtemp.mkdtemp` raises; ``RuntimeError`` without a
@@ -189,7 +221,7 @@ async def mkdtemp(suffix: Any = None, prefix: Any = None, dir: Any = None) -> An
     return await _mkdtemp(functools.partial(_create.mkdtemp, suffix, prefix, dir))
 
 
-async def publish(file: AsyncFile, path: Any, *, durable: bool = False) -> Any:
+async def publish(file: AsyncFile, path: StrOrBytesPath, *, durable: bool = False) -> str | bytes:
     """:func:`hardtemp.publish` for a ``TemporaryFile(encrypt=False, linkable=True)``
     opened here, in a thread (after the file's other calls).
 

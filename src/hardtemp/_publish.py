@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
+from collections.abc import Callable
 
 from ._create import Created
 from ._inode import Entry, proc_path
@@ -73,8 +73,14 @@ def sync_tree(dir_fd: int) -> None:
 
 
 def rename_into_place(
-    src_dir_fd: int, src: str, target: Any, *, noclobber: bool, durable: bool, data_fd: int | None
-) -> str:
+    src_dir_fd: int,
+    src: str,
+    target: str | bytes,
+    *,
+    noclobber: bool,
+    durable: bool,
+    data_fd: int | None,
+) -> str | bytes:
     """Rename ``src`` (in our verified directory) to ``target``; return ``target`` as given.
 
     ``data_fd`` is a descriptor of the file to ``fsync`` first (``None``: a directory,
@@ -98,10 +104,10 @@ def rename_into_place(
                 os.fsync(src_dir_fd)  # and the removal of the old one
     finally:
         os.close(dst_fd)
-    return target  # type: ignore[no-any-return]
+    return target
 
 
-def link_unnamed(fd: int, target: Any, *, durable: bool) -> str:
+def link_unnamed(fd: int, target: str | bytes, *, durable: bool) -> str | bytes:
     """Give the unnamed (``O_TMPFILE`` without ``O_EXCL``) file ``fd`` the name ``target``.
 
     Never replaces anything: ``linkat`` fails if the name exists.
@@ -139,12 +145,12 @@ def link_unnamed(fd: int, target: Any, *, durable: bool) -> str:
             os.fsync(dst_fd)
     finally:
         os.close(dst_fd)
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 def publish_named(
-    made: Created, target: Any, *, noclobber: bool, durable: bool, fd: int | None
-) -> str:
+    made: Created, target: str | bytes, *, noclobber: bool, durable: bool, fd: int | None
+) -> str | bytes:
     """Rename our named temp file ``made`` to ``target``; ``fd`` is its open descriptor
     (``None`` once closed: then, with ``durable``, it is reopened through its verified
     name to be synced).
@@ -168,7 +174,14 @@ def publish_named(
             os.close(reopened)
 
 
-def publish_dir(made: Created, target: Any, *, durable: bool, unmark: Any, remark: Any) -> str:
+def publish_dir(
+    made: Created,
+    target: str | bytes,
+    *,
+    durable: bool,
+    unmark: Callable[[int], None],
+    remark: Callable[[int], None],
+) -> str | bytes:
     """Rename our temp directory ``made`` to ``target`` (never replacing anything).
 
     ``unmark(fd)`` removes the sweeper's mark first; ``remark(fd)`` puts it back if the

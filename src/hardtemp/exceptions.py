@@ -35,6 +35,8 @@ import errno as _errno
 TYPE_CHECKING = False  # no `typing` at run time: `import hardtemp.compat` stays cheap
 if TYPE_CHECKING:
     from typing import Any
+
+    from ._wipe import WipeReport
 del TYPE_CHECKING
 
 __all__ = [
@@ -155,7 +157,7 @@ class WipeError(_OSHardtempError):
 
     _errno = _errno.EIO
 
-    def __init__(self, path: str | None, reason: str, report: Any = None) -> None:
+    def __init__(self, path: str | None, reason: str, report: WipeReport | None = None) -> None:
         super().__init__(path, reason)
         self.report = report
 
