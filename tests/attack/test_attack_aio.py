@@ -21,11 +21,12 @@ import pytest
 from test_attack_create import (  # the attacker's functions and fixtures, reused
     SECRET,
     _mkdir_own,
-    _plant,
     _try,
     _try_list,
     _try_read,
+    assert_planted_untouched,
     force_names,
+    plant_the_next_names,
     victim,
 )
 
@@ -91,16 +92,7 @@ def test_planted_names_are_never_followed_or_opened_through_aio(
     api: str,
 ) -> None:
     # Defence: O_CREAT|O_EXCL|O_NOFOLLOW / mkdir on a fresh name, in the worker thread too.
-    planted = [f"{i:016d}" for i in range(5)]
-    entries = [
-        ("symlink", str(shared_dir / f"tmp{planted[0]}"), str(victim)),
-        ("symlink", str(shared_dir / f"tmp{planted[1]}"), str(victim.parent)),
-        ("file", str(shared_dir / f"tmp{planted[2]}"), "attacker file"),
-        ("dir", str(shared_dir / f"tmp{planted[3]}"), ""),
-        ("fifo", str(shared_dir / f"tmp{planted[4]}"), ""),
-    ]
-    other_user(_plant, entries)
-    before = {p: os.lstat(p) for _, p, _ in entries}
+    planted, before = plant_the_next_names(shared_dir, victim, other_user)
     issued = force_names(planted)
     obj = run(_create(api, str(shared_dir)))
     path = _path_of(obj)
@@ -109,16 +101,7 @@ def test_planted_names_are_never_followed_or_opened_through_aio(
     st = os.lstat(path)
     assert st.st_uid == os.geteuid()
     assert not stat.S_ISLNK(st.st_mode)
-    assert victim.read_bytes() == b"original victim contents"
-    assert sorted(os.listdir(victim.parent)) == ["victim"]
-    for _, p, _ in entries:
-        now = os.lstat(p)
-        assert (now.st_ino, now.st_uid, now.st_mode, now.st_size) == (
-            before[p].st_ino,
-            before[p].st_uid,
-            before[p].st_mode,
-            before[p].st_size,
-        )
+    assert_planted_untouched(shared_dir, victim, planted, before)
     run(_dispose(obj))
 
 

@@ -88,6 +88,45 @@ def _mkdir_own(path: str, mode: int) -> None:  # pragma: no cover - other user
 # -- fixtures ---------------------------------------------------------------------------
 
 
+# -- the planted-names attack, shared with test_attack_aio.py ----------------------------
+
+
+def plant_the_next_names(
+    shared_dir: Path, victim: Path, other_user: Callable[..., Any]
+) -> tuple[list[str], dict[str, os.stat_result]]:
+    """As the other user, plant at the five names creation will try first (``tmp`` +
+    name): a symlink to ``victim``, one to its directory, a file, a directory, a FIFO.
+    Returns the names and each planted path's ``lstat``."""
+    planted = [f"{i:016d}" for i in range(5)]
+    entries = [
+        ("symlink", str(shared_dir / f"tmp{planted[0]}"), str(victim)),
+        ("symlink", str(shared_dir / f"tmp{planted[1]}"), str(victim.parent)),
+        ("file", str(shared_dir / f"tmp{planted[2]}"), "attacker file"),
+        ("dir", str(shared_dir / f"tmp{planted[3]}"), ""),
+        ("fifo", str(shared_dir / f"tmp{planted[4]}"), ""),
+    ]
+    other_user(_plant, entries)
+    return planted, {p: os.lstat(p) for _, p, _ in entries}
+
+
+def assert_planted_untouched(
+    shared_dir: Path, victim: Path, planted: list[str], before: dict[str, os.stat_result]
+) -> None:
+    """Nothing of the attacker's was followed, opened, changed or removed."""
+    assert victim.read_bytes() == b"original victim contents"
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o644
+    assert sorted(os.listdir(victim.parent)) == ["victim"]
+    for p, was in before.items():
+        now = os.lstat(p)
+        assert (now.st_ino, now.st_uid, now.st_mode, now.st_size) == (
+            was.st_ino,
+            was.st_uid,
+            was.st_mode,
+            was.st_size,
+        )
+    assert (shared_dir / f"tmp{planted[2]}").read_bytes() == b"attacker file"
+
+
 @pytest.fixture
 def victim(tmp_path: Path) -> Path:
     """A root-owned file outside the shared directory that the attacker wants overwritten."""
@@ -145,16 +184,7 @@ def test_planted_names_are_never_followed_or_opened(
     api: str,
 ) -> None:
     # Defence: O_CREAT|O_EXCL|O_NOFOLLOW (files) / mkdir (directories) on a fresh name.
-    planted = [f"{i:016d}" for i in range(5)]
-    entries = [
-        ("symlink", str(shared_dir / f"tmp{planted[0]}"), str(victim)),
-        ("symlink", str(shared_dir / f"tmp{planted[1]}"), str(victim.parent)),
-        ("file", str(shared_dir / f"tmp{planted[2]}"), "attacker file"),
-        ("dir", str(shared_dir / f"tmp{planted[3]}"), ""),
-        ("fifo", str(shared_dir / f"tmp{planted[4]}"), ""),
-    ]
-    other_user(_plant, entries)
-    before = {p: os.lstat(p) for _, p, _ in entries}
+    planted, before = plant_the_next_names(shared_dir, victim, other_user)
     issued = force_names(planted)
     obj = CREATORS[api](str(shared_dir))
     path = _path_of(obj)
@@ -166,19 +196,7 @@ def test_planted_names_are_never_followed_or_opened(
     if hasattr(obj, "write"):
         obj.write(SECRET)
         obj.flush()
-    # Nothing of the attacker's was followed, opened, changed or removed.
-    assert victim.read_bytes() == b"original victim contents"
-    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o644
-    assert sorted(os.listdir(victim.parent)) == ["victim"]
-    for _, p, _ in entries:
-        now = os.lstat(p)
-        assert (now.st_ino, now.st_uid, now.st_mode, now.st_size) == (
-            before[p].st_ino,
-            before[p].st_uid,
-            before[p].st_mode,
-            before[p].st_size,
-        )
-    assert (shared_dir / f"tmp{planted[2]}").read_bytes() == b"attacker file"
+    assert_planted_untouched(shared_dir, victim, planted, before)
     if hasattr(obj, "close"):
         obj.close()
     elif hasattr(obj, "cleanup"):
