@@ -49,6 +49,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_STATE_HOME, ignore_errors=True)
 
 
+@pytest.fixture
+def dfd(tmp_path: Path) -> Iterator[int]:
+    """A descriptor of ``tmp_path`` (``O_DIRECTORY``), closed after the test."""
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 class OtherUserError(Exception):
     """An exception raised inside the other user's process, re-raised here."""
 

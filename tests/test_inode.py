@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ import pytest
 from hardtemp import _inode
 from hardtemp._inode import Entry
 from hardtemp.exceptions import UnsafeFileError
-
-
-@pytest.fixture
-def dfd(tmp_path: Path) -> Iterator[int]:
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def _fds() -> set[int]:

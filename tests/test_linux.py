@@ -7,7 +7,7 @@ import errno
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,6 @@ from _helpers_core import SRC
 from hardtemp import _linux
 
 needs_root = _gates.needs_root("for mount and unshare -m")
-
-
-@pytest.fixture
-def dfd(tmp_path: Path) -> Iterator[int]:
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def test_rename_noreplace_moves_and_never_replaces(tmp_path: Path, dfd: int) -> None:
