@@ -21,7 +21,7 @@ from ._publish import link_unnamed
 __all__ = ["publish"]
 
 
-def _raw_of(file: Any) -> Any:
+def _raw_of(file: object) -> object:
     """The raw file under the text and buffer layers."""
     obj = file
     for _ in range(3):  # TextIOWrapper -> Buffered* -> raw

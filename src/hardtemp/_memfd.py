@@ -22,10 +22,13 @@ import fcntl
 import io
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._wipe import overwrite_fd
 from .exceptions import SizeLimitError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = ["DEFAULT_MAX_SIZE", "MemoryFile"]
 
@@ -128,7 +131,7 @@ class MemoryFile(io.FileIO):
                 None, f"{what} would make the memory file {end} bytes (max_size {self._max_size})"
             )
 
-    def write(self, b: Any) -> int:
+    def write(self, b: ReadableBuffer) -> int:
         """Write ``b`` at the current position; return the number of bytes written.
 
         Raises:
