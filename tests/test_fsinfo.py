@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from _gates import require_mkfs, require_root, skip
@@ -176,7 +177,7 @@ def test_tmpfs_with_active_swap_is_only_best_effort(
     class _Swap:
         total = 1 << 30
 
-    monkeypatch.setattr(_fsinfo.psutil, "swap_memory", lambda: _Swap())
+    monkeypatch.setattr(psutil, "swap_memory", lambda: _Swap())
     _fsinfo.clear_cache()
     info = fs_info_for_path(mnt)
     assert info.verdict == BEST_EFFORT
@@ -199,7 +200,7 @@ def test_tmpfs_noswap_mount_stays_volatile_even_with_swap(
         class _Swap:
             total = 1 << 30
 
-        monkeypatch.setattr(_fsinfo.psutil, "swap_memory", lambda: _Swap())
+        monkeypatch.setattr(psutil, "swap_memory", lambda: _Swap())
         info = fs_info_for_path(mnt)
         assert info.verdict == VOLATILE
         assert FsReason.NOSWAP_MOUNT in info.codes
@@ -686,7 +687,7 @@ def test_the_swap_total_is_reused_for_a_while(monkeypatch: pytest.MonkeyPatch) -
         calls.append(1)
         return _Swap()
 
-    monkeypatch.setattr(_fsinfo.psutil, "swap_memory", swap)
+    monkeypatch.setattr(psutil, "swap_memory", swap)
     _fsinfo.clear_cache()
     for _ in range(5):
         assert _fsinfo._swap_total() == 0
@@ -769,7 +770,7 @@ def test_file_info_on_tmpfs_follows_swap_appearing(
     class _Swap:
         total = 0
 
-    monkeypatch.setattr(_fsinfo.psutil, "swap_memory", lambda: _Swap())
+    monkeypatch.setattr(psutil, "swap_memory", lambda: _Swap())
     fd = _new_file(small_tmpfs(1024))
     try:
         first = file_info_for_fd(fd)

@@ -30,8 +30,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import psutil  # type: ignore[import-untyped]
-
 from ._codes import FsReason, Reason, Verdict
 from ._linux import (
     FIEMAP_EXTENT,
@@ -552,6 +550,9 @@ def _base_info(fd: int, st_dev: int) -> FsInfo:
 def _swap_total() -> float:
     now = time.monotonic()
     if now - _swap_state[0] > _SWAP_TTL:
+        # Imported at the first swap check: install() from a sitecustomize loads this module.
+        import psutil  # type: ignore[import-untyped]
+
         _swap_state[1] = float(psutil.swap_memory().total)
         _swap_state[0] = now
     return _swap_state[1]

@@ -28,8 +28,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from ._codes import Reason, Verdict, WipeReason
 from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, data_on_disk, file_info_for_fd
 from ._policy import check_policy, get_wipe_policy
@@ -142,6 +140,10 @@ class _Pattern:
         if not self._zeros and not self._small:
             # A fresh random key and nonce per wipe: the keystream is unpredictable and
             # never repeats, and encrypting the shared zero buffer needs no fresh memory.
+            # Imported here, not at module level: install() from a sitecustomize loads this
+            # module, and every Python process must not pay for cryptography up front.
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
             cipher = Cipher(algorithms.AES(os.urandom(32)), modes.CTR(os.urandom(16)))
             self._enc = cipher.encryptor()
             self._out = bytearray(min(largest, _CHUNK) + 16)
