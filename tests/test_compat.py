@@ -810,7 +810,15 @@ def test_install_from_a_sitecustomize_is_silent_even_with_warnings_as_errors(
     assert proc.stderr == ""
 
 
-def test_import_hardtemp_compat_loads_no_heavy_module(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import hardtemp.compat",
+        # A sitecustomize's install(): every Python process pays for what it imports.
+        "import hardtemp.compat; hardtemp.compat.install()",
+    ],
+)
+def test_import_and_install_of_hardtemp_compat_load_no_heavy_module(code: str) -> None:
     # What made `import hardtemp.compat` cost 8x `import tempfile` (benchmarks/bench_import.py
     # measures the ratio): the crypto stack, psutil, ctypes and hardtemp's file machinery.
     # Compared with a process that imports tempfile alone, so that whatever the interpreter
@@ -830,8 +838,66 @@ def test_import_hardtemp_compat_loads_no_heavy_module(tmp_path: Path) -> None:
         )
         return set(proc.stdout.split())
 
-    added = loaded("import hardtemp.compat") - loaded("import tempfile")
+    added = loaded(code) - loaded("import tempfile")
     assert sorted(m for m in added if m.split(".")[0] in heavy or m in ours) == []
+
+
+def test_installed_classes_load_at_first_access_and_are_ours() -> None:
+    env = dict(os.environ, PYTHONPATH=SRC)
+    code = (
+        "import sys, tempfile, hardtemp.compat as c\n"
+        "c.install()\n"
+        "assert 'hardtemp._files' not in sys.modules\n"
+        "from tempfile import SpooledTemporaryFile, TemporaryDirectory, _TemporaryFileWrapper\n"
+        "assert SpooledTemporaryFile is c.SpooledTemporaryFile\n"
+        "assert TemporaryDirectory is c.TemporaryDirectory\n"
+        "assert _TemporaryFileWrapper is c._TemporaryFileWrapper\n"
+        "with tempfile.NamedTemporaryFile() as f:\n"
+        "    assert type(f) is tempfile._TemporaryFileWrapper\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")
+
+
+def test_a_class_assigned_to_tempfile_while_installed_is_kept_by_uninstall() -> None:
+    standard = vars(tempfile)["SpooledTemporaryFile"]
+
+    class Theirs(standard):  # type: ignore[misc, valid-type]
+        pass
+
+    with compat.install():
+        assert tempfile.SpooledTemporaryFile is compat.SpooledTemporaryFile
+        tempfile.SpooledTemporaryFile = Theirs  # type: ignore[misc]
+        assert tempfile.SpooledTemporaryFile is Theirs
+        del tempfile.SpooledTemporaryFile  # theirs removed: ours again
+        assert tempfile.SpooledTemporaryFile is compat.SpooledTemporaryFile
+        with pytest.raises(AttributeError, match="install"):
+            del tempfile.SpooledTemporaryFile  # ours cannot be deleted while installed
+        tempfile.SpooledTemporaryFile = Theirs  # type: ignore[misc]
+    assert tempfile.SpooledTemporaryFile is Theirs  # someone else's value is left alone
+    tempfile.SpooledTemporaryFile = standard  # type: ignore[misc]
+    with compat.install():
+        pass
+    assert tempfile.SpooledTemporaryFile is standard
+
+
+def test_the_installed_classes_survive_a_reload_and_uninstall_restores_the_reloaded_ones() -> None:
+    with compat.install():
+        importlib.reload(tempfile)
+        assert tempfile.TemporaryDirectory is compat.TemporaryDirectory
+        reloaded = vars(tempfile)["TemporaryDirectory"]
+        assert "tempfile.TemporaryDirectory" not in compat.stale_bindings()
+        compat.install()
+        assert _install.original("TemporaryDirectory") is reloaded
+    assert tempfile.TemporaryDirectory is reloaded
 
 
 def test_one_store_for_the_default_directory_and_one_scan_of_the_candidates(

@@ -14,8 +14,13 @@ Invariants:
   (``hardtemp._tempdir.tempdir``: one store of the default directory).
 * ``tempfile._TemporaryFileWrapper`` is hardtemp's class while installed
   (code such as aiofiles checks ``type(f) is _TemporaryFileWrapper``); the
-  standard ``NamedTemporaryFile``, still bound elsewhere, keeps working: that
-  class hands the standard wrapper to a call with the standard arguments.
+  standard ``NamedTemporaryFile``, still bound elsewhere, keeps working (its
+  global lookup finds the standard wrapper).
+* The three classes (``SpooledTemporaryFile``, ``TemporaryDirectory``,
+  ``_TemporaryFileWrapper``) are properties of the module's class, loaded at
+  first access: install() imports neither the file machinery nor its
+  dependencies, so a ``sitecustomize`` calling it costs every process little.
+  A value assigned to one of them while installed is kept by uninstall().
 * Bindings out of reach (``from tempfile import X`` done earlier elsewhere)
   are reported by :func:`stale_bindings` and, at install, by one
   :class:`~hardtemp.exceptions.StaleBindingWarning`.
@@ -55,6 +60,9 @@ _PATCHED = (
 )
 # _TemporaryFileWrapper: aiofiles checks `type(f) is tempfile._TemporaryFileWrapper`.
 _FORWARDED = ("tempdir", "template")
+# Properties of the module's class, not entries of its dict: loading them would import the
+# whole file stack (cryptography, psutil, ctypes...) into every process a sitecustomize runs.
+_LAZY = frozenset({"SpooledTemporaryFile", "TemporaryDirectory", "_TemporaryFileWrapper"})
 _MISSING = object()
 _STALE_SHOWN = 5  # bindings named in the install-time warning (stale_bindings() has all)
 _install_lock = _thread.RLock()
@@ -80,6 +88,8 @@ class _Patched:
         self.new_class: type[types.ModuleType] | None = None
         self.originals: dict[str, Any] = {}
         self.absent: set[str] = set()
+        # A lazy class someone assigned while installed (uninstall() leaves it in place).
+        self.overrides: dict[str, Any] = {}
 
 
 class _Installed:
@@ -116,9 +126,28 @@ def _set_forwarded(name: str, value: Any) -> None:
         vars(_compat())[name] = value
 
 
-def _forwarding_class(base: type[types.ModuleType]) -> type[types.ModuleType]:
+def _lazy(name: str, patched: _Patched) -> property:
+    """``tempfile.NAME`` for a class of :data:`_LAZY`: ours (imported at first access),
+    unless someone assigned another value while installed."""
+
+    def get(mod: types.ModuleType) -> Any:
+        value = patched.overrides.get(name, _MISSING)
+        return _ours(name) if value is _MISSING else value
+
+    def set_(mod: types.ModuleType, value: Any) -> None:
+        patched.overrides[name] = value
+
+    def del_(mod: types.ModuleType) -> None:
+        if patched.overrides.pop(name, _MISSING) is _MISSING:
+            raise AttributeError(f"hardtemp.compat.install() provides tempfile.{name}")
+
+    return property(get, set_, del_, doc=f"hardtemp.compat.{name}")
+
+
+def _forwarding_class(base: type[types.ModuleType], patched: _Patched) -> type[types.ModuleType]:
     """A subclass of the tempfile module's class whose ``tempdir``/``template``
-    read and write hardtemp's, so existing ``tempfile.tempdir = ...`` lines keep working."""
+    read and write hardtemp's, so existing ``tempfile.tempdir = ...`` lines keep working,
+    and whose lazy classes are ours (:func:`_lazy`)."""
 
     def forward(name: str) -> property:
         def get(mod: types.ModuleType) -> Any:
@@ -130,6 +159,7 @@ def _forwarding_class(base: type[types.ModuleType]) -> type[types.ModuleType]:
         return property(get, set_, doc=f"hardtemp.compat.{name}")
 
     namespace: dict[str, Any] = {name: forward(name) for name in _FORWARDED}
+    namespace.update((name, _lazy(name, patched)) for name in _LAZY)
     namespace["__slots__"] = ()
     return type(f"HardtempCompat{base.__name__}", (base,), namespace)
 
@@ -250,11 +280,15 @@ def _apply(state: _Installed, module: types.ModuleType) -> bool:
     # Forward first: our functions never see the module half-installed.
     if patched.new_class is None or type(module) is not patched.new_class:
         patched.old_class = type(module)
-        patched.new_class = _forwarding_class(patched.old_class)
+        patched.new_class = _forwarding_class(patched.old_class, patched)
         module.__class__ = patched.new_class
         changed = True
     for name in _PATCHED:
         if state.keep_mktemp and name == "mktemp":
+            continue
+        if name in _LAZY:  # the property answers; the dict keeps the standard class
+            if name in mdict and patched.originals.get(name, _MISSING) is not mdict[name]:
+                _remember(state, patched, name, mdict[name])  # also a reloaded module's
             continue
         ours = _ours(name)
         current = mdict.get(name, _MISSING)
@@ -344,13 +378,14 @@ def _restore(patched: _Patched) -> None:
     module = patched.module
     mdict = vars(module)
     for name, value in patched.originals.items():
-        if mdict.get(name, _MISSING) is _ours(name):
+        if name not in _LAZY and mdict.get(name, _MISSING) is _ours(name):
             mdict[name] = value
     for name in patched.absent:
-        if name in mdict and mdict[name] is _ours(name):
+        if name not in _LAZY and name in mdict and mdict[name] is _ours(name):
             del mdict[name]
     if type(module) is patched.new_class:  # a class someone else set meanwhile stays
         module.__class__ = patched.old_class
+        mdict.update(patched.overrides)  # what someone assigned while installed stays
 
 
 def _stale(state: _Installed | None) -> list[str]:
@@ -370,6 +405,7 @@ def _targets(
             f"tempfile.{name}"
             for name in _PATCHED
             if name != "TMP_MAX"
+            and name not in _LAZY  # properties of the class: a reload does not undo them
             and not (state.keep_mktemp and name == "mktemp")
             and name in mdict
             and mdict[name] is not _ours(name)
