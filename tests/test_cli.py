@@ -367,6 +367,64 @@ def test_run_reports_missing_and_unexecutable_commands(home: Path) -> None:
     assert list(p for p in home.iterdir() if p != script) == []
 
 
+def test_run_exit_status_follows_the_shells_rule_past_a_path_directory_it_cannot_search(
+    inproc: Path,
+    shared_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As an ordinary user (uid 65534 when we are root): glibc's execvp reported EACCES for
+    # the unsearchable directory, so a missing command exited 126 ("not executable").
+    # The reference is bash (POSIX's rule; dash exits 127 for a found, unexecutable file).
+    require_tool("bash", "bash")
+    user = NOBODY if os.geteuid() == 0 else os.geteuid()
+    mine = shared_dir / "mine"  # the user's TMPDIR for the run
+    mine.mkdir(mode=0o700)
+    os.chown(mine, user, user)
+    locked = shared_dir / "locked"  # searchable by nobody but root (mode 000)
+    locked.mkdir()
+    bindir = shared_dir / "bin"
+    bindir.mkdir(mode=0o755)
+    (bindir / "noexec-hardtemp").write_text("#!/bin/sh\n")
+    os.chmod(bindir / "noexec-hardtemp", 0o644)
+    os.chmod(locked, 0)
+    path = f"{locked}:{bindir}:/usr/bin:/bin"
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.setenv("TMPDIR", str(mine))
+    as_user = as_euid(NOBODY) if os.geteuid() == 0 else contextlib.nullcontext()
+    with as_user:
+        assert os.geteuid() == user
+        statuses = [
+            main(["run", "--", name]) for name in ("no-such-hardtemp", "noexec-hardtemp", "true")
+        ]
+        shell = [
+            subprocess.run(["bash", "-c", name], env={"PATH": path}, check=False).returncode
+            for name in ("no-such-hardtemp", "noexec-hardtemp", "true")
+        ]
+    err = capsys.readouterr().err
+    assert statuses == shell == [127, 126, 0]
+    assert "no-such-hardtemp: command not found" in err
+    assert "noexec-hardtemp: Permission denied" in err
+    assert list(mine.iterdir()) == []
+
+
+def test_run_finds_a_program_by_a_path_with_a_slash_or_in_an_empty_path_entry(
+    inproc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prog = inproc / "prog-hardtemp"
+    prog.write_text("#!/bin/sh\nexit 7\n")
+    prog.chmod(0o700)
+    (inproc / "adir-hardtemp").mkdir()  # a directory of that name is not a program
+    monkeypatch.setenv("PATH", f"{inproc}/adir-hardtemp:/usr/bin")
+    assert main(["run", "--", "./prog-hardtemp"]) == 7
+    monkeypatch.setenv("PATH", ":/usr/bin")  # an empty entry is the working directory
+    assert main(["run", "--", "prog-hardtemp"]) == 7
+    monkeypatch.setenv("PATH", "/usr/bin")
+    assert main(["run", "--", "adir-hardtemp"]) == 127
+    monkeypatch.delenv("PATH")  # the system's default search path
+    assert main(["run", "--", "true"]) == 0
+
+
 # --------------------------------------------------------------------------- wipe
 
 
@@ -519,6 +577,19 @@ def test_sweep_command_of_a_missing_directory_fails_with_one_line(home: Path) ->
     assert proc.returncode == 1
     assert proc.stderr == f"hardtemp sweep: {home}/does/not/exist: no such directory\n"
     assert "Traceback" not in proc.stderr
+    # The other directory was swept: the summary says the sweep is incomplete.
+    assert proc.stdout.startswith("sweep incomplete: 0 removed,"), proc.stdout
+    assert proc.stdout.endswith("; 1 of the directories given not swept\n")
+
+
+def test_sweep_command_of_only_missing_directories_prints_no_summary(home: Path) -> None:
+    proc = ht("sweep", "/missing-hardtemp", cwd=home)
+    assert (proc.returncode, proc.stdout) == (1, "")  # no "sweep: 0 removed, ..." line
+    assert proc.stderr == "hardtemp sweep: /missing-hardtemp: no such directory\n"
+    proc = ht("sweep", "--json", "/missing-hardtemp", cwd=home)
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert (data["ok"], data["missing_dirs"]) == (False, ["/missing-hardtemp"])
 
 
 def test_sweep_command_of_an_unreadable_directory_fails(
@@ -538,7 +609,9 @@ def test_sweep_command_of_an_unreadable_directory_fails(
     with as_euid(NOBODY):
         status = main(["sweep", "--color", "never", str(d)])
     assert status == 1
-    assert f"skipped dir    {d}: cannot list it (no read permission)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"skipped dir    {d}: cannot list it (no read permission)" in out
+    assert "sweep:" not in out  # nothing swept: no summary
 
 
 def test_sweep_command_with_an_unusable_key_fails_and_removes_nothing(home: Path) -> None:

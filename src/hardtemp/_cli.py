@@ -194,6 +194,38 @@ def _lock_fd(tmp: TemporaryDirectory | None) -> int | None:
     return None if claim is None or claim.fd < 0 else claim.fd
 
 
+def _find_program(name: str, env: dict[str, str]) -> str:
+    """The file to execute for ``name``, by the shell's rule (POSIX "Command Search").
+
+    A name with a ``/`` is used as is. Otherwise the first executable regular
+    file ``DIR/name`` along ``$PATH`` wins; failing that, the first such file
+    that is not executable (then the exec fails: 126, as in the shell).
+    Directories we cannot search are skipped, as the shell skips them (glibc's
+    execvp reports EACCES for them, which made an unknown command look
+    "not executable").
+
+    Raises:
+        FileNotFoundError: no file of that name along ``$PATH`` (127).
+    """
+    if "/" in name:
+        return name
+    found = None
+    for directory in env.get("PATH", os.confstr("CS_PATH") or "/bin:/usr/bin").split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:  # absent, or a directory we may not search: not found there
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if os.access(candidate, os.X_OK, effective_ids=True):
+            return candidate
+        found = found or candidate
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "command not found", name)
+    return found
+
+
 def _spawn(
     cmd: list[str], env: dict[str, str], mask: set[int | signal.Signals], lock_fd: int | None
 ) -> int:
@@ -204,8 +236,8 @@ def _spawn(
     try:
         # setsigmask: the command starts with the signal mask we had before blocking;
         # setsigdef: dispositions we (or Python: SIGPIPE, SIGXFSZ) changed are reset.
-        return os.posix_spawnp(
-            cmd[0],
+        return os.posix_spawn(
+            _find_program(cmd[0], env),
             cmd,
             env,
             setsigmask=mask,
@@ -542,6 +574,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{PROG} sweep: cannot verify marks: {result.key_problem}", file=sys.stderr)
     if args.json:
         data = result.to_json()
+        data["ok"] = status == 0  # the exit status, for a reader of the JSON alone
         data["dry_run"] = args.dry_run
         data["directories"] = [os.path.abspath(d) for d in dirs]
         _print_json(data)
@@ -555,11 +588,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         out.wrapped(f"{e.kind} {e.path}: {e.reason}", 15, f"{label}  ")
     for path, reason in result.skipped_dirs:
         out.wrapped(f"{path}: {reason}", 15, out.paint(f"{'skipped dir':<13}", "warning") + "  ")
+    not_swept = len(missing) + sum(1 for p, _ in result.skipped_dirs if p in given)
+    if explicit and not_swept == len(given) and not result.entries:
+        return status  # nothing was swept: no summary that could pass for "0 removed"
     n = {a: sum(1 for e in result.entries if e.action == a) for a in styles}
     done = f"{n['would remove']} would be removed" if args.dry_run else f"{n['removed']} removed"
+    # A failed sweep says so first: a summary of zeros must not look like a clean sweep.
+    head = "sweep incomplete" if status else "sweep"
+    tail = f"; {not_swept} of the directories given not swept" if not_swept else ""
     out.line(
-        f"sweep: {done}, {n['kept']} kept (in use), {n['failed']} failed; "
-        f"ignored {result.unmarked} unmarked and {result.other_users} other users' entries"
+        f"{head}: {done}, {n['kept']} kept (in use), {n['failed']} failed; "
+        f"ignored {result.unmarked} unmarked and {result.other_users} other users' entries{tail}"
     )
     return status
 
