@@ -5,10 +5,11 @@ Not part of the test suite (it needs the network and takes many minutes):
     python tests/thirdparty/run_thirdparty_suites.py [--work DIR] [--only NAME ...]
 
 In ``--work`` (default: a new directory under /tmp) it creates a virtual
-environment, installs aiofiles, click, diskcache, python-dotenv and werkzeug
-from PyPI as a user would (with their test dependencies), pip-installs this
-checkout of hardtemp, and fetches each project's sdist (``pip download
---no-binary :all: --no-deps``) for its tests. Each suite then runs twice:
+environment, installs aiofiles, click, diskcache, python-dotenv, werkzeug and
+pytest from PyPI as a user would (with their test dependencies), pip-installs
+this checkout of hardtemp, and fetches each project's sdist (``pip download
+--no-binary :all: --no-deps``, for pytest the installed version) for its tests.
+For pytest only its tempfile-heavy test files run (``PYTEST_FILES``). Each suite then runs twice:
 plainly, and with a ``sitecustomize`` that calls ``hardtemp.compat.install()``
 (the README's advice). It prints the counts of both runs and every test that
 fails only under ``install()``; the exit status is 1 if there is such a test.
@@ -45,12 +46,21 @@ PROJECTS: dict[str, tuple[str, list[str], list[str]]] = {
         ],
     ),
     "python-dotenv": ("python_dotenv", ["sh", "click"], ["tests", "-p", "no:asyncio"]),
+    # pytest's own tests of tmp_path, capture (TemporaryFile), pathlib and legacypath; its
+    # pyproject turns warnings into errors. pytester's subprocess runs inherit the sitecustomize.
+    "pytest": ("pytest", ["attrs", "hypothesis", "pygments", "xmlschema"], ["-p", "no:asyncio"]),
     "werkzeug": (
         "werkzeug",
         ["cffi", "cryptography", "ephemeral-port-reserve", "pytest-timeout", "watchdog"],
         ["tests", "--timeout=120", "-p", "no:asyncio"],
     ),
 }
+PYTEST_FILES = [
+    "testing/test_tmpdir.py",
+    "testing/test_capture.py",
+    "testing/test_pathlib.py",
+    "testing/test_legacypath.py",
+]
 SITECUSTOMIZE = "import hardtemp.compat\nhardtemp.compat.install()\n"
 
 
@@ -66,6 +76,8 @@ def _setup(work: Path, names: list[str]) -> Path:
     py = str(venv / "bin" / "python")
     deps = ["pytest"] + [n for n in names] + [d for n in names for d in PROJECTS[n][1]]
     _run([py, "-m", "pip", "install", "-q", *deps])
+    # As a user would: with its dependencies (cryptography, psutil), then this very checkout.
+    _run([py, "-m", "pip", "install", "-q", str(ROOT)])
     _run([py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(ROOT)])
     sdists = work / "sdists"
     sdists.mkdir(exist_ok=True)
@@ -73,8 +85,17 @@ def _setup(work: Path, names: list[str]) -> Path:
         project = work / "src" / name
         if project.exists():
             continue
+        spec = name
+        if name == "pytest":  # its tests must match the pytest that runs them
+            version = subprocess.run(
+                [py, "-c", "import pytest; print(pytest.__version__)"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            spec = f"pytest=={version}"
         _run(
-            [py, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", name],
+            [py, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", spec],
             cwd=sdists,
         )
         archive = next(sdists.glob(f"{PROJECTS[name][0]}-*.tar.gz"))
@@ -113,8 +134,13 @@ def _suite(venv: Path, work: Path, name: str, installed: bool) -> tuple[dict[str
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
         env["PYTHONPATH"] = str(site)
-    cmd = [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    proc = _run([*cmd, f"--junitxml={xml}", *PROJECTS[name][2]], cwd=project, env=env)
+    cmd = [str(venv / "bin" / "python"), "-m", "pytest", "-q"]
+    if name != "pytest":  # pytest's own tests use the cache fixture
+        cmd += ["-p", "no:cacheprovider"]
+    args = PROJECTS[name][2]
+    if name == "pytest":
+        args = [*args, *(f for f in PYTEST_FILES if (project / f).exists())]
+    proc = _run([*cmd, f"--junitxml={xml}", *args], cwd=project, env=env)
     return _outcomes(xml), proc.returncode
 
 
