@@ -855,3 +855,98 @@ def test_offsets_beyond_the_largest_file_offset_raise_efbig() -> None:
             raw.truncate(2**63)
         assert info.value.errno == errno.EFBIG
         assert raw._map.size == 0
+
+
+# --- the block size chosen by the first write -----------------------------------------------------
+
+LARGE = _crypt.LARGE_BLOCK_SIZE
+
+
+@pytest.mark.parametrize(
+    ("first_write", "expected"),
+    [
+        (LARGE, LARGE),
+        (10 * LARGE + 5, LARGE),
+        (LARGE - 1, DEFAULT_BLOCK_SIZE),
+        (1, DEFAULT_BLOCK_SIZE),
+    ],
+)
+def test_the_first_write_chooses_the_block_size(first_write: int, expected: int) -> None:
+    data = os.urandom(first_write)
+    with EncryptedRawIO(backing_fd()) as raw:
+        raw.write(data)
+        assert raw._bs == expected
+        slots = -(-first_write // expected)
+        assert os.fstat(raw._fd).st_size == first_write + slots * _crypt.TAG_SIZE  # the layout
+        raw.write(os.urandom(3 * LARGE))  # later writes never change it
+        assert raw._bs == expected
+        raw.seek(0)
+        assert raw.read(first_write) == data
+
+
+def test_a_fixed_block_size_or_a_file_that_is_no_longer_empty_keeps_its_blocks() -> None:
+    with EncryptedRawIO(backing_fd(), block_size=DEFAULT_BLOCK_SIZE) as raw:
+        raw.write(bytes(LARGE))
+        assert raw._bs == DEFAULT_BLOCK_SIZE
+    with EncryptedRawIO(backing_fd()) as raw:
+        raw.truncate(100)  # grown before its first write: the size is no longer 0
+        raw.seek(100)
+        raw.write(bytes(LARGE))
+        assert raw._bs == DEFAULT_BLOCK_SIZE
+        raw.seek(0)
+        assert raw.read() == bytes(100 + LARGE)
+
+
+def test_temporary_file_written_in_large_calls_gets_large_blocks_through_the_buffer() -> None:
+    import hardtemp
+
+    big = os.urandom(1 << 20)
+    with hardtemp.TemporaryFile() as f:
+        f.write(big)  # larger than the buffer: reaches the raw file as one write
+        assert raw_of(f)._bs == LARGE
+        f.seek(12345)
+        assert f.read(4096) == big[12345 : 12345 + 4096]
+        f.seek(0)
+        assert f.read() == big
+    with hardtemp.TemporaryFile() as f:
+        for _ in range(100):
+            f.write(b"x" * 1000)  # small writes: the buffer hands the raw file 4 KiB
+        assert raw_of(f)._bs == DEFAULT_BLOCK_SIZE
+
+
+def test_large_blocks_detect_tampering_and_keep_nonces_unique() -> None:
+    data = os.urandom(3 * LARGE + 100)
+    with EncryptedRawIO(backing_fd()) as raw:
+        rec = record_nonces(raw)
+        raw.write(data)
+        for pos in (5, LARGE - 3, 2 * LARGE + 7):
+            raw.seek(pos)
+            raw.write(b"partial rewrite")
+        assert rec.repeats == []
+        slot = LARGE + _crypt.TAG_SIZE
+        byte = os.pread(raw._fd, 1, slot + 100)
+        os.pwrite(raw._fd, bytes([byte[0] ^ 1]), slot + 100)  # block 1 flipped
+        raw.seek(LARGE + 50)
+        with pytest.raises(IntegrityError):
+            raw.read(10)
+        raw.seek(0)
+        assert raw.read(20) == data[:5] + b"partial rewrite"
+
+
+def test_no_memory_for_large_blocks_keeps_the_default_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hardtemp._crypt import _raw
+
+    with EncryptedRawIO(backing_fd()) as raw:
+
+        def no_memory(size: int) -> Any:
+            # Mock: ENOMEM from mmap cannot be caused reliably (overcommit); the fallback can.
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+        monkeypatch.setattr(_raw, "ProtectedMemory", no_memory)
+        data = os.urandom(2 * LARGE)
+        raw.write(data)
+        assert raw._bs == DEFAULT_BLOCK_SIZE
+        raw.seek(0)
+        assert raw.read() == data

@@ -43,9 +43,9 @@ from hypothesis.stateful import (
 
 from _gates import IS_ROOT
 from _helpers_core import run_python
-from _helpers_crypt import backing_fd
+from _helpers_crypt import backing_fd, raw_of
 from _helpers_crypt import in_child as _in_child
-from hardtemp._crypt import EncryptedRawIO, open_encrypted
+from hardtemp._crypt import LARGE_BLOCK_SIZE, EncryptedRawIO, open_encrypted
 from hardtemp.exceptions import InsecureOperationError, IntegrityError
 
 BS = 4096
@@ -343,12 +343,19 @@ def _read_all(f: Any) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("block_size", [64, 4096])
-def test_interrupts_inside_writes_and_truncates_never_lose_earlier_data(block_size: int) -> None:
-    rnd = random.Random(block_size)
+@pytest.mark.parametrize("block_size", [64, 4096, None], ids=["64", "4096", "large"])
+def test_interrupts_inside_writes_and_truncates_never_lose_earlier_data(
+    block_size: int | None,
+) -> None:
+    rnd = random.Random(block_size or 1)
     interrupted = 0
     with EncryptedRawIO(backing_fd(), block_size=block_size) as f:
         model = b""
+        if block_size is None:  # the first write chooses LARGE_BLOCK_SIZE blocks
+            model = rnd.randbytes(200_000)
+            f.write(model)
+            assert f._bs == LARGE_BLOCK_SIZE
+            block_size = LARGE_BLOCK_SIZE
         with _raising_timer(0.0002) as armed:
             for step in range(1500):
                 size = len(model)
@@ -386,6 +393,50 @@ def test_interrupts_inside_writes_and_truncates_never_lose_earlier_data(block_si
                     assert _read_all(f) == model
         assert _read_all(f) == model
     assert interrupted >= 200, f"only {interrupted} calls were interrupted"
+
+
+def test_interrupts_inside_the_first_large_write_leave_a_consistent_file() -> None:
+    # The write that chooses the block size, interrupted anywhere (also while it
+    # replaces the scratch memory): empty or partly written, then fully usable.
+    rnd = random.Random(11)
+    interrupted = 0
+    for _ in range(300):
+        data = rnd.randbytes(rnd.choice([LARGE_BLOCK_SIZE, 3 * LARGE_BLOCK_SIZE + 5]))
+        with EncryptedRawIO(backing_fd()) as f, _raising_timer(0.00005) as armed:
+            try:
+                armed[0] = True
+                f.write(data)
+                armed[0] = False
+            except _Interrupt:
+                interrupted += 1
+            armed[0] = False
+            now = _read_all(f)
+            _check_interrupted_write(b"", now, 0, data)
+            f.seek(0)
+            f.write(data)
+            assert _read_all(f) == data
+            f._map.check()
+    assert interrupted >= 30, f"only {interrupted} first writes were interrupted"
+
+
+def test_enospc_in_large_blocks_keeps_earlier_data(small_tmpfs: Callable[[int], Path]) -> None:
+    mnt = small_tmpfs(512)
+    with _enc_on(mnt) as f:
+        head = _pattern(LARGE_BLOCK_SIZE + 100, 12)
+        f.write(head)  # 64 KiB blocks; block 1 is partial
+        assert raw_of(f)._bs == LARGE_BLOCK_SIZE
+        with _full(mnt):
+            _assert_enospc(lambda: f.write(_pattern(3 * LARGE_BLOCK_SIZE, 13)))
+            f.seek(0)
+            assert f.read() == head
+            f.seek(1000)
+            _assert_enospc(lambda: f.write(_pattern(2 * LARGE_BLOCK_SIZE, 14)))  # grows block 1
+            f.seek(0)
+            assert f.read() == head
+        f.seek(0, io.SEEK_END)
+        f.write(b"more")
+        f.seek(0)
+        assert f.read() == head + b"more"
 
 
 def test_interrupts_inside_buffered_writes_leave_a_readable_consistent_file() -> None:
@@ -453,12 +504,24 @@ def test_forked_child_write_is_refused_even_without_pythons_fork_hooks() -> None
 # --- a stateful test: faults interleaved with every operation -----------------------------------
 
 
-def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachine]:
-    bs = 512
+def _fault_machine(
+    directory: Path, can_fill: bool, *, large: bool = False
+) -> type[RuleBasedStateMachine]:
+    """``large``: a ``block_size=None`` file whose first write (faults included)
+    chooses its blocks, explored at the scale of ``LARGE_BLOCK_SIZE``."""
+    bs, blocks, most = (LARGE_BLOCK_SIZE, 5, 2) if large else (512, 24, 6)
     offsets = st.one_of(
-        st.builds(lambda k, d: max(0, k * bs + d), st.integers(0, 24), st.integers(-2, 2)),
-        st.integers(0, 24 * bs),
+        st.builds(lambda k, d: max(0, k * bs + d), st.integers(0, blocks), st.integers(-2, 2)),
+        st.integers(0, blocks * bs),
     )
+    payloads = st.binary(min_size=1, max_size=most * bs)
+    if large:  # first writes on both sides of the choice, without hypothesis building 128 KiB
+        sized = st.builds(
+            lambda n, seed: random.Random(seed).randbytes(n),
+            st.integers(bs - 2, most * bs),
+            st.integers(0, 2**32),
+        )
+        payloads = st.one_of(st.binary(min_size=1, max_size=2000), sized)
 
     class FaultyEncryptedFile(RuleBasedStateMachine):
         """Writes, reads, seeks and truncates against a BytesIO model, with a full
@@ -468,7 +531,7 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
         def __init__(self) -> None:
             super().__init__()
             fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-            self.f = EncryptedRawIO(fd, block_size=bs)
+            self.f = EncryptedRawIO(fd, block_size=None if large else bs)
             self.model = b""
             self.pos = 0
             self.filler: Any = None
@@ -537,7 +600,7 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
 
         @rule(
             pos=offsets,
-            data=st.binary(min_size=1, max_size=6 * bs),
+            data=payloads,
             interrupt=st.one_of(st.none(), st.floats(0.00001, 0.0005)),
         )
         def write_at(self, pos: int, data: bytes, interrupt: float | None) -> None:
@@ -587,16 +650,19 @@ def _fault_machine(directory: Path, can_fill: bool) -> type[RuleBasedStateMachin
     return FaultyEncryptedFile
 
 
-def test_stateful_faults_against_a_bytesio_model(request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("large", [False, True], ids=["512-byte-blocks", "chosen-by-first-write"])
+def test_stateful_faults_against_a_bytesio_model(
+    request: pytest.FixtureRequest, large: bool
+) -> None:
     if IS_ROOT:
-        directory, can_fill = request.getfixturevalue("small_tmpfs")(256), True
+        directory, can_fill = request.getfixturevalue("small_tmpfs")(1024 if large else 256), True
     else:  # no tmpfs to fill: interrupts only
         directory, can_fill = Path(tempfile.gettempdir()), False
-    machine = _fault_machine(directory, can_fill)
+    machine = _fault_machine(directory, can_fill, large=large)
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=120,
+            max_examples=40 if large else 120,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -14,6 +14,7 @@ Layout, one job per module (each states its invariants):
 """
 
 from ._raw import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
+from ._raw import LARGE_BLOCK_SIZE as LARGE_BLOCK_SIZE
 from ._raw import MAX_BLOCK_SIZE as MAX_BLOCK_SIZE
 from ._raw import MIN_BLOCK_SIZE as MIN_BLOCK_SIZE
 from ._raw import EncryptedRawIO as EncryptedRawIO
@@ -25,6 +26,7 @@ from ._stack import wrap_encrypted as wrap_encrypted
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "ENCRYPTED_BUFFER_SIZE",
+    "LARGE_BLOCK_SIZE",
     "MAX_BLOCK_SIZE",
     "MIN_BLOCK_SIZE",
     "TAG_SIZE",

@@ -11,7 +11,7 @@ from typing import IO, Any, Final
 
 from .._iostack import check_mode, raw_mode, wrap_raw
 from ._forkdrop import STACK_CLASSES, register
-from ._raw import DEFAULT_BLOCK_SIZE, EncryptedRawIO
+from ._raw import EncryptedRawIO
 
 __all__ = ["ENCRYPTED_BUFFER_SIZE", "open_encrypted", "wrap_encrypted"]
 
@@ -30,7 +30,7 @@ def open_encrypted(
     errors: str | None = None,
     *,
     name: object = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> IO[Any]:
     """Open an encrypted file object over the new, empty backing file ``fd``,
     building the stack :func:`io.open` would: :class:`EncryptedRawIO`, then a
@@ -42,6 +42,7 @@ def open_encrypted(
     appends, ``"x"`` is like ``"w"``). ``buffering``: 0 unbuffered (binary
     only), 1 line buffering (text only; in binary mode a RuntimeWarning and the
     default, as with :func:`io.open`), >1 the buffer size, <0 the default.
+    ``block_size``: see :class:`EncryptedRawIO` (``None``: chosen by the first write).
     Once the raw file exists, the object owns ``fd`` and closes it when closed
     (also when this function fails after creating it); if creating the raw
     file fails, ``fd`` stays open and the caller's.
