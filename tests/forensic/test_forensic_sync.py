@@ -11,7 +11,10 @@ raw image is searched for the marker after unmounting:
   another process, and writeback racing the close (another process calling ``syncfs`` in a
   loop while files come and go): no marker. The marker is seen in the image before
   the close (the precondition that lets the test fail), and the standard library,
-  run the same way, leaves it (the control).
+  run the same way, leaves it (the control);
+* writeback landing exactly between hardtemp's first look at the allocation and its
+  overwrite (a real ``syncfs`` run from a wrapper around the look): no marker, and with
+  the look made only *before* the overwrite, the test fails for all three kinds.
 
 Checked by hand: with :func:`hardtemp._fsinfo.data_on_disk` made to answer False
 always (the sync skipped), every forced-to-disk case and the race leave markers.
@@ -35,7 +38,7 @@ from typing import IO, Any
 import pytest
 
 import hardtemp
-from hardtemp import _dirtrust, _fsinfo
+from hardtemp import _dirtrust, _fsinfo, _wipe
 from hardtemp._fsinfo import data_on_disk, file_info_for_fd
 from hardtemp.exceptions import WipeUnreliableWarning
 
@@ -258,3 +261,63 @@ def test_control_stdlib_racing_writeback_leaves_markers(loopfs: Callable[..., An
     fs = loopfs("ext4")
     left = _race(fs, _open_stdlib, b"std-")
     assert left > 0
+
+
+# --- writeback landing between the first look and the overwrite -------------------------------
+# The racing test above cannot fail for the order "overwrite first, look second": its syncer
+# almost never lands in the microseconds between a look and an overwrite (checked by hand:
+# with the allocation looked at only *before* the overwrite, it still found 0 of 200 markers).
+# Here the writeback is made to land exactly there: a wrapper around hardtemp's allocation
+# check runs a real syncfs right after the first look at each file, so the marker is on the
+# disk, allocated, while the overwrite is still to come.
+
+
+def _writeback_after_first_look(fs: Any, m: bytes, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Patch the allocation check; return, per file, whether the marker was on the disk
+    right after the sync (the precondition that lets the test fail)."""
+    real = _wipe.data_on_disk
+    looked: set[int] = set()
+    landed: list[bool] = []
+
+    def look_then_writeback(fd: int, f_type: int) -> bool:
+        answer = real(fd, f_type)
+        ino = os.fstat(fd).st_ino
+        if ino not in looked:  # only after the first look: the overwrite comes next
+            looked.add(ino)
+            if _libc.syncfs(fd) != 0:
+                raise OSError(ctypes.get_errno(), "syncfs failed")
+            landed.append(_on_disk_now(fs, m))
+        return answer
+
+    monkeypatch.setattr(_wipe, "data_on_disk", look_then_writeback)
+    return landed
+
+
+LATE_KINDS: dict[str, Callable[[Path, bytes], None]] = {
+    "NamedTemporaryFile": lambda d, data: _write_and_close(_open_named(d), data),
+    "TemporaryFile-plain": lambda d, data: _write_and_close(_open_unnamed(d), data),
+    "TemporaryDirectory": lambda d, data: _tempdir_with(d, data),
+}
+
+
+def _write_and_close(f: IO[bytes], data: bytes) -> None:
+    with f:
+        f.write(data)
+        f.flush()
+
+
+def _tempdir_with(d: Path, data: bytes) -> None:
+    with hardtemp.TemporaryDirectory(dir=d) as t, open(f"{t}/secret", "wb") as out:
+        out.write(data)
+
+
+@pytest.mark.parametrize("kind", LATE_KINDS)
+def test_writeback_between_the_first_look_and_the_overwrite_leaves_no_marker(
+    loopfs: Callable[..., Any], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = loopfs("ext4")
+    m = _marker()
+    landed = _writeback_after_first_look(fs, m, monkeypatch)
+    LATE_KINDS[kind](fs.mountpoint, _payload(m))
+    assert landed == [True], "precondition: the marker reached the disk before the overwrite"
+    assert not _image_keeps(fs, m)
