@@ -26,7 +26,7 @@ import pytest
 import _gates
 from _helpers_core import NOBODY, SRC, make_dir, nobody_dir, open_fds
 from _helpers_euid import as_euid
-from hardtemp import _remove
+from hardtemp import _remove, _treefile
 from hardtemp.exceptions import UnsafeFileError
 
 needs_root = _gates.needs_root("for chattr, mount and setuid")
@@ -171,20 +171,20 @@ def test_entries_that_vanish_meanwhile_are_not_errors(
     (top / "gone-file").write_bytes(b"x")
     (top / "sub").mkdir()
     (top / "sub" / "last").write_bytes(b"y")
-    real = _remove.remove_entry
+    real = _remove._Tree.remove_file  # every file's removal, fast way or general way
     seen: list[str] = []
 
-    def racing(dir_fd: int, name: str, **kw: Any) -> Any:
+    def racing(self: Any, dir_fd: int, name: str, path: str, **kw: Any) -> bool:
         seen.append(name)
         if name == "gone-file":
             os.unlink(top / "gone-file")  # vanishes before we get to it
-            return real(dir_fd, name, **kw)
-        result = real(dir_fd, name, **kw)
+            return real(self, dir_fd, name, path, **kw)
+        result = real(self, dir_fd, name, path, **kw)
         if name == "last":
             os.rmdir(top / "sub")  # the emptied directory vanishes before our rmdir
         return result
 
-    monkeypatch.setattr(_remove, "remove_entry", racing)
+    monkeypatch.setattr(_remove._Tree, "remove_file", racing)
     errors: list[BaseException] = []
     _rmtree(tmp_path, "top", onerror=errors.append)
     assert sorted(seen) == ["gone-file", "last"]
@@ -244,6 +244,7 @@ def test_an_onerror_that_raises_stops_the_walk_and_leaks_no_descriptor(
         raise OSError(errno.EIO, "Input/output error")  # a disk error: cannot be made here
 
     monkeypatch.setattr(_remove, "remove_entry", failing)
+    monkeypatch.setattr(_treefile.TreeFiles, "remove", failing)  # the fast way fails alike
 
     class Stop(Exception):
         pass
@@ -438,11 +439,11 @@ def test_a_parked_directory_moved_out_of_the_tree_is_never_reentered(
     real = _remove._Tree.remove_file
     moved: list[bool] = []
 
-    def move_then_remove(self: Any, dir_fd: int, name: str, path: str) -> bool:
+    def move_then_remove(self: Any, dir_fd: int, name: str, path: str, **kw: Any) -> bool:
         if not moved and path.count("/d") == depth - 1:  # the deepest file
             os.rename(level3, outside / "d")  # level 3 (parked by now) leaves the tree
             moved.append(True)
-        return real(self, dir_fd, name, path)
+        return real(self, dir_fd, name, path, **kw)
 
     monkeypatch.setattr(_remove._Tree, "remove_file", move_then_remove)
     before = open_fds()

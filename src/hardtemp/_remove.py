@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import settler
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT
+from ._fsinfo import BEST_EFFORT, fs_info_for_fd
 from ._inode import Entry, proc_path, same
 from ._linux import mount_id, mount_id_at, rename_noreplace
+from ._treefile import TreeFiles, private_dir
 from ._wipe import (
     SKIPPED,
     WipeReport,
@@ -656,6 +657,7 @@ class _Frame:
         "name",
         "path",
         "pending",
+        "private",
         "rounds",
         "scanned",
         "skip",
@@ -666,6 +668,7 @@ class _Frame:
     ) -> None:
         self.fd = fd
         self.dev, self.ino = st.st_dev, st.st_ino
+        self.private = private_dir(st)  # only we can change its entries (see _treefile)
         self.path = path
         self.name = name  # in the parent
         self.rounds = 0
@@ -687,6 +690,8 @@ class _Tree:
         self.mount = mount  # (mount id, st_dev) of the top: nothing on another mount is touched
         # Before each rmdir: the emptied directory's blocks reach the disk (_dirsettle).
         self.settle: Callable[[int], None] | None = None
+        # Regular files of private directories: removed with the fewest calls (_treefile).
+        self.files: TreeFiles | None = None
 
     def onerror(self, exc: BaseException) -> None:
         self.errors += 1
@@ -696,9 +701,15 @@ class _Tree:
         """Whether an error already explains why ``frame`` cannot be emptied."""
         return bool(frame.skip) or self.errors != frame.errors_at_scan
 
-    def remove_file(self, dir_fd: int, name: str, path: str) -> bool:
-        """Unlink one entry; False (after reporting) when that failed."""
+    def remove_file(self, dir_fd: int, name: str, path: str, *, fast: bool = False) -> bool:
+        """Unlink one entry; False (after reporting) when that failed.
+
+        ``fast``: the entry is listed as a regular file of a private directory, so it may
+        go the fast way (:mod:`hardtemp._treefile`), which declines anything unusual.
+        """
         try:
+            if fast and self.files is not None and self.files.remove(dir_fd, name):
+                return True
             # own_file=False: a file here with several links may be a link to data outside
             # the directory; remove_entry then unlinks it without overwriting.
             remove_entry(
@@ -846,17 +857,22 @@ class _Tree:
     def _scan(self, frame: _Frame) -> list[str]:
         """Remove the non-directories of ``frame``; return its subdirectories' names."""
         subdirs: list[str] = []
+        private = frame.private and self.files is not None
         with os.scandir(frame.fd) as entries:
             for entry in entries:
                 if entry.name in frame.skip:
                     continue
                 try:
                     is_dir = entry.is_dir(follow_symlinks=False)
+                    # d_type, no system call: only a listed regular file is opened there.
+                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
                 except OSError:
-                    is_dir = False
+                    is_dir = is_file = False
                 if is_dir:
                     subdirs.append(entry.name)
-                elif not self.remove_file(frame.fd, entry.name, f"{frame.path}/{entry.name}"):
+                elif not self.remove_file(
+                    frame.fd, entry.name, f"{frame.path}/{entry.name}", fast=private and is_file
+                ):
                     frame.skip.add(entry.name)
         subdirs.reverse()  # visited in directory order (popped from the end)
         return subdirs
@@ -870,6 +886,15 @@ def _bound_open(stack: list[_Frame]) -> None:
         oldest = open_frames[0]
         os.close(oldest.fd)
         oldest.fd = -1
+
+
+def _tree_files(fd: int, mnt_id: int) -> TreeFiles | None:
+    """The fast way for the files of the tree at ``fd``, or None where it cannot apply."""
+    try:
+        files = TreeFiles(fs_info_for_fd(fd), mnt_id)
+    except OSError:
+        return None  # the filesystem cannot be identified: every file goes the general way
+    return files if files.usable else None
 
 
 def rmtree_at(
@@ -912,6 +937,8 @@ def rmtree_at(
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors, st)
         tree.settle = settler(fd)
+        if overwrite:
+            tree.files = _tree_files(fd, tree.mount[0])
         for rounds in range(_MAX_ROUNDS + 1):
             top.errors_at_scan = tree.errors
             top.scanned = False

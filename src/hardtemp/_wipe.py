@@ -29,11 +29,11 @@ import warnings
 from dataclasses import dataclass, field
 
 from ._codes import Reason, Verdict, WipeReason
-from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, data_on_disk, file_info_for_fd
+from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, FsInfo, data_on_disk, file_info_for_fd
 from ._policy import check_policy, get_wipe_policy
 from .exceptions import PlaintextLeftWarning, UnsafeFileError, WipeError, WipeUnreliableWarning
 
-__all__ = ["PATTERNS", "SKIPPED", "WipeReport", "overwrite_fd"]
+__all__ = ["PATTERNS", "SKIPPED", "RandomPool", "WipeReport", "overwrite_fd", "overwrite_fresh"]
 
 SKIPPED = Verdict.SKIPPED
 PATTERNS = ("random", "zeros")
@@ -275,6 +275,72 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         )
         if prog.verdict not in (SKIPPED,):
             prog.verdict = BEST_EFFORT
+
+
+class RandomPool:
+    """Fresh random bytes for many small overwrites: one ``getrandom`` per 64 KiB, each
+    byte handed out once (as unpredictable as one ``getrandom`` per file, fewer calls)."""
+
+    __slots__ = ("_buf", "_pos")
+
+    _SIZE = 1 << 16
+
+    def __init__(self) -> None:
+        self._buf = memoryview(b"")
+        self._pos = 0
+
+    def take(self, n: int) -> memoryview:
+        """``n`` (at most 64 KiB) bytes never handed out before."""
+        if self._pos + n > len(self._buf):
+            self._buf = memoryview(os.urandom(max(n, self._SIZE)))
+            self._pos = 0
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
+
+def overwrite_fresh(
+    fd: int, info: FsInfo, size: int, blocks: int, blksize: int, pool: RandomPool
+) -> None:
+    """One random pass over the data of a file on the filesystem ``info``, through a
+    descriptor opened for this alone (its offset is not restored: it is closed next), by
+    the rules of :func:`_overwrite` without its report: the data extents, the tail block
+    only when a block may be on the disk, ``fdatasync`` only then (looked at again
+    *after* the overwrite, which closes the race with writeback), the size restored.
+    ``size``, ``blocks`` (512-byte units) and ``blksize`` are the file's ``statx``;
+    ``pool`` gives the random bytes of small files.
+
+    Raises:
+        OSError: ``pwrite``/``fdatasync``/``ftruncate`` failed (ENOSPC, EIO...).
+    """
+    volatile = info.verdict == VOLATILE
+    if volatile and blocks and size <= _SMALL_RANDOM:
+        # RAM only, one page of data (the common small file): one getrandom, one pwrite.
+        _pwrite_all(fd, pool.take(size), 0)
+        return
+    # A block on the disk may hold old bytes past EOF: only then is the tail worth covering.
+    on_disk = not volatile and data_on_disk(fd, info.f_type)
+    block = max(512, min(blksize or 4096, _MAX_TAIL_BLOCK)) if on_disk else 1
+    if blocks and size <= blksize:
+        # One block, allocated (or reserved for delayed allocation): all of it is data,
+        # no SEEK_DATA/SEEK_HOLE needed to find the extents.
+        ranges = [(0, size + (block - size % block) % block)] if size else []
+    else:
+        ranges = _data_ranges(fd, size, block)
+    largest = max((e - s for s, e in ranges), default=0)
+    pat: _Pattern | RandomPool = pool if largest <= _SMALL_RANDOM else _Pattern("random", largest)
+    for start, end in ranges:
+        pos = start
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            _pwrite_all(fd, pat.take(n), pos)
+            pos += n
+    # Overwrite first, look second: no block allocated by now means the old data never
+    # reached the disk, and whatever writeback writes from now on is the overwrite.
+    if on_disk or (not volatile and data_on_disk(fd, info.f_type)):
+        os.fdatasync(fd)
+    if ranges and ranges[-1][1] > size:
+        os.ftruncate(fd, size)
 
 
 def overwrite_range(fd: int, start: int, end: int, *, pattern: str = "random") -> int:

@@ -1,0 +1,125 @@
+"""The common file of a tree removal: a regular file in a directory only we can write.
+
+:func:`hardtemp._remove.rmtree_at` removes most files of a tree here, with the fewest
+system calls that keep every guarantee (open, ``statx``, overwrite, close, ``unlink``);
+anything unusual is declined (``False``) and goes the general way,
+:func:`hardtemp._remove.remove_entry`, which handles and reports every case.
+
+Invariants:
+
+* Only for a directory owned by us with no group/other write bit (:func:`private_dir`;
+  a POSIX ACL granting anyone write shows as a group write bit, its mask): no other user
+  can create, rename or remove its entries, so the name cannot be swapped between our
+  checks. That is what makes the general way's ``O_PATH`` pin, name re-check and
+  hide-by-rename redundant here (they stop a swap by a user who can write the directory).
+* Only an entry the directory lists as a regular file is opened, with
+  ``O_NOFOLLOW|O_NONBLOCK|O_NOCTTY``; the opened inode must be a regular file of ours
+  with one link, on the tree's mount (mount id, so a bind mount of the same filesystem
+  counts): else it is closed untouched and the general way decides.
+* The overwrite follows :mod:`hardtemp._wipe`'s rules (data extents only, the tail block
+  when a block may be on the disk, ``fdatasync`` only when a block was allocated,
+  looked at after the overwrite), only for a verdict that needs no warning (``"in
+  place"`` or ``"volatile"``); per-file inode flags that change the verdict (ext4
+  journal-data or inline data) are declined.
+* Once the overwrite has started, the name is removed even if it fails or is
+  interrupted: a failure is declined after the unlink would lose its report, so an
+  OSError declines *before* unlinking (the general way overwrites again and reports);
+  an interrupt unlinks, then propagates.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ._fsinfo import FS_INLINE_DATA_FL, FS_JOURNAL_DATA_FL, IN_PLACE, VOLATILE, FsInfo
+from ._fsinfo import get_file_flags as _get_file_flags
+from ._linux import StatxFd, statx_fd
+from ._wipe import RandomPool, overwrite_fresh
+
+__all__ = ["TreeFiles", "private_dir"]
+
+_EXT_MAGIC = 0xEF53
+# O_NOFOLLOW: a symlink is never opened; O_NONBLOCK: a FIFO or lease never blocks us;
+# O_NOCTTY: a terminal never becomes ours.
+_OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def private_dir(st: os.stat_result) -> bool:
+    """Whether only we (and root) can change the entries of the directory ``st``."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+class TreeFiles:
+    """The fast removal of one tree's files: its mount and filesystem, looked up once.
+
+    ``info`` is the tree's filesystem (every file taken here is checked to be on the
+    tree's mount, hence on that filesystem); ``mnt_id`` is the tree's mount id.
+    """
+
+    __slots__ = ("_euid", "_ext4", "_mnt_id", "_pool", "info", "usable")
+
+    def __init__(self, info: FsInfo, mnt_id: int) -> None:
+        self.info = info
+        self._mnt_id = mnt_id
+        self._euid = os.geteuid()
+        self._pool = RandomPool()
+        self._ext4 = info.f_type == _EXT_MAGIC
+        # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
+        self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
+
+    def remove(self, dir_fd: int, name: str) -> bool:
+        """Overwrite and unlink the regular file ``name`` of the private directory
+        ``dir_fd``; False (nothing changed) when it must go the general way.
+
+        Raises:
+            BaseException: an interrupt during the overwrite (KeyboardInterrupt...),
+                re-raised once the name is unlinked.
+        """
+        try:
+            fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return False  # a read-only file of ours, ETXTBSY, a symlink...: the general way
+        try:
+            sx = self._ours(fd)
+            if sx is None:
+                return False
+            try:
+                overwrite_fresh(fd, self.info, sx.size, sx.blocks, sx.blksize, self._pool)
+            except OSError:
+                return False  # the general way overwrites again and reports the error
+            except BaseException:
+                # An interrupt mid-overwrite: the name must not stay behind (as remove_entry).
+                os.close(fd)
+                fd = -1
+                os.unlink(name, dir_fd=dir_fd)
+                raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass  # only we can change this directory: gone means removed
+        except OSError:
+            return False  # EPERM, EIO...: the general way tries again and reports it
+        return True
+
+    def _ours(self, fd: int) -> StatxFd | None:
+        """The open inode's statx if it is ours to overwrite here (see the module invariants)."""
+        try:
+            sx = statx_fd(fd)
+        except OSError:
+            return None  # no statx (ENOSYS): the general way looks up the mount otherwise
+        if (
+            not stat.S_ISREG(sx.mode)
+            or sx.nlink != 1  # another name may be a link to data outside: general way
+            or sx.uid != self._euid
+            or sx.mnt_id != self._mnt_id  # a mount point: never overwritten or unlinked
+        ):
+            return None
+        if self._ext4:
+            flags = _get_file_flags(fd)
+            if flags is None or flags & (FS_JOURNAL_DATA_FL | FS_INLINE_DATA_FL):
+                return None  # its data goes through the journal: the general way warns
+        return sx

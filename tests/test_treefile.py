@@ -1,0 +1,203 @@
+"""_treefile: the fast removal of a private directory's regular files, on real filesystems.
+
+Each test removes a real tree through ``rmtree_at`` and looks at what is left: the
+data seen through a descriptor kept open (so the overwrite itself is observed), the
+other names of a file, a symlink's target, a FIFO. Which way each file went is
+counted by wrapping ``TreeFiles.remove`` (the removal itself is real).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _helpers_core import make_dir
+from hardtemp import _remove, _treefile, _wipe
+from hardtemp._fsinfo import BEST_EFFORT, VOLATILE, FsInfo
+from hardtemp.exceptions import PlaintextLeftWarning
+
+PLAIN = b"plaintext-" * 100
+
+
+def _rmtree(parent: Path, name: str) -> None:
+    pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        _remove.rmtree_at(pfd, name, expect=(st.st_dev, st.st_ino), display_path=str(parent / name))
+    finally:
+        os.close(pfd)
+
+
+@pytest.fixture
+def fast_ways(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """(name, whether the fast way took it) for every file offered to the fast way."""
+    real = _treefile.TreeFiles.remove
+    seen: list[tuple[str, bool]] = []
+
+    def counting(self: _treefile.TreeFiles, dir_fd: int, name: str) -> bool:
+        took = real(self, dir_fd, name)
+        seen.append((name, took))
+        return took
+
+    monkeypatch.setattr(_treefile.TreeFiles, "remove", counting)
+    return seen
+
+
+def _write(path: Path, data: bytes = PLAIN) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def test_the_files_of_a_private_tree_are_overwritten_then_unlinked_the_fast_way(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]]
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    sub = make_dir(top / "sub", 0o755)  # no group/other write: private too
+    _write(top / "a")
+    _write(sub / "b", b"")  # empty: nothing to overwrite, still removed
+    _write(sub / "c", PLAIN * 10)  # several blocks: the extents are looked up
+    keep = os.open(top / "a", os.O_RDONLY)  # a second descriptor sees the same data
+    try:
+        _rmtree(tmp_path, "top")
+        after = os.pread(keep, len(PLAIN) + 10, 0)
+    finally:
+        os.close(keep)
+    assert not top.exists()
+    assert sorted(fast_ways) == [("a", True), ("b", True), ("c", True)]
+    assert len(after) == len(PLAIN)  # the size is kept (no tail left past EOF)
+    assert after != PLAIN
+    assert PLAIN[:10] not in after
+
+
+def test_a_file_with_another_link_keeps_that_names_data(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]]
+) -> None:
+    # Another name may be someone's link to data outside the tree: never overwritten.
+    top = make_dir(tmp_path / "top", 0o700)
+    _write(top / "linked")
+    os.link(top / "linked", tmp_path / "outside-name")
+    with pytest.warns(PlaintextLeftWarning, match="2 hard links"):
+        _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert (tmp_path / "outside-name").read_bytes() == PLAIN
+    assert fast_ways == [("linked", False)]  # declined: the general way decided
+
+
+def test_symlinks_and_fifos_are_unlinked_never_opened(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]]
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    target = tmp_path / "target"
+    _write(target)
+    os.symlink(target, top / "link")
+    os.mkfifo(top / "fifo", 0o600)  # opening it without O_NONBLOCK would hang the walk
+    _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert target.read_bytes() == PLAIN
+    assert fast_ways == []  # not listed as regular files: never offered to the fast way
+
+
+def test_a_directory_others_can_write_goes_the_general_way(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Group write: someone else could swap a name between our checks, so each file is
+    # pinned, re-checked and hidden by the general way.
+    top = make_dir(tmp_path / "top", 0o700)
+    shared = make_dir(top / "shared", 0o770)
+    _write(shared / "f")
+    _write(top / "g")
+    general: list[str] = []
+    real = _remove.remove_entry
+
+    def spy(dir_fd: int, name: str, **kw: Any) -> Any:
+        general.append(name)
+        return real(dir_fd, name, **kw)
+
+    monkeypatch.setattr(_remove, "remove_entry", spy)
+    _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert general == ["f"]
+    assert fast_ways == [("g", True)]
+
+
+def test_a_read_only_file_of_ours_is_declined_and_still_overwritten(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]]
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    _write(top / "ro")
+    os.chmod(top / "ro", 0o400)
+    keep = os.open(top / "ro", os.O_RDONLY)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root opens a 0400 file for writing: the decline is an ordinary user's")
+        _rmtree(tmp_path, "top")
+        after = os.pread(keep, len(PLAIN), 0)
+    finally:
+        os.close(keep)
+    assert fast_ways == [("ro", False)]  # EACCES: the general way makes it writable
+    assert after != PLAIN
+
+
+def test_a_verdict_that_warns_is_left_to_the_general_way() -> None:
+    def info(verdict: str) -> FsInfo:
+        return FsInfo("x", "", "", (), verdict, ("why",), 0, 1)
+
+    assert _treefile.TreeFiles(info(VOLATILE), 5).usable
+    assert not _treefile.TreeFiles(info(BEST_EFFORT), 5).usable  # it warns per file
+    assert not _treefile.TreeFiles(info(VOLATILE), -1).usable  # mount id unknown
+
+
+def _in_overwrite(frame: types.FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code is _wipe.overwrite_fresh.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_an_interrupt_during_a_fast_overwrite_still_removes_the_file(
+    small_tmpfs: Callable[[int], Path], fast_ways: list[tuple[str, bool]]
+) -> None:
+    # A real SIGALRM, re-armed until it lands inside the overwrite, where it raises.
+    mnt = small_tmpfs(200 * 1024)
+    top = make_dir(mnt / "top", 0o700)
+    with open(top / "big", "wb") as f:
+        f.write(os.urandom(1 << 20) * 96)
+    hits: list[bool] = []
+
+    def interrupt(signum: int, frame: types.FrameType | None) -> None:
+        if _in_overwrite(frame):
+            hits.append(True)
+            raise KeyboardInterrupt
+        signal.setitimer(signal.ITIMER_REAL, 0.001)  # one-shot, re-armed: no nesting
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        with pytest.raises(KeyboardInterrupt):
+            _rmtree(mnt, "top")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert hits
+    assert os.listdir(top) == []  # the name went before the interrupt propagated
+    os.rmdir(top)
+
+
+def test_private_dir_reads_owner_and_write_bits() -> None:
+    fake = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid(), 0, 0, 0, 0, 0))
+    assert _treefile.private_dir(fake)
+    shared = os.stat_result((stat.S_IFDIR | 0o1777, 0, 0, 0, os.geteuid(), 0, 0, 0, 0, 0))
+    assert not _treefile.private_dir(shared)
+    theirs = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid() + 1, 0, 0, 0, 0, 0))
+    assert not _treefile.private_dir(theirs)
