@@ -937,8 +937,7 @@ def rmtree_at(
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors, st)
         tree.settle = settler(fd)
-        if overwrite:
-            tree.files = _tree_files(fd, tree.mount[0])
+        tree.files = _tree_files(fd, tree.mount[0]) if overwrite else None
         for rounds in range(_MAX_ROUNDS + 1):
             top.errors_at_scan = tree.errors
             top.scanned = False
