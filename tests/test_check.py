@@ -9,7 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -608,3 +608,25 @@ def test_protected_hardlinks_off_says_that_hardtemp_is_affected_too(tmp_path: Pa
     assert "does not make creation fail" in said
     assert "overwrites through its descriptor" in said
     assert "making its creation fail" not in said
+
+
+@pytest.mark.parametrize(
+    ("fstype", "options", "verdict", "level"),
+    [
+        ("ext4", "", "in place", "ok"),
+        ("ext4", "data=journal", "not in place", "warning"),
+        ("btrfs", "", "not in place", "warning"),
+    ],
+)
+def test_the_filesystem_finding_is_ok_exactly_when_its_overwrite_is_trustworthy(
+    loopfs: Callable[..., Any], fstype: str, options: str, verdict: str, level: str
+) -> None:
+    # Real filesystems, checked as a directory the user names.
+    fs = loopfs(fstype, options=options, size_mb=128)
+    result = audit([str(fs.mountpoint)])
+    (d,) = [d for d in result.directories if d.path == str(fs.mountpoint)]
+    assert d.filesystem is not None
+    assert d.filesystem.verdict == verdict
+    (f,) = [f for f in d.findings if f.code == "fs.verdict"]
+    assert f.level == level
+    assert bool(f.hint) == (level != "ok")  # what to do, only when something is wrong

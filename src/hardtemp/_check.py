@@ -388,12 +388,6 @@ def _check_trust(d: DirAudit) -> DirHandle | None:
     return handle
 
 
-_FS_LEVEL = {
-    _fsinfo.IN_PLACE: Level.OK,
-    _fsinfo.VOLATILE: Level.OK,
-    _fsinfo.BEST_EFFORT: Level.WARNING,
-    _fsinfo.NOT_IN_PLACE: Level.WARNING,
-}
 _FS_MESSAGE = {
     _fsinfo.IN_PLACE: "an overwrite before removal reaches the old blocks",
     _fsinfo.VOLATILE: "data lives in RAM only and is gone at unmount or power-off",
@@ -411,16 +405,17 @@ def _check_fs(d: DirAudit) -> None:
         )
         return
     d.filesystem = info
+    level = Level.OK if info.verdict.trustworthy else Level.WARNING
     # Without a readable mount table only statfs() named the filesystem.
     where = f"{info.source} on {info.mountpoint}" if info.mountpoint else "mount point unknown"
     d.add(
-        _FS_LEVEL.get(info.verdict, Level.WARNING),
+        level,
         FindingCode.FS_VERDICT,
         f"{info.fstype} ({where}): overwrite {info.verdict}: "
         f"{_FS_MESSAGE.get(info.verdict, info.verdict)}",
         *info.reasons,
         hint=""
-        if _FS_LEVEL.get(info.verdict) == Level.OK
+        if level is Level.OK
         else "keep sensitive data in hardtemp.TemporaryFile (encrypted by default), or "
         "point TMPDIR at a filesystem where the overwrite is reliable (ext4 data=ordered, "
         "xfs) or at a tmpfs on a machine without swap",
