@@ -950,3 +950,20 @@ def test_no_memory_for_large_blocks_keeps_the_default_quietly(
         assert raw._bs == DEFAULT_BLOCK_SIZE
         raw.seek(0)
         assert raw.read() == data
+
+
+def test_the_large_scratch_block_is_protected_memory_wiped_in_a_child() -> None:
+    data = os.urandom(2 * LARGE)
+    with EncryptedRawIO(backing_fd()) as raw:
+        raw.write(data)
+        raw.seek(10)
+        assert raw.read(5) == data[10:15]  # block 0's plaintext is now in the scratch
+        mem = raw._mem
+        assert mem is not None
+        assert raw._bs == LARGE
+        assert mem.dontdump
+        assert mem.wipeonfork
+        assert raw._pt is not None
+        assert bytes(raw._pt[:LARGE]) == data[:LARGE]
+        pt = raw._pt
+        assert _in_child(lambda: bytes(pt[:LARGE]) == bytes(LARGE)) == ("ok", "True")
