@@ -102,6 +102,9 @@ RELEASED = {
         "sweep.no_mark",
         "sweep.mark_invalid",
         "sweep.mark_removed",
+        "sweep.dir_untrusted",
+        "sweep.dir_unusable",
+        "sweep.dir_unreadable",
     ],
 }
 

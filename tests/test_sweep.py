@@ -25,7 +25,7 @@ import pytest
 from _gates import require_root
 from _helpers_core import NOBODY
 from hardtemp import _owner
-from hardtemp._codes import SweepReason
+from hardtemp._codes import Reason, SweepReason
 from hardtemp._sweep import sweep
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -337,8 +337,8 @@ def test_sweep_skips_an_untrusted_directory(tmp_path: Path) -> None:
     assert result.skipped_dirs
     path, reason = result.skipped_dirs[0]
     assert path == str(hostile)
-    assert "not trusted" in reason
-    assert "without the sticky bit" in reason
+    assert reason.code == SweepReason.DIR_UNTRUSTED
+    assert "without the sticky bit" in reason  # the rule it broke, named for people
 
 
 def test_sweep_reports_missing_directories_and_rejects_bad_names(area: Path) -> None:
@@ -377,11 +377,13 @@ def test_sweep_reports_a_path_that_is_not_a_directory_and_leaves_it(area: Path) 
     _mark(f, _dead_tag())
     result = sweep([str(f)])
     assert result.skipped_dirs == [(str(f), os.strerror(errno.ENOTDIR))]
+    assert result.skipped_dirs[0][1].code == SweepReason.DIR_UNUSABLE
+    assert result.to_json()["skipped_dirs"][0]["code"] == "sweep.dir_unusable"
     assert result.entries == []
     assert f.read_bytes() == b"data"
 
 
-def _sweep_unlistable(shared: str) -> list[tuple[str, str]]:
+def _sweep_unlistable(shared: str) -> list[tuple[str, Reason]]:
     # Runs as the other user: a directory of theirs they may write and enter, not list.
     d = os.path.join(shared, "write-only")
     os.mkdir(d, 0o300)
@@ -391,6 +393,7 @@ def _sweep_unlistable(shared: str) -> list[tuple[str, str]]:
 def test_sweep_reports_a_directory_it_cannot_list(other_user: Any, shared_dir: Path) -> None:
     skipped = other_user(_sweep_unlistable, str(shared_dir))
     assert skipped == [(str(shared_dir / "write-only"), "cannot list it (no read permission)")]
+    assert skipped[0][1].code == SweepReason.DIR_UNREADABLE  # the code crossed the pickle
 
 
 def test_sweep_reports_a_failed_removal_and_keeps_the_mounted_filesystem(area: Path) -> None:

@@ -147,6 +147,10 @@ class SweepReason(StrEnum):
     NO_MARK = "sweep.no_mark"
     MARK_INVALID = "sweep.mark_invalid"
     MARK_REMOVED = "sweep.mark_removed"
+    # Why a directory was not swept (``skipped_dirs``):
+    DIR_UNTRUSTED = "sweep.dir_untrusted"
+    DIR_UNUSABLE = "sweep.dir_unusable"
+    DIR_UNREADABLE = "sweep.dir_unreadable"
 
 
 class Reason(str):

@@ -91,7 +91,7 @@ class SweepResult:
     be verified (``key_problem``; ``key_missing``: simply no key made yet)."""
 
     entries: list[SweepEntry] = field(default_factory=list)
-    skipped_dirs: list[tuple[str, str]] = field(default_factory=list)
+    skipped_dirs: list[tuple[str, Reason]] = field(default_factory=list)
     unmarked: int = 0
     other_users: int = 0
     missing_dirs: list[str] = field(default_factory=list)
@@ -105,7 +105,9 @@ class SweepResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "entries": [e.to_json() for e in self.entries],
-            "skipped_dirs": [{"path": p, "reason": r} for p, r in self.skipped_dirs],
+            "skipped_dirs": [
+                {"path": p, "reason": r, "code": r.code} for p, r in self.skipped_dirs
+            ],
             "unmarked": self.unmarked,
             "other_users": self.other_users,
             "missing_dirs": list(self.missing_dirs),
@@ -171,14 +173,16 @@ class _Sweeper:
             self.result.missing_dirs.append(path)
             return
         except UnsafeDirectoryError as exc:
-            self.result.skipped_dirs.append((path, f"not trusted: {exc}"))
-            return
-        except (OSError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            why = Reason(SweepReason.DIR_UNTRUSTED, f"not trusted: {exc}")
             self.result.skipped_dirs.append((path, why))
             return
+        except (OSError, ValueError) as exc:
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.result.skipped_dirs.append((path, Reason(SweepReason.DIR_UNUSABLE, text)))
+            return
         if not handle.readable:
-            self.result.skipped_dirs.append((path, "cannot list it (no read permission)"))
+            why = Reason(SweepReason.DIR_UNREADABLE, "cannot list it (no read permission)")
+            self.result.skipped_dirs.append((path, why))
             return
         with os.scandir(handle.fd) as it:
             names = [e.name for e in it]
