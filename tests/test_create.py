@@ -207,16 +207,25 @@ def test_a_new_file_linked_before_it_is_checked_is_still_handed_out(
 ) -> None:
     # The race (another user hard-links the new file between open and fstat, possible
     # where fs.protected_hardlinks=0) cannot be won on demand: make the link from inside
-    # the verification step instead (the real inotify attack: tests/attack/test_attack_links.py).
-    real = _create._verify
+    # the fstat of the new file instead (the real inotify attack:
+    # tests/attack/test_attack_links.py).
+    linked: list[int] = []
 
-    def link_then_verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
-        os.link(path, shared_dir / "attacker-link")
-        real(os.stat(path), path, directory=directory)
+    class LinkBeforeFstat:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
 
-    monkeypatch.setattr(_create, "_verify", link_then_verify)
+        def fstat(self, fd: int) -> os.stat_result:
+            if not linked:
+                linked.append(fd)
+                os.link(os.readlink(f"/proc/self/fd/{fd}"), shared_dir / "attacker-link")
+            return os.fstat(fd)
+
+    monkeypatch.setattr(_create, "os", LinkBeforeFstat())
     fd, path = hardtemp.mkstemp(dir=shared_dir)
+    monkeypatch.undo()
     os.close(fd)
+    assert linked
     assert os.stat(path).st_nlink == 2
     assert sorted(os.listdir(shared_dir)) == sorted(["attacker-link", os.path.basename(path)])
 
@@ -226,16 +235,24 @@ def test_a_new_file_failing_verification_is_not_left_behind(
     tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An impostor shape cannot be made on demand between open and fstat: give the new
-    # file away from inside the verification step (as a swapped-in inode would look).
-    real = _create._verify
+    # file away from inside its fstat (as a swapped-in inode would look).
+    given: list[int] = []
 
-    def chown_then_verify(st: os.stat_result, path: str | bytes, *, directory: bool) -> None:
-        os.chown(path, NOBODY, NOBODY)
-        real(os.stat(path), path, directory=directory)
+    class ChownBeforeFstat:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
 
-    monkeypatch.setattr(_create, "_verify", chown_then_verify)
+        def fstat(self, fd: int) -> os.stat_result:
+            if not given:
+                given.append(fd)
+                os.fchown(fd, NOBODY, NOBODY)
+            return os.fstat(fd)
+
+    monkeypatch.setattr(_create, "os", ChownBeforeFstat())
     with pytest.raises(UnsafeFileError, match=f"owned by uid {NOBODY}"):
         hardtemp.mkstemp(dir=shared_dir)
+    monkeypatch.undo()
+    assert given
     assert os.listdir(shared_dir) == []  # our name is gone
 
 

@@ -536,3 +536,18 @@ def test_threads_creating_in_one_directory_never_get_a_closed_directory_descript
         t.join()
     assert errors == []
     assert os.listdir(d) == []
+
+
+def test_the_cache_hits_quick_rule_agrees_with_judge_for_every_mode_and_owner() -> None:
+    # passes() is judge() without the reason, for the hot path: the two must never differ.
+    import stat as stat_mod
+
+    base = os.stat("/")
+    for uid in (0, 1000, NOBODY):
+        for euid in (0, 1000):
+            for perm in range(0o10000):
+                fields = list(base)
+                fields[0] = stat_mod.S_IFDIR | perm
+                fields[4] = uid
+                st = os.stat_result(fields)
+                assert _dirtrust.passes(st, euid) is _dirtrust.judge(st, euid)[0], (uid, euid, perm)

@@ -38,6 +38,7 @@ _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_TMPFILE|O_EXCL: an inode with no name at all, which can never be linked into place.
 _UNNAMED_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
 _FILE_MODE = 0o600
+_GOOD_FILE = stat.S_IFREG | _FILE_MODE  # st_mode of a file that needs no fchmod or check
 _DIR_MODE = 0o700
 _NEW_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -71,6 +72,7 @@ class Created:
         if old.fd >= 0:
             gone = DirHandle.__new__(DirHandle)
             gone.fd, gone.path, gone.readable, gone.btrfs = -1, old.path, False, old.btrfs
+            gone.euid = old.euid
             gone.dev, gone.ino = old.dev, old.ino
             self.handle = gone
 
@@ -167,8 +169,10 @@ def create_file(
         path = _join(base, name)
         st = os.fstat(fd)
         try:
-            st = _fix_mode(fd, st, _FILE_MODE)
-            _verify(st, path, directory=False)
+            # The handle's euid: one geteuid() per creation (it was verified for that user).
+            if st.st_mode != _GOOD_FILE or st.st_uid != handle.euid:  # else all checks pass
+                st = _fix_mode(fd, st, _FILE_MODE)
+                _verify(st, path, directory=False)
         except BaseException:
             os.close(fd)
             # Our name must not stay behind (e.g. the fchmod failed): remove it while it is

@@ -110,6 +110,15 @@ def judge(st: os.stat_result, euid: int) -> tuple[bool, str]:
     return True, f"{owner}; not writable by others"
 
 
+def passes(st: os.stat_result, euid: int) -> bool:
+    """``judge(st, euid)[0]`` without building the reason: the cache's hot path."""
+    uid = st.st_uid
+    if uid != euid and uid != 0:
+        return False  # another user's directory (judge's first refusal)
+    # Writable by group/others only with the sticky bit (judge's second refusal).
+    return not st.st_mode & _WRITABLE_BY_OTHERS or bool(st.st_mode & stat.S_ISVTX)
+
+
 class _Walk:
     """State of one walk: the chain of verified descriptors from ``/``."""
 
@@ -269,14 +278,18 @@ class DirHandle:
     """An open, verified directory descriptor that files are created relative to.
 
     The descriptor is closed when the last user of the handle goes away: the cache
-    below never keeps a handle (or its filesystem) alive by itself.
+    below never keeps a handle (or its filesystem) alive by itself. ``euid`` is the
+    effective user it was verified for (what a file made in it must be owned by).
     """
 
-    __slots__ = ("__weakref__", "btrfs", "dev", "fd", "ino", "path", "readable")
+    __slots__ = ("__weakref__", "btrfs", "dev", "euid", "fd", "ino", "path", "readable")
 
-    def __init__(self, path: str, path_fd: int, btrfs: bool | None = None) -> None:
+    def __init__(
+        self, path: str, path_fd: int, btrfs: bool | None = None, euid: int | None = None
+    ) -> None:
         self.path = path
         self.fd = -1
+        self.euid = os.geteuid() if euid is None else euid
         try:
             # A real (not O_PATH) descriptor of the *same* inode, for listing and fsync.
             fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path_fd)
@@ -286,17 +299,6 @@ class DirHandle:
             fd = path_fd  # a write-only/search-only directory: creation still works
             self.readable = False
         self._adopt(fd, os.fstat(fd), btrfs)
-
-    @classmethod
-    def adopt(
-        cls, path: str, fd: int, st: os.stat_result, readable: bool, btrfs: bool
-    ) -> DirHandle:
-        """A handle owning ``fd``, already fstat-ed and verified by the caller."""
-        handle = cls.__new__(cls)
-        handle.path = path
-        handle.readable = readable
-        handle._adopt(fd, st, btrfs)
-        return handle
 
     def _adopt(self, fd: int, st: os.stat_result, btrfs: bool | None) -> None:
         self.fd = fd
@@ -318,7 +320,7 @@ class DirHandle:
         except OSError:
             return False
         # Same inode, so this is its current mode and owner (one syscall, no fstat).
-        return st.st_ino == self.ino and st.st_dev == self.dev and judge(st, os.geteuid())[0]
+        return st.st_ino == self.ino and st.st_dev == self.dev and passes(st, os.geteuid())
 
 
 class _Verified:
@@ -337,9 +339,9 @@ class _Verified:
     def __init__(self, handle: DirHandle) -> None:
         self.dev, self.ino, self.btrfs = handle.dev, handle.ino, handle.btrfs
 
-    def reopen(self, path: str) -> DirHandle | None:
+    def reopen(self, path: str, euid: int) -> DirHandle | None:
         """A new handle of the verified inode, or None if ``path`` now leads elsewhere or
-        its mode no longer passes (the caller walks it again then)."""
+        its mode no longer passes for ``euid`` (the caller walks it again then)."""
         # The ancestors were verified (changeable by root or us only), so the path still
         # means what it meant; the inode and its mode are checked again on the descriptor.
         readable = True
@@ -358,10 +360,14 @@ class _Verified:
         except BaseException:
             os.close(fd)
             raise
-        if (st.st_dev, st.st_ino) != (self.dev, self.ino) or not judge(st, os.geteuid())[0]:
+        if st.st_ino != self.ino or st.st_dev != self.dev or not passes(st, euid):
             os.close(fd)  # replaced, or its mode changed: verify from scratch
             return None
-        return DirHandle.adopt(path, fd, st, readable, self.btrfs)
+        # A handle owning fd, built in place (no __init__: this runs once per mkstemp).
+        handle = DirHandle.__new__(DirHandle)
+        handle.path, handle.readable, handle.fd, handle.euid = path, readable, fd, euid
+        handle.dev, handle.ino, handle.btrfs = st.st_dev, st.st_ino, self.btrfs
+        return handle
 
 
 _CACHE_SIZE = 64
@@ -382,14 +388,14 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 def _cached(key: tuple[str, int]) -> DirHandle | None:
     with _cache_lock:
         rec = _cache.get(key)
+        if rec is not None:
+            _cache.move_to_end(key)  # recently used (dropped below if no longer valid)
     if rec is None:
         return None
-    handle = rec.reopen(key[0])  # outside the lock: it opens and fstats
-    with _cache_lock:
-        if _cache.get(key) is rec:
-            if handle is not None:
-                _cache.move_to_end(key)
-            else:
+    handle = rec.reopen(*key)  # outside the lock: it opens and fstats
+    if handle is None:
+        with _cache_lock:
+            if _cache.get(key) is rec:
                 del _cache[key]
     return handle
 
@@ -410,7 +416,7 @@ def trusted_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> Di
     if handle is not None:
         return handle
     fd, _ = _walk(key[0])
-    handle = DirHandle(key[0], fd)
+    handle = DirHandle(key[0], fd, euid=key[1])
     with _cache_lock:
         _cache[key] = _Verified(handle)
         while len(_cache) > _CACHE_SIZE:
