@@ -188,3 +188,44 @@ def test_non_ascii_bytes_prefix_round_trips(tmp_path: Path) -> None:
     os.close(fd)
     assert os.path.basename(path).startswith(b"\xff\xfe-")
     assert os.path.exists(path)
+
+
+def test_a_forked_child_never_draws_the_names_its_parent_draws_next() -> None:
+    # Names are drawn 64 at a time: the child must not inherit the parent's pool.
+    _names.random_name()  # the pool is now full
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not saved
+        try:
+            os.close(rfd)
+            os.write(wfd, "".join(_names.random_name() for _ in range(8)).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        theirs = f.read().decode()
+    os.waitpid(pid, 0)
+    ours = "".join(_names.random_name() for _ in range(8))
+    assert len(theirs) == len(ours) == 128
+    assert {theirs[i : i + 16] for i in range(0, 128, 16)}.isdisjoint(
+        {ours[i : i + 16] for i in range(0, 128, 16)}
+    )
+
+
+def test_threads_drawing_names_at_once_never_get_the_same_one() -> None:
+    import threading
+
+    got: list[list[str]] = [[] for _ in range(8)]
+    barrier = threading.Barrier(8)
+
+    def draw(out: list[str]) -> None:
+        barrier.wait()
+        out.extend(_names.random_name() for _ in range(2000))
+
+    threads = [threading.Thread(target=draw, args=(out,)) for out in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [n for out in got for n in out]
+    assert len(set(every)) == len(every) == 16000

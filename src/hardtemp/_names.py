@@ -26,13 +26,29 @@ _NAME_LEN = NAME_BITS // 5
 _TO_ALPHABET = bytes(_ALPHABET[b & 31] for b in range(256))
 
 
+_POOL_NAMES = 64
+# Names drawn ahead, 64 per getrandom(2) (one system call per name cost mkstemp ~3%).
+# list.pop() is atomic: two threads never get the same name.
+_pool: list[str] = []
+# A forked child must not draw the names its parent will use next (both would collide).
+os.register_at_fork(after_in_child=_pool.clear)
+
+
 def random_name() -> str:
     """16 characters of ``a-z2-7`` (5 bits each): 80 bits from the kernel's CSPRNG.
 
     Lowercase only, so two names never collide on a case-insensitive filesystem.
     """
+    try:
+        return _pool.pop()
+    except IndexError:
+        pass
     # os.urandom is what secrets.token_bytes returns (getrandom(2)): names nobody can predict.
-    return os.urandom(_NAME_LEN).translate(_TO_ALPHABET).decode("ascii")
+    chars = os.urandom(_NAME_LEN * _POOL_NAMES).translate(_TO_ALPHABET).decode("ascii")
+    names = [chars[i : i + _NAME_LEN] for i in range(0, len(chars), _NAME_LEN)]
+    mine = names.pop()
+    _pool.extend(names)
+    return mine
 
 
 def _check_part(what: str, value: str | bytes) -> None:
