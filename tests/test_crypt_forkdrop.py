@@ -234,6 +234,20 @@ def test_child_never_writes_the_unflushed_bytes_of_the_parent(mode: str, child_d
             assert f.read() == DATA[:50] + b"PENDING" + DATA[57:]
 
 
+@pytest.mark.parametrize("mode", ["w", "a+", "ab", "a+b"])
+def test_child_close_never_writes_pending_text_or_appends(mode: str) -> None:
+    text = "b" not in mode
+    with hardtemp.TemporaryFile(mode, **({"encoding": "utf-8"} if text else {})) as f:
+        f.write("x" * 5000 if text else b"x" * 5000)
+        f.flush()
+        f.write("PENDING" if text else b"PENDING")  # in the text or buffered layer at fork
+        before = _backing_bytes(f)
+        assert _fork_then(lambda: None, f.close) == ("ok", "None")
+        assert _backing_bytes(f) == before
+        f.flush()
+        assert len(_backing_bytes(f)) > len(before)
+
+
 _EXIT_SCRIPT = """
 import gc, os, sys
 from hardtemp import TemporaryFile
