@@ -3,7 +3,7 @@
 ``io.BufferedRandom`` keeps up to a buffer of read-ahead plaintext and of
 unflushed writes; ``io.TextIOWrapper`` keeps decoded characters and pending
 text. After ``fork()`` the child holds copies of both. Read-ahead would give
-the child bytes of a block the parent has rewrote since (stale data, where a
+the child bytes of a block the parent has rewritten since (stale data, where a
 read from the backing file raises ``IntegrityError``); flushing the pending
 writes would make the child write the backing file it shares with the parent.
 
