@@ -889,6 +889,18 @@ def test_a_class_assigned_to_tempfile_while_installed_is_kept_by_uninstall() -> 
     assert tempfile.SpooledTemporaryFile is standard
 
 
+def test_mock_patch_of_an_installed_class_puts_ours_back_on_exit() -> None:
+    from unittest import mock
+
+    with compat.install():
+        # mock.patch saves tempfile.__dict__'s value (the standard class) and sets it back.
+        with mock.patch("tempfile.TemporaryDirectory") as fake:
+            assert tempfile.TemporaryDirectory is fake
+        assert tempfile.TemporaryDirectory is compat.TemporaryDirectory  # not the standard one
+    assert tempfile.TemporaryDirectory is vars(tempfile)["TemporaryDirectory"]
+    assert tempfile.TemporaryDirectory is not compat.TemporaryDirectory
+
+
 def test_the_installed_classes_survive_a_reload_and_uninstall_restores_the_reloaded_ones() -> None:
     with compat.install():
         importlib.reload(tempfile)

@@ -20,7 +20,8 @@ Invariants:
   ``_TemporaryFileWrapper``) are properties of the module's class, loaded at
   first access: install() imports neither the file machinery nor its
   dependencies, so a ``sitecustomize`` calling it costs every process little.
-  A value assigned to one of them while installed is kept by uninstall().
+  A value assigned to one of them while installed is kept by uninstall(); assigning
+  the standard class back (as ``unittest.mock.patch`` does on exit) means ours.
 * Bindings out of reach (``from tempfile import X`` done earlier elsewhere)
   are reported by :func:`stale_bindings` and, at install, by one
   :class:`~hardtemp.exceptions.StaleBindingWarning`.
@@ -135,7 +136,12 @@ def _lazy(name: str, patched: _Patched) -> property:
         return _ours(name) if value is _MISSING else value
 
     def set_(mod: types.ModuleType, value: Any) -> None:
-        patched.overrides[name] = value
+        if value is vars(mod).get(name, _MISSING):
+            # The standard class put back (unittest.mock.patch restores the module dict's
+            # value): ours again, never a silent return to the unhardened class.
+            patched.overrides.pop(name, None)
+        else:
+            patched.overrides[name] = value
 
     def del_(mod: types.ModuleType) -> None:
         if patched.overrides.pop(name, _MISSING) is _MISSING:
