@@ -630,3 +630,15 @@ def test_the_filesystem_finding_is_ok_exactly_when_its_overwrite_is_trustworthy(
     (f,) = [f for f in d.findings if f.code == "fs.verdict"]
     assert f.level == level
     assert bool(f.hint) == (level != "ok")  # what to do, only when something is wrong
+
+
+def test_an_ignore_that_matches_nothing_is_noted_and_a_code_that_is_none_is_named(
+    home: Path,
+) -> None:
+    result = audit([str(home)])
+    result.ignore = ["swap", "swap:nowhere", "no.such-code", "no.such-code:x"]
+    assert result.ignore_notes() == [
+        "--ignore swap:nowhere matched no finding",
+        "--ignore no.such-code matched no finding: no.such-code is not a finding code",
+        "--ignore no.such-code:x matched no finding: no.such-code is not a finding code",
+    ]

@@ -28,6 +28,7 @@ import _gates
 from _gates import require_tool
 from _helpers_core import NOBODY
 from hardtemp import _owner
+from hardtemp._codes import Reason, SweepReason
 from hardtemp._sweep import SweepResult, sweep
 
 pytestmark = pytest.mark.attack
@@ -110,7 +111,7 @@ def area() -> Iterator[Path]:
     subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=False)
 
 
-def _actions(result: SweepResult) -> dict[str, tuple[str, str]]:
+def _actions(result: SweepResult) -> dict[str, tuple[str, Reason]]:
     return {e.path: (e.action, e.reason) for e in result.entries}
 
 
@@ -259,6 +260,7 @@ def test_roots_sweep_never_touches_another_users_entry_inside_roots_own_orphan(
     result = sweep([str(shared_dir)])
     action, reason = _actions(result)[str(c.dir)]
     assert action == "failed"
+    assert reason.code == SweepReason.FOREIGN_INSIDE
     assert reason.endswith(f"not removed: {victim} is owned by uid {THIRD} (never touched)")
     assert (victim / "secret").read_text() == "third user's data"  # not overwritten
     assert (c.dir / "inner").read_text() == "SECRET"  # the tree is left whole
