@@ -415,11 +415,11 @@ def test_run_finds_a_program_by_a_path_with_a_slash_or_in_an_empty_path_entry(
     prog.write_text("#!/bin/sh\nexit 7\n")
     prog.chmod(0o700)
     (inproc / "adir-hardtemp").mkdir()  # a directory of that name is not a program
-    monkeypatch.setenv("PATH", f"{inproc}/adir-hardtemp:/usr/bin")
-    assert main(["run", "--", "./prog-hardtemp"]) == 7
+    monkeypatch.setenv("PATH", "/usr/bin")
+    assert main(["run", "--", "./prog-hardtemp"]) == 7  # a name with a slash: not searched
     monkeypatch.setenv("PATH", ":/usr/bin")  # an empty entry is the working directory
     assert main(["run", "--", "prog-hardtemp"]) == 7
-    monkeypatch.setenv("PATH", "/usr/bin")
+    monkeypatch.setenv("PATH", f"{inproc}:/usr/bin")
     assert main(["run", "--", "adir-hardtemp"]) == 127
     monkeypatch.delenv("PATH")  # the system's default search path
     assert main(["run", "--", "true"]) == 0
