@@ -358,7 +358,7 @@ def mount_id_at(dir_fd: int, name: str) -> int:
         OSError: the entry cannot be looked up (ENOENT...).
     """
     try:
-        found = statx(dir_fd, name).mnt_id
+        found = _statx_mnt_id(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, name)
     except OSError as exc:
         if exc.errno != errno.ENOSYS:
             raise
@@ -376,6 +376,20 @@ def mount_id_at(dir_fd: int, name: str) -> int:
 def mount_id(fd: int) -> int:
     """The mount id of open ``fd``: ``statx`` first, ``/proc/self/fdinfo`` else; -1 if unknown."""
     try:
-        return statx(fd).mnt_id
+        found = _statx_mnt_id(fd, b"", _FD_FLAGS, None)
     except OSError:
         return fdinfo_mount_id(fd)
+    return found if found >= 0 else fdinfo_mount_id(fd)
+
+
+def _statx_mnt_id(dir_fd: int, name: bytes, flags: int, shown: str | None) -> int:
+    """``stx_mnt_id`` alone (-1 if the kernel does not report it): the removal hot path asks
+    this of every entry, so no :class:`Statx` is built. Raises OSError (ENOSYS without statx)."""
+    if _statx is None:
+        raise OSError(errno.ENOSYS, "statx is not available in this libc")
+    buf = _StatxBuf()
+    ref = ctypes.byref(buf)
+    while _statx(dir_fd, name, flags, STATX_MNT_ID, ref) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno(shown)
+    return int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else -1
