@@ -14,7 +14,8 @@ provisioning, a loop image on a copy-on-write host) cannot be verified from
 here; every verdict carries a reason describing the device as far as it is known.
 
 Linux only: Python has no ``fstatfs``, so libc's is called (see :mod:`hardtemp._linux`);
-the mount entry comes from ``mnt_id`` in ``/proc/self/fdinfo/<fd>`` matched to
+the mount entry comes from the descriptor's mount id (``statx`` ``STATX_MNT_ID``, else
+``mnt_id`` in ``/proc/self/fdinfo/<fd>``) matched to
 ``/proc/self/mountinfo`` (``st_dev`` matching fails on btrfs subvolumes).
 """
 
@@ -38,8 +39,8 @@ from ._linux import (
     FS_IOC_GETFLAGS,
     FS_IOC_SETFLAGS,
     LONG_SIZE,
-    fdinfo_mount_id,
     fstatfs,
+    mount_id,
 )
 
 __all__ = [
@@ -247,7 +248,7 @@ def _mounts_changed() -> bool:
 
 
 _statfs = fstatfs  # the names this module's tests and callers use
-_mnt_id = fdinfo_mount_id
+_mnt_id = mount_id  # statx STATX_MNT_ID, else /proc/self/fdinfo (one call, not three)
 
 
 def _unescape(field: str) -> str:
