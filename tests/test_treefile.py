@@ -8,6 +8,7 @@ counted by wrapping ``TreeFiles.remove`` (the removal itself is real).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -18,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from _helpers_core import make_dir
-from hardtemp import _remove, _treefile, _wipe
+from _helpers_core import make_dir, open_fds
+from hardtemp import _linux, _remove, _treefile, _wipe
 from hardtemp._fsinfo import BEST_EFFORT, VOLATILE, FsInfo
 from hardtemp.exceptions import PlaintextLeftWarning
 
@@ -201,3 +202,64 @@ def test_private_dir_reads_owner_and_write_bits() -> None:
     assert not _treefile.private_dir(shared)
     theirs = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid() + 1, 0, 0, 0, 0, 0))
     assert not _treefile.private_dir(theirs)
+
+
+def _on_disk_tree(fs_root: Path, count: int) -> Path:
+    top = make_dir(fs_root / "top", 0o700)
+    for i in range(count):
+        fd = os.open(top / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, PLAIN)
+        os.fsync(fd)  # on the disk: its overwrite must be synced (batched) before the unlink
+        os.close(fd)
+    return top
+
+
+def test_files_on_the_disk_are_synced_in_batches_with_bounded_descriptors(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = loopfs("ext4")
+    top = _on_disk_tree(fs.mountpoint, 150)
+    before = len(open_fds())
+    peak = [0]
+    syncs: list[int] = []
+    real_remove, real_fdatasync = _treefile.TreeFiles.remove, os.fdatasync
+
+    def watching(self: _treefile.TreeFiles, dir_fd: int, name: str) -> bool:
+        peak[0] = max(peak[0], len(open_fds()) - before)
+        return real_remove(self, dir_fd, name)
+
+    def counting(fd: int) -> None:
+        syncs.append(fd)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(_treefile.TreeFiles, "remove", watching)
+    monkeypatch.setattr(_treefile.os, "fdatasync", counting)  # the one os: counted, not faked
+    _rmtree(fs.mountpoint, "top")
+    assert not top.exists()
+    assert len(syncs) == 3  # 150 files: batches of 64, 64 and 22, one device flush each
+    assert peak[0] <= _treefile._BATCH + 4  # the held files, the walk's own, the listing
+
+
+def test_a_file_whose_batched_sync_fails_goes_the_general_way(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = loopfs("ext4")
+    top = _on_disk_tree(fs.mountpoint, 3)
+    real = _treefile.sync_file_range
+    general: list[str] = []
+    real_entry = _remove.remove_entry
+
+    def eio_on_wait(fd: int, flags: int) -> None:
+        if flags & _linux.SYNC_FILE_RANGE_WAIT_AFTER:
+            raise OSError(errno.EIO, "Input/output error")  # a disk error: cannot be made here
+        real(fd, flags)
+
+    def spy(dir_fd: int, name: str, **kw: Any) -> Any:
+        general.append(name)
+        return real_entry(dir_fd, name, **kw)
+
+    monkeypatch.setattr(_treefile, "sync_file_range", eio_on_wait)
+    monkeypatch.setattr(_remove, "remove_entry", spy)
+    _rmtree(fs.mountpoint, "top")
+    assert not top.exists()
+    assert sorted(general) == ["f0", "f1", "f2"]  # each synced alone (fdatasync), removed

@@ -41,6 +41,7 @@ __all__ = [
     "rename_noreplace",
     "statx",
     "statx_fd",
+    "sync_file_range",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -186,6 +187,32 @@ def fstatfs(fd: int) -> StatFs:
         if ctypes.get_errno() != errno.EINTR:
             _raise_errno()
     return buf
+
+
+# --- sync_file_range -------------------------------------------------------------------------
+
+SYNC_FILE_RANGE_WAIT_BEFORE = 1
+SYNC_FILE_RANGE_WRITE = 2
+SYNC_FILE_RANGE_WAIT_AFTER = 4
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    _sync_file_range.restype = ctypes.c_int
+
+
+def sync_file_range(fd: int, flags: int) -> None:
+    """``sync_file_range(fd, 0, 0, flags)``: start (``SYNC_FILE_RANGE_WRITE``) and/or wait
+    for (``WAIT_BEFORE``/``WAIT_AFTER``) the writeback of the whole file's dirty pages. It
+    flushes no device cache and no metadata: an ``fdatasync`` does that.
+
+    Raises:
+        OSError: EIO, EBADF...; ``ENOSYS`` without it in libc.
+    """
+    if _sync_file_range is None:
+        raise OSError(errno.ENOSYS, "sync_file_range is not available in this libc")
+    while _sync_file_range(fd, 0, 0, flags) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno()
 
 
 # --- statx -----------------------------------------------------------------------------------

@@ -858,24 +858,40 @@ class _Tree:
         """Remove the non-directories of ``frame``; return its subdirectories' names."""
         subdirs: list[str] = []
         private = frame.private and self.files is not None
-        with os.scandir(frame.fd) as entries:
-            for entry in entries:
-                if entry.name in frame.skip:
-                    continue
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    # d_type, no system call: only a listed regular file is opened there.
-                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
-                except OSError:
-                    is_dir = is_file = False
-                if is_dir:
-                    subdirs.append(entry.name)
-                elif not self.remove_file(
-                    frame.fd, entry.name, f"{frame.path}/{entry.name}", fast=private and is_file
-                ):
-                    frame.skip.add(entry.name)
+        try:
+            with os.scandir(frame.fd) as entries:
+                for entry in entries:
+                    if entry.name in frame.skip:
+                        continue
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                        # d_type, no system call: only a listed regular file is opened there.
+                        is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                    except OSError:
+                        is_dir = is_file = False
+                    if is_dir:
+                        subdirs.append(entry.name)
+                    elif not self.remove_file(
+                        frame.fd, entry.name, f"{frame.path}/{entry.name}", fast=private and is_file
+                    ):
+                        frame.skip.add(entry.name)
+        except BaseException:
+            if self.files is not None:
+                self.files.flush()  # what was overwritten goes durable; nothing is leaked
+            raise
+        if private:
+            self._flush_files(frame)
         subdirs.reverse()  # visited in directory order (popped from the end)
         return subdirs
+
+    def _flush_files(self, frame: _Frame) -> None:
+        """The files of ``frame`` held for one batched sync: durable, then unlinked; those
+        that could not be synced go the general way (which syncs each and reports)."""
+        if self.files is None:
+            return
+        for name in self.files.flush():
+            if not self.remove_file(frame.fd, name, f"{frame.path}/{name}"):
+                frame.skip.add(name)
 
 
 def _bound_open(stack: list[_Frame]) -> None:

@@ -25,6 +25,13 @@ Invariants:
   interrupted: a failure is declined after the unlink would lose its report, so an
   OSError declines *before* unlinking (the general way overwrites again and reports);
   an interrupt unlinks, then propagates.
+* A file whose data may be on the disk keeps its descriptor and its name until its
+  overwrite is durable: its writeback starts at once (``sync_file_range``), and at most
+  64 such files later (or at the end of the directory: :meth:`TreeFiles.flush`) each
+  write is waited for and one ``fdatasync`` flushes the device's cache for the batch;
+  only then are the names unlinked and the descriptors closed (the last close of an
+  unlinked inode drops dirty pages unwritten). A SIGKILL meanwhile leaves names, never
+  freed blocks holding plaintext; a file whose sync fails goes the general way.
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ import stat
 
 from ._fsinfo import FS_INLINE_DATA_FL, FS_JOURNAL_DATA_FL, IN_PLACE, VOLATILE, FsInfo
 from ._fsinfo import get_file_flags as _get_file_flags
-from ._linux import StatxFd, statx_fd
+from ._linux import (
+    SYNC_FILE_RANGE_WAIT_AFTER,
+    SYNC_FILE_RANGE_WAIT_BEFORE,
+    SYNC_FILE_RANGE_WRITE,
+    StatxFd,
+    statx_fd,
+    sync_file_range,
+)
 from ._wipe import RandomPool, overwrite_fresh
 
 __all__ = ["TreeFiles", "private_dir"]
@@ -42,6 +56,8 @@ __all__ = ["TreeFiles", "private_dir"]
 _EXT_MAGIC = 0xEF53
 # O_NOFOLLOW: a symlink is never opened; O_NONBLOCK: a FIFO or lease never blocks us;
 # O_NOCTTY: a terminal never becomes ours.
+_BATCH = 64  # files held for one sync: bounded descriptors, one device-cache flush each
+_WAIT_WRITE_WAIT = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
@@ -57,20 +73,23 @@ class TreeFiles:
     tree's mount, hence on that filesystem); ``mnt_id`` is the tree's mount id.
     """
 
-    __slots__ = ("_euid", "_ext4", "_mnt_id", "_pool", "info", "usable")
+    __slots__ = ("_euid", "_ext4", "_failed", "_held", "_mnt_id", "_pool", "info", "usable")
 
     def __init__(self, info: FsInfo, mnt_id: int) -> None:
         self.info = info
         self._mnt_id = mnt_id
         self._euid = os.geteuid()
         self._pool = RandomPool()
+        self._held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
+        self._failed: list[str] = []  # names a batch flushed early could not sync
         self._ext4 = info.f_type == _EXT_MAGIC
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
 
     def remove(self, dir_fd: int, name: str) -> bool:
         """Overwrite and unlink the regular file ``name`` of the private directory
-        ``dir_fd``; False (nothing changed) when it must go the general way.
+        ``dir_fd``; False (nothing changed) when it must go the general way. A file whose
+        data may be on the disk is held open, name and all, until :meth:`flush`.
 
         Raises:
             BaseException: an interrupt during the overwrite (KeyboardInterrupt...),
@@ -85,7 +104,9 @@ class TreeFiles:
             if sx is None:
                 return False
             try:
-                overwrite_fresh(fd, self.info, sx.size, sx.blocks, sx.blksize, self._pool)
+                restore = overwrite_fresh(
+                    fd, self.info, sx.size, sx.blocks, sx.blksize, self._pool, defer_sync=True
+                )
             except OSError:
                 return False  # the general way overwrites again and reports the error
             except BaseException:
@@ -94,16 +115,61 @@ class TreeFiles:
                 fd = -1
                 os.unlink(name, dir_fd=dir_fd)
                 raise
+            if restore >= 0:
+                fd, held = -1, fd
+                return self._hold(dir_fd, held, name, restore)
         finally:
             if fd >= 0:
                 os.close(fd)
+        return _unlink(dir_fd, name)
+
+    def _hold(self, dir_fd: int, fd: int, name: str, size: int) -> bool:
+        """Keep the overwritten file ``fd`` (whose data reached the disk) for one batched
+        sync: its writeback starts now, the name stays until it is durable."""
         try:
-            os.unlink(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass  # only we can change this directory: gone means removed
+            sync_file_range(fd, SYNC_FILE_RANGE_WRITE)  # all the batch's writes in flight at once
         except OSError:
-            return False  # EPERM, EIO...: the general way tries again and reports it
+            os.close(fd)
+            return False  # no sync_file_range, EIO...: the general way syncs it alone
+        self._held.append((dir_fd, fd, name, size))
+        if len(self._held) >= _BATCH:
+            self._failed += self.flush()
         return True
+
+    def flush(self) -> list[str]:
+        """Make every held overwrite durable, then unlink its name (every descriptor closed);
+        return the names that could not be synced, left in place for the general way.
+
+        Each file's writeback is waited for (``sync_file_range``), then one ``fdatasync``
+        flushes the device's write cache for all of them: one cache flush per batch, not
+        per file. Only then is the name removed and the descriptor closed (the last close
+        of an unlinked inode drops dirty pages unwritten: they must be on the disk first).
+        """
+        held, self._held = self._held, []
+        failed, self._failed = self._failed, []
+        done: list[tuple[int, int, str, int]] = []
+        try:
+            for entry in held:
+                try:
+                    sync_file_range(entry[1], _WAIT_WRITE_WAIT)
+                    done.append(entry)
+                except OSError:
+                    failed.append(entry[2])  # EIO...: the general way retries and reports
+            if done:
+                try:
+                    os.fdatasync(done[-1][1])  # the device cache flush, for every write above
+                    for _, fd, _, size in done:
+                        os.ftruncate(fd, size)  # the tail block's padding off again
+                except OSError:
+                    failed += [e[2] for e in done]
+                    done = []
+        finally:
+            for _, fd, _, _ in held:
+                os.close(fd)
+        for dir_fd, _, name, _ in done:
+            if not _unlink(dir_fd, name):
+                failed.append(name)
+        return failed
 
     def _ours(self, fd: int) -> StatxFd | None:
         """The open inode's statx if it is ours to overwrite here (see the module invariants)."""
@@ -123,3 +189,14 @@ class TreeFiles:
             if flags is None or flags & (FS_JOURNAL_DATA_FL | FS_INLINE_DATA_FL):
                 return None  # its data goes through the journal: the general way warns
         return sx
+
+
+def _unlink(dir_fd: int, name: str) -> bool:
+    """Unlink ``name``; False (for the general way to retry and report) when that failed."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass  # only we can change this directory: gone means removed
+    except OSError:
+        return False  # EPERM, EIO...
+    return True

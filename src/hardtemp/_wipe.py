@@ -283,7 +283,7 @@ class RandomPool:
 
     __slots__ = ("_buf", "_pos")
 
-    _SIZE = 1 << 16
+    SIZE = 1 << 16
 
     def __init__(self) -> None:
         self._buf = memoryview(b"")
@@ -292,7 +292,7 @@ class RandomPool:
     def take(self, n: int) -> memoryview:
         """``n`` (at most 64 KiB) bytes never handed out before."""
         if self._pos + n > len(self._buf):
-            self._buf = memoryview(os.urandom(max(n, self._SIZE)))
+            self._buf = memoryview(os.urandom(max(n, self.SIZE)))
             self._pos = 0
         out = self._buf[self._pos : self._pos + n]
         self._pos += n
@@ -300,8 +300,14 @@ class RandomPool:
 
 
 def overwrite_fresh(
-    fd: int, info: FsInfo, size: int, blocks: int, blksize: int, pool: RandomPool
-) -> None:
+    fd: int,
+    info: FsInfo,
+    size: int,
+    blocks: int,
+    blksize: int,
+    pool: RandomPool,
+    defer_sync: bool = False,
+) -> int:
     """One random pass over the data of a file on the filesystem ``info``, through a
     descriptor opened for this alone (its offset is not restored: it is closed next), by
     the rules of :func:`_overwrite` without its report: the data extents, the tail block
@@ -310,6 +316,10 @@ def overwrite_fresh(
     ``size``, ``blocks`` (512-byte units) and ``blksize`` are the file's ``statx``;
     ``pool`` gives the random bytes of small files.
 
+    ``defer_sync``: where a sync is needed, neither ``fdatasync`` nor the size restore is
+    done; the return value says so: -1 when nothing needs syncing, else the size to restore
+    once the caller has made the overwrite durable (before its last close).
+
     Raises:
         OSError: ``pwrite``/``fdatasync``/``ftruncate`` failed (ENOSPC, EIO...).
     """
@@ -317,7 +327,7 @@ def overwrite_fresh(
     if volatile and blocks and size <= _SMALL_RANDOM:
         # RAM only, one page of data (the common small file): one getrandom, one pwrite.
         _pwrite_all(fd, pool.take(size), 0)
-        return
+        return -1
     # A block on the disk may hold old bytes past EOF: only then is the tail worth covering.
     on_disk = not volatile and data_on_disk(fd, info.f_type)
     block = max(512, min(blksize or 4096, _MAX_TAIL_BLOCK)) if on_disk else 1
@@ -328,7 +338,7 @@ def overwrite_fresh(
     else:
         ranges = _data_ranges(fd, size, block)
     largest = max((e - s for s, e in ranges), default=0)
-    pat: _Pattern | RandomPool = pool if largest <= _SMALL_RANDOM else _Pattern("random", largest)
+    pat: _Pattern | RandomPool = pool if largest <= pool.SIZE else _Pattern("random", largest)
     for start, end in ranges:
         pos = start
         while pos < end:
@@ -337,10 +347,14 @@ def overwrite_fresh(
             pos += n
     # Overwrite first, look second: no block allocated by now means the old data never
     # reached the disk, and whatever writeback writes from now on is the overwrite.
-    if on_disk or (not volatile and data_on_disk(fd, info.f_type)):
-        os.fdatasync(fd)
+    if not (on_disk or (not volatile and data_on_disk(fd, info.f_type))):
+        return -1
+    if defer_sync:
+        return size
+    os.fdatasync(fd)
     if ranges and ranges[-1][1] > size:
         os.ftruncate(fd, size)
+    return -1
 
 
 def overwrite_range(fd: int, start: int, end: int, *, pattern: str = "random") -> int:

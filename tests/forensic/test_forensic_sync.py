@@ -321,3 +321,27 @@ def test_writeback_between_the_first_look_and_the_overwrite_leaves_no_marker(
     LATE_KINDS[kind](fs.mountpoint, _payload(m))
     assert landed == [True], "precondition: the marker reached the disk before the overwrite"
     assert not _image_keeps(fs, m)
+
+
+def test_many_temporary_directory_files_forced_to_disk_leave_no_marker(
+    loopfs: Callable[..., Any],
+) -> None:
+    # More files than one batched sync holds (64): each batch is waited for and flushed
+    # before its names go. Checked by hand: without the batch's sync_file_range waits and
+    # its fdatasync, the overwrites die in the page cache and the markers stay.
+    fs = loopfs("ext4")
+    markers = [_marker(f"f{i}-".encode()) for i in range(150)]
+
+    def lifecycle() -> None:
+        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+            for i, m in enumerate(markers):
+                with open(f"{d}/f{i}", "wb") as out:
+                    out.write(_payload(m, 6000))
+            subprocess.run(["sync"], check=True)  # another process forces them all out
+            data = fs.image.read_bytes()
+            assert all(m in data for m in markers), "precondition: every marker on the disk"
+
+    lifecycle()
+    _image_keeps(fs, b"unmount only")
+    data = fs.image.read_bytes()
+    assert [i for i, m in enumerate(markers) if m in data] == []
