@@ -172,8 +172,39 @@ def test_without_statx_in_libc_statx_raises_enosys_and_mount_id_uses_fdinfo(
             _linux.statx(fd)
         assert info.value.errno == errno.ENOSYS
         assert _linux.mount_id(fd) == expected > 0
+        with pytest.raises(OSError) as info:
+            _linux.statx_fd(fd)
+        assert info.value.errno == errno.ENOSYS
+        (tmp_path / "entry").write_bytes(b"")
+        assert _linux.mount_id_at(fd, "entry") == expected  # O_PATH + fdinfo instead
     finally:
         os.close(fd)
+
+
+def test_statx_fd_reports_type_owner_links_size_blocks_and_mount(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 5000)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        sx = _linux.statx_fd(fd)
+        st = os.fstat(fd)
+        assert (sx.mode, sx.uid, sx.nlink, sx.size) == (st.st_mode, st.st_uid, 1, 5000)
+        assert (sx.blocks, sx.blksize) == (st.st_blocks, st.st_blksize)
+        assert sx.mnt_id == _linux.mount_id(fd) > 0
+    finally:
+        os.close(fd)
+
+
+def test_sync_file_range_writes_and_rejects_a_bad_descriptor(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"data")
+        _linux.sync_file_range(fd, _linux.SYNC_FILE_RANGE_WRITE | _linux.SYNC_FILE_RANGE_WAIT_AFTER)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        _linux.sync_file_range(fd, _linux.SYNC_FILE_RANGE_WRITE)
+    assert info.value.errno == errno.EBADF
 
 
 def test_fdinfo_mount_id_of_a_closed_descriptor_is_unknown() -> None:

@@ -263,3 +263,32 @@ def test_a_file_whose_batched_sync_fails_goes_the_general_way(
     _rmtree(fs.mountpoint, "top")
     assert not top.exists()
     assert sorted(general) == ["f0", "f1", "f2"]  # each synced alone (fdatasync), removed
+
+
+def test_small_files_on_tmpfs_are_overwritten_without_any_sync(
+    small_tmpfs: Callable[[int], Path], fast_ways: list[tuple[str, bool]]
+) -> None:
+    mnt = small_tmpfs(4096)
+    top = make_dir(mnt / "top", 0o700)
+    _write(top / "small")
+    keep = os.open(top / "small", os.O_RDONLY)
+    try:
+        _rmtree(mnt, "top")
+        after = os.pread(keep, len(PLAIN) + 10, 0)
+    finally:
+        os.close(keep)
+    assert fast_ways == [("small", True)]
+    assert len(after) == len(PLAIN)
+    assert PLAIN[:10] not in after
+
+
+def test_without_statx_every_file_goes_the_general_way(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc < 2.28 has no statx symbol: cannot be caused here, so the binding is removed.
+    monkeypatch.setattr(_linux, "_statx", None)
+    top = make_dir(tmp_path / "top", 0o700)
+    _write(top / "f")
+    _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert fast_ways in ([], [("f", False)])  # no mount id: no fast way at all, or declined
