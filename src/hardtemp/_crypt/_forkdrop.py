@@ -10,8 +10,9 @@ writes would make the child write the backing file it shares with the parent.
 Invariants:
 
 * an encrypted file object's buffered and text layers are instances of the
-  plain subclasses below, which add nothing to any call in the parent (no
-  Python method of theirs runs there);
+  plain subclasses below, which add nothing to any call in the parent but
+  ``BufferedRandom.seek``'s repair after a failed seek (CPython 3.11 and 3.12
+  return a wrong position from the next seek otherwise);
 * in a child forked through Python's fork hooks (``os.fork``,
   ``multiprocessing``), each such layer wears a twin class until its first
   use; that first use (any attribute, iteration, finalization at exit or by
@@ -53,6 +54,24 @@ _POS_KEY: Final = "_hardtemp_fork_position"
 
 class BufferedRandom(io.BufferedRandom):
     """``io.BufferedRandom`` of an encrypted file (see the module docstring)."""
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        """As ``io.BufferedRandom.seek``; a failed seek leaves the layer consistent.
+
+        Raises:
+            OSError: as the standard seek (``EINVAL`` for a negative position).
+        """
+        try:
+            return super().seek(offset, whence)
+        except OSError:
+            # CPython 3.11/3.12: a seek that fails after a write keeps a stale raw
+            # position, and the next seek returns a wrong offset (e.g. -30 for 0). A
+            # seek to the end and back resets it; a further failure changes nothing.
+            with contextlib.suppress(OSError):
+                pos = super().tell()
+                super().seek(0, _SEEK_END)
+                super().seek(pos)
+            raise
 
 
 class BufferedReader(io.BufferedReader):
