@@ -306,10 +306,16 @@ def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> Reason | No
     if st.st_nlink > 1:
         # Emitted only once the file is gone: a warnings filter turned to "error"
         # must not leave the file behind.
+        # Whether the other name's owner could read it depends on the mode we leave.
+        readable = (
+            ""
+            if st.st_mode & 0o077 == 0
+            else (f" (its mode {stat.filemode(st.st_mode)} let others read it before)")
+        )
         job.link_warning = (
-            f"{shown}: this temporary file had {st.st_nlink} hard links: someone "
-            "linked it; it is overwritten anyway, which destroys the other names' "
-            "data too, but they may have read it already"
+            f"{shown}: this temporary file had {st.st_nlink} hard links (another user's "
+            "link, or one made with os.link: persist() keeps a temporary file's data "
+            "under another name); it was overwritten, so no name keeps its data" + readable
         )
     try:
         _overwrite(wfd, st, job.passes, job.pattern, prog)
