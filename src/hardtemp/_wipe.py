@@ -200,6 +200,53 @@ def _data_ranges(fd: int, size: int, block: int, begin: int = 0) -> list[tuple[i
     return ranges
 
 
+def _tail_block(blksize: int, on_disk: bool) -> int:
+    """The block the last data extent is rounded up to: the file's block when a block may
+    be on the disk (its tail past EOF may hold old bytes), else 1 (nothing to cover)."""
+    return max(512, min(blksize or 4096, _MAX_TAIL_BLOCK)) if on_disk else 1
+
+
+def _one_pass(
+    fd: int,
+    ranges: list[tuple[int, int]],
+    pat: _Pattern | RandomPool,
+    *,
+    on_disk: bool,
+    volatile: bool,
+    f_type: int,
+    sync: bool = True,
+    prog: _Progress | None = None,
+) -> bool:
+    """The one overwrite loop every path uses: write ``ranges`` once with ``pat``, then
+    ``fdatasync`` when some of the file's data may be on a disk; return whether it may.
+
+    What counts as overwritten: ``prog.bytes_overwritten`` grows after each chunk is fully
+    written (short writes and EINTR retried), so an interrupted pass reports what reached
+    the file. The disk is looked at *after* the writes (``on_disk`` is what was known
+    before): no block allocated by then means the old data never reached the disk, and
+    whatever writeback writes from now on is the overwrite (the dirty pages die with the
+    inode). ``sync=False`` leaves the ``fdatasync`` to the caller (the return value says
+    whether one is needed).
+
+    Raises:
+        OSError: ``pwrite``/``fdatasync`` failed (ENOSPC, EIO...); part may be written.
+    """
+    for start, end in ranges:
+        pos = start
+        while pos < end:
+            n = min(_CHUNK, end - pos)
+            _pwrite_all(fd, pat.take(n), pos)
+            pos += n
+            if prog is not None:
+                prog.bytes_overwritten += n
+    # Unsynced passes would merge in the page cache and only the last would reach the
+    # device: sync each one whose data may be on a disk (RAM-only data has nothing to reach).
+    on_disk = on_disk or (not volatile and data_on_disk(fd, f_type))
+    if on_disk and sync:
+        os.fdatasync(fd)
+    return on_disk
+
+
 def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Progress) -> None:
     # long: the passes and their restore in one try/finally, so no exit skips the restore
     """The pass itself. OSErrors are recorded in ``prog.error``; other exceptions propagate."""
@@ -227,25 +274,13 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         # A block on the disk may hold old bytes past EOF: only then is the tail worth
         # covering (a block written back from now on gets the kernel's zeroed tail).
         on_disk = not volatile and data_on_disk(fd, f_type)
-        block = max(512, min(st.st_blksize or 4096, _MAX_TAIL_BLOCK)) if on_disk else 1
-        ranges = _data_ranges(fd, size, block)
+        ranges = _data_ranges(fd, size, _tail_block(st.st_blksize, on_disk))
         extended = bool(ranges) and ranges[-1][1] > size
         pat = _Pattern(pattern, max((e - s for s, e in ranges), default=0))
         for _ in range(passes):
-            for start, end in ranges:
-                pos = start
-                while pos < end:
-                    n = min(_CHUNK, end - pos)
-                    _pwrite_all(fd, pat.take(n), pos)
-                    pos += n
-                    prog.bytes_overwritten += n
-            # Overwrite first, look second: if no block was allocated by now, the old data
-            # never reached the disk, and whatever writeback writes later is the overwrite;
-            # the dirty pages die with the inode. Else sync every pass: unsynced passes
-            # would merge in the page cache and only the last would reach the device.
-            if on_disk or (not volatile and data_on_disk(fd, f_type)):
-                on_disk = True
-                os.fdatasync(fd)
+            on_disk = _one_pass(
+                fd, ranges, pat, on_disk=on_disk, volatile=volatile, f_type=f_type, prog=prog
+            )
             prog.passes += 1
     except OSError as exc:
         prog.error = exc
@@ -326,11 +361,11 @@ def overwrite_fresh(
     volatile = info.verdict == VOLATILE
     if volatile and blocks and size <= _SMALL_RANDOM:
         # RAM only, one page of data (the common small file): one getrandom, one pwrite.
-        _pwrite_all(fd, pool.take(size), 0)
+        _one_pass(fd, [(0, size)], pool, on_disk=False, volatile=True, f_type=info.f_type)
         return -1
     # A block on the disk may hold old bytes past EOF: only then is the tail worth covering.
     on_disk = not volatile and data_on_disk(fd, info.f_type)
-    block = max(512, min(blksize or 4096, _MAX_TAIL_BLOCK)) if on_disk else 1
+    block = _tail_block(blksize, on_disk)
     if blocks and size <= blksize:
         # One block, allocated (or reserved for delayed allocation): all of it is data,
         # no SEEK_DATA/SEEK_HOLE needed to find the extents.
@@ -339,19 +374,13 @@ def overwrite_fresh(
         ranges = _data_ranges(fd, size, block)
     largest = max((e - s for s, e in ranges), default=0)
     pat: _Pattern | RandomPool = pool if largest <= pool.SIZE else _Pattern("random", largest)
-    for start, end in ranges:
-        pos = start
-        while pos < end:
-            n = min(_CHUNK, end - pos)
-            _pwrite_all(fd, pat.take(n), pos)
-            pos += n
-    # Overwrite first, look second: no block allocated by now means the old data never
-    # reached the disk, and whatever writeback writes from now on is the overwrite.
-    if not (on_disk or (not volatile and data_on_disk(fd, info.f_type))):
+    on_disk = _one_pass(
+        fd, ranges, pat, on_disk=on_disk, volatile=volatile, f_type=info.f_type, sync=not defer_sync
+    )
+    if not on_disk:
         return -1
     if defer_sync:
         return size
-    os.fdatasync(fd)
     if ranges and ranges[-1][1] > size:
         os.ftruncate(fd, size)
     return -1
@@ -377,17 +406,12 @@ def overwrite_range(fd: int, start: int, end: int, *, pattern: str = "random") -
     finally:
         os.lseek(fd, offset, os.SEEK_SET)  # ...which the caller's file object relies on
     pat = _Pattern(pattern, max((e - s for s, e in ranges), default=0))
-    done = 0
-    for s, e in ranges:
-        pos = s
-        while pos < e:
-            n = min(_CHUNK, e - pos)
-            _pwrite_all(fd, pat.take(n), pos)
-            pos += n
-            done += n
-    if done:
-        os.fdatasync(fd)
-    return done
+    prog = _Progress()
+    if ranges:
+        # Synced on any filesystem (on_disk=True): the truncation that follows drops the
+        # dirty pages unwritten, so only a synced overwrite reaches the old blocks.
+        _one_pass(fd, ranges, pat, on_disk=True, volatile=False, f_type=0, prog=prog)
+    return prog.bytes_overwritten
 
 
 def _apply_policy(report: WipeReport, policy: str, stacklevel: int) -> None:
