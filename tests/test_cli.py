@@ -531,6 +531,7 @@ def test_sweep_command_removes_a_killed_processes_file(home: Path) -> None:
     assert [e["code"] for e in data["entries"]] == ["sweep.orphan"]
     assert data["missing_dirs"] == []
     assert data["key_problem"] is None
+    assert data["key_code"] is None
     assert not Path(name).exists()
 
 
@@ -637,6 +638,7 @@ def test_sweep_command_without_any_key_removes_nothing_and_succeeds(home: Path) 
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
     assert data["key_problem"] == f"{state}/hardtemp: no key directory"
+    assert data["key_code"] == "key.no_dir"
     assert not (state / "hardtemp").exists()  # the sweeper never makes a key
 
 

@@ -16,6 +16,7 @@ from hardtemp._codes import (
     Action,
     FindingCode,
     FsReason,
+    KeyReason,
     Level,
     Reason,
     SweepReason,
@@ -106,6 +107,18 @@ RELEASED = {
         "sweep.dir_unusable",
         "sweep.dir_unreadable",
     ],
+    KeyReason: [
+        "key.none_yet",
+        "key.no_dir",
+        "key.dir_untrusted",
+        "key.dir_unusable",
+        "key.not_owned",
+        "key.bad_mode",
+        "key.not_regular",
+        "key.links",
+        "key.bad_size",
+        "key.unreadable",
+    ],
 }
 
 
@@ -115,7 +128,8 @@ def test_released_code_values_never_change(enum: type[StrEnum]) -> None:
 
 
 def test_no_code_means_two_things() -> None:
-    codes = [m.value for e in (FindingCode, FsReason, WipeReason, SweepReason) for m in e]
+    enums = (FindingCode, FsReason, WipeReason, SweepReason, KeyReason)
+    codes = [m.value for e in enums for m in e]
     assert len(codes) == len(set(codes))
 
 
@@ -175,6 +189,10 @@ def test_docs_list_exactly_the_finding_codes() -> None:
 
 def test_docs_list_exactly_the_sweep_codes() -> None:
     assert _documented("cli.md", "### Sweep codes") == set(SweepReason)
+
+
+def test_docs_list_exactly_the_key_codes() -> None:
+    assert _documented("cli.md", "### Key codes") == set(KeyReason)
 
 
 def test_docs_list_exactly_the_filesystem_and_wipe_reason_codes() -> None:

@@ -15,6 +15,7 @@ import pytest
 from _gates import require_root
 from _helpers_euid import as_euid
 from hardtemp import _markkey
+from hardtemp._codes import KeyReason
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -50,6 +51,7 @@ def test_the_sweeper_never_makes_a_key(state: Path) -> None:
     assert problem is not None
     assert problem.missing
     assert problem.reason == f"{state}/hardtemp: no key directory"
+    assert problem.code == problem.reason.code == KeyReason.NO_DIR
     assert not state.exists()
     (state / "hardtemp").mkdir(parents=True, mode=0o700)
     problem = _markkey.problem()
@@ -58,6 +60,7 @@ def test_the_sweeper_never_makes_a_key(state: Path) -> None:
         True,
         f"{state}/hardtemp/sweep.key: no key yet",
     )
+    assert problem.code == KeyReason.NONE_YET
 
 
 def test_concurrent_creators_agree_on_one_key(state: Path) -> None:
@@ -79,15 +82,15 @@ def _key_file(state: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("spoil", "reason"),
+    ("spoil", "reason", "code"),
     [
-        (lambda p: os.chmod(p, 0o640), "key has mode -rw-r-----"),
-        (lambda p: p.write_bytes(b"short"), "is 5 bytes, not 32"),
-        (lambda p: os.link(p, p.parent / "second-name"), "has 2 links"),
+        (lambda p: os.chmod(p, 0o640), "key has mode -rw-r-----", KeyReason.BAD_MODE),
+        (lambda p: p.write_bytes(b"short"), "is 5 bytes, not 32", KeyReason.BAD_SIZE),
+        (lambda p: os.link(p, p.parent / "second-name"), "has 2 links", KeyReason.LINKS),
     ],
 )
-def test_an_unusable_key_is_refused_with_the_reason(
-    state: Path, spoil: object, reason: str
+def test_an_unusable_key_is_refused_with_the_reason_and_its_code(
+    state: Path, spoil: object, reason: str, code: KeyReason
 ) -> None:
     path = _key_file(state)
     spoil(path)  # type: ignore[operator]
@@ -96,6 +99,7 @@ def test_an_unusable_key_is_refused_with_the_reason(
     assert problem is not None
     assert not problem.missing
     assert problem.reason == f"{path}: {reason}"
+    assert problem.code == code
 
 
 def test_a_symlink_or_directory_as_the_key_is_refused_never_followed(
@@ -110,12 +114,14 @@ def test_a_symlink_or_directory_as_the_key_is_refused_never_followed(
     problem = _markkey.problem()
     assert problem is not None
     assert "Too many levels of symbolic links" in problem.reason
+    assert problem.code == KeyReason.UNREADABLE
     _markkey.reset()
     path.unlink()
     path.mkdir()
     problem = _markkey.problem()
     assert problem is not None
     assert problem.reason == f"{path}: not a regular file"
+    assert problem.code == KeyReason.NOT_REGULAR
 
 
 def test_a_key_directory_writable_by_others_is_refused(state: Path) -> None:
@@ -126,6 +132,7 @@ def test_a_key_directory_writable_by_others_is_refused(state: Path) -> None:
     assert (
         problem.reason == f"{path.parent}: directory is writable by others without the sticky bit"
     )
+    assert problem.code == KeyReason.DIR_UNTRUSTED
 
 
 def test_a_relative_xdg_state_home_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,6 +157,7 @@ def test_a_key_in_another_users_directory_is_refused(
         problem = _markkey.problem()
         assert problem is not None
         assert "not trusted" in problem.reason or "owned by uid 65534" in problem.reason
+        assert problem.code in (KeyReason.DIR_UNTRUSTED, KeyReason.NOT_OWNED)
         assert os.listdir(theirs / "hardtemp") == []  # nothing written there
     finally:
         _markkey.reset()
@@ -169,5 +177,19 @@ def test_a_key_directory_that_cannot_be_reached_is_reported(
         assert problem is not None
         assert not problem.missing
         assert problem.reason.endswith("Permission denied")
+        assert problem.code == KeyReason.DIR_UNUSABLE
     finally:
         _markkey.reset()
+
+
+def test_a_key_owned_by_another_user_is_refused_with_its_code(state: Path) -> None:
+    # Root with a key another user owns (in root's own private directory): that user
+    # could read it and forge root's marks.
+    require_root("to give the key to another user")
+    path = _key_file(state)
+    os.chown(path, 65534, 65534)
+    assert _markkey.load(create=True) is None
+    problem = _markkey.problem()
+    assert problem is not None
+    assert problem.reason == f"{path}: key is owned by uid 65534, not by us"
+    assert problem.code == KeyReason.NOT_OWNED

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from . import __version__, _check, _policy, _sweep
+from ._codes import Action, Level, Verdict
 from ._create import mkdtemp
 from ._files import TemporaryDirectory
 from ._policy import wipe_policy
@@ -132,7 +133,7 @@ def _print_json(data: Any) -> None:
 # --------------------------------------------------------------------------- check
 
 
-_LABEL = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
+_LABEL = {Level.OK: "ok", Level.INFO: "info", Level.WARNING: "WARNING", Level.ERROR: "ERROR"}
 
 
 def _show_finding(out: _Out, f: _check.Finding, verbose: bool, ignored: bool = False) -> None:
@@ -140,10 +141,10 @@ def _show_finding(out: _Out, f: _check.Finding, verbose: bool, ignored: bool = F
     label = out.paint("ignored ", "dim") if ignored else out.paint(f"{_LABEL[f.level]:<8}", f.level)
     code = f"{f.code:<16}"
     out.wrapped(f.message, 30, f"  {label}  {code}  ")
-    if f.level != "ok" or verbose:
+    if f.level != Level.OK or verbose:
         for d in f.details:
             out.wrapped(d, 32, " " * 30 + out.paint("- ", "dim"))
-    if f.hint and (f.level != "ok" or verbose):
+    if f.hint and (f.level != Level.OK or verbose):
         out.wrapped(f.hint, 32, " " * 30 + out.paint("> ", "dim"))
 
 
@@ -519,7 +520,7 @@ def _show_wipe(out: _Out, e: dict[str, Any]) -> None:
             out.paint("wiped   ", "ok"),
         )
     else:
-        style = "ok" if r["verdict"] in ("in place", "volatile") else "warning"
+        style = "ok" if Verdict(r["verdict"]).trustworthy else "warning"
         out.wrapped(
             f"{e['path']}: {_size(r['bytes_overwritten'])} overwritten "
             f"({r['passes']} pass(es), {r['pattern']}) on {r['filesystem'] or '?'}: "
@@ -580,9 +581,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         _print_json(data)
         return status
     out = _Out(sys.stdout, args.color)
-    styles = {"removed": "ok", "would remove": "info", "kept": "dim", "failed": "error"}
+    styles = {
+        Action.REMOVED: "ok",
+        Action.WOULD_REMOVE: "info",
+        Action.KEPT: "dim",
+        Action.FAILED: "error",
+    }
     for e in result.entries:
-        if e.action == "kept" and not args.verbose:
+        if e.action == Action.KEPT and not args.verbose:
             continue
         label = out.paint(f"{e.action:<13}", styles[e.action])
         out.wrapped(f"{e.kind} {e.path}: {e.reason}", 15, f"{label}  ")
@@ -591,13 +597,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     not_swept = len(missing) + sum(1 for p, _ in result.skipped_dirs if p in given)
     if explicit and not_swept == len(given) and not result.entries:
         return status  # nothing was swept: no summary that could pass for "0 removed"
-    n = {a: sum(1 for e in result.entries if e.action == a) for a in styles}
-    done = f"{n['would remove']} would be removed" if args.dry_run else f"{n['removed']} removed"
+    n = {a: sum(1 for e in result.entries if e.action == a) for a in Action}
+    done = (
+        f"{n[Action.WOULD_REMOVE]} would be removed"
+        if args.dry_run
+        else f"{n[Action.REMOVED]} removed"
+    )
     # A failed sweep says so first: a summary of zeros must not look like a clean sweep.
     head = "sweep incomplete" if status else "sweep"
     tail = f"; {not_swept} of the directories given not swept" if not_swept else ""
     out.line(
-        f"{head}: {done}, {n['kept']} kept (in use), {n['failed']} failed; "
+        f"{head}: {done}, {n[Action.KEPT]} kept (in use), {n[Action.FAILED]} failed; "
         f"ignored {result.unmarked} unmarked and {result.other_users} other users' entries{tail}"
     )
     return status

@@ -23,6 +23,7 @@ __all__ = [
     "Action",
     "FindingCode",
     "FsReason",
+    "KeyReason",
     "Level",
     "Reason",
     "SweepReason",
@@ -151,6 +152,21 @@ class SweepReason(StrEnum):
     DIR_UNTRUSTED = "sweep.dir_untrusted"
     DIR_UNUSABLE = "sweep.dir_unusable"
     DIR_UNREADABLE = "sweep.dir_unreadable"
+
+
+class KeyReason(StrEnum):
+    """Why there is no usable sweep key (``SweepResult.key_code``, ``key_problem``)."""
+
+    NONE_YET = "key.none_yet"  # never made: not an error
+    NO_DIR = "key.no_dir"  # its directory was never made: not an error
+    DIR_UNTRUSTED = "key.dir_untrusted"
+    DIR_UNUSABLE = "key.dir_unusable"
+    NOT_OWNED = "key.not_owned"
+    BAD_MODE = "key.bad_mode"
+    NOT_REGULAR = "key.not_regular"
+    LINKS = "key.links"
+    BAD_SIZE = "key.bad_size"
+    UNREADABLE = "key.unreadable"
 
 
 class Reason(str):

@@ -31,6 +31,7 @@ import secrets
 import stat
 import threading
 
+from ._codes import KeyReason, Reason
 from ._dirtrust import trusted_dir
 from .exceptions import UnsafeDirectoryError
 
@@ -42,12 +43,22 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class KeyUnavailable(Exception):
-    """Why there is no usable key (``missing`` true: it was simply never made)."""
+    """Why there is no usable key: ``reason`` (with its stable ``code``, a
+    :class:`~hardtemp._codes.KeyReason`); ``missing`` true: it was simply never made."""
 
-    def __init__(self, reason: str, *, missing: bool = False) -> None:
+    def __init__(self, reason: Reason, *, missing: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.missing = missing
+
+    @property
+    def code(self) -> str:
+        """The stable code of :attr:`reason` (match this, not the prose)."""
+        return self.reason.code
+
+
+def _unavailable(code: KeyReason, text: str, *, missing: bool = False) -> KeyUnavailable:
+    return KeyUnavailable(Reason(code, text), missing=missing)
 
 
 _homes: dict[int, str] = {}  # per effective uid, once per process: NSS reads /etc/passwd
@@ -74,10 +85,14 @@ def key_dir() -> str:
 
 def _private(st: os.stat_result, what: str, path: str) -> None:
     if st.st_uid != os.geteuid():
-        raise KeyUnavailable(f"{path}: {what} is owned by uid {st.st_uid}, not by us")
+        raise _unavailable(
+            KeyReason.NOT_OWNED, f"{path}: {what} is owned by uid {st.st_uid}, not by us"
+        )
     if st.st_mode & (0o077 if what == "key" else 0o022):
         # Readable: others could forge our marks; writable: replace the key.
-        raise KeyUnavailable(f"{path}: {what} has mode {stat.filemode(st.st_mode)}")
+        raise _unavailable(
+            KeyReason.BAD_MODE, f"{path}: {what} has mode {stat.filemode(st.st_mode)}"
+        )
 
 
 def _open_dir(path: str, create: bool) -> int:
@@ -91,13 +106,13 @@ def _open_dir(path: str, create: bool) -> int:
         except FileNotFoundError:
             continue
         except UnsafeDirectoryError as exc:
-            raise KeyUnavailable(f"{existing}: {exc.reason}") from None
+            raise _unavailable(KeyReason.DIR_UNTRUSTED, f"{existing}: {exc.reason}") from None
         break
     fd = os.open(".", _DIR_FLAGS, dir_fd=handle.fd)
     try:
         for name in parts[i:]:
             if not create:
-                raise KeyUnavailable(f"{path}: no key directory", missing=True)
+                raise _unavailable(KeyReason.NO_DIR, f"{path}: no key directory", missing=True)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o700, dir_fd=fd)
             # O_NOFOLLOW relative to the verified parent: a planted symlink is never entered.
@@ -120,15 +135,16 @@ def _read_key(dir_fd: int, path: str) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise KeyUnavailable(f"{path}: not a regular file")
+            raise _unavailable(KeyReason.NOT_REGULAR, f"{path}: not a regular file")
         _private(st, "key", path)
         if st.st_nlink != 1:
-            raise KeyUnavailable(f"{path}: has {st.st_nlink} links")  # a copy someone else reaches
+            # A second link is a copy someone else may reach.
+            raise _unavailable(KeyReason.LINKS, f"{path}: has {st.st_nlink} links")
         data = os.read(fd, _KEY_SIZE + 1)
     finally:
         os.close(fd)
     if len(data) != _KEY_SIZE:
-        raise KeyUnavailable(f"{path}: is {len(data)} bytes, not {_KEY_SIZE}")
+        raise _unavailable(KeyReason.BAD_SIZE, f"{path}: is {len(data)} bytes, not {_KEY_SIZE}")
     return data
 
 
@@ -161,17 +177,20 @@ def _load(create: bool) -> bytes:
     try:
         dir_fd = _open_dir(directory, create)
     except OSError as exc:
-        raise KeyUnavailable(f"{directory}: {exc.strerror or exc}") from None
+        text = f"{directory}: {exc.strerror or exc}"
+        raise _unavailable(KeyReason.DIR_UNUSABLE, text) from None
     try:
         try:
             return _read_key(dir_fd, path)
         except FileNotFoundError:
             if not create:
-                raise KeyUnavailable(f"{path}: no key yet", missing=True) from None
+                raise _unavailable(
+                    KeyReason.NONE_YET, f"{path}: no key yet", missing=True
+                ) from None
         _make_key(dir_fd)
         return _read_key(dir_fd, path)
     except OSError as exc:
-        raise KeyUnavailable(f"{path}: {exc.strerror or exc}") from None
+        raise _unavailable(KeyReason.UNREADABLE, f"{path}: {exc.strerror or exc}") from None
     finally:
         os.close(dir_fd)
 

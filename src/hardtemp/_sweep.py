@@ -88,15 +88,21 @@ class SweepEntry:
 class SweepResult:
     """What a sweep found: marked entries, directories skipped or missing, entries
     ignored (unmarked or unverified marks, other users'), and why no mark could
-    be verified (``key_problem``; ``key_missing``: simply no key made yet)."""
+    be verified (``key_problem``, its stable code ``key_code``, a ``KeyReason``;
+    ``key_missing``: simply no key made yet)."""
 
     entries: list[SweepEntry] = field(default_factory=list)
     skipped_dirs: list[tuple[str, Reason]] = field(default_factory=list)
     unmarked: int = 0
     other_users: int = 0
     missing_dirs: list[str] = field(default_factory=list)
-    key_problem: str | None = None
+    key_problem: Reason | None = None
     key_missing: bool = False
+
+    @property
+    def key_code(self) -> str | None:
+        """The stable code of :attr:`key_problem` (None: the key is usable)."""
+        return None if self.key_problem is None else self.key_problem.code
 
     @property
     def failed(self) -> list[SweepEntry]:
@@ -112,6 +118,7 @@ class SweepResult:
             "other_users": self.other_users,
             "missing_dirs": list(self.missing_dirs),
             "key_problem": self.key_problem,
+            "key_code": self.key_code,
         }
 
 
