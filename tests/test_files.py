@@ -340,7 +340,7 @@ def test_failure_to_mark_for_the_sweeper_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: str
 ) -> None:
     # A fault we cannot cause on demand (an EIO from setxattr): simulate it.
-    def fail(*args: object) -> bool:
+    def fail(*args: object, **kwargs: object) -> bool:
         raise OSError(errno.EIO, "injected")
 
     monkeypatch.setattr(_owner, "mark", fail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -245,3 +246,79 @@ def test_a_bind_mount_of_the_same_filesystem_has_another_mount_id_but_the_same_d
     )
     same_dev, other_mount, *_ = out.stdout.split()
     assert (same_dev, other_mount) == ("True", "True")
+
+
+_MOUNT_ROOT_CODE = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from hardtemp import _linux, _remove
+from hardtemp.exceptions import UnsafeFileError
+t, fallback = sys.argv[2], sys.argv[3] == "fallback"
+if fallback:  # a kernel before 5.8 reports no STATX_ATTR_MOUNT_ROOT: cannot be caused here
+    real = _linux.mount_root_at
+    _remove.mount_root_at = lambda d, n: (real(d, n)[0], None)
+d = os.open(t + "/dir", os.O_RDONLY | os.O_DIRECTORY)
+out = {"bound": _linux.mount_root_at(d, "bound"), "plain": _linux.mount_root_at(d, "plain")}
+out["dir_mnt"] = _linux.mount_id(d)
+try:
+    _remove.remove_entry(d, "bound")
+    out["refused"] = ""
+except UnsafeFileError as exc:
+    out["refused"] = str(exc)
+_remove.remove_entry(d, "plain")
+out["left"] = sorted(os.listdir(t + "/dir"))
+print(json.dumps(out))
+"""
+
+
+@needs_root
+@pytest.mark.parametrize("kernel", ["mount_root", "fallback"])
+def test_a_file_bind_mounted_over_a_name_is_a_mount_root_and_remove_entry_refuses_it(
+    tmp_path: Path, kernel: str
+) -> None:
+    # One statx says whether a name is a mount point (STATX_ATTR_MOUNT_ROOT); without it
+    # remove_entry compares mount ids with its directory's. Either way the outside file
+    # bind-mounted over the name is never overwritten or unlinked.
+    _gates.require_unshare()
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "bound").write_bytes(b"")
+    (tmp_path / "dir" / "plain").write_bytes(b"plain")
+    (tmp_path / "outside").write_bytes(b"keep me")
+    script = (
+        "mount --make-rprivate / && "
+        f"mount --bind {tmp_path}/outside {tmp_path}/dir/bound && "
+        f'exec {sys.executable} -c "$0" {SRC} {tmp_path} {kernel}'
+    )
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, _MOUNT_ROOT_CODE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    result = json.loads(out.stdout.splitlines()[-1])
+    bound_mnt, bound_root = result["bound"]
+    plain_mnt, plain_root = result["plain"]
+    assert (bound_root, plain_root) == (True, False), result
+    assert plain_mnt == result["dir_mnt"] != bound_mnt, result
+    assert "is a mount point" in result["refused"], result
+    assert result["left"] == ["bound"], result
+    assert (tmp_path / "outside").read_bytes() == b"keep me"
+
+
+def test_mount_root_at_without_statx_or_the_attribute_falls_back_to_the_mount_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "entry").write_bytes(b"")
+    fd = os.open(tmp_path, os.O_PATH)
+    try:
+        expected = _linux.mount_id(fd)
+        assert _linux.mount_root_at(fd, "entry") == (expected, False)
+        with pytest.raises(FileNotFoundError) as info:
+            _linux.mount_root_at(fd, "missing")
+        assert info.value.filename == "missing"
+        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
+        monkeypatch.setattr(_linux, "_statx", None)
+        assert _linux.mount_root_at(fd, "entry") == (expected, None)
+    finally:
+        os.close(fd)

@@ -276,6 +276,7 @@ class _NamedState:
                 fd=fd,
                 expect=(made.dev, made.ino),
                 own_file=True,
+                st_name=st_name,  # just taken: a second lstat would learn nothing new
                 # No directory fsync: it would only make the unlink survive a power loss,
                 # and a name that comes back holds the synced overwrite or, if the data
                 # never reached the disk, nothing; the sweeper removes it (marked, unlocked).
@@ -561,7 +562,14 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
     try:
         if delete:
             # Locked while we live (dup: even once closed), marked for `hardtemp sweep`.
-            claim = _owner.claim(fd, handle.fd, made.name, dup=True)
+            claim = _owner.claim(
+                fd,
+                handle.fd,
+                made.name,
+                dup=True,
+                dir_ident=(handle.dev, handle.ino),  # fstat'ed when the handle was verified
+                real_fd=True,  # create_file opened it O_RDWR, never O_PATH
+            )
         else:
             _owner.lock_shared(fd)  # kept by the user: locked only while open
         sys.audit("tempfile.mkstemp", made.path)

@@ -37,6 +37,7 @@ __all__ = [
     "mlock",
     "mount_id",
     "mount_id_at",
+    "mount_root_at",
     "munlock",
     "rename_noreplace",
     "statx",
@@ -220,6 +221,7 @@ def sync_file_range(fd: int, flags: int) -> None:
 STATX_BASIC_STATS = 0x07FF
 STATX_BTIME = 0x0800
 STATX_MNT_ID = 0x1000
+STATX_ATTR_MOUNT_ROOT = 0x2000  # stx_attributes: the object is the root of a mount (Linux >= 5.8)
 
 
 class _Timestamp(ctypes.Structure):
@@ -398,6 +400,28 @@ def mount_id_at(dir_fd: int, name: str) -> int:
         return fdinfo_mount_id(fd)
     finally:
         os.close(fd)
+
+
+def mount_root_at(dir_fd: int, name: str) -> tuple[int, bool | None]:
+    """``(mount id or -1, whether the entry is the root of a mount)`` of the entry ``name``
+    of ``dir_fd``, never following a symlink, in one ``statx``. The second item is None
+    where the kernel does not report ``STATX_ATTR_MOUNT_ROOT`` (before Linux 5.8, or no
+    statx in libc): the caller must then compare with the directory's own mount id.
+
+    Raises:
+        OSError: the entry cannot be looked up (ENOENT...).
+    """
+    if _statx is None:
+        return mount_id_at(dir_fd, name), None
+    buf = _StatxBuf()
+    ref = ctypes.byref(buf)
+    while _statx(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, ref) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno(name)
+    mnt = int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else -1
+    if not buf.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT:
+        return (mnt if mnt >= 0 else mount_id_at(dir_fd, name)), None
+    return mnt, bool(buf.stx_attributes & STATX_ATTR_MOUNT_ROOT)
 
 
 def mount_id(fd: int) -> int:

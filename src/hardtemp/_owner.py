@@ -162,7 +162,7 @@ def _death(tag: OwnerTag) -> str:
 # --------------------------------------------------------------------------- marks
 
 
-def _place(fd: int, dir_st: os.stat_result, name: bytes) -> bytes:
+def _place(fd: int, dir_ident: tuple[int, int], name: bytes) -> bytes:
     """What a mark is bound to: the inode's identity and birth, and where it was named."""
     try:
         sx = statx(fd)
@@ -172,7 +172,7 @@ def _place(fd: int, dir_st: os.stat_result, name: bytes) -> bytes:
         dev, ino, btime = st.st_dev, st.st_ino, None
     # Birth time: an inode number reused by a later file never matches an old mark.
     born = "-" if btime is None else repr(btime)
-    return f"{dev}:{ino}:{born}:{dir_st.st_dev}:{dir_st.st_ino}:".encode() + name
+    return f"{dev}:{ino}:{born}:{dir_ident[0]}:{dir_ident[1]}:".encode() + name
 
 
 def _mac(key: bytes, tag: bytes, place: bytes) -> str:
@@ -206,26 +206,46 @@ def read_mark(fd: int) -> OwnerTag | None:
 _SKIP_MARK = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.ENOSPC)
 
 
-def mark(fd: int, dir_fd: int, name: str | bytes) -> bool:
+def mark(
+    fd: int,
+    dir_fd: int,
+    name: str | bytes,
+    *,
+    dir_ident: tuple[int, int] | None = None,
+    real_fd: bool = False,
+) -> bool:
     """Write our authenticated mark on ``fd``'s inode, made as ``name`` in ``dir_fd``.
 
     Returns False (nothing written) where the filesystem has no user xattrs
     or this user has no usable sweep key: the entry is then never swept.
+    ``dir_ident``: ``dir_fd``'s ``(st_dev, st_ino)`` if the caller holds it (saves an
+    ``fstat``); ``real_fd``: the caller knows ``fd`` is not ``O_PATH`` (saves an ``fcntl``).
 
     Raises:
         OSError: another failure to write it (``EIO``...).
     """
-    return write_mark(fd, dir_fd, name, current_tag())
+    return write_mark(fd, dir_fd, name, current_tag(), dir_ident=dir_ident, real_fd=real_fd)
 
 
-def write_mark(fd: int, dir_fd: int, name: str | bytes, tag: bytes) -> bool:
+def write_mark(
+    fd: int,
+    dir_fd: int,
+    name: str | bytes,
+    tag: bytes,
+    *,
+    dir_ident: tuple[int, int] | None = None,
+    real_fd: bool = False,
+) -> bool:
     """:func:`mark` with a given creator ``tag`` (tests stand in for a reboot or a reused pid)."""
     key = _markkey.load(create=True)
     if key is None:
         return False
-    value = tag + b" " + _mac(key, tag, _place(fd, os.fstat(dir_fd), os.fsencode(name))).encode()
+    if dir_ident is None:
+        dir_st = os.fstat(dir_fd)
+        dir_ident = (dir_st.st_dev, dir_st.st_ino)
+    value = tag + b" " + _mac(key, tag, _place(fd, dir_ident, os.fsencode(name))).encode()
     try:
-        os.setxattr(_on(fd), OWNER_XATTR, value)  # no /proc needed for a creator
+        os.setxattr(fd if real_fd else _on(fd), OWNER_XATTR, value)  # no /proc for a creator
     except OSError as exc:
         if exc.errno in _SKIP_MARK:
             return False  # not sweepable there; everything else still works
@@ -292,7 +312,16 @@ def lock_shared(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_SH)  # temp cleaners (systemd-tmpfiles >= 254) skip it
 
 
-def claim(fd: int, dir_fd: int, name: str | bytes, *, dup: bool, marked: bool = True) -> Claim:
+def claim(
+    fd: int,
+    dir_fd: int,
+    name: str | bytes,
+    *,
+    dup: bool,
+    marked: bool = True,
+    dir_ident: tuple[int, int] | None = None,
+    real_fd: bool = False,
+) -> Claim:
     """Lock the object open at ``fd`` (``LOCK_SH``) and, if ``marked``, mark it for the sweeper.
 
     With ``dup`` the lock is held through a duplicate of ``fd`` (the same open
@@ -300,6 +329,7 @@ def claim(fd: int, dir_fd: int, name: str | bytes, *, dup: bool, marked: bool = 
     and the caller's own ``flock`` calls on ``fd`` convert this very lock);
     otherwise the returned claim owns ``fd``. Where ``flock`` is unsupported
     the object is not marked either (an unlocked mark would look orphaned).
+    ``dir_ident``, ``real_fd``: as for :func:`mark`.
 
     Raises:
         OSError: ``dup`` or writing the mark failed (``EMFILE``, ``EIO``...);
@@ -312,7 +342,10 @@ def claim(fd: int, dir_fd: int, name: str | bytes, *, dup: bool, marked: bool = 
         except OSError:  # e.g. ENOLCK on some network filesystems: not sweepable there
             return Claim(lock_fd, False)
         # The mark only after the lock: a marked live object is never seen unlocked.
-        return Claim(lock_fd, marked and mark(lock_fd, dir_fd, name))
+        return Claim(
+            lock_fd,
+            marked and mark(lock_fd, dir_fd, name, dir_ident=dir_ident, real_fd=real_fd),
+        )
     except BaseException:
         if dup:
             os.close(lock_fd)
@@ -355,7 +388,7 @@ def _verified(
     parts = _split(raw)
     if parts is None or key is None:
         return None
-    expected = _mac(key, parts[1], _place(pfd, dir_st, os.fsencode(name)))
+    expected = _mac(key, parts[1], _place(pfd, (dir_st.st_dev, dir_st.st_ino), os.fsencode(name)))
     return parts[0] if hmac.compare_digest(expected, parts[2]) else None
 
 

@@ -42,7 +42,7 @@ from ._dirsettle import settler
 from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT, fs_info_for_fd
 from ._inode import Entry, proc_path, same
-from ._linux import mount_id, mount_id_at, rename_noreplace
+from ._linux import mount_id, mount_id_at, mount_root_at, rename_noreplace
 from ._treefile import TreeFiles, private_dir
 from ._wipe import (
     SKIPPED,
@@ -206,23 +206,45 @@ class _Job:
     refuse_links: bool
     passes: int
     pattern: str
-    mount: tuple[int, int]
+    # (mount id, st_dev) of dir_fd: the caller's, or found by _check_entry
+    mount: tuple[int, int] | None
     prog: _Progress
     interrupted: BaseException | None = None
     link_warning: str | None = None
+    fd_st: os.stat_result | None = None  # fstat of the caller's fd, taken by _check_entry
+
+
+def _name_on_other_mount(job: _Job, st_name: os.stat_result) -> bool:
+    """Whether the entry is a mount point (a file bind-mounted over the name); sets
+    ``job.mount`` if the caller did not give it."""
+    if job.mount is not None:
+        return _is_other_mount(mount_id_at(job.dir_fd, job.name), st_name.st_dev, job.mount)
+    mnt, root = mount_root_at(job.dir_fd, job.name)
+    if root is None:  # the kernel does not say: compare with the directory's mount
+        job.mount = _mount_of_dir(job.dir_fd)
+        return _is_other_mount(mnt, st_name.st_dev, job.mount)
+    # One statx instead of three: a name that is not a mount root lies on its directory's
+    # mount, so its mount id is the directory's (the bind mount over the name is refused).
+    job.mount = (mnt, st_name.st_dev)
+    return root
 
 
 def _check_entry(
-    job: _Job, expect: tuple[int, int] | None, require_regular: bool
+    job: _Job,
+    expect: tuple[int, int] | None,
+    require_regular: bool,
+    st_name: os.stat_result | None = None,
 ) -> os.stat_result:
-    """The checks before anything is changed; the name's ``lstat``."""
+    """The checks before anything is changed; the name's ``lstat`` (``st_name``: the
+    caller's own, taken just before; the swap checks around the rename still follow)."""
     shown = job.shown
-    st_name = os.stat(job.name, dir_fd=job.dir_fd, follow_symlinks=False)
+    if st_name is None:
+        st_name = os.stat(job.name, dir_fd=job.dir_fd, follow_symlinks=False)
     if expect is not None and not same(st_name, expect):
         raise UnsafeFileError(
             shown, "the name refers to another file than expected: nothing removed"
         )
-    if _is_other_mount(mount_id_at(job.dir_fd, job.name), st_name.st_dev, job.mount):
+    if _name_on_other_mount(job, st_name):
         raise UnsafeFileError(shown, _MOUNT_POINT)
     if stat.S_ISDIR(st_name.st_mode):
         raise IsADirectoryError(
@@ -236,8 +258,10 @@ def _check_entry(
         raise UnsafeFileError(shown, "is not a regular file: not wiped, nothing removed")
     if job.refuse_links and st_name.st_nlink > 1:
         raise UnsafeFileError(shown, _links_refused(st_name.st_nlink))
-    if job.fd is not None and not same(os.fstat(job.fd), st_name):
-        raise UnsafeFileError(shown, "the name no longer refers to our file: nothing removed")
+    if job.fd is not None:
+        job.fd_st = os.fstat(job.fd)
+        if not same(job.fd_st, st_name):
+            raise UnsafeFileError(shown, "the name no longer refers to our file: nothing removed")
     return st_name
 
 
@@ -288,12 +312,19 @@ def _overwrite_entry(job: _Job, st_name: os.stat_result) -> None:
 def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> Reason | None:
     """Overwrite through ``wfd``; returns why it was not overwritten, or None."""
     shown, prog = job.shown, job.prog
-    st = os.fstat(wfd)
-    if not same(st, st_name) or not stat.S_ISREG(st.st_mode):
-        raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
-    if _is_other_mount(mount_id(wfd), st.st_dev, job.mount):
-        # The descriptor we would write through is on another mount: a bind mount appeared.
-        raise UnsafeFileError(shown, _MOUNT_POINT)
+    if wfd == job.fd and job.fd_st is not None:
+        # The caller's own descriptor, whose inode _check_entry matched with the name (not
+        # a mount point) by this fstat: a descriptor never changes inode or mount, so a
+        # second fstat and a mount id of it would only repeat what is known.
+        st = job.fd_st
+    else:
+        st = os.fstat(wfd)
+        if not same(st, st_name) or not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
+        mount = job.mount if job.mount is not None else _mount_of_dir(job.dir_fd)
+        if _is_other_mount(mount_id(wfd), st.st_dev, mount):
+            # The descriptor we would write through is on another mount: a bind mount appeared.
+            raise UnsafeFileError(shown, _MOUNT_POINT)
     prog.hard_links = st.st_nlink
     if st.st_nlink > 1 and job.refuse_links:
         raise UnsafeFileError(shown, _links_refused(st.st_nlink))
@@ -353,6 +384,7 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
     refuse_links: bool = False,
     mount: tuple[int, int] | None = None,
     unwiped: str = "warn",
+    st_name: os.stat_result | None = None,
 ) -> WipeReport:
     # unwiped: a regular file we could not overwrite is removed with a PlaintextLeftWarning
     # ("warn"; WipeError under the error policy), or raises WipeError and stays ("keep"),
@@ -369,10 +401,10 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
         refuse_links=refuse_links,
         passes=passes,
         pattern=pattern,
-        mount=mount if mount is not None else _mount_of_dir(dir_fd),
+        mount=mount,
         prog=_Progress(),
     )
-    st_name = _check_entry(job, expect, require_regular)
+    st_name = _check_entry(job, expect, require_regular, st_name)
     prog = job.prog
     prog.hard_links = st_name.st_nlink
     if not stat.S_ISREG(st_name.st_mode):
@@ -435,6 +467,7 @@ def remove_entry(  # long: a 33-line docstring; 15 lines of code
     sync_dir: bool = True,
     on_unreliable: str | None = None,
     mount: tuple[int, int] | None = None,
+    st_name: os.stat_result | None = None,
 ) -> WipeReport:
     """Remove the entry ``name`` of directory ``dir_fd``, overwriting it first if a regular file.
 
@@ -443,6 +476,8 @@ def remove_entry(  # long: a 33-line docstring; 15 lines of code
     * Never follows a symlink: a symlink, FIFO, socket or device is only unlinked.
     * A mount point (a bind-mounted file, compared by mount id) is never overwritten or
       unlinked. ``mount``: the ``(mount id, st_dev)`` of ``dir_fd`` if the caller knows it.
+    * ``st_name``: the caller's ``lstat`` of ``name``, taken just before (saves one); it must
+      still match ``expect``/``fd``, and the name is checked again before and after the rename.
     * The file is pinned with ``O_PATH`` and its identity checked before the same inode is
       reopened read-write: a device or FIFO swapped in is never opened for writing.
     * ``fd`` (our read-write descriptor of that file) is used, never closed; if it is
@@ -483,6 +518,7 @@ def remove_entry(  # long: a 33-line docstring; 15 lines of code
         on_unreliable=on_unreliable,
         stacklevel=3,
         mount=mount,
+        st_name=st_name,
     )
 
 
