@@ -922,7 +922,8 @@ def test_a_seek_data_error_other_than_unsupported_fails_the_wipe(
     ext4: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = ext4 / "f"
-    m = marker()
+    m = marker() * 100  # more than a page: a smaller file's hole map is never read
+    assert len(m) > _wipe._SMALL_FILE
     make_file(p, m)
     fd = os.open(p, os.O_RDWR)
     try:
@@ -935,6 +936,41 @@ def test_a_seek_data_error_other_than_unsupported_fails_the_wipe(
         os.close(fd)
     assert info.value.report.bytes_overwritten == 0
     assert info.value.report.codes[0] == WipeReason.OVERWRITE_FAILED
+
+
+def test_a_file_of_at_most_a_page_is_overwritten_whole_without_its_hole_map(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real page-sized file with a hole after its data (size 4096, data in the first
+    # 1,000 bytes): all of it is overwritten, the offset is untouched, no lseek is made
+    # (a SEEK_DATA/SEEK_HOLE failure would fail the wipe: it is never asked).
+    p = ext4 / "f"
+    m = marker() * 20
+    make_file(p, m)
+    os.truncate(p, _wipe._SMALL_FILE)
+    fd = os.open(p, os.O_RDWR)
+    seeks: list[int] = []
+    real = os.lseek
+
+    def lseek(fd: int, pos: int, how: int) -> int:
+        seeks.append(how)
+        if how in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise OSError(errno.EIO, "injected: must not be asked")
+        return real(fd, pos, how)
+
+    try:
+        os.lseek(fd, 123, os.SEEK_SET)
+        scoped_os(monkeypatch, _wipe, lseek=lseek)
+        report = overwrite_fd(fd)
+        monkeypatch.undo()
+        assert seeks == []
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 123
+        data = read_all(fd)
+        assert m not in data
+        assert len(data) == _wipe._SMALL_FILE
+    finally:
+        os.close(fd)
+    assert report.bytes_overwritten == _wipe._SMALL_FILE
 
 
 def test_a_pwrite_that_writes_nothing_fails_instead_of_looping(

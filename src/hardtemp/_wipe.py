@@ -172,9 +172,25 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         done += n
 
 
-def _data_ranges(fd: int, size: int, block: int, begin: int = 0) -> list[tuple[int, int]]:
+_SMALL_FILE = 4096  # bytes: the size up to which a file's hole map is not read
+
+
+def _data_ranges(
+    fd: int, size: int, block: int, begin: int = 0, *, seek: bool = True
+) -> list[tuple[int, int]]:
     """The file's data extents in ``[begin, size)`` as (start, end); the one reaching EOF
-    ends on a block boundary."""
+    ends on a block boundary. ``seek=False``: all of it, without SEEK_DATA/SEEK_HOLE."""
+    ranges = _seek_ranges(fd, size, begin) if seek else None
+    if ranges is None:  # not asked, or no SEEK_DATA here: everything is data
+        ranges = [(begin, size)] if size > begin else []
+    if ranges and ranges[-1][1] == size and size % block:
+        # The tail of the last block may still hold old bytes: cover it; the size is restored.
+        ranges[-1] = (ranges[-1][0], size + block - size % block)
+    return ranges
+
+
+def _seek_ranges(fd: int, size: int, begin: int) -> list[tuple[int, int]] | None:
+    """The data extents by SEEK_DATA/SEEK_HOLE (they move the offset); None without them."""
     ranges: list[tuple[int, int]] = []
     pos = begin
     try:
@@ -193,10 +209,7 @@ def _data_ranges(fd: int, size: int, block: int, begin: int = 0) -> list[tuple[i
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
             raise
-        ranges = [(begin, size)] if size > begin else []  # no SEEK_DATA: everything is data
-    if ranges and ranges[-1][1] == size and size % block:
-        # The tail of the last block may still hold old bytes: cover it; the size is restored.
-        ranges[-1] = (ranges[-1][0], size + block - size % block)
+        return None
     return ranges
 
 
@@ -264,8 +277,12 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
     # tmpfs without swap, ramfs: no disk below, so there is nothing for a sync to reach.
     volatile = prog.verdict == VOLATILE
     size = st.st_size
+    # At most one page: a hole in it is that page at most, which the overwrite merely
+    # allocates (freed again at the unlink), so no SEEK_DATA/SEEK_HOLE map is worth its
+    # calls; and without them nothing moves the offset, so it needs no saving.
+    small = size <= _SMALL_FILE
     try:
-        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        offset = -1 if small else os.lseek(fd, 0, os.SEEK_CUR)
     except OSError as exc:
         prog.error = exc
         return
@@ -274,7 +291,7 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
         # A block on the disk may hold old bytes past EOF: only then is the tail worth
         # covering (a block written back from now on gets the kernel's zeroed tail).
         on_disk = not volatile and data_on_disk(fd, f_type)
-        ranges = _data_ranges(fd, size, _tail_block(st.st_blksize, on_disk))
+        ranges = _data_ranges(fd, size, _tail_block(st.st_blksize, on_disk), seek=not small)
         extended = bool(ranges) and ranges[-1][1] > size
         pat = _Pattern(pattern, max((e - s for s, e in ranges), default=0))
         for _ in range(passes):
@@ -292,7 +309,8 @@ def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Pr
             except OSError as exc:
                 restore.append(exc)
         try:
-            os.lseek(fd, offset, os.SEEK_SET)
+            if offset >= 0:
+                os.lseek(fd, offset, os.SEEK_SET)
         except OSError as exc:
             restore.append(exc)
         if restore and prog.error is None:
