@@ -668,3 +668,27 @@ def test_a_subtree_moved_out_mid_walk_is_reported_and_not_followed(
     assert (elsewhere / "keep").read_bytes() == b"keep"
     assert (elsewhere / "c").is_dir()
     assert (top / "a" / "b").is_dir()
+
+
+def test_without_the_mount_root_attribute_remove_entry_compares_mount_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kernel before 5.8 (no STATX_ATTR_MOUNT_ROOT) cannot be caused here: the answer is
+    # replaced by "unknown"; the real mount ids are then compared, and a plain file goes.
+    real = _remove.mount_root_at
+    asked: list[str] = []
+
+    def unknown(dir_fd: int, name: str) -> tuple[int, bool | None]:
+        asked.append(name)
+        return real(dir_fd, name)[0], None
+
+    monkeypatch.setattr(_remove, "mount_root_at", unknown)
+    (tmp_path / "f").write_bytes(b"secret")
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        report = _remove.remove_entry(dfd, "f")
+    finally:
+        os.close(dfd)
+    assert asked == ["f"]
+    assert report.removed
+    assert os.listdir(tmp_path) == []

@@ -321,7 +321,7 @@ def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> Reason | No
         st = os.fstat(wfd)
         if not same(st, st_name) or not stat.S_ISREG(st.st_mode):
             raise UnsafeFileError(shown, "was replaced while being opened: nothing removed")
-        mount = job.mount if job.mount is not None else _mount_of_dir(job.dir_fd)
+        mount = job.mount or _mount_of_dir(job.dir_fd)  # set by _check_entry
         if _is_other_mount(mount_id(wfd), st.st_dev, mount):
             # The descriptor we would write through is on another mount: a bind mount appeared.
             raise UnsafeFileError(shown, _MOUNT_POINT)
