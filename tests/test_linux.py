@@ -322,3 +322,25 @@ def test_mount_root_at_without_statx_or_the_attribute_falls_back_to_the_mount_id
         assert _linux.mount_root_at(fd, "entry") == (expected, None)
     finally:
         os.close(fd)
+
+
+def test_birth_ident_agrees_with_statx_and_needs_statx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        sx = _linux.statx(fd)
+        assert _linux.birth_ident(fd) == (sx.dev, sx.ino, sx.btime)
+        st = os.fstat(fd)
+        assert _linux.birth_ident(fd)[:2] == (st.st_dev, st.st_ino)
+        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
+        monkeypatch.setattr(_linux, "_statx", None)
+        with pytest.raises(OSError) as info:
+            _linux.birth_ident(fd)
+        assert info.value.errno == errno.ENOSYS
+    finally:
+        os.close(fd)
+    monkeypatch.undo()
+    with pytest.raises(OSError) as info:
+        _linux.birth_ident(fd)
+    assert info.value.errno == errno.EBADF

@@ -49,7 +49,7 @@ from enum import Enum
 from . import _markkey
 from ._codes import Reason, SweepReason
 from ._inode import proc_path
-from ._linux import statx
+from ._linux import birth_ident
 
 __all__ = [
     "OWNER_XATTR",
@@ -165,8 +165,7 @@ def _death(tag: OwnerTag) -> str:
 def _place(fd: int, dir_ident: tuple[int, int], name: bytes) -> bytes:
     """What a mark is bound to: the inode's identity and birth, and where it was named."""
     try:
-        sx = statx(fd)
-        dev, ino, btime = sx.dev, sx.ino, sx.btime
+        dev, ino, btime = birth_ident(fd)
     except OSError:  # no statx: bound to device, inode and place only
         st = os.fstat(fd)
         dev, ino, btime = st.st_dev, st.st_ino, None
