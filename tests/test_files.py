@@ -265,6 +265,30 @@ def test_persist_refuses_when_our_name_was_swapped(tmp_path: Path) -> None:
     assert Path(f.name).read_bytes() == b"impostor"
 
 
+def test_a_hard_link_the_caller_made_keeps_no_sweep_mark_after_close(tmp_path: Path) -> None:
+    # The inode lives on under the caller's second name (overwritten, see SECURITY.md): the
+    # mark goes, so `hardtemp sweep` never mistakes the kept name for a temporary file.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"data")
+    os.link(f.name, tmp_path / "second")
+    assert _has_mark(tmp_path / "second")
+    with pytest.warns(hardtemp.WipeUnreliableWarning, match="2 hard links"):
+        f.close()
+    assert os.listdir(tmp_path) == ["second"]
+    assert not _has_mark(tmp_path / "second")
+
+
+def test_a_closed_named_file_leaves_nothing_and_drops_its_lock(tmp_path: Path) -> None:
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    state = f._state
+    f.write(b"data")
+    f.close()
+    assert state.unlinked
+    assert state.claim is not None
+    assert state.claim.fd == -1
+    assert os.listdir(tmp_path) == []
+
+
 # -- removal checks the inode --------------------------------------------------------------------
 
 

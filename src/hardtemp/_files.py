@@ -229,6 +229,7 @@ class _NamedState:
         self.delete_on_close = delete_on_close
         self.owner_pid = os.getpid()
         self.removed = False
+        self.unlinked = False  # we unlinked its only name (so no name keeps its mark)
         # compat: a replaced name is reported without ever raising from close/__exit__
         # (the stdlib just unlinks; click's edit() test runs with warnings as errors).
         self.stdlib_exit = False
@@ -269,7 +270,7 @@ class _NamedState:
         except FileNotFoundError:
             st_name = None
         if st_name is not None and (st_name.st_dev, st_name.st_ino) == (made.dev, made.ino):
-            remove_entry(
+            report = remove_entry(
                 made.handle.fd,
                 name,
                 display_path=path,
@@ -282,6 +283,8 @@ class _NamedState:
                 # never reached the disk, nothing; the sweeper removes it (marked, unlocked).
                 sync_dir=False,
             )
+            # One link when overwritten, then unlinked by us: no name is left to unmark.
+            self.unlinked = report.removed and report.hard_links == 1
             return
         # The name no longer leads to our inode. Unlinked (by the caller, or replaced by an
         # atomic save): no name reaches it, but its blocks would be freed with the plaintext
@@ -334,7 +337,7 @@ class _NamedState:
     def release(self) -> None:
         """Drop the liveness lock (unmarking the inode if the user moved it away)."""
         if self.claim is not None and os.getpid() == self.owner_pid:
-            self.claim.release(self.made.handle.fd, self.made.name)
+            self.claim.release(self.made.handle.fd, self.made.name, unlinked=self.unlinked)
 
     def close(self) -> None:
         """Close the file; with delete_on_close, overwrite and remove it first."""
@@ -575,7 +578,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
         sys.audit("tempfile.mkstemp", made.path)
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
-        raw = PlainFileIO(fd, raw_mode(mode))
+        raw = PlainFileIO(fd, raw_mode(mode), size=0)  # create_file made it, O_EXCL: empty
         raw.name = made.path  # as tempfile does on 3.12+
         file = wrap_raw(raw, mode, buffering, encoding, errors, newline)  # closes raw on failure
     except BaseException:

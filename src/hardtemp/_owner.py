@@ -276,14 +276,23 @@ class Claim:
         with contextlib.suppress(OSError):
             self.marked = mark(self.fd, dir_fd, name)
 
-    def release(self, dir_fd: int, name: str | bytes) -> None:
+    def release(self, dir_fd: int, name: str | bytes, *, unlinked: bool = False) -> None:
         """Done with the object: drop the lock; if the inode lives on under another
-        name (the user moved it away to keep it), remove its mark first."""
+        name (the user moved it away to keep it), remove its mark first.
+
+        ``unlinked``: the caller has just unlinked the object's only name itself, so it
+        lives on under no name (nothing to look at).
+        """
         if self.fd < 0:
             return
         try:
             # fstat of our own open descriptor; _named and unmark never raise.
-            if self.marked and os.fstat(self.fd).st_nlink > 0 and not _named(self.fd, dir_fd, name):
+            if (
+                self.marked
+                and not unlinked
+                and os.fstat(self.fd).st_nlink > 0
+                and not _named(self.fd, dir_fd, name)
+            ):
                 self.unmark()
         finally:
             self.close()

@@ -47,10 +47,14 @@ class PlainFileIO(io.FileIO):
     _hw: int = 0  # high-water mark: the largest end of file our writes or fstat saw
     _ranges: list[list[int]] | None = None  # merged [start, end) ranges we wrote
 
-    def __init__(self, file: int, mode: str = "r", closefd: bool = True) -> None:
+    def __init__(
+        self, file: int, mode: str = "r", closefd: bool = True, *, size: int | None = None
+    ) -> None:
+        """``size``: the file's size if the caller knows it (a file it just created with
+        ``O_CREAT|O_EXCL``, so empty: no one else had it yet), which saves an ``fstat``."""
         super().__init__(file, mode, closefd)
         self._ranges = []
-        self._hw = os.fstat(self.fileno()).st_size
+        self._hw = os.fstat(self.fileno()).st_size if size is None else size
 
     def write(self, b: Any, /) -> int:
         n = super().write(b)
