@@ -89,6 +89,12 @@ def _run_attack(
             else:
                 secrets.append(data)
                 f.write(data)
+                f.flush()
+                # Give the attacker its link before we close (a loaded CI machine let it
+                # win only 57 of 300 races): every round is then a real attack.
+                theirs = directory / (_LINK_PREFIX + os.path.basename(f.name))
+                with contextlib.suppress(AssertionError):
+                    wait_for(theirs.exists, timeout=0.5)
                 f.close()  # removal: overwrite through our descriptor, then unlink
             try:
                 fd, path = make_fd(dir=directory)  # type: ignore[operator]
@@ -118,7 +124,7 @@ def test_creation_under_an_inotify_linking_attacker_never_fails_and_leaves_no_by
         failed, links, kept, _ = _run_attack(
             shared_dir, hardtemp.NamedTemporaryFile, hardtemp.mkstemp
         )
-    assert links >= ROUNDS // 3  # the attack is real: the attacker linked our named files
+    assert links >= ROUNDS * 9 // 10  # the attack is real: the attacker linked our named files
     assert failed == 0
     assert kept == 0  # no inode the attacker keeps holds one of our markers
 
@@ -132,7 +138,7 @@ def test_links_control_the_stdlib_leaves_its_data_on_the_attackers_links(
             shared_dir, tempfile.NamedTemporaryFile, tempfile.mkstemp
         )
     assert failed == 0
-    assert links >= ROUNDS // 3
+    assert links >= ROUNDS * 9 // 10
     assert kept == links  # our data lives on through every one of the attacker's links
 
 
