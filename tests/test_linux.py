@@ -196,6 +196,49 @@ def test_statx_fd_reports_type_owner_links_size_blocks_and_mount(tmp_path: Path)
         os.close(fd)
 
 
+def test_statx_reader_reads_what_statx_fd_reads_with_one_buffer(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 5000)
+    fd = os.open(p, os.O_RDONLY)
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        reader = _linux.StatxReader()
+        assert reader.read(fd) == _linux.statx_fd(fd)
+        assert reader.read(dfd) == _linux.statx_fd(dfd)  # the buffer is reused, not stale
+        # The lean layout is struct statx's: every field at the offset ctypes puts it.
+        buf = _linux._StatxBuf
+        assert [
+            buf.stx_mask.offset,
+            buf.stx_blksize.offset,
+            buf.stx_nlink.offset,
+            buf.stx_uid.offset,
+            buf.stx_mode.offset,
+            buf.stx_size.offset,
+            buf.stx_blocks.offset,
+            buf.stx_mnt_id.offset,
+        ] == [0, 4, 16, 20, 28, 40, 48, 144]
+        assert _linux._LEAN_FIELDS.size == buf.stx_mnt_id.offset + 8
+    finally:
+        os.close(fd)
+        os.close(dfd)
+
+
+def test_statx_reader_raises_the_real_errno_and_enosys_without_statx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    os.close(fd)  # a descriptor number no longer open: a real EBADF
+    reader = _linux.StatxReader()
+    with pytest.raises(OSError) as info:
+        reader.read(fd)
+    assert info.value.errno == errno.EBADF
+    # glibc < 2.28 has no statx symbol: cannot be caused here, so the binding is removed.
+    monkeypatch.setattr(_linux, "_lean_statx", None)
+    with pytest.raises(OSError) as info:
+        reader.read(0)
+    assert info.value.errno == errno.ENOSYS
+
+
 def test_sync_file_range_writes_and_rejects_a_bad_descriptor(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -292,3 +292,100 @@ def test_without_statx_every_file_goes_the_general_way(
     _rmtree(tmp_path, "top")
     assert not top.exists()
     assert fast_ways in ([], [("f", False)])  # no mount id: no fast way at all, or declined
+
+
+def test_a_small_file_that_never_reached_the_disk_is_overwritten_without_any_sync(
+    loopfs: Callable[..., Any], fast_ways: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = loopfs("ext4")
+    top = make_dir(fs.mountpoint / "top", 0o700)
+    _write(top / "small")  # in the page cache only: delayed allocation, no block yet
+    answers: list[bool] = []
+    syncs: list[int] = []
+    real_look, real_fdatasync = _treefile.data_on_disk, os.fdatasync
+
+    def looking(fd: int, f_type: int) -> bool:
+        answers.append(real_look(fd, f_type))
+        return answers[-1]
+
+    def counting(fd: int) -> None:
+        syncs.append(fd)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(_treefile, "data_on_disk", looking)
+    monkeypatch.setattr(_treefile.os, "fdatasync", counting)  # counted, not faked
+    keep = os.open(top / "small", os.O_RDONLY)
+    try:
+        _rmtree(fs.mountpoint, "top")
+        after = os.pread(keep, len(PLAIN) + 10, 0)
+    finally:
+        os.close(keep)
+    assert fast_ways == [("small", True)]
+    assert answers == [False]  # asked once, after the overwrite (the old first look is gone)
+    assert syncs == []
+    assert len(after) == len(PLAIN)
+    assert PLAIN[:10] not in after
+
+
+def test_a_small_file_on_the_disk_has_its_block_overwritten_and_its_size_restored(
+    loopfs: Callable[..., Any], fast_ways: list[tuple[str, bool]]
+) -> None:
+    fs = loopfs("ext4")
+    top = _on_disk_tree(fs.mountpoint, 1)
+    (top / "full").write_bytes(b"F" * 4096)  # exactly one block: no tail to cover
+    fd = os.open(top / "full", os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    keep = [os.open(top / n, os.O_RDONLY) for n in ("f0", "full")]
+    try:
+        _rmtree(fs.mountpoint, "top")
+        sizes = [os.fstat(k).st_size for k in keep]
+        after = [os.pread(k, 8192, 0) for k in keep]
+    finally:
+        for k in keep:
+            os.close(k)
+    assert sorted(fast_ways) == [("f0", True), ("full", True)]
+    assert sizes == [len(PLAIN), 4096]  # the padding to the block's end cut off again
+    assert PLAIN[:10] not in after[0]
+    assert b"F" * 16 not in after[1]
+
+
+@pytest.mark.parametrize("short_call", [1, 2])
+def test_a_short_write_of_a_small_file_goes_the_general_way(
+    loopfs: Callable[..., Any],
+    fast_ways: list[tuple[str, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+    short_call: int,
+) -> None:
+    # A short pwrite of a few hundred bytes (ENOSPC mid-write) cannot be caused on demand:
+    # the call that short_call names writes one byte less.
+    fs = loopfs("ext4")
+    top = _on_disk_tree(fs.mountpoint, 1)  # on the disk: data, then the tail (2 writes)
+    real = os.pwrite
+    calls = [0]
+
+    def short(fd: int, data: Any, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == short_call:
+            return real(fd, bytes(data)[:-1], offset)
+        return real(fd, data, offset)
+
+    general: list[str] = []
+    real_entry = _remove.remove_entry
+
+    def spy(dir_fd: int, name: str, **kw: Any) -> Any:
+        general.append(name)
+        return real_entry(dir_fd, name, **kw)
+
+    monkeypatch.setattr(_treefile.os, "pwrite", short)
+    monkeypatch.setattr(_remove, "remove_entry", spy)
+    keep = os.open(top / "f0", os.O_RDONLY)
+    try:
+        _rmtree(fs.mountpoint, "top")
+        after = os.pread(keep, len(PLAIN), 0)
+    finally:
+        os.close(keep)
+    assert fast_ways == [("f0", False)]  # declined before the unlink...
+    assert general == ["f0"]  # ...and overwritten again, the general way
+    assert PLAIN[:10] not in after
+    assert not top.exists()

@@ -899,24 +899,24 @@ class _Tree:
     def _scan(self, frame: _Frame) -> list[str]:
         """Remove the non-directories of ``frame``; return its subdirectories' names."""
         subdirs: list[str] = []
+        fd, skip, path = frame.fd, frame.skip, frame.path
         private = frame.private and self.files is not None
         try:
-            with os.scandir(frame.fd) as entries:
+            with os.scandir(fd) as entries:
                 for entry in entries:
-                    if entry.name in frame.skip:
+                    name = entry.name
+                    if name in skip:
                         continue
                     try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
                         # d_type, no system call: only a listed regular file is opened there.
-                        is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                        is_file = entry.is_file(follow_symlinks=False)
+                        if not is_file and entry.is_dir(follow_symlinks=False):
+                            subdirs.append(name)
+                            continue
                     except OSError:
-                        is_dir = is_file = False
-                    if is_dir:
-                        subdirs.append(entry.name)
-                    elif not self.remove_file(
-                        frame.fd, entry.name, f"{frame.path}/{entry.name}", fast=private and is_file
-                    ):
-                        frame.skip.add(entry.name)
+                        is_file = False  # d_type unknown and lstat failed: the general way
+                    if not self.remove_file(fd, name, f"{path}/{name}", fast=private and is_file):
+                        skip.add(name)
         except BaseException:
             if self.files is not None:
                 self.files.flush()  # what was overwritten goes durable; nothing is leaked

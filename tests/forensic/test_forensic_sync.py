@@ -195,6 +195,28 @@ def test_temporary_directory_file_forced_to_disk_leaves_no_marker(
 
 
 @pytest.mark.parametrize("force", FORCE)
+def test_temporary_directory_small_file_forced_to_disk_leaves_no_marker(
+    loopfs: Callable[..., Any], force: str
+) -> None:
+    # 200 bytes, one block: the tree's one-block overwrite (data first, then the look at
+    # the allocation, then the rest of the block). Checked by hand: with that look made to
+    # answer "not on the disk", every kind leaves the marker.
+    fs = loopfs("ext4")
+    m = _marker()
+
+    def lifecycle() -> None:
+        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+            with open(f"{d}/secret", "wb") as out:
+                out.write(_payload(m, 200))
+                out.flush()
+                FORCE[force](out)  # type: ignore[arg-type]
+            assert _on_disk_now(fs, m), "precondition: the marker reached the disk"
+
+    lifecycle()
+    assert not _image_keeps(fs, m)
+
+
+@pytest.mark.parametrize("force", FORCE)
 def test_control_stdlib_file_forced_to_disk_leaves_the_marker(
     loopfs: Callable[..., Any], force: str
 ) -> None:
