@@ -775,3 +775,39 @@ def test_an_unnamed_file_on_a_filesystem_without_free_inodes_raises_enospc(
         subprocess.run(["umount", "-l", str(mnt)], check=False)
     assert info.value.errno == errno.ENOSPC
     assert left == ["one"]
+
+
+def test_mkstemp_keeps_no_descriptor_but_the_one_it_returns(tmp_path: Path) -> None:
+    # Nothing of ours may pin the directory once the call returns (umount must work), on the
+    # walk that verifies the directory and on the cached path that reopens it.
+    d = make_dir(tmp_path / "d", 0o700)
+    before = open_fds()
+    fd1, _ = hardtemp.mkstemp(dir=d)  # walked
+    fd2, _ = hardtemp.mkstemp(dir=str(d).encode())  # cached, as bytes
+    fd3, p3 = hardtemp.mkstemp(dir=d)  # cached
+    try:
+        assert open_fds() - before == {fd1, fd2, fd3}
+        assert p3 == f"{d}/{os.path.basename(p3)}"
+    finally:
+        for fd in (fd1, fd2, fd3):
+            os.close(fd)
+
+
+def test_mkstemp_in_the_default_directory_refuses_it_once_it_became_unsafe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default directory is verified at every use, cached or not: made writable by all
+    # after the first call, the next one refuses it and creates nothing there.
+    from hardtemp import _tempdir
+    from hardtemp.exceptions import UnsafeDirectoryError
+
+    d = make_dir(tmp_path / "d", 0o700)
+    monkeypatch.setattr(_tempdir, "tempdir", str(d))
+    fd, path = hardtemp.mkstemp()
+    os.close(fd)
+    assert os.path.dirname(path) == str(d)
+    os.chmod(d, 0o777)
+    with pytest.raises(UnsafeDirectoryError) as info:
+        hardtemp.mkstemp()
+    assert info.value.path == str(d)
+    assert os.listdir(d) == [os.path.basename(path)]

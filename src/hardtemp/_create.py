@@ -10,12 +10,12 @@ import sys
 from typing import TYPE_CHECKING, overload
 
 from . import _track
-from ._dirtrust import DirHandle, trusted_dir
+from ._dirtrust import DirHandle, trusted_dir, trusted_dir_fd
 from ._fsinfo import set_nocow
 from ._inode import Entry
 from ._names import TMP_MAX, make_name, sanitize_params
 from ._remove import unlink_verified
-from ._tempdir import default_dir
+from ._tempdir import current, default_dir
 from .exceptions import UnsafeFileError
 
 if TYPE_CHECKING:
@@ -160,17 +160,28 @@ def create_file(
         UnsafeFileError: what was created fails verification.
         OSError: creation failed (e.g. ``PermissionError``, ``ENOSPC``).
     """
+    fd, name, path, st = _create_in(handle.fd, handle.euid, handle.btrfs, base, prefix, suffix)
+    return fd, Created(handle, name, path, st)
+
+
+def _create_in(
+    dir_fd: int, euid: int, btrfs: bool, base: str | bytes, prefix: str | bytes, suffix: str | bytes
+) -> tuple[int, str | bytes, str | bytes, os.stat_result]:
+    """:func:`create_file` on a bare verified descriptor: ``(fd, name, path, st)``.
+
+    Raises: as :func:`create_file`.
+    """
     for _ in range(TMP_MAX):
         name = make_name(prefix, suffix)
         try:
-            fd = os.open(name, _FILE_FLAGS, _FILE_MODE, dir_fd=handle.fd)
+            fd = os.open(name, _FILE_FLAGS, _FILE_MODE, dir_fd=dir_fd)
         except FileExistsError:
             continue  # 80 random bits: only a flood of planted names gets here
         path = _join(base, name)
         st = os.fstat(fd)
         try:
-            # The handle's euid: one geteuid() per creation (it was verified for that user).
-            if st.st_mode != _GOOD_FILE or st.st_uid != handle.euid:  # else all checks pass
+            # The verified euid: one geteuid() per creation (the directory was verified for it).
+            if st.st_mode != _GOOD_FILE or st.st_uid != euid:  # else all checks pass
                 st = _fix_mode(fd, st, _FILE_MODE)
                 _verify(st, path, directory=False)
         except BaseException:
@@ -178,11 +189,11 @@ def create_file(
             # Our name must not stay behind (e.g. the fchmod failed): remove it while it is
             # still the inode we made.
             with contextlib.suppress(OSError):
-                _unlink_made(Created(handle, name, path, st))
+                unlink_verified(dir_fd, name, (st.st_dev, st.st_ino), os.fsdecode(path))
             raise
-        if handle.btrfs:
+        if btrfs:
             set_nocow(fd)  # copy-on-write would keep the old blocks our overwrite must reach
-        return fd, Created(handle, name, path, st)
+        return fd, name, path, st
     raise FileExistsError(errno.EEXIST, "No usable temporary file name found", os.fsdecode(base))
 
 
@@ -352,12 +363,27 @@ def mkstemp(
             after :data:`TMP_MAX` attempts, ``PermissionError``, ``ENOSPC``).
     """
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
-    handle, base = resolve_dir(dir, output_type)
-    fd, made = create_file(handle, base, prefix, suffix)
-    sys.audit("tempfile.mkstemp", made.path)
+    # The hot path: a cached verification gives a bare descriptor for the one openat,
+    # closed here (the caller owns the file: nothing of ours keeps its directory pinned).
+    hit = None
+    try:
+        hit = trusted_dir_fd(current(2) if dir is None else dir)
+        if hit is None:  # not verified yet, or changed since: walked (and cached) from scratch
+            handle, base = resolve_dir(dir, output_type)
+            fd, made = create_file(handle, base, prefix, suffix)
+            path, ident = made.path, (made.dev, made.ino)
+        else:
+            dir_fd, euid, btrfs, where = hit
+            base = where if output_type is str else os.fsencode(where)
+            fd, _, path, st = _create_in(dir_fd, euid, btrfs, base, prefix, suffix)
+            ident = (st.st_dev, st.st_ino)
+    finally:
+        if hit is not None:
+            os.close(hit[0])
+    sys.audit("tempfile.mkstemp", path)
     if _track.hook is not None:
-        _track.hook("mkstemp", None, made.path, fd, (made.dev, made.ino))
-    return fd, made.path
+        _track.hook("mkstemp", None, path, fd, ident)
+    return fd, path
 
 
 @overload

@@ -342,6 +342,18 @@ class _Verified:
     def reopen(self, path: str, euid: int) -> DirHandle | None:
         """A new handle of the verified inode, or None if ``path`` now leads elsewhere or
         its mode no longer passes for ``euid`` (the caller walks it again then)."""
+        opened = self.reopen_fd(path, euid)
+        if opened is None:
+            return None
+        fd, readable, st = opened
+        # A handle owning fd, built in place (no __init__: this runs once per creation).
+        handle = DirHandle.__new__(DirHandle)
+        handle.path, handle.readable, handle.fd, handle.euid = path, readable, fd, euid
+        handle.dev, handle.ino, handle.btrfs = st.st_dev, st.st_ino, self.btrfs
+        return handle
+
+    def reopen_fd(self, path: str, euid: int) -> tuple[int, bool, os.stat_result] | None:
+        """:meth:`reopen` as a bare descriptor the caller closes: ``(fd, readable, st)``."""
         # The ancestors were verified (changeable by root or us only), so the path still
         # means what it meant; the inode and its mode are checked again on the descriptor.
         readable = True
@@ -363,11 +375,7 @@ class _Verified:
         if st.st_ino != self.ino or st.st_dev != self.dev or not passes(st, euid):
             os.close(fd)  # replaced, or its mode changed: verify from scratch
             return None
-        # A handle owning fd, built in place (no __init__: this runs once per mkstemp).
-        handle = DirHandle.__new__(DirHandle)
-        handle.path, handle.readable, handle.fd, handle.euid = path, readable, fd, euid
-        handle.dev, handle.ino, handle.btrfs = st.st_dev, st.st_ino, self.btrfs
-        return handle
+        return fd, readable, st
 
 
 _CACHE_SIZE = 64
@@ -398,6 +406,30 @@ def _cached(key: tuple[str, int]) -> DirHandle | None:
             if _cache.get(key) is rec:
                 del _cache[key]
     return handle
+
+
+def trusted_dir_fd(path: str | bytes) -> tuple[int, int, bool, str] | None:
+    """A bare descriptor of the verified directory ``path`` if its verification is
+    cached and still holds: ``(fd, euid, btrfs, absolute path)``; the caller closes ``fd``.
+
+    The same checks as :func:`trusted_dir`'s cache hit (the path still leads to the
+    verified inode, whose mode still passes), without building a handle: ``mkstemp``'s
+    hot path, which needs the descriptor for one ``openat``. None: not cached, or no
+    longer valid (the caller takes :func:`trusted_dir`, which walks it again).
+
+    Raises:
+        ValueError: ``path`` contains a NUL character.
+    """
+    key = (_abspath(path), os.geteuid())
+    # No lock: a record is immutable and checked below. Not moved to the LRU end: an
+    # eviction only costs one walk.
+    rec = _cache.get(key)
+    if rec is None:
+        return None
+    opened = rec.reopen_fd(*key)
+    if opened is None:
+        return None
+    return opened[0], key[1], rec.btrfs, key[0]
 
 
 def trusted_dir(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> DirHandle:
