@@ -276,3 +276,30 @@ def test_a_failed_constructor_leaves_the_descriptor_to_the_caller(
 def test_raw_of_helper_finds_the_encrypted_layer() -> None:
     with open_encrypted(backing_fd(), "w+", encoding="utf-8") as t:
         assert isinstance(raw_of(t), EncryptedRawIO)
+
+
+def _locked_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmLck:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmLck in /proc/self/status")
+
+
+def test_closed_protected_memory_is_no_longer_locked() -> None:
+    # The unmap is what unlocks (no munlock call): nothing stays counted against
+    # RLIMIT_MEMLOCK once the memory is closed, or once a view kept past close goes.
+    before = _locked_kib()
+    mems = [ProtectedMemory(8192) for _ in range(16)]
+    if not all(m.locked for m in mems):
+        for m in mems:
+            m.close()
+        pytest.skip("mlock refused here (RLIMIT_MEMLOCK): nothing to unlock")
+    assert _locked_kib() >= before + 16 * 12
+    kept = memoryview(mems[0]._map)  # type: ignore[arg-type]  # a view kept past close
+    for m in mems:
+        m.close()
+    assert _locked_kib() == before + 12  # only the mapping still viewed stays locked
+    kept.release()
+    del kept, mems
+    gc.collect()
+    assert _locked_kib() == before

@@ -40,7 +40,6 @@ __all__ = [
     "mount_id",
     "mount_id_at",
     "mount_root_at",
-    "munlock",
     "rename_noreplace",
     "statx",
     "statx_fd",
@@ -73,9 +72,6 @@ def _raise_errno(filename: str | None = None) -> None:
 _mlock = _libc.mlock
 _mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _mlock.restype = ctypes.c_int
-_munlock = _libc.munlock
-_munlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-_munlock.restype = ctypes.c_int
 
 
 def mlock(address: int, length: int) -> None:
@@ -85,17 +81,6 @@ def mlock(address: int, length: int) -> None:
         OSError: ``ENOMEM``/``EPERM`` past ``RLIMIT_MEMLOCK``, ``EAGAIN``.
     """
     while _mlock(address, length) != 0:
-        if ctypes.get_errno() != errno.EINTR:
-            _raise_errno()
-
-
-def munlock(address: int, length: int) -> None:
-    """Undo :func:`mlock`.
-
-    Raises:
-        OSError: ``ENOMEM`` (the range is not mapped).
-    """
-    while _munlock(address, length) != 0:
         if ctypes.get_errno() != errno.EINTR:
             _raise_errno()
 

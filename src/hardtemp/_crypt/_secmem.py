@@ -12,7 +12,7 @@ Invariants:
   ``locked`` attributes;
 * the last byte is a canary set to 1: it reads 0 in a child forked by any
   means (also without Python's fork hooks), which :attr:`forked` reports;
-* :meth:`close` zeroes every byte before unmapping.
+* :meth:`close` zeroes every byte before unmapping (which also unlocks it).
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ class ProtectedMemory:
             return
         self.view.release()
         m[:] = bytes(self._length)
-        if self.locked:
-            with contextlib.suppress(OSError):
-                _linux.munlock(self._addr, self._length)
-        with contextlib.suppress(BufferError):  # a view kept alive elsewhere (a traceback)
+        # No munlock: the unmap drops the lock (an explicit munlock drained every CPU's
+        # page lists, tens of microseconds per file). A view kept alive elsewhere (a
+        # traceback) delays the unmap, and so the unlock, until that view goes.
+        with contextlib.suppress(BufferError):
             m.close()
 
 
