@@ -172,19 +172,25 @@ def test_entries_that_vanish_meanwhile_are_not_errors(
     (top / "sub").mkdir()
     (top / "sub" / "last").write_bytes(b"y")
     real = _remove._Tree.remove_file  # every file's removal, fast way or general way
+    real_flush = _remove._Tree._flush_files  # the end of a directory's files
     seen: list[str] = []
 
     def racing(self: Any, dir_fd: int, name: str, path: str, **kw: Any) -> bool:
         seen.append(name)
         if name == "gone-file":
             os.unlink(top / "gone-file")  # vanishes before we get to it
-            return real(self, dir_fd, name, path, **kw)
-        result = real(self, dir_fd, name, path, **kw)
-        if name == "last":
-            os.rmdir(top / "sub")  # the emptied directory vanishes before our rmdir
-        return result
+        return real(self, dir_fd, name, path, **kw)
+
+    def flushed(self: Any, frame: Any) -> None:
+        # Once sub's files are gone (one written back meanwhile, by the flusher or another
+        # process's sync, keeps its name until this batched sync: not before), the
+        # emptied directory vanishes before our rmdir.
+        real_flush(self, frame)
+        if frame.name == "sub":
+            os.rmdir(top / "sub")
 
     monkeypatch.setattr(_remove._Tree, "remove_file", racing)
+    monkeypatch.setattr(_remove._Tree, "_flush_files", flushed)
     errors: list[BaseException] = []
     _rmtree(tmp_path, "top", onerror=errors.append)
     assert sorted(seen) == ["gone-file", "last"]
@@ -353,6 +359,34 @@ def test_unsafe_top_swapped_for_another_directory_is_refused(tmp_path: Path) -> 
         os.close(fd)
     assert (impostor / "theirs").is_dir()
     assert stat.S_IMODE(os.stat(impostor).st_mode) == 0o500
+
+
+@needs_root
+def test_an_unreadable_impostor_top_is_refused_before_its_mode_is_touched(
+    shared_dir: Path,
+) -> None:
+    # The direct open fails (EACCES): the pinned way must still check the inode first.
+    base = nobody_dir(shared_dir)
+    with as_euid(NOBODY):
+        top = base / "top"
+        top.mkdir(mode=0o700)
+        st = os.stat(top)
+        os.rename(top, base / "ours-moved")  # keeps our inode alive: no number reuse
+        impostor = base / "top"
+        impostor.mkdir(mode=0o700)
+        (impostor / "theirs").mkdir()
+        impostor.chmod(0o000)
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(UnsafeFileError):
+                _remove.rmtree_at(fd, "top", expect=(st.st_dev, st.st_ino), display_path=str(top))
+        finally:
+            os.close(fd)
+        mode = stat.S_IMODE(os.stat(impostor).st_mode)
+        impostor.chmod(0o700)
+        kept = (impostor / "theirs").is_dir()
+    assert mode == 0o000
+    assert kept
 
 
 def test_running_out_of_descriptors_mid_walk_is_reported_and_leaks_nothing(

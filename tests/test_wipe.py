@@ -1301,3 +1301,26 @@ def test_our_own_read_only_file_is_made_writable_and_overwritten(
     assert m not in left
     assert not p.exists()
     assert report.bytes_overwritten >= len(m) * 20
+
+
+def test_random_pool_draws_small_fills_first_and_never_hands_out_a_byte_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fills: list[int] = []
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        fills.append(n)
+        return real(n)
+
+    monkeypatch.setattr(_wipe.os, "urandom", counting)  # counted, the real getrandom
+    pool = _wipe.RandomPool()
+    taken = [bytes(pool.take(1000)) for _ in range(200)]  # 200,000 bytes in all
+    big = bytes(pool.take(pool.SIZE))  # larger than the next fill would be: a fill of its own
+    # 4 KiB first (a tree of four small files draws 4 KiB, not 64), doubling up to 64 KiB.
+    assert fills[:5] == [4096, 8192, 16384, 32768, 65536]
+    assert set(fills[5:-1]) == {65536}
+    assert fills[-1] == pool.SIZE
+    assert sum(fills[:-1]) >= 200_000 > sum(fills[:-2])
+    chunks = {t[i : i + 100] for t in [*taken, big] for i in range(0, len(t), 100)}
+    assert len(chunks) == 200 * 10 + pool.SIZE // 100 + 1  # random 100-byte chunks: all differ

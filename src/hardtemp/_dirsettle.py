@@ -24,9 +24,9 @@ import ctypes
 import os
 from collections.abc import Callable
 
-from ._fsinfo import VOLATILE, fs_info_for_fd
+from ._fsinfo import VOLATILE, FsInfo, fs_info_for_fd
 
-__all__ = ["settler"]
+__all__ = ["settler", "settler_for"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
@@ -42,8 +42,14 @@ def _settle(fd: int) -> None:
 def settler(fd: int) -> Callable[[int], None] | None:
     """The settle step for a tree on the filesystem of ``fd``, or None where none is needed."""
     try:
-        if fs_info_for_fd(fd).verdict == VOLATILE:
-            return None  # RAM only: no disk block will ever hold the names
+        info: FsInfo | None = fs_info_for_fd(fd)
     except OSError:
-        pass  # unknown filesystem: settle anyway
-    return _settle
+        info = None
+    return settler_for(info)
+
+
+def settler_for(info: FsInfo | None) -> Callable[[int], None] | None:
+    """The settle step for a tree on the filesystem ``info`` (None: not identified)."""
+    if info is not None and info.verdict == VOLATILE:
+        return None  # RAM only: no disk block will ever hold the names
+    return _settle  # a disk, or an unknown filesystem: settle anyway

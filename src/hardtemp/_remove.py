@@ -38,9 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._codes import Reason, WipeReason
-from ._dirsettle import settler
+from ._dirsettle import settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, fs_info_for_fd
+from ._fsinfo import BEST_EFFORT, FsInfo, fs_info_for_fd
 from ._inode import Entry, proc_path, same
 from ._linux import mount_id, mount_id_at, mount_root_at, rename_noreplace
 from ._treefile import TreeFiles, private_dir
@@ -655,15 +655,19 @@ def _reopen_pinned(entry: Entry, name: str) -> int:
     return entry.reopen(_DIR_FLAGS)
 
 
-def _open_top(parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str) -> int:
-    """Open the directory to remove, checking it is still ours BEFORE fixing its mode."""
+def _open_top(
+    parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str
+) -> tuple[int, os.stat_result]:
+    """Open the directory to remove, checking it is still ours BEFORE fixing its mode;
+    return its descriptor and ``fstat``."""
     not_ours = "name no longer refers to the directory we created"
     try:
-        # O_PATH: pins the inode without needing (or changing) any permission on it; an
-        # impostor is refused before it is chmod-ed (let alone emptied).
-        entry = Entry.pin(
-            parent_fd, name, expect=expect, directory=True, shown=display_path, not_ours=not_ours
-        )
+        try:
+            # O_NOFOLLOW|O_DIRECTORY: a symlink, FIFO or device at the name fails at the
+            # lookup (ELOOP, ENOTDIR), never opened; opening a directory has no side effect.
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except PermissionError:
+            fd = _open_top_pinned(parent_fd, name, expect, display_path, not_ours)
     except UnsafeFileError:
         raise
     except OSError as exc:
@@ -675,16 +679,30 @@ def _open_top(parent_fd: int, name: str, expect: tuple[int, int] | None, display
         raise NotADirectoryError(
             errno.ENOTDIR, "Not a directory (or a symlink)", display_path
         ) from None
-    with entry:
-        st = entry.st
-        fd = _reopen_pinned(entry, display_path)
     try:
+        st = os.fstat(fd)
+        if expect is not None and not same(st, expect):
+            raise UnsafeFileError(display_path, not_ours)  # an impostor: never chmod-ed
         if st.st_uid == os.geteuid() and (st.st_mode & 0o700) != 0o700:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
+
+
+def _open_top_pinned(
+    parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str, not_ours: str
+) -> int:
+    """The top directory we may not read: pinned, its identity checked, then reopened with
+    its mode fixed through its own inode (never by name)."""
+    # O_PATH: pins the inode without needing (or changing) any permission on it; an
+    # impostor is refused before it is chmod-ed (let alone emptied).
+    entry = Entry.pin(
+        parent_fd, name, expect=expect, directory=True, shown=display_path, not_ours=not_ours
+    )
+    with entry:
+        return _reopen_pinned(entry, display_path)
 
 
 class _Frame:
@@ -946,12 +964,19 @@ def _bound_open(stack: list[_Frame]) -> None:
         oldest.fd = -1
 
 
-def _tree_files(fd: int, mnt_id: int) -> TreeFiles | None:
-    """The fast way for the files of the tree at ``fd``, or None where it cannot apply."""
+def _fs_info(fd: int) -> FsInfo | None:
+    """The filesystem of the tree at ``fd``, or None when it cannot be identified."""
     try:
-        files = TreeFiles(fs_info_for_fd(fd), mnt_id)
+        return fs_info_for_fd(fd)
     except OSError:
+        return None
+
+
+def _tree_files(info: FsInfo | None, mnt_id: int) -> TreeFiles | None:
+    """The fast way for the files of a tree on ``info``, or None where it cannot apply."""
+    if info is None:
         return None  # the filesystem cannot be identified: every file goes the general way
+    files = TreeFiles(info, mnt_id)
     return files if files.usable else None
 
 
@@ -986,16 +1011,16 @@ def rmtree_at(
         OSError: the first error met, when no ``onerror`` is given.
     """
     errors: list[BaseException] = []
-    fd = _open_top(parent_fd, name, expect, display_path)
+    fd, st = _open_top(parent_fd, name, expect, display_path)
     try:
-        st = os.fstat(fd)
         tree = _Tree(
-            overwrite, onerror if onerror is not None else errors.append, _mount_of_dir(fd)
+            overwrite, onerror if onerror is not None else errors.append, (mount_id(fd), st.st_dev)
         )
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors, st)
-        tree.settle = settler(fd)
-        tree.files = _tree_files(fd, tree.mount[0]) if overwrite else None
+        info = _fs_info(fd)  # one look for the settling and the files
+        tree.settle = settler_for(info)
+        tree.files = _tree_files(info, tree.mount[0]) if overwrite else None
         for rounds in range(_MAX_ROUNDS + 1):
             top.errors_at_scan = tree.errors
             top.scanned = False
