@@ -20,6 +20,7 @@ from hardtemp._codes import (
     Level,
     Reason,
     SweepReason,
+    TrustReason,
     Verdict,
     WipeReason,
 )
@@ -119,6 +120,11 @@ RELEASED = {
         "key.bad_size",
         "key.unreadable",
     ],
+    TrustReason: [
+        "trust.other_owner",
+        "trust.writable_no_sticky",
+        "trust.symlink_other_owner",
+    ],
 }
 
 
@@ -128,7 +134,7 @@ def test_released_code_values_never_change(enum: type[StrEnum]) -> None:
 
 
 def test_no_code_means_two_things() -> None:
-    enums = (FindingCode, FsReason, WipeReason, SweepReason, KeyReason)
+    enums = (FindingCode, FsReason, WipeReason, SweepReason, KeyReason, TrustReason)
     codes = [m.value for e in enums for m in e]
     assert len(codes) == len(set(codes))
 
@@ -193,6 +199,10 @@ def test_docs_list_exactly_the_sweep_codes() -> None:
 
 def test_docs_list_exactly_the_key_codes() -> None:
     assert _documented("cli.md", "### Key codes") == set(KeyReason)
+
+
+def test_docs_list_exactly_the_trust_codes() -> None:
+    assert _documented("api.md", "#### Trust codes") == set(TrustReason)
 
 
 def test_docs_list_exactly_the_filesystem_and_wipe_reason_codes() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import stat
 import struct
 import subprocess
@@ -18,6 +19,7 @@ from _gates import needs_root
 from _helpers_core import NOBODY, make_dir
 from _helpers_euid import as_euid
 from hardtemp import _dirtrust
+from hardtemp._codes import TrustReason
 from hardtemp.exceptions import UnsafeDirectoryError
 
 pytestmark = needs_root("to make other users' dirs")
@@ -35,6 +37,7 @@ def refused(path: Path | str, component: Path | str, reason: str) -> UnsafeDirec
     exc = info.value
     assert exc.path == str(component)
     assert reason in exc.reason
+    assert getattr(exc.reason, "code", None) in set(TrustReason)  # every refusal says its rule
     assert isinstance(exc, PermissionError)
     assert exc.errno == errno.EACCES
     with pytest.raises(UnsafeDirectoryError):
@@ -551,3 +554,22 @@ def test_the_cache_hits_quick_rule_agrees_with_judge_for_every_mode_and_owner() 
                 fields[4] = uid
                 st = os.stat_result(fields)
                 assert _dirtrust.passes(st, euid) is _dirtrust.judge(st, euid)[0], (uid, euid, perm)
+
+
+def test_each_trust_refusal_carries_the_code_of_the_rule_it_broke(tmp_path: Path) -> None:
+    # Callers (and `hardtemp check`'s hints) match the code, never the sentence.
+    other = make_dir(tmp_path / "other", 0o700, NOBODY, NOBODY)
+    open_dir = make_dir(tmp_path / "open", 0o777)
+    link = tmp_path / "link"
+    link.symlink_to(make_dir(tmp_path / "target", 0o700))
+    os.chown(link, NOBODY, NOBODY, follow_symlinks=False)
+    cases = {
+        other: TrustReason.OTHER_OWNER,
+        open_dir: TrustReason.WRITABLE_NO_STICKY,
+        link: TrustReason.SYMLINK_OTHER_OWNER,
+    }
+    for path, code in cases.items():
+        exc = refused(path, path, "")
+        assert exc.reason.code == code  # type: ignore[attr-defined]
+        back = pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes
+        assert (back.reason, back.reason.code) == (exc.reason, code)

@@ -35,7 +35,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from . import _fsinfo
-from ._codes import FindingCode, Level
+from ._codes import FindingCode, Level, TrustReason
 from ._dirtrust import DirHandle, check_dir, trusted_dir
 from ._tempdir import candidate_tempdir_list, gettempdir
 from .exceptions import HardtempError, UnsafeDirectoryError
@@ -302,12 +302,13 @@ def _skip_notes(d: DirAudit, only_last_resort: bool) -> list[str]:
 def _trust_hint(exc: UnsafeDirectoryError) -> str:
     """What fixes it: ownership for another user's directory or symlink, else the mode."""
     me = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-    if "symlink owned by uid" in exc.reason:
+    code = getattr(exc.reason, "code", None)  # matched by code, never by the sentence
+    if code == TrustReason.SYMLINK_OTHER_OWNER:
         return (
             f"replace the symlink {exc.path} by one owned by {me} (or root), or point TMPDIR "
             "at the directory it leads to"
         )
-    if "owned by uid" in exc.reason:
+    if code == TrustReason.OTHER_OWNER:
         return (
             f"make it root's or yours (e.g. chown {os.geteuid()} {exc.path}; only its owner, "
             f"{me}, should be able to change it), or point TMPDIR at a private 0700 directory"

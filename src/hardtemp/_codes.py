@@ -27,6 +27,7 @@ __all__ = [
     "Level",
     "Reason",
     "SweepReason",
+    "TrustReason",
     "Verdict",
     "WipeReason",
 ]
@@ -152,6 +153,14 @@ class SweepReason(StrEnum):
     DIR_UNTRUSTED = "sweep.dir_untrusted"
     DIR_UNUSABLE = "sweep.dir_unusable"
     DIR_UNREADABLE = "sweep.dir_unreadable"
+
+
+class TrustReason(StrEnum):
+    """Which trust rule a directory or symlink broke (``UnsafeDirectoryError.reason.code``)."""
+
+    OTHER_OWNER = "trust.other_owner"
+    WRITABLE_NO_STICKY = "trust.writable_no_sticky"
+    SYMLINK_OTHER_OWNER = "trust.symlink_other_owner"
 
 
 class KeyReason(StrEnum):

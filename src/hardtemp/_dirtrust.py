@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._codes import Reason, TrustReason
 from ._fsinfo import is_btrfs
 from .exceptions import UnsafeDirectoryError, UnsafeFileError
 
@@ -95,9 +96,10 @@ def judge(st: os.stat_result, euid: int) -> tuple[bool, str]:
     if owner is None:
         # Another user's directory: its owner can rename or replace anything in it, e.g. swap
         # a name we return for a symlink before the caller (root too) opens that name again.
-        return False, (
+        return False, Reason(
+            TrustReason.OTHER_OWNER,
             f"owned by uid {st.st_uid}, not by {_trusted_owners(euid)}: that user can replace "
-            "any name in it (with a symlink elsewhere, say) before you use the name again"
+            "any name in it (with a symlink elsewhere, say) before you use the name again",
         )
     mode = st.st_mode
     if mode & _WRITABLE_BY_OTHERS:
@@ -105,7 +107,9 @@ def judge(st: os.stat_result, euid: int) -> tuple[bool, str]:
             # Writable without the sticky bit: anyone in the group/world can
             # rename our entries away and plant their own in their place.
             who = "others" if mode & stat.S_IWOTH else "its group"
-            return False, f"writable by {who} without the sticky bit"
+            return False, Reason(
+                TrustReason.WRITABLE_NO_STICKY, f"writable by {who} without the sticky bit"
+            )
         return True, f"{owner}; writable by others but sticky"
     return True, f"{owner}; not writable by others"
 
@@ -146,7 +150,7 @@ class _Walk:
             raise
         if not ok:
             os.close(fd)
-            raise UnsafeDirectoryError(path, f"directory is {why}")
+            raise UnsafeDirectoryError(path, _reason(why, f"directory is {why}"))
         self.chain.append((fd, path))
         self.components.append(TrustedComponent(path, "directory", st.st_uid, st.st_mode, why))
 
@@ -160,8 +164,33 @@ class _Walk:
             os.close(fd)
 
 
+def _reason(why: str, text: str) -> str:
+    """``text`` with the code of ``why`` (a refusal of :func:`judge`'s)."""
+    code = getattr(why, "code", None)
+    return text if code is None else Reason(code, text)
+
+
 def _join(parent: str, name: str) -> str:
     return parent + name if parent.endswith("/") else f"{parent}/{name}"
+
+
+def _symlink_owner(st: os.stat_result, here: str, euid: int) -> str:
+    """Who owns the symlink ``here`` (``st``), if that owner may choose where we go.
+
+    Raises:
+        UnsafeDirectoryError: another user's symlink (its owner chooses, and can change,
+            where it leads).
+    """
+    owner = _owner_ok(st, euid)
+    if owner is None:
+        raise UnsafeDirectoryError(
+            here,
+            Reason(
+                TrustReason.SYMLINK_OTHER_OWNER,
+                f"symlink owned by uid {st.st_uid}, not by {_trusted_owners(euid)}",
+            ),
+        )
+    return owner
 
 
 def _walk(path: str, *, follow_symlinks: bool = True) -> tuple[int, TrustReport]:
@@ -196,13 +225,10 @@ def _walk(path: str, *, follow_symlinks: bool = True) -> tuple[int, TrustReport]
                         "is a symbolic link: never followed here; pass the real path "
                         "(os.path.realpath)",
                     ) from None
-                owner = _owner_ok(st, walk.euid)
-                if owner is None:
-                    # Another user's symlink: its owner chooses (and can change) where we go.
-                    raise UnsafeDirectoryError(
-                        here,
-                        f"symlink owned by uid {st.st_uid}, not by {_trusted_owners(walk.euid)}",
-                    ) from None
+                try:
+                    owner = _symlink_owner(st, here, walk.euid)
+                except UnsafeDirectoryError as refused:
+                    raise refused from None  # the ELOOP that led here is no part of it
                 links += 1
                 if links > _MAX_SYMLINKS:
                     raise OSError(errno.ELOOP, "Too many levels of symbolic links", path) from None
