@@ -1415,3 +1415,108 @@ def test_a_released_directory_handle_is_never_the_current_directory(tmp_path: Pa
     with pytest.raises(OSError) as info:
         os.stat(os.fsdecode(made.name), dir_fd=made.handle.fd)
     assert info.value.errno == errno.EBADF
+
+
+# --- the system calls of one lifecycle (issue 13), read from a real tracer -------------------
+
+_LIFECYCLE = """
+import os, sys, hardtemp
+d, kind = sys.argv[1], sys.argv[2]
+def once():
+    if kind == "named":
+        with hardtemp.NamedTemporaryFile(dir=d) as f:
+            f.write(b"x" * 1000)
+    else:
+        with hardtemp.TemporaryFile(dir=d, encrypt=False) as f:
+            f.write(b"x" * 1000)
+            f.seek(0)
+            f.read()
+for _ in range(3):
+    once()  # warm-up: the sweep key, the mount watch, the filesystem's classification
+os.write(1, b"BEGIN\\n")
+once()
+os.write(1, b"END\\n")
+"""
+
+
+def _lifecycle_calls(directory: Path, kind: str) -> list[str]:
+    """The system calls of one warm lifecycle (``strace -f``), one ``name(args`` per line."""
+    from _gates import require_tool
+
+    require_tool("strace", "strace")
+    out = subprocess.run(
+        ["strace", "-f", "-qq", sys.executable, "-c", _LIFECYCLE, str(directory), kind],
+        env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    trace = out.stderr.split('write(1, "BEGIN\\n"', 1)[1].split('write(1, "END\\n"', 1)[0]
+    return [line.split("] ", 1)[-1] for line in trace.splitlines()[1:] if "(" in line]
+
+
+def test_a_named_file_looks_at_its_name_once_at_close_and_asks_no_fstatfs(
+    tmp_path: Path,
+) -> None:
+    # One statx of the name gives its inode, size and mount (root or not); the filesystem
+    # facts come from the mount id (no fstatfs); no second look around the hiding rename
+    # (the directory is trusted); getpid once at creation and once at removal.
+    calls = _lifecycle_calls(tmp_path, "named")
+    rename = next(i for i, c in enumerate(calls) if c.startswith("renameat2("))
+    name_lookups = [
+        c for c in calls if c.startswith(("newfstatat(", "statx(")) and ', "",' not in c
+    ]
+    assert len(name_lookups) == 1, calls
+    assert calls.index(name_lookups[0]) < rename
+    assert not [c for c in calls if c.startswith(("fstatfs(", "statfs("))], calls
+    assert len([c for c in calls if c.startswith("getpid(")]) <= 2, calls
+
+
+def test_an_unnamed_plain_file_fstats_its_descriptor_once_at_close(tmp_path: Path) -> None:
+    calls = _lifecycle_calls(tmp_path, "plain")
+    made = next(c for c in calls if "O_TMPFILE" in c)  # openat(dir, ".", ...O_TMPFILE...) = fd
+    fd = made.rsplit("=", 1)[1].strip()
+    fstats = [c for c in calls if c.startswith((f"newfstatat({fd}, \"\",", f"fstat({fd},"))]
+    # Creation (verify), FileIO's own, the read, and one at close (was 6: the size given
+    # to the raw layer, and one fstat shared by the truncation check and the overwrite).
+    assert len(fstats) <= 4, calls
+
+
+@needs_root("for mount and unshare -m")
+def test_a_named_file_bind_mounted_over_its_own_name_is_refused_at_close(
+    tmp_path: Path,
+) -> None:
+    # The mount check reads the name's mount root from the one statx the close makes: a
+    # bind mount over the name (here of the very same file, so the inode still matches) is
+    # never overwritten or unlinked (issue 11), in a private mount namespace.
+    from _gates import require_unshare
+
+    require_unshare()
+    code = (
+        "import json, subprocess, sys, warnings, hardtemp\n"
+        "from hardtemp.exceptions import UnsafeFileError\n"
+        "f = hardtemp.NamedTemporaryFile(dir=sys.argv[1])\n"
+        "f.write(b'kept'); f.flush()\n"
+        "subprocess.run(['mount', '--bind', f.name, f.name], check=True)\n"
+        "try:\n"
+        "    f.close(); out = 'closed'\n"
+        "except UnsafeFileError as exc:\n"
+        "    out = str(exc)\n"
+        "data = open(f.name, 'rb').read()\n"
+        "subprocess.run(['umount', f.name], check=True)\n"
+        "print(json.dumps([out, data.decode(), sorted(__import__('os').listdir(sys.argv[1]))]))\n"
+    )
+    script = f'mount --make-rprivate / && exec {sys.executable} -c "$0" {tmp_path}'
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, code],
+        env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result, data, left = json.loads(out.stdout.splitlines()[-1])
+    assert "is a mount point" in result, out
+    assert data == "kept"  # neither overwritten...
+    assert len(left) == 1  # ...nor unlinked

@@ -885,3 +885,81 @@ def test_data_on_disk_is_true_where_it_cannot_be_told(
         assert _fsinfo.data_on_disk(pfd, _fsinfo._EXT_MAGIC) is True
     finally:
         os.close(pfd)
+
+
+def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hardtemp._linux import mount_id
+
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    calls: list[int] = []
+    real = _fsinfo._statfs
+
+    def counting(fd: int) -> Any:
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(_fsinfo, "_statfs", counting)
+    try:
+        mnt = mount_id(fd)
+        first = file_info_for_fd(fd, mnt_id=mnt)
+        assert first.verdict == IN_PLACE
+        assert first.mnt_id == mnt
+        calls.clear()
+        for _ in range(5):
+            assert file_info_for_fd(fd, mnt_id=mnt) == first
+        assert calls == []  # found by its mount id: the mount is in our table, unchanged
+        # Any change of the mount table (here a tmpfs mounted and unmounted elsewhere)
+        # forgets it: the next look asks fstatfs again.
+        other = fs.mountpoint.parent / "other"
+        other.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(other)], check=True)
+        subprocess.run(["umount", str(other)], check=True)
+        assert file_info_for_fd(fd, mnt_id=mnt) == first
+        assert calls != []
+    finally:
+        os.close(fd)
+
+
+def test_a_mount_id_not_in_our_mount_table_is_never_cached(loopfs: Callable[..., Any]) -> None:
+    # An id of no mount we can see (a descriptor from another mount namespace) could be
+    # reused unseen by our watch: that file is classified by fstatfs, and not remembered.
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    try:
+        assert file_info_for_fd(fd, mnt_id=1 << 40).verdict == IN_PLACE
+        assert _fsinfo._mnt_cache == {}
+    finally:
+        os.close(fd)
+
+
+def test_a_forked_child_watches_the_mount_table_with_its_own_descriptor() -> None:
+    # The parent's descriptor watches the parent's mount namespace: after fork the child
+    # drops it (at-fork hook: no getpid on every look) and opens its own on first use.
+    _fsinfo.fs_info_for_path("/")
+    assert _fsinfo._watch.opened
+    parent_fd = _fsinfo._watch.fd
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not saved
+        try:
+            state = [_fsinfo._watch.opened, _fsinfo._watch.fd]
+            try:
+                os.fstat(parent_fd)
+                state.append("parent's still open")
+            except OSError:
+                state.append("closed")
+            _fsinfo.fs_info_for_path("/")
+            state.append(_fsinfo._watch.opened)
+            os.write(wfd, repr(state).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    try:
+        got = os.read(rfd, 200).decode()
+    finally:
+        os.close(rfd)
+        os.waitpid(pid, 0)
+    assert got == repr([False, -1, "closed", True])

@@ -315,3 +315,18 @@ def test_empty_writes_and_cuts_after_many_ranges_keep_the_bookkeeping_right(
             f.write(b"r")
         f.truncate(8192 * 3)  # no ranges kept any more: only the size is followed
         assert os.fstat(f.fileno()).st_size == 8192 * 3
+
+
+def test_a_plain_file_is_seekable_without_asking_the_kernel_and_not_once_closed(
+    tmp_path: Path,
+) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    raw = PlainFileIO(fd, "rb+", size=0)
+    assert raw.seekable() is True  # a regular file we created: no lseek needed
+    with io.BufferedRandom(raw) as f:
+        f.write(b"abc")
+        f.seek(1)
+        assert f.read() == b"bc"
+        assert f.tell() == 3
+    with pytest.raises(ValueError, match="closed file"):
+        raw.seekable()

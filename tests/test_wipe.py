@@ -1022,7 +1022,7 @@ def test_a_failure_to_restore_the_size_is_reported_as_a_failed_wipe(
 def test_an_unidentified_filesystem_makes_the_verdict_best_effort(
     ext4: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unknown(fd: int, st: Any = None) -> Any:
+    def unknown(fd: int, st: Any = None, **kw: Any) -> Any:
         raise OSError(errno.ENOSYS, "fstatfs not supported")  # cannot happen on Linux: injected
 
     monkeypatch.setattr(_wipe, "file_info_for_fd", unknown)

@@ -19,7 +19,7 @@ from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._dirtrust import DirHandle
 from ._fsinfo import set_nocow
-from ._inode import proc_path
+from ._inode import NameStat, lstat_mount, proc_path
 from ._iostack import check_mode, raw_mode, wrap_raw
 from ._names import sanitize_params
 from ._plainio import PlainFileIO, warn_unwiped
@@ -51,8 +51,10 @@ class _WipingFileIO(PlainFileIO):
         try:
             if os.getpid() == self._owner_pid:
                 self._owner_pid = 0
-                shrunk = self.shrink_report()
-                overwrite_fd(self.fileno(), path=None)
+                # One fstat for both: what others cut, and what the overwrite covers.
+                st = os.fstat(self.fileno())
+                shrunk = self.shrink_report(st)
+                overwrite_fd(self.fileno(), path=None, st=st)
         finally:
             super().close()
         if shrunk is not None:
@@ -146,7 +148,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
         else:
             if handle.btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
-            raw = _WipingFileIO(fd, raw_mode(mode))
+            raw = _WipingFileIO(fd, raw_mode(mode), size=0)  # just created: empty
             raw._owner_pid = os.getpid()
             size = io.DEFAULT_BUFFER_SIZE
     except BaseException:
@@ -187,7 +189,7 @@ def _encrypted_raw(
         try:
             if handle.btrfs:
                 set_nocow(pfd)
-            raw = _WipingFileIO(pfd, rmode)
+            raw = _WipingFileIO(pfd, rmode, size=0)  # just created: empty
         except BaseException:
             os.close(pfd)
             raise
@@ -246,30 +248,33 @@ class _NamedState:
         self.removed = True
         path = os.fsdecode(self.made.path)
         sys.audit("hardtemp.remove", path)
-        if fd is not None:
-            self.shrunk = self.raw.shrink_report()
+        still_open = fd is not None  # else close() looked at what others cut, while open
         if fd is None and self.claim is not None and self.claim.fd >= 0:
             fd = self.claim.fd  # closed by the user: the lock's duplicate still holds the inode
         try:
-            self._remove_named(fd, path)
+            self._remove_named(fd, path, still_open)
         finally:
             try:
-                self.release()
+                self._release()  # the creating process: checked above
             finally:
                 self.made.release()  # done with the directory: it must not stay pinned
         if self.shrunk is not None:
             warn_unwiped(path, self.shrunk, stacklevel=4)
 
-    def _remove_named(self, fd: int | None, path: str) -> None:
+    def _remove_named(self, fd: int | None, path: str, still_open: bool) -> None:
         made = self.made
         name = os.fsdecode(made.name)
         try:
-            st_name: os.stat_result | None = os.stat(
-                name, dir_fd=made.handle.fd, follow_symlinks=False
-            )
+            found: NameStat | None = lstat_mount(made.handle.fd, name)
         except FileNotFoundError:
-            st_name = None
-        if st_name is not None and (st_name.st_dev, st_name.st_ino) == (made.dev, made.ino):
+            found = None
+        st_name = None if found is None else found.st
+        ours = st_name is not None and (st_name.st_dev, st_name.st_ino) == (made.dev, made.ino)
+        if still_open:
+            # The name still leads to our inode: its statx is that inode now (our descriptor
+            # holds the same one), so it gives the size without an fstat.
+            self.shrunk = self.raw.shrink_report(st_name if ours else None)
+        if ours and found is not None:
             report = remove_entry(
                 made.handle.fd,
                 name,
@@ -277,7 +282,15 @@ class _NamedState:
                 fd=fd,
                 expect=(made.dev, made.ino),
                 own_file=True,
-                st_name=st_name,  # just taken: a second lstat would learn nothing new
+                st_name=found.st,  # just taken: a second lstat would learn nothing new
+                name_mount=(found.mnt_id, found.mount_root),  # the same statx: no second one
+                # fd is our descriptor of the inode made.dev/made.ino (fstat'ed at creation;
+                # the claim's is its dup): the name's statx stands for its fstat.
+                fd_is_expect=fd is not None,
+                # Our verified directory lets no other user rename or replace our entry
+                # (private, or sticky: _dirtrust), and we just saw our inode at the name:
+                # the checks around the hiding rename would stop no one in the threat model.
+                name_stable=True,
                 # No directory fsync: it would only make the unlink survive a power loss,
                 # and a name that comes back holds the synced overwrite or, if the data
                 # never reached the disk, nothing; the sweeper removes it (marked, unlocked).
@@ -336,7 +349,13 @@ class _NamedState:
 
     def release(self) -> None:
         """Drop the liveness lock (unmarking the inode if the user moved it away)."""
-        if self.claim is not None and os.getpid() == self.owner_pid:
+        # A released claim has fd -1: nothing to do, and no getpid to ask.
+        if self.claim is not None and self.claim.fd >= 0 and os.getpid() == self.owner_pid:
+            self._release()
+
+    def _release(self) -> None:
+        """:meth:`release` for a caller that checked it runs in the creating process."""
+        if self.claim is not None:
             self.claim.release(self.made.handle.fd, self.made.name, unlinked=self.unlinked)
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ the mount entry comes from the descriptor's mount id (``statx`` ``STATX_MNT_ID``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -188,6 +189,10 @@ class _SbEntry:
 # Per superblock (device, f_type, fsid): the hot path's classification without reading
 # /proc/self/fdinfo.
 _sb_cache: dict[tuple[int, int, int, int], _SbEntry] = {}
+# The same entries by (mount id, st_dev) of a mount found in our mount table: while the
+# table is unchanged that mount exists, so no other mount has its id and its superblock
+# is the one classified (no fstatfs needed to tell which superblock a file is on).
+_mnt_cache: dict[tuple[int, int], _SbEntry] = {}
 _cache_lock = threading.Lock()
 _CACHE_MAX = 256
 _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total bytes]
@@ -201,20 +206,29 @@ class _MountWatch:
     """
 
     def __init__(self) -> None:
-        self.pid = -1
+        self.opened = False  # in this process (reset in a forked child by forget())
         self.fd = -1
         self.poller: select.poll | None = None
 
     def changed(self) -> bool:
-        if self.pid != os.getpid():  # first use, or a forked child: its own descriptor
+        if not self.opened:  # first use, or a forked child: its own descriptor
             self._open()
             return True
         if self.poller is None:
             return True  # no way to watch: never trust the cache
         return bool(self.poller.poll(0))
 
+    def forget(self) -> None:
+        """In a forked child: the parent's descriptor watches the parent's mount namespace
+        (a child may unshare its own), so the child opens its own (no getpid per look)."""
+        self.opened, self.poller = False, None
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def _open(self) -> None:
-        self.pid = os.getpid()
+        self.opened = True
         self.poller = None
         try:
             self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
@@ -227,6 +241,7 @@ class _MountWatch:
 
 
 _watch = _MountWatch()
+os.register_at_fork(after_in_child=_watch.forget)
 
 
 def clear_cache() -> None:
@@ -234,6 +249,7 @@ def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _sb_cache.clear()
+        _mnt_cache.clear()
     _swap_state[0] = -1e9
 
 
@@ -243,6 +259,7 @@ def _mounts_changed() -> bool:
     if _watch.changed():
         _cache.clear()
         _sb_cache.clear()
+        _mnt_cache.clear()
         return True
     return False
 
@@ -702,7 +719,7 @@ def _fiemap_flags(fd: int) -> tuple[bool, bool]:
         start = end
 
 
-def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
+def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int = -1) -> FsInfo:
     # long: one early return per file flag, each with its own verdict and reason
     """Classify one regular file: its filesystem's verdict refined by the file's own flags.
 
@@ -712,12 +729,15 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
       metadata tree or extents shared with a snapshot or reflink (both copy-on-write).
       Snapshots taken *later* than this check still force a copy: said in the reasons.
 
+    ``mnt_id``: the mount the caller reached ``fd``'s inode through (a ``statx`` of its
+    name), if known: the filesystem is then looked up by mount, without an ``fstatfs``.
+
     Raises:
         OSError: ``fd`` is not an open descriptor.
     """
     if st is None:
         st = os.fstat(fd)
-    info = _superblock_info(fd, st.st_dev)
+    info = _superblock_info(fd, st.st_dev, mnt_id)
     if info.f_type == _EXT_MAGIC and info.fstype != "ext2":
         flags = get_file_flags(fd)
         if flags is not None and flags & FS_JOURNAL_DATA_FL:
@@ -803,7 +823,7 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None) -> FsInfo:
     return info
 
 
-def _superblock_info(fd: int, st_dev: int) -> FsInfo:
+def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
     """:func:`fs_info_for_fd` for the removal hot path: one ``fstatfs`` and one ``poll``.
 
     Cached per superblock (device, type, filesystem id), whichever mount the file was
@@ -812,7 +832,31 @@ def _superblock_info(fd: int, st_dev: int) -> FsInfo:
     another bind mount of it. A remount or (re)mount anywhere in our mount namespace
     clears the cache (:class:`_MountWatch`); a device number is only reused once the
     filesystem that had it is gone, and fsid tells two such filesystems apart.
+
+    ``mnt_id`` (>= 0): the mount the file was reached through; a mount seen in our mount
+    table since the last change is looked up by its id, without the ``fstatfs``.
     """
+    entry = None
+    if mnt_id >= 0:
+        with _cache_lock:
+            _mounts_changed()
+            entry = _mnt_cache.get((mnt_id, st_dev))
+    if entry is None:
+        entry = _sb_entry(fd, st_dev, mnt_id)
+    if entry.base.f_type != _TMPFS_MAGIC:
+        return entry.base
+    total = -1.0 if "noswap" in entry.base.options else _swap_total()
+    swapped = entry.swapped
+    if swapped is None or entry.total != total:
+        # Rebuilt only when swap appears or goes (psutil's answer is itself reused 2 s).
+        swapped = _with_swap(entry.base)
+        entry.swapped, entry.total = swapped, total
+    return swapped
+
+
+def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:
+    """The superblock's cache entry, by ``fstatfs``; remembered by ``mnt_id`` too when that
+    mount is in our mount table (its classification found it there, by that very id)."""
     sfs = _statfs(fd)
     key = (st_dev, sfs.f_type & 0xFFFFFFFF, sfs.f_fsid[0], sfs.f_fsid[1])
     with _cache_lock:
@@ -824,15 +868,16 @@ def _superblock_info(fd: int, st_dev: int) -> FsInfo:
             if len(_sb_cache) >= _CACHE_MAX:
                 _sb_cache.clear()
             _sb_cache[key] = entry
-    if entry.base.f_type != _TMPFS_MAGIC:
-        return entry.base
-    total = -1.0 if "noswap" in entry.base.options else _swap_total()
-    swapped = entry.swapped
-    if swapped is None or entry.total != total:
-        # Rebuilt only when swap appears or goes (psutil's answer is itself reused 2 s).
-        swapped = _with_swap(entry.base)
-        entry.swapped, entry.total = swapped, total
-    return swapped
+    if mnt_id >= 0:
+        base = entry.base if entry.base.mnt_id == mnt_id else _base_info(fd, st_dev)
+        # Only a mount found in our table by this id: one elsewhere (a descriptor from
+        # another mount namespace) could go away, and its id be reused, unseen by our poll.
+        if base.mnt_id == mnt_id and base.mountpoint:
+            with _cache_lock:
+                if len(_mnt_cache) >= _CACHE_MAX:
+                    _mnt_cache.clear()
+                _mnt_cache[(mnt_id, st_dev)] = entry
+    return entry
 
 
 # Filesystems whose FIEMAP reports delayed allocation (FIEMAP_EXTENT_DELALLOC) and

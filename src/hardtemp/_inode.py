@@ -15,16 +15,21 @@ Invariants:
 * :meth:`Entry.reopen` returns a descriptor of the pinned inode only: it is fstat-ed and
   compared to the identity, and closed (raising) if it differs.
 * :meth:`Entry.unlink_if_same` never unlinks a name that refers to another inode.
+* :func:`lstat_mount` never follows a symlink: what it reports is the entry itself.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 from types import TracebackType
+from typing import NamedTuple
 
+from . import _linux
 from .exceptions import UnsafeFileError
 
-__all__ = ["Entry", "ident", "proc_path", "same"]
+__all__ = ["Entry", "NameStat", "ident", "lstat_mount", "proc_path", "same"]
 
 # O_PATH: pins the inode with no read/write permission needed and opens nothing for I/O
 # (a FIFO never blocks, a device is never opened); O_NOFOLLOW: a symlink is never entered.
@@ -41,6 +46,55 @@ def same(a: os.stat_result, b: os.stat_result | tuple[int, int]) -> bool:
     if isinstance(b, os.stat_result):  # first: a stat_result is a tuple too
         return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
     return (a.st_dev, a.st_ino) == tuple(b)
+
+
+class NameStat(NamedTuple):
+    """What :func:`lstat_mount` returns."""
+
+    st: os.stat_result
+    mnt_id: int  # -1 when unknown
+    mount_root: bool | None  # None: the kernel does not say (before Linux 5.8)
+
+
+_NAME_MASK = _linux.STATX_BASIC_STATS | _linux.STATX_MNT_ID
+
+
+def lstat_mount(dir_fd: int, name: str) -> NameStat:
+    """The ``lstat`` of the entry ``name`` of ``dir_fd`` and its mount (id, whether it is
+    the root of a mount: a bind mount over the name) in one ``statx``, where a plain
+    ``lstat`` and :func:`hardtemp._linux.mount_root_at` make two. The stat result has
+    whole-second times (nothing here reads them). Without statx in libc: those two calls.
+
+    Raises:
+        OSError: the entry cannot be looked up (ENOENT...).
+    """
+    if _linux._statx is None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return NameStat(st, *_linux.mount_root_at(dir_fd, name))
+    buf = _linux._StatxBuf()
+    ref = ctypes.byref(buf)
+    while _linux._statx(dir_fd, os.fsencode(name), _linux._AT_SYMLINK_NOFOLLOW, _NAME_MASK, ref):
+        if ctypes.get_errno() != errno.EINTR:
+            _linux._raise_errno(name)
+    st = os.stat_result(
+        (
+            buf.stx_mode,
+            buf.stx_ino,
+            os.makedev(buf.stx_dev_major, buf.stx_dev_minor),
+            buf.stx_nlink,
+            buf.stx_uid,
+            buf.stx_gid,
+            buf.stx_size,
+            buf.stx_atime.tv_sec,
+            buf.stx_mtime.tv_sec,
+            buf.stx_ctime.tv_sec,
+        ),
+        {"st_blksize": buf.stx_blksize, "st_blocks": buf.stx_blocks},
+    )
+    mnt = int(buf.stx_mnt_id) if buf.stx_mask & _linux.STATX_MNT_ID else -1
+    if not buf.stx_attributes_mask & _linux.STATX_ATTR_MOUNT_ROOT:
+        return NameStat(st, mnt if mnt >= 0 else _linux.mount_id_at(dir_fd, name), None)
+    return NameStat(st, mnt, bool(buf.stx_attributes & _linux.STATX_ATTR_MOUNT_ROOT))
 
 
 def proc_path(fd: int) -> str:

@@ -1,7 +1,8 @@
 """The raw layer of hardtemp's plaintext files: nothing we wrote is cut off unwiped.
 
 Used by ``NamedTemporaryFile``, ``TemporaryFile(encrypt=False)`` (so also
-``SpooledTemporaryFile(encrypt=False)`` after rollover and compat's files).
+``SpooledTemporaryFile(encrypt=False)`` after rollover and compat's files), always over a
+regular file hardtemp created (so :meth:`PlainFileIO.seekable` needs no ``lseek``).
 
 Invariants:
 
@@ -55,6 +56,14 @@ class PlainFileIO(io.FileIO):
         super().__init__(file, mode, closefd)
         self._ranges = []
         self._hw = os.fstat(self.fileno()).st_size if size is None else size
+
+    def seekable(self) -> bool:
+        """True (``ValueError`` once closed, as :class:`io.FileIO`): hardtemp makes this
+        object only over a regular file it created, which is always seekable; FileIO would
+        ask ``lseek`` when the buffered layer is built over it."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        return True
 
     def write(self, b: Any, /) -> int:
         n = super().write(b)
@@ -125,18 +134,19 @@ class PlainFileIO(io.FileIO):
         finally:
             os.close(wfd)
 
-    def shrink_report(self) -> str | None:
+    def shrink_report(self, st: os.stat_result | None = None) -> str | None:
         """Why data we wrote may have been freed without an overwrite, or None.
 
         Compares the file as it is now (``fstat``, ``SEEK_HOLE``) with what we wrote:
         a size below our high-water mark means another program truncated it (``O_TRUNC``,
         ``>``); a hole inside a range we wrote means a hole was punched. Call before
-        the final overwrite.
+        the final overwrite. ``st``: the caller's stat of this very inode, just taken
+        (saves the ``fstat``).
         """
         if self.closed:
             return None
         fd = self.fileno()
-        size = os.fstat(fd).st_size
+        size = (os.fstat(fd) if st is None else st).st_size
         if size < self._hw:
             return (
                 f"it was truncated by another program from {self._hw} to {size} bytes "

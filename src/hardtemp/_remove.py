@@ -212,6 +212,9 @@ class _Job:
     interrupted: BaseException | None = None
     link_warning: str | None = None
     fd_st: os.stat_result | None = None  # fstat of the caller's fd, taken by _check_entry
+    # (mount id, mount root) of the name, from the caller's statx that gave st_name
+    name_mount: tuple[int, bool | None] | None = None
+    fd_is_expect: bool = False  # the caller knows fd is the inode ``expect``
 
 
 def _name_on_other_mount(job: _Job, st_name: os.stat_result) -> bool:
@@ -219,7 +222,8 @@ def _name_on_other_mount(job: _Job, st_name: os.stat_result) -> bool:
     ``job.mount`` if the caller did not give it."""
     if job.mount is not None:
         return _is_other_mount(mount_id_at(job.dir_fd, job.name), st_name.st_dev, job.mount)
-    mnt, root = mount_root_at(job.dir_fd, job.name)
+    # The caller's statx of the name gave st_name and these two at once (one call, not two).
+    mnt, root = job.name_mount or mount_root_at(job.dir_fd, job.name)
     if root is None:  # the kernel does not say: compare with the directory's mount
         job.mount = _mount_of_dir(job.dir_fd)
         return _is_other_mount(mnt, st_name.st_dev, job.mount)
@@ -259,7 +263,10 @@ def _check_entry(
     if job.refuse_links and st_name.st_nlink > 1:
         raise UnsafeFileError(shown, _links_refused(st_name.st_nlink))
     if job.fd is not None:
-        job.fd_st = os.fstat(job.fd)
+        # fd_is_expect: the caller fstat'ed this very descriptor when it made the file, and
+        # a descriptor never changes inode; st_name matched expect just above, so it *is*
+        # fd's inode now (size, links, mode): an fstat would repeat what is known.
+        job.fd_st = st_name if job.fd_is_expect and expect is not None else os.fstat(job.fd)
         if not same(job.fd_st, st_name):
             raise UnsafeFileError(shown, "the name no longer refers to our file: nothing removed")
     return st_name
@@ -348,8 +355,12 @@ def _overwrite_open(job: _Job, wfd: int, st_name: os.stat_result) -> Reason | No
             "link, or one made with os.link: persist() keeps a temporary file's data "
             "under another name); it was overwritten, so no name keeps its data" + readable
         )
+    # The name's mount id (not a mount root: its directory's mount, checked above) when we
+    # write through the caller's descriptor of that very inode: the filesystem facts are
+    # then looked up by mount, without an fstatfs.
+    mnt = job.mount[0] if job.mount is not None and wfd == job.fd else -1
     try:
-        _overwrite(wfd, st, job.passes, job.pattern, prog)
+        _overwrite(wfd, st, job.passes, job.pattern, prog, mnt)
     except BaseException as exc:  # KeyboardInterrupt: remove first, then re-raise
         job.interrupted = exc
         prog.verdict = BEST_EFFORT
@@ -385,6 +396,9 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
     mount: tuple[int, int] | None = None,
     unwiped: str = "warn",
     st_name: os.stat_result | None = None,
+    name_mount: tuple[int, bool | None] | None = None,
+    fd_is_expect: bool = False,
+    name_stable: bool = False,
 ) -> WipeReport:
     # unwiped: a regular file we could not overwrite is removed with a PlaintextLeftWarning
     # ("warn"; WipeError under the error policy), or raises WipeError and stays ("keep"),
@@ -403,6 +417,8 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
         pattern=pattern,
         mount=mount,
         prog=_Progress(),
+        name_mount=name_mount if st_name is not None else None,
+        fd_is_expect=fd_is_expect,
     )
     st_name = _check_entry(job, expect, require_regular, st_name)
     prog = job.prog
@@ -427,7 +443,11 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
             report,
         )
     try:
-        _hide_and_unlink(dir_fd, name, st_name, job.shown, prog.reasons)
+        # name_stable: the caller's directory is trusted (only root and this user can rename,
+        # replace or delete our entries there: it is private, or sticky) and st_name is its
+        # own lstat of the name, taken just before: no other user can have swapped the name
+        # since, so re-checking it around the hiding rename would stop no one.
+        _hide_and_unlink(dir_fd, name, None if name_stable else st_name, job.shown, prog.reasons)
     except BaseException:
         if job.interrupted is not None:
             raise job.interrupted from None
@@ -468,6 +488,9 @@ def remove_entry(  # long: a 33-line docstring; 15 lines of code
     on_unreliable: str | None = None,
     mount: tuple[int, int] | None = None,
     st_name: os.stat_result | None = None,
+    name_mount: tuple[int, bool | None] | None = None,
+    fd_is_expect: bool = False,
+    name_stable: bool = False,
 ) -> WipeReport:
     """Remove the entry ``name`` of directory ``dir_fd``, overwriting it first if a regular file.
 
@@ -478,6 +501,13 @@ def remove_entry(  # long: a 33-line docstring; 15 lines of code
       unlinked. ``mount``: the ``(mount id, st_dev)`` of ``dir_fd`` if the caller knows it.
     * ``st_name``: the caller's ``lstat`` of ``name``, taken just before (saves one); it must
       still match ``expect``/``fd``, and the name is checked again before and after the rename.
+      ``name_mount``: the ``(mount id, mount root)`` of the name from the same ``statx``
+      (see :func:`hardtemp._inode.lstat_mount`; saves one more).
+    * ``fd_is_expect``: the caller knows ``fd`` is the inode ``expect`` (it ``fstat``-ed that
+      very descriptor when it made the file): ``st_name`` then stands for ``fd``'s ``fstat``.
+    * ``name_stable``: ``dir_fd`` is a trusted directory (only root and this user can rename
+      or replace entries of ours in it) and ``st_name`` was just taken: the name is not
+      checked again around the hiding rename.
     * The file is pinned with ``O_PATH`` and its identity checked before the same inode is
       reopened read-write: a device or FIFO swapped in is never opened for writing.
     * ``fd`` (our read-write descriptor of that file) is used, never closed; if it is
@@ -519,6 +549,9 @@ def remove_entry(  # long: a 33-line docstring; 15 lines of code
         stacklevel=3,
         mount=mount,
         st_name=st_name,
+        name_mount=name_mount,
+        fd_is_expect=fd_is_expect,
+        name_stable=name_stable,
     )
 
 

@@ -260,13 +260,16 @@ def _one_pass(
     return on_disk
 
 
-def _overwrite(fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Progress) -> None:
+def _overwrite(
+    fd: int, st: os.stat_result, passes: int, pattern: str, prog: _Progress, mnt_id: int = -1
+) -> None:
     # long: the passes and their restore in one try/finally, so no exit skips the restore
-    """The pass itself. OSErrors are recorded in ``prog.error``; other exceptions propagate."""
+    """The pass itself. OSErrors are recorded in ``prog.error``; other exceptions propagate.
+    ``mnt_id``: the mount ``fd``'s inode was reached through, if the caller knows it."""
     prog.hard_links = st.st_nlink
     f_type = 0  # unknown: data_on_disk() then says True, and every pass is synced
     try:
-        info = file_info_for_fd(fd, st)
+        info = file_info_for_fd(fd, st, mnt_id=mnt_id)
         prog.filesystem, prog.verdict, prog.reasons = info.fstype, info.verdict, list(info.reasons)
         f_type = info.f_type
     except OSError as exc:
@@ -472,8 +475,11 @@ def _apply_policy(report: WipeReport, policy: str, stacklevel: int) -> None:
     )
 
 
-def _check_fd_for_overwrite(fd: int, path: str | None) -> os.stat_result:
-    st = os.fstat(fd)
+def _check_fd_for_overwrite(
+    fd: int, path: str | None, st: os.stat_result | None = None
+) -> os.stat_result:
+    if st is None:
+        st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFileError(path, "not a regular file: refusing to overwrite it")
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -493,6 +499,7 @@ def overwrite_fd(
     passes: int = 1,
     pattern: str = "random",
     on_unreliable: str | None = None,
+    st: os.stat_result | None = None,
 ) -> WipeReport:
     """Overwrite in place the data extents of the regular file open for writing at ``fd``.
 
@@ -502,7 +509,8 @@ def overwrite_fd(
     writes and EINTR are retried. The file size and the
     descriptor's offset are restored.
     Does not close or unlink; the link count is only reported (see
-    :func:`hardtemp._remove.remove_entry`).
+    :func:`hardtemp._remove.remove_entry`). ``st``: the caller's ``fstat`` of ``fd``, taken
+    just before (saves one).
 
     When the verdict is neither ``"in place"`` nor ``"volatile"``, the wipe policy
     (``on_unreliable`` or :func:`hardtemp.get_wipe_policy`) applies after the overwrite.
@@ -519,7 +527,7 @@ def overwrite_fd(
     """
     start = time.monotonic()
     policy = _check_options(passes, pattern, on_unreliable)
-    st = _check_fd_for_overwrite(fd, path)
+    st = _check_fd_for_overwrite(fd, path, st)
     prog = _Progress()
     _overwrite(fd, st, passes, pattern, prog)
     report = prog.report(path, pattern, start, removed=False)

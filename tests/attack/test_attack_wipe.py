@@ -8,6 +8,7 @@ untouched; a naive "open, overwrite, unlink" would destroy it or hang.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -265,3 +266,113 @@ def test_wipe_refuses_a_hard_link_that_appears_between_the_check_and_the_open(
     with pytest.raises(UnsafeFileError, match="2 hard links"):
         wipe(ours)
     assert ours.read_bytes() == (shared_dir / "theirs").read_bytes() == data
+
+
+# --- NamedTemporaryFile's close: the name between its one look and the hiding rename ---------
+
+
+def rename_over_temp_names(directory: str, prefix: str, data: bytes, log: str) -> None:
+    """Forever: rename a file of ours over every temp name seen; log each try and its result."""
+    own = os.path.join(directory, "attacker-file")
+    logfd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    while True:
+        for name in os.listdir(directory):
+            if not name.startswith(prefix):
+                continue
+            if not os.path.exists(own):  # renamed to a free name last time: a new one
+                plant_file(own, data)
+            try:
+                os.rename(own, os.path.join(directory, name))
+                result = "won"
+            except OSError as exc:
+                result = str(exc.errno)
+            os.write(logfd, f"{name} {result}\n".encode())
+
+
+def _close_while_attacked(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch, rounds: int
+) -> tuple[list[str], list[os.stat_result]]:
+    """Close ``rounds`` NamedTemporaryFiles in ``shared_dir``, each only after the attacker
+    tried to rename their file over its name *inside* the window between the close's one
+    look at the name and the hiding rename (timed by wrapping the overwrite). Returns the
+    attacker's results on our name inside the windows, and what the name held each time
+    the close went on."""
+    import hardtemp
+    from hardtemp import _remove
+
+    log = shared_dir / "attacker.log"
+    real = _remove._overwrite
+    current: list[str] = []
+    in_window: list[str] = []
+    held: list[os.stat_result] = []
+
+    def attacked_overwrite(*args: Any) -> None:
+        start = log.stat().st_size if log.exists() else 0
+        name = current[0]
+
+        def tried() -> list[str]:
+            lines = log.read_bytes()[start:].decode().splitlines() if log.exists() else []
+            return [line.split()[1] for line in lines if line.startswith(name + " ")]
+
+        wait_for(lambda: bool(tried()))
+        in_window.extend(tried())
+        held.append(os.lstat(shared_dir / name))
+        real(*args)
+
+    monkeypatch.setattr(_remove, "_overwrite", attacked_overwrite)
+    data = marker()
+    attacker = (rename_over_temp_names, str(shared_dir), "ht-race-", data, str(log))
+    with attacker_in_background(*attacker):
+        for _ in range(rounds):
+            f = hardtemp.NamedTemporaryFile(dir=shared_dir, prefix="ht-race-")
+            current[:] = [os.path.basename(f.name)]
+            f.write(b"ours")
+            f.close()
+    return in_window, held
+
+
+def test_an_attacker_renaming_over_the_name_during_close_is_refused_by_the_directory(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The close looks at the name once (our inode there), overwrites, then hides it by a
+    # rename, with no second look: in the trusted (sticky) directory no other user can
+    # replace our entry in between. Here the attacker tries exactly then, every round.
+    in_window, held = _close_while_attacked(shared_dir, monkeypatch, rounds=20)
+    assert len(in_window) >= 20  # every round was attacked inside the window
+    assert set(in_window) == {str(errno.EPERM)}, in_window
+    assert all(st.st_uid == os.geteuid() for st in held)  # ours at the name, every time
+    # What the attacker renamed to our names once we had removed them is theirs, intact.
+    for name in os.listdir(shared_dir):
+        if os.lstat(shared_dir / name).st_uid == NOBODY and name != "attacker.log":
+            assert (shared_dir / name).read_bytes().startswith(b"HARDTEMP-MARKER-")
+
+
+def test_rename_attack_control_without_the_sticky_bit_the_attacker_replaces_the_name(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same attack when the directory's owner drops the sticky bit after hardtemp
+    # trusted it (out of the threat model: root's doing): the attacker wins, and the close
+    # removes the attacker's file in place of ours. So the test above can fail; the
+    # directory's trust is what makes a second look at the name redundant.
+    import hardtemp
+    from hardtemp import _files
+
+    os.chmod(shared_dir, 0o777)
+    try:
+        with pytest.raises(UnsafeDirectoryError):
+            hardtemp.NamedTemporaryFile(dir=shared_dir)  # refused while it is not sticky
+    finally:
+        os.chmod(shared_dir, 0o1777)
+    real = _files.create_file
+
+    def then_drop_sticky(*args: Any) -> Any:
+        made = real(*args)
+        os.chmod(shared_dir, 0o777)
+        return made
+
+    monkeypatch.setattr(_files, "create_file", then_drop_sticky)
+    in_window, held = _close_while_attacked(shared_dir, monkeypatch, rounds=1)
+    assert "won" in in_window, in_window
+    assert held[0].st_uid == NOBODY  # the attacker's file sat at our name...
+    left = {os.lstat(shared_dir / n).st_ino for n in os.listdir(shared_dir)}
+    assert held[0].st_ino not in left  # ...and the close removed it
