@@ -362,10 +362,12 @@ class _NamedState:
         """Close the file; with delete_on_close, overwrite and remove it first."""
         if self.file.closed:
             return
+        flushed = False
         try:
             if self.delete_on_close:
                 with contextlib.suppress(OSError, ValueError):
                     self.file.flush()  # our data must be on the inode before we overwrite it
+                    flushed = True
                 self.remove(self.fd)
             elif self.delete and os.getpid() == self.owner_pid:
                 with contextlib.suppress(OSError, ValueError):
@@ -373,6 +375,10 @@ class _NamedState:
                 # Removed later, by name: look now, while we still have the descriptor.
                 self.shrunk = self.raw.shrink_report()
         finally:
+            if flushed and self.removed:
+                # Flushed, then removed: the layers above would only flush nothing again (and
+                # pay an lseek); closing the raw file closes them all (their close is a no-op).
+                self.raw.close()
             self.file.close()
             if self.removed or not self.delete or os.getpid() != self.owner_pid:
                 self.made.release()  # nothing left to do by name: nothing pins the directory
