@@ -8,11 +8,12 @@ keeps every original name (measured on a raw ext4 image: all names of a
 
 Invariants:
 
-* :func:`settle` is called on an emptied directory just before it is removed: ``fsync``
-  commits its zeroed block to the journal and ``syncfs`` writes it back to its home
+* The settle step is called on an emptied directory just before it is removed:
+  ``syncfs`` commits its zeroed block to the journal and then writes it back to its home
   location, so the block freed by ``rmdir`` holds no names (measured: none outside the
-  journal). The journal itself keeps names until it wraps: nothing from user space can
-  clear it.
+  journal; an ``fsync`` of the directory alone leaves them, so it is only the fallback
+  of a libc without ``syncfs``). The journal itself keeps names until it wraps: nothing
+  from user space can clear it.
 * Best effort and never fatal: a failing sync changes nothing that was removed. Skipped
   on RAM filesystems (tmpfs, ramfs), where nothing reaches a disk.
 """
@@ -33,10 +34,14 @@ _syncfs = getattr(_libc, "syncfs", None)
 
 
 def _settle(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.fsync(fd)  # the emptied (zeroed) directory blocks, committed to the journal
     if _syncfs is not None:
-        _syncfs(fd)  # ...and written back home before rmdir frees them
+        # The emptied (zeroed) directory blocks written back home before rmdir frees them:
+        # syncfs commits the journal (ext4_sync_fs) and then writes the committed blocks
+        # (sync_blockdev), so an fsync of the directory first only added a commit.
+        _syncfs(fd)
+        return
+    with contextlib.suppress(OSError):
+        os.fsync(fd)  # no syncfs (glibc < 2.14): at least committed to the journal
 
 
 def settler(fd: int) -> Callable[[int], None] | None:
