@@ -1470,6 +1470,9 @@ def test_a_named_file_looks_at_its_name_once_at_close_and_asks_no_fstatfs(
     # (the directory is trusted); getpid once at creation and once at removal.
     calls = _lifecycle_calls(tmp_path, "named")
     rename = next(i for i, c in enumerate(calls) if c.startswith("renameat2("))
+    first_write = next(i for i, c in enumerate(calls) if c.startswith("write("))
+    # The layers over the new file (offset 0, regular) are built with no lseek at all.
+    assert not [c for c in calls[:first_write] if c.startswith("lseek(")], calls
     name_lookups = [
         c for c in calls if c.startswith(("newfstatat(", "statx(")) and ', "",' not in c
     ]

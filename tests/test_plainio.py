@@ -330,3 +330,36 @@ def test_a_plain_file_is_seekable_without_asking_the_kernel_and_not_once_closed(
         assert f.tell() == 3
     with pytest.raises(ValueError, match="closed file"):
         raw.seekable()
+
+
+@pytest.mark.parametrize(("mode", "buffering"), [("w+b", -1), ("wb", 0), ("w+", -1), ("ab+", -1)])
+def test_layers_built_over_a_new_file_know_its_offset_and_later_tells_ask_the_kernel(
+    tmp_path: Path, mode: str, buffering: int
+) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    raw = PlainFileIO(fd, _iostack_raw_mode(mode), size=0)
+    f = _plainio.wrap_created(raw, mode, buffering, None, None, None)
+    try:
+        assert f.tell() == 0
+        assert raw._fresh is False  # only while the layers were built
+        f.write(b"abc" if "b" in mode else "abc")
+        f.flush()
+        os.lseek(fd, 1, os.SEEK_SET)  # moved behind the objects' back: the kernel is asked
+        assert raw.tell() == 1
+    finally:
+        f.close()
+
+
+def test_a_failed_wrap_of_a_new_file_closes_it(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    raw = PlainFileIO(fd, "rb+", size=0)
+    with pytest.raises(LookupError):
+        _plainio.wrap_created(raw, "w+", -1, "no-such-encoding", None, None)
+    assert raw.closed
+    assert raw._fresh is False
+
+
+def _iostack_raw_mode(mode: str) -> str:
+    from hardtemp._iostack import raw_mode
+
+    return raw_mode(mode)

@@ -13,16 +13,16 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from types import GenericAlias, TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
 from ._dirtrust import DirHandle
 from ._fsinfo import set_nocow
 from ._inode import NameStat, lstat_mount, proc_path
-from ._iostack import check_mode, raw_mode, wrap_raw
+from ._iostack import check_mode, raw_mode
 from ._names import sanitize_params
-from ._plainio import PlainFileIO, warn_unwiped
+from ._plainio import PlainFileIO, warn_unwiped, wrap_created
 from ._publish import publish_dir, publish_named
 from ._remove import remove_entry, rmtree_at
 from ._wipe import overwrite_fd
@@ -159,7 +159,8 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
 
         file = wrap_encrypted(raw, mode, buffering, encoding, errors, newline)
     else:
-        file = wrap_raw(raw, mode, buffering, encoding, errors, newline, buffer_size=size)
+        plain = cast(_WipingFileIO, raw)  # made just above
+        file = wrap_created(plain, mode, buffering, encoding, errors, newline, buffer_size=size)
     if _track.hook is not None:
         _track_unnamed(file, fd)
     return file
@@ -605,7 +606,8 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
         # closed exactly once, never a second time (that could close another thread's file).
         raw = PlainFileIO(fd, raw_mode(mode), size=0)  # create_file made it, O_EXCL: empty
         raw.name = made.path  # as tempfile does on 3.12+
-        file = wrap_raw(raw, mode, buffering, encoding, errors, newline)  # closes raw on failure
+        # closes raw on failure
+        file = wrap_created(raw, mode, buffering, encoding, errors, newline)
     except BaseException:
         with contextlib.suppress(OSError):
             remove_entry(

@@ -31,11 +31,12 @@ import os
 import warnings
 from typing import Any
 
+from ._iostack import wrap_raw
 from ._policy import get_wipe_policy
 from ._wipe import overwrite_range
 from .exceptions import PlaintextLeftWarning, WipeError
 
-__all__ = ["MAX_RANGES", "PlainFileIO", "warn_unwiped"]
+__all__ = ["MAX_RANGES", "PlainFileIO", "warn_unwiped", "wrap_created"]
 
 #: Disjoint written ranges remembered for hole detection (random writes beyond this
 #: merge nothing, so the list is dropped and only the size high-water mark is kept).
@@ -47,6 +48,7 @@ class PlainFileIO(io.FileIO):
 
     _hw: int = 0  # high-water mark: the largest end of file our writes or fstat saw
     _ranges: list[list[int]] | None = None  # merged [start, end) ranges we wrote
+    _fresh = False  # offset known to be 0: set only while wrap_created builds the layers
 
     def __init__(
         self, file: int, mode: str = "r", closefd: bool = True, *, size: int | None = None
@@ -64,6 +66,13 @@ class PlainFileIO(io.FileIO):
         if self.closed:
             raise ValueError("I/O operation on closed file")
         return True
+
+    def tell(self) -> int:
+        """As :meth:`io.FileIO.tell`; 0 without an ``lseek`` while :func:`wrap_created`
+        builds the layers over a file just created (nothing has used its offset yet)."""
+        if self._fresh:
+            return 0
+        return super().tell()
 
     def write(self, b: Any, /) -> int:
         n = super().write(b)
@@ -167,6 +176,30 @@ class PlainFileIO(io.FileIO):
                     "overwrite and may still hold the data"
                 )
         return None
+
+
+def wrap_created(
+    raw: PlainFileIO,
+    mode: str,
+    buffering: int,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+    *,
+    buffer_size: int = io.DEFAULT_BUFFER_SIZE,
+) -> Any:
+    """:func:`hardtemp._iostack.wrap_raw` for ``raw`` over a file just created and not yet
+    used (``O_EXCL`` or ``O_TMPFILE``: its offset is 0): the buffered layer learns its
+    position without an ``lseek``. ``raw`` is closed if wrapping fails.
+
+    Raises:
+        LookupError: unknown ``encoding``.
+    """
+    raw._fresh = True
+    try:
+        return wrap_raw(raw, mode, buffering, encoding, errors, newline, buffer_size=buffer_size)
+    finally:
+        raw._fresh = False  # from now on the offset moves: ask the kernel
 
 
 def warn_unwiped(path: Any, why: str, *, stacklevel: int = 2, policy: str | None = None) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import stat
 import sys
 import time
@@ -43,6 +42,7 @@ from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT, FsInfo, fs_info_for_fd
 from ._inode import Entry, proc_path, same
 from ._linux import mount_id, mount_id_at, mount_root_at, rename_noreplace
+from ._names import random_name
 from ._treefile import TreeFiles, private_dir
 from ._wipe import (
     SKIPPED,
@@ -128,7 +128,9 @@ def _hide_and_unlink(
         now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not same(now, ident):
             raise UnsafeFileError(shown, "the name now refers to another file: nothing removed")
-    hidden = ".ht-" + secrets.token_hex(12)
+    # 80 random bits from the names drawn 64 per getrandom (cleared in a forked child):
+    # nobody can guess it to take it first, and one getrandom less per removal.
+    hidden = ".ht-" + random_name()
     try:
         _rename_noreplace(dir_fd, name, hidden)
     except OSError as exc:
