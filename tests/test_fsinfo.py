@@ -963,3 +963,18 @@ def test_a_forked_child_watches_the_mount_table_with_its_own_descriptor() -> Non
         os.close(rfd)
         os.waitpid(pid, 0)
     assert got == repr([False, -1, "closed", True])
+
+
+def test_forgetting_the_watch_closes_its_descriptor_and_the_next_look_reopens_it() -> None:
+    # What the at-fork hook does in a child, done here where coverage sees it.
+    watch = _fsinfo._MountWatch()
+    assert watch.changed() is True  # first use: opened
+    fd = watch.fd
+    assert fd >= 0
+    watch.forget()
+    assert (watch.opened, watch.fd, watch.poller) == (False, -1, None)
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    assert watch.changed() is True  # reopened: the cache is not trusted across it
+    assert watch.changed() is False
+    watch.forget()
