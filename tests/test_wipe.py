@@ -1306,21 +1306,35 @@ def test_our_own_read_only_file_is_made_writable_and_overwritten(
 def test_random_pool_draws_small_fills_first_and_never_hands_out_a_byte_twice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fills: list[int] = []
-    real = os.urandom
+    fills: list[tuple[str, int]] = []  # (getrandom or keystream, size) of every fill
+    real_urandom, real_pattern = os.urandom, _wipe._Pattern
 
     def counting(n: int) -> bytes:
-        fills.append(n)
-        return real(n)
+        fills.append(("getrandom", n))
+        return real_urandom(n)
+
+    def keystream(pattern: str, largest: int) -> Any:
+        fills.append(("keystream", largest))
+        with monkeypatch.context() as m:
+            m.setattr(_wipe.os, "urandom", real_urandom)  # its key and nonce: not a fill
+            return real_pattern(pattern, largest)
 
     monkeypatch.setattr(_wipe.os, "urandom", counting)  # counted, the real getrandom
+    monkeypatch.setattr(_wipe, "_Pattern", keystream)  # counted, the real AES-CTR
     pool = _wipe.RandomPool()
     taken = [bytes(pool.take(1000)) for _ in range(200)]  # 200,000 bytes in all
-    big = bytes(pool.take(pool.SIZE))  # larger than the next fill would be: a fill of its own
-    # 4 KiB first (a tree of four small files draws 4 KiB, not 64), doubling up to 64 KiB.
-    assert fills[:5] == [4096, 8192, 16384, 32768, 65536]
-    assert set(fills[5:-1]) == {65536}
-    assert fills[-1] == pool.SIZE
-    assert sum(fills[:-1]) >= 200_000 > sum(fills[:-2])
+    big = bytes(pool.take(pool.SIZE))  # larger than what is left: a fill of its own
+    # 4 KiB first (a tree of four small files draws 4 KiB, not 64), doubling up to 64 KiB;
+    # above 8 KiB a fresh keystream (cheaper than getrandom there).
+    assert fills[:5] == [
+        ("getrandom", 4096),
+        ("getrandom", 8192),
+        ("keystream", 16384),
+        ("keystream", 32768),
+        ("keystream", 65536),
+    ]
+    assert set(fills[5:]) == {("keystream", pool.SIZE)}
+    sizes = [n for _, n in fills]
+    assert sum(sizes[:-1]) >= 200_000 > sum(sizes[:-2])
     chunks = {t[i : i + 100] for t in [*taken, big] for i in range(0, len(t), 100)}
     assert len(chunks) == 200 * 10 + pool.SIZE // 100 + 1  # random 100-byte chunks: all differ

@@ -340,12 +340,15 @@ class RandomPool:
     The first fills are small and double up to 64 KiB: ``getrandom`` costs about 5 ns a
     byte here, so a 64 KiB fill for a tree of four small files cost more (~380 us) than
     the standard library's whole ``TemporaryDirectory`` lifecycle; at most half of what
-    was drawn is left unused."""
+    was drawn is left unused. A fill above ``GETRANDOM_MAX`` is an AES-256-CTR keystream
+    under a fresh random key and nonce (:class:`_Pattern`'s, as every larger overwrite):
+    as unpredictable, 5x cheaper at 64 KiB (56 us against 300 us here)."""
 
     __slots__ = ("_buf", "_next", "_pos")
 
     SIZE = 1 << 16
     FIRST = 1 << 12
+    GETRANDOM_MAX = 1 << 13  # up to this fill, getrandom costs less than a cipher setup
 
     def __init__(self) -> None:
         self._buf = memoryview(b"")
@@ -357,7 +360,10 @@ class RandomPool:
         if self._pos + n > len(self._buf):
             fill = max(n, self._next)
             self._next = min(self.SIZE, fill * 2)
-            self._buf = memoryview(os.urandom(fill))
+            if fill <= self.GETRANDOM_MAX:
+                self._buf = memoryview(os.urandom(fill))
+            else:
+                self._buf = _Pattern("random", fill).take(fill)  # its own buffer, kept
             self._pos = 0
         out = self._buf[self._pos : self._pos + n]
         self._pos += n
