@@ -305,10 +305,8 @@ def statx(dir_fd: int, name: str = "") -> Statx:
     )
 
 
-def birth_ident(fd: int) -> tuple[int, int, float | None]:
-    """``(st_dev, st_ino, birth time or None)`` of the open ``fd`` in one ``statx``: the
-    same values as :func:`statx` gives, without building a :class:`Statx` (every
-    ``NamedTemporaryFile``'s sweep mark asks it).
+def _statx_of_fd(fd: int, mask: int) -> _StatxBuf:
+    """One ``statx`` of the open ``fd`` for ``mask`` (``EINTR`` retried).
 
     Raises:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
@@ -317,9 +315,21 @@ def birth_ident(fd: int) -> tuple[int, int, float | None]:
         raise OSError(errno.ENOSYS, "statx is not available in this libc")
     buf = _StatxBuf()
     ref = ctypes.byref(buf)
-    while _statx(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME, ref) != 0:
+    while _statx(fd, b"", _FD_FLAGS, mask, ref) != 0:
         if ctypes.get_errno() != errno.EINTR:
             _raise_errno()
+    return buf
+
+
+def birth_ident(fd: int) -> tuple[int, int, float | None]:
+    """``(st_dev, st_ino, birth time or None)`` of the open ``fd`` in one ``statx``: the
+    same values as :func:`statx` gives, without building a :class:`Statx` (every
+    ``NamedTemporaryFile``'s sweep mark asks it).
+
+    Raises:
+        OSError: EBADF...; ``ENOSYS`` without statx in libc.
+    """
+    buf = _statx_of_fd(fd, STATX_BASIC_STATS | STATX_BTIME)
     btime = None
     if buf.stx_mask & STATX_BTIME:
         btime = buf.stx_btime.tv_sec + buf.stx_btime.tv_nsec / 1e9
@@ -346,13 +356,7 @@ def statx_fd(fd: int) -> StatxFd:
     Raises:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
     """
-    if _statx is None:
-        raise OSError(errno.ENOSYS, "statx is not available in this libc")
-    buf = _StatxBuf()
-    ref = ctypes.byref(buf)
-    while _statx(fd, b"", _FD_FLAGS, _FD_MASK, ref) != 0:
-        if ctypes.get_errno() != errno.EINTR:
-            _raise_errno()
+    buf = _statx_of_fd(fd, _FD_MASK)
     return StatxFd(
         buf.stx_mode,
         buf.stx_uid,

@@ -175,22 +175,25 @@ def test_file_forced_to_disk_before_close_leaves_no_marker(
     assert not _image_keeps(fs, m)
 
 
+def _tempdir_file_forced_to_disk(fs: Any, force: str, size: int | None) -> bytes:
+    """A file of ``size`` bytes (``_payload``'s default if None) written by ``open()`` in
+    a ``TemporaryDirectory``, forced to the disk by ``force``, then cleaned up."""
+    m = _marker()
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+        with open(f"{d}/secret", "wb") as out:
+            out.write(_payload(m) if size is None else _payload(m, size))
+            out.flush()
+            FORCE[force](out)  # type: ignore[arg-type]
+        assert _on_disk_now(fs, m), "precondition: the marker reached the disk"
+    return m
+
+
 @pytest.mark.parametrize("force", FORCE)
 def test_temporary_directory_file_forced_to_disk_leaves_no_marker(
     loopfs: Callable[..., Any], force: str
 ) -> None:
     fs = loopfs("ext4")
-    m = _marker()
-
-    def lifecycle() -> None:
-        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
-            with open(f"{d}/secret", "wb") as out:
-                out.write(_payload(m))
-                out.flush()
-                FORCE[force](out)  # type: ignore[arg-type]
-            assert _on_disk_now(fs, m), "precondition: the marker reached the disk"
-
-    lifecycle()
+    m = _tempdir_file_forced_to_disk(fs, force, None)
     assert not _image_keeps(fs, m)
 
 
@@ -202,17 +205,7 @@ def test_temporary_directory_small_file_forced_to_disk_leaves_no_marker(
     # the allocation, then the rest of the block). Checked by hand: with that look made to
     # answer "not on the disk", every kind leaves the marker.
     fs = loopfs("ext4")
-    m = _marker()
-
-    def lifecycle() -> None:
-        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
-            with open(f"{d}/secret", "wb") as out:
-                out.write(_payload(m, 200))
-                out.flush()
-                FORCE[force](out)  # type: ignore[arg-type]
-            assert _on_disk_now(fs, m), "precondition: the marker reached the disk"
-
-    lifecycle()
+    m = _tempdir_file_forced_to_disk(fs, force, 200)
     assert not _image_keeps(fs, m)
 
 
