@@ -302,7 +302,7 @@ def test_a_small_file_that_never_reached_the_disk_is_overwritten_without_any_syn
     _write(top / "small")  # in the page cache only: delayed allocation, no block yet
     answers: list[bool] = []
     syncs: list[int] = []
-    real_look, real_fdatasync = _treefile.data_on_disk, os.fdatasync
+    real_look, real_fdatasync = _wipe.data_on_disk, os.fdatasync
 
     def looking(fd: int, f_type: int) -> bool:
         answers.append(real_look(fd, f_type))
@@ -312,7 +312,7 @@ def test_a_small_file_that_never_reached_the_disk_is_overwritten_without_any_syn
         syncs.append(fd)
         real_fdatasync(fd)
 
-    monkeypatch.setattr(_treefile, "data_on_disk", looking)
+    monkeypatch.setattr(_wipe, "data_on_disk", looking)
     monkeypatch.setattr(_treefile.os, "fdatasync", counting)  # counted, not faked
     keep = os.open(top / "small", os.O_RDONLY)
     try:

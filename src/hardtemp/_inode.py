@@ -20,8 +20,6 @@ Invariants:
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 from types import TracebackType
 from typing import NamedTuple
@@ -68,14 +66,11 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
     Raises:
         OSError: the entry cannot be looked up (ENOENT...).
     """
-    if _linux._statx is None:
+    if not _linux.has_statx():
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         return NameStat(st, *_linux.mount_root_at(dir_fd, name))
-    buf = _linux._StatxBuf()
-    ref = ctypes.byref(buf)
-    while _linux._statx(dir_fd, os.fsencode(name), _linux._AT_SYMLINK_NOFOLLOW, _NAME_MASK, ref):
-        if ctypes.get_errno() != errno.EINTR:
-            _linux._raise_errno(name)
+    flags = _linux.AT_SYMLINK_NOFOLLOW
+    buf = _linux.statx_buf(dir_fd, os.fsencode(name), flags, _NAME_MASK, name)
     st = os.stat_result(
         (
             buf.stx_mode,
@@ -91,10 +86,7 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
         ),
         {"st_blksize": buf.stx_blksize, "st_blocks": buf.stx_blocks},
     )
-    mnt = int(buf.stx_mnt_id) if buf.stx_mask & _linux.STATX_MNT_ID else -1
-    if not buf.stx_attributes_mask & _linux.STATX_ATTR_MOUNT_ROOT:
-        return NameStat(st, mnt if mnt >= 0 else _linux.mount_id_at(dir_fd, name), None)
-    return NameStat(st, mnt, bool(buf.stx_attributes & _linux.STATX_ATTR_MOUNT_ROOT))
+    return NameStat(st, *_linux.mount_of(buf, dir_fd, name))
 
 
 def proc_path(fd: int) -> str:

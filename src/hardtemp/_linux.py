@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 __all__ = [
     "AT_FDCWD",
+    "AT_SYMLINK_NOFOLLOW",
     "FIEMAP_EXTENT",
     "FIEMAP_HEADER",
     "FS_IOC_FIEMAP",
@@ -36,12 +37,15 @@ __all__ = [
     "birth_ident",
     "fdinfo_mount_id",
     "fstatfs",
+    "has_statx",
     "mlock",
     "mount_id",
     "mount_id_at",
+    "mount_of",
     "mount_root_at",
     "rename_noreplace",
     "statx",
+    "statx_buf",
     "statx_fd",
     "sync_file_range",
 ]
@@ -50,6 +54,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 AT_FDCWD = -100
 _AT_SYMLINK_NOFOLLOW = 0x100
+AT_SYMLINK_NOFOLLOW = _AT_SYMLINK_NOFOLLOW  # for statx_buf callers elsewhere
 _AT_EMPTY_PATH = 0x1000
 _RENAME_NOREPLACE = 1
 
@@ -278,14 +283,9 @@ def statx(dir_fd: int, name: str = "") -> Statx:
     Raises:
         OSError: the lookup failed (ENOENT, EBADF...); ``ENOSYS`` without statx in libc.
     """
-    if _statx is None:
-        raise OSError(errno.ENOSYS, "statx is not available in this libc")
-    buf = _StatxBuf()
     flags = _AT_SYMLINK_NOFOLLOW | (_AT_EMPTY_PATH if not name else 0)
     mask = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID
-    while _statx(dir_fd, os.fsencode(name), flags, mask, ctypes.byref(buf)) != 0:
-        if ctypes.get_errno() != errno.EINTR:
-            _raise_errno(name or None)
+    buf = statx_buf(dir_fd, os.fsencode(name), flags, mask, name or None)
     if buf.stx_mask & STATX_MNT_ID:
         mnt_id = int(buf.stx_mnt_id)
     else:
@@ -305,19 +305,25 @@ def statx(dir_fd: int, name: str = "") -> Statx:
     )
 
 
-def _statx_of_fd(fd: int, mask: int) -> _StatxBuf:
-    """One ``statx`` of the open ``fd`` for ``mask`` (``EINTR`` retried).
+def has_statx() -> bool:
+    """Whether libc has ``statx`` (glibc >= 2.28)."""
+    return _statx is not None
+
+
+def statx_buf(dir_fd: int, name: bytes, flags: int, mask: int, shown: str | None) -> _StatxBuf:
+    """The raw ``struct statx`` of ``name`` relative to ``dir_fd`` (``EINTR`` retried): every
+    ``statx`` here is this one loop; ``shown`` is the name an error carries.
 
     Raises:
-        OSError: EBADF...; ``ENOSYS`` without statx in libc.
+        OSError: the lookup failed (ENOENT, EBADF...); ``ENOSYS`` without statx in libc.
     """
     if _statx is None:
         raise OSError(errno.ENOSYS, "statx is not available in this libc")
     buf = _StatxBuf()
     ref = ctypes.byref(buf)
-    while _statx(fd, b"", _FD_FLAGS, mask, ref) != 0:
+    while _statx(dir_fd, name, flags, mask, ref) != 0:
         if ctypes.get_errno() != errno.EINTR:
-            _raise_errno()
+            _raise_errno(shown)
     return buf
 
 
@@ -329,7 +335,7 @@ def birth_ident(fd: int) -> tuple[int, int, float | None]:
     Raises:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
     """
-    buf = _statx_of_fd(fd, STATX_BASIC_STATS | STATX_BTIME)
+    buf = statx_buf(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME, None)
     btime = None
     if buf.stx_mask & STATX_BTIME:
         btime = buf.stx_btime.tv_sec + buf.stx_btime.tv_nsec / 1e9
@@ -356,7 +362,7 @@ def statx_fd(fd: int) -> StatxFd:
     Raises:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
     """
-    buf = _statx_of_fd(fd, _FD_MASK)
+    buf = statx_buf(fd, b"", _FD_FLAGS, _FD_MASK, None)
     return StatxFd(
         buf.stx_mode,
         buf.stx_uid,
@@ -456,11 +462,13 @@ def mount_root_at(dir_fd: int, name: str) -> tuple[int, bool | None]:
     """
     if _statx is None:
         return mount_id_at(dir_fd, name), None
-    buf = _StatxBuf()
-    ref = ctypes.byref(buf)
-    while _statx(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, ref) != 0:
-        if ctypes.get_errno() != errno.EINTR:
-            _raise_errno(name)
+    buf = statx_buf(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, name)
+    return mount_of(buf, dir_fd, name)
+
+
+def mount_of(buf: _StatxBuf, dir_fd: int, name: str) -> tuple[int, bool | None]:
+    """:func:`mount_root_at`'s answer from a ``statx`` of ``name`` already made (with
+    ``STATX_MNT_ID`` in its mask)."""
     mnt = int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else -1
     if not buf.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT:
         return (mnt if mnt >= 0 else mount_id_at(dir_fd, name)), None
@@ -479,11 +487,5 @@ def mount_id(fd: int) -> int:
 def _statx_mnt_id(dir_fd: int, name: bytes, flags: int, shown: str | None) -> int:
     """``stx_mnt_id`` alone (-1 if the kernel does not report it): the removal hot path asks
     this of every entry, so no :class:`Statx` is built. Raises OSError (ENOSYS without statx)."""
-    if _statx is None:
-        raise OSError(errno.ENOSYS, "statx is not available in this libc")
-    buf = _StatxBuf()
-    ref = ctypes.byref(buf)
-    while _statx(dir_fd, name, flags, STATX_MNT_ID, ref) != 0:
-        if ctypes.get_errno() != errno.EINTR:
-            _raise_errno(shown)
+    buf = statx_buf(dir_fd, name, flags, STATX_MNT_ID, shown)
     return int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else -1

@@ -21,10 +21,8 @@ Invariants:
   looked at after the overwrite), only for a verdict that needs no warning (``"in
   place"`` or ``"volatile"``); per-file inode flags that change the verdict (ext4
   journal-data or inline data) are declined. A file whose data is one block (the common
-  small file) is overwritten first and FIEMAP asked afterwards, once: only when a block
-  was allocated by then is the rest of the block past EOF overwritten too (a look
-  *before* would only decide that earlier; blocks are never un-allocated, so the later
-  look says "on the disk" whenever the earlier one would have).
+  small file) is overwritten first and FIEMAP asked afterwards, once (see
+  :func:`hardtemp._wipe.overwrite_fresh`).
 * Once the overwrite has started, the name is removed even if it fails or is
   interrupted: a failure is declined after the unlink would lose its report, so an
   OSError declines *before* unlinking (the general way overwrites again and reports);
@@ -40,18 +38,10 @@ Invariants:
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
-from ._fsinfo import (
-    FS_INLINE_DATA_FL,
-    FS_JOURNAL_DATA_FL,
-    IN_PLACE,
-    VOLATILE,
-    FsInfo,
-    data_on_disk,
-)
+from ._fsinfo import FS_INLINE_DATA_FL, FS_JOURNAL_DATA_FL, IN_PLACE, VOLATILE, FsInfo
 from ._fsinfo import get_file_flags as _get_file_flags
 from ._linux import (
     SYNC_FILE_RANGE_WAIT_AFTER,
@@ -61,7 +51,7 @@ from ._linux import (
     StatxReader,
     sync_file_range,
 )
-from ._wipe import RandomPool, _tail_block, overwrite_fresh
+from ._wipe import RandomPool, overwrite_fresh
 
 __all__ = ["TreeFiles", "private_dir"]
 
@@ -93,7 +83,6 @@ class TreeFiles:
         "_mnt_id",
         "_pool",
         "_statx",
-        "_volatile",
         "info",
         "usable",
     )
@@ -106,7 +95,6 @@ class TreeFiles:
         self._held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
         self._failed: list[str] = []  # names a batch flushed early could not sync
         self._ext4 = info.f_type == _EXT_MAGIC
-        self._volatile = info.verdict == VOLATILE
         self._statx = StatxReader()  # one buffer for the whole tree
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
@@ -129,12 +117,9 @@ class TreeFiles:
             if sx is None:
                 return False
             try:
-                if 0 < sx.size <= min(sx.blksize, RandomPool.SIZE) and sx.blocks:
-                    restore = self._overwrite_one_block(fd, sx.size, sx.blksize)
-                else:
-                    restore = overwrite_fresh(
-                        fd, self.info, sx.size, sx.blocks, sx.blksize, self._pool, defer_sync=True
-                    )
+                restore = overwrite_fresh(
+                    fd, self.info, sx.size, sx.blocks, sx.blksize, self._pool, defer_sync=True
+                )
             except OSError:
                 return False  # the general way overwrites again and reports the error
             except BaseException:
@@ -150,30 +135,6 @@ class TreeFiles:
             if fd >= 0:
                 os.close(fd)
         return _unlink(dir_fd, name)
-
-    def _overwrite_one_block(self, fd: int, size: int, blksize: int) -> int:
-        """The overwrite of a file whose data is one block, allocated or reserved (the
-        common small file): as :func:`hardtemp._wipe.overwrite_fresh` with
-        ``defer_sync``, one call fewer on a delayed-allocation filesystem.
-
-        The data is overwritten in the page cache *first*; only then is FIEMAP asked
-        whether a block was allocated (writeback racing us from now on writes the
-        overwrite). No block: the old data never reached the disk, nothing to sync (-1).
-        A block: the rest of it past EOF may hold old bytes on the disk, so it is
-        overwritten too, and ``size`` (to restore after the batched sync) is returned.
-
-        Raises:
-            OSError: ``pwrite`` failed or wrote short (ENOSPC, EIO...).
-        """
-        if os.pwrite(fd, self._pool.take(size), 0) != size:
-            raise OSError(errno.EIO, "short write")  # the general way retries and reports
-        if self._volatile or not data_on_disk(fd, self.info.f_type):
-            return -1  # RAM only, or never allocated: no old byte is on a disk
-        block = _tail_block(blksize, True)
-        end = size + (block - size % block) % block
-        if end > size and os.pwrite(fd, self._pool.take(end - size), size) != end - size:
-            raise OSError(errno.EIO, "short write")
-        return size
 
     def _hold(self, dir_fd: int, fd: int, name: str, size: int) -> bool:
         """Keep the overwritten file ``fd`` (whose data reached the disk) for one batched

@@ -395,10 +395,8 @@ def overwrite_fresh(
         OSError: ``pwrite``/``fdatasync``/``ftruncate`` failed (ENOSPC, EIO...).
     """
     volatile = info.verdict == VOLATILE
-    if volatile and blocks and size <= _SMALL_RANDOM:
-        # RAM only, one page of data (the common small file): one getrandom, one pwrite.
-        _one_pass(fd, [(0, size)], pool, on_disk=False, volatile=True, f_type=info.f_type)
-        return -1
+    if blocks and 0 < size <= min(blksize, pool.SIZE):
+        return _overwrite_one_block(fd, info.f_type, volatile, size, blksize, pool, defer_sync)
     # A block on the disk may hold old bytes past EOF: only then is the tail worth covering.
     on_disk = not volatile and data_on_disk(fd, info.f_type)
     block = _tail_block(blksize, on_disk)
@@ -418,6 +416,46 @@ def overwrite_fresh(
     if defer_sync:
         return size
     if ranges and ranges[-1][1] > size:
+        os.ftruncate(fd, size)
+    return -1
+
+
+def _overwrite_one_block(
+    fd: int,
+    f_type: int,
+    volatile: bool,
+    size: int,
+    blksize: int,
+    pool: RandomPool,
+    defer_sync: bool,
+) -> int:
+    """:func:`overwrite_fresh` for a file whose data is one block, allocated or reserved
+    (the common small file): one FIEMAP look instead of two.
+
+    The data is overwritten in the page cache *first*; only then is FIEMAP asked whether a
+    block was allocated (writeback racing us from now on writes the overwrite; blocks are
+    never un-allocated, so this look says "on the disk" whenever an earlier one would have).
+    No block, or RAM only: the old data never reached a disk, nothing to sync (-1). A
+    block: the rest of it past EOF may hold old bytes on the disk, so it is overwritten
+    too, then synced and the size restored as :func:`overwrite_fresh` says.
+
+    Raises:
+        OSError: ``pwrite``/``fdatasync``/``ftruncate`` failed, or wrote short (ENOSPC, EIO...).
+    """
+    # A short write is an error, not retried: the caller's general way overwrites again
+    # and reports (ENOSPC mid-write).
+    if os.pwrite(fd, pool.take(size), 0) != size:
+        raise OSError(errno.EIO, "short write")
+    if volatile or not data_on_disk(fd, f_type):
+        return -1
+    block = _tail_block(blksize, True)
+    end = size + (block - size % block) % block
+    if end > size and os.pwrite(fd, pool.take(end - size), size) != end - size:
+        raise OSError(errno.EIO, "short write")
+    if defer_sync:
+        return size
+    os.fdatasync(fd)
+    if end > size:
         os.ftruncate(fd, size)
     return -1
 
