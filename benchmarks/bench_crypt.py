@@ -15,6 +15,10 @@ several repeats and throughput ratios (higher is better):
   Also on a second pair of files written in 4 KiB calls (``--small-mib``),
   which the default block-size choice gives small blocks.
 * memory: bytes of per-block state per GiB of file (goal: <= 1 MiB), measured.
+* per-file fixed costs, as fractions of one standard ``TemporaryFile`` lifecycle
+  (create, write 1,000 bytes, seek, read, close): ``AESGCM(key)`` alone, a 32-byte
+  ``getrandom``, and one file's protected memory (the lifecycle floors themselves
+  are rows of ``bench_lifecycle.py``).
 
 The first row is the default, ``block_size=None``: the file's first write
 chooses its block size (64 KiB for a first write of at least 64 KiB, as here;
@@ -250,6 +254,35 @@ def layer_classes(directory: str, repeats: int) -> tuple[float, float]:
     )
 
 
+def fixed_costs(directory: str, count: int = 2000) -> dict[str, float]:
+    """CPU seconds per call of the per-file fixed costs (see the module doc), medians
+    of 5 interleaved rounds; ``"std"`` is one standard TemporaryFile lifecycle."""
+    from hardtemp._crypt._secmem import ProtectedMemory
+
+    key, payload = bytearray(os.urandom(32)), os.urandom(1000)
+
+    def std() -> None:
+        with tempfile.TemporaryFile(dir=directory) as f:
+            f.write(payload)
+            f.seek(0)
+            f.read()
+
+    cases: dict[str, Callable[[], object]] = {
+        "std": std,
+        "AESGCM(key)": lambda: AESGCM(key),
+        "getrandom(32)": lambda: os.getrandom(32),
+        "protected memory": lambda: ProtectedMemory(DEFAULT_BLOCK_SIZE + 40).close(),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in cases}
+    for rep in range(5):
+        for name, fn in cases.items() if rep % 2 else reversed(cases.items()):
+            c0 = time.process_time()
+            for _ in range(count):
+                fn()
+            runs[name].append((time.process_time() - c0) / count)
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
 def _loadavg() -> str:
     """The 1/5/15-minute load averages: other jobs on the machine skew wall-clock times."""
     try:
@@ -319,6 +352,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> N
     out(
         f"small buffered calls, the encrypted file's layer class vs io.BufferedRandom: "
         f"{wall:.2f}x wall, {cpu:.2f}x cpu (the fork reset must cost nothing: 1.00x)"
+    )
+    costs = fixed_costs(args.dir)
+    std_cost = costs.pop("std")
+    out(
+        "per-file fixed costs, cpu, as a fraction of one stdlib TemporaryFile lifecycle: "
+        + ", ".join(f"{k} {v / std_cost:.3f}x" for k, v in costs.items())
     )
     out(f"load average after: {_loadavg()}")
     out("goals: sequential >= 0.90x the hand loop; random 4 KiB reads >= 0.35x the stdlib")
