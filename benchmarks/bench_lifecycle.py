@@ -6,6 +6,10 @@ of the per-round ratios hardtemp time / tempfile time (lower is better; goal <= 
 
 * ``NamedTemporaryFile``: create, write 1,000 bytes, close (hardtemp overwrites on close);
 * ``TemporaryFile(encrypt=False)``: create, write 1,000 bytes, seek, read, close;
+* a *floor* after each of the first two: the system calls hardtemp's defences need for
+  that lifecycle, made by a minimal hand-written loop with no Python around them
+  (:class:`_Floor`), as a ratio to the standard library in the same rounds -- the least
+  this design can cost, so how much of the gap is our Python;
 * ``TemporaryFile()`` encrypted (the standard side is the plain ``TemporaryFile``), and
   two **floors** for it: the least any AES-256-GCM temp file must do for that lifecycle
   (an ``O_TMPFILE`` open, a fresh key from ``getrandom``, ``AESGCM(key)``, one
@@ -30,7 +34,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
+import fcntl
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -42,11 +50,94 @@ from types import ModuleType
 
 import hardtemp
 from hardtemp._fsinfo import fs_info_for_path
+from hardtemp._linux import FIEMAP_EXTENT, FIEMAP_HEADER, FS_IOC_FIEMAP
 
 PAYLOAD = os.urandom(1000)
 SMALL = os.urandom(200)
 
 Cycle = Callable[[ModuleType, str, int], float]
+Floor = Callable[[str, int], float]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NEW_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TMPFILE_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+_MARK = b"0" * 114  # the size of a real sweep mark, computed once (ours: HMAC per file)
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_renameat2 = _libc.renameat2
+_renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_RENAME_NOREPLACE = 1
+
+
+class _Floor:
+    """The least each lifecycle can cost with hardtemp's defences (issue 13): their system
+    calls, in a minimal loop, with no Python around them. Not safe code; the yardstick.
+
+    Named file: reopen the verified directory and ``fstat`` it (still the inode we
+    verified?), ``openat(O_EXCL|O_NOFOLLOW)`` and ``fstat`` the new file (ours, 0600), the
+    sweep lock (``dup`` + ``flock``) and mark (``fsetxattr`` of a precomputed value), the
+    write; at close a look at the name (``newfstatat``, standing in for our ``statx``:
+    still our inode, not a mount point), random bytes and the ``pwrite`` over the data,
+    on a disk one FIEMAP (did a block reach it? then an ``fdatasync`` too), the hiding
+    ``renameat2(RENAME_NOREPLACE)``, the unlink, three closes. Unnamed file: the
+    directory as above, ``O_TMPFILE|O_EXCL`` and its ``fstat``, write, seek, read, an
+    ``fstat`` at close (what others cut), the overwrite as above, close.
+    """
+
+    def __init__(self, d: str) -> None:
+        self.on_disk = fs_info_for_path(d).verdict != "volatile"
+        self.fiemap = bytearray(FIEMAP_HEADER.size + 32 * FIEMAP_EXTENT.size)
+
+    def _sync_if_on_disk(self, fd: int) -> None:
+        if not self.on_disk:
+            return  # tmpfs: nothing below to reach
+        buf = self.fiemap
+        FIEMAP_HEADER.pack_into(buf, 0, 0, 0xFFFFFFFFFFFFFFFF, 0, 0, 32, 0)
+        fcntl.ioctl(fd, FS_IOC_FIEMAP, buf, True)
+        mapped = FIEMAP_HEADER.unpack_from(buf, 0)[3]
+        if mapped and FIEMAP_EXTENT.unpack_from(buf, FIEMAP_HEADER.size)[5] & 0x4 == 0:
+            os.fdatasync(fd)  # a block (not delayed allocation): the overwrite must reach it
+
+    def named(self, d: str, n: int) -> float:
+        names = [secrets.token_hex(8) for _ in range(2 * n)]  # outside the clock
+        bd = os.fsencode(d)
+        t = time.perf_counter()
+        for i in range(n):
+            name, hidden = "tmp" + names[2 * i], ".ht-" + names[2 * i + 1]
+            dfd = os.open(bd, _DIR_FLAGS)
+            os.fstat(dfd)
+            fd = os.open(name, _NEW_FLAGS, 0o600, dir_fd=dfd)
+            os.fstat(fd)
+            lock = os.dup(fd)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            os.setxattr(lock, "user.hardtemp.owner", _MARK)
+            os.write(fd, PAYLOAD)
+            os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            os.pwrite(fd, os.urandom(1000), 0)
+            self._sync_if_on_disk(fd)
+            _renameat2(dfd, name.encode(), dfd, hidden.encode(), _RENAME_NOREPLACE)
+            os.unlink(hidden, dir_fd=dfd)
+            os.close(lock)
+            os.close(dfd)
+            os.close(fd)
+        return time.perf_counter() - t
+
+    def unnamed(self, d: str, n: int) -> float:
+        bd = os.fsencode(d)
+        t = time.perf_counter()
+        for _ in range(n):
+            dfd = os.open(bd, _DIR_FLAGS)
+            os.fstat(dfd)
+            fd = os.open(".", _TMPFILE_FLAGS, 0o600, dir_fd=dfd)
+            os.fstat(fd)
+            os.close(dfd)
+            os.write(fd, PAYLOAD)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.read(fd, 8192)
+            os.fstat(fd)
+            os.pwrite(fd, os.urandom(1000), 0)
+            self._sync_if_on_disk(fd)
+            os.close(fd)
+        return time.perf_counter() - t
 
 
 def named(mod: ModuleType, d: str, n: int) -> float:
@@ -185,26 +276,41 @@ def _timed(cycle: Cycle, mod: ModuleType, d: str, n: int) -> tuple[float, float]
     return wall, time.process_time() - c0
 
 
-def compare(label: str, cycle: Cycle, d: str, n: int, rounds: int) -> tuple[float, float, float]:
+def _as_cycle(floor: Floor) -> Cycle:
+    return lambda _mod, d, n: floor(d, n)
+
+
+def compare(
+    label: str, cycle: Cycle, d: str, n: int, rounds: int, floor: Floor | None = None
+) -> tuple[float, float, float]:
     """Median wall-clock ratio, and median seconds per iteration of each side.
 
     The CPU-time ratio is printed too: on a shared machine other jobs stretch wall
     time, not our CPU time (but CPU time misses what is spent waiting for the disk, and
     for the cleanups it includes writing the files, which is outside the wall clock).
+    With ``floor`` it runs in the same rounds (the order rotates) and a second line
+    gives the floor against the standard library and hardtemp against the floor.
     """
     std_t: list[float] = []
     ours_t: list[float] = []
     ratios: list[float] = []
     cpu_ratios: list[float] = []
+    floor_r: list[tuple[float, float, float, float]] = []  # floor/std, ours/floor: wall, cpu
     for r in range(rounds):
-        # Alternate who goes first: drift (writeback, other jobs) hits both alike.
+        # Rotate who goes first: drift (writeback, other jobs) hits all alike.
         try:
-            if r % 2:
-                ours, ours_cpu = _timed(cycle, hardtemp, d, n)
-                std, std_cpu = _timed(cycle, tempfile, d, n)
-            else:
-                std, std_cpu = _timed(cycle, tempfile, d, n)
-                ours, ours_cpu = _timed(cycle, hardtemp, d, n)
+            sides: list[ModuleType | None] = [tempfile, hardtemp]
+            if floor is not None:
+                sides.append(None)
+            got: dict[str, tuple[float, float]] = {}
+            for i in range(len(sides)):
+                mod = sides[(r + i) % len(sides)]
+                if mod is None:
+                    assert floor is not None
+                    got["floor"] = _timed(_as_cycle(floor), tempfile, d, n)
+                else:
+                    got[mod.__name__] = _timed(cycle, mod, d, n)
+            (std, std_cpu), (ours, ours_cpu) = got["tempfile"], got["hardtemp"]
         except RecursionError:
             # shutil.rmtree recurses once per level: 1,000 deep exceeds Python's limit.
             ours, _ = _timed(cycle, hardtemp, d, n)
@@ -218,6 +324,9 @@ def compare(label: str, cycle: Cycle, d: str, n: int, rounds: int) -> tuple[floa
         ours_t.append(ours / n)
         ratios.append(ours / std)
         cpu_ratios.append(ours_cpu / std_cpu if std_cpu > 0 else float("nan"))
+        if "floor" in got:
+            low, low_cpu = got["floor"]
+            floor_r.append((low / std, ours / low, low_cpu / std_cpu, ours_cpu / low_cpu))
     ratio = statistics.median(ratios)
     spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
     s_us = statistics.median(std_t) * 1e6
@@ -227,6 +336,14 @@ def compare(label: str, cycle: Cycle, d: str, n: int, rounds: int) -> tuple[floa
         f"(rounds {spread}; tempfile {s_us:9.1f} us, hardtemp {o_us:9.1f} us)",
         flush=True,
     )
+    if floor_r:
+        med = [statistics.median(x[k] for x in floor_r) for k in range(4)]
+        print(
+            f"    {'floor: its system calls, no Python around them':<50} {med[0]:6.2f}x  "
+            f"cpu {med[2]:5.2f}x the stdlib; hardtemp {med[1]:.2f}x the floor "
+            f"(cpu {med[3]:.2f}x)",
+            flush=True,
+        )
     return ratio, s_us, o_us
 
 
@@ -283,6 +400,11 @@ def run(args: argparse.Namespace, d: str) -> None:
     info = fs_info_for_path(d)
     print(f"in {d}: {info.fstype} ({info.verdict}); ratio = hardtemp / tempfile, median")
     n = args.files
+    low = _Floor(d)
+    floors: dict[str, Floor] = {
+        "NamedTemporaryFile": low.named,
+        "TemporaryFile(encrypt=": low.unnamed,
+    }
     cases: list[tuple[str, Cycle, int, int]] = [
         ("NamedTemporaryFile, 1,000 B", named, n, args.rounds),
         ("TemporaryFile(encrypt=False), 1,000 B + seek + read", unnamed_plain, n, args.rounds),
@@ -326,7 +448,8 @@ def run(args: argparse.Namespace, d: str) -> None:
         for label, cycle, count, rounds in cases:
             if only and not any(label.startswith(w) for w in only):
                 continue
-            compare(label, cycle, d, count, rounds)
+            fl = next((f for k, f in floors.items() if label.startswith(k)), None)
+            compare(label, cycle, d, count, rounds, fl)
 
 
 if __name__ == "__main__":
