@@ -6,6 +6,7 @@ import contextlib
 import copy
 import errno
 import fcntl
+import functools
 import gc
 import io
 import json
@@ -1294,6 +1295,18 @@ def test_wrapper_attributes_are_cached_as_in_the_stdlib(tmp_path: Path) -> None:
         assert f.closed is False
         assert "closed" not in vars(f)  # a bool is an int: not cached, it changes
     assert f.closed is True
+
+
+@pytest.mark.parametrize("buffering", [-1, 0])  # a C method (BufferedRandom), a Python one
+def test_wrapper_methods_carry_what_functools_wraps_would_copy(
+    tmp_path: Path, buffering: int
+) -> None:
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, buffering=buffering) as f:
+        method, inner = f.write, f.file.write
+        expected = functools.update_wrapper(lambda: None, inner)
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__", "__wrapped__"):
+            assert getattr(method, attr) == getattr(expected, attr), attr
+        assert set(vars(method)) == set(vars(expected)) | {"_closer"}
 
 
 def test_an_unlinked_file_in_append_mode_is_overwritten_through_a_second_descriptor(

@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import sys
+import types
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -395,6 +396,24 @@ class _NamedState:
                 self.release()
 
 
+def _wrap_like(method: Any, func: Any) -> None:
+    """``functools.update_wrapper(method, func)``, cheaply for a method of a C type.
+
+    Every ``NamedTemporaryFile`` builds one such wrapper per method it is used through
+    (``f.write``...). Such a builtin method has no ``__dict__``, ``__annotations__`` or
+    ``__type_params__``: ``update_wrapper`` pays two caught ``AttributeError`` for nothing
+    there, so only the four names it would copy, and ``__wrapped__``, are set.
+    """
+    if type(func) is not types.BuiltinMethodType:
+        functools.update_wrapper(method, func)  # a Python method (buffering=0): copy all
+        return
+    method.__module__ = func.__module__
+    method.__name__ = func.__name__
+    method.__qualname__ = func.__qualname__
+    method.__doc__ = func.__doc__
+    method.__wrapped__ = func
+
+
 class _Closer:
     """The object whose lifetime decides when a named temp file is cleaned up."""
 
@@ -440,10 +459,10 @@ class _TemporaryFileWrapper:
             func = attr
             closer = self.__dict__["_closer"]
 
-            @functools.wraps(func)
             def method(*args: Any, **kwargs: Any) -> Any:
                 return func(*args, **kwargs)
 
+            _wrap_like(method, func)
             method._closer = closer  # type: ignore[attr-defined]
             attr = method
         if not isinstance(attr, int):
