@@ -1309,6 +1309,23 @@ def test_wrapper_methods_carry_what_functools_wraps_would_copy(
         assert set(vars(method)) == set(vars(expected)) | {"_closer"}
 
 
+def test_a_mode_found_valid_before_is_still_checked_with_other_arguments(
+    tmp_path: Path,
+) -> None:
+    # check_mode remembers modes valid with buffering=-1 and no text options: nothing else.
+    for mode in ("w+b", "w+"):
+        hardtemp.NamedTemporaryFile(mode, dir=tmp_path).close()
+    with pytest.raises(TypeError):
+        hardtemp.NamedTemporaryFile("w+b", buffering=-1.0, dir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unbuffered text"):
+        hardtemp.NamedTemporaryFile("w+", buffering=0, dir=tmp_path)
+    with pytest.raises(ValueError, match="encoding"):
+        hardtemp.NamedTemporaryFile("w+b", encoding="utf-8", dir=tmp_path)
+    with pytest.raises(ValueError, match="invalid mode"):
+        hardtemp.NamedTemporaryFile("w+bb", dir=tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_unlinked_file_in_append_mode_is_overwritten_through_a_second_descriptor(
     tmp_path: Path,
 ) -> None:

@@ -32,6 +32,32 @@ def check_mode(
         TypeError: an argument of the wrong type.
         ValueError: an invalid mode or a combination :func:`open` rejects.
     """
+    # Every file checks its mode: a mode already found valid with the default buffering
+    # and no text options is valid again (exact str and int: no subclass's __eq__ or
+    # __hash__ decides; the set is bounded by the finite number of valid mode strings).
+    if (
+        buffering == -1
+        and encoding is None
+        and errors is None
+        and newline is None
+        and type(mode) is str
+        and type(buffering) is int
+        and mode in _VALID_DEFAULT
+    ):
+        return
+    _check_mode(mode, buffering, encoding, errors, newline)
+    plain = encoding is None and errors is None and newline is None
+    if plain and buffering == -1 and type(buffering) is int and type(mode) is str:
+        _VALID_DEFAULT.add(mode)
+
+
+_VALID_DEFAULT: set[str] = set()  # modes check_mode() passed with buffering=-1 and no options
+
+
+def _check_mode(
+    mode: str, buffering: int, encoding: str | None, errors: str | None, newline: str | None
+) -> None:
+    """:func:`check_mode`, every time. Raises: as :func:`check_mode`."""
     if not isinstance(mode, str):
         raise TypeError(f"mode must be str, not {type(mode).__name__}")
     if not isinstance(buffering, int) or isinstance(buffering, bool):
@@ -63,10 +89,19 @@ def check_mode(
 
 def raw_mode(mode: str) -> str:
     """The :class:`io.FileIO` mode for an :func:`open` mode (``"w+"`` -> ``"rb+"``)."""
+    raw = _RAW_MODES.get(mode)
+    if raw is not None:
+        return raw
     kind = next(c for c in mode if c in "xrwa")
+    raw = f"{kind}b"
     if "+" in mode:
-        return "xb+" if kind == "x" else "ab+" if kind == "a" else "rb+"
-    return f"{kind}b"
+        raw = "xb+" if kind == "x" else "ab+" if kind == "a" else "rb+"
+    if type(mode) is str and len(_RAW_MODES) < 512:  # bounded: valid modes are few
+        _RAW_MODES[mode] = raw
+    return raw
+
+
+_RAW_MODES: dict[str, str] = {}  # open() mode -> FileIO mode, as computed before
 
 
 def wrap_raw(
