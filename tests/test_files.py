@@ -1510,6 +1510,8 @@ def test_a_named_file_looks_at_its_name_once_at_close_and_asks_no_fstatfs(
     assert calls.index(name_lookups[0]) < rename
     assert not [c for c in calls if c.startswith(("fstatfs(", "statfs("))], calls
     assert len([c for c in calls if c.startswith("getpid(")]) <= 2, calls
+    # One geteuid: the trust check's; the sweep key is looked up for the euid it verified.
+    assert len([c for c in calls if c.startswith("geteuid(")]) == 1, calls
 
 
 def test_an_unnamed_plain_file_fstats_its_descriptor_once_at_close(tmp_path: Path) -> None:

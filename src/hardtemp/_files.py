@@ -617,6 +617,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
                 dup=True,
                 dir_ident=(handle.dev, handle.ino),  # fstat'ed when the handle was verified
                 real_fd=True,  # create_file opened it O_RDWR, never O_PATH
+                euid=handle.euid,  # the handle was verified for it in this call: no geteuid
             )
         else:
             _owner.lock_shared(fd)  # kept by the user: locked only while open

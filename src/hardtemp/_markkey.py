@@ -217,10 +217,14 @@ def _get(create: bool) -> bytes | KeyUnavailable:
 _last: tuple[int, str | None, bytes] | None = None  # (euid, $XDG_STATE_HOME, key): the hot path
 
 
-def load(*, create: bool) -> bytes | None:
-    """The effective user's key, or None when there is none (see :func:`problem`)."""
+def load(*, create: bool, euid: int | None = None) -> bytes | None:
+    """The effective user's key, or None when there is none (see :func:`problem`).
+
+    ``euid``: the effective uid if the caller just learnt it (a directory verified for it
+    in this very call), which saves a ``geteuid``."""
     global _last
-    last, euid, env = _last, os.geteuid(), os.environ.get("XDG_STATE_HOME")
+    euid = os.geteuid() if euid is None else euid
+    last, env = _last, os.environ.get("XDG_STATE_HOME")
     if last is not None and last[0] == euid and last[1] == env:
         return last[2]
     got = _get(create)
