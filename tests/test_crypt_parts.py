@@ -28,7 +28,7 @@ import hardtemp
 from _gates import IS_ROOT
 from _helpers_crypt import backing_fd, raw_of
 from _helpers_euid import as_euid
-from hardtemp._crypt import EncryptedRawIO, open_encrypted
+from hardtemp._crypt import EncryptedRawIO, _secpool, open_encrypted
 from hardtemp._crypt._blockmap import BlockMap
 from hardtemp._crypt._sealer import TAG_SIZE, BlockSealer, TagFailure
 from hardtemp._crypt._secmem import ProtectedMemory
@@ -133,6 +133,23 @@ def test_sealer_counters_only_increase_and_refuse_to_wrap() -> None:
     with pytest.raises(OSError) as info:
         s.take(1)
     assert info.value.errno == errno.EOVERFLOW
+
+
+def test_each_key_is_fresh_os_randomness_written_straight_into_protected_memory() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    bodies = []
+    for _ in range(2):
+        slot = _secpool.Slot(64)
+        s = BlockSealer(slot.view[:32], slot.address)  # getrandom(2) at that address
+        assert slot.view[:32] == bytes(32)  # zeroed there once AESGCM had its copy
+        ct = memoryview(bytearray(16 + TAG_SIZE))
+        s.seal(0, 1, memoryview(bytes(16)), ct)
+        bodies.append(bytes(ct[:16]))  # the keystream: depends on the key and nonce only
+        slot.close()
+    assert bodies[0] != bodies[1]
+    nothing_filled = AESGCM(bytes(32)).encrypt(bytes(11) + b"\x01", bytes(16), b"")[:16]
+    assert nothing_filled not in bodies
 
 
 def test_sealer_binds_block_index_and_counter() -> None:
@@ -240,11 +257,19 @@ def _enomem(*args: object, **kwargs: object) -> None:
     raise OSError(errno.ENOMEM, "Cannot allocate memory")
 
 
+def _no_memory_for_new_mappings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new protected mapping fails with ENOMEM, and the slot pool has no free
+    slot left (a fresh, empty pool), so the next encrypted file needs a new one."""
+    monkeypatch.setattr(ProtectedMemory, "__init__", _enomem)
+    monkeypatch.setattr(_secpool._Arena, "__init__", _enomem)
+    monkeypatch.setattr(_secpool, "_pool", _secpool._Pool())
+
+
 def test_enomem_at_the_mapping_never_closes_an_unrelated_descriptor(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Mock: ENOMEM from mmap cannot be caused reliably (overcommit); the error path can.
-    monkeypatch.setattr(ProtectedMemory, "__init__", _enomem)
+    _no_memory_for_new_mappings(monkeypatch)
     with pytest.raises(OSError) as info:
         hardtemp.TemporaryFile()
     assert info.value.errno == errno.ENOMEM
@@ -262,7 +287,7 @@ def test_enomem_at_the_mapping_never_closes_an_unrelated_descriptor(
 def test_a_failed_constructor_leaves_the_descriptor_to_the_caller(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ProtectedMemory, "__init__", _enomem)
+    _no_memory_for_new_mappings(monkeypatch)
     fd = backing_fd()
     try:
         with pytest.raises(OSError):

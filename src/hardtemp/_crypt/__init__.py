@@ -7,6 +7,7 @@ Layout, one job per module (each states its invariants):
 * ``_backing``: positional I/O on the backing file and the undo journal (the
   transaction design of a block update);
 * ``_secmem``: protected memory for the key and the plaintext scratch;
+* ``_secpool``: a per-process pool of such memory, one slot per file;
 * ``_raw``: :class:`EncryptedRawIO`, the raw file object;
 * ``_stack``: :func:`open_encrypted`, the buffered/text stack over it;
 * ``_forkdrop``: a forked child drops what those layers cached;

@@ -13,9 +13,10 @@ Invariants:
   written by earlier calls readable and correct, and at most the bytes of
   that call lost; a pending transaction is settled (rolled back, or its
   ``ftruncate`` finished) before the next operation;
-* plaintext scratch and the cached block live in :mod:`._secmem` memory
-  (never shared with a forked child, which sees zeros there); a child may
-  read, never write (nonce reuse), and never touches the backing file;
+* plaintext scratch and the cached block live in protected memory (a pooled
+  slot of :mod:`._secpool` for the default blocks, else :mod:`._secmem`; never
+  shared with a forked child, which sees zeros there); a child may read, never
+  write (nonce reuse), and never touches the backing file;
 * one lock per object: every method is thread-safe;
 * the block size is fixed before anything is stored: with ``block_size=None``
   the first write chooses it (``LARGE_BLOCK_SIZE`` for a write that fills such
@@ -45,6 +46,7 @@ from ._backing import Backing, Trim, Txn
 from ._blockmap import BlockMap
 from ._sealer import KEY_SIZE, TAG_SIZE, BlockSealer, TagFailure
 from ._secmem import ProtectedMemory
+from ._secpool import Protected, protected
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -162,7 +164,7 @@ class EncryptedRawIO(io.RawIOBase):
     _fd: int = -1
     _closefd: bool = False
     _sealer: BlockSealer | None = None
-    _mem: ProtectedMemory | None = None
+    _mem: Protected | None = None
     _pt: memoryview | None = None
     _ct_one: bytearray | None = None
     _pending: Txn | Trim | None = None
@@ -199,9 +201,10 @@ class EncryptedRawIO(io.RawIOBase):
         self._auto = block_size is None  # the first write chooses the block size
         # Scratch block | key | cached block's counter, all in protected memory;
         # the counter there is wiped with the block it describes in a forked child.
-        mem = ProtectedMemory(bs + KEY_SIZE + 8)
+        # (A pooled slot for the default blocks: set up once per process, not per file.)
+        mem = protected(bs + KEY_SIZE + 8)
         try:
-            self._sealer = BlockSealer(mem.view[bs : bs + KEY_SIZE])
+            self._sealer = BlockSealer(mem.view[bs : bs + KEY_SIZE], mem.address + bs)
             self._set_geometry(bs, mem)
         except BaseException:
             mem.close()
@@ -212,7 +215,7 @@ class EncryptedRawIO(io.RawIOBase):
         self._closefd = bool(closefd)
         _live.add(self)
 
-    def _set_geometry(self, bs: int, mem: ProtectedMemory) -> None:
+    def _set_geometry(self, bs: int, mem: Protected) -> None:
         """Block size ``bs`` with ``mem`` (scratch block | key | cached counter) as
         the protected memory; only while nothing is stored."""
         slot = bs + TAG_SIZE

@@ -2,9 +2,12 @@
 
 Invariants (audit nonce uniqueness here, and only here):
 
-* one fresh 256-bit AES-GCM key per sealer, from the OS CSPRNG, read straight
-  into protected memory (:mod:`._secmem`) and zeroed there as soon as
-  ``AESGCM`` has taken its copy; it is never written anywhere else by us;
+* one fresh 256-bit AES-GCM key per sealer, from the OS CSPRNG (one
+  ``getrandom(2)`` call writing straight to the protected memory's address;
+  ``/dev/urandom`` read into it where that call is missing), in protected
+  memory (:mod:`._secmem`, :mod:`._secpool`) and zeroed there as soon as
+  ``AESGCM`` has taken its copy; it never passes through a Python object and
+  is never written anywhere else by us;
 * the nonce of every seal is a counter value handed out by :meth:`take`, which
   only ever increases (values are never given back, not even when the write
   that used them fails and is rolled back); 12 bytes, big-endian; counter 0 is
@@ -21,6 +24,7 @@ Invariants (audit nonce uniqueness here, and only here):
 from __future__ import annotations
 
 import collections
+import ctypes
 import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -50,9 +54,35 @@ def _closed(*args: object) -> object:
     raise ValueError("I/O operation on closed file")
 
 
-def _fill_random(view: memoryview) -> None:
+_getrandom = getattr(ctypes.CDLL(None, use_errno=True), "getrandom", None)  # glibc >= 2.25
+if _getrandom is not None:  # pragma: no branch - every supported glibc has it
+    _getrandom.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint)
+    _getrandom.restype = ctypes.c_ssize_t
+
+
+def _fill_random(view: memoryview, address: int | None = None) -> None:
     """OS CSPRNG bytes straight into ``view`` (no intermediate bytes object that
-    would be freed unzeroed); os.urandom only where /dev/urandom is missing."""
+    would be freed unzeroed): with ``getrandom(2)`` at ``address`` (the address
+    of ``view``'s first byte) if given, else read from /dev/urandom; os.urandom
+    only where neither works.
+
+    Raises:
+        OSError: the OS CSPRNG failed.
+    """
+    if address is not None and _getrandom is not None:
+        got, n = 0, len(view)
+        while got < n:
+            r = _getrandom(address + got, n - got, 0)
+            if r < 0:  # pragma: no cover - cannot be caused here (32 bytes never fail)
+                err = ctypes.get_errno()
+                if err == errno.EINTR:
+                    continue
+                if err == errno.ENOSYS:  # kernels before 3.17: /dev/urandom below
+                    break
+                raise OSError(err, os.strerror(err))
+            got += r
+        if got == n:  # pragma: no branch - else only after ENOSYS, above
+            return
     try:
         fd = os.open("/dev/urandom", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:  # a container without /dev/urandom: a short-lived copy is the cost
@@ -73,10 +103,11 @@ class BlockSealer:
         OSError: reading the OS CSPRNG failed.
     """
 
-    def __init__(self, key: memoryview) -> None:
-        # ``key``: KEY_SIZE bytes of protected memory; the key is generated there
-        # (no copy in the Python heap) and zeroed again once AESGCM holds its own.
-        _fill_random(key)
+    def __init__(self, key: memoryview, address: int | None = None) -> None:
+        # ``key``: KEY_SIZE bytes of protected memory (``address``: where it starts, for
+        # getrandom); the key is generated there (no copy in the Python heap, which
+        # frees without zeroing) and zeroed again once AESGCM holds its own.
+        _fill_random(key, address)
         try:
             self._aead: AESGCM | None = AESGCM(key)
         finally:

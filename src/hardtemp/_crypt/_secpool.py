@@ -1,0 +1,200 @@
+"""A per-process pool of protected-memory slots: the mapping is set up once, a slot per file.
+
+Setting up protected memory for every file (``mmap``, two ``madvise``, ``mlock``,
+``munmap``) cost more than the rest of a small encrypted file's lifecycle. Here
+*arenas* -- mappings protected exactly as :class:`._secmem.ProtectedMemory` is --
+are cut into fixed slots of :data:`SLOT_SIZE` bytes (an 8 KiB block, the key and
+the cached counter), handed out one per file.
+
+Invariants:
+
+* every arena is ``MAP_PRIVATE | MAP_ANONYMOUS``, ``MADV_DONTDUMP`` and
+  ``MADV_WIPEONFORK`` (as ``_secmem``), and ``mlock``-ed once as a whole;
+  arenas are added as whole mappings (4, 8, 16, 32, then 64 slots), and one
+  that becomes entirely free is unmapped unless it is the first;
+* a slot has one holder at a time and is zeroed when it is released, before
+  any reuse: a file never sees what an earlier file left in its slot;
+* the pool belongs to the process that made it. In a forked child (another
+  pid, or an arena's canary wiped by ``MADV_WIPEONFORK``: so also after a
+  ``fork()`` that bypassed Python's hooks, and in a new PID namespace) the
+  inherited pool is abandoned untouched -- not its lock (a parent thread may
+  have held it), not its slots (the child's copies are not locked: ``mlock``
+  is not inherited, and the parent's file objects there still point at them)
+  -- and the child builds its own, locked in the child;
+* ``locked`` is true per slot only while that slot is locked in this process:
+  past ``RLIMIT_MEMLOCK`` the whole-arena lock fails and each slot tries on
+  its own when it is handed out (quietly left unlocked past the limit, as
+  ``_secmem``); ``dontdump`` / ``wipeonfork`` report the ``madvise`` results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import threading
+from typing import Final
+
+from .. import _linux
+from ._secmem import MADV_WIPEONFORK, ProtectedMemory, _address, _advise
+
+__all__ = ["SLOT_SIZE", "Protected", "Slot", "protected"]
+
+_PAGE: Final = mmap.PAGESIZE
+#: Bytes per slot: whole pages holding an 8 KiB scratch block, the key and a counter.
+SLOT_SIZE: Final = -(-(8 * 1024 + 64) // _PAGE) * _PAGE
+_MAX_SLOTS: Final = 64  # slots of the largest arena (768 KiB with 4 KiB pages)
+_ZEROS: Final = bytes(SLOT_SIZE)
+
+
+class _Arena:
+    """One protected mapping of ``nslots`` slots and a trailing canary page."""
+
+    def __init__(self, nslots: int) -> None:
+        self.nslots = nslots
+        self.in_use = 0
+        length = nslots * SLOT_SIZE + _PAGE
+        self.map = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # Core dumps (a crash report, systemd-coredump) would otherwise carry keys and plaintext.
+        self.dontdump = _advise(self.map, getattr(mmap, "MADV_DONTDUMP", None))
+        # A forked child (possibly dropping privileges) gets zeros, not our plaintext or key.
+        self.wipeonfork = _advise(self.map, MADV_WIPEONFORK)
+        self.address = _address(self.map)
+        self.view = memoryview(self.map)
+        try:
+            # Swap would write keys and plaintext to disk; one mlock for every slot.
+            _linux.mlock(self.address, length)
+            whole = True
+        except OSError:  # past RLIMIT_MEMLOCK: each slot tries alone (see Slot)
+            whole = False
+        self.locked = [whole] * nslots
+        self.canary = length - 1
+        self.map[self.canary] = 1
+        self.zeros = _ZEROS  # held here: module globals may be gone when a file closes at exit
+
+    def wiped(self) -> bool:
+        """True in a forked child: ``MADV_WIPEONFORK`` zeroed the canary."""
+        return self.wipeonfork and self.map[self.canary] == 0
+
+    def unmap(self) -> None:
+        self.view.release()
+        # A view of a slot kept alive elsewhere (a traceback) delays the unmap until it goes.
+        with contextlib.suppress(BufferError):
+            self.map.close()
+
+
+class _Pool:
+    """The slots of one process (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.arenas: list[_Arena] = []
+        self.free: list[tuple[_Arena, int]] = []
+
+    def current(self) -> bool:
+        """Made by this very process (not inherited through any kind of fork)."""
+        return self.pid == os.getpid() and not (self.arenas and self.arenas[0].wiped())
+
+    def take(self) -> tuple[_Arena, int]:
+        """A free slot, growing the pool by one arena if none is left.
+
+        Raises:
+            OSError: the new arena cannot be mapped (``ENOMEM``).
+        """
+        with self.lock:
+            if not self.free:
+                arena = _Arena(min(_MAX_SLOTS, 4 << len(self.arenas)))
+                self.arenas.append(arena)
+                self.free.extend((arena, i) for i in reversed(range(arena.nslots)))
+            arena, index = self.free.pop()
+            arena.in_use += 1
+            return arena, index
+
+    def give_back(self, arena: _Arena, index: int) -> None:
+        """Return a slot (already zeroed); unmap its arena if that frees all of it."""
+        with self.lock:
+            arena.in_use -= 1
+            self.free.append((arena, index))
+            if arena.in_use == 0 and arena is not self.arenas[0]:
+                self.arenas.remove(arena)
+                self.free = [s for s in self.free if s[0] is not arena]
+                arena.unmap()
+
+
+_pool = _Pool()
+
+
+def _current_pool() -> _Pool:
+    global _pool
+    pool = _pool
+    if not pool.current():
+        # Inherited: abandoned without touching its lock or slots (see the module docstring).
+        pool = _pool = _Pool()
+    return pool
+
+
+class Slot:
+    """``size`` bytes (at most :data:`SLOT_SIZE`) of a pooled protected slot, zero-filled;
+    the same interface as :class:`._secmem.ProtectedMemory`.
+
+    Raises:
+        OSError: the pool had to grow and the new mapping failed (``ENOMEM``).
+    """
+
+    def __init__(self, size: int) -> None:
+        pool = _current_pool()
+        arena, index = pool.take()
+        self._pool, self._index = pool, index
+        self._arena: _Arena | None = arena
+        offset = self._offset = index * SLOT_SIZE
+        self.address = arena.address + offset
+        if not arena.locked[index]:
+            with contextlib.suppress(OSError):  # past RLIMIT_MEMLOCK: quietly unlocked
+                _linux.mlock(self.address, SLOT_SIZE)
+                arena.locked[index] = True
+        self.dontdump = arena.dontdump
+        self.wipeonfork = arena.wipeonfork
+        self.view = arena.view[offset : offset + size]
+
+    @property
+    def locked(self) -> bool:
+        """Locked against swap in this process (never in a forked child: not inherited)."""
+        arena = self._arena
+        if arena is None or not arena.locked[self._index]:
+            return False
+        return self._pool.pid == os.getpid() and not arena.wiped()
+
+    @property
+    def forked(self) -> bool:
+        """True in a forked child of the process that handed out this slot (its
+        canary was wiped). Always False where the kernel has no ``MADV_WIPEONFORK``."""
+        arena = self._arena
+        return arena is not None and arena.wiped()
+
+    def close(self) -> None:
+        """Zero the slot and give it back to the pool (only to the pool of the
+        process that took it). Idempotent."""
+        arena, self._arena = self._arena, None
+        if arena is None:
+            return
+        self.view.release()
+        offset, zeros = self._offset, arena.zeros
+        # Before any reuse: the next file in this slot must not see our key or plaintext.
+        arena.map[offset : offset + len(zeros)] = zeros
+        pool = self._pool
+        if pool is _pool and pool.current():
+            pool.give_back(arena, self._index)
+
+
+Protected = Slot | ProtectedMemory
+
+
+def protected(size: int) -> Protected:
+    """``size`` bytes of protected memory: a pooled :class:`Slot` if it fits one,
+    else a mapping of its own (:class:`._secmem.ProtectedMemory`).
+
+    Raises:
+        OSError: the memory cannot be mapped (``ENOMEM``).
+    """
+    return Slot(size) if size <= SLOT_SIZE else ProtectedMemory(size)

@@ -1,0 +1,186 @@
+"""The pool of protected-memory slots (hardtemp._crypt._secpool), attacked for real.
+
+* reuse: a closed file's key area and plaintext scratch read as zeros in its
+  slot, and the next file handed that very slot sees only zeros;
+* fork, by ``os.fork`` and by a raw ``fork()`` that bypasses Python's hooks:
+  new files in the child get slots of a pool made (and ``mlock``-ed) in the
+  child, never the parent's slots (not locked there: ``mlock`` is not
+  inherited) -- also after the child closed an inherited file; the parent's
+  data stays right; ``locked`` agrees with /proc/self/smaps everywhere;
+* ``RLIMIT_MEMLOCK`` set low in a child: the whole-arena lock fails, slots
+  lock one by one up to the limit, the rest are quietly unlocked and say so;
+* growth by whole mappings, given back once their files are closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import resource
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from _gates import IS_ROOT
+from _helpers_crypt import backing_fd
+from _helpers_euid import as_euid
+from hardtemp._crypt import EncryptedRawIO, _secpool
+from hardtemp._crypt._secpool import SLOT_SIZE, Slot
+
+MARKER = b"slot-secret-" * 700  # 8,400 bytes: block 0 whole and part of block 1
+
+
+def _vmflags(address: int) -> set[str]:
+    """VmFlags of the mapping of this process that contains ``address``."""
+    current: list[int] | None = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            current = [int(x, 16) for x in head.split("-")]
+        elif head == "VmFlags:" and current and current[0] <= address < current[1]:
+            return set(line.split()[1:])
+    raise AssertionError(f"no mapping contains {address:#x}")
+
+
+def _in_child(fork: Callable[[], int], task: Callable[[], object]) -> object:
+    """Run ``task`` in a child made by ``fork``; its result (or exception text)."""
+    r, w = os.pipe()
+    pid = fork()
+    if pid == 0:  # pragma: no cover - child (coverage follows os.fork only)
+        try:
+            try:
+                res: object = task()
+            except BaseException as exc:
+                res = f"{type(exc).__name__}: {exc}"
+            os.write(w, pickle.dumps(res))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        data = inp.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)  # noqa: S301 - our own child
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+FORKS = {"os.fork": os.fork, "raw fork": _libc.fork}  # the latter runs no Python fork hooks
+
+
+def test_a_closed_files_slot_is_zeroed_and_the_next_file_sees_only_zeros() -> None:
+    raw = EncryptedRawIO(backing_fd())
+    raw.write(MARKER)
+    raw.seek(8192 + 3)
+    assert raw.read(5) == MARKER[8195:8200]  # block 1's plaintext now sits in the scratch
+    mem = raw._mem
+    assert isinstance(mem, Slot)
+    arena, index = mem._arena, mem._index
+    assert arena is not None
+    where = slice(index * SLOT_SIZE, (index + 1) * SLOT_SIZE)
+    assert MARKER[8192:8208] in bytes(arena.map[where])
+    raw.close()
+    assert bytes(arena.map[where]) == bytes(SLOT_SIZE)  # key area, scratch, counter
+    second = EncryptedRawIO(backing_fd())
+    try:
+        again = second._mem
+        assert isinstance(again, Slot)
+        assert again.address == mem.address  # the very slot (the pool reuses the last freed)
+        assert again.view == bytes(len(again.view))
+        assert second.read() == b""
+    finally:
+        second.close()
+
+
+@pytest.mark.parametrize("how", FORKS)
+def test_new_files_in_a_forked_child_get_slots_locked_in_the_child(how: str) -> None:
+    parent_file = EncryptedRawIO(backing_fd())
+    parent_file.write(MARKER)
+    mem = parent_file._mem
+    assert isinstance(mem, Slot)
+    arenas = [(a.address, a.address + len(a.map)) for a in _secpool._pool.arenas]
+
+    def child() -> object:
+        seen = []
+        first = EncryptedRawIO(backing_fd())
+        parent_file.close()  # its slot must not reach the child's pool
+        for raw in (first, EncryptedRawIO(backing_fd())):
+            slot = raw._mem
+            assert isinstance(slot, Slot)
+            raw.write(b"child data")
+            raw.seek(0)
+            assert raw.read() == b"child data"
+            inherited = any(lo <= slot.address < hi for lo, hi in arenas)
+            seen.append((inherited, slot.locked, "lo" in _vmflags(slot.address), slot.forked))
+            raw.close()
+        return seen
+
+    try:
+        seen = _in_child(FORKS[how], child)
+        assert isinstance(seen, list), seen
+        for inherited, locked, lo, forked in seen:
+            assert not inherited  # never the parent's slots (unlocked in the child)
+            assert locked == lo  # `locked` is the truth about this process
+            assert not forked
+            if IS_ROOT:
+                assert locked  # CAP_IPC_LOCK: the child's own pool is locked
+        parent_file.seek(0)
+        assert parent_file.read() == MARKER  # the child's close changed nothing here
+        assert mem.locked == ("lo" in _vmflags(mem.address))
+    finally:
+        parent_file.close()
+
+
+def test_an_inherited_slot_reads_zeros_and_reports_itself_unlocked_in_the_child() -> None:
+    raw = EncryptedRawIO(backing_fd())
+    try:
+        raw.write(MARKER[:100])
+        slot = raw._mem
+        assert isinstance(slot, Slot)
+        got = _in_child(os.fork, lambda: (slot.locked, slot.forked, bytes(slot.view)))
+        assert got == (False, True, bytes(len(slot.view)))
+    finally:
+        raw.close()
+
+
+def test_rlimit_memlock_exhaustion_locks_slot_by_slot_then_quietly_not() -> None:
+    def child() -> object:
+        hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        # After fork nothing is locked in the child: room for exactly two slots.
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (2 * SLOT_SIZE, hard))
+        # As root, CAP_IPC_LOCK ignores the limit: act as another user (effective uid).
+        with as_euid() if IS_ROOT else contextlib.nullcontext():
+            slots = [Slot(100) for _ in range(3)]  # a fresh pool: the arena lock fails
+            files = [EncryptedRawIO(backing_fd("/dev/shm")) for _ in range(2)]
+        report = [(s.locked, "lo" in _vmflags(s.address), s.dontdump) for s in slots]
+        for raw in files:
+            assert raw._mem is not None
+            assert not raw._mem.locked  # past the limit: still works, says unlocked
+            raw.write(MARKER)
+            raw.seek(0)
+            assert raw.read() == MARKER
+            raw.close()
+        for s in slots:
+            s.close()
+        return report
+
+    locked, unlocked = (True, True, True), (False, False, True)
+    assert _in_child(os.fork, child) == [locked, locked, unlocked]
+
+
+def test_the_pool_grows_by_whole_mappings_and_gives_them_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_secpool, "_pool", _secpool._Pool())  # measure a pool of our own
+    slots = [Slot(64) for _ in range(13)]  # 4 + 8 slots, then a third arena
+    pool = _secpool._pool
+    assert [a.nslots for a in pool.arenas] == [4, 8, 16]
+    assert len({s.address for s in slots}) == 13
+    third = pool.arenas[2]
+    for s in reversed(slots):
+        s.close()
+        s.close()  # idempotent
+    assert [a.nslots for a in pool.arenas] == [4]  # the first arena stays for the next file
+    assert third.map.closed
+    assert len(pool.free) == 4
