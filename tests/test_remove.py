@@ -26,7 +26,7 @@ import pytest
 import _gates
 from _helpers_core import NOBODY, SRC, make_dir, nobody_dir, open_fds
 from _helpers_euid import as_euid
-from hardtemp import _remove, _treefile
+from hardtemp import _dirsettle, _remove, _treefile
 from hardtemp.exceptions import UnsafeFileError
 
 needs_root = _gates.needs_root("for chattr, mount and setuid")
@@ -138,11 +138,15 @@ def test_entries_added_to_the_top_after_its_scan_are_removed_in_another_round(
 # --- subdirectories -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", [0o700, 0o777], ids=["graveyard", "in-place"])
 def test_entries_added_to_a_subdirectory_after_its_scan_are_removed_in_another_round(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
 ) -> None:
+    # On a disk a private subdirectory is moved into the top's graveyard when emptied (the
+    # late entry then fails its removal, and the top's next round finds it); one others
+    # can write is removed in place (its rmdir fails, and it is scanned again).
     top = make_dir(tmp_path / "top", 0o700)
-    (top / "sub").mkdir()
+    make_dir(top / "sub", mode)
     (top / "sub" / "f").write_bytes(b"f")
     real = _remove._Tree._first_subdir_after_files
     added: list[str] = []
@@ -726,3 +730,196 @@ def test_without_the_mount_root_attribute_remove_entry_compares_mount_ids(
     assert asked == ["f"]
     assert report.removed
     assert os.listdir(tmp_path) == []
+
+
+# --- the graveyard: one settle per tree on a disk (issue 13) --------------------------------
+
+
+def _count_settles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every settle of the next removals, recorded; the real one (syncfs) still runs, and on
+    a RAM filesystem (where none is needed) a no-op one is forced, so the walk is the same."""
+    calls: list[int] = []
+
+    def counted(info: Any) -> Callable[[int], None]:
+        real = _dirsettle.settler_for(info)
+
+        def settle(fd: int) -> None:
+            calls.append(fd)
+            if real is not None:
+                real(fd)
+
+        return settle
+
+    monkeypatch.setattr(_remove, "settler_for", counted)
+    return calls
+
+
+def _taken(
+    monkeypatch: pytest.MonkeyPatch, after: Callable[[str], None] | None = None
+) -> list[str]:
+    """The names of the directories moved into the graveyard (each a real rename)."""
+    names: list[str] = []
+    real = _dirsettle.Graveyard.take
+
+    def take(self: Any, parent_fd: int, name: str) -> bool:
+        moved: bool = real(self, parent_fd, name)
+        if moved:
+            names.append(name)
+            if after is not None:
+                after(self._graves[-1])
+        return moved
+
+    monkeypatch.setattr(_dirsettle.Graveyard, "take", take)
+    return names
+
+
+def test_a_deep_tree_on_a_disk_is_settled_once_not_once_per_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_settles(monkeypatch)
+    taken = _taken(monkeypatch)
+    top = make_dir(tmp_path / "top", 0o700)
+    _deep_tree(top, _remove._MAX_OPEN_FRAMES + 20)  # parked parents reopened on the way up
+    make_dir(tmp_path / "warm", 0o700)
+    _rmtree(tmp_path, "warm")  # the per-process caches (the mount table's descriptor) filled
+    calls.clear()
+    before = open_fds()
+    _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert len(taken) == _remove._MAX_OPEN_FRAMES + 20
+    assert len(calls) == 1  # before: one per directory (85 here)
+    assert open_fds() == before
+
+
+def test_the_graveyard_is_settled_and_emptied_every_few_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_dirsettle, "_GRAVES", 2)  # bounded: the top grows by 2 names at most
+    calls = _count_settles(monkeypatch)
+    top = make_dir(tmp_path / "top", 0o700)
+    for i in range(5):
+        (top / f"d{i}").mkdir()
+    graves_seen: list[int] = []
+    real_bury = _dirsettle.Graveyard.bury
+
+    def bury(self: Any) -> list[OSError]:
+        graves_seen.append(len([n for n in os.listdir(top) if n.startswith(".ht-")]))
+        return real_bury(self)
+
+    monkeypatch.setattr(_dirsettle.Graveyard, "bury", bury)
+    _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert graves_seen == [2, 2, 1]
+    assert len(calls) == 3
+
+
+def test_directories_others_can_write_are_removed_in_place_never_moved_into_the_top(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory with a group/other write bit may hold (or be given, right after our scan)
+    # another user's entries; moving it into our 0700 top would put them out of their
+    # reach. Nor is a directory of ours moved out of such a parent: another user could have
+    # swapped a directory of theirs in under its name.
+    calls = _count_settles(monkeypatch)
+    taken = _taken(monkeypatch)
+    top = make_dir(tmp_path / "top", 0o700)
+    shared = make_dir(top / "shared", 0o777)
+    (shared / "mine").mkdir()
+    (shared / "f").write_bytes(b"x")
+    (top / "own").mkdir()
+    _rmtree(tmp_path, "top")
+    assert not top.exists()
+    assert taken == ["own"]  # the private one was moved: the graveyard is in use here
+    assert len(calls) == 3  # shared and mine settled in place, then the top's one
+
+
+def test_a_grave_name_taken_already_removes_the_directory_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RENAME_NOREPLACE refuses (EEXIST, from the kernel): the directory is settled and
+    # removed where it is. Every grave gets the same name here so the second one collides.
+    monkeypatch.setattr(_dirsettle, "random_name", lambda: "samename")
+    calls = _count_settles(monkeypatch)
+    taken = _taken(monkeypatch)
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "a").mkdir()
+    (top / "b").mkdir()
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert errors == []
+    assert not top.exists()
+    assert len(taken) == 1
+    assert len(calls) == 2  # the one removed in place, then the tree's one
+
+
+def test_a_grave_that_is_refilled_or_removed_meanwhile_is_handled_by_the_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    for name in ("a", "b"):
+        (top / name).mkdir()
+    done: list[str] = []
+
+    def meddle(grave: str) -> None:
+        if not done:  # an entry added to the first after it was emptied (a writer of ours)
+            (top / grave / "late").write_bytes(b"late")
+        else:  # the second removed by someone else before our rmdir
+            os.rmdir(top / grave)
+        done.append(grave)
+
+    _taken(monkeypatch, meddle)
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert errors == []
+    assert len(done) == 3  # a, b, then the refilled grave once emptied by the next round
+    assert not top.exists()
+
+
+@needs_root
+def test_a_grave_that_cannot_be_removed_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, immutable: Callable[[Path], None]
+) -> None:
+    top = make_dir(tmp_path / "top", 0o700)
+    (top / "a").mkdir()
+    graves: list[str] = []
+
+    def freeze(grave: str) -> None:
+        graves.append(grave)
+        immutable(top / grave)  # rmdir of it: EPERM, a real refusal
+
+    _taken(monkeypatch, freeze)
+    errors: list[BaseException] = []
+    _rmtree(tmp_path, "top", onerror=errors.append)
+    assert [type(e) for e in errors] == [PermissionError], errors
+    assert getattr(errors[0], "filename", None) == f"{top}/{graves[0]}"
+    assert os.listdir(top) == graves  # reported, not retried; nothing else left
+
+
+def test_an_interrupt_mid_walk_still_settles_and_removes_the_graveyard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A KeyboardInterrupt raised where a signal handler would raise it: in the walk, after
+    # one directory was moved into the graveyard. Nothing held there is left behind.
+    calls = _count_settles(monkeypatch)
+    taken = _taken(monkeypatch)
+    top = make_dir(tmp_path / "top", 0o700)
+    for name in ("a", "b"):
+        (top / name).mkdir()
+        (top / name / "f").write_bytes(b"x")
+    real = _remove._Tree._first_subdir_after_files
+
+    def interrupt(self: Any, frame: Any, top_dev: int) -> Any:
+        if frame.name in ("a", "b") and taken:  # the second of them, on its first visit
+            raise KeyboardInterrupt
+        return real(self, frame, top_dev)
+
+    monkeypatch.setattr(_remove._Tree, "_first_subdir_after_files", interrupt)
+    before = open_fds()
+    with pytest.raises(KeyboardInterrupt):
+        _rmtree(tmp_path, "top")
+    assert len(taken) == 1
+    assert len(calls) == 1
+    # The grave of the first went; the second was not reached (its file is still there).
+    assert os.listdir(top) == [n for n in ("a", "b") if n not in taken]
+    assert os.listdir(top / os.listdir(top)[0]) == ["f"]
+    assert open_fds() == before

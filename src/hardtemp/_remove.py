@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._codes import Reason, WipeReason
-from ._dirsettle import settler_for
+from ._dirsettle import Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT, FsInfo, fs_info_for_fd
 from ._inode import Entry, proc_path, same
@@ -785,6 +785,8 @@ class _Tree:
         self.mount = mount  # (mount id, st_dev) of the top: nothing on another mount is touched
         # Before each rmdir: the emptied directory's blocks reach the disk (_dirsettle).
         self.settle: Callable[[int], None] | None = None
+        # Emptied directories held in the top for one settle per tree (_dirsettle).
+        self.graveyard: Graveyard | None = None
         # Regular files of private directories: removed with the fewest calls (_treefile).
         self.files: TreeFiles | None = None
 
@@ -847,24 +849,9 @@ class _Tree:
                 parent = stack[-1]
                 if parent.fd < 0 and not self._reopen_parent(frame, parent):
                     return  # the chain is broken (reported): stop here, remove nothing more
-                if self.settle is not None:
-                    self.settle(frame.fd)  # its freed blocks must not keep the names
-                try:
-                    os.rmdir(frame.name, dir_fd=parent.fd)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    stuck = self.stuck(frame)
-                    if exc.errno == errno.ENOTEMPTY and not stuck and frame.rounds < _MAX_ROUNDS:
-                        # Entries were added while we worked: scan it again.
-                        frame.rounds += 1
-                        frame.errors_at_scan = self.errors
-                        frame.scanned = False
-                        stack.append(frame)
-                        continue
-                    parent.skip.add(frame.name)
-                    if not (exc.errno == errno.ENOTEMPTY and stuck):
-                        self.onerror(exc)  # else: the error below was reported already
+                if not self._entomb(frame, parent, top) and self._remove_in_place(frame, parent):
+                    stack.append(frame)  # entries were added while we worked: scan it again
+                    continue
                 os.close(frame.fd)
                 frame.fd = -1
         finally:
@@ -872,6 +859,74 @@ class _Tree:
                 if f.fd >= 0:
                     os.close(f.fd)
                     f.fd = -1
+
+    def _entomb(self, frame: _Frame, parent: _Frame, top: _Frame) -> bool:
+        """Move the emptied ``frame`` into the graveyard; False when it must go in place."""
+        yard = self.graveyard
+        # Only directories nobody else can change, in a parent and a top nobody else can
+        # change: no other user's entry (added, or swapped in under the name) is ever moved
+        # into our top, out of their reach.
+        if yard is None or not (frame.private and parent.private and top.private):
+            return False
+        if self.stuck(frame) or not yard.take(parent.fd, frame.name):
+            return False  # an entry is known to be left (it stays, reported), or no move
+        if yard.full:
+            self.bury(top)
+        return True
+
+    def _remove_in_place(self, frame: _Frame, parent: _Frame) -> bool:
+        """Settle and remove the emptied ``frame`` from ``parent``; True when it must be
+        scanned again (entries were added meanwhile), after reporting any other failure."""
+        if self.settle is not None:
+            self.settle(frame.fd)  # its freed blocks must not keep the names
+        try:
+            os.rmdir(frame.name, dir_fd=parent.fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            stuck = self.stuck(frame)
+            if exc.errno == errno.ENOTEMPTY and not stuck and frame.rounds < _MAX_ROUNDS:
+                frame.rounds += 1
+                frame.errors_at_scan = self.errors
+                frame.scanned = False
+                return True
+            parent.skip.add(frame.name)
+            if not (exc.errno == errno.ENOTEMPTY and stuck):
+                self.onerror(exc)  # else: the error below was reported already
+        return False
+
+    def bury(self, top: _Frame) -> None:
+        """Settle once, then remove the graveyard's directories (see :mod:`_dirsettle`);
+        a failure is reported once and that grave skipped by the top's later scans."""
+        if self.graveyard is None:
+            return
+        for exc in self.graveyard.bury():
+            grave = str(exc.filename)
+            top.skip.add(grave)
+            exc.filename = f"{top.path}/{grave}"
+            self.onerror(exc)
+
+    def remove_top(self, top: _Frame, parent_fd: int, top_dev: int) -> None:
+        """Empty ``top``, settle, and remove it from ``parent_fd``; rescanned while entries
+        are added meanwhile (at most ``_MAX_ROUNDS`` times); every failure reported."""
+        for rounds in range(_MAX_ROUNDS + 1):
+            top.errors_at_scan = self.errors
+            top.scanned = False
+            try:
+                self.empty(top, top_dev)
+            finally:
+                # One settle for the names of all entries just removed (the top's and the
+                # graveyard's), then the graveyard removed: an interrupt leaves none of it.
+                self.bury(top)
+            try:
+                os.rmdir(top.name, dir_fd=parent_fd)
+                return
+            except OSError as exc:
+                stuck = self.stuck(top)
+                if exc.errno != errno.ENOTEMPTY or rounds == _MAX_ROUNDS or stuck:
+                    if not (exc.errno == errno.ENOTEMPTY and stuck):
+                        self.onerror(exc)  # else: the error below was reported already
+                    return
 
     def _reopen_parent(self, child: _Frame, parent: _Frame) -> bool:
         """Reopen ``parent`` (closed to bound descriptors) as ``..`` of ``child``.
@@ -1030,8 +1085,9 @@ def rmtree_at(
     is false. Symlinks, FIFOs and sockets are unlinked, never followed or opened. Mount
     points below (directories *and* files, bind mounts of the same filesystem included:
     compared by mount id) are never entered, overwritten or unlinked; each is reported.
-    Each emptied directory is synced to the disk just before it is removed
-    (:mod:`hardtemp._dirsettle`), so its freed blocks hold no names.
+    On a disk no emptied directory is removed before its blocks were synced to the disk
+    (:mod:`hardtemp._dirsettle`: one ``syncfs`` per tree, those we alone can change held
+    in the top until then), so the freed blocks hold no names.
     ``expect`` is the ``(st_dev, st_ino)`` the name must still refer to. Any depth: at
     most ``_MAX_OPEN_FRAMES`` + 3 descriptors are open at once, and nothing recurses.
 
@@ -1055,22 +1111,10 @@ def rmtree_at(
         top = _Frame(fd, display_path, name, tree.errors, st)
         info = _fs_info(fd)  # one look for the settling and the files
         tree.settle = settler_for(info)
+        if tree.settle is not None:
+            tree.graveyard = Graveyard(fd, tree.settle)
         tree.files = _tree_files(info, tree.mount[0]) if overwrite else None
-        for rounds in range(_MAX_ROUNDS + 1):
-            top.errors_at_scan = tree.errors
-            top.scanned = False
-            tree.empty(top, st.st_dev)
-            if tree.settle is not None:
-                tree.settle(fd)  # names of the entries just removed: off the freed blocks
-            try:
-                os.rmdir(name, dir_fd=parent_fd)
-                break
-            except OSError as exc:
-                stuck = tree.stuck(top)
-                if exc.errno != errno.ENOTEMPTY or rounds == _MAX_ROUNDS or stuck:
-                    if not (exc.errno == errno.ENOTEMPTY and stuck):
-                        tree.onerror(exc)  # else: the error below was reported already
-                    break
+        tree.remove_top(top, parent_fd, st.st_dev)
     finally:
         os.close(fd)
     if errors:

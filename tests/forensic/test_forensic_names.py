@@ -110,3 +110,66 @@ def test_ext4_control_stdlib_temporary_directory_leaves_names_in_freed_blocks(
         _fill(d, tag, activity)
     outside, _ = _hits_outside_journal(fs, tag.encode())
     assert outside > 0, "control: freed directory blocks keep the names"
+
+
+def _fill_deep(d: str, tag: str, activity: str, depth: int = 4) -> int:
+    """A tree ``depth`` levels below ``d``, two subdirectories per directory, files at every
+    level, every name carrying ``tag``; synced, so every name reached its home block."""
+    dirs = [d]
+    for level in range(depth + 1):
+        below = []
+        for where in dirs:
+            for i in range(6):
+                with open(os.path.join(where, f"rec-{tag}-L{level}-{i}.csv"), "wb") as f:
+                    f.write(b"x" * 100)
+            if level < depth:
+                for side in "ab":
+                    sub = os.path.join(where, f"dir-{tag}-L{level}{side}")
+                    os.mkdir(sub)
+                    below.append(sub)
+        dirs = below
+        with open(os.path.join(activity, f"log-{level}"), "ab") as f:
+            f.write(os.urandom(3000))
+    subprocess.run(["sync"], check=True)
+    return 2 ** (depth + 1) - 2  # directories below d
+
+
+@pytest.mark.parametrize("settled", [True, False], ids=["one-syncfs", "control-no-syncfs"])
+def test_ext4_deep_tree_cleanup_syncs_once_and_leaves_no_names_outside_the_journal(
+    loopfs: Callable[..., LoopFS], monkeypatch: pytest.MonkeyPatch, settled: bool
+) -> None:
+    # Emptied directories are moved into the top and removed after ONE syncfs for the
+    # whole tree. The control keeps that walk but makes the settle a no-op: the freed
+    # directory blocks then keep the names, so the test can fail.
+    from hardtemp import _dirsettle, _remove
+
+    calls: list[int] = []
+
+    def counted(info: Any) -> Callable[[int], None] | None:
+        real = _dirsettle.settler_for(info)
+        assert real is not None  # ext4: settled
+
+        def settle(fd: int) -> None:
+            calls.append(fd)
+            if settled:
+                real(fd)
+
+        return settle
+
+    monkeypatch.setattr(_remove, "settler_for", counted)
+    fs = loopfs("ext4")
+    activity = os.path.join(fs.mountpoint, "activity")
+    os.mkdir(activity)
+    tag = _tag()
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+        subdirs = _fill_deep(d, tag, activity)
+        assert tag.encode() in fs.image.read_bytes()  # the names did reach the disk
+    assert subdirs == 30
+    assert len(calls) == 1, f"{len(calls)} syncfs for one tree of {subdirs} directories"
+    with open(os.path.join(activity, "after"), "wb") as f:
+        f.write(os.urandom(20000))
+    outside, _ = _hits_outside_journal(fs, tag.encode())
+    if settled:
+        assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
+    else:
+        assert outside > 0, "control: without the syncfs, freed directory blocks keep names"
