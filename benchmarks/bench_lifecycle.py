@@ -19,7 +19,8 @@ of the per-round ratios hardtemp time / tempfile time (lower is better; goal <= 
   zeroed and unmapped at close): if a floor is above 2x, no design reaches the goal;
 * ``TemporaryDirectory`` with 4 files of 1,000 bytes written by ``open()``;
 * the cleanup of a ``TemporaryDirectory`` holding 5,000 files of 200 bytes (only the
-  cleanup is timed; the files are written beforehand, outside the clock);
+  cleanup is timed; the files are written beforehand, outside the clock), and of one
+  holding 100 directories of 10 such files (on a disk: one ``syncfs`` for the tree);
 * with ``--scale``: the same cleanup with 100,000 files, and trees 100 and 1,000 deep
   (a file at every level; ``shutil.rmtree`` cannot remove 1,000 levels: RecursionError).
 
@@ -255,6 +256,13 @@ def _fill_deep(top: str, depth: int) -> None:
         os.close(fd)
 
 
+def _fill_wide(top: str, count: int) -> None:
+    """``count`` subdirectories of 10 files each (an unpacked source tree)."""
+    for i in range(count):
+        os.mkdir(f"{top}/d{i}")
+        _fill_flat(f"{top}/d{i}", 10)
+
+
 def _cleanup(fill: Callable[[str, int], None], size: int) -> Cycle:
     def cycle(mod: ModuleType, d: str, n: int) -> float:
         total = 0.0
@@ -415,6 +423,12 @@ def run(args: argparse.Namespace, d: str) -> None:
         (
             "TemporaryDirectory cleanup, 5,000 files of 200 B",
             _cleanup(_fill_flat, 5000),
+            1,
+            args.rounds,
+        ),
+        (
+            "TemporaryDirectory cleanup, 100 directories of 10 files",
+            _cleanup(_fill_wide, 100),
             1,
             args.rounds,
         ),
