@@ -855,6 +855,7 @@ def test_a_grave_name_taken_already_removes_the_directory_in_place(
 def test_a_grave_that_is_refilled_or_removed_meanwhile_is_handled_by_the_next_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _count_settles(monkeypatch)  # a graveyard even where tmp_path is on tmpfs
     top = make_dir(tmp_path / "top", 0o700)
     for name in ("a", "b"):
         (top / name).mkdir()
@@ -879,6 +880,7 @@ def test_a_grave_that_is_refilled_or_removed_meanwhile_is_handled_by_the_next_ro
 def test_a_grave_that_cannot_be_removed_is_reported_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, immutable: Callable[[Path], None]
 ) -> None:
+    _count_settles(monkeypatch)  # a graveyard even where tmp_path is on tmpfs
     top = make_dir(tmp_path / "top", 0o700)
     (top / "a").mkdir()
     graves: list[str] = []
