@@ -22,6 +22,10 @@ Invariants:
   child, accepted only if still the very inode left (else the walk stops there).
 * Mount points (directories and files, compared by mount id, so bind mounts of the same
   filesystem count) are never entered, overwritten or unlinked; each is reported.
+* On a disk no emptied directory is removed before a ``syncfs`` wrote its zeroed blocks
+  home (:mod:`hardtemp._dirsettle`): one per tree. Only a directory nobody else can change,
+  in a parent and a top nobody else can change, waits for it in the top's graveyard;
+  any other is synced and removed in place.
 """
 
 from __future__ import annotations
