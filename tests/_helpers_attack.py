@@ -4,8 +4,9 @@
   ``fn(*args)`` until the block ends (then SIGKILL). Only modules imported before the
   fork are usable there (the interpreter lives under /root, which nobody cannot enter).
 * ``sysctl_set(name, value)``: set a ``/proc/sys`` value for the block and restore it in
-  ``finally``. Other engineers' tests run on this machine at the same time: keep the
-  block as short as the attack.
+  ``finally``, holding the sysctl's lock (``_helpers_core.sysctls_held``) meanwhile.
+  Other test runs share this machine (CI's stages run side by side): keep the block as
+  short as the attack.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import _gates
-from _helpers_core import NOBODY
+from _helpers_core import NOBODY, sysctl_path, sysctls_held
 
 __all__ = ["NOBODY", "attacker_in_background", "sysctl_set", "wait_for"]
 
@@ -60,21 +60,27 @@ def attacker_in_background(fn: Callable[..., Any], *args: Any) -> Iterator[int]:
 
 @contextlib.contextmanager
 def sysctl_set(name: str, value: int) -> Iterator[None]:
-    """``/proc/sys/<name>`` = ``value`` for the block; the old value comes back in finally."""
+    """``/proc/sys/<name>`` = ``value`` for the block; the old value comes back in finally.
+
+    Holds the sysctl's lock exclusive for the block (``sysctls_held``): another run's
+    ``sysctl_set`` waits, so it neither sees our temporary value as the one to restore
+    nor flips it under us, and tests that compare the value wait too.
+    """
     _gates.require_root(f"to set {name}")
-    path = Path("/proc/sys") / name.replace(".", "/")
-    try:
-        old = path.read_text().strip()
-    except OSError as exc:
-        pytest.skip(f"cannot read {name}: {exc}")
-    try:
-        path.write_text(f"{value}\n")
-    except OSError as exc:
-        pytest.skip(f"cannot set {name} here: {exc}")
-    try:
-        yield
-    finally:
-        path.write_text(f"{old}\n")
+    path = sysctl_path(name)
+    with sysctls_held(name, exclusive=True):
+        try:
+            old = path.read_text().strip()
+        except OSError as exc:
+            pytest.skip(f"cannot read {name}: {exc}")
+        try:
+            path.write_text(f"{value}\n")
+        except OSError as exc:
+            pytest.skip(f"cannot set {name} here: {exc}")
+        try:
+            yield
+        finally:
+            path.write_text(f"{old}\n")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

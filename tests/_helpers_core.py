@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import os
 import secrets
@@ -69,8 +70,49 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )
 
 
+#: The sysctls ``hardtemp check`` reports, which tests compare with /proc.
+AUDITED_SYSCTLS = (
+    "fs.protected_fifos",
+    "fs.protected_hardlinks",
+    "fs.protected_regular",
+    "fs.protected_symlinks",
+)
+
+
+def sysctl_path(name: str) -> Path:
+    """``/proc/sys/...`` of a dotted sysctl name (``fs.protected_hardlinks``)."""
+    return Path("/proc/sys") / name.replace(".", "/")
+
+
+@contextlib.contextmanager
+def sysctls_held(*names: str, exclusive: bool = False) -> Iterator[None]:
+    """Hold ``flock`` on the sysctls' own ``/proc/sys`` files for the block.
+
+    Test runs share this machine's sysctls (CI runs its stages side by side, engineers
+    run theirs): a test that sets one takes the lock exclusive (``sysctl_set``), one
+    that compares a value it read with what the code under test read takes it shared,
+    so neither sees the other's flip, and two setters cannot restore each other's
+    temporary value. A sysctl that cannot be opened is not locked (the test skips or
+    fails on it by itself). Never nest a setter inside a holder in one process: the
+    second ``flock`` waits for the first.
+    """
+    fds: list[int] = []
+    try:
+        for name in sorted(set(names)):  # one order everywhere: no lock-order deadlock
+            try:
+                fd = os.open(sysctl_path(name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            fds.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def sysctl(name: str) -> int:
     try:
-        return int(Path(f"/proc/sys/{name.replace('.', '/')}").read_text())
+        return int(sysctl_path(name).read_text())
     except (OSError, ValueError):
         return -1

@@ -32,7 +32,7 @@ from _gates import pytest_configure as pytest_configure
 from _gates import pytest_runtest_makereport as pytest_runtest_makereport
 from _gates import pytest_terminal_summary as pytest_terminal_summary
 from _gates import require_loop, require_root, skip
-from _helpers_core import NOBODY
+from _helpers_core import AUDITED_SYSCTLS, NOBODY, sysctls_held
 from _helpers_core import marker as marker
 from hardtemp import _dirtrust
 
@@ -105,6 +105,14 @@ def as_other_user(fn: Callable[..., Any], *args: Any, uid: int = NOBODY, gid: in
     if kind == "err":
         raise OtherUserError(*value)
     return value
+
+
+@pytest.fixture
+def steady_sysctls() -> Iterator[None]:
+    """The audited sysctls cannot change during the test: another run's ``sysctl_set``
+    (CI's stages run side by side) waits until it ends (``sysctls_held``, shared)."""
+    with sysctls_held(*AUDITED_SYSCTLS):
+        yield
 
 
 @pytest.fixture

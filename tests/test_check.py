@@ -22,6 +22,10 @@ from hardtemp import _check, _dirtrust, _tempdir
 from hardtemp._check import LEVELS, audit, level_rank
 from hardtemp.exceptions import NoTrustedTempDirError
 
+# Another run's sysctl_set (CI runs its stages side by side) must not flip a sysctl
+# between the audit's reading and the test's (tests/_helpers_core.sysctls_held).
+pytestmark = pytest.mark.usefixtures("steady_sysctls")
+
 
 @pytest.fixture(autouse=True)
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

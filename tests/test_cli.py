@@ -29,6 +29,10 @@ from hardtemp import _check, _fsinfo, _tempdir
 from hardtemp._cli import main
 from hardtemp.exceptions import NoTrustedTempDirError
 
+# Another run's sysctl_set (CI runs its stages side by side) must not flip a sysctl
+# between the audit's reading and the test's (tests/_helpers_core.sysctls_held).
+pytestmark = pytest.mark.usefixtures("steady_sysctls")
+
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 

@@ -1,11 +1,17 @@
-"""The test machinery itself: a run leaves nothing behind in the temporary directory."""
+"""The test machinery itself: a run leaves nothing behind in the temporary directory, and
+runs side by side cannot undo each other's sysctls."""
 
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
+
+from _gates import require_root
+from _helpers_attack import sysctl_set
+from _helpers_core import AUDITED_SYSCTLS, sysctl, sysctl_path, sysctls_held
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +36,82 @@ def test_a_test_run_removes_its_state_directory(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("ht-state-")) == []
+
+
+# --- sysctls shared by test runs side by side (CI runs its stages at once) ------------------
+
+_SYSCTL = "fs.protected_hardlinks"
+
+
+class _OtherRun:
+    """Another test run, in a forked child made before we take any lock (a child forked
+    inside our block would share our lock): on cue it enters ``sysctl_set``, says so, and
+    leaves its block on a second cue."""
+
+    def __init__(self) -> None:
+        go_r, self.go = os.pipe()
+        self.entered, entered_w = os.pipe()
+        leave_r, self.leave = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - child
+            status = 1
+            try:
+                os.read(go_r, 1)
+                with sysctl_set(_SYSCTL, 0):
+                    os.write(entered_w, b"1")
+                    select.select([leave_r], [], [], 10)
+                status = 0
+            finally:
+                os._exit(status)
+        for fd in (go_r, entered_w, leave_r):
+            os.close(fd)
+
+    def start(self) -> None:
+        os.write(self.go, b"1")
+
+    def came_in(self, timeout: float) -> bool:
+        return select.select([self.entered], [], [], timeout)[0] != []
+
+    def finish(self) -> bool:
+        """Let it leave its block; whether it entered it at all and ended well."""
+        os.write(self.leave, b"1")
+        got = self.came_in(10) and os.read(self.entered, 1) == b"1"
+        _, status = os.waitpid(self.pid, 0)
+        for fd in (self.go, self.entered, self.leave):
+            os.close(fd)
+        return got and os.waitstatus_to_exitcode(status) == 0
+
+
+def test_two_runs_setting_one_sysctl_side_by_side_leave_it_as_it_was() -> None:
+    # The interleaving that broke it: we set, the other run sets (and takes our temporary
+    # value for the one to restore), we restore, the other run restores our temporary value.
+    require_root("to set a sysctl")
+    before = sysctl(_SYSCTL)
+    other = _OtherRun()
+    try:
+        with sysctl_set(_SYSCTL, 0):
+            other.start()
+            inside_with_us = other.came_in(2)  # time to come in beside us: it must not
+        assert other.finish()
+        assert not inside_with_us
+        assert sysctl(_SYSCTL) == before
+    finally:
+        sysctl_path(_SYSCTL).write_text(f"{before}\n")
+
+
+def test_a_test_comparing_sysctls_sees_no_other_runs_flip() -> None:
+    # What the steady_sysctls fixture holds (shared) for a test that compares a sysctl it
+    # read with what the audit read: the other run's sysctl_set waits until it ends.
+    require_root("to set a sysctl")
+    before = sysctl(_SYSCTL)
+    other = _OtherRun()
+    try:
+        with sysctls_held(*AUDITED_SYSCTLS):
+            other.start()
+            flipped = other.came_in(2)
+            during = sysctl(_SYSCTL)
+        assert other.finish()  # it could set it once we were done
+        assert not flipped
+        assert during == before
+    finally:
+        sysctl_path(_SYSCTL).write_text(f"{before}\n")
