@@ -12,6 +12,7 @@ import fcntl
 import os
 import struct
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -174,10 +175,7 @@ def test_tmpfs_with_active_swap_is_only_best_effort(
     # Enabling real swap on this machine is not ours to do: the swap total is the one input faked.
     mnt = small_tmpfs(1024)
 
-    class _Swap:
-        total = 1 << 30
-
-    monkeypatch.setattr(psutil, "swap_memory", lambda: _Swap())
+    monkeypatch.setattr(_fsinfo, "_swap_bytes", lambda: 1 << 30)
     _fsinfo.clear_cache()
     info = fs_info_for_path(mnt)
     assert info.verdict == BEST_EFFORT
@@ -196,11 +194,7 @@ def test_tmpfs_noswap_mount_stays_volatile_even_with_swap(
     ).returncode:
         pytest.skip("this kernel has no tmpfs noswap option (Linux >= 6.4)")
     try:
-
-        class _Swap:
-            total = 1 << 30
-
-        monkeypatch.setattr(psutil, "swap_memory", lambda: _Swap())
+        monkeypatch.setattr(_fsinfo, "_swap_bytes", lambda: 1 << 30)
         info = fs_info_for_path(mnt)
         assert info.verdict == VOLATILE
         assert FsReason.NOSWAP_MOUNT in info.codes
@@ -677,17 +671,48 @@ def test_the_cache_is_bounded(loopfs: Callable[..., Any], monkeypatch: pytest.Mo
     assert b.fstype == "proc"
 
 
+def test_the_swap_total_is_what_psutil_reports() -> None:
+    # Read from /proc/meminfo ourselves (psutil costs 46 ms to import on the close path).
+    assert _fsinfo._swap_bytes() == psutil.swap_memory().total
+
+
+def test_a_close_on_tmpfs_does_not_import_psutil(small_tmpfs: Callable[[int], Path]) -> None:
+    code = (
+        "import sys, hardtemp\n"
+        "with hardtemp.TemporaryFile(dir=sys.argv[1], encrypt=False) as f:\n"
+        "    f.write(b'x')\n"
+        "print('psutil' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(small_tmpfs(1024))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_meminfo_without_a_swap_line_is_an_oserror(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faked: no kernel here lacks the line; the caller then calls the wipe best effort.
+    real_open = os.open
+
+    def open_comm(path: str, flags: int) -> int:  # a /proc file with no SwapTotal line
+        return real_open("/proc/self/comm" if path == "/proc/meminfo" else path, flags)
+
+    monkeypatch.setattr(os, "open", open_comm)
+    with pytest.raises(OSError) as info:
+        _fsinfo._swap_bytes()
+    assert info.value.errno == errno.ENODATA
+
+
 def test_the_swap_total_is_reused_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    class _Swap:
-        total = 0
-
-    def swap() -> _Swap:
+    def swap() -> int:
         calls.append(1)
-        return _Swap()
+        return 0
 
-    monkeypatch.setattr(psutil, "swap_memory", swap)
+    monkeypatch.setattr(_fsinfo, "_swap_bytes", swap)
     _fsinfo.clear_cache()
     for _ in range(5):
         assert _fsinfo._swap_total() == 0
@@ -767,17 +792,15 @@ def test_file_info_on_tmpfs_follows_swap_appearing(
     small_tmpfs: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Enabling real swap on this machine is not ours to do: the swap total is the one input faked.
-    class _Swap:
-        total = 0
-
-    monkeypatch.setattr(psutil, "swap_memory", lambda: _Swap())
+    total = [0]
+    monkeypatch.setattr(_fsinfo, "_swap_bytes", lambda: total[0])
     fd = _new_file(small_tmpfs(1024))
     try:
         first = file_info_for_fd(fd)
         assert first.verdict == VOLATILE
         assert file_info_for_fd(fd) is first  # reused while the swap total stays
-        _Swap.total = 1 << 30
-        _fsinfo._swap_state[0] = -1e9  # the 2 s reuse of psutil's answer is over
+        total[0] = 1 << 30
+        _fsinfo._swap_state[0] = -1e9  # the 2 s reuse of the swap total is over
         assert file_info_for_fd(fd).verdict == BEST_EFFORT
     finally:
         os.close(fd)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import os
 import select
@@ -139,7 +140,7 @@ _FIEMAP_EXTENT_DATA_INLINE = 0x200
 _FIEMAP_EXTENT_SHARED = 0x2000
 _FIEMAP_BATCH = 32
 
-_SWAP_TTL = 2.0  # seconds a swap check is reused: psutil.swap_memory() costs ~0.2 ms
+_SWAP_TTL = 2.0  # seconds a swap check is reused: reading /proc/meminfo costs ~30 us
 
 
 @dataclass(frozen=True)
@@ -565,13 +566,33 @@ def _base_info(fd: int, st_dev: int) -> FsInfo:
     return info
 
 
+def _swap_bytes() -> int:
+    """``SwapTotal`` of ``/proc/meminfo`` in bytes: what ``psutil.swap_memory().total``
+    reports, without importing psutil (46 ms, at the first close on a tmpfs of every
+    process) or reading ``/proc/vmstat`` too (0.2 ms for each look, here 30 us).
+
+    Raises:
+        OSError: no ``/proc`` (``ENOENT``), or a ``meminfo`` without that line (``ENODATA``).
+    """
+    fd = os.open("/proc/meminfo", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    at = data.find(b"\nSwapTotal:")
+    if at < 0:
+        raise OSError(errno.ENODATA, "no SwapTotal in /proc/meminfo", "/proc/meminfo")
+    fields = data[at + 11 : data.find(b"\n", at + 1)].split()
+    return int(fields[0]) * (1024 if fields[1:] == [b"kB"] else 1)
+
+
 def _swap_total() -> float:
     now = time.monotonic()
     if now - _swap_state[0] > _SWAP_TTL:
-        # Imported at the first swap check: install() from a sitecustomize loads this module.
-        import psutil  # type: ignore[import-untyped]
-
-        _swap_state[1] = float(psutil.swap_memory().total)
+        _swap_state[1] = float(_swap_bytes())
         _swap_state[0] = now
     return _swap_state[1]
 
@@ -848,7 +869,7 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
     total = -1.0 if "noswap" in entry.base.options else _swap_total()
     swapped = entry.swapped
     if swapped is None or entry.total != total:
-        # Rebuilt only when swap appears or goes (psutil's answer is itself reused 2 s).
+        # Rebuilt only when swap appears or goes (the swap total is itself reused 2 s).
         swapped = _with_swap(entry.base)
         entry.swapped, entry.total = swapped, total
     return swapped
