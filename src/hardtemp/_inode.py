@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import struct
 from types import TracebackType
 from typing import NamedTuple
 
@@ -71,22 +72,25 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
         return NameStat(st, *_linux.mount_root_at(dir_fd, name))
     flags = _linux.AT_SYMLINK_NOFOLLOW
     buf = _linux.statx_buf(dir_fd, os.fsencode(name), flags, _NAME_MASK, name)
+    # Every field at once (one unpack of the struct, not 17 ctypes attribute reads: 9 us
+    # of this function's 15): every NamedTemporaryFile's close asks this.
+    (mask, blksize, attrs, nlink, uid, gid, mode, ino, size, blocks, attrs_mask) = _HEAD(buf)
+    atime, ctime, mtime, dev_major, dev_minor, mnt_id = _TAIL(buf, _TAIL_AT)
     st = os.stat_result(
-        (
-            buf.stx_mode,
-            buf.stx_ino,
-            os.makedev(buf.stx_dev_major, buf.stx_dev_minor),
-            buf.stx_nlink,
-            buf.stx_uid,
-            buf.stx_gid,
-            buf.stx_size,
-            buf.stx_atime.tv_sec,
-            buf.stx_mtime.tv_sec,
-            buf.stx_ctime.tv_sec,
-        ),
-        {"st_blksize": buf.stx_blksize, "st_blocks": buf.stx_blocks},
+        (mode, ino, os.makedev(dev_major, dev_minor), nlink, uid, gid, size, atime, mtime, ctime),
+        {"st_blksize": blksize, "st_blocks": blocks},
     )
-    return NameStat(st, *_linux.mount_of(buf, dir_fd, name))
+    if not attrs_mask & _linux.STATX_ATTR_MOUNT_ROOT:  # before Linux 5.8: ask otherwise
+        return NameStat(st, *_linux.mount_of(buf, dir_fd, name))
+    mnt = mnt_id if mask & _linux.STATX_MNT_ID else -1
+    return NameStat(st, mnt, bool(attrs & _linux.STATX_ATTR_MOUNT_ROOT))
+
+
+# struct statx (linux/stat.h): the fields up to stx_attributes_mask, then from stx_atime
+# (skipping stx_btime) the three timestamps' seconds, st_dev's numbers and stx_mnt_id.
+_HEAD = struct.Struct("=IIQIIIH2xQQQQ").unpack_from
+_TAIL = struct.Struct("=q8x16xq8xq8x8xIIQ").unpack_from
+_TAIL_AT = 64
 
 
 def proc_path(fd: int) -> str:
