@@ -1499,7 +1499,8 @@ def test_a_named_file_looks_at_its_name_once_at_close_and_asks_no_fstatfs(
     # facts come from the mount id (no fstatfs); no second look around the hiding rename
     # (the directory is trusted); getpid once at creation and once at removal.
     calls = _lifecycle_calls(tmp_path, "named")
-    rename = next(i for i, c in enumerate(calls) if c.startswith("renameat2("))
+    # The hiding rename (a disk) or, on tmpfs, the unlink: where the name is given up.
+    rename = next(i for i, c in enumerate(calls) if c.startswith(("renameat2(", "unlinkat(")))
     first_write = next(i for i, c in enumerate(calls) if c.startswith("write("))
     # The layers over the new file (offset 0, regular) are built with no lseek at all.
     assert not [c for c in calls[:first_write] if c.startswith("lseek(")], calls
@@ -1512,6 +1513,25 @@ def test_a_named_file_looks_at_its_name_once_at_close_and_asks_no_fstatfs(
     assert len([c for c in calls if c.startswith("getpid(")]) <= 2, calls
     # One geteuid: the trust check's; the sweep key is looked up for the euid it verified.
     assert len([c for c in calls if c.startswith("geteuid(")]) == 1, calls
+
+
+def test_a_named_file_on_tmpfs_is_overwritten_and_unlinked_without_a_hiding_rename(
+    small_tmpfs: Callable[[int], Path], loopfs: Callable[..., Any]
+) -> None:
+    # A tmpfs name lives only in the dentry cache (no disk, no swap): renaming it to hide
+    # it from a disk reader hides nothing. On a disk the rename stays (the control).
+    calls = _lifecycle_calls(small_tmpfs(1024), "named")
+    assert not [c for c in calls if c.startswith("rename")], calls
+    (unlink,) = [c for c in calls if c.startswith("unlinkat(")]
+    assert '"tmp' in unlink, calls
+    assert calls.index(unlink) > max(i for i, c in enumerate(calls) if c.startswith("pwrite"))
+    disk = loopfs("ext4").mountpoint
+    os.chmod(disk, 0o700)
+    on_disk = _lifecycle_calls(disk, "named")
+    (hide,) = [c for c in on_disk if c.startswith("renameat2(")]
+    (unlink,) = [c for c in on_disk if c.startswith("unlinkat(")]
+    assert '".ht-' in hide, on_disk
+    assert '".ht-' in unlink, on_disk
 
 
 def test_an_unnamed_plain_file_fstats_its_descriptor_once_at_close(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from ._linux import (
 __all__ = [
     "BEST_EFFORT",
     "IN_PLACE",
+    "NAMES_IN_RAM",
     "NOT_IN_PLACE",
     "VOLATILE",
     "FsInfo",
@@ -72,6 +73,8 @@ _BTRFS_MAGIC = 0x9123683E
 _XFS_MAGIC = 0x58465342
 _TMPFS_MAGIC = 0x01021994
 _RAMFS_MAGIC = 0x858458F6
+#: Filesystem types (statfs ``f_type``) whose directory entries never reach a disk or swap.
+NAMES_IN_RAM = frozenset({_TMPFS_MAGIC, _RAMFS_MAGIC})
 _OVERLAY_MAGIC = 0x794C7630
 _ZFS_MAGIC = 0x2FC12FC1
 _F2FS_MAGIC = 0xF2F52010

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, FsInfo, fs_info_for_fd
+from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_for_fd
 from ._inode import Entry, proc_path, same
 from ._linux import mount_id, mount_id_at, mount_root_at, rename_noreplace
 from ._names import random_name
@@ -122,16 +122,27 @@ def _rename_noreplace(dir_fd: int, old: str, new: str) -> None:
 
 
 def _hide_and_unlink(
-    dir_fd: int, name: str, ident: os.stat_result | None, shown: str, reasons: list[Reason]
+    dir_fd: int,
+    name: str,
+    ident: os.stat_result | None,
+    shown: str,
+    reasons: list[Reason],
+    *,
+    hide: bool = True,
 ) -> None:
     """Rename ``name`` to a random name (hides it, as ``shred -u`` does), then unlink it.
 
     ``ident``: the inode the name must still refer to; a mismatch removes nothing.
+    ``hide=False`` (only with ``ident`` None: no swap to catch around a rename): unlinked
+    as is.
     """
     if ident is not None:
         now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if not same(now, ident):
             raise UnsafeFileError(shown, "the name now refers to another file: nothing removed")
+    if not hide and ident is None:
+        os.unlink(name, dir_fd=dir_fd)
+        return
     # 80 random bits from the names drawn 64 per getrandom (cleared in a forked child):
     # nobody can guess it to take it first, and one getrandom less per removal.
     hidden = ".ht-" + random_name()
@@ -453,7 +464,18 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
         # replace or delete our entries there: it is private, or sticky) and st_name is its
         # own lstat of the name, taken just before: no other user can have swapped the name
         # since, so re-checking it around the hiding rename would stop no one.
-        _hide_and_unlink(dir_fd, name, None if name_stable else st_name, job.shown, prog.reasons)
+        # On tmpfs and ramfs a name lives only in the kernel's dentry cache, never on a disk
+        # and never in swap (kernel memory): the hiding rename would hide it from no disk
+        # reader. With name_stable nothing around it is checked either: unlinked as is.
+        hide = not (name_stable and prog.f_type in NAMES_IN_RAM)
+        _hide_and_unlink(
+            dir_fd,
+            name,
+            None if name_stable else st_name,
+            job.shown,
+            prog.reasons,
+            hide=hide,
+        )
     except BaseException:
         if job.interrupted is not None:
             raise job.interrupted from None

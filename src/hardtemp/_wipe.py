@@ -97,6 +97,7 @@ class _Progress:
     bytes_overwritten: int = 0
     passes: int = 0
     filesystem: str = ""
+    f_type: int = 0  # the filesystem's magic number, once identified (0: not looked at)
     verdict: Verdict = SKIPPED
     reasons: list[Reason] = field(default_factory=list)
     hard_links: int = 0
@@ -271,7 +272,7 @@ def _overwrite(
     try:
         info = file_info_for_fd(fd, st, mnt_id=mnt_id)
         prog.filesystem, prog.verdict, prog.reasons = info.fstype, info.verdict, list(info.reasons)
-        f_type = info.f_type
+        f_type = prog.f_type = info.f_type
     except OSError as exc:
         prog.verdict = BEST_EFFORT
         prog.reasons = [
