@@ -45,7 +45,13 @@ from _gates import IS_ROOT
 from _helpers_core import run_python
 from _helpers_crypt import backing_fd, raw_of
 from _helpers_crypt import in_child as _in_child
-from hardtemp._crypt import LARGE_BLOCK_SIZE, EncryptedRawIO, open_encrypted
+from hardtemp._crypt import (
+    DEFAULT_BLOCK_SIZE,
+    LARGE_BLOCK_SIZE,
+    TAG_SIZE,
+    EncryptedRawIO,
+    open_encrypted,
+)
 from hardtemp.exceptions import InsecureOperationError, IntegrityError
 
 BS = 4096
@@ -241,6 +247,27 @@ def test_enospc_while_appending_to_a_partial_block_keeps_its_bytes(
             assert f.seek(0, io.SEEK_END) == 100
         f.seek(0, io.SEEK_END)
         f.write(b"more")  # space again: the file works on
+        f.seek(0)
+        assert f.read() == head + b"more"
+
+
+def test_enospc_in_the_middle_of_appending_a_new_block_cuts_the_torn_bytes_off(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    mnt = small_tmpfs(512)
+    bs = DEFAULT_BLOCK_SIZE
+    with _enc_on(mnt) as f:
+        head = _pattern(bs, 20)
+        f.write(head)  # one whole block: bs + 16 bytes on disk, its last page mostly free
+        fd = raw_of(f)._fd
+        with _full(mnt):
+            # The new block's first bytes fit that page: a torn pwrite, then ENOSPC.
+            _assert_enospc(lambda: f.write(_pattern(bs, 21)))
+            assert os.fstat(fd).st_size == bs + TAG_SIZE  # the torn part was cut off
+            f.seek(0)
+            assert f.read() == head  # never an IntegrityError ("extended")
+        f.seek(0, io.SEEK_END)
+        f.write(b"more")
         f.seek(0)
         assert f.read() == head + b"more"
 

@@ -39,6 +39,7 @@ _ops = st.lists(
     st.one_of(
         st.tuples(st.just("commit"), st.integers(0, 40), st.integers(1, 6), st.integers(0, 50)),
         st.tuples(st.just("grow"), st.integers(0, 45 * 64)),
+        st.tuples(st.just("append"), st.integers(1, 64)),
         st.tuples(st.just("shrink"), st.integers(0, 45 * 64)),
         st.tuples(st.just("rollback"), st.integers(0, 40), st.integers(1, 6), st.integers(0, 50)),
     ),
@@ -72,6 +73,10 @@ def test_block_map_invariants_hold_through_any_sequence(ops: list[tuple[Any, ...
         elif op[0] == "grow":
             if op[1] > m.size and not (m.size % m.bs and m.ctr(m.size // m.bs)):
                 m.grow(op[1])
+        elif op[0] == "append":
+            if m.size == len(m.ctrs) * m.bs:  # the raw file's fast path, when it applies
+                m.append(ctr, op[1])
+                ctr += 1
         elif op[0] == "shrink":
             if op[1] < m.size:
                 m.shrink(op[1], ctr)

@@ -144,6 +144,15 @@ class BlockMap:
             self.disk_end, first * self.slot + self.chunk_bytes(first, last, new_size)
         )
 
+    def append(self, ctr: int, length: int) -> None:
+        """A new last block of ``length`` bytes (at most ``bs``), sealed under
+        ``ctr``, now follows the file's blocks, which are all stored and whole
+        (``size == len(ctrs) * bs``: the caller checks)."""
+        slot = self.slot
+        self.disk_end = len(self.ctrs) * slot + length + TAG_SIZE
+        self.ctrs.append(ctr)
+        self.size += length
+
     def grow(self, new_size: int) -> None:
         """The size grows to ``new_size`` without new ciphertext (a sparse tail;
         the caller re-sealed a partial last block first)."""

@@ -100,22 +100,26 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_RAW_MODES: Final = {
+    "rb": (True, False, False),
+    "rb+": (True, True, False),
+    "wb": (False, True, False),
+    "ab": (False, True, True),
+    "ab+": (True, True, True),
+    "xb": (False, True, False),
+    "xb+": (True, True, False),
+}
+#: Zeros of the default block size, shared by every file (immutable).
+_DEFAULT_ZEROS: Final = bytes(DEFAULT_BLOCK_SIZE)
+
+
 def _parse_raw_mode(mode: str) -> tuple[bool, bool, bool]:
     """FileIO-style raw mode -> (readable, writable, append)."""
     if not isinstance(mode, str):
         raise TypeError(f"mode must be str, not {type(mode).__name__}")
-    table = {
-        "rb": (True, False, False),
-        "rb+": (True, True, False),
-        "wb": (False, True, False),
-        "ab": (False, True, True),
-        "ab+": (True, True, True),
-        "xb": (False, True, False),
-        "xb+": (True, True, False),
-    }
-    if mode not in table:
-        raise ValueError(f"invalid raw mode {mode!r}; expected one of {', '.join(table)}")
-    return table[mode]
+    if mode not in _RAW_MODES:
+        raise ValueError(f"invalid raw mode {mode!r}; expected one of {', '.join(_RAW_MODES)}")
+    return _RAW_MODES[mode]
 
 
 def _check_block_size(block_size: object) -> int:
@@ -240,7 +244,7 @@ class EncryptedRawIO(io.RawIOBase):
             bs,
             slot,
             max(1, _CHUNK_BYTES // bs),
-            bytes(bs),
+            _DEFAULT_ZEROS if bs == DEFAULT_BLOCK_SIZE else bytes(bs),
             None,
             ct1v,
             [ct1v],
@@ -425,9 +429,12 @@ class EncryptedRawIO(io.RawIOBase):
             pos = m.size if self._append else self._pos
             end = pos + n
             self._check_size_limit(end)
-            if end > m.size:
-                self._grow_last_block(end, pos)
-            self._write_range(pos, data, max(end, m.size))
+            if pos == m.size == len(m.ctrs) * self._bs and n <= self._bs:
+                self._append_block(data)  # the small file's write: one new block at the end
+            else:
+                if end > m.size:
+                    self._grow_last_block(end, pos)
+                self._write_range(pos, data, max(end, m.size))
             self._pos = end
             return n
 
@@ -642,6 +649,25 @@ class EncryptedRawIO(io.RawIOBase):
         self._pending = None  # the commit point
 
     # --- writing ---------------------------------------------------------------------------
+
+    def _append_block(self, data: memoryview) -> None:
+        """Fast path of :meth:`write`: ``data`` (at most one block) becomes a new
+        block right after the last one, in a file whose every block is stored
+        and whole. Nothing on disk is overwritten, so the transaction's undo is
+        only the old length (see :meth:`_update`)."""
+        m, n = self._map, len(data)
+        sealer = self._sealer_or_closed()
+        index, ctr = len(m.ctrs), sealer.take(1)
+        ct = self._ct_buffer(n + TAG_SIZE)[: n + TAG_SIZE]
+        sealer.seal(index, ctr, data, ct)
+        self._pending = Txn([], m.disk_end, m.snapshot(index, index))  # before the file changes
+        try:
+            self._io.write_all(ct, index * self._slot)
+            m.append(ctr, n)
+        except BaseException:
+            self._abort()  # ENOSPC, EIO, or an interrupt: back to the old length and map
+            raise
+        self._pending = None  # the commit point
 
     def _write_range(self, pos: int, data: memoryview, new_size: int) -> None:
         bs = self._bs
