@@ -925,3 +925,40 @@ def test_an_interrupt_mid_walk_still_settles_and_removes_the_graveyard(
     assert os.listdir(top) == [n for n in ("a", "b") if n not in taken]
     assert os.listdir(top / os.listdir(top)[0]) == ["f"]
     assert open_fds() == before
+
+
+@needs_root
+def test_a_directory_swapped_in_by_another_user_is_neither_moved_nor_emptied(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attack, for real: another user who can write a shared (0777, not sticky)
+    # subdirectory of our tree renames our emptied directory aside and puts a directory of
+    # theirs, with their data, under its name, before we remove it. Moving "it" into our
+    # 0700 top (the graveyard) would move theirs out of their reach, and the top's next
+    # round would then delete their data; rescanning ours (empty) would retry 1,000 times.
+    _count_settles(monkeypatch)  # a graveyard even where tmp_path is on tmpfs
+    top = make_dir(shared_dir / "top", 0o711)  # private, but the other user may pass through
+    shared = make_dir(top / "shared", 0o777)
+    (shared / "mine").mkdir(mode=0o700)
+    (shared / "mine" / "f").write_bytes(b"ours")
+    real = _remove._Tree._first_subdir_after_files
+    swapped: list[bool] = []
+
+    def swap_when_emptied(self: Any, frame: Any, top_dev: int) -> Any:
+        child = real(self, frame, top_dev)
+        if child is None and frame.name == "mine" and not swapped:
+            with as_euid(NOBODY):
+                os.rename(shared / "mine", shared / "aside")
+                (shared / "mine").mkdir()
+                (shared / "mine" / "theirs").write_bytes(b"their data")
+            swapped.append(True)
+        return child
+
+    monkeypatch.setattr(_remove._Tree, "_first_subdir_after_files", swap_when_emptied)
+    errors: list[BaseException] = []
+    _rmtree(shared_dir, "top", onerror=errors.append)
+    assert swapped
+    assert (shared / "mine" / "theirs").read_bytes() == b"their data"
+    assert [type(e) for e in errors] == [UnsafeFileError], errors
+    assert "was replaced by another directory" in str(errors[0])
+    assert [n for n in os.listdir(top) if n.startswith(".ht-")] == []

@@ -671,6 +671,10 @@ _MAX_ROUNDS = 1000  # rescans of one directory while others keep adding entries
 # failed with EMFILE and stayed.
 _MAX_OPEN_FRAMES = 64
 _NOT_ENTERED = "is a mount point; not descending into it (data outside the tree)"
+_SWAPPED_DIR = (
+    "was replaced by another directory during removal (someone who can write its parent "
+    "swapped it): the one now there is left alone"
+)
 
 
 def _open_subdir(parent_fd: int, name: str) -> int | None:
@@ -911,6 +915,12 @@ class _Tree:
             pass
         except OSError as exc:
             stuck = self.stuck(frame)
+            if exc.errno == errno.ENOTEMPTY and not stuck and not self._still_named(frame, parent):
+                # Another user who can write the parent swapped their directory in under the
+                # name: never rescanned (ours is empty: 1,000 rescans, each a sync), theirs kept.
+                parent.skip.add(frame.name)
+                self.onerror(UnsafeFileError(frame.path, _SWAPPED_DIR))
+                return False
             if exc.errno == errno.ENOTEMPTY and not stuck and frame.rounds < _MAX_ROUNDS:
                 frame.rounds += 1
                 frame.errors_at_scan = self.errors
@@ -920,6 +930,15 @@ class _Tree:
             if not (exc.errno == errno.ENOTEMPTY and stuck):
                 self.onerror(exc)  # else: the error below was reported already
         return False
+
+    @staticmethod
+    def _still_named(frame: _Frame, parent: _Frame) -> bool:
+        """Whether ``frame``'s name in ``parent`` still refers to the directory we emptied."""
+        try:
+            st = os.stat(frame.name, dir_fd=parent.fd, follow_symlinks=False)
+        except OSError:
+            return True  # gone meanwhile (or cannot be told): the rescan's rmdir decides
+        return same(st, (frame.dev, frame.ino))
 
     def bury(self, top: _Frame) -> None:
         """Settle once, then remove the graveyard's directories (see :mod:`_dirsettle`);
