@@ -17,8 +17,9 @@ several repeats and throughput ratios (higher is better):
 * memory: bytes of per-block state per GiB of file (goal: <= 1 MiB), measured.
 * per-file fixed costs, as fractions of one standard ``TemporaryFile`` lifecycle
   (create, write 1,000 bytes, seek, read, close): ``AESGCM(key)`` alone, a 32-byte
-  ``getrandom``, and one file's protected memory (the lifecycle floors themselves
-  are rows of ``bench_lifecycle.py``).
+  ``getrandom``, and one file's protected memory, as a mapping of its own and as a
+  slot of the pool the default blocks use (the lifecycle floors themselves are rows
+  of ``bench_lifecycle.py``).
 
 The first row is the default, ``block_size=None``: the file's first write
 chooses its block size (64 KiB for a first write of at least 64 KiB, as here;
@@ -258,6 +259,7 @@ def fixed_costs(directory: str, count: int = 2000) -> dict[str, float]:
     """CPU seconds per call of the per-file fixed costs (see the module doc), medians
     of 5 interleaved rounds; ``"std"`` is one standard TemporaryFile lifecycle."""
     from hardtemp._crypt._secmem import ProtectedMemory
+    from hardtemp._crypt._secpool import Slot
 
     key, payload = bytearray(os.urandom(32)), os.urandom(1000)
 
@@ -271,7 +273,8 @@ def fixed_costs(directory: str, count: int = 2000) -> dict[str, float]:
         "std": std,
         "AESGCM(key)": lambda: AESGCM(key),
         "getrandom(32)": lambda: os.getrandom(32),
-        "protected memory": lambda: ProtectedMemory(DEFAULT_BLOCK_SIZE + 40).close(),
+        "a protected mapping per file": lambda: ProtectedMemory(DEFAULT_BLOCK_SIZE + 40).close(),
+        "a pooled protected slot": lambda: Slot(DEFAULT_BLOCK_SIZE + 40).close(),
     }
     runs: dict[str, list[float]] = {k: [] for k in cases}
     for rep in range(5):
