@@ -962,3 +962,58 @@ def test_a_directory_swapped_in_by_another_user_is_neither_moved_nor_emptied(
     assert [type(e) for e in errors] == [UnsafeFileError], errors
     assert "was replaced by another directory" in str(errors[0])
     assert [n for n in os.listdir(top) if n.startswith(".ht-")] == []
+
+
+_KILLED_SCRIPT = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import hardtemp
+from hardtemp import _dirsettle, _remove, _sweep
+base = sys.argv[2]
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    t = hardtemp.TemporaryDirectory(dir=base)
+    for sub in ("a/b", "c/d"):
+        os.makedirs(f"{t.name}/{sub}")
+        with open(f"{t.name}/{sub}/f", "wb") as f:
+            f.write(b"plaintext")
+    os.write(w, t.name.encode())
+    real = _dirsettle.Graveyard.take
+    _remove.settler_for = lambda info: (lambda fd: None)  # a graveyard even on tmpfs
+    def take(self, parent_fd, name):
+        moved = real(self, parent_fd, name)
+        if len(self._graves) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-cleanup, graves held, no sync yet
+        return moved
+    _dirsettle.Graveyard.take = take
+    t.cleanup()
+    os._exit(3)
+os.close(w)
+name = os.read(r, 4096).decode()
+_, status = os.waitpid(pid, 0)
+print("killed", os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL)
+print("graves", sum(n.startswith(".ht-") for n in os.listdir(name)))
+result = _sweep.sweep([base])
+print("failed", [e.reason for e in result.failed])
+print("left", os.listdir(base))
+"""
+
+
+def test_a_cleanup_killed_while_directories_wait_in_the_graveyard_is_finished_by_sweep(
+    tmp_path: Path,
+) -> None:
+    # SIGKILL, for real, after two emptied directories were moved into the top and before
+    # the one sync: they stay there, empty, under random names; the top keeps its sweep
+    # mark, so `hardtemp sweep` removes the rest once the process is gone.
+    base = make_dir(tmp_path / "base", 0o700, os.geteuid(), os.getegid())
+    out = subprocess.run(
+        [sys.executable, "-c", _KILLED_SCRIPT, SRC, str(base)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines == ["killed True", "graves 2", "failed []", "left []"], out.stdout
