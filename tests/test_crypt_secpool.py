@@ -9,6 +9,8 @@
   data stays right; ``locked`` agrees with /proc/self/smaps everywhere;
 * ``RLIMIT_MEMLOCK`` set low in a child: the whole-arena lock fails, slots
   lock one by one up to the limit, the rest are quietly unlocked and say so;
+* a child with the parent's very pid (pid 1 of a new PID namespace, forked by
+  pid 1 of another): the wiped canary tells, the pid alone could not;
 * growth by whole mappings, given back once their files are closed.
 """
 
@@ -19,12 +21,15 @@ import ctypes
 import os
 import pickle
 import resource
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from _gates import IS_ROOT
+from _gates import IS_ROOT, require_unshare
+from _helpers_core import SRC
 from _helpers_crypt import backing_fd
 from _helpers_euid import as_euid
 from hardtemp._crypt import EncryptedRawIO, _secpool
@@ -142,6 +147,42 @@ def test_an_inherited_slot_reads_zeros_and_reports_itself_unlocked_in_the_child(
         assert got == (False, True, bytes(len(slot.view)))
     finally:
         raw.close()
+
+
+_SAME_PID_CHILD = r"""
+import ctypes, os, sys
+from hardtemp._crypt import EncryptedRawIO, _secpool
+
+def new_file():
+    return EncryptedRawIO(os.open(sys.argv[1], os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600))
+
+assert os.getpid() == 1, os.getpid()
+parent = new_file()
+parent.write(b"parent")
+arenas = [(a.address, a.address + len(a.map)) for a in _secpool._pool.arenas]
+if ctypes.CDLL(None, use_errno=True).unshare(0x20000000) != 0:  # CLONE_NEWPID
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
+r, w = os.pipe()
+pid = os.fork()  # pid 1 of the new namespace: the same pid as this process
+if pid == 0:
+    try:
+        assert os.getpid() == 1
+        at = new_file()._mem.address
+        os.write(w, b"inherited" if any(lo <= at < hi for lo, hi in arenas) else b"own")
+    finally:
+        os._exit(0)
+os.close(w)
+print(os.read(r, 100).decode())
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_child_with_the_parents_very_pid_still_gets_its_own_slots() -> None:
+    require_unshare()
+    env = dict(os.environ, PYTHONPATH=SRC)
+    cmd = ["unshare", "--pid", "--fork", sys.executable, "-c", _SAME_PID_CHILD, "/dev/shm"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "own"), done.stderr
 
 
 def test_rlimit_memlock_exhaustion_locks_slot_by_slot_then_quietly_not() -> None:
