@@ -1338,3 +1338,44 @@ def test_random_pool_draws_small_fills_first_and_never_hands_out_a_byte_twice(
     assert sum(sizes[:-1]) >= 200_000 > sum(sizes[:-2])
     chunks = {t[i : i + 100] for t in [*taken, big] for i in range(0, len(t), 100)}
     assert len(chunks) == 200 * 10 + pool.SIZE // 100 + 1  # random 100-byte chunks: all differ
+
+
+def test_small_overwrites_draw_fresh_bytes_from_a_getrandom_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fills: list[int] = []
+    real_urandom = os.urandom
+
+    def counting(n: int) -> bytes:
+        fills.append(n)
+        return real_urandom(n)
+
+    monkeypatch.setattr(_wipe.os, "urandom", counting)  # counted, the real getrandom
+    _wipe._fresh_pool_after_fork()  # an empty pool, as in a new process
+    taken = [bytes(_wipe._Pattern("random", 1000).take(1000)) for _ in range(50)]
+    # One getrandom per 4-8 files, never a keystream (no cryptography for a plain file).
+    assert fills[:2] == [4096, 8192]
+    assert set(fills[2:]) == {8192}
+    assert len(fills) <= 8
+    chunks = {t[i : i + 100] for t in taken for i in range(0, 1000, 100)}
+    assert len(chunks) == 500  # no byte handed out twice
+
+
+def test_a_forked_child_never_overwrites_with_the_bytes_its_parent_uses() -> None:
+    _wipe._Pattern("random", 1000).take(1000)  # the pool holds bytes at the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.write(write_end, bytes(_wipe._Pattern("random", 1000).take(1000)))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    mine = bytes(_wipe._Pattern("random", 1000).take(1000))
+    theirs = b""
+    while chunk := os.read(read_end, 4096):
+        theirs += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert len(theirs) == 1000
+    assert theirs != mine

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import os
 import stat
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -154,8 +155,11 @@ class _Pattern:
         if self._zeros:
             return _ZEROS_VIEW[:n]
         if self._small:
-            # One getrandom: as unpredictable as the keystream, cheaper than a cipher setup.
-            return memoryview(os.urandom(n))
+            # Bytes never handed out before, from the process's pool: as unpredictable as a
+            # getrandom per file, without its fixed cost each time (one 8 KiB fill per
+            # 8 files of 1,000 bytes: 69 us here, against 8 getrandom calls of 12.7 us).
+            with _small_lock:
+                return _small_pool.take(n)
         self._enc.update_into(_ZEROS_VIEW[:n], self._out)
         return self._view[:n]
 
@@ -345,22 +349,25 @@ class RandomPool:
     under a fresh random key and nonce (:class:`_Pattern`'s, as every larger overwrite):
     as unpredictable, 5x cheaper at 64 KiB (56 us against 300 us here)."""
 
-    __slots__ = ("_buf", "_next", "_pos")
+    __slots__ = ("_buf", "_cap", "_next", "_pos")
 
     SIZE = 1 << 16
     FIRST = 1 << 12
     GETRANDOM_MAX = 1 << 13  # up to this fill, getrandom costs less than a cipher setup
 
-    def __init__(self) -> None:
+    def __init__(self, *, keystream: bool = True) -> None:
+        """``keystream=False``: fills stay at most ``GETRANDOM_MAX`` and always come from
+        ``getrandom`` (no cryptography import, 62 ms, for a process that needs none)."""
         self._buf = memoryview(b"")
         self._pos = 0
         self._next = self.FIRST  # the size of the next fill
+        self._cap = self.SIZE if keystream else self.GETRANDOM_MAX
 
     def take(self, n: int) -> memoryview:
         """``n`` (at most 64 KiB) bytes never handed out before."""
         if self._pos + n > len(self._buf):
             fill = max(n, self._next)
-            self._next = min(self.SIZE, fill * 2)
+            self._next = min(self._cap, fill * 2)
             if fill <= self.GETRANDOM_MAX:
                 self._buf = memoryview(os.urandom(fill))
             else:
@@ -369,6 +376,19 @@ class RandomPool:
         out = self._buf[self._pos : self._pos + n]
         self._pos += n
         return out
+
+
+_small_pool = RandomPool(keystream=False)  # the random bytes of small single-file overwrites
+_small_lock = threading.Lock()  # two threads never take the same bytes
+
+
+def _fresh_pool_after_fork() -> None:
+    # A forked child must not hand out the bytes its parent will hand out too.
+    global _small_pool, _small_lock
+    _small_pool, _small_lock = RandomPool(keystream=False), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_pool_after_fork)
 
 
 def overwrite_fresh(
