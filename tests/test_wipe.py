@@ -1379,3 +1379,17 @@ def test_a_forked_child_never_overwrites_with_the_bytes_its_parent_uses() -> Non
     os.waitpid(pid, 0)
     assert len(theirs) == 1000
     assert theirs != mine
+
+
+def test_a_removal_report_is_the_object_the_dataclass_would_build(tmp_path: Path) -> None:
+    import dataclasses
+
+    target = tmp_path / "f"
+    target.write_bytes(b"x" * 100)
+    report = wipe(target)
+    fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(WipeReport)}
+    assert set(vars(report)) == set(fields)  # every field, nothing else
+    assert report == WipeReport(**fields)
+    assert pickle.loads(pickle.dumps(report)) == report  # noqa: S301 - our own object
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.passes = 2  # type: ignore[misc]

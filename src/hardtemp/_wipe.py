@@ -106,7 +106,11 @@ class _Progress:
     data_left: bool = False
 
     def report(self, path: str | None, pattern: str, start: float, removed: bool) -> WipeReport:
-        return WipeReport(
+        # Every removal makes one: the frozen dataclass's __init__ sets its 11 fields one
+        # object.__setattr__ at a time (7 us here). Filling the new instance's __dict__ at
+        # once makes the same object (it has no __post_init__; tested equal to __init__'s).
+        report = object.__new__(WipeReport)
+        report.__dict__.update(
             path=path,
             bytes_overwritten=self.bytes_overwritten,
             passes=self.passes,
@@ -119,6 +123,7 @@ class _Progress:
             removed=removed,
             data_left=self.data_left,
         )
+        return report
 
 
 def _check_options(passes: object, pattern: object, on_unreliable: object) -> str:
