@@ -50,7 +50,7 @@ class _WipingFileIO(PlainFileIO):
             return
         shrunk = None
         try:
-            if os.getpid() == self._owner_pid:
+            if _owner.pid() == self._owner_pid:
                 self._owner_pid = 0
                 # One fstat for both: what others cut, and what the overwrite covers.
                 st = os.fstat(self.fileno())
@@ -150,7 +150,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
             if handle.btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
             raw = _WipingFileIO(fd, raw_mode(mode), size=0)  # just created: empty
-            raw._owner_pid = os.getpid()
+            raw._owner_pid = _owner.pid()
             size = io.DEFAULT_BUFFER_SIZE
     except BaseException:
         os.close(fd)
@@ -195,7 +195,7 @@ def _encrypted_raw(
         except BaseException:
             os.close(pfd)
             raise
-        raw._owner_pid = os.getpid()
+        raw._owner_pid = _owner.pid()
         return raw
 
     # The encrypted side must be readable to be copied at the switch.
@@ -231,7 +231,7 @@ class _NamedState:
         self.made = made
         self.delete = delete
         self.delete_on_close = delete_on_close
-        self.owner_pid = os.getpid()
+        self.owner_pid = _owner.pid()
         self.removed = False
         self.unlinked = False  # we unlinked its only name (so no name keeps its mark)
         # compat: a replaced name is reported without ever raising from close/__exit__
@@ -245,7 +245,7 @@ class _NamedState:
         duplicate once the file is closed) whatever happened to the name; see
         :meth:`_remove_named`.
         """
-        if self.removed or not self.delete or os.getpid() != self.owner_pid:
+        if self.removed or not self.delete or _owner.pid() != self.owner_pid:
             return
         self.removed = True
         path = os.fsdecode(self.made.path)
@@ -352,7 +352,7 @@ class _NamedState:
     def release(self) -> None:
         """Drop the liveness lock (unmarking the inode if the user moved it away)."""
         # A released claim has fd -1: nothing to do, and no getpid to ask.
-        if self.claim is not None and self.claim.fd >= 0 and os.getpid() == self.owner_pid:
+        if self.claim is not None and self.claim.fd >= 0 and _owner.pid() == self.owner_pid:
             self._release()
 
     def _release(self) -> None:
@@ -371,7 +371,7 @@ class _NamedState:
                     self.file.flush()  # our data must be on the inode before we overwrite it
                     flushed = True
                 self.remove(self.fd)
-            elif self.delete and os.getpid() == self.owner_pid:
+            elif self.delete and _owner.pid() == self.owner_pid:
                 with contextlib.suppress(OSError, ValueError):
                     self.file.flush()
                 # Removed later, by name: look now, while we still have the descriptor.
@@ -382,7 +382,7 @@ class _NamedState:
                 # pay an lseek); closing the raw file closes them all (their close is a no-op).
                 self.raw.close()
             self.file.close()
-            if self.removed or not self.delete or os.getpid() != self.owner_pid:
+            if self.removed or not self.delete or _owner.pid() != self.owner_pid:
                 self.made.release()  # nothing left to do by name: nothing pins the directory
 
     def finalize(self) -> None:
@@ -704,7 +704,7 @@ class TemporaryDirectory:
             self,
             self._cleanup,
             made,
-            os.getpid(),
+            _owner.pid(),
             warn_message=f"Implicitly cleaning up {self!r}",
             ignore_errors=ignore_cleanup_errors,
             delete=delete,
@@ -724,7 +724,7 @@ class TemporaryDirectory:
         claim: _owner.Claim | None = None,
     ) -> None:
         try:
-            if delete and os.getpid() == owner_pid:
+            if delete and _owner.pid() == owner_pid:
                 _rmtree(made, ignore_errors)
                 warnings.warn(warn_message, ResourceWarning, stacklevel=2)
         finally:
@@ -756,7 +756,7 @@ class TemporaryDirectory:
         info = self._finalizer.detach()
         if info is not None:
             try:
-                if os.getpid() == info[2][1]:
+                if _owner.pid() == info[2][1]:
                     _rmtree(self._made, self._ignore_cleanup_errors)
             finally:
                 _release(self._claim, self._made, info[2][1])
@@ -812,7 +812,7 @@ def _release(claim: _owner.Claim | None, made: Created, owner_pid: int) -> None:
     """Drop the directory's lock; the creator also unmarks it if the user moved it away."""
     if claim is None:
         return
-    if os.getpid() == owner_pid:
+    if _owner.pid() == owner_pid:
         claim.release(made.handle.fd, made.name)
     else:
         claim.close()  # a forked child: only its own copy of the descriptor

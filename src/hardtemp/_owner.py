@@ -62,6 +62,7 @@ __all__ = [
     "lock_shared",
     "mark",
     "owner_alive",
+    "pid",
     "read_mark",
     "write_mark",
 ]
@@ -127,9 +128,21 @@ def current_tag() -> bytes:
     return _current
 
 
+_pid = os.getpid()
+
+
+def pid() -> int:
+    """This process's pid without a ``getpid`` system call: the "only the creating process
+    removes" checks of every file ask it twice. Refreshed in every forked child: CPython
+    runs the at-fork hooks in each child that can run Python code (``os.fork``,
+    ``os.forkpty``, ``multiprocessing``, a ``subprocess`` ``preexec_fn``)."""
+    return _pid
+
+
 def _forget_after_fork() -> None:
-    global _current
+    global _current, _pid
     _current = None
+    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
