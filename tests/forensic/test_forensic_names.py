@@ -11,6 +11,7 @@ the raw image (the stdlib is the control: its cleanup leaves them).
 from __future__ import annotations
 
 import bisect
+import errno
 import gc
 import os
 import secrets
@@ -173,3 +174,81 @@ def test_ext4_deep_tree_cleanup_syncs_once_and_leaves_no_names_outside_the_journ
         assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
     else:
         assert outside > 0, "control: without the syncfs, freed directory blocks keep names"
+
+
+def _fill_up(fs: LoopFS) -> None:
+    """Leave the filesystem without one free block, for root too (ext4's pool kept for
+    metadata, ``reserved_clusters``, set to 0 first: a directory may grow into it)."""
+    dev = subprocess.run(
+        ["findmnt", "-no", "SOURCE", str(fs.mountpoint)], capture_output=True, text=True
+    ).stdout.strip()
+    with open(f"/sys/fs/ext4/{os.path.basename(dev)}/reserved_clusters", "w") as f:
+        f.write("0")
+    fd = os.open(os.path.join(fs.mountpoint, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        written = -1
+        while written:  # until a round after a sync finds no block (delalloc guesses)
+            written = 0
+            try:
+                while True:
+                    written += os.write(fd, b"\0" * 1024)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def test_ext4_full_disk_graveyard_falls_back_in_place_and_leaves_no_names(
+    loopfs: Callable[..., LoopFS], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Real ENOSPC: the filesystem is filled up before the cleanup, so once the top's
+    # directory block is full of grave names it cannot grow; those moves fail and the
+    # directories are synced and removed where they are. All of it goes, and no name stays
+    # outside the journal.
+    from hardtemp import _dirsettle, _remove
+
+    calls: list[int] = []
+    taken: list[str] = []
+    real_take = _dirsettle.Graveyard.take
+
+    def counted(info: Any) -> Callable[[int], None] | None:
+        real = _dirsettle.settler_for(info)
+        assert real is not None
+
+        def settle(fd: int) -> None:
+            calls.append(fd)
+            real(fd)
+
+        return settle
+
+    def take(self: Any, parent_fd: int, name: str) -> bool:
+        moved: bool = real_take(self, parent_fd, name)
+        if moved:
+            taken.append(name)
+        return moved
+
+    monkeypatch.setattr(_remove, "settler_for", counted)
+    monkeypatch.setattr(_dirsettle.Graveyard, "take", take)
+    fs = loopfs("ext4", size_mb=16)
+    tag = _tag()
+    depth = 400  # a grave name takes 28 bytes: a 4 KiB block holds ~145 of them
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for level in range(depth):
+                name = f"dir-{tag}-{level:03d}"
+                os.mkdir(name, dir_fd=fd)
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+        finally:
+            os.close(fd)
+        subprocess.run(["sync"], check=True)
+        _fill_up(fs)
+    assert not os.path.exists(d)
+    outside, _ = _hits_outside_journal(fs, tag.encode())
+    assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
+    assert 0 < len(taken) < depth, len(taken)  # some moved, the rest in place
+    assert len(calls) == depth - len(taken) + 1  # (measured: 382 moved, 18 in place)
