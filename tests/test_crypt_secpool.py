@@ -23,6 +23,7 @@ import pickle
 import resource
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -225,3 +226,30 @@ def test_the_pool_grows_by_whole_mappings_and_gives_them_back(
     assert [a.nslots for a in pool.arenas] == [4]  # the first arena stays for the next file
     assert third.map.closed
     assert len(pool.free) == 4
+
+
+def test_a_file_closed_while_this_thread_holds_the_pool_does_not_deadlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Mock: a finalizer (run by gc during take's allocations) or a signal handler closing a
+    # file at the very moment this thread holds the pool's lock cannot be timed for real;
+    # the re-entry into the pool is real.
+    monkeypatch.setattr(_secpool, "_pool", _secpool._Pool())
+    early = [Slot(64) for _ in range(4)]  # the first arena, all taken: the next one grows
+    grow = _secpool._Arena.__init__
+
+    def growing(arena: _secpool._Arena, nslots: int) -> None:
+        early[0].close()  # what that finalizer does, inside take(), under the lock
+        grow(arena, nslots)
+
+    monkeypatch.setattr(_secpool._Arena, "__init__", growing)
+    got: list[Slot] = []
+    worker = threading.Thread(target=lambda: got.append(Slot(64)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert got, "deadlocked: the pool's lock was taken again by the same thread"
+    pool = _secpool._pool
+    assert sum(a.in_use for a in pool.arenas) == 4  # three early slots and the new one
+    assert len(pool.free) + 4 == sum(a.nslots for a in pool.arenas)
+    for s in [*early, *got]:
+        s.close()

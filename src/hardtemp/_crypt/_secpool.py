@@ -13,7 +13,9 @@ Invariants:
   arenas are added as whole mappings (4, 8, 16, 32, then 64 slots), and one
   that becomes entirely free is unmapped unless it is the first;
 * a slot has one holder at a time and is zeroed when it is released, before
-  any reuse: a file never sees what an earlier file left in its slot;
+  any reuse: a file never sees what an earlier file left in its slot; the
+  pool's lock is reentrant, so a file closed by a finalizer or a signal
+  handler while this thread is inside the pool cannot deadlock it;
 * the pool belongs to the process that made it. In a forked child (another
   pid, or an arena's canary wiped by ``MADV_WIPEONFORK``: so also after a
   ``fork()`` that bypassed Python's hooks, and in a new PID namespace) the
@@ -88,7 +90,9 @@ class _Pool:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.lock = threading.Lock()
+        # Reentrant: a finalizer (gc runs during the allocations in take) or a signal handler
+        # closing another file in this very thread while it holds the lock would deadlock.
+        self.lock = threading.RLock()
         self.arenas: list[_Arena] = []
         self.free: list[tuple[_Arena, int]] = []
 
