@@ -50,3 +50,34 @@ def test_an_unidentified_filesystem_is_settled_anyway_and_failures_are_not_fatal
         _dirsettle._settle(fd)
     finally:
         os.close(fd)
+
+
+def test_the_graveyard_holds_emptied_directories_until_one_settle_then_removes_them(
+    tmp_path: Path,
+) -> None:
+    top = tmp_path / "top"
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "c").mkdir()
+    settled: list[list[str]] = []
+    top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    a_fd = os.open(top / "a", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yard = _dirsettle.Graveyard(top_fd, lambda fd: settled.append(sorted(os.listdir(fd))))
+        assert yard.take(a_fd, "b")  # from a subdirectory: into the top, out of a
+        assert yard.take(top_fd, "a")  # a is empty now: its turn
+        assert not yard.take(top_fd, "missing")  # a failed move changes nothing
+        assert not yard.full
+        graves = sorted(os.listdir(top))
+        assert len(graves) == 3
+        assert "c" in graves
+        assert all(len(g) == 20 and g.startswith(".ht-") for g in graves if g != "c")
+        assert yard.take(top_fd, "c")
+        (top / sorted(os.listdir(top))[0] / "late").mkdir()  # refilled: left for a rescan
+        errors = yard.bury()
+    finally:
+        os.close(a_fd)
+        os.close(top_fd)
+    assert errors == []
+    assert len(settled) == 1  # one settle for the three...
+    assert len(settled[0]) == 3  # ...taken before any of them was removed
+    assert [os.listdir(top / g) for g in os.listdir(top)] == [["late"]]
