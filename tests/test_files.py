@@ -1544,6 +1544,8 @@ def test_an_unnamed_plain_file_fstats_its_descriptor_once_at_close(tmp_path: Pat
     # to the raw layer, and one fstat shared by the truncation check and the overwrite).
     assert len(fstats) <= 4, calls
     assert not [c for c in calls if c.startswith("getpid(")], calls  # known, fork-refreshed
+    # One geteuid, the trust check's: the new inode's owner is compared with its euid.
+    assert len([c for c in calls if c.startswith("geteuid(")]) == 1, calls
 
 
 @needs_root("for mount and unshare -m")

@@ -295,8 +295,9 @@ def create_unnamed(
         else:
             try:
                 st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
-                # O_TMPFILE files have st_nlink 0: check the rest.
-                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                # O_TMPFILE files have st_nlink 0: check the rest. The verified euid, as in
+                # _create_in: the directory was verified for it in this call (no geteuid).
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != handle.euid or st.st_mode & 0o077:
                     _verify(st, os.fsdecode(base) + "/<unnamed>", directory=False)
             except BaseException:
                 os.close(fd)
