@@ -738,6 +738,34 @@ def test_forked_child_never_removes_the_parents_files(tmp_path: Path, how: str) 
     assert sorted(os.listdir(tmp_path)) == []
 
 
+def test_a_child_forked_without_pythons_fork_hooks_never_removes_the_parents_file(
+    tmp_path: Path,
+) -> None:
+    import ctypes
+
+    named = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    named.write(b"parent data")
+    named.flush()
+    plain = hardtemp.TemporaryFile(dir=tmp_path, encrypt=False)
+    plain.write(b"unnamed data")
+    plain.flush()
+    pid = ctypes.CDLL(None, use_errno=True).fork()  # the raw wrapper: no at-fork hooks run
+    if pid == 0:  # pragma: no cover - child
+        try:
+            named.close()
+            plain.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    with open(named.name, "rb") as f:
+        assert f.read() == b"parent data"
+    plain.seek(0)
+    assert plain.read() == b"unnamed data"  # not overwritten by the child's close
+    named.close()
+    plain.close()
+    assert os.listdir(tmp_path) == []
+
+
 def test_forked_child_cleanup_and_close_are_no_ops(tmp_path: Path) -> None:
     named = hardtemp.NamedTemporaryFile(dir=tmp_path)
     tdir = hardtemp.TemporaryDirectory(dir=tmp_path)

@@ -40,6 +40,7 @@ import contextlib
 import errno
 import fcntl
 import hmac
+import mmap
 import os
 import stat
 from dataclasses import dataclass
@@ -128,21 +129,40 @@ def current_tag() -> bytes:
     return _current
 
 
+def _wipe_on_fork_page() -> mmap.mmap | None:
+    """One private page the kernel zeroes in every child, however it was forked
+    (``MADV_WIPEONFORK``, Linux 4.14+); None where that cannot be had."""
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        page.madvise(getattr(mmap, "MADV_WIPEONFORK", 18))
+    except (OSError, ValueError, AttributeError):
+        return None
+    page[0] = 1
+    return page
+
+
+_canary = _wipe_on_fork_page()
 _pid = os.getpid()
 
 
 def pid() -> int:
-    """This process's pid without a ``getpid`` system call: the "only the creating process
-    removes" checks of every file ask it twice. Refreshed in every forked child: CPython
-    runs the at-fork hooks in each child that can run Python code (``os.fork``,
-    ``os.forkpty``, ``multiprocessing``, a ``subprocess`` ``preexec_fn``)."""
+    """This process's pid, for the "only the creating process removes" checks (twice per
+    file), without a ``getpid`` system call while it cannot have changed: the canary page
+    still holds its byte, so this is not a forked child. A child finds it zeroed by the
+    kernel (also after a ``fork()`` that bypassed Python's fork hooks: a C extension,
+    ``ctypes``) and asks ``getpid`` once; without the page every call asks."""
+    global _pid
+    if _canary is not None and _canary[0]:
+        return _pid
+    _pid = os.getpid()
+    if _canary is not None:
+        _canary[0] = 1
     return _pid
 
 
 def _forget_after_fork() -> None:
-    global _current, _pid
+    global _current
     _current = None
-    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
