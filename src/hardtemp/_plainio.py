@@ -82,9 +82,12 @@ class PlainFileIO(io.FileIO):
         return n
 
     def _note(self, start: int, end: int) -> None:
-        self._hw = max(self._hw, end)
+        if end > self._hw:
+            self._hw = end
         ranges = self._ranges
-        if ranges is None:
+        if not ranges:
+            if ranges is not None:
+                ranges.append([start, end])  # the first write (most temp files): no merge
             return
         # Merge [start, end) into the sorted disjoint list (touching ranges merge too).
         i = bisect.bisect_left(ranges, [start])
