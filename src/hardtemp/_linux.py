@@ -336,10 +336,16 @@ def birth_ident(fd: int) -> tuple[int, int, float | None]:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
     """
     buf = statx_buf(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME, None)
-    btime = None
-    if buf.stx_mask & STATX_BTIME:
-        btime = buf.stx_btime.tv_sec + buf.stx_btime.tv_nsec / 1e9
-    return os.makedev(buf.stx_dev_major, buf.stx_dev_minor), int(buf.stx_ino), btime
+    # One unpack of the five fields (ctypes reads them one by one, btime's two through a
+    # nested structure built for each read): half of this function's cost.
+    mask, ino, sec, nsec, major, minor = _BIRTH_FIELDS(buf)
+    btime = sec + nsec / 1e9 if mask & STATX_BTIME else None
+    return os.makedev(major, minor), ino, btime
+
+
+# struct statx: stx_mask (0), stx_ino (32), stx_btime's tv_sec and tv_nsec (80),
+# stx_dev_major and stx_dev_minor (136).
+_BIRTH_FIELDS = struct.Struct("=I28xQ40xqI44xII").unpack_from
 
 
 class StatxFd(NamedTuple):
