@@ -766,6 +766,55 @@ def test_a_child_forked_without_pythons_fork_hooks_never_removes_the_parents_fil
     assert os.listdir(tmp_path) == []
 
 
+_SAME_PID_CHILD = r"""
+import ctypes, os, sys, hardtemp
+assert os.getpid() == 1, os.getpid()  # pid 1 of its own PID namespace (unshare --pid)
+named = hardtemp.NamedTemporaryFile(dir=sys.argv[1])
+named.write(b"parent data")
+named.flush()
+plain = hardtemp.TemporaryFile(dir=sys.argv[1], encrypt=False)
+plain.write(b"unnamed data")
+plain.flush()
+tdir = hardtemp.TemporaryDirectory(dir=sys.argv[1])
+with open(os.path.join(tdir.name, "f"), "wb") as f:
+    f.write(b"dir data")
+if ctypes.CDLL(None, use_errno=True).unshare(0x20000000) != 0:  # CLONE_NEWPID
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
+pid = os.fork()  # pid 1 of the new namespace: the very pid of its parent
+if pid == 0:
+    try:
+        assert os.getpid() == 1
+        named.close()
+        plain.close()
+        tdir.cleanup()
+    finally:
+        os._exit(0)
+os.waitpid(pid, 0)
+plain.seek(0)
+with open(named.name, "rb") as f, open(os.path.join(tdir.name, "f"), "rb") as g:
+    print(f.read().decode(), plain.read().decode(), g.read().decode())
+named.close()
+plain.close()
+tdir.cleanup()
+"""
+
+
+def test_a_child_with_its_parents_very_pid_never_removes_the_parents_file(
+    tmp_path: Path,
+) -> None:
+    # A service that is pid 1 of its container forks into a new PID namespace: the child is
+    # pid 1 too, so a pid comparison takes it for the creator.
+    from _gates import require_unshare
+
+    require_unshare()
+    env = dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).parents[1]))
+    cmd = ["unshare", "--pid", "--fork", sys.executable, "-c", _SAME_PID_CHILD, str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+    expected = "parent data unnamed data dir data"
+    assert (done.returncode, done.stdout.strip()) == (0, expected), done.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_forked_child_cleanup_and_close_are_no_ops(tmp_path: Path) -> None:
     named = hardtemp.NamedTemporaryFile(dir=tmp_path)
     tdir = hardtemp.TemporaryDirectory(dir=tmp_path)

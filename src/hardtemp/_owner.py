@@ -142,27 +142,33 @@ def _wipe_on_fork_page() -> mmap.mmap | None:
 
 
 _canary = _wipe_on_fork_page()
-_pid = os.getpid()
+_forks = 0  # forks this process descends through since the module was loaded
+_pid = os.getpid()  # this process's token (below); the pid itself until the first fork
 
 
 def pid() -> int:
-    """This process's pid, for the "only the creating process removes" checks (twice per
-    file), without a ``getpid`` system call while it cannot have changed: the canary page
-    still holds its byte, so this is not a forked child. A child finds it zeroed by the
+    """This process's token for the "only the creating process removes" checks (twice per
+    file): its pid combined with the number of forks it descends through, so that every
+    forked child differs from its parent even where their pids are equal (the parent is
+    pid 1 of a PID namespace and the child pid 1 of a new one). No system call while the
+    canary page still holds its byte: not a forked child. A child finds it zeroed by the
     kernel (also after a ``fork()`` that bypassed Python's fork hooks: a C extension,
-    ``ctypes``) and asks ``getpid`` once; without the page every call asks."""
-    global _pid
+    ``ctypes``), counts the fork and asks ``getpid`` once; without the page every call
+    asks (and the fork hook counts)."""
+    global _pid, _forks
     if _canary is not None and _canary[0]:
         return _pid
-    _pid = os.getpid()
     if _canary is not None:
+        _forks += 1  # the kernel wiped it: a forked child, however it was forked
         _canary[0] = 1
+    _pid = os.getpid() | (_forks << 32)  # pid_max is at most 2**22
     return _pid
 
 
 def _forget_after_fork() -> None:
-    global _current
+    global _current, _forks
     _current = None
+    _forks += 1  # a child (by os.fork & co.): differs from its parent even without a canary
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
