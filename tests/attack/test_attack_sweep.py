@@ -312,11 +312,18 @@ def test_hardtemp_run_sigkilled_while_its_command_writes_keeps_the_directory(are
         run.kill()  # SIGKILL: no cleanup by hardtemp; the command goes on writing
         run.wait()
         time.sleep(0.2)
+        deadline = time.monotonic() + 10  # its first write, however loaded the machine
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         before = log.stat().st_size
         result = sweep([str(area)])
         assert _actions(result) == {tmpdir: ("kept", "locked: a live process holds it")}
-        time.sleep(0.3)
-        assert log.stat().st_size > before  # still writing, into the same file
+        # Still writing, into the same file: it writes every 0.05 s; a loaded machine may
+        # take longer than the 0.3 s this waited once, so wait for the growth (up to 10 s).
+        deadline = time.monotonic() + 10
+        while log.stat().st_size <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.stat().st_size > before
     finally:
         os.kill(int(command), signal.SIGKILL)
         run.stdout.close()
