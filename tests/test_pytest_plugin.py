@@ -418,3 +418,25 @@ def test_factory_mktemp_is_0700_under_umask_0o777_for_an_ordinary_user(
             _tempdir.tempdir = None
     assert mode == 0o700
     assert left == []  # no mode-000 directory left behind
+
+
+def test_strict_mode_shows_the_creation_site_of_a_test_below_a_directory_named_pytest(
+    pytester: pytest.Pytester, run
+) -> None:
+    # A project (or a CI's --basetemp) under .../pytest/... is not pytest's own code: its
+    # frames are the creation site, whatever the directory is called.
+    sub = pytester.path / "work" / "pytest"  # not on sys.path: never shadows pytest itself
+    sub.mkdir(parents=True)
+    (sub / "test_leaky_sub.py").write_text(
+        "import hardtemp\n\nkept = []\n\n"
+        "def test_leaks():\n"
+        '    kept.append(hardtemp.NamedTemporaryFile(prefix="leaky-"))\n'
+    )
+    result = run("--hardtemp-strict", str(sub))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "NamedTemporaryFile */leaky-*: left open, left on disk; created at:",
+            '  File "*/pytest/test_leaky_sub.py", line 6, in test_leaks',
+        ]
+    )

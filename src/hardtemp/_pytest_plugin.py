@@ -45,12 +45,20 @@ if TYPE_CHECKING:
 __all__ = ["HardtempPathFactory"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_MACHINERY = (
-    f"{os.sep}_pytest{os.sep}",
-    f"{os.sep}pytest{os.sep}",
-    f"{os.sep}pluggy{os.sep}",
-    "<frozen ",
-)
+
+
+def _package_dirs() -> tuple[str, ...]:
+    """The directories of hardtemp, pytest and pluggy as installed: their frames are
+    machinery. Matched as path prefixes, not by a directory's name, so a test file
+    below a directory that happens to be called ``pytest`` still shows its frames."""
+    import _pytest
+    import pluggy
+
+    mods = (_pytest, pytest, pluggy)
+    return (_HERE, *(os.path.dirname(os.path.abspath(m.__file__ or "")) for m in mods))
+
+
+_MACHINERY = tuple(d + os.sep for d in _package_dirs())
 _STACK_DEPTH = 8  # frames of the creation site shown in a leak report
 
 
@@ -225,7 +233,7 @@ def _on_disk(path: str, ident: tuple[int, int]) -> bool:
 
 def _machinery(filename: str) -> bool:
     """Frames of hardtemp itself, pytest and pluggy: not where the test created it."""
-    return filename.startswith(_HERE) or any(p in filename for p in _MACHINERY)
+    return filename.startswith(_MACHINERY) or filename.startswith("<frozen ")
 
 
 class _Tracker:
