@@ -75,7 +75,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 FORKS = {"os.fork": os.fork, "raw fork": _libc.fork}  # the latter runs no Python fork hooks
 
 
-def test_a_closed_files_slot_is_zeroed_and_the_next_file_sees_only_zeros() -> None:
+def test_a_closed_files_slot_is_zeroed_and_the_next_file_sees_only_zeros(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pool of our own: files other tests left open (or not yet collected) could have filled
+    # the process pool's first arena, and a later arena is unmapped once its last file closes.
+    monkeypatch.setattr(_secpool, "_pool", _secpool._Pool())
     raw = EncryptedRawIO(backing_fd())
     raw.write(MARKER)
     raw.seek(8192 + 3)
