@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -411,3 +412,28 @@ def test_a_claim_closed_twice_closes_once(area: tuple[Path, int]) -> None:
     with pytest.raises(OSError) as info:
         os.fstat(fd)
     assert info.value.errno == errno.EBADF
+
+
+def test_a_child_forked_without_pythons_hooks_marks_its_files_with_its_own_tag(
+    area: tuple[Path, int],
+) -> None:
+    # A C extension's fork() runs no Python fork hook: the cached tag must still not be the
+    # parent's, or the child's files would name a creator that is not theirs.
+    d, dfd = area
+    parent = current_tag()  # cached here before the fork
+    r, w = os.pipe()
+    child = ctypes.CDLL(None, use_errno=True).fork()
+    if child == 0:  # pragma: no cover - the child (coverage follows os.fork only)
+        try:
+            fd = _new(d, "child")
+            tag = read_mark(fd) if mark(fd, dfd, "child") else None
+            os.write(w, f"{os.getpid()} {tag.pid if tag else -1}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        real, marked = inp.read().split()
+    os.waitpid(child, 0)
+    assert int(real) == child
+    assert int(marked) == child  # not the parent's pid
+    assert current_tag() == parent  # the parent's own tag is untouched

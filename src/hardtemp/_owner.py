@@ -122,8 +122,9 @@ _current: bytes | None = None
 
 
 def current_tag() -> bytes:
-    """This process's tag (recomputed after ``fork``)."""
+    """This process's tag (recomputed after ``fork``, also one that bypassed Python's hooks)."""
     global _current
+    pid()  # a wiped canary (any fork) forgets the parent's tag: marks name their real creator
     if _current is None:
         _current = OwnerTag(_BOOT_ID, os.getpid(), _start_time(os.getpid()) or "0").encode()
     return _current
@@ -155,12 +156,13 @@ def pid() -> int:
     kernel (also after a ``fork()`` that bypassed Python's fork hooks: a C extension,
     ``ctypes``), counts the fork and asks ``getpid`` once; without the page every call
     asks (and the fork hook counts)."""
-    global _pid, _forks
+    global _pid, _forks, _current
     if _canary is not None and _canary[0]:
         return _pid
     if _canary is not None:
         _forks += 1  # the kernel wiped it: a forked child, however it was forked
         _canary[0] = 1
+        _current = None  # nor is the parent's tag ours (its marks would name the parent)
     _pid = os.getpid() | (_forks << 32)  # pid_max is at most 2**22
     return _pid
 
