@@ -74,17 +74,18 @@ def record_nonces(f: Any) -> NonceRecorder:
     return rec
 
 
-def in_child(fn: Callable[[], object]) -> tuple[str, str]:
-    """Run ``fn()`` in a forked child; return (exception class name or 'ok', repr/message)."""
+def child_result(task: Callable[[], object], fork: Callable[[], int] = os.fork) -> object:
+    """Run ``task()`` in a child made by ``fork`` (``os.fork``, or a raw ``fork()`` that
+    runs no Python hooks); its result, or its exception as ``"Name: message"``."""
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
+    pid = fork()
+    if pid == 0:  # pragma: no cover - child (coverage follows os.fork only)
         try:
             os.close(r)
             try:
-                res = ("ok", repr(fn()))
+                res: object = task()
             except BaseException as exc:
-                res = (type(exc).__name__, str(exc))
+                res = f"{type(exc).__name__}: {exc}"
             os.write(w, pickle.dumps(res))
         finally:
             os._exit(0)
@@ -92,5 +93,18 @@ def in_child(fn: Callable[[], object]) -> tuple[str, str]:
     with os.fdopen(r, "rb") as inp:
         data = inp.read()
     os.waitpid(pid, 0)
-    result: tuple[str, str] = pickle.loads(data)  # noqa: S301 - our own child
+    return pickle.loads(data)  # noqa: S301 - our own child
+
+
+def in_child(fn: Callable[[], object]) -> tuple[str, str]:
+    """Run ``fn()`` in a forked child; return (exception class name or 'ok', repr/message)."""
+
+    def task() -> tuple[str, str]:
+        try:
+            return ("ok", repr(fn()))
+        except BaseException as exc:
+            return (type(exc).__name__, str(exc))
+
+    result = child_result(task)
+    assert isinstance(result, tuple), result
     return result

@@ -19,19 +19,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import pickle
 import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from _gates import IS_ROOT, require_unshare
 from _helpers_core import SRC
-from _helpers_crypt import backing_fd
+from _helpers_crypt import backing_fd, child_result
 from _helpers_euid import as_euid
 from hardtemp._crypt import EncryptedRawIO, _secpool
 from hardtemp._crypt._secpool import SLOT_SIZE, Slot
@@ -49,26 +47,6 @@ def _vmflags(address: int) -> set[str]:
         elif head == "VmFlags:" and current and current[0] <= address < current[1]:
             return set(line.split()[1:])
     raise AssertionError(f"no mapping contains {address:#x}")
-
-
-def _in_child(fork: Callable[[], int], task: Callable[[], object]) -> object:
-    """Run ``task`` in a child made by ``fork``; its result (or exception text)."""
-    r, w = os.pipe()
-    pid = fork()
-    if pid == 0:  # pragma: no cover - child (coverage follows os.fork only)
-        try:
-            try:
-                res: object = task()
-            except BaseException as exc:
-                res = f"{type(exc).__name__}: {exc}"
-            os.write(w, pickle.dumps(res))
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as inp:
-        data = inp.read()
-    os.waitpid(pid, 0)
-    return pickle.loads(data)  # noqa: S301 - our own child
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -128,7 +106,7 @@ def test_new_files_in_a_forked_child_get_slots_locked_in_the_child(how: str) -> 
         return seen
 
     try:
-        seen = _in_child(FORKS[how], child)
+        seen = child_result(child, FORKS[how])
         assert isinstance(seen, list), seen
         for inherited, locked, lo, forked in seen:
             assert not inherited  # never the parent's slots (unlocked in the child)
@@ -149,7 +127,7 @@ def test_an_inherited_slot_reads_zeros_and_reports_itself_unlocked_in_the_child(
         raw.write(MARKER[:100])
         slot = raw._mem
         assert isinstance(slot, Slot)
-        got = _in_child(os.fork, lambda: (slot.locked, slot.forked, bytes(slot.view)))
+        got = child_result(lambda: (slot.locked, slot.forked, bytes(slot.view)))
         assert got == (False, True, bytes(len(slot.view)))
     finally:
         raw.close()
@@ -213,7 +191,7 @@ def test_rlimit_memlock_exhaustion_locks_slot_by_slot_then_quietly_not() -> None
         return report
 
     locked, unlocked = (True, True, True), (False, False, True)
-    assert _in_child(os.fork, child) == [locked, locked, unlocked]
+    assert child_result(child) == [locked, locked, unlocked]
 
 
 def test_the_pool_grows_by_whole_mappings_and_gives_them_back(
