@@ -8,6 +8,7 @@ can be read back. Filesystems are real loop mounts (ext4: "in place"; btrfs:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import pickle
@@ -24,8 +25,9 @@ from typing import Any
 import pytest
 
 from _helpers_core import NOBODY, marker
+from _helpers_crypt import child_result
 from _helpers_euid import as_euid
-from hardtemp import _fsinfo, _linux, _remove, _wipe
+from hardtemp import _fsinfo, _linux, _owner, _remove, _wipe
 from hardtemp._codes import FsReason, WipeReason
 from hardtemp._policy import get_wipe_policy, set_wipe_policy, wipe_policy
 from hardtemp._remove import remove_entry, wipe
@@ -1379,6 +1381,31 @@ def test_a_forked_child_never_overwrites_with_the_bytes_its_parent_uses() -> Non
     os.waitpid(pid, 0)
     assert len(theirs) == 1000
     assert theirs != mine
+
+
+def test_a_child_forked_without_pythons_hooks_never_overwrites_with_its_parents_bytes() -> None:
+    # libc fork() through ctypes (as a C extension would) runs no os.register_at_fork hook:
+    # only the wipe-on-fork pid token can tell the child that the pool is its parent's.
+    _wipe._Pattern("random", 1000).take(1000)  # the pool holds unused bytes at the fork
+    raw_fork = ctypes.CDLL(None, use_errno=True).fork
+    theirs = child_result(lambda: bytes(_wipe._Pattern("random", 1000).take(1000)), raw_fork)
+    mine = bytes(_wipe._Pattern("random", 1000).take(1000))
+    assert isinstance(theirs, bytes), theirs
+    assert len(theirs) == 1000
+    assert theirs != mine
+
+
+def test_a_pool_left_by_another_process_is_replaced_before_any_byte_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the raw-forked child above finds (its token differs), in this process: the
+    # pool it inherited is dropped, never drawn from.
+    _wipe._Pattern("random", 1000).take(1000)
+    inherited = _wipe._small_pool
+    monkeypatch.setattr(_wipe, "_small_token", -1)  # the token of the process forked from
+    _wipe._Pattern("random", 1000).take(1000)
+    assert _wipe._small_pool is not inherited
+    assert _wipe._small_token == _owner.pid()
 
 
 def test_a_removal_report_is_the_object_the_dataclass_would_build(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from . import _owner
 from ._codes import Reason, Verdict, WipeReason
 from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, FsInfo, data_on_disk, file_info_for_fd
 from ._policy import check_policy, get_wipe_policy
@@ -163,8 +164,7 @@ class _Pattern:
             # Bytes never handed out before, from the process's pool: as unpredictable as a
             # getrandom per file, without its fixed cost each time (one 8 KiB fill per
             # 8 files of 1,000 bytes: 69 us here, against 8 getrandom calls of 12.7 us).
-            with _small_lock:
-                return _small_pool.take(n)
+            return _take_small(n)
         self._enc.update_into(_ZEROS_VIEW[:n], self._out)
         return self._view[:n]
 
@@ -385,12 +385,25 @@ class RandomPool:
 
 _small_pool = RandomPool(keystream=False)  # the random bytes of small single-file overwrites
 _small_lock = threading.Lock()  # two threads never take the same bytes
+_small_token = _owner.pid()  # the process (pid and fork count) the pool's bytes belong to
+
+
+def _take_small(n: int) -> memoryview:
+    """``n`` bytes of the process's small-overwrite pool, never handed out before, in this
+    process or in the one it was forked from."""
+    if _owner.pid() != _small_token:
+        # A child forked without Python's hooks (libc fork() from ctypes or a C extension):
+        # the wipe-on-fork token tells, so it never writes the bytes its parent will.
+        _fresh_pool_after_fork()
+    with _small_lock:
+        return _small_pool.take(n)
 
 
 def _fresh_pool_after_fork() -> None:
     # A forked child must not hand out the bytes its parent will hand out too.
-    global _small_pool, _small_lock
+    global _small_pool, _small_lock, _small_token
     _small_pool, _small_lock = RandomPool(keystream=False), threading.Lock()
+    _small_token = _owner.pid()
 
 
 os.register_at_fork(after_in_child=_fresh_pool_after_fork)
