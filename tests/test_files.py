@@ -1626,12 +1626,14 @@ def test_an_unnamed_plain_file_fstats_its_descriptor_once_at_close(tmp_path: Pat
 
 
 @needs_root("for mount and unshare -m")
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
 def test_a_named_file_bind_mounted_over_its_own_name_is_refused_at_close(
-    tmp_path: Path,
+    tmp_path: Path, where: str
 ) -> None:
     # The mount check reads the name's mount root from the one statx the close makes: a
     # bind mount over the name (here of the very same file, so the inode still matches) is
-    # never overwritten or unlinked (issue 11), in a private mount namespace.
+    # never overwritten or unlinked (issue 11), in a private mount namespace. On a tmpfs the
+    # close takes the straight line of the common small file: it must refuse it too.
     from _gates import require_unshare
 
     require_unshare()
@@ -1649,7 +1651,13 @@ def test_a_named_file_bind_mounted_over_its_own_name_is_refused_at_close(
         "subprocess.run(['umount', f.name], check=True)\n"
         "print(json.dumps([out, data.decode(), sorted(__import__('os').listdir(sys.argv[1]))]))\n"
     )
-    script = f'mount --make-rprivate / && exec {sys.executable} -c "$0" {tmp_path}'
+    work = tmp_path
+    tmpfs = ""
+    if where == "tmpfs":
+        work = tmp_path / "ram"
+        work.mkdir(mode=0o700)
+        tmpfs = f"mount -t tmpfs -o mode=0700 tmpfs {work} && "  # gone with the namespace
+    script = f'mount --make-rprivate / && {tmpfs}exec {sys.executable} -c "$0" {work}'
     out = subprocess.run(
         ["unshare", "-m", "sh", "-c", script, code],
         env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).parents[1])),

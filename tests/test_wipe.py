@@ -1420,3 +1420,162 @@ def test_a_removal_report_is_the_object_the_dataclass_would_build(tmp_path: Path
     assert pickle.loads(pickle.dumps(report)) == report  # noqa: S301 - our own object
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.passes = 2  # type: ignore[misc]
+
+
+# --- the straight line of the common small file (overwrite_small, remove_own_small) ---------
+
+
+def _small_file(d: Path, name: str, data: bytes, *, sync: bool = False) -> int:
+    """A read-write descriptor of a new file ``d/name`` holding ``data`` (fsynced if asked)."""
+    fd = os.open(d / name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, data)
+    if sync:
+        os.fsync(fd)
+    return fd
+
+
+def test_the_straight_line_overwrites_a_small_file_in_ram_with_fresh_bytes(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    d = small_tmpfs(1024)
+    m = marker()
+    fd = _small_file(d, "f", m)
+    try:
+        info = _wipe.overwrite_small(fd, os.fstat(fd))
+        assert info is not None
+        assert info.verdict == _wipe.VOLATILE
+        after = os.pread(fd, len(m) + 1, 0)
+    finally:
+        os.close(fd)
+    assert len(after) == len(m)  # the size is unchanged
+    assert m not in after  # random bytes over ours
+    assert after != bytes(len(m))
+
+
+def test_the_straight_line_overwrites_an_unsynced_small_file_on_ext4_without_a_sync(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = marker()
+    fd = _small_file(ext4, "f", m)  # closed before writeback: delayed allocation only
+    synced: list[int] = []
+    scoped_os(monkeypatch, _wipe, fdatasync=synced.append)
+    try:
+        info = _wipe.overwrite_small(fd, os.fstat(fd))
+        after = os.pread(fd, len(m), 0)
+    finally:
+        os.close(fd)
+    assert info is not None
+    assert info.verdict == _wipe.IN_PLACE
+    assert m not in after
+    assert synced == []
+
+
+@pytest.mark.parametrize(
+    "case", ["append", "read-only", "larger than a page", "synced to the disk", "closed"]
+)
+def test_the_straight_line_leaves_every_other_file_to_the_general_way(
+    ext4: Path, case: str
+) -> None:
+    m = marker()
+    size_pad = b"x" * 5000 if case == "larger than a page" else b""
+    fd = _small_file(ext4, "f", m + size_pad, sync=case == "synced to the disk")
+    st = os.fstat(fd)
+    use = fd
+    if case in ("append", "read-only"):
+        flags = os.O_WRONLY | os.O_APPEND if case == "append" else os.O_RDONLY
+        use = os.open(ext4 / "f", flags)
+    elif case == "closed":
+        use = os.open(ext4, os.O_RDONLY)
+        os.close(use)  # a descriptor number nobody holds: EBADF
+    try:
+        assert _wipe.overwrite_small(use, st) is None
+        after = os.pread(fd, st.st_size + 1, 0)
+    finally:
+        if use not in (fd,) and case != "closed":
+            os.close(use)
+        os.close(fd)
+    if case != "synced to the disk":  # there the page cache already holds the overwrite
+        assert after == m + size_pad  # nothing written: the general way does it all
+    else:
+        assert len(after) == st.st_size  # the general way rounds the tail and syncs
+
+
+def test_the_straight_line_leaves_a_copy_on_write_file_to_the_general_way(btrfs: Path) -> None:
+    m = marker()
+    fd = _small_file(btrfs, "f", m)
+    try:
+        assert _wipe.overwrite_small(fd, os.fstat(fd)) is None  # the policy must see it
+        assert os.pread(fd, len(m), 0) == m
+    finally:
+        os.close(fd)
+
+
+def test_the_straight_removal_keeps_a_file_with_another_link(
+    small_tmpfs: Callable[[int], Path],
+) -> None:
+    d = small_tmpfs(1024)
+    m = marker()
+    fd = _small_file(d, "f", m)
+    os.link(d / "f", d / "other")
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.stat("f", dir_fd=dfd, follow_symlinks=False)
+        assert not _remove.remove_own_small(dfd, "f", fd, st, -1)
+    finally:
+        os.close(dfd)
+        os.close(fd)
+    assert (d / "f").read_bytes() == m  # remove_entry overwrites it and warns
+    assert (d / "other").read_bytes() == m
+
+
+def test_the_straight_removal_unlinks_in_ram_without_hiding_and_hides_on_a_disk(
+    small_tmpfs: Callable[[int], Path], ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renames: list[tuple[str, str]] = []
+    real = _remove._rename_noreplace
+
+    def recording(dir_fd: int, old: str, new: str) -> None:
+        renames.append((old, new))
+        real(dir_fd, old, new)
+
+    monkeypatch.setattr(_remove, "_rename_noreplace", recording)
+    for d in (small_tmpfs(1024), ext4):
+        m = marker()
+        fd = _small_file(d, "f", m)
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            st = os.stat("f", dir_fd=dfd, follow_symlinks=False)
+            assert _remove.remove_own_small(dfd, "f", fd, st, -1)
+            assert m not in os.pread(fd, len(m), 0)  # overwritten through our descriptor
+        finally:
+            os.close(dfd)
+            os.close(fd)
+        assert not (d / "f").exists()
+        assert os.listdir(d) == []
+    # tmpfs: a name only in the dentry cache, unlinked as is; ext4: hidden, then unlinked.
+    assert len(renames) == 1
+    assert renames[0][0] == "f"
+    assert renames[0][1].startswith(".ht-")
+
+
+def test_an_interrupted_straight_removal_still_removes_the_name_and_reraises(
+    small_tmpfs: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A signal handler raising inside a 1,000-byte pwrite cannot be timed for real: the
+    # handler's exception is raised by a stand-in for pwrite (a fault, not the defence).
+    d = small_tmpfs(1024)
+    fd = _small_file(d, "f", marker())
+
+    def interrupted(*args: Any) -> int:
+        raise KeyboardInterrupt
+
+    scoped_os(monkeypatch, _wipe, pwrite=interrupted)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.stat("f", dir_fd=dfd, follow_symlinks=False)
+        with pytest.raises(KeyboardInterrupt):
+            _remove.remove_own_small(dfd, "f", fd, st, -1)
+    finally:
+        os.close(dfd)
+        os.close(fd)
+    assert os.listdir(d) == []  # the name never stays behind

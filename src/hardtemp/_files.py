@@ -25,8 +25,8 @@ from ._iostack import check_mode, raw_mode
 from ._names import sanitize_params
 from ._plainio import PlainFileIO, warn_unwiped, wrap_created
 from ._publish import publish_dir, publish_named
-from ._remove import remove_entry, rmtree_at
-from ._wipe import overwrite_fd
+from ._remove import remove_entry, remove_own_small, rmtree_at
+from ._wipe import overwrite_fd, overwrite_small
 from .exceptions import ReplacedFileWarning, UnsafeFileError
 
 if TYPE_CHECKING:
@@ -55,7 +55,9 @@ class _WipingFileIO(PlainFileIO):
                 # One fstat for both: what others cut, and what the overwrite covers.
                 st = os.fstat(self.fileno())
                 shrunk = self.shrink_report(st)
-                overwrite_fd(self.fileno(), path=None, st=st)
+                # The common small file in one straight line; anything else the general way.
+                if overwrite_small(self.fileno(), st) is None:
+                    overwrite_fd(self.fileno(), path=None, st=st)
         finally:
             super().close()
         if shrunk is not None:
@@ -277,6 +279,16 @@ class _NamedState:
             # holds the same one), so it gives the size without an fstat.
             self.shrunk = self.raw.shrink_report(st_name if ours else None)
         if ours and found is not None:
+            # The common case in one straight line (remove_entry's very checks and result):
+            # our descriptor, not a mount root (a bind mount over the name takes the general
+            # way, which refuses it), a single link, a small file whose overwrite needs no sync.
+            if (
+                fd is not None
+                and found.mount_root is False
+                and remove_own_small(made.handle.fd, name, fd, found.st, found.mnt_id)
+            ):
+                self.unlinked = True  # one link, overwritten, then unlinked by us
+                return
             report = remove_entry(
                 made.handle.fd,
                 name,

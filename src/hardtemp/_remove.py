@@ -55,10 +55,11 @@ from ._wipe import (
     _check_options,
     _overwrite,
     _Progress,
+    overwrite_small,
 )
 from .exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
 
-__all__ = ["remove_entry", "rmtree_at", "unlink_verified", "wipe"]
+__all__ = ["remove_entry", "remove_own_small", "rmtree_at", "unlink_verified", "wipe"]
 
 
 def _check_name(name: str) -> None:
@@ -499,6 +500,44 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
         )
     _apply_policy(report, policy, stacklevel=stacklevel + 1)
     return report
+
+
+def remove_own_small(dir_fd: int, name: str, fd: int, st_name: os.stat_result, mnt_id: int) -> bool:
+    """:func:`remove_entry` for the common ``NamedTemporaryFile`` close, in one straight line:
+    True when the file is overwritten and its name removed, exactly as ``remove_entry(...,
+    fd=fd, own_file=True, name_stable=True, sync_dir=False)`` would with the default wipe
+    options; False when it is not that case, with nothing removed (the caller then takes
+    :func:`remove_entry`, which overwrites again and reports).
+
+    The caller vouches for what ``remove_entry`` would check first: ``dir_fd`` is trusted
+    (only root and this user can rename or replace our entries there), ``st_name`` is the
+    ``statx`` of ``name`` just taken, it is the inode ``fd`` holds, and that ``statx`` said
+    the name is not the root of a mount (no bind mount over it); ``mnt_id`` is its mount.
+    Taken here: a single-link regular file whose overwrite :func:`overwrite_small` can do
+    (at most a page, a ``"volatile"`` or ``"in place"`` verdict, no block on the disk after
+    the overwrite). A file with other links (warned about by ``remove_entry``) is not.
+
+    Raises:
+        OSError: the unlink failed (EPERM, EROFS...) after the overwrite.
+        BaseException: what interrupted the overwrite (``KeyboardInterrupt``), re-raised
+            once the name is removed, as ``remove_entry`` does.
+    """
+    if st_name.st_nlink != 1:
+        return False  # another name keeps the inode: remove_entry overwrites and warns
+    try:
+        info = overwrite_small(fd, st_name, mnt_id)
+    except BaseException:
+        # Interrupted mid-overwrite: the name must not stay behind (remove_entry's rule).
+        _hide_and_unlink(dir_fd, name, None, name, [], hide=True)
+        raise
+    if info is None:
+        return False
+    if info.f_type in NAMES_IN_RAM:
+        # tmpfs/ramfs: a name lives only in the dentry cache, never on a disk: no hiding.
+        os.unlink(name, dir_fd=dir_fd)
+    else:
+        _hide_and_unlink(dir_fd, name, None, name, [], hide=True)
+    return True
 
 
 def remove_entry(  # long: a 33-line docstring; 15 lines of code

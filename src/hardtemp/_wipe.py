@@ -35,7 +35,15 @@ from ._fsinfo import BEST_EFFORT, IN_PLACE, VOLATILE, FsInfo, data_on_disk, file
 from ._policy import check_policy, get_wipe_policy
 from .exceptions import PlaintextLeftWarning, UnsafeFileError, WipeError, WipeUnreliableWarning
 
-__all__ = ["PATTERNS", "SKIPPED", "RandomPool", "WipeReport", "overwrite_fd", "overwrite_fresh"]
+__all__ = [
+    "PATTERNS",
+    "SKIPPED",
+    "RandomPool",
+    "WipeReport",
+    "overwrite_fd",
+    "overwrite_fresh",
+    "overwrite_small",
+]
 
 SKIPPED = Verdict.SKIPPED
 PATTERNS = ("random", "zeros")
@@ -497,6 +505,50 @@ def _overwrite_one_block(
     if end > size:
         os.ftruncate(fd, size)
     return -1
+
+
+def overwrite_small(fd: int, st: os.stat_result, mnt_id: int = -1) -> FsInfo | None:
+    """:func:`overwrite_fd` with its default options (one random pass, the wipe policy) for
+    the common temp file, in one straight line: the filesystem's :class:`FsInfo` when it is
+    done, with the very result the general way would give; None when the file is not that
+    case (nothing is decided then, and the caller takes the general way, which overwrites
+    again and reports).
+
+    The case: ``st`` (the caller's stat of this inode, just taken) is a regular file of at
+    most one page (:data:`_SMALL_FILE`: all of it is data, no hole map, as in
+    :func:`_overwrite`), ``fd`` is open for writing without ``O_APPEND``, and the
+    filesystem's verdict for it is ``"volatile"`` or ``"in place"`` -- the verdicts the
+    policy never acts on, so no :class:`WipeReport` needs to exist. The random bytes go to
+    the page cache first; only then is FIEMAP asked (:func:`data_on_disk`), so writeback
+    racing us writes the overwrite: a file with a block on the disk is left to the general
+    way (tail block, ``fdatasync``). Any ``OSError`` here also leaves it to the general way,
+    which meets it again and reports it (``WipeError``). ``mnt_id``: as for
+    :func:`file_info_for_fd`.
+
+    Raises:
+        BaseException: only what interrupts the ``pwrite`` (``KeyboardInterrupt`` from a
+            signal handler); every ``OSError`` is a None.
+    """
+    size = st.st_size
+    if not stat.S_ISREG(st.st_mode) or size > _SMALL_FILE:
+        return None
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        # O_APPEND: pwrite would append and leave every old byte (the general way reopens).
+        if flags & (os.O_APPEND | os.O_PATH) or flags & os.O_ACCMODE == os.O_RDONLY:
+            return None
+        info = file_info_for_fd(fd, st, mnt_id=mnt_id)
+        verdict = info.verdict
+        if verdict is not VOLATILE and verdict is not IN_PLACE:
+            return None  # the policy may warn or raise: the general way builds its report
+        if size and os.pwrite(fd, _take_small(size), 0) != size:
+            return None  # short (ENOSPC): the general way retries and reports
+        # Looked at after the write: no block now means none of the old data reached a disk.
+        if verdict is not VOLATILE and data_on_disk(fd, info.f_type):
+            return None  # a block: its tail and an fdatasync are the general way's
+    except OSError:
+        return None
+    return info
 
 
 def overwrite_range(fd: int, start: int, end: int, *, pattern: str = "random") -> int:

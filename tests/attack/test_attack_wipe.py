@@ -304,12 +304,18 @@ def _close_while_attacked(
     from hardtemp import _remove
 
     log = shared_dir / "attacker.log"
-    real = _remove._overwrite
     current: list[str] = []
     results: list[str] = []
     held: list[os.stat_result] = []
 
-    def attacked_overwrite(*args: Any) -> None:
+    def window_then(real: Callable[..., Any]) -> Callable[..., Any]:
+        def attacked(*args: Any) -> Any:
+            attacked_overwrite()
+            return real(*args)
+
+        return attacked
+
+    def attacked_overwrite() -> None:
         in_window()
         start = log.stat().st_size if log.exists() else 0
         name = current[0]
@@ -321,9 +327,12 @@ def _close_while_attacked(
         wait_for(lambda: bool(tried()))
         results.extend(tried())
         held.append(os.lstat(shared_dir / name))
-        real(*args)
 
-    monkeypatch.setattr(_remove, "_overwrite", attacked_overwrite)
+    # The window opens at the overwrite, on either way a close takes: the straight line of
+    # the common small file, or the general one (a second window on the same name, if the
+    # first falls back to it, is attacked too).
+    monkeypatch.setattr(_remove, "_overwrite", window_then(_remove._overwrite))
+    monkeypatch.setattr(_remove, "overwrite_small", window_then(_remove.overwrite_small))
     data = marker()
     attacker = (rename_over_temp_names, str(shared_dir), "ht-race-", data, str(log))
     with attacker_in_background(*attacker):
