@@ -387,3 +387,34 @@ def test_birth_ident_agrees_with_statx_and_needs_statx(
     with pytest.raises(OSError) as info:
         _linux.birth_ident(fd)
     assert info.value.errno == errno.EBADF
+
+
+def test_statx_raw_gives_every_thread_the_statx_of_its_own_file(tmp_path: Path) -> None:
+    # ctypes lets go of the GIL inside statx: a buffer shared by two calls at once would
+    # hand one thread the other's result. Each call has a buffer of its own.
+    import struct
+    import threading
+
+    size_of = struct.Struct("=40xQ").unpack_from  # stx_size
+    wrong: list[tuple[int, int]] = []
+
+    def hammer(size: int) -> None:
+        fd = os.open(tmp_path / f"f{size}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            for _ in range(3000):
+                (got,) = size_of(_linux.statx_raw(fd, b"", 0x1000, 0x7FF, None))
+                if got != size:
+                    wrong.append((size, got))
+        finally:
+            os.close(fd)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    with pytest.raises(OSError) as info:
+        _linux.statx_raw(-1, b"", 0x1000, 0x7FF, "nothing")
+    assert info.value.errno == errno.EBADF

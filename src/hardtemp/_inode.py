@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import struct
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import _linux
 from .exceptions import UnsafeFileError
@@ -71,17 +71,18 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         return NameStat(st, *_linux.mount_root_at(dir_fd, name))
     flags = _linux.AT_SYMLINK_NOFOLLOW
-    buf = _linux.statx_buf(dir_fd, os.fsencode(name), flags, _NAME_MASK, name)
+    buf = _linux.statx_raw(dir_fd, os.fsencode(name), flags, _NAME_MASK, name)
     # Every field at once (one unpack of the struct, not 17 ctypes attribute reads: 9 us
     # of this function's 15): every NamedTemporaryFile's close asks this.
     (mask, blksize, attrs, nlink, uid, gid, mode, ino, size, blocks, attrs_mask) = _HEAD(buf)
     atime, ctime, mtime, dev_major, dev_minor, mnt_id = _TAIL(buf, _TAIL_AT)
-    st = os.stat_result(
-        (mode, ino, os.makedev(dev_major, dev_minor), nlink, uid, gid, size, atime, mtime, ctime),
-        {"st_blksize": blksize, "st_blocks": blocks},
-    )
+    # One sequence (the 10 fields, six unset time fields, blksize, blocks): the same object
+    # as with a dict of the last two (every field tested), at a third of the cost.
+    dev = os.makedev(dev_major, dev_minor)
+    fields: tuple[Any, ...] = (mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime)
+    st = os.stat_result((*fields, *_NO_TIMES, blksize, blocks))
     if not attrs_mask & _linux.STATX_ATTR_MOUNT_ROOT:  # before Linux 5.8: ask otherwise
-        return NameStat(st, *_linux.mount_of(buf, dir_fd, name))
+        return NameStat(st, *_linux.mount_of(_linux.statx_struct(buf), dir_fd, name))
     mnt = mnt_id if mask & _linux.STATX_MNT_ID else -1
     return NameStat(st, mnt, bool(attrs & _linux.STATX_ATTR_MOUNT_ROOT))
 
@@ -91,6 +92,8 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
 _HEAD = struct.Struct("=IIQIIIH2xQQQQ").unpack_from
 _TAIL = struct.Struct("=q8x16xq8xq8x8xIIQ").unpack_from
 _TAIL_AT = 64
+# st_atime..st_ctime_ns of a stat_result built from a sequence (its blksize, blocks follow).
+_NO_TIMES: tuple[Any, ...] = (None,) * 6
 
 
 def proc_path(fd: int) -> str:
