@@ -1001,3 +1001,42 @@ def test_forgetting_the_watch_closes_its_descriptor_and_the_next_look_reopens_it
     assert watch.changed() is True  # reopened: the cache is not trusted across it
     assert watch.changed() is False
     watch.forget()
+
+
+def test_a_file_of_a_known_superblock_is_classified_without_fstatfs(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unnamed file's close knows no mount id: its st_dev finds the classification of
+    # the (live, mounted in our table) superblock it is on, without an fstatfs.
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    try:
+        first = file_info_for_fd(fd)
+        calls: list[int] = []
+        real = _fsinfo._statfs
+
+        def counting(f: int) -> Any:
+            calls.append(f)
+            return real(f)
+
+        monkeypatch.setattr(_fsinfo, "_statfs", counting)
+        for _ in range(5):
+            assert file_info_for_fd(fd) is first
+        assert calls == []
+    finally:
+        os.close(fd)
+
+
+def test_a_superblock_not_in_our_mount_table_is_never_found_by_its_device(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A descriptor of a filesystem mounted only elsewhere (another mount namespace) could
+    # outlive its superblock's st_dev unseen by our watch: it is classified by fstatfs.
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    monkeypatch.setattr(_fsinfo, "_mount_entry", lambda mnt_id, st_dev: None)  # not found
+    try:
+        assert file_info_for_fd(fd).mountpoint == ""
+        assert _fsinfo._dev_cache == {}
+    finally:
+        os.close(fd)

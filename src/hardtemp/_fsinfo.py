@@ -197,6 +197,12 @@ _sb_cache: dict[tuple[int, int, int, int], _SbEntry] = {}
 # table is unchanged that mount exists, so no other mount has its id and its superblock
 # is the one classified (no fstatfs needed to tell which superblock a file is on).
 _mnt_cache: dict[tuple[int, int], _SbEntry] = {}
+# The same entries by st_dev alone, for a file reached through no known mount (an unnamed
+# file's close): the caller holds a descriptor, so its superblock lives and no other live
+# one has its st_dev; one classified earlier with that st_dev was mounted in our table
+# (only those are kept), so it could only have died -- freeing the number -- by leaving
+# that table, which the watch sees and which clears this cache before any look.
+_dev_cache: dict[int, _SbEntry] = {}
 _cache_lock = threading.Lock()
 _CACHE_MAX = 256
 _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total bytes]
@@ -254,6 +260,7 @@ def clear_cache() -> None:
         _cache.clear()
         _sb_cache.clear()
         _mnt_cache.clear()
+        _dev_cache.clear()
     _swap_state[0] = -1e9
 
 
@@ -264,6 +271,7 @@ def _mounts_changed() -> bool:
         _cache.clear()
         _sb_cache.clear()
         _mnt_cache.clear()
+        _dev_cache.clear()
         return True
     return False
 
@@ -860,11 +868,10 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
     ``mnt_id`` (>= 0): the mount the file was reached through; a mount seen in our mount
     table since the last change is looked up by its id, without the ``fstatfs``.
     """
-    entry = None
-    if mnt_id >= 0:
-        with _cache_lock:
-            _mounts_changed()
-            entry = _mnt_cache.get((mnt_id, st_dev))
+    with _cache_lock:
+        _mounts_changed()
+        # No mount known: by st_dev (see _dev_cache), without the fstatfs.
+        entry = _mnt_cache.get((mnt_id, st_dev)) if mnt_id >= 0 else _dev_cache.get(st_dev)
     if entry is None:
         entry = _sb_entry(fd, st_dev, mnt_id)
     if entry.base.f_type != _TMPFS_MAGIC:
@@ -892,6 +899,11 @@ def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:
             if len(_sb_cache) >= _CACHE_MAX:
                 _sb_cache.clear()
             _sb_cache[key] = entry
+    if entry.base.mountpoint and entry.base.mnt_id >= 0:  # found in our mount table
+        with _cache_lock:
+            if len(_dev_cache) >= _CACHE_MAX:
+                _dev_cache.clear()
+            _dev_cache[st_dev] = entry
     if mnt_id >= 0:
         base = entry.base if entry.base.mnt_id == mnt_id else _base_info(fd, st_dev)
         # Only a mount found in our table by this id: one elsewhere (a descriptor from
