@@ -437,3 +437,15 @@ def test_a_child_forked_without_pythons_hooks_marks_its_files_with_its_own_tag(
     assert int(real) == child
     assert int(marked) == child  # not the parent's pid
     assert current_tag() == parent  # the parent's own tag is untouched
+
+
+def test_a_marks_mac_from_the_kept_hmac_state_is_the_one_the_sweeper_verifies() -> None:
+    key_a, key_b = os.urandom(32), os.urandom(32)
+    for key, tag, place in [
+        (key_a, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),
+        (key_a, b"boot 1 2", b"1:9:3.5:4:5:tmpy"),  # the kept state: another place
+        (key_a, b"boot 7 8", b"1:9:3.5:4:5:tmpy"),  # another tag (a forked child)
+        (key_b, b"boot 7 8", b"1:9:3.5:4:5:tmpy"),  # another key (another user)
+        (key_a, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),  # and back
+    ]:
+        assert _owner._mark_mac(key, tag, place) == _owner._mac(key, tag, place)

@@ -220,6 +220,24 @@ def _mac(key: bytes, tag: bytes, place: bytes) -> str:
     return hmac.digest(key, _DOMAIN + tag + b"\0" + place, "sha256").hex()
 
 
+_mark_base: tuple[bytes, bytes, hmac.HMAC] | None = None  # (key, tag, HMAC over its prefix)
+
+
+def _mark_mac(key: bytes, tag: bytes, place: bytes) -> str:
+    """:func:`_mac` for this process's own marks: the HMAC state after the domain and the
+    tag (the same for every mark a process writes under one key) is computed once and
+    copied per mark, not rebuilt from the key each time (the same value, tested)."""
+    global _mark_base
+    base = _mark_base
+    if base is None or base[0] is not key or base[1] != tag:
+        # A new key (another euid, $XDG_STATE_HOME) or tag (a forked child): built anew.
+        base = (key, tag, hmac.new(key, _DOMAIN + tag + b"\0", "sha256"))
+        _mark_base = base
+    mac = base[2].copy()  # one C call under the object's lock: threads never share state
+    mac.update(place)
+    return mac.hexdigest()
+
+
 def _split(raw: bytes) -> tuple[OwnerTag, bytes, str] | None:
     """``(tag, tag bytes, mac)`` of a stored mark, or None if it is not one."""
     head, sep, mac = raw.rpartition(b" ")
@@ -289,7 +307,7 @@ def write_mark(
     if dir_ident is None:
         dir_st = os.fstat(dir_fd)
         dir_ident = (dir_st.st_dev, dir_st.st_ino)
-    value = tag + b" " + _mac(key, tag, _place(fd, dir_ident, os.fsencode(name))).encode()
+    value = tag + b" " + _mark_mac(key, tag, _place(fd, dir_ident, os.fsencode(name))).encode()
     try:
         os.setxattr(fd if real_fd else _on(fd), OWNER_XATTR, value)  # no /proc for a creator
     except OSError as exc:
