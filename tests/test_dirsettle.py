@@ -7,12 +7,17 @@ raw ext4 image in tests/forensic/test_forensic_names.py.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hardtemp import _dirsettle
+from _gates import require_unshare
+from hardtemp import _dirsettle, _linux
 
 
 def test_a_tree_on_a_disk_filesystem_is_settled(tmp_path: Path) -> None:
@@ -81,3 +86,75 @@ def test_the_graveyard_holds_emptied_directories_until_one_settle_then_removes_t
     assert len(settled) == 1  # one settle for the three...
     assert len(settled[0]) == 3  # ...taken before any of them was removed
     assert [os.listdir(top / g) for g in os.listdir(top)] == [["late"]]
+
+
+# --- The skip for a tree nothing of which reached the disk (what it proves: forensic) --
+
+
+def test_no_write_count_where_no_block_device_or_no_sys_entry_answers(tmp_path: Path) -> None:
+    shm = os.stat("/dev/shm").st_dev if os.path.isdir("/dev/shm") else os.makedev(0, 1)
+    assert _dirsettle.disk_stamp(shm) is None  # tmpfs: no block device at all
+    missing = os.makedev(7, 1000)  # a loop device that does not exist
+    assert _dirsettle.disk_stamp(missing) is None
+    assert _dirsettle._sectors_written(missing) is None
+
+
+def test_a_directory_born_before_the_tree_or_unreadable_is_not_young(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        later = _dirsettle.Fresh(os.fstat(fd).st_dev, 1, time.time() + 3600)
+        assert not later.young(fd)  # born before the top: possibly moved in, settled
+        if _linux.birth_ident(fd)[2] is not None:  # the filesystem records birth times
+            assert _dirsettle.Fresh(0, 1, 0.0).young(fd)  # born after the top: young
+    finally:
+        os.close(fd)
+    assert not _dirsettle.Fresh(0, 1, 0.0).young(fd)  # closed: statx fails, settled
+
+
+def _ext4(loopfs: Callable[..., Any]) -> tuple[Any, int]:
+    fs = loopfs("ext4", options="commit=300")
+    dev = os.stat(fs.mountpoint).st_dev
+    if _dirsettle.disk_stamp(dev) is None:
+        pytest.skip("this kernel does not count the loop device's writes")
+    return fs, dev
+
+
+@pytest.mark.forensic
+def test_without_proc_fs_jbd2_a_fresh_tree_is_synced(loopfs: Callable[..., Any]) -> None:
+    require_unshare()
+    fs, _ = _ext4(loopfs)
+    # A private mount namespace whose /proc/fs/jbd2 is empty (as in a container that
+    # shows no jbd2): the journal cannot be confirmed, so the cleanup syncs.
+    script = (
+        "import os, hardtemp; from hardtemp import _dirsettle as s\n"
+        f"mnt = {str(fs.mountpoint)!r}\n"
+        "assert s.disk_stamp(os.stat(mnt).st_dev) is None\n"
+        "with hardtemp.TemporaryDirectory(dir=mnt) as d: open(d + '/f', 'w').close()\n"
+        "print(s.counts['synced'], s.counts['skipped'])\n"
+    )
+    shell = 'mount --make-rprivate / && mount -t tmpfs none /proc/fs/jbd2 && exec "$0" -c "$1"'
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", shell, sys.executable, script],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["1", "0"]
+
+
+@pytest.mark.forensic
+def test_with_the_disk_s_accounting_off_a_fresh_tree_is_synced(loopfs: Callable[..., Any]) -> None:
+    fs, dev = _ext4(loopfs)
+    knob = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/queue/iostats"
+    Path(knob).write_text("0")  # the counter stops: an unchanged count would prove nothing
+    try:
+        assert _dirsettle.disk_stamp(dev) is None
+        synced = _dirsettle.counts["synced"]
+        import hardtemp
+
+        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+            os.mkdir(os.path.join(d, "sub"))
+        assert _dirsettle.counts["synced"] == synced + 1
+    finally:
+        Path(knob).write_text("1")
+    assert _dirsettle.disk_stamp(dev) is not None

@@ -761,8 +761,8 @@ def _taken(
     names: list[str] = []
     real = _dirsettle.Graveyard.take
 
-    def take(self: Any, parent_fd: int, name: str) -> bool:
-        moved: bool = real(self, parent_fd, name)
+    def take(self: Any, parent_fd: int, name: str, fd: int = -1) -> bool:
+        moved: bool = real(self, parent_fd, name, fd)
         if moved:
             names.append(name)
             if after is not None:
@@ -981,8 +981,8 @@ if pid == 0:
     os.write(w, t.name.encode())
     real = _dirsettle.Graveyard.take
     _remove.settler_for = lambda info: (lambda fd: None)  # a graveyard even on tmpfs
-    def take(self, parent_fd, name):
-        moved = real(self, parent_fd, name)
+    def take(self, parent_fd, name, fd=-1):
+        moved = real(self, parent_fd, name, fd)
         if len(self._graves) == 2:
             os.kill(os.getpid(), signal.SIGKILL)  # mid-cleanup, graves held, no sync yet
         return moved

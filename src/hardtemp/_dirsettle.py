@@ -29,6 +29,19 @@ Invariants:
   stays too, with its sweep mark, for the next removal or ``hardtemp sweep``.
 * Best effort and never fatal: a failing sync changes nothing that was removed. Skipped
   on RAM filesystems (tmpfs, ramfs), where nothing reaches a disk.
+* Skipped too for a tree nothing of which can have reached the disk (:class:`Fresh`): an
+  ext4 with its journal inside the filesystem's own device, whose write counter
+  (``/sys/dev/block/M:m/stat``, sectors written) is unchanged since before the top was
+  created, and directories born after the top. jbd2 writes a directory block home only
+  after a commit that logged it; that commit's log writes complete (and are counted:
+  the block layer accounts a write before completing it) before the block is handed to
+  writeback. No write completed => no commit exposed any of the tree's blocks, and
+  ``rmdir`` (``jbd2_journal_forget``) then drops them from the running transaction, or
+  marks them freed in a committing one, so they never reach their home location. The
+  jbd2 commit count (``/proc/fs/jbd2/*/info``) is not used: the kernel increments it
+  after waking the waiters of that commit, whose ``sync`` may already have written the
+  block home. Anything unknown (no ``/proc`` or ``/sys``, another filesystem, an
+  external journal, accounting off, a directory older than the top) syncs.
 """
 
 from __future__ import annotations
@@ -37,13 +50,14 @@ import contextlib
 import ctypes
 import errno
 import os
+import time
 from collections.abc import Callable
 
 from ._fsinfo import VOLATILE, FsInfo, fs_info_for_fd
-from ._linux import rename_noreplace
+from ._linux import birth_ident, rename_noreplace
 from ._names import random_name
 
-__all__ = ["Graveyard", "settler", "settler_for"]
+__all__ = ["Fresh", "Graveyard", "disk_stamp", "settler", "settler_for"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
@@ -51,7 +65,91 @@ _syncfs = getattr(_libc, "syncfs", None)
 _GRAVES = 1024
 
 
+#: Syncs made and skipped in this process (the forensic tests read them).
+counts = {"synced": 0, "skipped": 0}
+_names: dict[int, str | None] = {}  # st_dev -> block device name (fixed while it exists)
+
+
+def _device_name(dev: int) -> str | None:
+    """The kernel's name of the block device ``dev`` (``loop0``, ``sda1``), or None."""
+    if dev in _names:
+        return _names[dev]
+    name: str | None = None
+    if os.major(dev) != 0:  # 0: no block device (tmpfs, btrfs's anonymous st_dev, NFS)
+        try:
+            name = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"))
+        except OSError:
+            name = None  # no /sys: the caller syncs
+    _names[dev] = name
+    return name
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 512)
+    finally:
+        os.close(fd)
+
+
+def _sectors_written(dev: int) -> int | None:
+    """Sectors written to the device ``dev`` since boot, or None when not counted."""
+    base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    try:
+        try:
+            iostats = _read(f"{base}/queue/iostats")
+        except FileNotFoundError:
+            iostats = _read(f"{base}/../queue/iostats")  # a partition: its disk's queue
+        fields = _read(f"{base}/stat").split()
+        written = int(fields[6])
+    except (OSError, IndexError, ValueError):
+        return None
+    # Accounting switched off, or a driver that never counts (a mounted ext4 has written
+    # its superblock): an unchanged counter would prove nothing.
+    return written if iostats.strip() == b"1" and written > 0 else None
+
+
+def disk_stamp(dev: int) -> int | None:
+    """The write counter of ``dev`` if it holds an ext4 whose journal is inside it (jbd2's
+    ``<device>-8``), else None: read *before* a tree is created there, for :class:`Fresh`."""
+    name = _device_name(dev)
+    # The journal in the filesystem's own device (inode 8): its log writes are counted
+    # there; an external journal's, or none (ext2, no journal), would not be.
+    if name is None or not os.path.isdir(f"/proc/fs/jbd2/{name}-8"):
+        return None
+    return _sectors_written(dev)
+
+
+class Fresh:
+    """Whether a tree's directories can be removed without a settle (module invariants).
+
+    ``stamp``: :func:`disk_stamp` of ``dev`` read before the top was made; ``born``: the
+    top's birth time (a directory born earlier was moved in: its blocks may be home).
+    """
+
+    __slots__ = ("_born", "_dev", "_stamp")
+
+    def __init__(self, dev: int, stamp: int, born: float) -> None:
+        self._dev, self._stamp, self._born = dev, stamp, born
+
+    def young(self, fd: int) -> bool:
+        """Whether the directory ``fd`` was born in the tree's lifetime (by the clock)."""
+        try:
+            _, _, btime = birth_ident(fd)
+        except OSError:
+            return False
+        # Born before the top (or "in the future": the clock was set back since): possibly
+        # moved in with blocks already written home, so it is settled.
+        return btime is not None and self._born <= btime <= time.time()
+
+    def quiet(self) -> bool:
+        """Whether no write to the device completed since the stamp (read now: after the
+        directories to remove were emptied, before any of them is removed)."""
+        return _sectors_written(self._dev) == self._stamp
+
+
 def _settle(fd: int) -> None:
+    counts["synced"] += 1
     if _syncfs is not None:
         # The emptied (zeroed) directory blocks written back home before rmdir frees them:
         # syncfs commits the journal (ext4_sync_fs) and then writes the committed blocks
@@ -84,21 +182,35 @@ class Graveyard:
     :meth:`take` moves one in; :meth:`bury` settles the filesystem once, then removes them.
     """
 
-    __slots__ = ("_graves", "_settle", "_top_fd")
+    __slots__ = ("_fresh", "_graves", "_old", "_settle", "_top_fd")
 
-    def __init__(self, top_fd: int, settle: Callable[[int], None]) -> None:
+    def __init__(
+        self, top_fd: int, settle: Callable[[int], None], fresh: Fresh | None = None
+    ) -> None:
         self._top_fd = top_fd
         self._settle = settle
         self._graves: list[str] = []
+        self._fresh = fresh  # None: every bury settles
+        self._old = False  # a grave not born in the tree's lifetime: the next bury settles
+
+    def needs_settle(self, fd: int) -> bool:
+        """Whether removing the emptied directory ``fd`` (or the top's entries) now needs
+        the settle; counts a skip."""
+        fresh = self._fresh
+        if fresh is not None and fresh.young(fd) and fresh.quiet():
+            counts["skipped"] += 1
+            return False
+        return True
 
     @property
     def full(self) -> bool:
         """Whether :meth:`bury` is due (``_GRAVES`` directories held)."""
         return len(self._graves) >= _GRAVES
 
-    def take(self, parent_fd: int, name: str) -> bool:
-        """Move the emptied directory ``name`` of ``parent_fd`` into the top; False (nothing
-        changed) when it cannot be moved and must be settled and removed where it is."""
+    def take(self, parent_fd: int, name: str, fd: int = -1) -> bool:
+        """Move the emptied directory ``name`` (open as ``fd``; -1: not known, so treated
+        as possibly old) of ``parent_fd`` into the top; False (nothing changed) when it
+        cannot be moved and must be settled and removed where it is."""
         # 80 random bits, RENAME_NOREPLACE: the move never replaces an entry, never guessed.
         grave = ".ht-" + random_name()
         try:
@@ -106,6 +218,8 @@ class Graveyard:
         except OSError:
             return False  # ENOSPC (the top must grow), EMLINK, EEXIST, no NOREPLACE...
         self._graves.append(grave)
+        if self._fresh is not None and not self._old and not self._fresh.young(fd):
+            self._old = True  # moved in from outside the tree: its blocks may be home
         return True
 
     def bury(self) -> list[OSError]:
@@ -114,7 +228,9 @@ class Graveyard:
         longer empty (entries added after it was emptied) is left for the top's next scan.
         """
         graves, self._graves = self._graves, []
-        self._settle(self._top_fd)  # every zeroed block home before any of them is freed
+        old, self._old = self._old, False
+        if old or self.needs_settle(self._top_fd):
+            self._settle(self._top_fd)  # every zeroed block home before any of them is freed
         errors: list[OSError] = []
         for grave in graves:
             try:

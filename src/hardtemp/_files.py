@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from . import _owner, _track
 from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
+from ._dirsettle import disk_stamp
 from ._dirtrust import DirHandle
 from ._fsinfo import set_nocow
 from ._inode import NameStat, lstat_mount, proc_path
@@ -691,6 +692,9 @@ class TemporaryDirectory:
     ) -> None:
         prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
         handle, base = resolve_dir(dir, output_type)
+        # Before the mkdir: while this disk's write count stays the same, no block of the
+        # tree can have reached it, and its cleanup needs no syncfs (_dirsettle.Fresh).
+        stamp = disk_stamp(handle.dev)
         fd, made = create_dir(handle, base, prefix, suffix)
         try:
             # fd stays open, locked, for our lifetime; marked for `hardtemp sweep` if deleted.
@@ -721,6 +725,7 @@ class TemporaryDirectory:
             ignore_errors=ignore_cleanup_errors,
             delete=delete,
             claim=claim,
+            stamp=stamp,
         )
         if _track.hook is not None:
             _track.hook("TemporaryDirectory", self, made.path, None, (made.dev, made.ino))
@@ -734,10 +739,11 @@ class TemporaryDirectory:
         ignore_errors: bool = False,
         delete: bool = True,
         claim: _owner.Claim | None = None,
+        stamp: int | None = None,
     ) -> None:
         try:
             if delete and _owner.pid() == owner_pid:
-                _rmtree(made, ignore_errors)
+                _rmtree(made, ignore_errors, stamp)
                 warnings.warn(warn_message, ResourceWarning, stacklevel=2)
         finally:
             _release(claim, made, owner_pid)
@@ -769,7 +775,7 @@ class TemporaryDirectory:
         if info is not None:
             try:
                 if _owner.pid() == info[2][1]:
-                    _rmtree(self._made, self._ignore_cleanup_errors)
+                    _rmtree(self._made, self._ignore_cleanup_errors, info[3].get("stamp"))
             finally:
                 _release(self._claim, self._made, info[2][1])
                 self._made.release()  # removed: nothing of ours pins its parent any more
@@ -830,7 +836,7 @@ def _release(claim: _owner.Claim | None, made: Created, owner_pid: int) -> None:
         claim.close()  # a forked child: only its own copy of the descriptor
 
 
-def _rmtree(made: Created, ignore_errors: bool) -> None:
+def _rmtree(made: Created, ignore_errors: bool, stamp: int | None = None) -> None:
     try:
         made.reacquire()  # released by a delete=False exit: verified and reopened
         rmtree_at(
@@ -839,6 +845,7 @@ def _rmtree(made: Created, ignore_errors: bool) -> None:
             expect=(made.dev, made.ino),
             display_path=os.fsdecode(made.path),
             onerror=(lambda exc: None) if ignore_errors else None,
+            stamp=stamp,
         )
     except FileNotFoundError:
         pass  # removed by the caller already

@@ -41,11 +41,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._codes import Reason, WipeReason
-from ._dirsettle import Graveyard, settler_for
+from ._dirsettle import Fresh, Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
 from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_for_fd
 from ._inode import Entry, proc_path, same
-from ._linux import mount_id, mount_id_at, mount_root_at, rename_noreplace
+from ._linux import birth_ident, mount_id, mount_id_at, mount_root_at, rename_noreplace
 from ._names import random_name
 from ._treefile import TreeFiles, private_dir
 from ._wipe import (
@@ -60,6 +60,8 @@ from ._wipe import (
 from .exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
 
 __all__ = ["remove_entry", "remove_own_small", "rmtree_at", "unlink_verified", "wipe"]
+
+_EXT4_MAGIC = 0xEF53  # ext2/3/4 share it; without a journal disk_stamp is None already
 
 
 def _check_name(name: str) -> None:
@@ -937,7 +939,7 @@ class _Tree:
         # into our top, out of their reach.
         if yard is None or not (frame.private and parent.private and top.private):
             return False
-        if self.stuck(frame) or not yard.take(parent.fd, frame.name):
+        if self.stuck(frame) or not yard.take(parent.fd, frame.name, frame.fd):
             return False  # an entry is known to be left (it stays, reported), or no move
         if yard.full:
             self.bury(top)
@@ -946,7 +948,8 @@ class _Tree:
     def _remove_in_place(self, frame: _Frame, parent: _Frame) -> bool:
         """Settle and remove the emptied ``frame`` from ``parent``; True when it must be
         scanned again (entries were added meanwhile), after reporting any other failure."""
-        if self.settle is not None:
+        yard = self.graveyard
+        if self.settle is not None and (yard is None or yard.needs_settle(frame.fd)):
             self.settle(frame.fd)  # its freed blocks must not keep the names
         try:
             os.rmdir(frame.name, dir_fd=parent.fd)
@@ -1154,6 +1157,18 @@ def _tree_files(info: FsInfo | None, mnt_id: int) -> TreeFiles | None:
     return files if files.usable else None
 
 
+def _fresh(info: FsInfo | None, stamp: int | None, fd: int, dev: int) -> Fresh | None:
+    """What lets the tree at ``fd`` skip its settle, if ``stamp`` was read before it was
+    made and it lies on an ext4 (the only journal whose behaviour this relies on)."""
+    if stamp is None or info is None or info.f_type != _EXT4_MAGIC:
+        return None  # xfs, btrfs, an unknown filesystem...: always settled
+    try:
+        _, _, born = birth_ident(fd)
+    except OSError:
+        return None
+    return Fresh(dev, stamp, born) if born is not None else None
+
+
 def rmtree_at(
     parent_fd: int,
     name: str,
@@ -1162,6 +1177,7 @@ def rmtree_at(
     display_path: str,
     overwrite: bool = True,
     onerror: Callable[[BaseException], None] | None = None,
+    stamp: int | None = None,
 ) -> None:
     """Remove the directory ``name`` of ``parent_fd`` and everything in it.
 
@@ -1171,7 +1187,10 @@ def rmtree_at(
     compared by mount id) are never entered, overwritten or unlinked; each is reported.
     On a disk no emptied directory is removed before its blocks were synced to the disk
     (:mod:`hardtemp._dirsettle`: one ``syncfs`` per tree, those we alone can change held
-    in the top until then), so the freed blocks hold no names.
+    in the top until then), so the freed blocks hold no names. ``stamp``: the
+    :func:`~hardtemp._dirsettle.disk_stamp` of the filesystem read before ``name`` was
+    created; while no write reached that disk since, nothing of the tree did, and the
+    sync is skipped (see :mod:`hardtemp._dirsettle`).
     ``expect`` is the ``(st_dev, st_ino)`` the name must still refer to. Any depth: at
     most ``_MAX_OPEN_FRAMES`` + 3 descriptors are open at once, and nothing recurses.
 
@@ -1196,7 +1215,7 @@ def rmtree_at(
         info = _fs_info(fd)  # one look for the settling and the files
         tree.settle = settler_for(info)
         if tree.settle is not None:
-            tree.graveyard = Graveyard(fd, tree.settle)
+            tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, fd, st.st_dev))
         tree.files = _tree_files(info, tree.mount[0]) if overwrite else None
         tree.remove_top(top, parent_fd, st.st_dev)
     finally:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import hardtemp
-from hardtemp import _dirtrust
+from hardtemp import _dirsettle, _dirtrust
 
 LoopFS = Any
 
@@ -223,8 +223,8 @@ def test_ext4_full_disk_graveyard_falls_back_in_place_and_leaves_no_names(
 
         return settle
 
-    def take(self: Any, parent_fd: int, name: str) -> bool:
-        moved: bool = real_take(self, parent_fd, name)
+    def take(self: Any, parent_fd: int, name: str, fd: int = -1) -> bool:
+        moved: bool = real_take(self, parent_fd, name, fd)
         if moved:
             taken.append(name)
         return moved
@@ -252,3 +252,138 @@ def test_ext4_full_disk_graveyard_falls_back_in_place_and_leaves_no_names(
     assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
     assert 0 < len(taken) < depth, len(taken)  # some moved, the rest in place
     assert len(calls) == depth - len(taken) + 1  # (measured: 382 moved, 18 in place)
+
+
+# --- The syncfs skipped for a tree nothing of which reached the disk (issue 13) ---------
+
+
+def _fill_quiet(d: str, tag: str, files: int = 20) -> None:
+    """Tagged files in ``d`` and in a tagged subdirectory, nothing synced."""
+    sub = os.path.join(d, f"sub-{tag}")
+    os.mkdir(sub)
+    for i in range(files):
+        for where in (d, sub):
+            with open(os.path.join(where, f"patient-{tag}-{i:02d}.csv"), "wb") as f:
+                f.write(b"x" * 100)
+
+
+def test_ext4_tree_removed_before_any_commit_skips_the_sync_and_no_name_reaches_the_disk(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    # commit=300: no periodic commit during the test; nothing else writes to this disk.
+    fs = loopfs("ext4", options="commit=300")
+    tag = _tag()
+    before = dict(_dirsettle.counts)
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+        _fill_quiet(d, tag)
+    assert _dirsettle.counts["skipped"] > before["skipped"]
+    assert _dirsettle.counts["synced"] == before["synced"]
+    outside, inside = _hits_outside_journal(fs, tag.encode())
+    # Never committed: the forgotten blocks reached neither their home nor the journal.
+    assert (outside, inside) == (0, 0)
+
+
+@pytest.mark.parametrize("wrong_skip", [False, True], ids=["detected", "control-skip-anyway"])
+def test_ext4_commit_forced_by_another_process_between_creation_and_cleanup_makes_it_sync(
+    loopfs: Callable[..., LoopFS], monkeypatch: pytest.MonkeyPatch, wrong_skip: bool
+) -> None:
+    fs = loopfs("ext4", options="commit=300")
+    tag = _tag()
+    if wrong_skip:  # the defence disabled: the disk is taken as untouched whatever it saw
+        monkeypatch.setattr(_dirsettle.Fresh, "quiet", lambda self: True)
+    synced = _dirsettle.counts["synced"]
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+        _fill_quiet(d, tag)
+        # Another process commits the journal and writes the name-holding blocks home.
+        subprocess.run(["sync", "-f", str(fs.mountpoint)], check=True)
+    outside, _ = _hits_outside_journal(fs, tag.encode())
+    if wrong_skip:
+        assert outside > 0, "control: a skip after a commit leaves the names in freed blocks"
+    else:
+        assert _dirsettle.counts["synced"] > synced
+        assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
+
+
+def _sync_loop(mountpoint: str, stop: float) -> None:  # pragma: no cover - a forked child
+    """Commit the journal at random moments until ``stop`` (in a forked child)."""
+    import random
+    import time
+
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    while time.monotonic() < stop:
+        time.sleep(random.uniform(0, 0.03))
+        os.fsync(fd)  # a directory fsync: commits the running transaction
+        subprocess.run(["sync", "-f", mountpoint], check=False)
+    os._exit(0)
+
+
+def test_ext4_commits_racing_creation_and_cleanup_never_leave_names_outside_the_journal(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    import random
+    import time
+
+    # commit=1 and a child committing at random moments: commits land before, during and
+    # after creation and cleanup; both ways (skip and sync) must occur, names never stay.
+    fs = loopfs("ext4", options="commit=1")
+    tags = [_tag() for _ in range(40)]
+    before = dict(_dirsettle.counts)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        _sync_loop(str(fs.mountpoint), time.monotonic() + 30)
+    try:
+        for tag in tags:
+            with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+                _fill_quiet(d, tag, files=3)
+                time.sleep(random.uniform(0, 0.04))
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    skipped = _dirsettle.counts["skipped"] - before["skipped"]
+    synced = _dirsettle.counts["synced"] - before["synced"]
+    gc.collect()
+    _dirtrust.clear_cache()
+    fs.unmount()
+    size, journal = _journal_blocks(str(fs.image))
+    data = fs.image.read_bytes()
+    journal_set = set(journal)
+    found = [t for t in tags for m in _find_all(data, t.encode()) if m // size not in journal_set]
+    assert not found, f"names outside the journal: {sorted(set(found))}"
+    assert skipped > 0, (skipped, synced)  # both ways were taken in the race
+    assert synced > 0, (skipped, synced)
+
+
+def _find_all(data: bytes, needle: bytes) -> list[int]:
+    found, pos = [], data.find(needle)
+    while pos >= 0:
+        found.append(pos)
+        pos = data.find(needle, pos + 1)
+    return found
+
+
+@pytest.mark.parametrize("wrong_skip", [False, True], ids=["detected", "control-skip-anyway"])
+def test_ext4_old_directory_moved_into_a_fresh_tree_makes_its_cleanup_sync(
+    loopfs: Callable[..., LoopFS], monkeypatch: pytest.MonkeyPatch, wrong_skip: bool
+) -> None:
+    import time
+
+    fs = loopfs("ext4", options="commit=300")
+    tag = _tag()
+    old = os.path.join(fs.mountpoint, f"old-{tag}")
+    os.mkdir(old)
+    for i in range(20):  # empty: no overwrite to sync (which would write to the disk)
+        with open(os.path.join(old, f"patient-{tag}-{i:02d}.csv"), "wb"):
+            pass
+    subprocess.run(["sync", "-f", str(fs.mountpoint)], check=True)  # its names are home now
+    time.sleep(0.05)  # born a clock tick before the tree
+    if wrong_skip:  # the defence disabled: every directory taken as born in the tree
+        monkeypatch.setattr(_dirsettle.Fresh, "young", lambda self, fd: True)
+    synced = _dirsettle.counts["synced"]
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+        os.rename(old, os.path.join(d, "moved"))  # the disk's write count does not change
+    outside, _ = _hits_outside_journal(fs, tag.encode())
+    if wrong_skip:
+        assert outside > 0, "control: the moved-in directory's freed blocks keep the names"
+    else:
+        assert _dirsettle.counts["synced"] > synced
+        assert outside == 0, f"{outside} copies of the names in blocks outside the journal"
