@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import hardtemp
-from hardtemp._fsinfo import fs_info_for_path
+from hardtemp._fsinfo import NAMES_IN_RAM, fs_info_for_path
 from hardtemp._linux import FIEMAP_EXTENT, FIEMAP_HEADER, FS_IOC_FIEMAP
 
 PAYLOAD = os.urandom(1000)
@@ -81,14 +81,17 @@ class _Floor:
     sweep lock (``dup`` + ``flock``) and mark (``fsetxattr`` of a precomputed value), the
     write; at close a look at the name (``newfstatat``, standing in for our ``statx``:
     still our inode, not a mount point), random bytes and the ``pwrite`` over the data,
-    on a disk one FIEMAP (did a block reach it? then an ``fdatasync`` too), the hiding
-    ``renameat2(RENAME_NOREPLACE)``, the unlink, three closes. Unnamed file: the
+    on a disk one FIEMAP (did a block reach it? then an ``fdatasync`` too) and the hiding
+    ``renameat2(RENAME_NOREPLACE)`` (not on tmpfs, where a name never reaches a disk),
+    the unlink, three closes. Unnamed file: the
     directory as above, ``O_TMPFILE|O_EXCL`` and its ``fstat``, write, seek, read, an
     ``fstat`` at close (what others cut), the overwrite as above, close.
     """
 
     def __init__(self, d: str) -> None:
-        self.on_disk = fs_info_for_path(d).verdict != "volatile"
+        info = fs_info_for_path(d)
+        self.on_disk = info.verdict != "volatile"
+        self.names_on_disk = info.f_type not in NAMES_IN_RAM  # tmpfs, ramfs: names in RAM
         self.fiemap = bytearray(FIEMAP_HEADER.size + 32 * FIEMAP_EXTENT.size)
 
     def _sync_if_on_disk(self, fd: int) -> None:
@@ -118,8 +121,10 @@ class _Floor:
             os.stat(name, dir_fd=dfd, follow_symlinks=False)
             os.pwrite(fd, os.urandom(1000), 0)
             self._sync_if_on_disk(fd)
-            _renameat2(dfd, name.encode(), dfd, hidden.encode(), _RENAME_NOREPLACE)
-            os.unlink(hidden, dir_fd=dfd)
+            if self.names_on_disk:  # the name may reach a disk: hidden first
+                _renameat2(dfd, name.encode(), dfd, hidden.encode(), _RENAME_NOREPLACE)
+                name = hidden
+            os.unlink(name, dir_fd=dfd)
             os.close(lock)
             os.close(dfd)
             os.close(fd)
