@@ -27,7 +27,7 @@ from _helpers_crypt import backing_fd, raw_of, record_nonces
 from _helpers_crypt import in_child as _in_child
 from hardtemp import _crypt
 from hardtemp._crypt import DEFAULT_BLOCK_SIZE, EncryptedRawIO, open_encrypted
-from hardtemp._crypt._sealer import MAX_COUNTER
+from hardtemp._crypt._sealer import MAX_COUNTER, MAX_COUNTER32
 from hardtemp.exceptions import InsecureOperationError, IntegrityError
 
 # --- the stateful model test --------------------------------------------------------------
@@ -258,7 +258,8 @@ def test_truncate_up_is_sparse_and_never_touches_disk() -> None:
         raw.truncate(1 << 40)  # one TiB of logical zeros
         # Only the partial last block was re-sealed at full length; nothing else on disk.
         before = os.fstat(fd).st_size
-        assert before == DEFAULT_BLOCK_SIZE + 16
+        assert raw._bs == SMALL  # chosen by the 4-byte first write
+        assert before == SMALL + 16
         assert len(raw._map.ctrs) == 1  # no per-block state for the sparse tail
         raw.seek((1 << 40) - 10)
         assert raw.read() == bytes(10)
@@ -283,6 +284,9 @@ def test_flush_closed_and_context_manager() -> None:
         raw.readinto(bytearray(1))
     with pytest.raises(ValueError, match="closed"):
         raw.write(b"x")
+    for call in (raw.seekable, lambda: raw.seek(0), lambda: raw.seek(0, os.SEEK_CUR)):
+        with pytest.raises(ValueError, match="closed"):
+            call()
     raw.close()  # idempotent
 
 
@@ -881,6 +885,7 @@ def test_offsets_beyond_the_largest_file_offset_raise_efbig() -> None:
 # --- the block size chosen by the first write -----------------------------------------------------
 
 LARGE = _crypt.LARGE_BLOCK_SIZE
+SMALL = _crypt.SMALL_BLOCK_SIZE
 
 
 @pytest.mark.parametrize(
@@ -889,7 +894,9 @@ LARGE = _crypt.LARGE_BLOCK_SIZE
         (LARGE, LARGE),
         (10 * LARGE + 5, LARGE),
         (LARGE - 1, DEFAULT_BLOCK_SIZE),
-        (1, DEFAULT_BLOCK_SIZE),
+        (SMALL + 1, DEFAULT_BLOCK_SIZE),
+        (SMALL, SMALL),
+        (1, SMALL),
     ],
 )
 def test_the_first_write_chooses_the_block_size(first_write: int, expected: int) -> None:
@@ -903,6 +910,37 @@ def test_the_first_write_chooses_the_block_size(first_write: int, expected: int)
         assert raw._bs == expected
         raw.seek(0)
         assert raw.read(first_write) == data
+
+
+def test_a_small_block_file_stops_at_its_4_byte_counter_limit_and_never_repeats_a_nonce() -> None:
+    with EncryptedRawIO(backing_fd()) as raw:
+        rec = record_nonces(raw)
+        raw.write(b"a" * 100)  # a small first write: 4 KiB blocks, 4-byte counters
+        assert raw._bs == SMALL
+        assert raw._map.ctrs.itemsize == 4
+        assert raw._sealer is not None
+        raw._sealer._next = MAX_COUNTER32 - 1  # test hook: two counter values left
+        raw.write(b"b" * SMALL)  # rewrites block 0 and adds block 1: both values
+        assert raw._map.ctrs.tolist() == [MAX_COUNTER32 - 1, MAX_COUNTER32]
+        for attempt in (lambda: raw.write(b"c"), lambda: raw.truncate(50)):
+            with pytest.raises(OSError) as info:
+                attempt()  # a new block, or the re-seal of a cut block: no value left
+            assert info.value.errno == errno.EOVERFLOW
+        assert rec.repeats == []
+        assert max(int.from_bytes(n, "big") for n in rec.nonces) == MAX_COUNTER32
+        raw.seek(0)
+        assert raw.read() == b"a" * 100 + b"b" * SMALL  # what was written stays readable
+        raw.truncate(SMALL)  # a cut at a block boundary re-seals nothing: still allowed
+        raw.seek(0)
+        assert raw.read() == b"a" * 100 + b"b" * (SMALL - 100)
+
+
+def test_a_fixed_block_size_keeps_8_byte_counters() -> None:
+    with EncryptedRawIO(backing_fd(), block_size=SMALL) as raw:
+        raw.write(b"a")
+        assert raw._map.ctrs.itemsize == 8
+        assert raw._sealer is not None
+        assert raw._sealer.limit == MAX_COUNTER
 
 
 def test_a_fixed_block_size_or_a_file_that_is_no_longer_empty_keeps_its_blocks() -> None:
@@ -932,7 +970,8 @@ def test_temporary_file_written_in_large_calls_gets_large_blocks_through_the_buf
     with hardtemp.TemporaryFile() as f:
         for _ in range(100):
             f.write(b"x" * 1000)  # small writes: the buffer hands the raw file 4 KiB
-        assert raw_of(f)._bs == DEFAULT_BLOCK_SIZE
+        assert raw_of(f)._bs == SMALL
+        assert raw_of(f)._map.ctrs.itemsize == 4  # 4 bytes of state per 4 KiB block
 
 
 def test_large_blocks_detect_tampering_and_keep_nonces_unique() -> None:

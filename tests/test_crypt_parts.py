@@ -17,6 +17,9 @@ import errno
 import gc
 import os
 import pickle
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hardtemp
-from _gates import IS_ROOT
+from _gates import IS_ROOT, require_unshare
+from _helpers_core import SRC
 from _helpers_crypt import backing_fd, raw_of
 from _helpers_euid import as_euid
 from hardtemp._crypt import EncryptedRawIO, _secpool, open_encrypted
@@ -333,3 +337,35 @@ def test_closed_protected_memory_is_no_longer_locked() -> None:
     del kept, mems
     gc.collect()
     assert _locked_kib() == before
+
+
+_NO_URANDOM_CHILD = """
+import os
+from hardtemp._crypt._sealer import _fill_random
+assert not os.path.exists("/dev/urandom")
+a, b = memoryview(bytearray(32)), memoryview(bytearray(32))
+_fill_random(a)  # no address: the path that reads /dev/urandom, which is missing here
+_fill_random(b)
+assert bytes(a) != bytes(32) and bytes(b) != bytes(32) and a != b
+print("ok")
+"""
+
+
+def test_a_key_is_still_random_where_dev_urandom_is_missing() -> None:
+    # A container without /dev/urandom, for real: an empty tmpfs over /dev in a private
+    # mount namespace (nothing is mounted outside it, and it vanishes with the process).
+    require_unshare()
+    script = (
+        "mount --make-rprivate / && mount -t tmpfs -o size=64k hardtemp-nodev /dev && exec "
+        f"{shlex.quote(sys.executable)} -c {shlex.quote(_NO_URANDOM_CHILD)}"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        env=dict(os.environ, PYTHONPATH=SRC),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok"]

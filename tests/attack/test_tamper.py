@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from _helpers_crypt import backing_fd, proc_path
-from hardtemp._crypt import TAG_SIZE, EncryptedRawIO, open_encrypted
-from hardtemp.exceptions import IntegrityError
+from _helpers_crypt import backing_fd, in_child, proc_path, raw_of
+from hardtemp._crypt import SMALL_BLOCK_SIZE, TAG_SIZE, EncryptedRawIO, open_encrypted
+from hardtemp.exceptions import InsecureOperationError, IntegrityError
 
 BS = 64
 SLOT = BS + TAG_SIZE
@@ -228,3 +228,106 @@ def test_tampered_block_partly_covered_by_a_multi_block_read_is_detected(
     _flip(raw, 5)  # restore block 0; now break block 2, which it ends inside
     _flip(raw, 2 * SLOT + 5)
     _assert_read_fails(raw, BS // 2, BS * 2)
+
+
+# --- a file written in 4 KiB calls: 4 KiB blocks, read 4 KiB at a time ------------------------
+# Its whole-block read decrypts straight into the caller's buffer (the random-read fast path);
+# each attack below is caught there, through the buffered layer, and leaves zeros behind.
+
+SMALL = SMALL_BLOCK_SIZE
+SMALL_SLOT = SMALL + TAG_SIZE
+
+
+@pytest.fixture
+def small() -> Iterator[Any]:
+    f = open_encrypted(backing_fd(), "w+b")
+    for k in range(NBLOCKS):
+        f.write(bytes([k + 1]) * SMALL)  # what bench_crypt.py's small file does
+    f.flush()
+    assert raw_of(f)._bs == SMALL  # chosen by the first write
+    yield f
+    f.close()
+
+
+def _small_read_fails(f: Any, block: int) -> None:
+    buf = bytearray(b"\xaa" * SMALL)
+    f.seek(block * SMALL)
+    with pytest.raises(IntegrityError):
+        f.readinto(buf)
+    # No unauthenticated plaintext in the caller's buffer: zeroed, or (when the buffered
+    # layer read into its own buffer, which the raw file zeroed) untouched.
+    assert buf in (bytearray(SMALL), bytearray(b"\xaa" * SMALL))
+    raw = raw_of(f)
+    out = bytearray(b"\xaa" * SMALL)
+    raw.seek(block * SMALL)
+    with pytest.raises(IntegrityError):
+        raw.readinto(out)  # the raw file's own whole-block path
+    assert out == bytearray(SMALL)
+
+
+def test_small_blocks_read_back_whole_blocks(small: Any) -> None:
+    for k in (2, 0, 3, 1):
+        small.seek(k * SMALL)
+        assert small.read(SMALL) == bytes([k + 1]) * SMALL
+
+
+@pytest.mark.parametrize("where", [0, SMALL - 1, SMALL + TAG_SIZE - 1], ids=["data", "last", "tag"])
+def test_small_blocks_detect_a_flipped_bit(small: Any, where: int) -> None:
+    _flip(small, 2 * SMALL_SLOT + where)
+    _small_read_fails(small, 2)
+    small.seek(SMALL)
+    assert small.read(SMALL) == b"\x02" * SMALL  # the other blocks are untouched
+
+
+def test_small_blocks_detect_swapped_blocks(small: Any) -> None:
+    one, two = (
+        _read_backing(small, SMALL_SLOT, SMALL_SLOT),
+        _read_backing(small, 2 * SMALL_SLOT, SMALL_SLOT),
+    )
+    _edit(small, SMALL_SLOT, two)
+    _edit(small, 2 * SMALL_SLOT, one)
+    _small_read_fails(small, 1)
+    _small_read_fails(small, 2)
+
+
+def test_small_blocks_detect_a_replayed_old_version(small: Any) -> None:
+    old = _read_backing(small, SMALL_SLOT, SMALL_SLOT)
+    small.seek(SMALL)
+    small.write(b"\xff" * SMALL)
+    small.flush()
+    _edit(small, SMALL_SLOT, old)  # the block as it was: a valid tag under an older counter
+    _small_read_fails(small, 1)
+
+
+@pytest.mark.parametrize("cut", [1, SMALL_SLOT], ids=["one-byte", "whole-block"])
+def test_small_blocks_detect_a_truncated_backing_file(small: Any, cut: int) -> None:
+    length = len(_read_backing(small))
+    _set_backing(small, _read_backing(small, 0, length - cut))
+    _small_read_fails(small, NBLOCKS - 1)  # the short read of the last block tells
+
+
+def test_small_blocks_detect_an_extended_backing_file(small: Any) -> None:
+    _set_backing(small, _read_backing(small) + b"\0")
+    _small_read_fails(small, NBLOCKS - 1)  # the one byte more it asks for tells
+
+
+def test_a_forked_child_reads_small_blocks_authenticated_and_never_writes(small: Any) -> None:
+    def child() -> object:
+        small.seek(SMALL)
+        ok = small.read(SMALL) == b"\x02" * SMALL
+        _flip(small, 3 * SMALL_SLOT)  # the child's own view of a tampered block
+        try:
+            small.seek(3 * SMALL)
+            small.read(SMALL)
+        except IntegrityError:
+            tampered = "detected"
+        else:
+            tampered = "missed"
+        try:
+            small.write(b"x")
+            small.flush()
+        except InsecureOperationError:
+            return ok, tampered, "write refused"
+        return ok, tampered, "write allowed"
+
+    assert in_child(child) == ("ok", repr((True, "detected", "write refused")))

@@ -18,6 +18,7 @@ from ._raw import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
 from ._raw import LARGE_BLOCK_SIZE as LARGE_BLOCK_SIZE
 from ._raw import MAX_BLOCK_SIZE as MAX_BLOCK_SIZE
 from ._raw import MIN_BLOCK_SIZE as MIN_BLOCK_SIZE
+from ._raw import SMALL_BLOCK_SIZE as SMALL_BLOCK_SIZE
 from ._raw import EncryptedRawIO as EncryptedRawIO
 from ._sealer import TAG_SIZE as TAG_SIZE
 from ._stack import ENCRYPTED_BUFFER_SIZE as ENCRYPTED_BUFFER_SIZE
@@ -30,6 +31,7 @@ __all__ = [
     "LARGE_BLOCK_SIZE",
     "MAX_BLOCK_SIZE",
     "MIN_BLOCK_SIZE",
+    "SMALL_BLOCK_SIZE",
     "TAG_SIZE",
     "EncryptedRawIO",
     "open_encrypted",

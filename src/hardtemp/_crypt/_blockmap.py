@@ -13,8 +13,10 @@ Invariants (checked by :meth:`BlockMap.check`):
   it never extends past the block holding byte ``size - 1``;
 * ``disk_end`` (the length the backing file must have) is exactly the end of
   the last stored block: ``last * slot + stored_len(last) + TAG_SIZE``, or 0;
-* state is 8 bytes per block up to the last stored block, nothing for a
-  sparse tail;
+* state is one counter per block up to the last stored block (8 bytes, or 4
+  for a map made with ``wide=False``: its counters never exceed ``2**32 - 1``,
+  which the sealer's limit enforces and the array refuses anyway), nothing for
+  a sparse tail;
 * :meth:`snapshot` / :meth:`restore` bring back exactly the state before a
   transaction (the rollback of a failed or interrupted write).
 """
@@ -22,11 +24,14 @@ Invariants (checked by :meth:`BlockMap.check`):
 from __future__ import annotations
 
 import array
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ._sealer import TAG_SIZE
 
-__all__ = ["BlockMap", "Snapshot"]
+__all__ = ["CTR32", "BlockMap", "Snapshot"]
+
+#: The array type code of 4-byte unsigned counters ("I" on every Linux ABI).
+CTR32: Final = next(code for code in "IL" if array.array(code).itemsize == 4)
 
 
 class Snapshot(NamedTuple):
@@ -42,10 +47,11 @@ class Snapshot(NamedTuple):
 class BlockMap:
     """Counters, logical size and expected backing length of one encrypted file."""
 
-    def __init__(self, block_size: int) -> None:
+    def __init__(self, block_size: int, *, wide: bool = True) -> None:
         self.bs = block_size
         self.slot = block_size + TAG_SIZE
-        self.ctrs: array.array[int] = array.array("Q")
+        self.ctrs: array.array[int] = array.array("Q" if wide else CTR32)
+        self._item = self.ctrs.itemsize
         self.size = 0
         self.disk_end = 0
 
@@ -65,7 +71,7 @@ class BlockMap:
         win = self.ctrs[first : last + 1]
         missing = last + 1 - first - len(win)
         if missing > 0:
-            win.frombytes(bytes(8 * missing))
+            win.frombytes(bytes(self._item * missing))
         return win
 
     def chunk_bytes(self, first: int, last: int, new_size: int) -> int:
@@ -124,7 +130,7 @@ class BlockMap:
         if len(ctrs) > snap.nctrs:
             del ctrs[snap.nctrs :]
         elif len(ctrs) < snap.nctrs:
-            ctrs.frombytes(bytes(8 * (snap.nctrs - len(ctrs))))
+            ctrs.frombytes(bytes(self._item * (snap.nctrs - len(ctrs))))
         ctrs[snap.first : snap.first + len(snap.saved)] = snap.saved
         self.size = snap.size
         self.disk_end = snap.disk_end
@@ -137,8 +143,8 @@ class BlockMap:
         last = first + count - 1
         ctrs = self.ctrs
         if len(ctrs) <= last:
-            ctrs.frombytes(bytes(8 * (last + 1 - len(ctrs))))
-        ctrs[first : last + 1] = array.array("Q", range(ctr, ctr + count))
+            ctrs.frombytes(bytes(self._item * (last + 1 - len(ctrs))))
+        ctrs[first : last + 1] = array.array(ctrs.typecode, range(ctr, ctr + count))
         self.size = max(self.size, min(new_size, (last + 1) * self.bs))
         self.disk_end = max(
             self.disk_end, first * self.slot + self.chunk_bytes(first, last, new_size)

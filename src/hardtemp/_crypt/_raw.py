@@ -20,10 +20,13 @@ Invariants:
 * one lock per object: every method is thread-safe;
 * the block size is fixed before anything is stored: with ``block_size=None``
   the first write chooses it (``LARGE_BLOCK_SIZE`` for a write that fills such
-  a block, else ``DEFAULT_BLOCK_SIZE``) while the file is empty, and the
-  scratch memory is replaced in one step (it held no plaintext yet);
-* state: 8 bytes per block up to the last stored block, plus about 1 MiB of
-  reused buffers; the file is never buffered whole.
+  a block, ``SMALL_BLOCK_SIZE`` with 4-byte counters for one of at most that,
+  else ``DEFAULT_BLOCK_SIZE``) while the file is empty, and the scratch memory
+  is replaced in one step (it held no plaintext yet);
+* state: one counter per block up to the last stored block (8 bytes; 4 with
+  ``SMALL_BLOCK_SIZE``, whose file refuses writes with ``EOVERFLOW`` once its
+  2**32 - 1 counter values are used up, never reusing a nonce), plus about
+  1 MiB of reused buffers; the file is never buffered whole.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ __all__ = [
     "LARGE_BLOCK_SIZE",
     "MAX_BLOCK_SIZE",
     "MIN_BLOCK_SIZE",
+    "SMALL_BLOCK_SIZE",
     "EncryptedRawIO",
 ]
 
@@ -67,6 +71,11 @@ DEFAULT_BLOCK_SIZE: Final = 8 * 1024
 #: a file written in large calls is mostly transferred in large calls, and each block
 #: costs one AES-GCM call of ~1.6 us fixed cost (8x fewer than at 8 KiB; 1/8 the state).
 LARGE_BLOCK_SIZE: Final = 64 * 1024
+#: Block size of a file whose first write is at most this large (``block_size=None``):
+#: a file written in small calls is mostly read in small calls, and a random 4 KiB read
+#: must authenticate its whole block (half the AES work of 8 KiB). Its counters are
+#: 4 bytes, so the state stays at 1 MiB per GiB (benchmarks/bench_crypt.py).
+SMALL_BLOCK_SIZE: Final = 4 * 1024
 MIN_BLOCK_SIZE: Final = 16
 MAX_BLOCK_SIZE: Final = 16 * 1024 * 1024
 _MAX_OFF_T: Final = 2**63 - 1
@@ -111,6 +120,10 @@ _RAW_MODES: Final = {
 }
 #: Zeros of the default block size, shared by every file (immutable).
 _DEFAULT_ZEROS: Final = bytes(DEFAULT_BLOCK_SIZE)
+_SMALL_ZEROS: Final = bytes(SMALL_BLOCK_SIZE)
+_ZEROS_OF: Final = {DEFAULT_BLOCK_SIZE: _DEFAULT_ZEROS, SMALL_BLOCK_SIZE: _SMALL_ZEROS}
+_SEEK_SET: Final = os.SEEK_SET
+_SEEK_CUR: Final = os.SEEK_CUR
 
 
 def _parse_raw_mode(mode: str) -> tuple[bool, bool, bool]:
@@ -164,16 +177,44 @@ class EncryptedRawIO(io.RawIOBase):
             memory cannot be mapped (``ENOMEM``); the OS CSPRNG cannot be read.
     """
 
+    # The state every read, seek and write uses lives in slots: an attribute in the
+    # instance dict of an io.RawIOBase subclass cannot use CPython's fast attribute
+    # paths (its base is a C type with its own dict), and costs ~3x a slot's load.
+    __slots__ = (
+        "_append",
+        "_auto",
+        "_bs",
+        "_cache_index",
+        "_cc",
+        "_ct1_all",
+        "_ct1_mid",
+        "_ct1v",
+        "_discard",
+        "_fd",
+        "_forked",
+        "_io",
+        "_lock",
+        "_map",
+        "_mem",
+        "_pending",
+        "_pos",
+        "_pt",
+        "_readable",
+        "_sealer",
+        "_slot",
+        "_writable",
+        "_zeros",
+    )
+    _fd: int
+    _sealer: BlockSealer | None
+    _mem: Protected | None
+    _pt: memoryview | None
+    _pending: Txn | Trim | None
+    _forked: bool
+    _discard: int  # > 0: a forked child dropping its buffered layer's writes (_forkdrop)
     # Class-level defaults make close()/__del__ safe on a half-initialised object.
-    _fd: int = -1
     _closefd: bool = False
-    _sealer: BlockSealer | None = None
-    _mem: Protected | None = None
-    _pt: memoryview | None = None
     _ct_one: bytearray | None = None
-    _pending: Txn | Trim | None = None
-    _forked: bool = False
-    _discard: int = 0  # > 0: a forked child dropping its buffered layer's writes (_forkdrop)
     name: Any = None
 
     def __init__(
@@ -186,6 +227,9 @@ class EncryptedRawIO(io.RawIOBase):
         mode: str = "rb+",
     ) -> None:
         super().__init__()
+        # First, before anything can fail: close()/__del__ read these.
+        self._fd, self._sealer, self._mem, self._pt, self._pending = -1, None, None, None, None
+        self._forked, self._discard = False, 0
         self._lock = threading.Lock()
         if not isinstance(fd, int) or isinstance(fd, bool):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
@@ -219,9 +263,10 @@ class EncryptedRawIO(io.RawIOBase):
         self._closefd = bool(closefd)
         _live.add(self)
 
-    def _set_geometry(self, bs: int, mem: Protected) -> None:
+    def _set_geometry(self, bs: int, mem: Protected, *, wide: bool = True) -> None:
         """Block size ``bs`` with ``mem`` (scratch block | key | cached counter) as
-        the protected memory; only while nothing is stored."""
+        the protected memory, 8-byte counters unless not ``wide``; only while
+        nothing is stored."""
         slot = bs + TAG_SIZE
         ct1v = memoryview(bytearray(slot + 1))  # single-block read buffer (+1: grown?)
         # One statement of plain stores: no signal handler can run between them.
@@ -240,11 +285,11 @@ class EncryptedRawIO(io.RawIOBase):
             self._cc,
             self._cache_index,  # block whose current plaintext is in the scratch block
         ) = (
-            BlockMap(bs),
+            BlockMap(bs, wide=wide),
             bs,
             slot,
             max(1, _CHUNK_BYTES // bs),
-            _DEFAULT_ZEROS if bs == DEFAULT_BLOCK_SIZE else bytes(bs),
+            _ZEROS_OF.get(bs) or bytes(bs),
             None,
             ct1v,
             [ct1v],
@@ -257,11 +302,17 @@ class EncryptedRawIO(io.RawIOBase):
 
     def _choose_block_size(self, first_write: int) -> None:
         """At the first write of a ``block_size=None`` file: large blocks if that
-        write fills one (see ``LARGE_BLOCK_SIZE``). The file is still empty, so
-        only memory changes; if the larger scratch cannot be mapped, the file
-        quietly keeps the default blocks."""
+        write fills one (see ``LARGE_BLOCK_SIZE``), small ones if it is at most
+        ``SMALL_BLOCK_SIZE``. The file is still empty, so only memory changes; if
+        the larger scratch cannot be mapped, the file quietly keeps the default
+        blocks."""
         self._auto = False
-        if first_write < LARGE_BLOCK_SIZE or self._map.size or self._pending is not None:
+        if self._map.size or self._pending is not None:
+            return
+        if first_write <= SMALL_BLOCK_SIZE:
+            self._use_small_blocks()
+            return
+        if first_write < LARGE_BLOCK_SIZE:
             return
         try:
             mem = ProtectedMemory(LARGE_BLOCK_SIZE + KEY_SIZE + 8)  # key area unused: zeros
@@ -274,6 +325,18 @@ class EncryptedRawIO(io.RawIOBase):
         if old is not None:  # pragma: no branch - set whenever the scratch is
             old.close()  # held no plaintext yet (nothing was written); zeroed anyway
 
+    def _use_small_blocks(self) -> None:
+        """4 KiB blocks with 4-byte counters, in the same protected memory (a
+        smaller scratch block fits it); no counter has been taken yet."""
+        mem, pt, cc = self._mem, self._scratch(), self._cc
+        if mem is None:  # pragma: no cover - set whenever the scratch is
+            raise ValueError("I/O operation on closed file")
+        # The sealer must refuse what a 4-byte counter cannot hold (else: nonce reuse).
+        self._sealer_or_closed().narrow()
+        self._set_geometry(SMALL_BLOCK_SIZE, mem, wide=False)
+        pt.release()
+        cc.release()
+
     # --- io.RawIOBase protocol -------------------------------------------------------------
 
     def readable(self) -> bool:
@@ -285,7 +348,8 @@ class EncryptedRawIO(io.RawIOBase):
         return self._writable
 
     def seekable(self) -> bool:
-        self._check_open()
+        if self._fd < 0:  # closed (see _check_open); io.BufferedRandom asks before every seek
+            raise ValueError("I/O operation on closed file")
         return True
 
     def fileno(self) -> int:
@@ -311,13 +375,13 @@ class EncryptedRawIO(io.RawIOBase):
                 settling an interrupted update failed.
             TypeError: ``offset`` is not an integer.
         """
-        if self.closed:
+        if self._fd < 0:  # closed (see _check_open)
             raise ValueError("I/O operation on closed file")
         if offset.__class__ is not int:
             offset = operator.index(offset)
-        if whence == os.SEEK_CUR and offset == 0:
+        if whence == _SEEK_CUR and offset == 0:
             return self._pos  # what io.BufferedRandom asks before every read: a plain tell()
-        if whence == os.SEEK_SET and offset >= 0:
+        if whence == _SEEK_SET and offset >= 0:
             self._pos = offset  # one store: consistent without the lock, as in tell()
             return offset
         with self._lock:
@@ -352,7 +416,7 @@ class EncryptedRawIO(io.RawIOBase):
             ValueError: the file is closed.
             OSError: reading the backing file failed.
         """
-        if self.closed:
+        if self._fd < 0:  # closed (see _check_open)
             raise ValueError("I/O operation on closed file")
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
@@ -504,7 +568,7 @@ class EncryptedRawIO(io.RawIOBase):
             self._ct, self._ct_one = bytearray(), None
             self._ct1v = memoryview(b"")
             self._ct1_all, self._ct1_mid = [], []
-            if "_map" in self.__dict__:  # absent when the constructor failed early
+            if hasattr(self, "_map"):  # absent when the constructor failed early
                 self._map.ctrs = array.array("Q")
                 self._io.release()
             fd, self._fd = self._fd, -1
@@ -515,12 +579,15 @@ class EncryptedRawIO(io.RawIOBase):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object (it holds a key)")
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed or "_map" not in self.__dict__ else f"size={self._map.size}"
+        state = "closed" if self.closed or not hasattr(self, "_map") else f"size={self._map.size}"
         return f"<hardtemp.EncryptedRawIO name={self.name!r} block_size={self._bs} {state}>"
 
     # --- checks ----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        # The hot paths test ``self._fd < 0`` instead (a slot, not the property's dict
+        # lookup): the same, since the descriptor is set last in __init__ and dropped
+        # by close (which holds the lock from its start to that point).
         if self.closed:
             raise ValueError("I/O operation on closed file")
 

@@ -11,8 +11,10 @@ Invariants (audit nonce uniqueness here, and only here):
 * the nonce of every seal is a counter value handed out by :meth:`take`, which
   only ever increases (values are never given back, not even when the write
   that used them fails and is rolled back); 12 bytes, big-endian; counter 0 is
-  never used (it means "no ciphertext" to the block map); at ``2**64 - 1`` the
-  sealer refuses (``EOVERFLOW``) instead of wrapping;
+  never used (it means "no ciphertext" to the block map); past :attr:`limit`
+  (``2**64 - 1``, or ``2**32 - 1`` for a file whose block map keeps 4-byte
+  counters: :meth:`narrow`) the sealer refuses (``EOVERFLOW``) instead of
+  wrapping, so a nonce never repeats under one key;
 * a forked child must not seal (it would reuse the parent's counter values):
   the raw file refuses writes there before they reach :meth:`seal_run`;
 * the associated data is ``file_id || block index`` (8 bytes, big-endian), so
@@ -33,12 +35,14 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["MAX_COUNTER", "TAG_SIZE", "BlockSealer", "TagFailure"]
+__all__ = ["MAX_COUNTER", "MAX_COUNTER32", "TAG_SIZE", "BlockSealer", "TagFailure"]
 
 TAG_SIZE: Final = 16
 KEY_SIZE: Final = 32
 #: Largest counter; 64 bits keep the per-block state at 8 bytes.
 MAX_COUNTER: Final = 2**64 - 1
+#: Largest counter of a file with 4-byte counters (small blocks: 4 bytes of state per 4 KiB).
+MAX_COUNTER32: Final = 2**32 - 1
 
 
 class TagFailure(Exception):
@@ -117,6 +121,7 @@ class BlockSealer:
         # fails the tag anyway).
         self._file_id = os.urandom(16)
         self._next = 1
+        self.limit = MAX_COUNTER
         # Bound once: the single-block read is the hot path of small random reads.
         self._decrypt_into: Callable[..., object] = self._aead.decrypt_into
 
@@ -129,10 +134,17 @@ class BlockSealer:
             OSError: ``EOVERFLOW`` when the file's counter space is exhausted.
         """
         first = self._next
-        if first + count - 1 > MAX_COUNTER:
+        if first + count - 1 > self.limit:
+            # Wrapping would repeat a nonce under this key (the GCM hash key and the XOR
+            # of two plaintexts would leak): the file refuses further writes instead.
             raise OSError(errno.EOVERFLOW, "encryption counter exhausted for this file")
         self._next = first + count
         return first
+
+    def narrow(self) -> None:
+        """Limit the counters to 4 bytes (:data:`MAX_COUNTER32`), for a block map
+        that stores them so; only before the first :meth:`take` beyond that."""
+        self.limit = min(self.limit, MAX_COUNTER32)
 
     # --- sealing ----------------------------------------------------------------------------
 
