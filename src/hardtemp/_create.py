@@ -27,6 +27,7 @@ __all__ = [
     "create_dir_named",
     "create_file",
     "create_unnamed",
+    "create_unnamed_cached",
     "mkdtemp",
     "mkstemp",
 ]
@@ -285,24 +286,9 @@ def create_unnamed(
     """
     # Without O_EXCL only when asked: such a file can be linked by whoever holds it.
     flags = _UNNAMED_FLAGS & ~os.O_EXCL if linkable else _UNNAMED_FLAGS
-    if _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
-        try:
-            fd = os.open(".", flags, _FILE_MODE, dir_fd=handle.fd)
-        except OSError as exc:
-            # Filesystem or kernel without O_TMPFILE: fall through to create+unlink.
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-                raise
-        else:
-            try:
-                st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
-                # O_TMPFILE files have st_nlink 0: check the rest. The verified euid, as in
-                # _create_in: the directory was verified for it in this call (no geteuid).
-                if not stat.S_ISREG(st.st_mode) or st.st_uid != handle.euid or st.st_mode & 0o077:
-                    _verify(st, os.fsdecode(base) + "/<unnamed>", directory=False)
-            except BaseException:
-                os.close(fd)
-                raise
-            return fd
+    fd = _tmpfile_at(handle.fd, handle.euid, base, flags)
+    if fd >= 0:
+        return fd
     if linkable:  # never silently a file that cannot be linked
         raise OSError(
             errno.EOPNOTSUPP,
@@ -316,6 +302,55 @@ def create_unnamed(
         os.close(fd)
         raise
     return fd
+
+
+def _tmpfile_at(dir_fd: int, euid: int, base: str | bytes, flags: int) -> int:
+    """The ``O_TMPFILE`` open of :func:`create_unnamed` in the verified ``dir_fd`` (verified
+    for ``euid``), its inode checked; -1 where the filesystem or kernel has none.
+
+    Raises: as :func:`create_file`.
+    """
+    if not _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
+        return -1
+    try:
+        fd = os.open(".", flags, _FILE_MODE, dir_fd=dir_fd)
+    except OSError as exc:
+        # Filesystem or kernel without O_TMPFILE: the caller creates and unlinks.
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            raise
+        return -1
+    try:
+        st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
+        # O_TMPFILE files have st_nlink 0: check the rest. The verified euid, as in
+        # _create_in: the directory was verified for it in this call (no geteuid).
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != euid or st.st_mode & 0o077:
+            _verify(st, os.fsdecode(base) + "/<unnamed>", directory=False)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_unnamed_cached(dir: str | bytes | None) -> tuple[int, bool] | None:
+    """:func:`create_unnamed` on the hot path, as :func:`mkstemp`'s: a cached verification
+    that still holds (the path leads to the verified inode, whose mode still passes: one
+    open and ``fstat``, :func:`hardtemp._dirtrust.trusted_dir_fd`) gives a bare descriptor
+    of the directory for the one ``O_TMPFILE`` open, closed at once (no handle is built:
+    an unnamed file never needs its directory again). ``(fd, btrfs)``; None when the
+    directory is not verified yet or changed since, or has no ``O_TMPFILE``: the caller
+    then takes :func:`resolve_dir` and :func:`create_unnamed`, which walk and report.
+
+    Raises: as :func:`create_unnamed` (without ``linkable``).
+    """
+    hit = trusted_dir_fd(current(3) if dir is None else dir)
+    if hit is None:
+        return None
+    dir_fd, euid, btrfs, where = hit
+    try:
+        fd = _tmpfile_at(dir_fd, euid, where, _UNNAMED_FLAGS)
+    finally:
+        os.close(dir_fd)  # nothing of ours keeps the directory pinned
+    return None if fd < 0 else (fd, btrfs)
 
 
 def _unlink_made(made: Created) -> None:

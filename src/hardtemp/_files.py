@@ -17,7 +17,14 @@ from types import GenericAlias, TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from . import _owner, _track
-from ._create import Created, create_dir, create_file, create_unnamed, resolve_dir
+from ._create import (
+    Created,
+    create_dir,
+    create_file,
+    create_unnamed,
+    create_unnamed_cached,
+    resolve_dir,
+)
 from ._dirsettle import disk_stamp
 from ._dirtrust import DirHandle
 from ._fsinfo import set_nocow
@@ -142,15 +149,19 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     if linkable and encrypt:
         raise ValueError("linkable=True needs encrypt=False (its key dies with the process)")
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
-    handle, base = resolve_dir(dir, output_type)
-    fd = create_unnamed(handle, base, prefix, suffix, linkable=linkable)
+    fast = None if encrypt or linkable else create_unnamed_cached(dir)
+    if fast is not None:
+        fd, btrfs = fast  # a cached verification that still holds, as mkstemp's
+    else:
+        handle, base = resolve_dir(dir, output_type)
+        fd, btrfs = create_unnamed(handle, base, prefix, suffix, linkable=linkable), handle.btrfs
     raw: io.RawIOBase
     try:
         if encrypt:
             raw = _encrypted_raw(fd, mode, encrypt, handle, base, prefix, suffix)
             size = 0  # wrap_encrypted chooses it
         else:
-            if handle.btrfs:
+            if btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
             raw = _WipingFileIO(fd, raw_mode(mode), size=0)  # just created: empty
             raw._owner_pid = _owner.pid()

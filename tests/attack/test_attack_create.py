@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _gates import require_root
 from _helpers_core import NOBODY, sysctl, umask
 from hardtemp import _dirtrust, _names
 from hardtemp.exceptions import UnsafeDirectoryError
@@ -507,3 +508,28 @@ def test_default_acl_of_the_directory_does_not_open_our_files(
     with umask(0o022):
         naive.write_bytes(SECRET)
     assert other_user(_try_read, str(naive)) == "READ:" + SECRET.decode()
+
+
+@pytest.mark.parametrize("change", ["replaced by another user's directory", "made 0777"])
+def test_a_cached_directory_that_changed_is_never_used_by_an_unnamed_plain_file(
+    shared_dir: Path, change: str
+) -> None:
+    # TemporaryFile(encrypt=False) takes the cached verification's bare descriptor (as
+    # mkstemp does): the path must still lead to the verified inode, whose mode must still
+    # pass, or the directory is walked again and refused.
+    require_root("to give a directory to another user")
+    ours = shared_dir / "ours"
+    ours.mkdir(mode=0o700)
+    with hardtemp.TemporaryFile(dir=ours, encrypt=False) as f:  # verified and cached
+        f.write(b"x")
+    if change == "made 0777":
+        os.chmod(ours, 0o777)  # as if we (or root) made the mistake
+        target = ours
+    else:
+        ours.rename(shared_dir / "moved")  # root or us only (the parent is sticky)
+        target = shared_dir / "ours"
+        target.mkdir(mode=0o777)
+        os.chown(target, NOBODY, NOBODY)
+    with pytest.raises(UnsafeDirectoryError):
+        hardtemp.TemporaryFile(dir=target, encrypt=False)
+    assert os.listdir(target) == []
