@@ -1579,3 +1579,34 @@ def test_an_interrupted_straight_removal_still_removes_the_name_and_reraises(
         os.close(dfd)
         os.close(fd)
     assert os.listdir(d) == []  # the name never stays behind
+
+
+def test_a_short_overwrite_is_left_to_the_general_way(
+    small_tmpfs: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pwrite that writes less than asked and no error cannot be caused on a local
+    # filesystem: a stand-in for pwrite reports one byte short.
+    d = small_tmpfs(1024)
+    fd = _small_file(d, "f", marker())
+    scoped_os(monkeypatch, _wipe, pwrite=lambda f, data, offset: len(data) - 1)
+    try:
+        assert _wipe.overwrite_small(fd, os.fstat(fd)) is None
+    finally:
+        os.close(fd)
+
+
+def test_the_straight_removal_leaves_a_synced_file_and_its_name_to_remove_entry(ext4: Path) -> None:
+    m = marker()
+    fd = _small_file(ext4, "f", m, sync=True)  # a block on the disk: tail and fdatasync
+    dfd = os.open(ext4, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.stat("f", dir_fd=dfd, follow_symlinks=False)
+        assert not _remove.remove_own_small(dfd, "f", fd, st, -1)
+        assert (ext4 / "f").exists()  # nothing removed: remove_entry does it all
+        report = _remove.remove_entry(dfd, "f", fd=fd)
+    finally:
+        os.close(dfd)
+        os.close(fd)
+    assert report.removed
+    assert report.passes == 1
+    assert not (ext4 / "f").exists()
