@@ -54,7 +54,7 @@ from types import ModuleType
 
 import hardtemp
 from hardtemp._fsinfo import NAMES_IN_RAM, fs_info_for_path
-from hardtemp._linux import FIEMAP_EXTENT, FIEMAP_HEADER, FS_IOC_FIEMAP
+from hardtemp._linux import FIEMAP_EXTENT, FIEMAP_HEADER, FS_IOC_FIEMAP, FS_IOC_GETFLAGS, LONG_SIZE
 
 PAYLOAD = os.urandom(1000)
 SMALL = os.urandom(200)
@@ -247,6 +247,101 @@ def tempdir_4_files(mod: ModuleType, d: str, n: int) -> float:
     return time.perf_counter() - t
 
 
+_FILE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_SUBDIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _TreeFloor:
+    """The least a tree cleanup can cost with hardtemp's defences (issue 13): its system
+    calls in a minimal loop, no Python around them. Not safe code; the yardstick.
+
+    Per regular file of a private directory: ``openat(O_RDWR|O_NOFOLLOW|O_NONBLOCK)``, an
+    ``fstat`` (standing in for our ``statx``: type, owner, links, mount), on ext4 the inode
+    flags, the ``pwrite`` of random bytes (one ``getrandom`` per 16 files: our pool), on a
+    disk one FIEMAP, close, unlink. Per directory: a look at the name (``newfstatat``, for
+    our mount id ``statx``), ``openat(O_DIRECTORY|O_NOFOLLOW)``, ``fstat``, the listing,
+    close; on a disk the move into the top (``renameat2``) and its ``rmdir`` after the
+    walk, on tmpfs ``rmdir`` in place. Without the one ``syncfs`` per tree, which the code
+    skips when nothing reached the disk (see SECURITY.md) and pays otherwise.
+    """
+
+    def __init__(self, d: str, fill: Callable[[str, int], None], size: int) -> None:
+        info = fs_info_for_path(d)
+        self.on_disk = info.verdict != "volatile"
+        self.ext4 = info.f_type == 0xEF53
+        self.fill, self.size = fill, size
+        self.fiemap = bytearray(FIEMAP_HEADER.size + 32 * FIEMAP_EXTENT.size)
+        self.flags = bytearray(LONG_SIZE)
+
+    def __call__(self, d: str, n: int) -> float:
+        total = 0.0
+        for _ in range(n):
+            top = os.path.join(d, "floor-" + secrets.token_hex(8))
+            os.mkdir(top, 0o700)
+            self.fill(top, self.size)
+            t = time.perf_counter()
+            self._remove(top)
+            total += time.perf_counter() - t
+        return total
+
+    def _file(self, dfd: int, name: str, pool: bytes, off: int) -> None:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+        st = os.fstat(fd)
+        if self.ext4:
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, self.flags, True)
+        os.pwrite(fd, pool[off : off + st.st_size], 0)
+        if self.on_disk:
+            FIEMAP_HEADER.pack_into(self.fiemap, 0, 0, 0xFFFFFFFFFFFFFFFF, 0, 0, 32, 0)
+            fcntl.ioctl(fd, FS_IOC_FIEMAP, self.fiemap, True)
+        os.close(fd)
+        os.unlink(name, dir_fd=dfd)
+
+    def _scan(self, fd: int, files: list[int], pool: list[bytes]) -> list[str]:
+        """Remove the files of ``fd``; return its subdirectories' names."""
+        subdirs = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                    continue
+                if files[0] % 16 == 0:
+                    pool[0] = os.urandom(4096)
+                self._file(fd, entry.name, pool[0], (files[0] % 16) * 256)
+                files[0] += 1
+        return subdirs
+
+    def _remove(self, top: str) -> None:
+        tfd = os.open(top, _DIR_FLAGS)
+        os.fstat(tfd)
+        graves: list[bytes] = []
+        files, pool = [0], [b""]
+        # (fd, parent fd, name, subdirectories still to visit)
+        stack = [(tfd, -1, "", self._scan(tfd, files, pool))]
+        while stack:
+            fd, parent, name, pending = stack[-1]
+            if pending:
+                sub = pending.pop()
+                os.stat(sub, dir_fd=fd, follow_symlinks=False)
+                sfd = os.open(sub, _SUBDIR_FLAGS, dir_fd=fd)
+                os.fstat(sfd)
+                stack.append((sfd, fd, sub, self._scan(sfd, files, pool)))
+                continue
+            stack.pop()
+            if parent < 0:
+                break
+            if self.on_disk:
+                grave = (".ht-" + secrets.token_hex(8)).encode()
+                _renameat2(parent, name.encode(), tfd, grave, _RENAME_NOREPLACE)
+                graves.append(grave)
+            else:
+                os.rmdir(name, dir_fd=parent)
+            os.close(fd)
+        for grave in graves:
+            os.rmdir(grave, dir_fd=tfd)
+        os.close(tfd)
+        os.rmdir(top)
+
+
 def _fill_flat(top: str, count: int) -> None:
     for i in range(count):
         fd = os.open(f"{top}/f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -425,6 +520,8 @@ def run(args: argparse.Namespace, d: str) -> None:
     floors: dict[str, Floor] = {
         "NamedTemporaryFile": low.named,
         "TemporaryFile(encrypt=": low.unnamed,
+        "TemporaryDirectory cleanup, 5,000": _TreeFloor(d, _fill_flat, 5000),
+        "TemporaryDirectory cleanup, 100 dir": _TreeFloor(d, _fill_wide, 100),
     }
     cases: list[tuple[str, Cycle, int, int]] = [
         ("NamedTemporaryFile, 1,000 B", named, n, args.rounds),
