@@ -99,6 +99,17 @@ def test_no_write_count_where_no_block_device_or_no_sys_entry_answers(tmp_path: 
     assert _dirsettle._sectors_written(missing) is None
 
 
+def test_only_a_request_based_device_or_its_partition_counts(tmp_path: Path) -> None:
+    # sysfs layouts made for real: a blk-mq disk has mq/, a partition is a subdirectory of
+    # its disk; a bio-based one (device-mapper) has none and is synced.
+    (tmp_path / "disk" / "mq").mkdir(parents=True)
+    (tmp_path / "disk" / "part1").mkdir()
+    (tmp_path / "dm").mkdir()
+    assert _dirsettle._request_based(str(tmp_path / "disk"))
+    assert _dirsettle._request_based(str(tmp_path / "disk" / "part1"))
+    assert not _dirsettle._request_based(str(tmp_path / "dm"))
+
+
 def test_a_directory_born_before_the_tree_or_unreadable_is_not_young(tmp_path: Path) -> None:
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -33,15 +33,16 @@ Invariants:
   ext4 with its journal inside the filesystem's own device, whose write counter
   (``/sys/dev/block/M:m/stat``, sectors written) is unchanged since before the top was
   created, and directories born after the top. jbd2 writes a directory block home only
-  after a commit that logged it; that commit's log writes complete (and are counted:
-  the block layer accounts a write before completing it) before the block is handed to
-  writeback. No write completed => no commit exposed any of the tree's blocks, and
+  after a commit that logged it; that commit's log writes complete (and are counted: a
+  request-based block device accounts a write before completing it) before the block is
+  handed to writeback. No write completed => no commit exposed any of the tree's blocks, and
   ``rmdir`` (``jbd2_journal_forget``) then drops them from the running transaction, or
   marks them freed in a committing one, so they never reach their home location. The
   jbd2 commit count (``/proc/fs/jbd2/*/info``) is not used: the kernel increments it
   after waking the waiters of that commit, whose ``sync`` may already have written the
   block home. Anything unknown (no ``/proc`` or ``/sys``, another filesystem, an
-  external journal, accounting off, a directory older than the top) syncs.
+  external journal, a bio-based device such as device-mapper, accounting off, a
+  directory older than the top) syncs.
 """
 
 from __future__ import annotations
@@ -92,9 +93,19 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+def _request_based(base: str) -> bool:
+    """Whether the block device at sysfs ``base`` (or its disk, for a partition) is a
+    request-based (blk-mq) one: those count a write in ``blk_update_request`` before
+    completing it. Stacked bio-based devices (device-mapper, md) account by other paths,
+    not checked: their trees are synced."""
+    return os.path.isdir(f"{base}/mq") or os.path.isdir(f"{base}/../mq")
+
+
 def _sectors_written(dev: int) -> int | None:
     """Sectors written to the device ``dev`` since boot, or None when not counted."""
     base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    if not _request_based(base):
+        return None
     try:
         try:
             iostats = _read(f"{base}/queue/iostats")
