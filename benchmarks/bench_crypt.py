@@ -13,8 +13,9 @@ several repeats and throughput ratios (higher is better):
 * random: ``seek`` + ``read(4096)`` at random 4 KiB-aligned offsets of that
   file, against the standard ``tempfile.TemporaryFile``. Goal: >= 0.35x.
   Also on a second pair of files written in 4 KiB calls (``--small-mib``),
-  which the default block-size choice gives small blocks.
-* memory: bytes of per-block state per GiB of file (goal: <= 1 MiB), measured.
+  which the default block-size choice gives 4 KiB blocks (4-byte counters).
+* memory: bytes of per-block state per GiB of file (goal: <= 1 MiB), measured for
+  a file written in 1 MiB calls, one written in 4 KiB calls, and fixed 8 KiB blocks.
 * per-file fixed costs, as fractions of one standard ``TemporaryFile`` lifecycle
   (create, write 1,000 bytes, seek, read, close): ``AESGCM(key)`` alone, a 32-byte
   ``getrandom``, and one file's protected memory, as a mapping of its own and as a
@@ -23,8 +24,8 @@ several repeats and throughput ratios (higher is better):
 
 The first row is the default, ``block_size=None``: the file's first write
 chooses its block size (64 KiB for a first write of at least 64 KiB, as here;
-else 8 KiB), as every ``TemporaryFile`` does; ``--block-sizes`` adds rows with
-a fixed size.
+4 KiB for one of at most 4 KiB; else 8 KiB), as every ``TemporaryFile`` does;
+``--block-sizes`` adds rows with a fixed size.
 
 Ratios are from wall-clock time and, in the "(cpu)" columns, from the
 process's CPU time (user + system), which other load on a shared machine
@@ -56,6 +57,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hardtemp._crypt import (
     DEFAULT_BLOCK_SIZE,
     LARGE_BLOCK_SIZE,
+    SMALL_BLOCK_SIZE,
     EncryptedRawIO,
     open_encrypted,
 )
@@ -158,7 +160,7 @@ def compare(
     chunk = os.urandom(MiB)
     keys = ("hand", "enc", "std", "r_enc", "r_std", "s_enc", "s_std")
     runs: dict[str, list[Clock]] = {k: [] for k in keys}
-    chosen = 0
+    chosen = small_bs = 0
     for rep in range(repeats):
         runs["hand"].append(seq_hand_loop(directory, total, chunk))
         enc: IO[bytes] = open_encrypted(_unnamed(directory), "w+b", block_size=bs)
@@ -175,6 +177,7 @@ def compare(
             std = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed below
             small_writes(enc, small, chunk)
             small_writes(std, small, chunk)
+            small_bs = enc.raw._bs  # type: ignore[attr-defined]
             runs["s_enc"].append(random_reads(enc, small, reads, rep))
             runs["s_std"].append(random_reads(std, small, reads, rep))
             enc.close()
@@ -190,6 +193,7 @@ def compare(
 
     return {
         "bs": chosen,
+        "small_bs": small_bs,
         "small": ratio("s_std", "s_enc") if small else None,
         "enc_mbs": 2 * total / med("enc", 0) / 1e6,
         "hand_mbs": 2 * total / med("hand", 0) / 1e6,
@@ -200,12 +204,14 @@ def compare(
     }
 
 
-def state_bytes_per_gib(directory: str, bs: int | None, total: int) -> tuple[float, float]:
-    """Measured after writing ``total`` bytes: (bytes the per-block counter array
-    holds, bytes it has allocated including growth slack), per GiB."""
+def state_bytes_per_gib(
+    directory: str, bs: int | None, total: int, call: int = MiB
+) -> tuple[float, float]:
+    """Measured after writing ``total`` bytes in ``call``-byte writes: (bytes the
+    per-block counter array holds, bytes it has allocated including growth slack), per GiB."""
     raw = EncryptedRawIO(_unnamed(directory), block_size=bs)
-    chunk = bytes(MiB)
-    for _ in range(total // MiB):
+    chunk = bytes(call)
+    for _ in range(total // call):
         raw.write(chunk)
     block_map = getattr(raw, "_map", None)
     ctrs: array.array[int] = block_map.ctrs if block_map is not None else raw._ctrs  # type: ignore[attr-defined]
@@ -312,8 +318,9 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> N
     out(f"dir={args.dir} file={args.mib} MiB repeats={args.repeats} (medians)")
     out(f"load average before: {_loadavg()}")
     out(
-        f"default block size: chosen by the first write ({DEFAULT_BLOCK_SIZE // 1024} KiB, "
-        f"{LARGE_BLOCK_SIZE // 1024} KiB for a first write of at least that); "
+        f"default block size: chosen by the first write ({DEFAULT_BLOCK_SIZE // 1024} KiB; "
+        f"{LARGE_BLOCK_SIZE // 1024} KiB for a first write of at least that, "
+        f"{SMALL_BLOCK_SIZE // 1024} KiB for one of at most that); "
         "hand loop: 64 KiB blocks"
     )
     out("")
@@ -336,19 +343,21 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> N
             f"{r['rnd_us'][0]:>6.1f} {r['rnd_us'][1]:>6.1f}{mark}"
         )
         if r["small"] is not None:
-            small_rows.append((bs, r["small"]))
+            small_rows.append((bs, r["small_bs"], r["small"]))
     if small_rows:
         out("")
         out(f"random 4 KiB reads of a {args.small_mib} MiB file written in 4 KiB calls:")
-        for bs, small in small_rows:
-            label = "default (8 KiB blocks)" if bs is None else f"{bs // 1024} KiB blocks"
+        for bs, chosen, small in small_rows:
+            size = chosen if bs is None else bs
+            label = f"{'default, ' if bs is None else ''}{size // 1024} KiB blocks"
             out(f"  {label:>24}: {_fmt(small)} vs stdlib (wall, cpu, min-max)")
     out("")
-    for bs in (None, DEFAULT_BLOCK_SIZE):
-        used, allocated = state_bytes_per_gib(args.dir, bs, total)
+    for bs, call in ((None, MiB), (None, 4096), (DEFAULT_BLOCK_SIZE, MiB)):
+        used, allocated = state_bytes_per_gib(args.dir, bs, total, call)
         label = "default choice" if bs is None else f"{bs // 1024} KiB blocks"
+        calls = "1 MiB" if call == MiB else f"{call // 1024} KiB"
         out(
-            f"per-block state, written in 1 MiB calls, {label} (measured): "
+            f"per-block state, written in {calls} calls, {label} (measured): "
             f"{used / 1024:.0f} KiB per GiB, {allocated / 1024:.0f} KiB allocated (limit 1024 KiB)"
         )
     wall, cpu = layer_classes(args.dir, args.repeats)
