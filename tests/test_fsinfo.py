@@ -910,13 +910,8 @@ def test_data_on_disk_is_true_where_it_cannot_be_told(
         os.close(pfd)
 
 
-def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(
-    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from hardtemp._linux import mount_id
-
-    fs = loopfs("ext4", size_mb=16)
-    fd = _new_file(fs.mountpoint)
+def _count_statfs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors ``fstatfs`` is asked about from now on (the real call still made)."""
     calls: list[int] = []
     real = _fsinfo._statfs
 
@@ -925,6 +920,17 @@ def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(
         return real(fd)
 
     monkeypatch.setattr(_fsinfo, "_statfs", counting)
+    return calls
+
+
+def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hardtemp._linux import mount_id
+
+    fs = loopfs("ext4", size_mb=16)
+    fd = _new_file(fs.mountpoint)
+    calls = _count_statfs(monkeypatch)
     try:
         mnt = mount_id(fd)
         first = file_info_for_fd(fd, mnt_id=mnt)
@@ -1012,14 +1018,7 @@ def test_a_file_of_a_known_superblock_is_classified_without_fstatfs(
     fd = _new_file(fs.mountpoint)
     try:
         first = file_info_for_fd(fd)
-        calls: list[int] = []
-        real = _fsinfo._statfs
-
-        def counting(f: int) -> Any:
-            calls.append(f)
-            return real(f)
-
-        monkeypatch.setattr(_fsinfo, "_statfs", counting)
+        calls = _count_statfs(monkeypatch)
         for _ in range(5):
             assert file_info_for_fd(fd) is first
         assert calls == []
