@@ -74,9 +74,7 @@ def _tool_reason(tool: str, package: str) -> str:
 
 def needs_tool(tool: str, package: str) -> pytest.MarkDecorator:
     """Mark: skip unless the program ``tool`` is on PATH."""
-    return pytest.mark.skipif(
-        shutil.which(tool) is None, reason=_gate(_tool_reason(tool, package))
-    )
+    return pytest.mark.skipif(shutil.which(tool) is None, reason=_gate(_tool_reason(tool, package)))
 
 
 def require_tool(tool: str, package: str) -> None:

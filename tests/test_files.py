@@ -1612,14 +1612,20 @@ def test_a_named_file_on_tmpfs_is_overwritten_and_unlinked_without_a_hiding_rena
     assert '".ht-' in unlink, on_disk
 
 
-def test_an_unnamed_plain_file_fstats_its_descriptor_once_at_close(tmp_path: Path) -> None:
+def test_an_unnamed_plain_file_stats_its_descriptor_once_at_close_and_asks_no_fstatfs(
+    tmp_path: Path,
+) -> None:
     calls = _lifecycle_calls(tmp_path, "plain")
     made = next(c for c in calls if "O_TMPFILE" in c)  # openat(dir, ".", ...O_TMPFILE...) = fd
     fd = made.rsplit("=", 1)[1].strip()
-    fstats = [c for c in calls if c.startswith((f"newfstatat({fd}, \"\",", f"fstat({fd},"))]
+    fstats = [c for c in calls if c.startswith((f'newfstatat({fd}, "",', f"fstat({fd},"))]
     # Creation (verify), FileIO's own, the read, and one at close (was 6: the size given
     # to the raw layer, and one fstat shared by the truncation check and the overwrite).
     assert len(fstats) <= 4, calls
+    # The close's statx of the descriptor gives its mount: the filesystem's facts come from
+    # the mount id (no fstatfs), never from st_dev alone.
+    assert [c for c in calls if c.startswith(f'statx({fd}, ""')], calls
+    assert not [c for c in calls if c.startswith(("fstatfs(", "statfs("))], calls
     assert not [c for c in calls if c.startswith("getpid(")], calls  # known, fork-refreshed
     # One geteuid, the trust check's: the new inode's owner is compared with its euid.
     assert len([c for c in calls if c.startswith("geteuid(")]) == 1, calls

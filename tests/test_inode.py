@@ -179,3 +179,25 @@ def test_lstat_mount_without_statx_or_the_mount_root_attribute_falls_back(
         assert (got.mnt_id, got.mount_root, got.st) == (mnt, None, st)
     finally:
         os.close(dfd)
+
+
+def test_mode_owner_mount_is_the_descriptors_mode_owner_and_mount_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hardtemp import _linux
+
+    (tmp_path / "f").write_bytes(b"12345")
+    os.chmod(tmp_path / "f", 0o640)
+    fd = os.open(tmp_path / "f", os.O_RDWR)
+    try:
+        st = os.fstat(fd)
+        assert _inode.mode_owner_mount(fd) == (st.st_mode, st.st_uid, _linux.mount_id(fd))
+        assert _linux.mount_id(fd) >= 0
+        with pytest.raises(OSError) as info:
+            _inode.mode_owner_mount(-1)
+        assert info.value.errno == errno.EBADF
+        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
+        monkeypatch.setattr(_linux, "_statx", None)
+        assert _inode.mode_owner_mount(fd) == (st.st_mode, st.st_uid, -1)
+    finally:
+        os.close(fd)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, overload
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir, trusted_dir_fd
 from ._fsinfo import set_nocow
-from ._inode import Entry
+from ._inode import Entry, mode_owner_mount
 from ._names import TMP_MAX, make_name, sanitize_params
 from ._remove import unlink_verified
 from ._tempdir import current, default_dir
@@ -276,8 +276,9 @@ def create_unnamed(
     suffix: str | bytes,
     *,
     linkable: bool = False,
-) -> int:
-    """A new 0600 file with no name (``O_TMPFILE``, else created and unlinked at once).
+) -> tuple[int, int]:
+    """A new 0600 file with no name (``O_TMPFILE``, else created and unlinked at once):
+    ``(fd, the mount id it was opened through)``, the id -1 when unknown.
 
     ``linkable``: ``O_TMPFILE`` without ``O_EXCL``, so that ``linkat`` can name it later.
 
@@ -286,9 +287,9 @@ def create_unnamed(
     """
     # Without O_EXCL only when asked: such a file can be linked by whoever holds it.
     flags = _UNNAMED_FLAGS & ~os.O_EXCL if linkable else _UNNAMED_FLAGS
-    fd = _tmpfile_at(handle.fd, handle.euid, base, flags)
+    fd, mnt_id = _tmpfile_at(handle.fd, handle.euid, base, flags)
     if fd >= 0:
-        return fd
+        return fd, mnt_id
     if linkable:  # never silently a file that cannot be linked
         raise OSError(
             errno.EOPNOTSUPP,
@@ -301,42 +302,48 @@ def create_unnamed(
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, -1  # its mount is not asked here: the close classifies it by fstatfs
 
 
-def _tmpfile_at(dir_fd: int, euid: int, base: str | bytes, flags: int) -> int:
+def _tmpfile_at(dir_fd: int, euid: int, base: str | bytes, flags: int) -> tuple[int, int]:
     """The ``O_TMPFILE`` open of :func:`create_unnamed` in the verified ``dir_fd`` (verified
-    for ``euid``), its inode checked; -1 where the filesystem or kernel has none.
+    for ``euid``), its inode checked: ``(fd, mount id or -1)``; fd -1 where the filesystem
+    or kernel has none.
 
     Raises: as :func:`create_file`.
     """
     if not _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
-        return -1
+        return -1, -1
     try:
         fd = os.open(".", flags, _FILE_MODE, dir_fd=dir_fd)
     except OSError as exc:
         # Filesystem or kernel without O_TMPFILE: the caller creates and unlinks.
         if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             raise
-        return -1
+        return -1, -1
     try:
-        st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
-        # O_TMPFILE files have st_nlink 0: check the rest. The verified euid, as in
-        # _create_in: the directory was verified for it in this call (no geteuid).
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != euid or st.st_mode & 0o077:
-            _verify(st, os.fsdecode(base) + "/<unnamed>", directory=False)
+        # One statx in place of the fstat: the check's mode and owner, and the mount the
+        # close classifies the file by (st_dev alone may name two filesystems: _fsinfo).
+        mode, uid, mnt_id = mode_owner_mount(fd)
+        # The verified euid, as in _create_in: the directory was verified for it in this
+        # call (no geteuid). O_TMPFILE files have st_nlink 0: not checked.
+        if mode != _GOOD_FILE or uid != euid:  # else every check passes
+            st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != euid or st.st_mode & 0o077:
+                _verify(st, os.fsdecode(base) + "/<unnamed>", directory=False)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, mnt_id
 
 
-def create_unnamed_cached(dir: str | bytes | None) -> tuple[int, bool] | None:
+def create_unnamed_cached(dir: str | bytes | None) -> tuple[int, bool, int] | None:
     """:func:`create_unnamed` on the hot path, as :func:`mkstemp`'s: a cached verification
     that still holds (the path leads to the verified inode, whose mode still passes: one
     open and ``fstat``, :func:`hardtemp._dirtrust.trusted_dir_fd`) gives a bare descriptor
     of the directory for the one ``O_TMPFILE`` open, closed at once (no handle is built:
-    an unnamed file never needs its directory again). ``(fd, btrfs)``; None when the
+    an unnamed file never needs its directory again). ``(fd, btrfs, mount id or -1)``;
+    None when the
     directory is not verified yet or changed since, or has no ``O_TMPFILE``: the caller
     then takes :func:`resolve_dir` and :func:`create_unnamed`, which walk and report.
 
@@ -347,10 +354,10 @@ def create_unnamed_cached(dir: str | bytes | None) -> tuple[int, bool] | None:
         return None
     dir_fd, euid, btrfs, where = hit
     try:
-        fd = _tmpfile_at(dir_fd, euid, where, _UNNAMED_FLAGS)
+        fd, mnt_id = _tmpfile_at(dir_fd, euid, where, _UNNAMED_FLAGS)
     finally:
         os.close(dir_fd)  # nothing of ours keeps the directory pinned
-    return None if fd < 0 else (fd, btrfs)
+    return None if fd < 0 else (fd, btrfs, mnt_id)
 
 
 def _unlink_made(made: Created) -> None:

@@ -52,6 +52,7 @@ class _WipingFileIO(PlainFileIO):
     """
 
     _owner_pid: int = 0
+    _mnt_id: int = -1  # the mount the file was created on (its descriptor's), -1: unknown
 
     def close(self) -> None:
         if self.closed:
@@ -64,7 +65,9 @@ class _WipingFileIO(PlainFileIO):
                 st = os.fstat(self.fileno())
                 shrunk = self.shrink_report(st)
                 # The common small file in one straight line; anything else the general way.
-                if overwrite_small(self.fileno(), st) is None:
+                # By the mount the descriptor is on, known since its creation: st_dev alone
+                # may name two filesystems (an overlay file's on a kernel before 4.17).
+                if overwrite_small(self.fileno(), st, self._mnt_id) is None:
                     overwrite_fd(self.fileno(), path=None, st=st)
         finally:
             super().close()
@@ -151,10 +154,11 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     fast = None if encrypt or linkable else create_unnamed_cached(dir)
     if fast is not None:
-        fd, btrfs = fast  # a cached verification that still holds, as mkstemp's
+        fd, btrfs, mnt_id = fast  # a cached verification that still holds, as mkstemp's
     else:
         handle, base = resolve_dir(dir, output_type)
-        fd, btrfs = create_unnamed(handle, base, prefix, suffix, linkable=linkable), handle.btrfs
+        fd, mnt_id = create_unnamed(handle, base, prefix, suffix, linkable=linkable)
+        btrfs = handle.btrfs
     raw: io.RawIOBase
     try:
         if encrypt:
@@ -165,6 +169,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
             raw = _WipingFileIO(fd, raw_mode(mode), size=0)  # just created: empty
             raw._owner_pid = _owner.pid()
+            raw._mnt_id = mnt_id
             size = io.DEFAULT_BUFFER_SIZE
     except BaseException:
         os.close(fd)
@@ -201,7 +206,7 @@ def _encrypted_raw(
 
     def plain() -> io.FileIO:
         # The plaintext file the descriptor is handed out for: as encrypt=False makes it.
-        pfd = create_unnamed(handle, base, prefix, suffix)
+        pfd, mnt_id = create_unnamed(handle, base, prefix, suffix)
         try:
             if handle.btrfs:
                 set_nocow(pfd)
@@ -210,6 +215,7 @@ def _encrypted_raw(
             os.close(pfd)
             raise
         raw._owner_pid = _owner.pid()
+        raw._mnt_id = mnt_id
         return raw
 
     # The encrypted side must be readable to be copied at the switch.

@@ -197,12 +197,9 @@ _sb_cache: dict[tuple[int, int, int, int], _SbEntry] = {}
 # table is unchanged that mount exists, so no other mount has its id and its superblock
 # is the one classified (no fstatfs needed to tell which superblock a file is on).
 _mnt_cache: dict[tuple[int, int], _SbEntry] = {}
-# The same entries by st_dev alone, for a file reached through no known mount (an unnamed
-# file's close): the caller holds a descriptor, so its superblock lives and no other live
-# one has its st_dev; one classified earlier with that st_dev was mounted in our table
-# (only those are kept), so it could only have died -- freeing the number -- by leaving
-# that table, which the watch sees and which clears this cache before any look.
-_dev_cache: dict[int, _SbEntry] = {}
+# Nothing is found by st_dev alone: two live superblocks can report one st_dev (an overlay
+# file on a kernel before 4.17 reports its upper or lower filesystem's), so a file whose
+# mount is not known is classified by fstatfs (type and fsid tell them apart).
 _cache_lock = threading.Lock()
 _CACHE_MAX = 256
 _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total bytes]
@@ -260,7 +257,6 @@ def clear_cache() -> None:
         _cache.clear()
         _sb_cache.clear()
         _mnt_cache.clear()
-        _dev_cache.clear()
     _swap_state[0] = -1e9
 
 
@@ -271,7 +267,6 @@ def _mounts_changed() -> bool:
         _cache.clear()
         _sb_cache.clear()
         _mnt_cache.clear()
-        _dev_cache.clear()
         return True
     return False
 
@@ -870,8 +865,8 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
     """
     with _cache_lock:
         _mounts_changed()
-        # No mount known: by st_dev (see _dev_cache), without the fstatfs.
-        entry = _mnt_cache.get((mnt_id, st_dev)) if mnt_id >= 0 else _dev_cache.get(st_dev)
+        # No mount known: by fstatfs below (never by st_dev alone, see _mnt_cache).
+        entry = _mnt_cache.get((mnt_id, st_dev)) if mnt_id >= 0 else None
     if entry is None:
         entry = _sb_entry(fd, st_dev, mnt_id)
     if entry.base.f_type != _TMPFS_MAGIC:
@@ -899,11 +894,6 @@ def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:
             if len(_sb_cache) >= _CACHE_MAX:
                 _sb_cache.clear()
             _sb_cache[key] = entry
-    if entry.base.mountpoint and entry.base.mnt_id >= 0:  # found in our mount table
-        with _cache_lock:
-            if len(_dev_cache) >= _CACHE_MAX:
-                _dev_cache.clear()
-            _dev_cache[st_dev] = entry
     if mnt_id >= 0:
         base = entry.base if entry.base.mnt_id == mnt_id else _base_info(fd, st_dev)
         # Only a mount found in our table by this id: one elsewhere (a descriptor from

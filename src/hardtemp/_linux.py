@@ -58,6 +58,7 @@ AT_FDCWD = -100
 _AT_SYMLINK_NOFOLLOW = 0x100
 AT_SYMLINK_NOFOLLOW = _AT_SYMLINK_NOFOLLOW  # for statx_buf callers elsewhere
 _AT_EMPTY_PATH = 0x1000
+AT_EMPTY_PATH = _AT_EMPTY_PATH  # for statx_raw callers elsewhere (an open descriptor itself)
 _RENAME_NOREPLACE = 1
 
 # ioctl numbers: _IOR('f', 1, long), _IOW('f', 2, long), _IOWR('f', 11, struct fiemap).
