@@ -24,9 +24,11 @@ import gc
 import json
 import mmap
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +39,8 @@ import pytest
 import hardtemp
 from _gates import require_loop, require_unshare
 from _helpers_core import marker
-from hardtemp import _dirtrust
+from forensic.test_forensic_names import _find_all, _journal_blocks
+from hardtemp import _dirsettle, _dirtrust, _linux
 
 pytestmark = pytest.mark.forensic
 
@@ -285,13 +288,16 @@ def _param(case: str, kind: str) -> Any:
 
 @pytest.mark.parametrize(
     ("case", "kind"),
-    [_param(c, k) for c in _CASES for k in ("named", "unnamed", "control-stdlib")],
+    [
+        _param(c, k)
+        for c in _CASES
+        for k in ("named", "unnamed", "control-stdlib")
+        if (c, k) != ("second-link-made-and-removed", "unnamed")  # O_TMPFILE: no name to link
+    ],
 )
 def test_a_small_file_changed_through_its_own_descriptor_leaves_no_marker(
     loopfs: Callable[..., Any], case: str, kind: str
 ) -> None:
-    if kind == "unnamed" and case == "second-link-made-and-removed":
-        pytest.skip("an O_TMPFILE file has no name to link")
     fs = loopfs("ext4", size_mb=32)
     m = marker()
     if kind == "named":
@@ -324,3 +330,93 @@ def test_a_small_file_changed_through_its_own_descriptor_leaves_no_marker(
     else:
         assert not left, f"{case}: the marker stayed on the disk after the close ({failed})"
         assert not failed, f"{case}: the close raised {failed!r}"
+
+
+# --- Claim 1: the TemporaryDirectory sync skipped while the disk's write count is unchanged ---
+#
+# A directory moved into a fresh tree from outside may have its names home already, so the
+# skip (_dirsettle.Fresh) also requires every directory removed to be born (statx btime) no
+# earlier than the top. Birth times come from the kernel's coarse clock (one tick: 4 ms at
+# HZ=250): a directory made, filled and synced home in the very tick the top is born in has
+# the top's birth time to the nanosecond. Each round waits for a fresh tick, makes such a
+# directory, syncs it (its names are home), makes the tree, moves the directory in and
+# cleans up; the rounds where both birth times are equal are the attack.
+
+_SAME_TICK = (
+    "review6 break: Fresh.young admits a directory whose birth time equals the top's "
+    "(born <= btime), but birth times have the coarse clock's granularity (a tick, 4 ms at "
+    "HZ=250): a directory made, filled and synced home within the tick before the top was "
+    "made (before the write-count stamp) and then moved into the tree is taken as young, "
+    "the sync is skipped, and its freed block keeps its names outside the journal"
+)
+
+
+def _btime(path: str) -> float:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _, _, born = _linux.birth_ident(fd)
+    finally:
+        os.close(fd)
+    assert born is not None, "no birth time on this ext4 (128-byte inodes?)"
+    return born
+
+
+def _next_tick() -> None:
+    """Return right after the coarse realtime clock (the one birth times use) ticks."""
+    coarse = 5  # CLOCK_REALTIME_COARSE
+    t = time.clock_gettime_ns(coarse)
+    while time.clock_gettime_ns(coarse) == t:
+        pass
+
+
+@pytest.mark.parametrize(
+    "apart",
+    [pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=_SAME_TICK)), True],
+    ids=["same-tick-as-the-top", "control-a-tick-apart"],
+)
+def test_ext4_a_synced_directory_moved_into_a_fresh_tree_makes_its_cleanup_sync(
+    loopfs: Callable[..., Any], apart: bool
+) -> None:
+    # barrier=0: no cache flush per commit, which the loop device would turn into an fsync
+    # of the image on the host's disk (slow: the round would no longer fit in one tick).
+    fs = loopfs("ext4", options="commit=300,barrier=0", size_mb=64)
+    if _dirsettle.disk_stamp(os.stat(fs.mountpoint).st_dev) is None:
+        pytest.skip("this kernel does not count the loop device's writes")
+    libc = ctypes.CDLL(None, use_errno=True)
+    moved: list[str] = []  # the tag of the round that staged the attack
+    skipped = False
+    for _ in range(100):  # until one round is staged (then stop: a later round would reuse
+        tag = "TAG" + secrets.token_hex(6)  # the freed block and hide what stayed)
+        old = os.path.join(fs.mountpoint, f"old-{tag}")
+        _next_tick()
+        os.mkdir(old)
+        for i in range(3):
+            os.close(os.open(os.path.join(old, f"p-{tag}-{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
+        dfd = os.open(old, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            libc.syncfs(dfd)  # committed and written home: its names are on the disk
+        finally:
+            os.close(dfd)
+        if apart:
+            _next_tick()  # born a tick before the tree: the defence must see it
+        before = _dirsettle.counts["skipped"]
+        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+            same = _btime(old) >= _btime(d)
+            os.rename(old, os.path.join(d, "moved"))  # the disk's write count does not change
+        if same != apart:
+            moved.append(tag)
+            skipped = _dirsettle.counts["skipped"] > before
+            break
+    if not moved:
+        pytest.skip("no round fitted in one clock tick here: the case was not staged")
+    gc.collect()
+    _dirtrust.clear_cache()
+    fs.unmount()
+    size, blocks = _journal_blocks(str(fs.image))
+    journal = set(blocks)
+    data = fs.image.read_bytes()
+    outside = sorted(
+        {t for t in moved for p in _find_all(data, t.encode()) if p // size not in journal}
+    )
+    assert not outside, f"the moved-in directory's names stayed (sync skipped: {skipped})"
+    assert not skipped, "the tree holding a directory older than its stamp skipped its sync"
