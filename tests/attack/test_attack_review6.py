@@ -18,6 +18,7 @@ import ctypes
 import errno
 import os
 import random
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,56 @@ def test_the_until_fileno_switch_in_a_child_seals_nothing_and_the_parent_repeats
         f.write(b"p" * 300)
     assert rec.repeats == []
     f.close()
+
+
+# --- A descriptor number reused by another file before the close (a double-close bug) --------
+#
+# The closes of plain files overwrite "through the descriptor we hold", trusting that a
+# descriptor never changes inode (issue 13 dropped the named close's fstat of it). A
+# descriptor *number* does: a library that closes a descriptor it did not own (a classic
+# double close) lets the next open() take the number, and our close then writes its random
+# overwrite into that unrelated file. The standard library only closes the number there.
+
+_REUSED = (
+    "review6 break: the close overwrites whatever file the descriptor number now refers to: "
+    "NamedTemporaryFile's straight-line close passes the name's statx for the descriptor "
+    "(fd_is_expect, since a132af6) and TemporaryFile(encrypt=False)'s close fstats the "
+    "descriptor but never compares it with the inode it created, so a number freed by a "
+    "library's double close and reused by open() gets our random overwrite: an unrelated "
+    "file's data is destroyed, silently (the stdlib control leaves it intact)"
+)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("named", marks=pytest.mark.xfail(strict=True, reason=_REUSED)),
+        pytest.param("unnamed", marks=pytest.mark.xfail(strict=True, reason=_REUSED)),
+        "control-stdlib",
+    ],
+)
+def test_a_descriptor_number_reused_by_another_file_is_never_overwritten_at_close(
+    tmp_path: Path, kind: str
+) -> None:
+    victim = tmp_path / "ledger.db"
+    data = b"IMPORTANT DATA " * 20
+    victim.write_bytes(data)
+    if kind == "named":
+        f: Any = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    elif kind == "unnamed":
+        f = hardtemp.TemporaryFile(dir=tmp_path, encrypt=False)
+    else:
+        f = tempfile.NamedTemporaryFile(dir=tmp_path)  # noqa: SIM115 - closed below
+    f.write(b"secret " * 10)
+    f.flush()
+    number = f.fileno()
+    os.close(number)  # a library's double close: the number is free again
+    fd = os.open(victim, os.O_RDWR | os.O_CLOEXEC)  # the application's next open takes it
+    if fd != number:  # (other descriptors freed meanwhile: put it exactly there)
+        os.dup2(fd, number)
+        os.close(fd)
+    with contextlib.suppress(OSError):  # what the close may say about the lost file is fine
+        f.close()
+    with contextlib.suppress(OSError):
+        os.close(number)  # the close may or may not have closed the number itself
+    assert victim.read_bytes() == data, "an unrelated file was overwritten by our close"
