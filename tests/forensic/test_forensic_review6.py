@@ -420,3 +420,71 @@ def test_ext4_a_synced_directory_moved_into_a_fresh_tree_makes_its_cleanup_sync(
     )
     assert not outside, f"the moved-in directory's names stayed (sync skipped: {skipped})"
     assert not skipped, "the tree holding a directory older than its stamp skipped its sync"
+
+
+@pytest.mark.parametrize("who", ["another-process", "inside-the-tree"])
+def test_ext4_fast_commits_are_counted_and_a_tree_they_logged_is_synced(
+    loopfs: Callable[..., Any], who: str
+) -> None:
+    # ext4 fast commits (mkfs -O fast_commit) log an fsync'ed inode's changes (directory
+    # entries' names included) in a small area at the journal's end without a full jbd2
+    # commit: they must move the write count too (checked first, on a real fast commit).
+    # During the tree's life an fsync may be a fast or (the tree's sweep mark is an xattr,
+    # which makes a transaction fast-commit ineligible) a full commit: either way the
+    # cleanup must sync and leave no name outside the journal.
+    fs = loopfs("ext4", options="commit=300", size_mb=64)
+    fs.unmount()
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-O", "fast_commit", "-E", "lazy_itable_init=0", str(fs.image)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    fs.mount()
+    dev = os.stat(fs.mountpoint).st_dev
+    if _dirsettle.disk_stamp(dev) is None:
+        pytest.skip("this kernel does not count the loop device's writes")
+    other = os.path.join(fs.mountpoint, "other")
+    with open(other, "wb") as f:
+        f.write(b"o")
+        os.fsync(f.fileno())
+    subprocess.run(["sync", "-f", str(fs.mountpoint)], check=True)  # a transaction boundary
+    for _ in range(3):  # the first fsync after the full commit may be ineligible: a full one
+        before, fast = _dirsettle._sectors_written(dev), _fast_commits(dev)
+        with open(other, "ab") as f:
+            f.write(b"x")
+            os.fsync(f.fileno())
+        if _fast_commits(dev) > fast:
+            break
+    else:
+        pytest.fail("no fast commit happened: the case proves nothing")
+    assert _dirsettle._sectors_written(dev) != before, "a fast commit was not counted"
+    tag = "TAG" + secrets.token_hex(6)
+    synced = _dirsettle.counts["synced"]
+    with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+        sub = os.path.join(d, f"sub-{tag}")
+        os.mkdir(sub)
+        for i in range(10):
+            os.close(os.open(os.path.join(sub, f"p-{tag}-{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
+        before = _dirsettle._sectors_written(dev)
+        target = other if who == "another-process" else os.path.join(sub, f"p-{tag}-0")
+        with open(target, "ab") as f:
+            f.write(b"x")
+            os.fsync(f.fileno())  # a fast commit, not a full one
+        assert _dirsettle._sectors_written(dev) != before, "the commit was not counted"
+    assert _dirsettle.counts["synced"] > synced  # so the cleanup synced
+    gc.collect()
+    _dirtrust.clear_cache()
+    fs.unmount()
+    size, blocks = _journal_blocks(str(fs.image))
+    journal = set(blocks)
+    data = fs.image.read_bytes()
+    outside = [p for p in _find_all(data, tag.encode()) if p // size not in journal]
+    assert not outside, f"{len(outside)} copies of the names outside the journal"
+
+
+def _fast_commits(dev: int) -> int:
+    """Fast commits made so far on the ext4 of device ``dev`` (its ``fc_info``)."""
+    name = os.path.basename(os.readlink(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"))
+    with open(f"/proc/fs/ext4/{name}/fc_info") as f:
+        lines = f.read().splitlines()
+    return int(next(ln for ln in lines if ln.endswith(" commits")).split()[0])
