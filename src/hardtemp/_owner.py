@@ -49,7 +49,7 @@ from enum import Enum
 from . import _markkey
 from ._codes import Reason, SweepReason
 from ._inode import proc_path
-from ._linux import birth_ident
+from ._linux import birth_ns
 
 __all__ = [
     "OWNER_XATTR",
@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 OWNER_XATTR = "user.hardtemp.owner"
-_DOMAIN = b"hardtemp-mark/2\0"
+_DOMAIN = b"hardtemp-mark/3\0"  # 3: the birth time in nanoseconds (2: a float)
 
 
 def _read(path: str) -> str:
@@ -205,13 +205,14 @@ def _death(tag: OwnerTag) -> str:
 def _place(fd: int, dir_ident: tuple[int, int], name: bytes) -> bytes:
     """What a mark is bound to: the inode's identity and birth, and where it was named."""
     try:
-        dev, ino, btime = birth_ident(fd)
+        dev, ino, born = birth_ns(fd)
     except OSError:  # no statx: bound to device, inode and place only
         st = os.fstat(fd)
-        dev, ino, btime = st.st_dev, st.st_ino, None
-    # Birth time: an inode number reused by a later file never matches an old mark.
-    born = "-" if btime is None else repr(btime)
-    return f"{dev}:{ino}:{born}:{dir_ident[0]}:{dir_ident[1]}:".encode() + name
+        dev, ino, born = st.st_dev, st.st_ino, None
+    # Birth time (whole nanoseconds): an inode number reused by a later file never matches
+    # an old mark.
+    birth = "-" if born is None else born
+    return f"{dev}:{ino}:{birth}:{dir_ident[0]}:{dir_ident[1]}:".encode() + name
 
 
 def _mac(key: bytes, tag: bytes, place: bytes) -> str:
@@ -220,7 +221,14 @@ def _mac(key: bytes, tag: bytes, place: bytes) -> str:
     return hmac.digest(key, _DOMAIN + tag + b"\0" + place, "sha256").hex()
 
 
-_mark_base: tuple[bytes, bytes, hmac.HMAC] | None = None  # (key, tag, HMAC over its prefix)
+try:  # OpenSSL's HMAC object itself: copy, update and hexdigest in C, no Python layer
+    from _hashlib import HMAC as _HMAC
+    from _hashlib import hmac_new as _hmac_new
+except ImportError:  # pragma: no cover - a Python built without OpenSSL's _hashlib
+    _HMAC = hmac.HMAC  # type: ignore[misc,assignment]
+    _hmac_new = hmac.new  # type: ignore[assignment]
+
+_mark_base: tuple[bytes, bytes, _HMAC] | None = None  # (key, tag, HMAC over its prefix)
 
 
 def _mark_mac(key: bytes, tag: bytes, place: bytes) -> str:
@@ -231,7 +239,7 @@ def _mark_mac(key: bytes, tag: bytes, place: bytes) -> str:
     base = _mark_base
     if base is None or base[0] is not key or base[1] != tag:
         # A new key (another euid, $XDG_STATE_HOME) or tag (a forked child): built anew.
-        base = (key, tag, hmac.new(key, _DOMAIN + tag + b"\0", "sha256"))
+        base = (key, tag, _hmac_new(key, _DOMAIN + tag + b"\0", "sha256"))
         _mark_base = base
     mac = base[2].copy()  # one C call under the object's lock: threads never share state
     mac.update(place)
