@@ -738,6 +738,39 @@ def test_forked_child_never_removes_the_parents_files(tmp_path: Path, how: str) 
     assert sorted(os.listdir(tmp_path)) == []
 
 
+_LEFT_OPEN = r"""
+import gc, os, sys, hardtemp
+d = sys.argv[1]
+seen = os.open(d, os.O_RDONLY)
+kept = []
+for delete_on_close in (True, False):  # open at exit; closed but never exited
+    f = hardtemp.NamedTemporaryFile(dir=d, delete_on_close=delete_on_close)
+    f.write(b"left at exit")
+    f.flush()
+    if not delete_on_close:
+        f.close()
+    kept.append(f)
+dropped = hardtemp.NamedTemporaryFile(dir=d)  # no reference left: collected, not exited
+dropped.write(b"dropped")
+dropped.flush()
+name = os.path.basename(dropped.name)
+del dropped
+gc.collect()
+assert name not in os.listdir(d), "not removed when collected"
+assert len(os.listdir(d)) == 2
+"""
+
+
+def test_named_files_left_open_are_removed_when_collected_and_at_interpreter_exit(
+    tmp_path: Path,
+) -> None:
+    # The cleanup of a file never exited runs when its token is collected, and at exit for
+    # the ones still alive (as weakref.finalize's atexit hook does), in the creating process.
+    proc = run_python(_LEFT_OPEN, str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_child_forked_without_pythons_fork_hooks_never_removes_the_parents_file(
     tmp_path: Path,
 ) -> None:

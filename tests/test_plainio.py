@@ -321,7 +321,7 @@ def test_a_plain_file_is_seekable_without_asking_the_kernel_and_not_once_closed(
     tmp_path: Path,
 ) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    raw = PlainFileIO(fd, "rb+", size=0)
+    raw = PlainFileIO(fd, "rb+")
     assert raw.seekable() is True  # a regular file we created: no lseek needed
     with io.BufferedRandom(raw) as f:
         f.write(b"abc")
@@ -337,7 +337,7 @@ def test_layers_built_over_a_new_file_know_its_offset_and_later_tells_ask_the_ke
     tmp_path: Path, mode: str, buffering: int
 ) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    raw = PlainFileIO(fd, _iostack_raw_mode(mode), size=0)
+    raw = PlainFileIO(fd, _iostack_raw_mode(mode))
     f = _plainio.wrap_created(raw, mode, buffering, None, None, None)
     try:
         assert f.tell() == 0
@@ -352,7 +352,7 @@ def test_layers_built_over_a_new_file_know_its_offset_and_later_tells_ask_the_ke
 
 def test_a_failed_wrap_of_a_new_file_closes_it(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    raw = PlainFileIO(fd, "rb+", size=0)
+    raw = PlainFileIO(fd, "rb+")
     with pytest.raises(LookupError):
         _plainio.wrap_created(raw, "w+", -1, "no-such-encoding", None, None)
     assert raw.closed

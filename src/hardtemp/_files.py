@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import functools
@@ -167,7 +168,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
         else:
             if btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
-            raw = _WipingFileIO(fd, raw_mode(mode), size=0)  # just created: empty
+            raw = _WipingFileIO(fd, raw_mode(mode))  # just created: empty
             raw._owner_pid = _owner.pid()
             raw._mnt_id = mnt_id
             size = io.DEFAULT_BUFFER_SIZE
@@ -210,7 +211,7 @@ def _encrypted_raw(
         try:
             if handle.btrfs:
                 set_nocow(pfd)
-            raw = _WipingFileIO(pfd, rmode, size=0)  # just created: empty
+            raw = _WipingFileIO(pfd, rmode)  # just created: empty
         except BaseException:
             os.close(pfd)
             raise
@@ -397,9 +398,11 @@ class _NamedState:
         flushed = False
         try:
             if self.delete_on_close:
-                with contextlib.suppress(OSError, ValueError):
+                try:  # (a try, not contextlib.suppress: three Python calls fewer per file)
                     self.file.flush()  # our data must be on the inode before we overwrite it
                     flushed = True
+                except (OSError, ValueError):
+                    pass
                 self.remove(self.fd)
             elif self.delete and _owner.pid() == self.owner_pid:
                 with contextlib.suppress(OSError, ValueError):
@@ -450,6 +453,28 @@ class _Closer:
     __slots__ = ("__weakref__",)
 
 
+# The cleanups still to run: a weak reference to each live file's _Closer -> its state.
+# What weakref.finalize does (run when the token is collected, or at interpreter exit,
+# newest first), without its Python-level bookkeeping per file; a file whose __exit__ ran
+# has nothing left to do and leaves at once (no callback when it is collected).
+_pending: dict[weakref.ref[_Closer], _NamedState] = {}
+
+
+def _collected(ref: weakref.ref[_Closer]) -> None:
+    """The token of a file left open was collected: close and remove it."""
+    state = _pending.pop(ref, None)
+    if state is not None:
+        state.finalize()
+
+
+@atexit.register
+def _at_exit() -> None:
+    """The interpreter exits: what is still open is closed and removed, newest first
+    (only in the creating process; a forked child's exit leaves its parent's files)."""
+    while _pending:
+        _pending.popitem()[1].finalize()
+
+
 class _TemporaryFileWrapper:
     """The object :func:`NamedTemporaryFile` returns: a file with a name that
     is removed (after an overwrite) as the ``delete``/``delete_on_close``
@@ -476,7 +501,8 @@ class _TemporaryFileWrapper:
         # wrapper holds the token, so `w = f.write; del f; w(b"x")` still works (as in
         # tempfile, CPython issue #18879) without a reference cycle to the wrapper.
         self._closer = _Closer()
-        self._finalizer = weakref.finalize(self._closer, state.finalize)
+        self._pending = ref = weakref.ref(self._closer, _collected)
+        _pending[ref] = state
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not found on the wrapper: delegate to the file.
@@ -508,8 +534,12 @@ class _TemporaryFileWrapper:
     def __exit__(
         self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
-        self._state.remove(None)
+        try:
+            self.close()
+            self._state.remove(None)
+        finally:
+            # Closed, removed (or kept) and released: what the finalizer would do is done.
+            _pending.pop(self._pending, None)
 
     def close(self) -> None:
         """Close the file; with ``delete_on_close`` (the default), overwrite and remove it."""
@@ -654,7 +684,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
         sys.audit("tempfile.mkstemp", made.path)
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
-        raw = PlainFileIO(fd, raw_mode(mode), size=0)  # create_file made it, O_EXCL: empty
+        raw = PlainFileIO(fd, raw_mode(mode))  # create_file made it, O_EXCL: empty
         raw.name = made.path  # as tempfile does on 3.12+
         # closes raw on failure
         file = wrap_created(raw, mode, buffering, encoding, errors, newline)

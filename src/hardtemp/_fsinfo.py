@@ -182,12 +182,14 @@ _cache: dict[tuple[int, int, int, int, int], FsInfo] = {}
 class _SbEntry:
     """One superblock's classification, and its swap-adjusted copy (tmpfs only)."""
 
-    __slots__ = ("base", "swapped", "total")
+    __slots__ = ("base", "swappable", "swapped", "total")
 
     def __init__(self, base: FsInfo) -> None:
         self.base = base
         self.swapped: FsInfo | None = None
         self.total = -2.0  # the swap total ``swapped`` was made for
+        # tmpfs: its verdict follows the swap total, unless mounted noswap (never swapped).
+        self.swappable = base.f_type == _TMPFS_MAGIC and "noswap" not in base.options
 
 
 # Per superblock (device, f_type, fsid): the hot path's classification without reading
@@ -595,6 +597,9 @@ def _swap_bytes() -> int:
     return int(fields[0]) * (1024 if fields[1:] == [b"kB"] else 1)
 
 
+_monotonic = time.monotonic
+
+
 def _swap_total() -> float:
     now = time.monotonic()
     if now - _swap_state[0] > _SWAP_TTL:
@@ -871,7 +876,11 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
         entry = _sb_entry(fd, st_dev, mnt_id)
     if entry.base.f_type != _TMPFS_MAGIC:
         return entry.base
-    total = -1.0 if "noswap" in entry.base.options else _swap_total()
+    total = -1.0  # noswap: as with no swap at all
+    if entry.swappable:
+        # _swap_total() inline (every plain temp file's close on tmpfs asks it).
+        now = _monotonic()
+        total = _swap_state[1] if now - _swap_state[0] <= _SWAP_TTL else _swap_total()
     swapped = entry.swapped
     if swapped is None or entry.total != total:
         # Rebuilt only when swap appears or goes (the swap total is itself reused 2 s).

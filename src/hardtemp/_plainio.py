@@ -43,21 +43,21 @@ __all__ = ["MAX_RANGES", "PlainFileIO", "warn_unwiped", "wrap_created"]
 MAX_RANGES = 256
 
 
+_NO_WRITES: tuple[()] = ()  # the ranges of a file not written yet (shared: never mutated)
+_write = io.FileIO.write  # bound once: no super() per write
+_fileno = io.FileIO.fileno
+_lseek = os.lseek
+
+
 class PlainFileIO(io.FileIO):
     """A :class:`io.FileIO` that wipes what it cuts and remembers what it wrote."""
 
-    _hw: int = 0  # high-water mark: the largest end of file our writes or fstat saw
-    _ranges: list[list[int]] | None = None  # merged [start, end) ranges we wrote
+    # Made only over a file hardtemp just created (O_CREAT|O_EXCL or O_TMPFILE: empty, no
+    # one else had it yet), so both start empty without an __init__ of ours (FileIO's own,
+    # in C): the first write replaces the shared empty tuple with this object's own list.
+    _hw: int = 0  # high-water mark: the largest end of file our writes saw
+    _ranges: list[list[int]] | tuple[()] | None = _NO_WRITES  # merged [start, end) we wrote
     _fresh = False  # offset known to be 0: set only while wrap_created builds the layers
-
-    def __init__(
-        self, file: int, mode: str = "r", closefd: bool = True, *, size: int | None = None
-    ) -> None:
-        """``size``: the file's size if the caller knows it (a file it just created with
-        ``O_CREAT|O_EXCL``, so empty: no one else had it yet), which saves an ``fstat``."""
-        super().__init__(file, mode, closefd)
-        self._ranges = []
-        self._hw = os.fstat(self.fileno()).st_size if size is None else size
 
     def seekable(self) -> bool:
         """True (``ValueError`` once closed, as :class:`io.FileIO`): hardtemp makes this
@@ -75,19 +75,24 @@ class PlainFileIO(io.FileIO):
         return super().tell()
 
     def write(self, b: Any, /) -> int:
-        n = super().write(b)
+        n = _write(self, b)
         if n:
-            end = os.lseek(self.fileno(), 0, os.SEEK_CUR)
-            self._note(end - n, end)
+            end = _lseek(_fileno(self), 0, os.SEEK_CUR)
+            if self._ranges is _NO_WRITES:  # the first write (most temp files): no merge
+                self._ranges = [[end - n, end]]
+                if end > self._hw:
+                    self._hw = end
+            else:
+                self._note(end - n, end)
         return n
 
     def _note(self, start: int, end: int) -> None:
         if end > self._hw:
             self._hw = end
         ranges = self._ranges
-        if not ranges:
+        if not isinstance(ranges, list) or not ranges:
             if ranges is not None:
-                ranges.append([start, end])  # the first write (most temp files): no merge
+                self._ranges = [[start, end]]  # the first range (most temp files): no merge
             return
         # Merge [start, end) into the sorted disjoint list (touching ranges merge too).
         i = bisect.bisect_left(ranges, [start])

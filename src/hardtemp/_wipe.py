@@ -403,8 +403,14 @@ def _take_small(n: int) -> memoryview:
         # A child forked without Python's hooks (libc fork() from ctypes or a C extension):
         # the wipe-on-fork token tells, so it never writes the bytes its parent will.
         _fresh_pool_after_fork()
+    pool = _small_pool
     with _small_lock:
-        return _small_pool.take(n)
+        pos = pool._pos
+        end = pos + n
+        if end <= len(pool._buf):  # RandomPool.take's common case inline: no refill
+            pool._pos = end
+            return pool._buf[pos:end]
+        return pool.take(n)
 
 
 def _fresh_pool_after_fork() -> None:
