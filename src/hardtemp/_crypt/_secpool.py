@@ -26,7 +26,12 @@ Invariants:
 * ``locked`` is true per slot only while that slot is locked in this process:
   past ``RLIMIT_MEMLOCK`` the whole-arena lock fails and each slot tries on
   its own when it is handed out (quietly left unlocked past the limit, as
-  ``_secmem``); ``dontdump`` / ``wipeonfork`` report the ``madvise`` results.
+  ``_secmem``); ``dontdump`` / ``wipeonfork`` report the ``madvise`` results;
+* an exception at any bytecode of the pool's code (a signal handler raising
+  ``KeyboardInterrupt``, a finalizer reentering it) can only *leak* a slot or an
+  arena, never hand a slot to two holders, free a slot still held, or keep a
+  removed arena's slots on the free list: each step is one store, ordered so
+  (``tests/test_crypt_secpool.py`` raises at every opcode).
 """
 
 from __future__ import annotations
@@ -109,8 +114,12 @@ class _Pool:
         with self.lock:
             if not self.free:
                 arena = _Arena(min(_MAX_SLOTS, 4 << len(self.arenas)))
+                # Listed before its slots are free: interrupted between, it is leaked, never
+                # a free slot of an arena the pool does not know.
                 self.arenas.append(arena)
                 self.free.extend((arena, i) for i in reversed(range(arena.nslots)))
+            # Popped before counted: interrupted between, the slot is lost to everyone
+            # (a leak), and in_use still counts exactly the slots that have a holder.
             arena, index = self.free.pop()
             arena.in_use += 1
             return arena, index
@@ -118,11 +127,17 @@ class _Pool:
     def give_back(self, arena: _Arena, index: int) -> None:
         """Return a slot (already zeroed); unmap its arena if that frees all of it."""
         with self.lock:
-            arena.in_use -= 1
+            # Freed before uncounted: interrupted between, in_use is one too high (the arena
+            # is never unmapped, a leak), never lower than its slots' holders.
             self.free.append((arena, index))
+            arena.in_use -= 1
             if arena.in_use == 0 and arena is not self.arenas[0]:
-                self.arenas.remove(arena)
+                # Its slots leave the free list first, in one store: interrupted after it, the
+                # arena is leaked, never unmapped with a slot of it still on the free list
+                # (an interrupt between a list.remove and the filter, seen in CI, left one there:
+                # handed out again, its next release raised in every later file of the process).
                 self.free = [s for s in self.free if s[0] is not arena]
+                self.arenas = [a for a in self.arenas if a is not arena]
                 arena.unmap()
 
 
@@ -179,13 +194,16 @@ class Slot:
     def close(self) -> None:
         """Zero the slot and give it back to the pool (only to the pool of the
         process that took it). Idempotent."""
-        arena, self._arena = self._arena, None
+        arena = self._arena
         if arena is None:
             return
         self.view.release()
         offset, zeros = self._offset, arena.zeros
         # Before any reuse: the next file in this slot must not see our key or plaintext.
         arena.map[offset : offset + len(zeros)] = zeros
+        # Let go only once zeroed (an interrupted close, called again, zeroes and gives back),
+        # and before the give-back (a slot is never given back twice).
+        self._arena = None
         pool = self._pool
         if pool is _pool and pool.current():
             pool.give_back(arena, self._index)
