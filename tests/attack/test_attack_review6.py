@@ -134,7 +134,7 @@ def test_the_until_fileno_switch_in_a_child_seals_nothing_and_the_parent_repeats
     how: str,
 ) -> None:
     f = hardtemp.compat.TemporaryFile(buffering=0)
-    switching = f
+    switching: Any = f  # the SwitchingRawIO itself (buffering=0)
     assert switching.encrypted
     f.write(b"b" * 100)  # small first write: 4-byte counters
     enc = switching.current
@@ -148,7 +148,7 @@ def test_the_until_fileno_switch_in_a_child_seals_nothing_and_the_parent_repeats
         os.lseek(fd, 0, os.SEEK_SET)
         data = os.read(fd, 200)
         f.write(b"c" * 10)  # the child writes its plain copy, never the shared ciphertext
-        return f.encrypted, data, len(rec.nonces) - before
+        return switching.encrypted, data, len(rec.nonces) - before
 
     assert child_result(child, _FORKS[how]) == (False, b"b" * 100, 0)
     assert switching.encrypted  # the parent is still encrypted, its key still its own

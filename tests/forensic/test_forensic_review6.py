@@ -400,7 +400,7 @@ def test_ext4_a_synced_directory_moved_into_a_fresh_tree_makes_its_cleanup_sync(
         if apart:
             _next_tick()  # born a tick before the tree: the defence must see it
         before = _dirsettle.counts["skipped"]
-        with hardtemp.TemporaryDirectory(dir=fs.mountpoint) as d:
+        with hardtemp.TemporaryDirectory(dir=str(fs.mountpoint)) as d:
             same = _btime(old) >= _btime(d)
             os.rename(old, os.path.join(d, "moved"))  # the disk's write count does not change
         if same != apart:
@@ -460,7 +460,7 @@ def test_ext4_fast_commits_are_counted_and_a_tree_they_logged_is_synced(
     assert _dirsettle._sectors_written(dev) != before, "a fast commit was not counted"
     tag = "TAG" + secrets.token_hex(6)
     synced = _dirsettle.counts["synced"]
-    with hardtemp.TemporaryDirectory(dir=fs.mountpoint, prefix=f"job-{tag}-") as d:
+    with hardtemp.TemporaryDirectory(dir=str(fs.mountpoint), prefix=f"job-{tag}-") as d:
         sub = os.path.join(d, f"sub-{tag}")
         os.mkdir(sub)
         for i in range(10):
