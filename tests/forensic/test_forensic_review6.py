@@ -209,7 +209,8 @@ def test_a_raw_forked_child_s_look_does_not_hide_a_mount_change_from_its_parent(
 _UNSHARED = (
     "review6 break: the mount-table watch keeps polling the mount namespace the process "
     "had when it first classified a filesystem; after the process's own "
-    "unshare(CLONE_NEWNS) (or setns) the mounts and umounts of its new namespace never "
+    "unshare(CLONE_NEWNS) (setns: the same path, not tested) the mounts of its new "
+    "namespace never "
     "reach that poll, so a tmpfs classified there and replaced by an overlay (ext4 upper) "
     "with the same st_dev and mount id is still taken as volatile: the marker stays"
 )
