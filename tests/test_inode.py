@@ -181,7 +181,7 @@ def test_lstat_mount_without_statx_or_the_mount_root_attribute_falls_back(
         os.close(dfd)
 
 
-def test_mode_owner_mount_is_the_descriptors_mode_owner_and_mount_in_one_call(
+def test_new_file_facts_are_the_descriptors_identity_mode_owner_and_mount_in_one_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hardtemp import _linux
@@ -191,13 +191,14 @@ def test_mode_owner_mount_is_the_descriptors_mode_owner_and_mount_in_one_call(
     fd = os.open(tmp_path / "f", os.O_RDWR)
     try:
         st = os.fstat(fd)
-        assert _inode.mode_owner_mount(fd) == (st.st_mode, st.st_uid, _linux.mount_id(fd))
+        facts = (st.st_dev, st.st_ino, st.st_mode, st.st_uid)
+        assert _inode.new_file_facts(fd) == (*facts, _linux.mount_id(fd))
         assert _linux.mount_id(fd) >= 0
         with pytest.raises(OSError) as info:
-            _inode.mode_owner_mount(-1)
+            _inode.new_file_facts(-1)
         assert info.value.errno == errno.EBADF
         # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
         monkeypatch.setattr(_linux, "_statx", None)
-        assert _inode.mode_owner_mount(fd) == (st.st_mode, st.st_uid, -1)
+        assert _inode.new_file_facts(fd) == (*facts, -1)
     finally:
         os.close(fd)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, overload
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir, trusted_dir_fd
 from ._fsinfo import set_nocow
-from ._inode import Entry, mode_owner_mount
+from ._inode import Entry, new_file_facts
 from ._names import TMP_MAX, make_name, sanitize_params
 from ._remove import unlink_verified
 from ._tempdir import current, default_dir
@@ -276,9 +276,9 @@ def create_unnamed(
     suffix: str | bytes,
     *,
     linkable: bool = False,
-) -> tuple[int, int]:
+) -> tuple[int, int, tuple[int, int]]:
     """A new 0600 file with no name (``O_TMPFILE``, else created and unlinked at once):
-    ``(fd, the mount id it was opened through)``, the id -1 when unknown.
+    ``(fd, the mount id it was opened through or -1, its (st_dev, st_ino))``.
 
     ``linkable``: ``O_TMPFILE`` without ``O_EXCL``, so that ``linkat`` can name it later.
 
@@ -287,9 +287,9 @@ def create_unnamed(
     """
     # Without O_EXCL only when asked: such a file can be linked by whoever holds it.
     flags = _UNNAMED_FLAGS & ~os.O_EXCL if linkable else _UNNAMED_FLAGS
-    fd, mnt_id = _tmpfile_at(handle.fd, handle.euid, base, flags)
+    fd, mnt_id, ident = _tmpfile_at(handle.fd, handle.euid, base, flags)
     if fd >= 0:
-        return fd, mnt_id
+        return fd, mnt_id, ident
     if linkable:  # never silently a file that cannot be linked
         raise OSError(
             errno.EOPNOTSUPP,
@@ -302,29 +302,32 @@ def create_unnamed(
     except BaseException:
         os.close(fd)
         raise
-    return fd, -1  # its mount is not asked here: the close classifies it by fstatfs
+    # Its mount is not asked here: the close classifies it by fstatfs.
+    return fd, -1, (made.dev, made.ino)
 
 
-def _tmpfile_at(dir_fd: int, euid: int, base: str | bytes, flags: int) -> tuple[int, int]:
+def _tmpfile_at(
+    dir_fd: int, euid: int, base: str | bytes, flags: int
+) -> tuple[int, int, tuple[int, int]]:
     """The ``O_TMPFILE`` open of :func:`create_unnamed` in the verified ``dir_fd`` (verified
-    for ``euid``), its inode checked: ``(fd, mount id or -1)``; fd -1 where the filesystem
-    or kernel has none.
+    for ``euid``), its inode checked: ``(fd, mount id or -1, (st_dev, st_ino))``; fd -1
+    where the filesystem or kernel has none.
 
     Raises: as :func:`create_file`.
     """
     if not _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
-        return -1, -1
+        return -1, -1, (-1, -1)
     try:
         fd = os.open(".", flags, _FILE_MODE, dir_fd=dir_fd)
     except OSError as exc:
         # Filesystem or kernel without O_TMPFILE: the caller creates and unlinks.
         if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             raise
-        return -1, -1
+        return -1, -1, (-1, -1)
     try:
         # One statx in place of the fstat: the check's mode and owner, and the mount the
         # close classifies the file by (st_dev alone may name two filesystems: _fsinfo).
-        mode, uid, mnt_id = mode_owner_mount(fd)
+        dev, ino, mode, uid, mnt_id = new_file_facts(fd)
         # The verified euid, as in _create_in: the directory was verified for it in this
         # call (no geteuid). O_TMPFILE files have st_nlink 0: not checked.
         if mode != _GOOD_FILE or uid != euid:  # else every check passes
@@ -334,16 +337,18 @@ def _tmpfile_at(dir_fd: int, euid: int, base: str | bytes, flags: int) -> tuple[
     except BaseException:
         os.close(fd)
         raise
-    return fd, mnt_id
+    return fd, mnt_id, (dev, ino)
 
 
-def create_unnamed_cached(dir: str | bytes | None) -> tuple[int, bool, int] | None:
+def create_unnamed_cached(
+    dir: str | bytes | None,
+) -> tuple[int, bool, int, tuple[int, int]] | None:
     """:func:`create_unnamed` on the hot path, as :func:`mkstemp`'s: a cached verification
     that still holds (the path leads to the verified inode, whose mode still passes: one
     open and ``fstat``, :func:`hardtemp._dirtrust.trusted_dir_fd`) gives a bare descriptor
     of the directory for the one ``O_TMPFILE`` open, closed at once (no handle is built:
-    an unnamed file never needs its directory again). ``(fd, btrfs, mount id or -1)``;
-    None when the
+    an unnamed file never needs its directory again). ``(fd, btrfs, mount id or -1,
+    (st_dev, st_ino))``; None when the
     directory is not verified yet or changed since, or has no ``O_TMPFILE``: the caller
     then takes :func:`resolve_dir` and :func:`create_unnamed`, which walk and report.
 
@@ -354,10 +359,10 @@ def create_unnamed_cached(dir: str | bytes | None) -> tuple[int, bool, int] | No
         return None
     dir_fd, euid, btrfs, where = hit
     try:
-        fd, mnt_id = _tmpfile_at(dir_fd, euid, where, _UNNAMED_FLAGS)
+        fd, mnt_id, ident = _tmpfile_at(dir_fd, euid, where, _UNNAMED_FLAGS)
     finally:
         os.close(dir_fd)  # nothing of ours keeps the directory pinned
-    return None if fd < 0 else (fd, btrfs, mnt_id)
+    return None if fd < 0 else (fd, btrfs, mnt_id, ident)
 
 
 def _unlink_made(made: Created) -> None:

@@ -54,6 +54,7 @@ class _WipingFileIO(PlainFileIO):
 
     _owner_pid: int = 0
     _mnt_id: int = -1  # the mount the file was created on (its descriptor's), -1: unknown
+    _ident = (-1, -1)  # (st_dev, st_ino) of the file created: set with _owner_pid
 
     def close(self) -> None:
         if self.closed:
@@ -64,12 +65,19 @@ class _WipingFileIO(PlainFileIO):
                 self._owner_pid = 0
                 # One fstat for both: what others cut, and what the overwrite covers.
                 st = os.fstat(self.fileno())
-                shrunk = self.shrink_report(st)
-                # The common small file in one straight line; anything else the general way.
-                # By the mount the descriptor is on, known since its creation: st_dev alone
-                # may name two filesystems (an overlay file's on a kernel before 4.17).
-                if overwrite_small(self.fileno(), st, self._mnt_id) is None:
-                    overwrite_fd(self.fileno(), path=None, st=st)
+                if (st.st_dev, st.st_ino) != self._ident:
+                    # Other code closed our descriptor (a double close) and the number now
+                    # holds another file: never overwrite it. Ours died with that close.
+                    shrunk = _NUMBER_REUSED
+                else:
+                    shrunk = self.shrink_report(st)
+                    # The common small file in one straight line; anything else the general
+                    # way. By the mount the descriptor is on, known since its creation:
+                    # st_dev alone may name two filesystems (an overlay file on a kernel
+                    # before 4.17).
+                    if overwrite_small(self.fileno(), st, self._mnt_id) is None:
+                        # Without O_APPEND (fcntl may have set it since): reopened if so.
+                        _overwrite_unnamed(self.fileno(), None, st)
         finally:
             super().close()
         if shrunk is not None:
@@ -77,8 +85,15 @@ class _WipingFileIO(PlainFileIO):
             warn_unwiped(None, shrunk, stacklevel=3)
 
 
-def _overwrite_unnamed(fd: int, path: str) -> None:
-    """Overwrite the inode at ``fd``, which no name reaches any more, through ``fd``.
+_NUMBER_REUSED = (
+    "its descriptor was closed by other code (a double close) and its number now refers to "
+    "another file, which was left untouched: the data of ours was freed without an overwrite"
+)
+
+
+def _overwrite_unnamed(fd: int, path: str | None, st: os.stat_result | None = None) -> None:
+    """Overwrite the inode at ``fd``, which no name reaches any more, through ``fd``
+    (``st``: its ``fstat``, just taken).
 
     Raises:
         WipeError: the overwrite failed or (policy ``"error"``) cannot be trusted.
@@ -93,7 +108,7 @@ def _overwrite_unnamed(fd: int, path: str) -> None:
         finally:
             os.close(wfd)
         return
-    overwrite_fd(fd, path=path)
+    overwrite_fd(fd, path=path, st=st)
 
 
 def _show_warning(message: str, category: type[Warning]) -> None:
@@ -155,10 +170,10 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     fast = None if encrypt or linkable else create_unnamed_cached(dir)
     if fast is not None:
-        fd, btrfs, mnt_id = fast  # a cached verification that still holds, as mkstemp's
+        fd, btrfs, mnt_id, ident = fast  # a cached verification that still holds, as mkstemp's
     else:
         handle, base = resolve_dir(dir, output_type)
-        fd, mnt_id = create_unnamed(handle, base, prefix, suffix, linkable=linkable)
+        fd, mnt_id, ident = create_unnamed(handle, base, prefix, suffix, linkable=linkable)
         btrfs = handle.btrfs
     raw: io.RawIOBase
     try:
@@ -170,7 +185,7 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
             raw = _WipingFileIO(fd, raw_mode(mode))  # just created: empty
             raw._owner_pid = _owner.pid()
-            raw._mnt_id = mnt_id
+            raw._mnt_id, raw._ident = mnt_id, ident
             size = io.DEFAULT_BUFFER_SIZE
     except BaseException:
         os.close(fd)
@@ -207,7 +222,7 @@ def _encrypted_raw(
 
     def plain() -> io.FileIO:
         # The plaintext file the descriptor is handed out for: as encrypt=False makes it.
-        pfd, mnt_id = create_unnamed(handle, base, prefix, suffix)
+        pfd, mnt_id, ident = create_unnamed(handle, base, prefix, suffix)
         try:
             if handle.btrfs:
                 set_nocow(pfd)
@@ -216,7 +231,7 @@ def _encrypted_raw(
             os.close(pfd)
             raise
         raw._owner_pid = _owner.pid()
-        raw._mnt_id = mnt_id
+        raw._mnt_id, raw._ident = mnt_id, ident
         return raw
 
     # The encrypted side must be readable to be copied at the switch.
@@ -286,6 +301,11 @@ class _NamedState:
 
     def _remove_named(self, fd: int | None, path: str, still_open: bool) -> None:
         made = self.made
+        if self.claim is not None and self.claim.fd >= 0:
+            # Our own duplicate of the file's description, handed to no one: the number the
+            # caller's code holds may have been closed by it (a double close) and reused by
+            # another file, which must never get our overwrite.
+            fd = self.claim.fd
         name = os.fsdecode(made.name)
         try:
             found: NameStat | None = lstat_mount(made.handle.fd, name)
@@ -296,7 +316,7 @@ class _NamedState:
         if still_open:
             # The name still leads to our inode: its statx is that inode now (our descriptor
             # holds the same one), so it gives the size without an fstat.
-            self.shrunk = self.raw.shrink_report(st_name if ours else None)
+            self.shrunk = self.raw.shrink_report(st_name if ours else None, fd)
         if ours and found is not None:
             # The common case in one straight line (remove_entry's very checks and result):
             # our descriptor, not a mount root (a bind mount over the name takes the general

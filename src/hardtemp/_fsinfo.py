@@ -31,6 +31,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._codes import FsReason, Reason, Verdict
@@ -218,9 +219,15 @@ class _MountWatch:
         self.opened = False  # in this process (reset in a forked child by forget())
         self.fd = -1
         self.poller: select.poll | None = None
+        self.token = -1  # _owner.pid() of the process that opened fd
+        self.pid: Callable[[], int] = os.getpid  # _owner.pid once opened (a circular import)
 
     def changed(self) -> bool:
-        if not self.opened:  # first use, or a forked child: its own descriptor
+        if not self.opened or self.token != self.pid():
+            # First use, or a forked child, also one forked without Python's hooks (the
+            # token is the wipe-on-fork one): its own descriptor. Polling the parent's would
+            # consume the parent's event (one open file description, one poll state).
+            self.forget()
             self._open()
             return True
         if self.poller is None:
@@ -237,7 +244,11 @@ class _MountWatch:
                 os.close(fd)
 
     def _open(self) -> None:
+        from . import _owner  # here: _owner imports what imports this module
+
         self.opened = True
+        self.pid = _owner.pid
+        self.token = _owner.pid()
         self.poller = None
         try:
             self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)

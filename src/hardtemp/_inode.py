@@ -16,7 +16,7 @@ Invariants:
   compared to the identity, and closed (raising) if it differs.
 * :meth:`Entry.unlink_if_same` never unlinks a name that refers to another inode.
 * :func:`lstat_mount` never follows a symlink: what it reports is the entry itself.
-* :func:`mode_owner_mount` reports the open descriptor's own inode and the mount it was
+* :func:`new_file_facts` reports the open descriptor's own inode and the mount it was
   opened through (which never changes for a descriptor), never a name's.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from . import _linux
 from .exceptions import UnsafeFileError
 
-__all__ = ["Entry", "NameStat", "ident", "lstat_mount", "mode_owner_mount", "proc_path", "same"]
+__all__ = ["Entry", "NameStat", "ident", "lstat_mount", "new_file_facts", "proc_path", "same"]
 
 # O_PATH: pins the inode with no read/write permission needed and opens nothing for I/O
 # (a FIFO never blocks, a device is never opened); O_NOFOLLOW: a symlink is never entered.
@@ -90,26 +90,28 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
 
 
 _FD_FLAGS = _linux.AT_SYMLINK_NOFOLLOW | _linux.AT_EMPTY_PATH
-# struct statx: stx_mask (0), stx_uid (20), stx_mode (28), stx_mnt_id (144).
-_MODE_OWNER_MOUNT = struct.Struct("=I16xI4xH114xQ").unpack_from
+# struct statx: stx_mask (0), stx_uid (20), stx_mode (28), stx_ino (32), stx_dev_major and
+# stx_dev_minor (136), stx_mnt_id (144).
+_NEW_FILE_FIELDS = struct.Struct("=I16xI4xH2xQ96xIIQ").unpack_from
 
 
-def mode_owner_mount(fd: int) -> tuple[int, int, int]:
-    """``(st_mode, st_uid, mount id)`` of the open ``fd`` in one ``statx``, the mount id -1
-    where the kernel does not say (before Linux 5.8; without statx in libc: an ``fstat``).
-    A descriptor never changes mount, so the id names the file's filesystem exactly
-    (``st_dev`` may not: an overlay file on a kernel before 4.17 reports its upper or
-    lower filesystem's). At the cost of an ``fstat``: a new file's check asks this.
+def new_file_facts(fd: int) -> tuple[int, int, int, int, int]:
+    """``(st_dev, st_ino, st_mode, st_uid, mount id)`` of the open ``fd`` in one ``statx``,
+    the mount id -1 where the kernel does not say (before Linux 5.8; without statx in libc:
+    an ``fstat``). A descriptor never changes mount, so the id names the file's filesystem
+    exactly (``st_dev`` may not: an overlay file on a kernel before 4.17 reports its upper
+    or lower filesystem's). At the cost of an ``fstat``: a new unnamed file's check asks this.
 
     Raises:
         OSError: ``fd`` is not an open descriptor (EBADF).
     """
     if not _linux.has_statx():
         st = os.fstat(fd)
-        return st.st_mode, st.st_uid, -1
+        return st.st_dev, st.st_ino, st.st_mode, st.st_uid, -1
     buf = _linux.statx_raw(fd, b"", _FD_FLAGS, _NAME_MASK, None)
-    mask, uid, mode, mnt_id = _MODE_OWNER_MOUNT(buf)
-    return mode, uid, (mnt_id if mask & _linux.STATX_MNT_ID else -1)
+    mask, uid, mode, ino, major, minor, mnt_id = _NEW_FILE_FIELDS(buf)
+    mnt = mnt_id if mask & _linux.STATX_MNT_ID else -1
+    return os.makedev(major, minor), ino, mode, uid, mnt
 
 
 # struct statx (linux/stat.h): the fields up to stx_attributes_mask, then from stx_atime

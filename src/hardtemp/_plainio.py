@@ -151,18 +151,20 @@ class PlainFileIO(io.FileIO):
         finally:
             os.close(wfd)
 
-    def shrink_report(self, st: os.stat_result | None = None) -> str | None:
+    def shrink_report(self, st: os.stat_result | None = None, fd: int | None = None) -> str | None:
         """Why data we wrote may have been freed without an overwrite, or None.
 
         Compares the file as it is now (``fstat``, ``SEEK_HOLE``) with what we wrote:
         a size below our high-water mark means another program truncated it (``O_TRUNC``,
         ``>``); a hole inside a range we wrote means a hole was punched. Call before
         the final overwrite. ``st``: the caller's stat of this very inode, just taken
-        (saves the ``fstat``).
+        (saves the ``fstat``); ``fd``: a descriptor of this very inode to look through, if
+        not this object's own.
         """
         if self.closed:
             return None
-        fd = self.fileno()
+        if fd is None:
+            fd = self.fileno()
         size = (os.fstat(fd) if st is None else st).st_size
         if size < self._hw:
             return (
