@@ -301,11 +301,8 @@ class _NamedState:
 
     def _remove_named(self, fd: int | None, path: str, still_open: bool) -> None:
         made = self.made
-        if self.claim is not None and self.claim.fd >= 0:
-            # Our own duplicate of the file's description, handed to no one: the number the
-            # caller's code holds may have been closed by it (a double close) and reused by
-            # another file, which must never get our overwrite.
-            fd = self.claim.fd
+        if self.claim is not None and self.claim.fd >= 0:  # our own dup, handed to no one:
+            fd = self.claim.fd  # never a number other code closed and open() gave another file
         name = os.fsdecode(made.name)
         try:
             found: NameStat | None = lstat_mount(made.handle.fd, name)
