@@ -220,6 +220,7 @@ class _MountWatch:
         self.fd = -1
         self.poller: select.poll | None = None
         self.token = -1  # _owner.pid() of the process that opened fd
+        self.ns: tuple[int, int] | None = None  # the mount namespace it watches
         self.pid: Callable[[], int] = os.getpid  # _owner.pid once opened (a circular import)
 
     def changed(self) -> bool:
@@ -243,10 +244,18 @@ class _MountWatch:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def elsewhere(self) -> bool:
+        """Whether the process has entered another mount namespace (``unshare``, ``setns``)
+        since the watch was opened: its poll then reports the old namespace's changes only.
+        One ``stat`` of ``/proc/self/ns/mnt``: asked on a cache miss, never on a hit (a new
+        namespace's mounts all have new ids, so its first look misses)."""
+        return self.opened and _mount_ns() != self.ns
+
     def _open(self) -> None:
         from . import _owner  # here: _owner imports what imports this module
 
         self.opened = True
+        self.ns = _mount_ns()
         self.pid = _owner.pid
         self.token = _owner.pid()
         self.poller = None
@@ -258,6 +267,15 @@ class _MountWatch:
         poller.register(self.fd, select.POLLPRI | select.POLLERR)
         poller.poll(0)  # consume the initial event
         self.poller = poller
+
+
+def _mount_ns() -> tuple[int, int] | None:
+    """The identity of this process's mount namespace (None without /proc)."""
+    try:
+        st = os.stat("/proc/self/ns/mnt")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 _watch = _MountWatch()
@@ -906,6 +924,11 @@ def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:
     sfs = _statfs(fd)
     key = (st_dev, sfs.f_type & 0xFFFFFFFF, sfs.f_fsid[0], sfs.f_fsid[1])
     with _cache_lock:
+        if _watch.elsewhere():
+            # unshare/setns: the old namespace's watch would never report this one's
+            # (u)mounts, and its mount ids may be reused here: a watch of this one, and
+            # nothing cached before it (the look below reopens it and clears every cache).
+            _watch.forget()
         _mounts_changed()
         entry = _sb_cache.get(key)
     if entry is None:
