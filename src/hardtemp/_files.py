@@ -63,21 +63,22 @@ class _WipingFileIO(PlainFileIO):
         try:
             if _owner.pid() == self._owner_pid:
                 self._owner_pid = 0
+                fd = self.fileno()
                 # One fstat for both: what others cut, and what the overwrite covers.
-                st = os.fstat(self.fileno())
+                st = os.fstat(fd)
                 if (st.st_dev, st.st_ino) != self._ident:
                     # Other code closed our descriptor (a double close) and the number now
                     # holds another file: never overwrite it. Ours died with that close.
                     shrunk = _NUMBER_REUSED
                 else:
-                    shrunk = self.shrink_report(st)
+                    shrunk = self.shrink_report(st, fd)
                     # The common small file in one straight line; anything else the general
                     # way. By the mount the descriptor is on, known since its creation:
                     # st_dev alone may name two filesystems (an overlay file on a kernel
                     # before 4.17).
-                    if overwrite_small(self.fileno(), st, self._mnt_id) is None:
+                    if overwrite_small(fd, st, self._mnt_id) is None:
                         # Without O_APPEND (fcntl may have set it since): reopened if so.
-                        _overwrite_unnamed(self.fileno(), None, st)
+                        _overwrite_unnamed(fd, None, st)
         finally:
             super().close()
         if shrunk is not None:

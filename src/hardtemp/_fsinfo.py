@@ -295,11 +295,16 @@ def _mounts_changed() -> bool:
     """Whether the mount table changed since the last look; clears both caches if so.
     Called with ``_cache_lock`` held."""
     if _watch.changed():
-        _cache.clear()
-        _sb_cache.clear()
-        _mnt_cache.clear()
+        _forget_all()
         return True
     return False
+
+
+def _forget_all() -> None:
+    """Clear every classification cache (``_cache_lock`` held)."""
+    _cache.clear()
+    _sb_cache.clear()
+    _mnt_cache.clear()
 
 
 _statfs = fstatfs  # the names this module's tests and callers use
@@ -898,7 +903,8 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
     table since the last change is looked up by its id, without the ``fstatfs``.
     """
     with _cache_lock:
-        _mounts_changed()
+        if _watch.changed():  # _mounts_changed() inline: every plain file's close asks it
+            _forget_all()
         # No mount known: by fstatfs below (never by st_dev alone, see _mnt_cache).
         entry = _mnt_cache.get((mnt_id, st_dev)) if mnt_id >= 0 else None
     if entry is None:
