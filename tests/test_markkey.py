@@ -193,3 +193,23 @@ def test_a_key_owned_by_another_user_is_refused_with_its_code(state: Path) -> No
     assert problem is not None
     assert problem.reason == f"{path}: key is owned by uid 65534, not by us"
     assert problem.code == KeyReason.NOT_OWNED
+
+
+def test_a_changed_or_unset_state_home_is_noticed_without_a_reset(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hot path compares $XDG_STATE_HOME as os.environ stores it, with no reset between.
+    first = _markkey.load(create=True)
+    assert _markkey.load(create=True) == first
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "other"))
+    second = _markkey.load(create=True)
+    assert second is not None
+    assert second != first
+    assert (tmp_path / "other" / "hardtemp" / "sweep.key").read_bytes() == second
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    assert _markkey.load(create=True) == first
+    # Unset (the key then lives in the passwd home: not made here) is a value of its own.
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert _markkey._state_home_raw() is None
+    monkeypatch.setenv("XDG_STATE_HOME", "")
+    assert _markkey._state_home_raw() is not None

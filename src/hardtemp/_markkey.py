@@ -214,7 +214,18 @@ def _get(create: bool) -> bytes | KeyUnavailable:
     return got
 
 
-_last: tuple[int, str | None, bytes] | None = None  # (euid, $XDG_STATE_HOME, key): the hot path
+_last: tuple[int, object, bytes] | None = None  # (euid, $XDG_STATE_HOME as stored, key): hot path
+_ENV_KEY = os.environ.encodekey("XDG_STATE_HOME") if hasattr(os.environ, "encodekey") else None
+
+
+def _state_home_raw() -> object:
+    """``$XDG_STATE_HOME`` as :data:`os.environ` stores it (None if unset), only to tell
+    whether it changed: one dict look-up. ``os.environ.get`` of an unset name raises and
+    catches two ``KeyError``s (5-10k instructions, per named file)."""
+    data = getattr(os.environ, "_data", None)
+    if _ENV_KEY is not None and isinstance(data, dict):
+        return data.get(_ENV_KEY)
+    return os.environ.get("XDG_STATE_HOME")  # os.environ replaced by something else
 
 
 def load(*, create: bool, euid: int | None = None) -> bytes | None:
@@ -224,7 +235,7 @@ def load(*, create: bool, euid: int | None = None) -> bytes | None:
     in this very call), which saves a ``geteuid``."""
     global _last
     euid = os.geteuid() if euid is None else euid
-    last, env = _last, os.environ.get("XDG_STATE_HOME")
+    last, env = _last, _state_home_raw()
     if last is not None and last[0] == euid and last[1] == env:
         return last[2]
     got = _get(create)
