@@ -488,9 +488,18 @@ def _collected(ref: weakref.ref[_Closer]) -> None:
 @atexit.register
 def _at_exit() -> None:
     """The interpreter exits: what is still open is closed and removed, newest first
-    (only in the creating process; a forked child's exit leaves its parent's files)."""
+    (only in the creating process; a forked child's exit leaves its parent's files).
+
+    Each file in its own ``try``, as ``weakref.finalize``'s exit hook does: one cleanup that
+    raises (``UnsafeFileError``: our name now holds something not ours) is reported and the
+    others still run. Stopping there left every older file on the disk with its plaintext,
+    and their weakref callbacks ran in the interpreter's teardown (a segfault in ctypes)."""
     while _pending:
-        _pending.popitem()[1].finalize()
+        state = _pending.popitem()[1]
+        try:
+            state.finalize()
+        except Exception:  # reported; the next file's cleanup still runs
+            sys.excepthook(*sys.exc_info())
 
 
 class _TemporaryFileWrapper:

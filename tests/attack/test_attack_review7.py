@@ -43,21 +43,9 @@ _SCRIPT = textwrap.dedent(
     "newer",
     [
         pytest.param("file", id="control-both-removed"),
-        pytest.param(
-            "dir",
-            id="newer-cleanup-raises",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "review7 break of 4e130d4: _files._at_exit drains _pending in one loop "
-                    "without a try per file, so the UnsafeFileError of the newest file's "
-                    "cleanup ends it: every older file is left on disk with its plaintext "
-                    "(weakref.finalize's exit hook, before, caught Exception per finalizer "
-                    "and removed them), and the interpreter then segfaults at teardown in "
-                    "_collected (a statx through ctypes during finalization)"
-                ),
-            ),
-        ),
+        # Found in review (review7): the atexit drain stopped at the first cleanup that
+        # raised; each file now has its own try, as weakref.finalize's exit hook did.
+        pytest.param("dir", id="newer-cleanup-raises"),
     ],
 )
 def test_one_named_files_failing_cleanup_at_exit_leaves_the_others_removed(
