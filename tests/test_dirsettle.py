@@ -122,6 +122,13 @@ def test_a_directory_born_before_the_tree_or_unreadable_is_not_young(tmp_path: P
     assert not _dirsettle.Fresh(0, 1, 0.0).young(fd)  # closed: statx fails, settled
 
 
+def test_the_top_is_young_by_its_own_birth_unless_the_clock_went_back() -> None:
+    # The top's birth time is the tree's: not asked again, but still checked against the
+    # clock (set back since: a directory born "in the future" may be an old one).
+    assert _dirsettle.Fresh(0, 1, time.time() - 1).top_young()
+    assert not _dirsettle.Fresh(0, 1, time.time() + 3600).top_young()
+
+
 def _ext4(loopfs: Callable[..., Any]) -> tuple[Any, int]:
     fs = loopfs("ext4", options="commit=300")
     dev = os.stat(fs.mountpoint).st_dev

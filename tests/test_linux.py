@@ -389,6 +389,23 @@ def test_birth_ident_agrees_with_statx_and_needs_statx(
     assert info.value.errno == errno.EBADF
 
 
+def test_birth_mount_agrees_with_statx_and_needs_statx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        sx = _linux.statx(fd)
+        assert _linux.birth_mount(fd) == (sx.btime, sx.mnt_id)
+        assert _linux.birth_mount(fd)[1] == _linux.mount_id(fd)
+        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
+        monkeypatch.setattr(_linux, "_statx", None)
+        with pytest.raises(OSError) as info:
+            _linux.birth_mount(fd)
+        assert info.value.errno == errno.ENOSYS
+    finally:
+        os.close(fd)
+
+
 def test_statx_raw_gives_every_thread_the_statx_of_its_own_file(tmp_path: Path) -> None:
     # ctypes lets go of the GIL inside statx: a buffer shared by two calls at once would
     # hand one thread the other's result. Each call has a buffer of its own.

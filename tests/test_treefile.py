@@ -8,6 +8,7 @@ counted by wrapping ``TreeFiles.remove`` (the removal itself is real).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from _helpers_core import make_dir, open_fds
+from _helpers_crypt import child_result
 from hardtemp import _linux, _remove, _treefile, _wipe
 from hardtemp._fsinfo import BEST_EFFORT, VOLATILE, FsInfo
 from hardtemp.exceptions import PlaintextLeftWarning
@@ -389,3 +391,49 @@ def test_a_short_write_of_a_small_file_goes_the_general_way(
     assert general == ["f0"]  # ...and overwritten again, the general way
     assert PLAIN[:10] not in after
     assert not top.exists()
+
+
+# --- The random pool outlives one removal (issue 13) -------------------------------------
+
+
+def _overwritten(tmp_path: Path, name: str) -> bytes:
+    """The bytes a real removal of a fresh tree writes over its one file of PLAIN."""
+    top = make_dir(tmp_path / name, 0o700)
+    _write(top / "f")
+    keep = os.open(top / "f", os.O_RDONLY)  # a second descriptor sees the overwrite
+    try:
+        _rmtree(tmp_path, name)
+        return os.pread(keep, len(PLAIN), 0)
+    finally:
+        os.close(keep)
+
+
+_libc_fork = ctypes.CDLL(None, use_errno=True).fork  # runs no Python fork hook
+
+
+@pytest.mark.parametrize("fork", [os.fork, _libc_fork], ids=["os.fork", "raw fork"])
+def test_a_forked_child_never_writes_the_random_bytes_its_parent_will(
+    tmp_path: Path, fork: Callable[[], int], fast_ways: list[tuple[str, bool]]
+) -> None:
+    # The pool a removal leaves for the next one is the process's: a child (forked with or
+    # without Python's hooks) that continued it would overwrite its files with the very
+    # bytes the parent's next removal writes.
+    first = _overwritten(tmp_path, "first")
+    theirs = child_result(lambda: _overwritten(tmp_path, "child"), fork)
+    mine = _overwritten(tmp_path, "next")
+    assert isinstance(theirs, bytes), theirs
+    assert fast_ways == [("f", True), ("f", True)]  # the pool's bytes (the child's not seen)
+    assert len({first, theirs, mine}) == 3
+    assert PLAIN[:10] not in theirs + mine
+
+
+def test_the_next_removal_continues_the_pool_and_two_at_once_never_share_one(
+    tmp_path: Path,
+) -> None:
+    info = FsInfo("tmpfs", "", "", (), VOLATILE, (), 0x01021994, 1)
+    _overwritten(tmp_path, "first")  # leaves its pool for the next removal
+    one = _treefile.TreeFiles(info, 1)  # takes it...
+    two = _treefile.TreeFiles(info, 1)  # ...so a removal running meanwhile gets another
+    assert one._pool is not two._pool
+    one.close()
+    assert _treefile.TreeFiles(info, 1)._pool is one._pool  # handed on, not refilled

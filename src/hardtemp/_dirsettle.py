@@ -157,6 +157,10 @@ class Fresh:
         # moved in with blocks already written home, so it is settled.
         return btime is not None and self._born <= btime <= time.time()
 
+    def top_young(self) -> bool:
+        """:meth:`young` for the top itself, whose birth time is ``born`` (no statx)."""
+        return self._born <= time.time()  # else the clock was set back: settled
+
     def quiet(self) -> bool:
         """Whether no write to the device completed since the stamp (read now: after the
         directories to remove were emptied, before any of them is removed)."""
@@ -212,7 +216,10 @@ class Graveyard:
         """Whether removing the emptied directory ``fd`` (or the top's entries) now needs
         the settle; counts a skip."""
         fresh = self._fresh
-        if fresh is not None and fresh.young(fd) and fresh.quiet():
+        if fresh is None:
+            return True
+        young = fresh.top_young() if fd == self._top_fd else fresh.young(fd)
+        if young and fresh.quiet():
             counts["skipped"] += 1
             return False
         return True

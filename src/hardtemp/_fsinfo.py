@@ -56,6 +56,7 @@ __all__ = [
     "clear_cache",
     "data_on_disk",
     "file_info_for_fd",
+    "fs_info_by_mount",
     "fs_info_for_fd",
     "fs_info_for_path",
     "get_file_flags",
@@ -686,6 +687,17 @@ def fs_info_for_fd(fd: int) -> FsInfo:
     """
     st = os.fstat(fd)
     return _with_swap(_base_info(fd, st.st_dev))
+
+
+def fs_info_by_mount(fd: int, st_dev: int, mnt_id: int) -> FsInfo:
+    """:func:`fs_info_for_fd` for a descriptor whose ``st_dev`` and mount id (-1: unknown)
+    the caller already has (a tree removal's top): looked up by that mount while the mount
+    table is unchanged, without the ``fstat``, ``fstatfs`` and a new :class:`FsInfo`.
+
+    Raises:
+        OSError: ``fstatfs`` failed (a mount not seen before).
+    """
+    return _superblock_info(fd, st_dev, mnt_id)
 
 
 def fs_info_for_path(path: str | os.PathLike[str]) -> FsInfo:

@@ -35,6 +35,7 @@ __all__ = [
     "StatxFd",
     "StatxReader",
     "birth_ident",
+    "birth_mount",
     "birth_ns",
     "fdinfo_mount_id",
     "fstatfs",
@@ -394,6 +395,23 @@ def birth_ns(fd: int) -> tuple[int, int, int | None]:
 # struct statx: stx_mask (0), stx_ino (32), stx_btime's tv_sec and tv_nsec (80),
 # stx_dev_major and stx_dev_minor (136).
 _BIRTH_FIELDS = struct.Struct("=I28xQ40xqI44xII").unpack_from
+
+
+def birth_mount(fd: int) -> tuple[float | None, int]:
+    """``(birth time or None, mount id or -1)`` of the open ``fd`` in one ``statx`` (a tree
+    removal's top: both were two calls); -1 when the kernel does not report the mount id.
+
+    Raises:
+        OSError: EBADF...; ``ENOSYS`` without statx in libc.
+    """
+    buf = statx_raw(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID, None)
+    mask, sec, nsec, mnt = _BIRTH_MOUNT_FIELDS(buf)
+    btime = sec + nsec / 1e9 if mask & STATX_BTIME else None
+    return btime, (mnt if mask & STATX_MNT_ID else -1)
+
+
+# struct statx: stx_mask (0), stx_btime's tv_sec and tv_nsec (80), stx_mnt_id (144).
+_BIRTH_MOUNT_FIELDS = struct.Struct("=I76xqI52xQ").unpack_from
 
 
 class StatxFd(NamedTuple):

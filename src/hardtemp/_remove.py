@@ -43,9 +43,16 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import Fresh, Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_for_fd
+from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_by_mount
 from ._inode import Entry, proc_path, same
-from ._linux import birth_ident, mount_id, mount_id_at, mount_root_at, rename_noreplace
+from ._linux import (
+    birth_mount,
+    fdinfo_mount_id,
+    mount_id,
+    mount_id_at,
+    mount_root_at,
+    rename_noreplace,
+)
 from ._names import random_name
 from ._treefile import TreeFiles, private_dir
 from ._wipe import (
@@ -1141,12 +1148,23 @@ def _bound_open(stack: list[_Frame]) -> None:
         oldest.fd = -1
 
 
-def _fs_info(fd: int) -> FsInfo | None:
-    """The filesystem of the tree at ``fd``, or None when it cannot be identified."""
+def _fs_info(fd: int, dev: int, mnt_id: int) -> FsInfo | None:
+    """The filesystem of the tree at ``fd`` (``st_dev`` ``dev``, reached through the mount
+    ``mnt_id``), or None when it cannot be identified."""
     try:
-        return fs_info_for_fd(fd)
+        # By mount, cached while the mount table is unchanged (no fstatfs, no new FsInfo).
+        return fs_info_by_mount(fd, dev, mnt_id)
     except OSError:
         return None
+
+
+def _top_mount(fd: int) -> tuple[int, float | None]:
+    """The tree top's mount id (-1 if unknown) and birth time (None if unknown), one statx."""
+    try:
+        born, mnt = birth_mount(fd)
+    except OSError:
+        born, mnt = None, -1  # no statx (ENOSYS): /proc tells the mount, nothing the birth
+    return (mnt if mnt >= 0 else fdinfo_mount_id(fd)), born
 
 
 def _tree_files(info: FsInfo | None, mnt_id: int) -> TreeFiles | None:
@@ -1157,16 +1175,12 @@ def _tree_files(info: FsInfo | None, mnt_id: int) -> TreeFiles | None:
     return files if files.usable else None
 
 
-def _fresh(info: FsInfo | None, stamp: int | None, fd: int, dev: int) -> Fresh | None:
-    """What lets the tree at ``fd`` skip its settle, if ``stamp`` was read before it was
-    made and it lies on an ext4 (the only journal whose behaviour this relies on)."""
-    if stamp is None or info is None or info.f_type != _EXT4_MAGIC:
-        return None  # xfs, btrfs, an unknown filesystem...: always settled
-    try:
-        _, _, born = birth_ident(fd)
-    except OSError:
-        return None
-    return Fresh(dev, stamp, born) if born is not None else None
+def _fresh(info: FsInfo | None, stamp: int | None, born: float | None, dev: int) -> Fresh | None:
+    """What lets the tree born at ``born`` skip its settle, if ``stamp`` was read before it
+    was made and it lies on an ext4 (the only journal whose behaviour this relies on)."""
+    if stamp is None or born is None or info is None or info.f_type != _EXT4_MAGIC:
+        return None  # xfs, btrfs, an unknown filesystem, no birth time...: always settled
+    return Fresh(dev, stamp, born)
 
 
 def rmtree_at(
@@ -1207,17 +1221,20 @@ def rmtree_at(
     errors: list[BaseException] = []
     fd, st = _open_top(parent_fd, name, expect, display_path)
     try:
+        mnt_id, born = _top_mount(fd)
         tree = _Tree(
-            overwrite, onerror if onerror is not None else errors.append, (mount_id(fd), st.st_dev)
+            overwrite, onerror if onerror is not None else errors.append, (mnt_id, st.st_dev)
         )
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors, st)
-        info = _fs_info(fd)  # one look for the settling and the files
+        info = _fs_info(fd, st.st_dev, mnt_id)  # one look for the settling and the files
         tree.settle = settler_for(info)
         if tree.settle is not None:
-            tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, fd, st.st_dev))
+            tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, born, st.st_dev))
         tree.files = _tree_files(info, tree.mount[0]) if overwrite else None
         tree.remove_top(top, parent_fd, st.st_dev)
+        if tree.files is not None:
+            tree.files.close()  # its random pool goes on to the next removal
     finally:
         os.close(fd)
     if errors:

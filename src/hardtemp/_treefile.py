@@ -27,6 +27,12 @@ Invariants:
   interrupted: a failure is declined after the unlink would lose its report, so an
   OSError declines *before* unlinking (the general way overwrites again and reports);
   an interrupt unlinks, then propagates.
+* The random bytes come from a pool that outlives one tree (the next removal in the
+  process continues it: a 4 KiB ``getrandom`` per small tree cost more than its files'
+  overwrites), each byte handed out once: a removal takes the pool for itself (a
+  finalizer's removal inside another, or another thread's, gets another), and a pool is
+  used only in the process that filled it (``_owner``'s token: a child forked by any
+  means, ``libc.fork()`` included, never writes the bytes its parent will).
 * A file whose data may be on the disk keeps its descriptor and its name until its
   overwrite is durable: its writeback starts at once (``sync_file_range``), and at most
   64 such files later (or at the end of the directory: :meth:`TreeFiles.flush`) each
@@ -41,6 +47,7 @@ from __future__ import annotations
 import os
 import stat
 
+from . import _owner
 from ._fsinfo import FS_INLINE_DATA_FL, FS_JOURNAL_DATA_FL, IN_PLACE, VOLATILE, FsInfo
 from ._fsinfo import get_file_flags as _get_file_flags
 from ._linux import (
@@ -63,6 +70,28 @@ _WAIT_WRITE_WAIT = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FI
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
+# The random pools of finished removals, each with the token of the process that filled
+# it; list pop/append are atomic, so no two removals (threads, a finalizer's removal
+# inside another) ever take the same bytes.
+_pools: list[tuple[int, RandomPool]] = []
+_POOLS_KEPT = 4  # as many removals as ever ran at once, bounded
+
+
+def _take_pool(token: int) -> RandomPool:
+    """A random pool for one removal in the process ``token``: a finished removal's,
+    continued, or a new one."""
+    while _pools:
+        try:
+            owner, pool = _pools.pop()
+        except IndexError:
+            break  # another thread took the last one
+        # A forked child (any fork: the token's wipe-on-fork page) drops its parent's pools:
+        # the parent goes on handing out those very bytes.
+        if owner == token:
+            return pool
+    return RandomPool()
+
+
 def private_dir(st: os.stat_result) -> bool:
     """Whether only we (and root) can change the entries of the directory ``st``."""
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
@@ -83,6 +112,7 @@ class TreeFiles:
         "_mnt_id",
         "_pool",
         "_statx",
+        "_token",
         "info",
         "usable",
     )
@@ -91,13 +121,20 @@ class TreeFiles:
         self.info = info
         self._mnt_id = mnt_id
         self._euid = os.geteuid()
-        self._pool = RandomPool()
+        self._token = _owner.pid()
+        self._pool = _take_pool(self._token)
         self._held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
         self._failed: list[str] = []  # names a batch flushed early could not sync
         self._ext4 = info.f_type == _EXT_MAGIC
         self._statx = StatxReader()  # one buffer for the whole tree
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
+
+    def close(self) -> None:
+        """Hand the random pool on to the process's next removal (its unused bytes were
+        never handed out)."""
+        if len(_pools) < _POOLS_KEPT:
+            _pools.append((self._token, self._pool))
 
     def remove(self, dir_fd: int, name: str) -> bool:
         """Overwrite and unlink the regular file ``name`` of the private directory
