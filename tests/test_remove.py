@@ -179,11 +179,11 @@ def test_entries_that_vanish_meanwhile_are_not_errors(
     real_flush = _remove._Tree._flush_files  # the end of a directory's files
     seen: list[str] = []
 
-    def racing(self: Any, dir_fd: int, name: str, path: str, **kw: Any) -> bool:
+    def racing(self: Any, dir_fd: int, name: str, parent: str, files: Any) -> bool:
         seen.append(name)
         if name == "gone-file":
             os.unlink(top / "gone-file")  # vanishes before we get to it
-        return real(self, dir_fd, name, path, **kw)
+        return real(self, dir_fd, name, parent, files)
 
     def flushed(self: Any, frame: Any) -> None:
         # Once sub's files are gone (one written back meanwhile, by the flusher or another
@@ -477,11 +477,11 @@ def test_a_parked_directory_moved_out_of_the_tree_is_never_reentered(
     real = _remove._Tree.remove_file
     moved: list[bool] = []
 
-    def move_then_remove(self: Any, dir_fd: int, name: str, path: str, **kw: Any) -> bool:
-        if not moved and path.count("/d") == depth - 1:  # the deepest file
+    def move_then_remove(self: Any, dir_fd: int, name: str, parent: str, files: Any) -> bool:
+        if not moved and parent.count("/d") == depth - 1:  # the deepest file
             os.rename(level3, outside / "d")  # level 3 (parked by now) leaves the tree
             moved.append(True)
-        return real(self, dir_fd, name, path, **kw)
+        return real(self, dir_fd, name, parent, files)
 
     monkeypatch.setattr(_remove._Tree, "remove_file", move_then_remove)
     before = open_fds()

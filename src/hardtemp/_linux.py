@@ -33,6 +33,7 @@ __all__ = [
     "StatFs",
     "Statx",
     "StatxFd",
+    "StatxFields",
     "StatxReader",
     "birth_ident",
     "birth_mount",
@@ -457,17 +458,23 @@ _lean_statx = getattr(ctypes.CDLL(None), "statx", None)
 _LEAN_FIELDS = struct.Struct("=II8xII4xH2x8xQQ88xQ")
 
 
+#: :class:`StatxReader`'s answer: :class:`StatxFd`'s fields as a plain tuple, in its order.
+StatxFields = tuple[int, int, int, int, int, int, int]
+
+
 class StatxReader:
     """:func:`statx_fd` for a hot loop in one thread (a tree removal's per-file check):
-    one buffer reused, no ``errno`` swap per call; the same values, the same errors."""
+    one buffer reused, no ``errno`` swap per call; the same values, the same errors, as a
+    plain tuple (building a :class:`StatxFd` cost a fifth of that check's instructions)."""
 
     __slots__ = ("_buf",)
 
     def __init__(self) -> None:
         self._buf = ctypes.create_string_buffer(ctypes.sizeof(_StatxBuf))
 
-    def read(self, fd: int) -> StatxFd:
-        """As :func:`statx_fd` (not thread-safe: the buffer is this object's).
+    def read(self, fd: int) -> StatxFields:
+        """As :func:`statx_fd`: ``(mode, uid, nlink, size, blocks, blksize, mnt_id)`` (not
+        thread-safe: the buffer is this object's).
 
         Raises:
             OSError: EBADF...; ``ENOSYS`` without statx in libc.
@@ -478,7 +485,7 @@ class StatxReader:
             return statx_fd(fd)  # the failure again, raised with its errno (EINTR retried)
         mask, blksize, nlink, uid, mode, size, blocks, mnt = _LEAN_FIELDS.unpack_from(self._buf)
         mnt_id = mnt if mask & STATX_MNT_ID else -1
-        return StatxFd(mode, uid, nlink, size, blocks, blksize, mnt_id)
+        return (mode, uid, nlink, size, blocks, blksize, mnt_id)
 
 
 def fdinfo_mount_id(fd: int) -> int:

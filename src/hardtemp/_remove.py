@@ -876,21 +876,22 @@ class _Tree:
         """Whether an error already explains why ``frame`` cannot be emptied."""
         return bool(frame.skip) or self.errors != frame.errors_at_scan
 
-    def remove_file(self, dir_fd: int, name: str, path: str, *, fast: bool = False) -> bool:
-        """Unlink one entry; False (after reporting) when that failed.
+    def remove_file(self, dir_fd: int, name: str, parent: str, files: TreeFiles | None) -> bool:
+        """Unlink the entry ``name`` of ``dir_fd`` (whose path is ``parent``); False (after
+        reporting) when that failed.
 
-        ``fast``: the entry is listed as a regular file of a private directory, so it may
+        ``files``: the entry is listed as a regular file of a private directory, so it may
         go the fast way (:mod:`hardtemp._treefile`), which declines anything unusual.
         """
         try:
-            if fast and self.files is not None and self.files.remove(dir_fd, name):
+            if files is not None and files.remove(dir_fd, name):
                 return True
             # own_file=False: a file here with several links may be a link to data outside
             # the directory; remove_entry then unlinks it without overwriting.
             remove_entry(
                 dir_fd,
                 name,
-                display_path=path,
+                display_path=f"{parent}/{name}",
                 overwrite=self.overwrite,
                 own_file=False,
                 sync_dir=False,
@@ -1083,7 +1084,7 @@ class _Tree:
                 self.onerror(exc)
                 continue
             if sub is None:
-                if not self.remove_file(fd, name, child_path):
+                if not self.remove_file(fd, name, frame.path, None):
                     frame.skip.add(name)
                 continue
             st = os.fstat(sub)
@@ -1102,7 +1103,7 @@ class _Tree:
         """Remove the non-directories of ``frame``; return its subdirectories' names."""
         subdirs: list[str] = []
         fd, skip, path = frame.fd, frame.skip, frame.path
-        private = frame.private and self.files is not None
+        files = self.files if frame.private else None  # the fast way, where it may go
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
@@ -1117,13 +1118,13 @@ class _Tree:
                             continue
                     except OSError:
                         is_file = False  # d_type unknown and lstat failed: the general way
-                    if not self.remove_file(fd, name, f"{path}/{name}", fast=private and is_file):
+                    if not self.remove_file(fd, name, path, files if is_file else None):
                         skip.add(name)
         except BaseException:
             if self.files is not None:
                 self.files.flush()  # what was overwritten goes durable; nothing is leaked
             raise
-        if private:
+        if files is not None:
             self._flush_files(frame)
         subdirs.reverse()  # visited in directory order (popped from the end)
         return subdirs
@@ -1134,7 +1135,7 @@ class _Tree:
         if self.files is None:
             return
         for name in self.files.flush():
-            if not self.remove_file(frame.fd, name, f"{frame.path}/{name}"):
+            if not self.remove_file(frame.fd, name, frame.path, None):
                 frame.skip.add(name)
 
 

@@ -54,7 +54,7 @@ from ._linux import (
     SYNC_FILE_RANGE_WAIT_AFTER,
     SYNC_FILE_RANGE_WAIT_BEFORE,
     SYNC_FILE_RANGE_WRITE,
-    StatxFd,
+    StatxFields,
     StatxReader,
     sync_file_range,
 )
@@ -153,10 +153,9 @@ class TreeFiles:
             sx = self._ours(fd)
             if sx is None:
                 return False
+            _, _, _, size, blocks, blksize, _ = sx
             try:
-                restore = overwrite_fresh(
-                    fd, self.info, sx.size, sx.blocks, sx.blksize, self._pool, defer_sync=True
-                )
+                restore = overwrite_fresh(fd, self.info, size, blocks, blksize, self._pool, True)
             except OSError:
                 return False  # the general way overwrites again and reports the error
             except BaseException:
@@ -221,17 +220,18 @@ class TreeFiles:
                 failed.append(name)
         return failed
 
-    def _ours(self, fd: int) -> StatxFd | None:
+    def _ours(self, fd: int) -> StatxFields | None:
         """The open inode's statx if it is ours to overwrite here (see the module invariants)."""
         try:
             sx = self._statx.read(fd)
         except OSError:
             return None  # no statx (ENOSYS): the general way looks up the mount otherwise
+        mode, uid, nlink, _, _, _, mnt_id = sx
         if (
-            not stat.S_ISREG(sx.mode)
-            or sx.nlink != 1  # another name may be a link to data outside: general way
-            or sx.uid != self._euid
-            or sx.mnt_id != self._mnt_id  # a mount point: never overwritten or unlinked
+            not stat.S_ISREG(mode)
+            or nlink != 1  # another name may be a link to data outside: general way
+            or uid != self._euid
+            or mnt_id != self._mnt_id  # a mount point: never overwritten or unlinked
         ):
             return None
         if self._ext4:

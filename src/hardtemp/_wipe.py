@@ -448,7 +448,8 @@ def overwrite_fresh(
         OSError: ``pwrite``/``fdatasync``/``ftruncate`` failed (ENOSPC, EIO...).
     """
     volatile = info.verdict == VOLATILE
-    if blocks and 0 < size <= min(blksize, pool.SIZE):
+    # Two comparisons, not min(): this runs once per file of a tree (min() was 5% of it).
+    if blocks and 0 < size <= blksize and size <= pool.SIZE:
         return _overwrite_one_block(fd, info.f_type, volatile, size, blksize, pool, defer_sync)
     # A block on the disk may hold old bytes past EOF: only then is the tail worth covering.
     on_disk = not volatile and data_on_disk(fd, info.f_type)
