@@ -574,10 +574,10 @@ def test_subdirectory_swapped_for_a_symlink_mid_walk_is_not_entered(tmp_path: Pa
     (tmp_path / "link").symlink_to(outside)
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert _remove._open_subdir(fd, "link") is None
+        assert _remove._open_subdir(fd, "link", os.geteuid()) is None
         (tmp_path / "file").write_bytes(b"")
-        assert _remove._open_subdir(fd, "file") is None
-        assert _remove._open_subdir(fd, "missing") is None
+        assert _remove._open_subdir(fd, "file", os.geteuid()) is None
+        assert _remove._open_subdir(fd, "missing", os.geteuid()) is None
     finally:
         os.close(fd)
     assert (outside / "keep").read_bytes() == b"keep"

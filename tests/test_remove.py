@@ -211,11 +211,11 @@ def test_a_subdirectory_swapped_for_a_symlink_after_the_scan_is_unlinked_not_ent
     (top / "sub").mkdir()
     real = _remove._open_subdir
 
-    def swap_then_open(parent_fd: int, name: str) -> int | None:
+    def swap_then_open(parent_fd: int, name: str, euid: int) -> tuple[int, Any] | None:
         if name == "sub":  # the attacker's swap, between our scan and our open
             os.rmdir(top / "sub")
             os.symlink(outside, top / "sub")
-        return real(parent_fd, name)
+        return real(parent_fd, name, euid)
 
     monkeypatch.setattr(_remove, "_open_subdir", swap_then_open)
     errors: list[BaseException] = []

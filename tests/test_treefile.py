@@ -155,9 +155,9 @@ def test_a_verdict_that_warns_is_left_to_the_general_way() -> None:
     def info(verdict: str) -> FsInfo:
         return FsInfo("x", "", "", (), verdict, ("why",), 0, 1)
 
-    assert _treefile.TreeFiles(info(VOLATILE), 5).usable
-    assert not _treefile.TreeFiles(info(BEST_EFFORT), 5).usable  # it warns per file
-    assert not _treefile.TreeFiles(info(VOLATILE), -1).usable  # mount id unknown
+    assert _treefile.TreeFiles(info(VOLATILE), 5, os.geteuid()).usable
+    assert not _treefile.TreeFiles(info(BEST_EFFORT), 5, os.geteuid()).usable  # it warns per file
+    assert not _treefile.TreeFiles(info(VOLATILE), -1, os.geteuid()).usable  # mount id unknown
 
 
 def _in_overwrite(frame: types.FrameType | None) -> bool:
@@ -199,11 +199,11 @@ def test_an_interrupt_during_a_fast_overwrite_still_removes_the_file(
 
 def test_private_dir_reads_owner_and_write_bits() -> None:
     fake = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid(), 0, 0, 0, 0, 0))
-    assert _treefile.private_dir(fake)
+    assert _treefile.private_dir(fake, os.geteuid())
     shared = os.stat_result((stat.S_IFDIR | 0o1777, 0, 0, 0, os.geteuid(), 0, 0, 0, 0, 0))
-    assert not _treefile.private_dir(shared)
+    assert not _treefile.private_dir(shared, os.geteuid())
     theirs = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid() + 1, 0, 0, 0, 0, 0))
-    assert not _treefile.private_dir(theirs)
+    assert not _treefile.private_dir(theirs, os.geteuid())
 
 
 def _on_disk_tree(fs_root: Path, count: int) -> Path:
@@ -432,8 +432,8 @@ def test_the_next_removal_continues_the_pool_and_two_at_once_never_share_one(
 ) -> None:
     info = FsInfo("tmpfs", "", "", (), VOLATILE, (), 0x01021994, 1)
     _overwritten(tmp_path, "first")  # leaves its pool for the next removal
-    one = _treefile.TreeFiles(info, 1)  # takes it...
-    two = _treefile.TreeFiles(info, 1)  # ...so a removal running meanwhile gets another
+    one = _treefile.TreeFiles(info, 1, os.geteuid())  # takes it...
+    two = _treefile.TreeFiles(info, 1, os.geteuid())  # ...a removal meanwhile gets another
     assert one._pool is not two._pool
     one.close()
-    assert _treefile.TreeFiles(info, 1)._pool is one._pool  # handed on, not refilled
+    assert _treefile.TreeFiles(info, 1, os.geteuid())._pool is one._pool  # handed on, not refilled

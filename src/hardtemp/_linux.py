@@ -566,5 +566,10 @@ def mount_id(fd: int) -> int:
 def _statx_mnt_id(dir_fd: int, name: bytes, flags: int, shown: str | None) -> int:
     """``stx_mnt_id`` alone (-1 if the kernel does not report it): the removal hot path asks
     this of every entry, so no :class:`Statx` is built. Raises OSError (ENOSYS without statx)."""
-    buf = statx_buf(dir_fd, name, flags, STATX_MNT_ID, shown)
-    return int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else -1
+    # statx_raw: no ctypes structure or errno swap (a tree removal asks twice per directory).
+    mask, mnt = _MASK_MNT_FIELDS(statx_raw(dir_fd, name, flags, STATX_MNT_ID, shown))
+    return mnt if mask & STATX_MNT_ID else -1
+
+
+# struct statx: stx_mask (0), stx_mnt_id (144).
+_MASK_MNT_FIELDS = struct.Struct("=I140xQ").unpack_from

@@ -725,8 +725,9 @@ _SWAPPED_DIR = (
 )
 
 
-def _open_subdir(parent_fd: int, name: str) -> int | None:
-    """Open a subdirectory for emptying: None if it vanished or is no directory."""
+def _open_subdir(parent_fd: int, name: str, euid: int) -> tuple[int, os.stat_result] | None:
+    """Open a subdirectory for emptying: its descriptor and ``fstat`` (``euid``: ours), or
+    None if it vanished or is no directory."""
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
@@ -739,13 +740,13 @@ def _open_subdir(parent_fd: int, name: str) -> int | None:
         fd = _reopen_fixing_mode(parent_fd, name)
     try:
         st = os.fstat(fd)
-        if st.st_uid == os.geteuid() and (st.st_mode & 0o700) != 0o700:
+        if st.st_uid == euid and (st.st_mode & 0o700) != 0o700:
             # Ours but read-only: we need write+search permission to remove its entries.
             os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st  # st: the identity, owner and group/other bits, which fchmod kept
 
 
 def _reopen_fixing_mode(parent_fd: int, name: str) -> int:
@@ -837,11 +838,11 @@ class _Frame:
     )
 
     def __init__(
-        self, fd: int, path: str, name: str, errors_at_scan: int, st: os.stat_result
+        self, fd: int, path: str, name: str, errors_at_scan: int, st: os.stat_result, euid: int
     ) -> None:
         self.fd = fd
         self.dev, self.ino = st.st_dev, st.st_ino
-        self.private = private_dir(st)  # only we can change its entries (see _treefile)
+        self.private = private_dir(st, euid)  # only we can change its entries (see _treefile)
         self.path = path
         self.name = name  # in the parent
         self.rounds = 0
@@ -859,6 +860,7 @@ class _Tree:
     ) -> None:
         self.overwrite = overwrite
         self._onerror = onerror
+        self.euid = os.geteuid()  # one look per removal: every directory's owner is checked
         self.errors = 0
         self.mount = mount  # (mount id, st_dev) of the top: nothing on another mount is touched
         # Before each rmdir: the emptied directory's blocks reach the disk (_dirsettle).
@@ -1074,7 +1076,7 @@ class _Tree:
             try:
                 if _is_other_mount(mount_id_at(fd, name), top_dev, self.mount):
                     raise UnsafeFileError(child_path, _NOT_ENTERED)
-                sub = _open_subdir(fd, name)
+                opened = _open_subdir(fd, name, self.euid)
             except FileNotFoundError:
                 continue  # removed meanwhile
             except OSError as exc:
@@ -1083,11 +1085,11 @@ class _Tree:
                     exc.filename = child_path
                 self.onerror(exc)
                 continue
-            if sub is None:
+            if opened is None:
                 if not self.remove_file(fd, name, frame.path, None):
                     frame.skip.add(name)
                 continue
-            st = os.fstat(sub)
+            sub, st = opened
             if _is_other_mount(mount_id(sub), st.st_dev, self.mount) or st.st_dev != top_dev:
                 # A mount point: emptying it would delete data that lives outside our tree.
                 os.close(sub)
@@ -1096,7 +1098,7 @@ class _Tree:
                     UnsafeFileError(child_path, "is a mount point; not descending into it")
                 )
                 continue
-            return _Frame(sub, child_path, name, self.errors, st)
+            return _Frame(sub, child_path, name, self.errors, st, self.euid)
         return None
 
     def _scan(self, frame: _Frame) -> list[str]:
@@ -1168,11 +1170,11 @@ def _top_mount(fd: int) -> tuple[int, float | None]:
     return (mnt if mnt >= 0 else fdinfo_mount_id(fd)), born
 
 
-def _tree_files(info: FsInfo | None, mnt_id: int) -> TreeFiles | None:
+def _tree_files(info: FsInfo | None, mnt_id: int, euid: int) -> TreeFiles | None:
     """The fast way for the files of a tree on ``info``, or None where it cannot apply."""
     if info is None:
         return None  # the filesystem cannot be identified: every file goes the general way
-    files = TreeFiles(info, mnt_id)
+    files = TreeFiles(info, mnt_id, euid)
     return files if files.usable else None
 
 
@@ -1227,12 +1229,12 @@ def rmtree_at(
             overwrite, onerror if onerror is not None else errors.append, (mnt_id, st.st_dev)
         )
         sys.audit("hardtemp.rmtree", display_path)
-        top = _Frame(fd, display_path, name, tree.errors, st)
+        top = _Frame(fd, display_path, name, tree.errors, st, tree.euid)
         info = _fs_info(fd, st.st_dev, mnt_id)  # one look for the settling and the files
         tree.settle = settler_for(info)
         if tree.settle is not None:
             tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, born, st.st_dev))
-        tree.files = _tree_files(info, tree.mount[0]) if overwrite else None
+        tree.files = _tree_files(info, tree.mount[0], tree.euid) if overwrite else None
         tree.remove_top(top, parent_fd, st.st_dev)
         if tree.files is not None:
             tree.files.close()  # its random pool goes on to the next removal

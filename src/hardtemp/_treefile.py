@@ -92,16 +92,18 @@ def _take_pool(token: int) -> RandomPool:
     return RandomPool()
 
 
-def private_dir(st: os.stat_result) -> bool:
-    """Whether only we (and root) can change the entries of the directory ``st``."""
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+def private_dir(st: os.stat_result, euid: int) -> bool:
+    """Whether only we (effective uid ``euid``) and root can change the entries of the
+    directory ``st``."""
+    return st.st_uid == euid and not st.st_mode & 0o022
 
 
 class TreeFiles:
     """The fast removal of one tree's files: its mount and filesystem, looked up once.
 
     ``info`` is the tree's filesystem (every file taken here is checked to be on the
-    tree's mount, hence on that filesystem); ``mnt_id`` is the tree's mount id.
+    tree's mount, hence on that filesystem); ``mnt_id`` is the tree's mount id; ``euid``
+    the effective uid whose files these are.
     """
 
     __slots__ = (
@@ -117,10 +119,10 @@ class TreeFiles:
         "usable",
     )
 
-    def __init__(self, info: FsInfo, mnt_id: int) -> None:
+    def __init__(self, info: FsInfo, mnt_id: int, euid: int) -> None:
         self.info = info
         self._mnt_id = mnt_id
-        self._euid = os.geteuid()
+        self._euid = euid
         self._token = _owner.pid()
         self._pool = _take_pool(self._token)
         self._held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
