@@ -241,25 +241,17 @@ def test_fs_info_for_path_missing_raises_file_not_found(tmp_path: Path) -> None:
         fs_info_for_path(tmp_path / "missing")
 
 
-def test_fs_info_by_mount_is_the_filesystem_fs_info_for_fd_finds(tmp_path: Path) -> None:
-    from hardtemp._linux import mount_id
-
+def test_fs_info_by_superblock_is_the_filesystem_fs_info_for_fd_finds(tmp_path: Path) -> None:
     for where in (tmp_path, Path("/dev/shm"), Path("/proc")):
         if not where.is_dir():
             continue
         fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
         try:
             full = _fsinfo.fs_info_for_fd(fd)
-            by_mount = _fsinfo.fs_info_by_mount(fd, os.fstat(fd).st_dev, mount_id(fd))
-            unknown = _fsinfo.fs_info_by_mount(fd, os.fstat(fd).st_dev, -1)
+            info = _fsinfo.fs_info_by_superblock(fd, os.fstat(fd).st_dev)
         finally:
             os.close(fd)
-        for info in (by_mount, unknown):
-            assert (info.fstype, info.verdict, info.f_type) == (
-                full.fstype,
-                full.verdict,
-                full.f_type,
-            )
+        assert (info.fstype, info.verdict, info.f_type) == (full.fstype, full.verdict, full.f_type)
 
 
 def test_fs_info_for_fd_bad_descriptor_raises_oserror() -> None:

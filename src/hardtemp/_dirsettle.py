@@ -154,8 +154,10 @@ class Fresh:
         except OSError:
             return False
         # Born before the top (or "in the future": the clock was set back since): possibly
-        # moved in with blocks already written home, so it is settled.
-        return btime is not None and self._born <= btime <= time.time()
+        # moved in with blocks already written home, so it is settled. Strictly after: birth
+        # times have the coarse clock's tick (4 ms at HZ=250), so one made and synced home
+        # just before the stamp, in the tick the top is born in, has the top's very time.
+        return btime is not None and self._born < btime <= time.time()
 
     def top_young(self) -> bool:
         """:meth:`young` for the top itself, whose birth time is ``born`` (no statx)."""

@@ -56,7 +56,7 @@ __all__ = [
     "clear_cache",
     "data_on_disk",
     "file_info_for_fd",
-    "fs_info_by_mount",
+    "fs_info_by_superblock",
     "fs_info_for_fd",
     "fs_info_for_path",
     "get_file_flags",
@@ -689,15 +689,17 @@ def fs_info_for_fd(fd: int) -> FsInfo:
     return _with_swap(_base_info(fd, st.st_dev))
 
 
-def fs_info_by_mount(fd: int, st_dev: int, mnt_id: int) -> FsInfo:
-    """:func:`fs_info_for_fd` for a descriptor whose ``st_dev`` and mount id (-1: unknown)
-    the caller already has (a tree removal's top): looked up by that mount while the mount
-    table is unchanged, without the ``fstat``, ``fstatfs`` and a new :class:`FsInfo`.
+def fs_info_by_superblock(fd: int, st_dev: int) -> FsInfo:
+    """:func:`fs_info_for_fd` for a descriptor whose ``st_dev`` the caller already has (a
+    tree removal's top): one ``fstatfs``, then the superblock's cached classification
+    (device, type, filesystem id: a filesystem that replaced another under the same
+    ``st_dev`` and mount id is never served the other's, even where the mount watch missed
+    the change), without the ``fstat`` and a new :class:`FsInfo` per call.
 
     Raises:
-        OSError: ``fstatfs`` failed (a mount not seen before).
+        OSError: ``fstatfs`` failed.
     """
-    return _superblock_info(fd, st_dev, mnt_id)
+    return _superblock_info(fd, st_dev)  # no mount id: never the fstatfs-free lookup
 
 
 def fs_info_for_path(path: str | os.PathLike[str]) -> FsInfo:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import Fresh, Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_by_mount
+from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_by_superblock
 from ._inode import Entry, proc_path, same
 from ._linux import (
     birth_mount,
@@ -1151,12 +1151,13 @@ def _bound_open(stack: list[_Frame]) -> None:
         oldest.fd = -1
 
 
-def _fs_info(fd: int, dev: int, mnt_id: int) -> FsInfo | None:
-    """The filesystem of the tree at ``fd`` (``st_dev`` ``dev``, reached through the mount
-    ``mnt_id``), or None when it cannot be identified."""
+def _fs_info(fd: int, dev: int) -> FsInfo | None:
+    """The filesystem of the tree at ``fd`` (``st_dev`` ``dev``), or None when it cannot be
+    identified."""
     try:
-        # By mount, cached while the mount table is unchanged (no fstatfs, no new FsInfo).
-        return fs_info_by_mount(fd, dev, mnt_id)
+        # fstatfs, then cached by superblock: never the fstatfs-free lookup by mount id, which
+        # a mount change the watch missed (an unshared mount namespace) could make stale.
+        return fs_info_by_superblock(fd, dev)
     except OSError:
         return None
 
@@ -1230,7 +1231,7 @@ def rmtree_at(
         )
         sys.audit("hardtemp.rmtree", display_path)
         top = _Frame(fd, display_path, name, tree.errors, st, tree.euid)
-        info = _fs_info(fd, st.st_dev, mnt_id)  # one look for the settling and the files
+        info = _fs_info(fd, st.st_dev)  # one look for the settling and the files
         tree.settle = settler_for(info)
         if tree.settle is not None:
             tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, born, st.st_dev))
