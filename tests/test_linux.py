@@ -367,43 +367,31 @@ def test_mount_root_at_without_statx_or_the_attribute_falls_back_to_the_mount_id
         os.close(fd)
 
 
-def test_birth_ident_agrees_with_statx_and_needs_statx(
+def test_birth_ident_and_birth_mount_agree_with_statx_and_need_statx(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    calls = (_linux.birth_ident, _linux.birth_mount)
     try:
         sx = _linux.statx(fd)
         assert _linux.birth_ident(fd) == (sx.dev, sx.ino, sx.btime)
+        assert _linux.birth_mount(fd) == (sx.btime, sx.mnt_id)
         st = os.fstat(fd)
         assert _linux.birth_ident(fd)[:2] == (st.st_dev, st.st_ino)
-        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
-        monkeypatch.setattr(_linux, "_statx", None)
-        with pytest.raises(OSError) as info:
-            _linux.birth_ident(fd)
-        assert info.value.errno == errno.ENOSYS
-    finally:
-        os.close(fd)
-    monkeypatch.undo()
-    with pytest.raises(OSError) as info:
-        _linux.birth_ident(fd)
-    assert info.value.errno == errno.EBADF
-
-
-def test_birth_mount_agrees_with_statx_and_needs_statx(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        sx = _linux.statx(fd)
-        assert _linux.birth_mount(fd) == (sx.btime, sx.mnt_id)
         assert _linux.birth_mount(fd)[1] == _linux.mount_id(fd)
         # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
         monkeypatch.setattr(_linux, "_statx", None)
-        with pytest.raises(OSError) as info:
-            _linux.birth_mount(fd)
-        assert info.value.errno == errno.ENOSYS
+        for call in calls:
+            with pytest.raises(OSError) as info:
+                call(fd)
+            assert info.value.errno == errno.ENOSYS
     finally:
         os.close(fd)
+    monkeypatch.undo()
+    for call in calls:
+        with pytest.raises(OSError) as info:
+            call(fd)
+        assert info.value.errno == errno.EBADF
 
 
 def test_statx_raw_gives_every_thread_the_statx_of_its_own_file(tmp_path: Path) -> None:
