@@ -32,7 +32,8 @@ Invariants:
 * Skipped too for a tree nothing of which can have reached the disk (:class:`Fresh`): an
   ext4 with its journal inside the filesystem's own device, whose write counter
   (``/sys/dev/block/M:m/stat``, sectors written) is unchanged since before the top was
-  created, and directories born after the top. jbd2 writes a directory block home only
+  created, and directories born strictly after the top (one born in its clock tick may
+  have been made, and synced home, just before it). jbd2 writes a directory block home only
   after a commit that logged it; that commit's log writes complete (and are counted: a
   request-based block device accounts a write before completing it) before the block is
   handed to writeback. No write completed => no commit exposed any of the tree's blocks, and
