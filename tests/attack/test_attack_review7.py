@@ -10,22 +10,33 @@ overwritten and removed. Each case here runs a real interpreter to its real exit
 Its close overwrites our inode through the sweep claim's own duplicate of the file's
 descriptor (review6: a number other code closed twice and open() gave another file must not
 be written). Here the number freed and reused is the claim's dup itself.
+
+Interrupts: a real signal (``signal.raise_signal``, its handler raising) made pending at one
+chosen point, found by ``sys.monitoring``, so it is handled at the very eval-breaker check a
+timer's signal could land on there: the close's flush of buffered data, and the instant
+``PlainFileIO(...)`` has returned in ``NamedTemporaryFile`` and its result is not yet stored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
 
 import hardtemp
+import hardtemp._files
+from hardtemp._plainio import PlainFileIO
 
 # Two named files left open and unexited (the older holds the marker); with "dir" the newer
 # one's name is replaced by a directory, so its cleanup at exit raises UnsafeFileError.
@@ -155,3 +166,118 @@ def test_a_reused_number_of_the_named_files_other_descriptor_is_never_overwritte
     with contextlib.suppress(OSError):
         os.close(number)  # the close may or may not have closed the number itself
     assert victim.read_bytes() == data, "an unrelated file was overwritten by our close"
+
+
+class _Tick(BaseException):
+    """Raised by the SIGALRM handler: an interrupt (as KeyboardInterrupt would be)."""
+
+
+@contextlib.contextmanager
+def _signal_at(code: CodeType, event: str, when: Callable[..., bool]) -> Iterator[list[int]]:
+    """Make a real SIGALRM pending, once, at the first ``event`` in ``code`` for which
+    ``when(*callback_args)`` is true; its handler raises :class:`_Tick` at the next
+    eval-breaker check. Yields a list that gets one item when the signal was raised."""
+    mon: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    tool = mon.DEBUGGER_ID
+    raised: list[int] = []
+
+    def fire(*args: Any) -> Any:
+        if not raised and when(*args):
+            raised.append(1)
+            signal.raise_signal(signal.SIGALRM)
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Tick
+
+    old = signal.signal(signal.SIGALRM, handler)
+    mon.use_tool_id(tool, "review7")
+    events = {"start": mon.events.PY_START, "c_return": mon.events.CALL}[event]
+    if event == "start":
+        mon.register_callback(tool, mon.events.PY_START, fire)
+    else:  # C_RETURN is seen only with CALL monitored
+        mon.register_callback(tool, mon.events.CALL, lambda *args: None)
+        mon.register_callback(tool, mon.events.C_RETURN, fire)
+    mon.set_local_events(tool, code, events)
+    try:
+        yield raised
+    finally:
+        mon.set_local_events(tool, code, 0)
+        for ev in (mon.events.PY_START, mon.events.CALL, mon.events.C_RETURN):
+            mon.register_callback(tool, ev, None)
+        mon.free_tool_id(tool)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _end(f: Any, how: str) -> None:
+    """The user's end of the file: leaving its ``with`` block, or an explicit close()."""
+    if how == "exit":
+        f.__exit__(None, None, None)
+    else:
+        f.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param("close", id="control-close-interrupted-then-dropped"),
+        pytest.param(
+            "exit",
+            id="exit-interrupted-then-dropped",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "review7 break of 4e130d4: __exit__ takes the file's pending cleanup "
+                    "out in a finally, also when its close was interrupted (a signal in "
+                    "the flush of buffered data) before anything was removed: collection "
+                    "and exit then never remove it; the file stays with its plaintext "
+                    "until a sweep (weakref.finalize, before, ran at collection and "
+                    "removed it; an interrupted close() still does)"
+                ),
+            ),
+        ),
+    ],
+)
+def test_a_named_file_whose_close_flush_is_interrupted_is_removed_once_dropped(
+    tmp_path: Path, how: str
+) -> None:
+    f: Any = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    name = f.name
+    f.write(b"REVIEW7-BUFFERED-PLAINTEXT " * 4)  # buffered: the close's flush writes it
+    with (
+        _signal_at(PlainFileIO.write.__code__, "start", lambda code, offset: True) as raised,
+        pytest.raises(_Tick),
+    ):
+        _end(f, how)
+    assert raised  # the interrupt happened, in the close's flush
+    assert os.path.exists(name)  # not removed yet: interrupted before the removal
+    del f
+    gc.collect()
+    assert not os.path.exists(name), "the interrupted file was never removed"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "review7, older than this session: a signal handled as PlainFileIO(fd, ...) returns "
+        "in NamedTemporaryFile, before `raw` is stored, drops the new object, which closes "
+        "fd; the except path still sees raw None: remove_entry(fd=fd) gets a closed (or, "
+        "with threads, reused) number and fails, so the name stays, and os.close(fd) closes "
+        "it a second time: EBADF replaces the interrupt (or another thread's new file is "
+        "closed), and the claim is never released"
+    ),
+)
+def test_an_interrupt_as_the_raw_file_is_made_leaves_no_file_and_no_double_close(
+    tmp_path: Path,
+) -> None:
+    code = hardtemp._files.NamedTemporaryFile.__code__
+    with (
+        _signal_at(code, "c_return", lambda c, off, func, arg0: func is PlainFileIO) as raised,
+        pytest.raises(BaseException) as caught,
+    ):
+        hardtemp.NamedTemporaryFile(dir=tmp_path)
+    assert raised
+    assert caught.type is _Tick, f"the interrupt was replaced by {caught.value!r}"
+    assert os.listdir(tmp_path) == []
