@@ -1,0 +1,105 @@
+"""Adversarial review of issue 13's cuts made this session (review7), on real images.
+
+The mount-table watch (``_fsinfo._MountWatch``) is one descriptor of
+``/proc/self/mountinfo``, polled for ``POLLPRI``; while it reports nothing, a close is
+classified from the cache by (mount id, ``st_dev``) alone. This session's fixes made it
+reopen after any fork and after a change of mount namespace. Attacked here: the
+descriptor-number reuse review6 found in the named close (a library's double close frees
+the number, the application's next ``open()`` takes it), aimed at the watch's own number.
+A regular file polled for ``POLLPRI`` never reports anything, so every later mount change
+goes unseen. The scenario is review6's (``tests/forensic/test_forensic_review6.py``): a
+classified tmpfs replaced by an overlayfs (ext4 upper on a loop image) with the same
+``st_dev`` and mount id, a synced marker in a named and an unnamed plain file, the raw
+image grepped after their closes; in a private mount namespace (``unshare -m``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hardtemp
+from _gates import require_loop, require_unshare
+from forensic.test_forensic_review6 import _SCRIPT, _check
+
+pytestmark = pytest.mark.forensic
+
+_ANCHOR = "hardtemp.TemporaryFile(dir=work, encrypt=False).close()  # the watch is open"
+# Right after the watch is opened: a library closes its number a second time by mistake,
+# and the application's next open() (here the image, read-only) takes that number.
+_REUSE = r"""
+if case == "watch-number-reused":
+    watch = next(
+        int(n)
+        for n in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{n}")
+        and os.readlink(f"/proc/self/fd/{n}").endswith("/mountinfo")
+    )
+    os.close(watch)  # a library's double close: the number is free again
+    keep = os.open(img, os.O_RDONLY | os.O_CLOEXEC)
+    if keep != watch:
+        os.dup2(keep, watch)
+        os.close(keep)
+"""
+
+
+def _script() -> str:
+    at = _SCRIPT.index(_ANCHOR)  # review6's script changed: this test must be looked at
+    end = _SCRIPT.index("\n", at) + 1
+    return _SCRIPT[:end] + _REUSE + _SCRIPT[end:]
+
+
+def _run(tmp_path: Path, case: str) -> dict[str, object]:
+    require_unshare()
+    require_loop("ext4")
+    if not Path("/sys/module/overlay").exists():
+        subprocess.run(["modprobe", "overlay"], check=False, capture_output=True)
+    src = str(Path(hardtemp.__file__).resolve().parents[1])
+    cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _script()]
+    out = subprocess.run(
+        [*cmd, str(tmp_path), case],
+        env=dict(os.environ, PYTHONPATH=src),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0 and "overlay" in out.stderr and "unknown filesystem" in out.stderr:
+        pytest.skip("this kernel has no overlayfs")
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param("stay", id="control-watch-intact"),
+        pytest.param(
+            "watch-number-reused",
+            id="watch-number-freed-and-reused",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "review7 (the watch predates this session; the same class as "
+                    "review6's reused-number break, fixed in the named close by 2eb492b): "
+                    "the watch's descriptor number, freed by a library's double close and "
+                    "taken by open() of a regular file, is polled for POLLPRI, which a "
+                    "regular file never reports: every later mount change goes unseen, "
+                    "and an overlay (ext4 upper) that took the tmpfs's st_dev and mount "
+                    "id is served the tmpfs's 'volatile': no sync of the overwrite, the "
+                    "synced marker stays on the disk"
+                ),
+            ),
+        ),
+    ],
+)
+def test_the_mount_watch_s_descriptor_number_reused_by_another_file_misses_no_change(
+    tmp_path: Path, case: str
+) -> None:
+    _check(_run(tmp_path, case))
