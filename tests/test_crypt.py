@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import errno
+import gc
 import io
 import os
 import pickle
@@ -933,6 +934,31 @@ def test_a_small_block_file_stops_at_its_4_byte_counter_limit_and_never_repeats_
         raw.truncate(SMALL)  # a cut at a block boundary re-seals nothing: still allowed
         raw.seek(0)
         assert raw.read() == b"a" * 100 + b"b" * (SMALL - 100)
+
+
+@pytest.mark.parametrize(("first_write", "limit"), [(1, MAX_COUNTER32), (SMALL + 1, MAX_COUNTER)])
+def test_the_counter_width_follows_the_chosen_blocks(first_write: int, limit: int) -> None:
+    # The provisional 4 KiB blocks of an empty file keep 4-byte counters (so does the
+    # sealer's limit); a first write that chooses wider blocks widens both at once.
+    with EncryptedRawIO(backing_fd()) as raw:
+        assert raw._sealer is not None
+        assert raw._sealer.limit == MAX_COUNTER32
+        raw.write(bytes(first_write))
+        assert raw._sealer.limit == limit
+        assert raw._map.ctrs.itemsize == (4 if limit == MAX_COUNTER32 else 8)
+
+
+def test_the_registry_of_live_files_forgets_each_collected_file() -> None:
+    from hardtemp._crypt import _forkdrop, _raw
+
+    gc.collect()
+    before = len(_raw._live), len(_forkdrop._tops)
+    for _ in range(50):
+        with open_encrypted(backing_fd(), "w+b") as f:
+            f.write(b"x")
+    del f
+    gc.collect()
+    assert (len(_raw._live), len(_forkdrop._tops)) == before
 
 
 def test_a_fixed_block_size_keeps_8_byte_counters() -> None:

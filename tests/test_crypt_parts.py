@@ -34,7 +34,7 @@ from _helpers_crypt import backing_fd, raw_of
 from _helpers_euid import as_euid
 from hardtemp._crypt import EncryptedRawIO, _secpool, open_encrypted
 from hardtemp._crypt._blockmap import BlockMap
-from hardtemp._crypt._sealer import TAG_SIZE, BlockSealer, TagFailure
+from hardtemp._crypt._sealer import SEED_SIZE, TAG_SIZE, BlockSealer, TagFailure
 from hardtemp._crypt._secmem import ProtectedMemory
 
 # --- the block map ----------------------------------------------------------------------------
@@ -159,6 +159,31 @@ def test_each_key_is_fresh_os_randomness_written_straight_into_protected_memory(
     assert bodies[0] != bodies[1]
     nothing_filled = AESGCM(bytes(32)).encrypt(bytes(11) + b"\x01", bytes(16), b"")[:16]
     assert nothing_filled not in bodies
+
+
+def test_a_key_and_its_file_id_come_from_one_random_fill_and_leave_only_zeros() -> None:
+    ids = []
+    for _ in range(2):
+        slot = _secpool.Slot(64)
+        s = BlockSealer(slot.view[:SEED_SIZE], slot.address)  # key and id: one getrandom
+        assert slot.view[:SEED_SIZE] == bytes(SEED_SIZE)  # key and id zeroed in the slot
+        ids.append(s._file_id)
+        slot.close()
+    assert len(ids[0]) == 16
+    assert bytes(16) not in ids
+    assert ids[0] != ids[1]
+
+
+def test_widening_the_counters_is_refused_once_a_counter_was_taken() -> None:
+    s = BlockSealer(memoryview(bytearray(32)))
+    s.narrow()
+    s.widen()  # nothing taken yet: the file's first write chose 8-byte counters
+    assert s.limit == 2**64 - 1
+    s.narrow()
+    s.take(1)
+    with pytest.raises(ValueError, match="fixed once a counter was taken"):
+        s.widen()  # a 4-byte map may hold that counter: never more than 4 bytes now
+    assert s.limit == 2**32 - 1
 
 
 def test_sealer_binds_block_index_and_counter() -> None:

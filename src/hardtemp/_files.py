@@ -169,7 +169,10 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     if linkable and encrypt:
         raise ValueError("linkable=True needs encrypt=False (its key dies with the process)")
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
-    fast = None if encrypt or linkable else create_unnamed_cached(dir)
+    # Only "until-fileno" needs the directory again (its plaintext file, at the switch).
+    fast = None if encrypt == "until-fileno" or linkable else create_unnamed_cached(dir)
+    handle: DirHandle | None = None
+    base: str | bytes = ""
     if fast is not None:
         fd, btrfs, mnt_id, ident = fast  # a cached verification that still holds, as mkstemp's
     else:
@@ -191,10 +194,11 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     except BaseException:
         os.close(fd)
         raise
+    file: IO[Any]
     if encrypt:
-        from ._crypt import wrap_encrypted  # layers a forked child resets (stale read-ahead)
-
-        file = wrap_encrypted(raw, mode, buffering, encoding, errors, newline)
+        # Layers a forked child resets (stale read-ahead); the package as _encrypted_raw loaded it.
+        crypt = _crypt_pkg or _load_crypt()
+        file = crypt.wrap_encrypted(raw, mode, buffering, encoding, errors, newline)
     else:
         plain = cast(_WipingFileIO, raw)  # made just above
         file = wrap_created(plain, mode, buffering, encoding, errors, newline, buffer_size=size)
@@ -203,29 +207,51 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     return file
 
 
+_crypt_pkg: types.ModuleType | None = None  # hardtemp._crypt, once _load_crypt imported it
+
+
+def _load_crypt() -> types.ModuleType:
+    """The package :mod:`hardtemp._crypt`, imported at the first encrypted file (`import
+    hardtemp.compat` must not load cryptography) and kept in a global: an import statement
+    in a function costs each call a module lookup and importlib's ``_handle_fromlist``
+    (about a tenth of a small encrypted file's lifecycle)."""
+    global _crypt_pkg
+    if _crypt_pkg is None:
+        from . import _crypt
+
+        _crypt_pkg = _crypt
+    return _crypt_pkg
+
+
 def _encrypted_raw(
     fd: int,
     mode: str,
     encrypt: bool | str,
-    handle: Any,
+    handle: DirHandle | None,
     base: str | bytes,
     prefix: str | bytes,
     suffix: str | bytes,
 ) -> io.RawIOBase:
-    """The raw layer of an encrypted TemporaryFile (``encrypt`` True or "until-fileno")."""
-    # Imported here: `import hardtemp.compat` must not load cryptography.
-    from ._crypt import EncryptedRawIO
+    """The raw layer of an encrypted TemporaryFile (``encrypt`` True or "until-fileno") over
+    ``fd``, an unnamed file just created and verified (regular, ours, empty); ``handle`` (its
+    directory) is needed for "until-fileno" only."""
+    crypt = _crypt_pkg or _load_crypt()
+    if encrypt != "until-fileno":
+        # fresh: the fd was made and fstat-verified by create_unnamed a moment ago.
+        raw: io.RawIOBase = crypt.EncryptedRawIO(fd, name=fd, mode=raw_mode(mode), _fresh=True)
+        return raw
     from ._crypt._switch import SwitchingRawIO
 
-    if encrypt != "until-fileno":
-        return EncryptedRawIO(fd, name=fd, mode=raw_mode(mode))
+    if handle is None:  # pragma: no cover - TemporaryFile resolves it for "until-fileno"
+        raise ValueError("until-fileno needs the directory handle")
     rmode = raw_mode(mode)
+    where = handle
 
     def plain() -> io.FileIO:
         # The plaintext file the descriptor is handed out for: as encrypt=False makes it.
-        pfd, mnt_id, ident = create_unnamed(handle, base, prefix, suffix)
+        pfd, mnt_id, ident = create_unnamed(where, base, prefix, suffix)
         try:
-            if handle.btrfs:
+            if where.btrfs:
                 set_nocow(pfd)
             raw = _WipingFileIO(pfd, rmode)  # just created: empty
         except BaseException:
@@ -237,7 +263,8 @@ def _encrypted_raw(
 
     # The encrypted side must be readable to be copied at the switch.
     enc_mode = {"wb": "rb+", "ab": "ab+", "xb": "xb+"}.get(rmode, rmode)
-    return SwitchingRawIO(EncryptedRawIO(fd, name=fd, mode=enc_mode), plain, rmode)
+    enc = crypt.EncryptedRawIO(fd, name=fd, mode=enc_mode, _fresh=True)
+    return SwitchingRawIO(enc, plain, rmode)
 
 
 def _track_unnamed(file: IO[Any], fd: int) -> None:

@@ -263,6 +263,12 @@ def _small_read_fails(f: Any, block: int) -> None:
     with pytest.raises(IntegrityError):
         raw.readinto(out)  # the raw file's own whole-block path
     assert out == bytearray(SMALL)
+    view = memoryview(bytearray(b"\xaa" * SMALL))
+    raw.seek(block * SMALL)
+    with pytest.raises(IntegrityError):
+        raw.readinto(view)  # a memoryview of a block's size: the inline random-read path
+    assert view == bytes(SMALL)  # decrypt_into's unauthenticated plaintext was zeroed
+    assert raw.tell() == block * SMALL
 
 
 def test_small_blocks_read_back_whole_blocks(small: Any) -> None:
@@ -304,6 +310,21 @@ def test_small_blocks_detect_a_truncated_backing_file(small: Any, cut: int) -> N
     length = len(_read_backing(small))
     _set_backing(small, _read_backing(small, 0, length - cut))
     _small_read_fails(small, NBLOCKS - 1)  # the short read of the last block tells
+
+
+def test_small_blocks_detect_a_backing_file_truncated_inside_a_middle_block(small: Any) -> None:
+    # The inline path's single preadv comes back short: the general path reads again,
+    # finds the file shorter than its blocks and says so; the later blocks are gone too.
+    # Block 1 is read first, so that the read buffer's tail still holds its ciphertext:
+    # decrypting the short read's buffer as if it were whole would authenticate it.
+    raw = raw_of(small)
+    raw.seek(SMALL)
+    assert raw.readinto(memoryview(bytearray(SMALL))) == SMALL
+    _set_backing(small, _read_backing(small, 0, SMALL_SLOT + SMALL_SLOT // 2))
+    _small_read_fails(small, 1)
+    _small_read_fails(small, 2)
+    small.seek(0)
+    assert small.read(SMALL) == b"\x01" * SMALL  # the block before the cut still reads
 
 
 def test_small_blocks_detect_an_extended_backing_file(small: Any) -> None:

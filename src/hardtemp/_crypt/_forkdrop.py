@@ -113,7 +113,9 @@ def _twin(plain: type) -> type:
 
 
 _TWINS: Final[dict[type, type]] = {c: _twin(c) for c in STACK_CLASSES}
-_tops: weakref.WeakSet[Any] = weakref.WeakSet()
+# Weak references to the layers registered; each removes itself when its layer is
+# collected (set.discard as the callback: no Python frame, unlike a WeakSet's).
+_tops: set[weakref.ref[Any]] = set()
 
 
 def register(file: IO[Any]) -> IO[Any]:
@@ -121,15 +123,16 @@ def register(file: IO[Any]) -> IO[Any]:
     returns it. A raw file (``buffering=0``) needs nothing: it caches nothing
     the child could read stale (its own fork handling is in ``_raw``)."""
     if type(file) in _TWINS:
-        _tops.add(file)
+        _tops.add(weakref.ref(file, _tops.discard))
         buffer = getattr(file, "buffer", None)
         if type(buffer) in _TWINS:
-            _tops.add(buffer)  # reachable on its own through .buffer
+            _tops.add(weakref.ref(buffer, _tops.discard))  # reachable on its own
     return file
 
 
 def _after_fork_in_child() -> None:
-    for obj in list(_tops):
+    for ref in list(_tops):
+        obj = ref()
         twin = _TWINS.get(type(obj))
         if twin is not None:
             # Only a class swap: the layer's lock may be held by a parent thread.

@@ -22,7 +22,10 @@ Invariants:
   the first write chooses it (``LARGE_BLOCK_SIZE`` for a write that fills such
   a block, ``SMALL_BLOCK_SIZE`` with 4-byte counters for one of at most that,
   else ``DEFAULT_BLOCK_SIZE``) while the file is empty, and the scratch memory
-  is replaced in one step (it held no plaintext yet);
+  is replaced in one step (it held no plaintext yet); until then the file has
+  the ``SMALL_BLOCK_SIZE`` geometry with 4-byte counters and a narrowed sealer,
+  widened only while no counter was taken (a truncate that grows it first
+  chooses ``DEFAULT_BLOCK_SIZE``);
 * state: one counter per block up to the last stored block (8 bytes; 4 with
   ``SMALL_BLOCK_SIZE``, whose file refuses writes with ``EOVERFLOW`` once its
   2**32 - 1 counter values are used up, never reusing a nonce), plus about
@@ -47,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..exceptions import InsecureOperationError, IntegrityError
 from ._backing import Backing, Trim, Txn
 from ._blockmap import BlockMap
-from ._sealer import KEY_SIZE, TAG_SIZE, BlockSealer, TagFailure
+from ._sealer import KEY_SIZE, SEED_SIZE, TAG_SIZE, BlockSealer, TagFailure
 from ._secmem import ProtectedMemory
 from ._secpool import Protected, protected
 
@@ -94,13 +97,18 @@ _FILENO_MESSAGE: Final = (
     "or NamedTemporaryFile to hand a file to another program"
 )
 
-_live: weakref.WeakSet[EncryptedRawIO] = weakref.WeakSet()
+# A weak reference to every file made; each removes itself when its file is collected
+# (the callback is set.discard: no Python frame, unlike a WeakSet's add and removal).
+_live: set[weakref.ref[EncryptedRawIO]] = set()
 
 
 def _after_fork_in_child() -> None:
     # The parent keeps writing with the same key and counters: a child that wrote
     # would reuse nonces (exposing the GCM hash key and the XOR of plaintexts).
-    for obj in list(_live):
+    for ref in list(_live):
+        obj = ref()
+        if obj is None:
+            continue
         obj._forked = True
         obj._cache_index = -1  # the parent may rewrite that block: re-read (and fail) instead
         obj._lock = threading.Lock()  # may have been held by a parent thread at fork time
@@ -154,8 +162,8 @@ class EncryptedRawIO(io.RawIOBase):
 
     ``block_size=None`` chooses per file at the first write: ``LARGE_BLOCK_SIZE``
     (64 KiB) if that write is at least that long (a file written in large
-    calls), else ``DEFAULT_BLOCK_SIZE`` (8 KiB, the better one for small random
-    reads). An int fixes it.
+    calls), ``SMALL_BLOCK_SIZE`` (4 KiB) if it is at most that, else
+    ``DEFAULT_BLOCK_SIZE`` (8 KiB). An int fixes it.
 
     ``fd`` must be an empty regular file opened read-write (normally an
     unnamed ``O_TMPFILE`` file). Once the constructor returns, this object
@@ -163,7 +171,9 @@ class EncryptedRawIO(io.RawIOBase):
     constructor raises, ``fd`` is left open and still the caller's. ``mode``
     is the :class:`io.FileIO` style mode (``"rb+"``, ``"rb"``, ``"wb"``,
     ``"ab"``, ``"ab+"``, ``"xb"``, ``"xb+"``); it only restricts what this
-    object allows. ``name`` is exposed as ``.name``.
+    object allows. ``name`` is exposed as ``.name``. ``_fresh`` (internal): the
+    caller has just created ``fd`` and verified it (an empty regular file of
+    ours), so it is not ``fstat``-ed again.
 
     Guarantees: see the module docstring (one fresh key per file, unique
     nonces also across ``fork()``, authenticated reads, failure atomicity per
@@ -188,6 +198,7 @@ class EncryptedRawIO(io.RawIOBase):
         "_cc",
         "_ct1_all",
         "_ct1_mid",
+        "_ct1_slot",
         "_ct1v",
         "_discard",
         "_fd",
@@ -225,35 +236,46 @@ class EncryptedRawIO(io.RawIOBase):
         closefd: bool = True,
         name: object = None,
         mode: str = "rb+",
+        _fresh: bool = False,
     ) -> None:
-        super().__init__()
+        # No super().__init__(): io.RawIOBase's is object's (nothing to set up).
         # First, before anything can fail: close()/__del__ read these.
         self._fd, self._sealer, self._mem, self._pt, self._pending = -1, None, None, None, None
         self._forked, self._discard = False, 0
         self._lock = threading.Lock()
-        if not isinstance(fd, int) or isinstance(fd, bool):
+        if fd.__class__ is not int and (not isinstance(fd, int) or isinstance(fd, bool)):
             raise TypeError(f"fd must be an int, not {type(fd).__name__}")
-        bs = _check_block_size(block_size)
-        self._readable, self._writable, self._append = _parse_raw_mode(mode)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"fd {fd} is not a regular file")
-        if st.st_size != 0:
-            # Existing bytes cannot be authenticated (we have no key for them).
-            raise ValueError(f"fd {fd} is not empty: an encrypted file must start empty")
+        auto = block_size is None  # the first write chooses the block size
+        bs = SMALL_BLOCK_SIZE if auto else _check_block_size(block_size)
+        flags = _RAW_MODES.get(mode) if mode.__class__ is str else None
+        self._readable, self._writable, self._append = flags or _parse_raw_mode(mode)
+        if not _fresh:  # else the caller has just made fd and verified it (internal)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"fd {fd} is not a regular file")
+            if st.st_size != 0:
+                # Existing bytes cannot be authenticated (we have no key for them).
+                raise ValueError(f"fd {fd} is not empty: an encrypted file must start empty")
         self.name = name
         self.mode = mode
         self._io = Backing(fd)
         self._pos = 0
         self._ct = bytearray()  # reused ciphertext buffer, grown up to one chunk
-        self._auto = block_size is None  # the first write chooses the block size
-        # Scratch block | key | cached block's counter, all in protected memory;
-        # the counter there is wiped with the block it describes in a forked child.
-        # (A pooled slot for the default blocks: set up once per process, not per file.)
-        mem = protected(bs + KEY_SIZE + 8)
+        self._auto = auto
+        # Scratch block | key and file id | cached block's counter, all in protected
+        # memory; the counter there is wiped with the block it describes in a forked
+        # child. A pooled slot for the small and default blocks (set up once per process,
+        # not per file); with block_size=None it has room for the default blocks, so that
+        # the first write can still choose them (the provisional ones are 4 KiB).
+        scratch = DEFAULT_BLOCK_SIZE if auto else bs
+        mem = protected(scratch + SEED_SIZE + 8)
         try:
-            self._sealer = BlockSealer(mem.view[bs : bs + KEY_SIZE], mem.address + bs)
-            self._set_geometry(bs, mem)
+            sealer = BlockSealer(mem.view[scratch : scratch + SEED_SIZE], mem.address + scratch)
+            if auto:
+                # The provisional 4 KiB blocks keep 4-byte counters: else nonce reuse.
+                sealer.narrow()
+            self._sealer = sealer
+            self._set_geometry(bs, mem, wide=not auto)
         except BaseException:
             mem.close()
             raise
@@ -261,7 +283,7 @@ class EncryptedRawIO(io.RawIOBase):
         # (a failed constructor closing it would hit whatever file reuses the number).
         self._fd = fd
         self._closefd = bool(closefd)
-        _live.add(self)
+        _live.add(weakref.ref(self, _live.discard))
 
     def _set_geometry(self, bs: int, mem: Protected, *, wide: bool = True) -> None:
         """Block size ``bs`` with ``mem`` (scratch block | key | cached counter) as
@@ -269,6 +291,7 @@ class EncryptedRawIO(io.RawIOBase):
         nothing is stored."""
         slot = bs + TAG_SIZE
         ct1v = memoryview(bytearray(slot + 1))  # single-block read buffer (+1: grown?)
+        ct1_slot = ct1v[:slot]
         # One statement of plain stores: no signal handler can run between them.
         (
             self._map,
@@ -280,6 +303,7 @@ class EncryptedRawIO(io.RawIOBase):
             self._ct1v,
             self._ct1_all,
             self._ct1_mid,
+            self._ct1_slot,
             self._mem,
             self._pt,
             self._cc,
@@ -293,7 +317,8 @@ class EncryptedRawIO(io.RawIOBase):
             None,
             ct1v,
             [ct1v],
-            [ct1v[:slot]],
+            [ct1_slot],
+            ct1_slot,
             mem,
             mem.view[:bs],
             mem.view[bs + KEY_SIZE :].cast("Q"),
@@ -301,50 +326,41 @@ class EncryptedRawIO(io.RawIOBase):
         )
 
     def _choose_block_size(self, first_write: int) -> None:
-        """At the first write of a ``block_size=None`` file: large blocks if that
-        write fills one (see ``LARGE_BLOCK_SIZE``), small ones if it is at most
-        ``SMALL_BLOCK_SIZE``. The file is still empty, so only memory changes; if
-        the larger scratch cannot be mapped, the file quietly keeps the default
-        blocks."""
+        """At the first write (or growing truncate) of a ``block_size=None`` file:
+        large blocks if that write fills one (see ``LARGE_BLOCK_SIZE``), the
+        provisional small ones (4-byte counters) if it is at most
+        ``SMALL_BLOCK_SIZE``, else the default ones. The file is still empty, so
+        only memory changes; if the larger scratch cannot be mapped, the file
+        quietly takes the default blocks."""
         self._auto = False
-        if self._map.size or self._pending is not None:
+        if self._map.size or self._pending is not None:  # pragma: no cover - never: empty
             return
         if first_write <= SMALL_BLOCK_SIZE:
-            self._use_small_blocks()
             return
-        if first_write < LARGE_BLOCK_SIZE:
-            return
-        try:
-            mem = ProtectedMemory(LARGE_BLOCK_SIZE + KEY_SIZE + 8)  # key area unused: zeros
-        except OSError:
-            return
-        old, pt, cc = self._mem, self._scratch(), self._cc
-        self._set_geometry(LARGE_BLOCK_SIZE, mem)
-        pt.release()
-        cc.release()
-        if old is not None:  # pragma: no branch - set whenever the scratch is
-            old.close()  # held no plaintext yet (nothing was written); zeroed anyway
-
-    def _use_small_blocks(self) -> None:
-        """4 KiB blocks with 4-byte counters, in the same protected memory (a
-        smaller scratch block fits it); no counter has been taken yet."""
-        mem, pt, cc = self._mem, self._scratch(), self._cc
+        sealer, old, pt, cc = self._sealer_or_closed(), self._mem, self._scratch(), self._cc
+        mem: Protected | None = old
+        if first_write >= LARGE_BLOCK_SIZE:
+            with contextlib.suppress(OSError):  # no memory for it: the default blocks
+                mem = ProtectedMemory(LARGE_BLOCK_SIZE + KEY_SIZE + 8)  # key area unused
         if mem is None:  # pragma: no cover - set whenever the scratch is
             raise ValueError("I/O operation on closed file")
-        # The sealer must refuse what a 4-byte counter cannot hold (else: nonce reuse).
-        self._sealer_or_closed().narrow()
-        self._set_geometry(SMALL_BLOCK_SIZE, mem, wide=False)
+        sealer.widen()  # no counter was taken yet: 8-byte counters from the start
+        self._set_geometry(LARGE_BLOCK_SIZE if mem is not old else DEFAULT_BLOCK_SIZE, mem)
         pt.release()
         cc.release()
+        if mem is not old and old is not None:  # pragma: no branch - set with the scratch
+            old.close()  # held no plaintext yet (nothing was written); zeroed anyway
 
     # --- io.RawIOBase protocol -------------------------------------------------------------
 
     def readable(self) -> bool:
-        self._check_open()
+        if self._fd < 0:  # closed (see _check_open): a slot, not the property
+            raise ValueError("I/O operation on closed file")
         return self._readable
 
     def writable(self) -> bool:
-        self._check_open()
+        if self._fd < 0:  # closed (see _check_open): a slot, not the property
+            raise ValueError("I/O operation on closed file")
         return self._writable
 
     def seekable(self) -> bool:
@@ -363,7 +379,8 @@ class EncryptedRawIO(io.RawIOBase):
         return False
 
     def tell(self) -> int:
-        self._check_open()
+        if self._fd < 0:  # closed (see _check_open): a slot, not the property
+            raise ValueError("I/O operation on closed file")
         return self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -420,42 +437,87 @@ class EncryptedRawIO(io.RawIOBase):
             raise ValueError("I/O operation on closed file")
         if not self._readable:
             raise io.UnsupportedOperation("File not open for reading")
+        with self._lock:
+            sealer, pos, bs, ctrs = self._sealer, self._pos, self._bs, self._map.ctrs
+            k = pos // bs
+            # The common random read, inline: a whole stored block before the last one
+            # (so all inside the file) into a writable contiguous memoryview of its size
+            # (a 4 KiB read of 4 KiB blocks through the buffered layer): one preadv,
+            # decrypted straight into the caller's buffer. Anything else, a short read
+            # included, takes the general path (which reports truncation and tampering).
+            if (
+                pos == k * bs
+                and k < len(ctrs) - 1
+                and self._pending is None
+                and sealer is not None  # else closed meanwhile (_fd is then -1)
+                and buffer.__class__ is memoryview
+                and buffer.nbytes == bs
+                and buffer.c_contiguous
+                and not buffer.readonly
+            ):
+                ctr, slot = ctrs[k], self._slot
+                if ctr and os.preadv(self._fd, self._ct1_mid, k * slot) == slot:
+                    self._open_into(sealer, k, ctr, buffer)
+                    self._pos = pos + bs
+                    return bs
+            return self._readinto_locked(buffer)
+
+    def _open_into(self, sealer: BlockSealer, k: int, ctr: int, out: memoryview) -> None:
+        """Block ``k``'s ciphertext, in the single-block buffer, opened into ``out``
+        (all of it); on any failure ``out`` is zeroed first (no unauthenticated
+        plaintext, nor plaintext of a read that raised)."""
+        try:
+            sealer.open(k, ctr, self._ct1_slot, out)
+        except BaseException as exc:
+            out.cast("B")[:] = self._zeros[: out.nbytes]
+            if isinstance(exc, TagFailure):
+                raise self._tag_failed(k) from None
+            raise
+
+    def _readinto_locked(self, buffer: WriteableBuffer) -> int:
+        """:meth:`readinto`'s general path, under the lock. Raises: as :meth:`readinto`."""
         out = memoryview(buffer)
         if out.format != "B" or out.ndim != 1:
             out = out.cast("B")
-        with self._lock:
-            if self._pending is not None:
-                self._settle()
-            pos = self._pos
-            n = self._map.size - pos
-            if n <= 0:
-                return 0
-            if len(out) < n:
-                n = len(out)
-            elif len(out) > n:
-                out = out[:n]
-            k = pos // self._bs
-            lo = pos - k * self._bs
-            try:
-                if lo + n <= self._bs:  # the common small read: one block
-                    self._read_one(k, lo, out)
-                else:
-                    self._read_range(pos, out)
-            except BaseException:
-                out[:] = bytes(n)  # no partial plaintext from a failed read
-                raise
-            self._pos = pos + n
-            return n
+        if self._pending is not None:
+            self._settle()
+        pos = self._pos
+        n = self._map.size - pos
+        if n <= 0:
+            return 0
+        if len(out) < n:
+            n = len(out)
+        elif len(out) > n:
+            out = out[:n]
+        k = pos // self._bs
+        lo = pos - k * self._bs
+        try:
+            if lo + n <= self._bs:  # the common small read: one block
+                self._read_one(k, lo, out)
+            else:
+                self._read_range(pos, out)
+        except BaseException:
+            out[:] = bytes(n)  # no partial plaintext from a failed read
+            raise
+        self._pos = pos + n
+        return n
 
     def readall(self) -> bytes:
         """Read from the current position to the end of file (see :meth:`readinto`)."""
-        self._check_open()
-        with self._lock:
-            remaining = max(0, self._map.size - self._pos)
-        buf = bytearray(remaining)
-        got = self.readinto(buf) if remaining else 0
-        data = bytes(memoryview(buf)[:got])
-        buf[:] = bytes(len(buf))  # do not leave a second plaintext copy behind
+        if self._fd < 0:  # closed (see _check_open)
+            raise ValueError("I/O operation on closed file")
+        if not self._readable:
+            raise io.UnsupportedOperation("File not open for reading")
+        with self._lock:  # one lock for the size and the read: no other writer between
+            if self._pending is not None:
+                self._settle()
+            remaining = self._map.size - self._pos
+            if remaining <= 0:
+                return b""
+            buf = bytearray(remaining)
+            got = self._readinto_locked(buf)
+        data = bytes(buf) if got == remaining else bytes(memoryview(buf)[:got])
+        buf[:] = bytes(remaining)  # do not leave a second plaintext copy behind
         return data
 
     def write(self, b: ReadableBuffer) -> int:
@@ -478,7 +540,8 @@ class EncryptedRawIO(io.RawIOBase):
                 the counters are exhausted; writing the backing file failed
                 (e.g. ``ENOSPC``, ``EIO``).
         """
-        self._check_open()
+        if self._fd < 0:  # closed (see _check_open): a slot, not the property
+            raise ValueError("I/O operation on closed file")
         if self._check_writable():
             return memoryview(b).nbytes  # discarded: never written, never sealed
         with memoryview(b) as view, view.cast("B") as data, self._lock:
@@ -525,6 +588,9 @@ class EncryptedRawIO(io.RawIOBase):
                 raise OSError(errno.EINVAL, "Invalid argument: negative size")
             if self._pending is not None:
                 self._settle()
+            if self._auto and new > self._map.size:
+                # Grown before its first write: the default blocks (not the provisional 4 KiB).
+                self._choose_block_size(DEFAULT_BLOCK_SIZE)
             m = self._map
             if new > m.size:
                 self._check_size_limit(new)
@@ -536,7 +602,8 @@ class EncryptedRawIO(io.RawIOBase):
 
     def flush(self) -> None:
         """Nothing is buffered in this object; checks that it is open."""
-        self._check_open()
+        if self._fd < 0:  # closed (see _check_open): a slot, not the property
+            raise ValueError("I/O operation on closed file")
 
     def close(self) -> None:
         """Drop the key (cryptographic erase), zero the plaintext scratch, and
@@ -568,6 +635,7 @@ class EncryptedRawIO(io.RawIOBase):
             self._ct, self._ct_one = bytearray(), None
             self._ct1v = memoryview(b"")
             self._ct1_all, self._ct1_mid = [], []
+            self._ct1_slot = self._ct1v
             if hasattr(self, "_map"):  # absent when the constructor failed early
                 self._map.ctrs = array.array("Q")
                 self._io.release()

@@ -13,12 +13,15 @@ Invariants (audit nonce uniqueness here, and only here):
   that used them fails and is rolled back); 12 bytes, big-endian; counter 0 is
   never used (it means "no ciphertext" to the block map); past :attr:`limit`
   (``2**64 - 1``, or ``2**32 - 1`` for a file whose block map keeps 4-byte
-  counters: :meth:`narrow`) the sealer refuses (``EOVERFLOW``) instead of
+  counters: :meth:`narrow`, which only :meth:`widen` undoes, and only before
+  the first :meth:`take`) the sealer refuses (``EOVERFLOW``) instead of
   wrapping, so a nonce never repeats under one key;
 * a forked child must not seal (it would reuse the parent's counter values):
   the raw file refuses writes there before they reach :meth:`seal_run`;
 * the associated data is ``file_id || block index`` (8 bytes, big-endian), so
-  a block's ciphertext opens only at its own position;
+  a block's ciphertext opens only at its own position; the 16-byte file id
+  comes from the key's own ``getrandom`` call where the caller leaves room
+  for it (not secret: it is copied out and zeroed there with the key);
 * :meth:`open` / :meth:`open_run` either leave authenticated plaintext in the
   destination or zero what they decrypted and raise :class:`TagFailure`.
 """
@@ -35,10 +38,23 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["MAX_COUNTER", "MAX_COUNTER32", "TAG_SIZE", "BlockSealer", "TagFailure"]
+__all__ = [
+    "ID_SIZE",
+    "MAX_COUNTER",
+    "MAX_COUNTER32",
+    "SEED_SIZE",
+    "TAG_SIZE",
+    "BlockSealer",
+    "TagFailure",
+]
 
 TAG_SIZE: Final = 16
 KEY_SIZE: Final = 32
+ID_SIZE: Final = 16  # the per-file id in the associated data
+#: Key and file id, drawn by one getrandom call (see :class:`BlockSealer`).
+SEED_SIZE: Final = KEY_SIZE + ID_SIZE
+_ZERO_KEY: Final = bytes(KEY_SIZE)
+_ZERO_ID: Final = bytes(ID_SIZE)
 #: Largest counter; 64 bits keep the per-block state at 8 bytes.
 MAX_COUNTER: Final = 2**64 - 1
 #: Largest counter of a file with 4-byte counters (small blocks: 4 bytes of state per 4 KiB).
@@ -60,8 +76,10 @@ def _closed(*args: object) -> object:
 
 _getrandom = getattr(ctypes.CDLL(None, use_errno=True), "getrandom", None)  # glibc >= 2.25
 if _getrandom is not None:  # pragma: no branch - every supported glibc has it
-    _getrandom.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint)
+    # No argtypes: every call passes a c_void_p, a c_size_t and a small int (the flags),
+    # so ctypes converts nothing (argtypes conversion was half of the call's cost).
     _getrandom.restype = ctypes.c_ssize_t
+_SIZES: Final = {n: ctypes.c_size_t(n) for n in (32, 48)}  # the lengths of every key's call
 
 
 def _fill_random(view: memoryview, address: int | None = None) -> None:
@@ -76,7 +94,10 @@ def _fill_random(view: memoryview, address: int | None = None) -> None:
     if address is not None and _getrandom is not None:
         got, n = 0, len(view)
         while got < n:
-            r = _getrandom(address + got, n - got, 0)
+            want = n - got
+            r = _getrandom(
+                ctypes.c_void_p(address + got), _SIZES.get(want) or ctypes.c_size_t(want), 0
+            )
             if r < 0:  # pragma: no cover - cannot be caused here (32 bytes never fail)
                 err = ctypes.get_errno()
                 if err == errno.EINTR:
@@ -109,17 +130,22 @@ class BlockSealer:
 
     def __init__(self, key: memoryview, address: int | None = None) -> None:
         # ``key``: KEY_SIZE bytes of protected memory (``address``: where it starts, for
-        # getrandom); the key is generated there (no copy in the Python heap, which
-        # frees without zeroing) and zeroed again once AESGCM holds its own.
+        # getrandom), or SEED_SIZE for the file id to come from the same call; the key is
+        # generated there (no copy in the Python heap, which frees without zeroing) and
+        # zeroed again once AESGCM holds its own.
         _fill_random(key, address)
         try:
-            self._aead: AESGCM | None = AESGCM(key)
+            self._aead: AESGCM | None = AESGCM(key[:KEY_SIZE])
         finally:
-            key[:] = bytes(KEY_SIZE)
+            key[:KEY_SIZE] = _ZERO_KEY
         # Defence in depth: binds each block to this file object; with one fresh
         # key per file it stops no attack on its own (a block of another file
-        # fails the tag anyway).
-        self._file_id = os.urandom(16)
+        # fails the tag anyway). Not secret: it is in every block's associated data.
+        if len(key) >= SEED_SIZE:
+            self._file_id = bytes(key[KEY_SIZE:SEED_SIZE])
+            key[KEY_SIZE:SEED_SIZE] = _ZERO_ID
+        else:
+            self._file_id = os.urandom(ID_SIZE)
         self._next = 1
         self.limit = MAX_COUNTER
         # Bound once: the single-block read is the hot path of small random reads.
@@ -145,6 +171,17 @@ class BlockSealer:
         """Limit the counters to 4 bytes (:data:`MAX_COUNTER32`), for a block map
         that stores them so; only before the first :meth:`take` beyond that."""
         self.limit = min(self.limit, MAX_COUNTER32)
+
+    def widen(self) -> None:
+        """Undo :meth:`narrow` (8-byte counters) before any counter was taken: a file
+        whose first write chose wider blocks than the provisional 4 KiB ones.
+
+        Raises:
+            ValueError: a counter was already taken (its map may store only 4 bytes).
+        """
+        if self._next != 1:
+            raise ValueError("the counter width is fixed once a counter was taken")
+        self.limit = MAX_COUNTER
 
     # --- sealing ----------------------------------------------------------------------------
 
