@@ -329,8 +329,7 @@ class _NamedState:
 
     def _remove_named(self, fd: int | None, path: str, still_open: bool) -> None:
         made = self.made
-        if self.claim is not None and self.claim.fd >= 0:  # our own dup, handed to no one:
-            fd = self.claim.fd  # never a number other code closed and open() gave another file
+        fd = self._our_fd(fd)
         name = os.fsdecode(made.name)
         try:
             found: NameStat | None = lstat_mount(made.handle.fd, name)
@@ -380,13 +379,33 @@ class _NamedState:
         # The name no longer leads to our inode. Unlinked (by the caller, or replaced by an
         # atomic save): no name reaches it, but its blocks would be freed with the plaintext
         # at our last close, so overwrite it through our descriptor first.
-        wiped = False
-        if fd is not None and os.fstat(fd).st_nlink == 0:
-            _overwrite_unnamed(fd, path)
-            wiped = True
+        wiped = fd is not None and os.fstat(fd).st_nlink == 0
+        if wiped:
+            _overwrite_unnamed(cast(int, fd), path)
+        elif fd is None and st_name is None:
+            warn_unwiped(path, _NUMBER_REUSED, stacklevel=5)  # nothing of ours reaches it now
         # Still linked elsewhere (the user moved it away to keep it): left alone.
         if st_name is not None:
             self._remove_replacement(st_name, path, wiped)
+
+    def _our_fd(self, fd: int | None) -> int | None:
+        """A descriptor that holds our inode now: the claim's own dup, else ``fd``, else None.
+
+        Each is ``fstat``-ed and compared with the inode we created: a number is just a
+        number, and code that closes one twice (a library's double close) frees it for the
+        next ``open()``, whose unrelated file our overwrite would destroy (review6, review7).
+        """
+        made = (self.made.dev, self.made.ino)
+        claim_fd = -1 if self.claim is None else self.claim.fd
+        for candidate in (claim_fd, -1 if fd is None else fd):
+            if candidate >= 0:
+                try:
+                    st = os.fstat(candidate)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == made:
+                    return candidate
+        return None
 
     def _remove_replacement(self, st: os.stat_result, path: str, wiped: bool) -> None:
         """Another file sits at our name (``sed -i``, an editor's or ``os.replace`` save)."""

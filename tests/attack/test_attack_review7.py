@@ -108,33 +108,17 @@ def _other_descriptors_of(fd: int) -> list[int]:
     return found
 
 
-_CLAIM_BREAK = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review7 break of 2eb492b: the named close now overwrites through the sweep "
-        "claim's dup (claim.fd) without checking what that number holds; a library's "
-        "double close of that number, reused by the application's next open(), gets our "
-        "random overwrite: the unrelated file's data is destroyed, silently (before "
-        "2eb492b the close never wrote through the claim's dup, and this case held)"
-    ),
-)
-_CLAIM_BREAK_EXIT = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review7, older than this session (6e748bf): delete_on_close=False removes by "
-        "name at __exit__, after the file's close, overwriting through claim.fd with no "
-        "check of what that number holds: the same double close + reused number gets the "
-        "unrelated file overwritten, silently"
-    ),
-)
+# Found in review (review7): the named close wrote through the claim's dup (claim.fd)
+# without checking what that number holds; every descriptor it writes through is now
+# fstat-ed and compared with the inode it created (_NamedState._our_fd).
 
 
 @pytest.mark.parametrize(
     ("freed", "delete_on_close"),
     [
         pytest.param("file", True, id="files-own-number-close"),  # review6's case: fixed
-        pytest.param("claim", True, id="claims-dup-number-close", marks=_CLAIM_BREAK),
-        pytest.param("claim", False, id="claims-dup-number-exit", marks=_CLAIM_BREAK_EXIT),
+        pytest.param("claim", True, id="claims-dup-number-close"),
+        pytest.param("claim", False, id="claims-dup-number-exit"),
         pytest.param("stdlib", True, id="control-stdlib"),
     ],
 )
