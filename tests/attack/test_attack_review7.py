@@ -265,3 +265,51 @@ def test_an_interrupt_as_the_raw_file_is_made_leaves_no_file_and_no_double_close
     assert raised
     assert caught.type is _Tick, f"the interrupt was replaced by {caught.value!r}"
     assert os.listdir(tmp_path) == []
+
+
+# A child forked without Python's hooks (a C extension's fork(2)) that ends through a
+# normal interpreter exit: the atexit drain, and the collection of the dropped wrappers,
+# run in the child over the parent's pending cleanups. Both files must be left intact.
+_RAW_FORK_EXIT = textwrap.dedent(
+    """
+    import ctypes, gc, os, sys
+    import hardtemp
+
+    d, how = sys.argv[1], sys.argv[2]
+    open_one = hardtemp.NamedTemporaryFile(dir=d)
+    open_one.write(b"parent data")
+    open_one.flush()
+    closed_one = hardtemp.NamedTemporaryFile(dir=d, delete_on_close=False)
+    closed_one.write(b"parent data 2")
+    closed_one.close()  # closed, never exited: removed by name at the end
+    pid = ctypes.CDLL(None, use_errno=True).fork()
+    if pid == 0:
+        if how == "gc":
+            del open_one, closed_one
+            gc.collect()
+        sys.exit(0)  # the child's exit handlers run: hardtemp's drain among them
+    os.waitpid(pid, 0)
+    with open(open_one.name, "rb") as f1, open(closed_one.name, "rb") as f2:
+        print(f1.read().decode(), "|", f2.read().decode())
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["atexit", "gc"])
+def test_a_raw_forked_child_s_exit_never_removes_or_wipes_the_parents_named_files(
+    tmp_path: Path, how: str
+) -> None:
+    # Held: _NamedState.remove and release check _owner.pid(), the wipe-on-fork token.
+    script = tmp_path / "script.py"
+    script.write_text(_RAW_FORK_EXIT)
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), str(work), how],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["parent", "data", "|", "parent", "data", "2"]
+    assert list(work.iterdir()) == []  # and the parent's own exit removed both
