@@ -234,7 +234,18 @@ class _MountWatch:
             return True
         if self.poller is None:
             return True  # no way to watch: never trust the cache
-        return bool(self.poller.poll(0))
+        got = self.poller.poll(0)
+        if got and got[0][1] == select.POLLIN:
+            return False  # mountinfo, unchanged: readable, and nothing else
+        if not (got and got[0][1] & select.POLLPRI):
+            # Not our watch any more: its number was closed by other code (a library's
+            # double close) and open() gave it to another file, which never reports
+            # POLLPRI (a regular file polls POLLIN|POLLOUT, a closed number POLLNVAL): every
+            # later mount change would go unseen. The number is theirs now: not closed here.
+            self.fd = -1
+            self.forget()
+            self._open()
+        return True
 
     def forget(self) -> None:
         """In a forked child: the parent's descriptor watches the parent's mount namespace
@@ -265,7 +276,9 @@ class _MountWatch:
         except OSError:
             return
         poller = select.poll()
-        poller.register(self.fd, select.POLLPRI | select.POLLERR)
+        # POLLIN and POLLOUT too: mountinfo is always readable and never writable, so an
+        # answer other than POLLIN (+ POLLPRI|POLLERR on a change) says the number is not it.
+        poller.register(self.fd, select.POLLIN | select.POLLOUT | select.POLLPRI)
         poller.poll(0)  # consume the initial event
         self.poller = poller
 

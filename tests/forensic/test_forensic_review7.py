@@ -80,23 +80,10 @@ def _run(tmp_path: Path, case: str) -> dict[str, object]:
     "case",
     [
         pytest.param("stay", id="control-watch-intact"),
-        pytest.param(
-            "watch-number-reused",
-            id="watch-number-freed-and-reused",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "review7 (the watch predates this session; the same class as "
-                    "review6's reused-number break, fixed in the named close by 2eb492b): "
-                    "the watch's descriptor number, freed by a library's double close and "
-                    "taken by open() of a regular file, is polled for POLLPRI, which a "
-                    "regular file never reports: every later mount change goes unseen, "
-                    "and an overlay (ext4 upper) that took the tmpfs's st_dev and mount "
-                    "id is served the tmpfs's 'volatile': no sync of the overwrite, the "
-                    "synced marker stays on the disk"
-                ),
-            ),
-        ),
+        # Found in review (review7): a regular file polled for POLLPRI never reported a
+        # change. The watch now polls POLLIN|POLLOUT too, and anything but mountinfo's
+        # answer (POLLIN, + POLLPRI on a change) makes it reopen its own.
+        pytest.param("watch-number-reused", id="watch-number-freed-and-reused"),
     ],
 )
 def test_the_mount_watch_s_descriptor_number_reused_by_another_file_misses_no_change(
