@@ -11,6 +11,9 @@ goes unseen. The scenario is review6's (``tests/forensic/test_forensic_review6.p
 classified tmpfs replaced by an overlayfs (ext4 upper on a loop image) with the same
 ``st_dev`` and mount id, a synced marker in a named and an unnamed plain file, the raw
 image grepped after their closes; in a private mount namespace (``unshare -m``).
+
+Also attacked (held): a cache hit on a stale entry after ``unshare(CLONE_NEWNS)``, before
+the first miss would notice the new namespace; the kernel's numbers are checked for reuse.
 """
 
 from __future__ import annotations
@@ -90,3 +93,79 @@ def test_the_mount_watch_s_descriptor_number_reused_by_another_file_misses_no_ch
     tmp_path: Path, case: str
 ) -> None:
     _check(_run(tmp_path, case))
+
+
+# argv: work directory, case. Prints one JSON line: the tmpfs's [st_dev, mount id] as
+# classified in namespace A, and those of the tmpfs mounts made afterwards in namespace B.
+_PIN_SCRIPT = r"""
+import json, os, subprocess, sys
+import hardtemp
+from hardtemp import _fsinfo, _linux
+
+work, case = sys.argv[1], sys.argv[2]
+mnt = f"{work}/m"
+os.mkdir(mnt)
+
+
+def run(*cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def ident(path):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return [os.fstat(fd).st_dev, _linux.mount_id(fd)]
+    finally:
+        os.close(fd)
+
+
+run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt)
+with hardtemp.TemporaryFile(dir=mnt, encrypt=False) as f:  # classified, cached, watched
+    f.write(b"x")
+first = ident(mnt)
+if case == "unpinned":
+    _fsinfo._watch.forget()  # the control: nothing holds namespace A once we leave it
+os.unshare(os.CLONE_NEWNS)  # namespace B; we were alone in A
+run("mount", "--make-rprivate", "/")
+run("umount", mnt)  # B's copy of the tmpfs: with A gone, its superblock is freed
+later = []
+for _ in range(8):
+    run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt)
+    later.append(ident(mnt))
+    run("umount", mnt)
+print(json.dumps({"first": first, "later": later}))
+"""
+
+
+@pytest.mark.parametrize("case", ["pinned", "unpinned"], ids=["held", "control-watch-closed"])
+def test_after_unshare_the_old_namespace_s_cached_mount_cannot_be_reborn_unseen(
+    tmp_path: Path, case: str
+) -> None:
+    # Attacked: ab8b2c1 checks the namespace only on a cache miss. A process alone in its
+    # namespace that unshares frees that namespace; a tmpfs cached there by (mount id,
+    # st_dev) could have both numbers reused by a new mount in the new namespace: a hit
+    # on a stale entry before any miss. Held: the watch's open /proc/self/mountinfo holds
+    # a reference to the namespace it watches (mounts_open_common), so its mounts, their
+    # ids and their superblocks' st_dev stay taken until the first miss reopens the
+    # watch, which clears the cache. The control closes the watch first: the old tmpfs's
+    # st_dev is then handed out again (so the case can tell the two apart).
+    require_unshare()
+    cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _PIN_SCRIPT]
+    out = subprocess.run(
+        [*cmd, str(tmp_path), case],
+        env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).resolve().parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    first, later = result["first"], result["later"]
+    reused_dev = [ident for ident in later if ident[0] == first[0]]
+    if case == "unpinned":
+        if not reused_dev:
+            pytest.skip(f"this kernel did not hand the freed st_dev out again: {result}")
+    else:
+        assert first not in later, f"the cached (st_dev, mount id) was reborn: {result}"
+        assert not reused_dev, f"the old namespace's tmpfs st_dev was freed: {result}"
