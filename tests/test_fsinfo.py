@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import struct
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from _gates import require_mkfs, require_root, skip
+from _gates import require_loop, require_mkfs, require_root, require_unshare, skip
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
 from hardtemp._codes import FsReason, Reason
@@ -963,6 +964,78 @@ def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(
         assert calls != []
     finally:
         os.close(fd)
+
+
+# argv: work directory, case. In a private mount namespace: one loop device holding an ext4,
+# mounted data=ordered, classified by path, unmounted and mounted again data=journal (the
+# same st_dev and filesystem id; retried until the mount id is reused too), classified again.
+_REMOUNT = r"""
+import ctypes, json, os, subprocess, sys
+from hardtemp import _fsinfo, _linux
+
+work, case = sys.argv[1], sys.argv[2]
+img, mnt = f"{work}/e.img", f"{work}/m"
+os.mkdir(mnt)
+
+
+def run(*cmd):
+    return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
+def mount(opts):
+    run("mount", "-o", opts, dev, mnt)
+    fd = os.open(mnt, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.fstat(fd).st_dev, _linux.mount_id(fd), _fsinfo.fs_info_for_path(mnt).verdict
+    finally:
+        os.close(fd)
+        run("umount", mnt)
+
+
+with open(img, "wb") as f:
+    f.truncate(16 << 20)
+run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", img)
+dev = run("losetup", "-f", "--show", img)
+try:
+    _fsinfo.fs_info_for_path(work)  # the watch is open (namespace A)
+    if case == "unshare":  # through ctypes, as a C extension would: no audit hook sees it
+        assert ctypes.CDLL(None, use_errno=True).unshare(0x00020000) == 0  # CLONE_NEWNS
+    for _ in range(30):  # other processes mount too: ids are global, retried until reused
+        *first, ordered = mount("data=ordered")
+        *second, journal = mount("data=journal")
+        if first == second:
+            break
+    print(json.dumps([first == second, ordered.value, journal.value]))
+finally:
+    subprocess.run(["losetup", "-d", dev], check=False)
+"""
+
+
+@pytest.mark.parametrize("case", ["unshare", "stay"], ids=["unshared", "control-same-namespace"])
+def test_a_remount_after_the_process_changed_its_mount_namespace_is_seen_by_path(
+    tmp_path: Path, case: str
+) -> None:
+    # fs_info_for_path/fs_info_for_fd (hardtemp check's look) cache by (st_dev, mount id,
+    # type, fsid): after unshare the watch must follow the new namespace on that path's
+    # first miss too, or the data=journal mount that took the data=ordered one's device and
+    # mount id there is reported "in place".
+    require_unshare()
+    require_loop("ext4")
+    src = str(Path(_fsinfo.__file__).resolve().parents[1])
+    cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _REMOUNT]
+    out = subprocess.run(
+        [*cmd, str(tmp_path), case],
+        env=dict(os.environ, PYTHONPATH=src),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    reused, ordered, journal = json.loads(out.stdout.splitlines()[-1])
+    if not reused:
+        pytest.skip("the second mount did not reuse the first one's mount id")
+    assert (ordered, journal) == (IN_PLACE, NOT_IN_PLACE)
 
 
 def test_a_mount_id_not_in_our_mount_table_is_never_cached(loopfs: Callable[..., Any]) -> None:

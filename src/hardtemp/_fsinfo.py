@@ -314,6 +314,15 @@ def _mounts_changed() -> bool:
     return False
 
 
+def _follow_namespace() -> None:
+    """On a cache miss (``_cache_lock`` held): after unshare/setns the old namespace's watch
+    would never report this one's (u)mounts, and its mount ids may be reused here: the
+    watch is dropped, so that the next look opens one of this namespace and clears every
+    cache (a new namespace's mounts all have new ids: its first look misses)."""
+    if _watch.elsewhere():
+        _watch.forget()
+
+
 def _forget_all() -> None:
     """Clear every classification cache (``_cache_lock`` held)."""
     _cache.clear()
@@ -601,6 +610,11 @@ def _base_info(fd: int, st_dev: int) -> FsInfo:
         info = _cache.get(key)
     if info is not None:
         return info
+    with _cache_lock:
+        # fs_info_for_fd's miss too (hardtemp check's look), not only _sb_entry's: an entry
+        # made here for a mount of a namespace the watch does not poll would stay unseen.
+        _follow_namespace()
+        _mounts_changed()
     mount = _mount_entry(mnt_id, st_dev)
     verdict, reasons = _classify(f_type, mount)
     if f_type not in (_TMPFS_MAGIC, _RAMFS_MAGIC):
@@ -957,11 +971,7 @@ def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:
     sfs = _statfs(fd)
     key = (st_dev, sfs.f_type & 0xFFFFFFFF, sfs.f_fsid[0], sfs.f_fsid[1])
     with _cache_lock:
-        if _watch.elsewhere():
-            # unshare/setns: the old namespace's watch would never report this one's
-            # (u)mounts, and its mount ids may be reused here: a watch of this one, and
-            # nothing cached before it (the look below reopens it and clears every cache).
-            _watch.forget()
+        _follow_namespace()
         _mounts_changed()
         entry = _sb_cache.get(key)
     if entry is None:

@@ -75,8 +75,18 @@ with open(img, "wb") as f:
     f.truncate(32 << 20)
 run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", img)
 hardtemp.TemporaryFile(dir=work, encrypt=False).close()  # the watch is open (namespace A)
+helper = None
 if case == "unshare":
     os.unshare(os.CLONE_NEWNS)  # the service sandboxes itself (namespace B, private)
+elif case == "setns":
+    # It enters another process's mount namespace (B, private) with setns(2).
+    helper = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "600"])
+    mine = os.stat("/proc/self/ns/mnt").st_ino
+    while os.stat(f"/proc/{helper.pid}/ns/mnt").st_ino == mine:
+        pass  # until unshare(1) made its namespace
+    nsfd = os.open(f"/proc/{helper.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    os.setns(nsfd, os.CLONE_NEWNS)
+    os.close(nsfd)
 run("mount", "-o", "loop", img, ext)
 for d in ("lower", "upper", "work"):
     os.mkdir(f"{ext}/{d}")
@@ -146,6 +156,9 @@ run("umount", ext)
 with open(img, "rb") as fh:
     data = fh.read()
 out = {k: [before, m.encode() in data] for k, (m, before) in results.items()}
+if helper is not None:
+    helper.kill()
+    helper.wait()
 print(json.dumps({"tmpfs": tmpfs, "overlay": overlay, "closes": out}))
 """
 
@@ -216,20 +229,18 @@ def test_a_raw_forked_child_s_look_does_not_hide_a_mount_change_from_its_parent(
     _check(_run(tmp_path, case))
 
 
-_UNSHARED = (
-    "review6 break: the mount-table watch keeps polling the mount namespace the process "
-    "had when it first classified a filesystem; after the process's own "
-    "unshare(CLONE_NEWNS) (setns: the same path, not tested) the mounts of its new "
-    "namespace never "
-    "reach that poll, so a tmpfs classified there and replaced by an overlay (ext4 upper) "
-    "with the same st_dev and mount id is still taken as volatile: the marker stays"
-)
-
-
+# review6's break (fixed): the watch kept polling the mount namespace the process had when
+# it first classified a filesystem; after its own unshare(CLONE_NEWNS), or a setns(2) into
+# another process's namespace, that namespace's umount + mount never reached the poll, and a
+# tmpfs replaced by an overlay (ext4 upper) with its st_dev and mount id kept its verdict.
 @pytest.mark.parametrize(
     "case",
-    ["unshare", "stay"],  # "unshare" was _UNSHARED: fixed (a cache miss notices the move)
-    ids=["process-unshared-its-mount-namespace", "control-same-namespace"],
+    ["unshare", "setns", "stay"],  # a cache miss notices the move
+    ids=[
+        "process-unshared-its-mount-namespace",
+        "process-entered-another-mount-namespace",
+        "control-same-namespace",
+    ],
 )
 def test_a_mount_change_after_the_process_changed_its_mount_namespace_is_seen(
     tmp_path: Path, case: str
