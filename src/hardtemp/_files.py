@@ -274,6 +274,15 @@ def _track_unnamed(file: IO[Any], fd: int) -> None:
         _track.hook("TemporaryFile", file, None, fd, (st.st_dev, st.st_ino))
 
 
+def _holds(fd: int, ident: tuple[int, int]) -> bool:
+    """Whether the open number ``fd`` holds the inode ``ident`` (``(st_dev, st_ino)``)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:  # EBADF: closed
+        return False
+    return (st.st_dev, st.st_ino) == ident
+
+
 class _NamedState:
     """Everything needed to remove a named temp file, without the wrapper itself
     (so a finalizer holding it does not keep the wrapper alive)."""
@@ -398,13 +407,8 @@ class _NamedState:
         made = (self.made.dev, self.made.ino)
         claim_fd = -1 if self.claim is None else self.claim.fd
         for candidate in (claim_fd, -1 if fd is None else fd):
-            if candidate >= 0:
-                try:
-                    st = os.fstat(candidate)
-                except OSError:
-                    continue
-                if (st.st_dev, st.st_ino) == made:
-                    return candidate
+            if candidate >= 0 and _holds(candidate, made):
+                return candidate
         return None
 
     def _remove_replacement(self, st: os.stat_result, path: str, wiped: bool) -> None:
@@ -607,12 +611,16 @@ class _TemporaryFileWrapper:
     def __exit__(
         self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
+        state = self._state
         try:
             self.close()
-            self._state.remove(None)
+            state.remove(None)
         finally:
-            # Closed, removed (or kept) and released: what the finalizer would do is done.
-            _pending.pop(self._pending, None)
+            # Removed (or kept): what the finalizer would do is done. Not when the close was
+            # interrupted before the removal began (a signal in the flush): collection or
+            # exit must still remove the file.
+            if state.removed or not state.delete:
+                _pending.pop(self._pending, None)
 
     def close(self) -> None:
         """Close the file; with ``delete_on_close`` (the default), overwrite and remove it."""
@@ -762,21 +770,28 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
         # closes raw on failure
         file = wrap_created(raw, mode, buffering, encoding, errors, newline)
     except BaseException:
-        with contextlib.suppress(OSError):
-            remove_entry(
-                handle.fd,
-                os.fsdecode(made.name),
-                display_path=os.fsdecode(made.path),
-                fd=fd if raw is None else None,  # by name (inode checked) once raw closed fd
-                expect=(made.dev, made.ino),
-            )
-        # Exactly once: a second close could hit a descriptor another thread just opened.
-        if raw is not None:
-            raw.close()
-        else:
-            os.close(fd)
-        if claim is not None:
-            claim.close()
+        # An interrupt as PlainFileIO(...) returned drops the new object, which closes fd:
+        # the number is then free, or another thread's. Used and closed only while ours.
+        fd_ours = raw is None and _holds(fd, (made.dev, made.ino))
+        try:
+            with contextlib.suppress(OSError):
+                remove_entry(
+                    handle.fd,
+                    os.fsdecode(made.name),
+                    display_path=os.fsdecode(made.path),
+                    fd=fd if fd_ours else None,  # else by name (inode checked)
+                    expect=(made.dev, made.ino),
+                )
+        finally:
+            try:
+                # Exactly once: a second close could hit a descriptor another thread opened.
+                if raw is not None:
+                    raw.close()
+                elif fd_ours:
+                    os.close(fd)
+            finally:
+                if claim is not None:
+                    claim.close()
         raise
     state = _NamedState(file, raw, made, delete, delete_on_close, claim)
     wrapper = _TemporaryFileWrapper(state, made.path)

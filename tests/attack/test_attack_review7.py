@@ -206,21 +206,9 @@ def _end(f: Any, how: str) -> None:
     "how",
     [
         pytest.param("close", id="control-close-interrupted-then-dropped"),
-        pytest.param(
-            "exit",
-            id="exit-interrupted-then-dropped",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "review7 break of 4e130d4: __exit__ takes the file's pending cleanup "
-                    "out in a finally, also when its close was interrupted (a signal in "
-                    "the flush of buffered data) before anything was removed: collection "
-                    "and exit then never remove it; the file stays with its plaintext "
-                    "until a sweep (weakref.finalize, before, ran at collection and "
-                    "removed it; an interrupted close() still does)"
-                ),
-            ),
-        ),
+        # Found in review (review7): __exit__ dropped the pending cleanup of a close
+        # interrupted before its removal began; it now keeps it until the removal.
+        pytest.param("exit", id="exit-interrupted-then-dropped"),
     ],
 )
 def test_a_named_file_whose_close_flush_is_interrupted_is_removed_once_dropped(
@@ -242,17 +230,8 @@ def test_a_named_file_whose_close_flush_is_interrupted_is_removed_once_dropped(
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review7, older than this session: a signal handled as PlainFileIO(fd, ...) returns "
-        "in NamedTemporaryFile, before `raw` is stored, drops the new object, which closes "
-        "fd; the except path still sees raw None: remove_entry(fd=fd) gets a closed (or, "
-        "with threads, reused) number and fails, so the name stays, and os.close(fd) closes "
-        "it a second time: EBADF replaces the interrupt (or another thread's new file is "
-        "closed), and the claim is never released"
-    ),
-)
+# Found in review (review7): the new file's number, closed when the interrupt dropped the raw
+# object, was used and closed again; it is now used and closed only while it holds our inode.
 def test_an_interrupt_as_the_raw_file_is_made_leaves_no_file_and_no_double_close(
     tmp_path: Path,
 ) -> None:
