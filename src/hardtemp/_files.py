@@ -403,13 +403,16 @@ class _NamedState:
         Each is ``fstat``-ed and compared with the inode we created: a number is just a
         number, and code that closes one twice (a library's double close) frees it for the
         next ``open()``, whose unrelated file our overwrite would destroy (review6, review7).
+        A claim whose number was so taken forgets it: closing it would close that file.
         """
         made = (self.made.dev, self.made.ino)
-        claim_fd = -1 if self.claim is None else self.claim.fd
-        for candidate in (claim_fd, -1 if fd is None else fd):
-            if candidate >= 0 and _holds(candidate, made):
-                return candidate
-        return None
+        claim = self.claim
+        if claim is not None and claim.fd >= 0:
+            if _holds(claim.fd, made):
+                return claim.fd
+            # Its number is someone else's now: never closed (nor its lock dropped) by us.
+            claim.fd = -1
+        return fd if fd is not None and _holds(fd, made) else None
 
     def _remove_replacement(self, st: os.stat_result, path: str, wiped: bool) -> None:
         """Another file sits at our name (``sed -i``, an editor's or ``os.replace`` save)."""

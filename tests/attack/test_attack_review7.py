@@ -152,25 +152,16 @@ def test_a_reused_number_of_the_named_files_other_descriptor_is_never_overwritte
     assert victim.read_bytes() == data, "an unrelated file was overwritten by our close"
 
 
-_CLAIM_CLOSES_THEIRS = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review7, after 6ad7653 (which stopped the overwrite): the claim's dup number, "
-        "freed by a library's double close and taken by the application's open(), is "
-        "still closed by Claim.release/close at our close: hardtemp closes a descriptor "
-        "it no longer owns, the application's, dropping its flock on that file and leaving "
-        "its number free for the next open() to take (its later writes then go to "
-        "whatever file that is); the stdlib has no second descriptor to do this with"
-    ),
-)
+# Found in review (review7): the claim's dup number, once taken by the application's open(),
+# was still closed by our close; a claim whose number holds another file now forgets it.
 
 
 @pytest.mark.parametrize(
     ("freed", "delete_on_close"),
     [
         pytest.param("none", True, id="control-no-double-close"),
-        pytest.param("claim", True, id="claims-dup-number-close", marks=_CLAIM_CLOSES_THEIRS),
-        pytest.param("claim", False, id="claims-dup-number-exit", marks=_CLAIM_CLOSES_THEIRS),
+        pytest.param("claim", True, id="claims-dup-number-close"),
+        pytest.param("claim", False, id="claims-dup-number-exit"),
     ],
 )
 def test_a_reused_number_of_the_claim_s_dup_is_never_closed_by_our_close(
