@@ -130,6 +130,7 @@ _RAW_MODES: Final = {
 _DEFAULT_ZEROS: Final = bytes(DEFAULT_BLOCK_SIZE)
 _SMALL_ZEROS: Final = bytes(SMALL_BLOCK_SIZE)
 _ZEROS_OF: Final = {DEFAULT_BLOCK_SIZE: _DEFAULT_ZEROS, SMALL_BLOCK_SIZE: _SMALL_ZEROS}
+_NO_VIEW: Final = memoryview(b"")  # a closed file's buffers (immutable: shared)
 _SEEK_SET: Final = os.SEEK_SET
 _SEEK_CUR: Final = os.SEEK_CUR
 
@@ -226,6 +227,8 @@ class EncryptedRawIO(io.RawIOBase):
     # Class-level defaults make close()/__del__ safe on a half-initialised object.
     _closefd: bool = False
     _ct_one: bytearray | None = None
+    _ct1_all: tuple[memoryview, ...]
+    _ct1_mid: tuple[memoryview, ...]
     name: Any = None
 
     def __init__(
@@ -316,8 +319,8 @@ class EncryptedRawIO(io.RawIOBase):
             _ZEROS_OF.get(bs) or bytes(bs),
             None,
             ct1v,
-            [ct1v],
-            [ct1_slot],
+            (ct1v,),
+            (ct1_slot,),
             ct1_slot,
             mem,
             mem.view[:bs],
@@ -602,8 +605,9 @@ class EncryptedRawIO(io.RawIOBase):
 
     def flush(self) -> None:
         """Nothing is buffered in this object; checks that it is open."""
-        if self._fd < 0:  # closed (see _check_open): a slot, not the property
-            raise ValueError("I/O operation on closed file")
+        # The property, not the descriptor: a constructor that failed leaves the descriptor
+        # at -1 and the object open, and its close (IOBase.close flushes first) must work.
+        self._check_open()
 
     def close(self) -> None:
         """Drop the key (cryptographic erase), zero the plaintext scratch, and
@@ -632,10 +636,10 @@ class EncryptedRawIO(io.RawIOBase):
             if self._mem is not None:
                 self._mem.close()  # zeroes scratch, key area and cached counter
                 self._mem = None
+            # Ciphertext buffers only (nothing secret): dropped for shared empty ones.
             self._ct, self._ct_one = bytearray(), None
-            self._ct1v = memoryview(b"")
-            self._ct1_all, self._ct1_mid = [], []
-            self._ct1_slot = self._ct1v
+            self._ct1v = self._ct1_slot = _NO_VIEW
+            self._ct1_all = self._ct1_mid = ()
             if hasattr(self, "_map"):  # absent when the constructor failed early
                 self._map.ctrs = array.array("Q")
                 self._io.release()
@@ -1002,7 +1006,7 @@ class EncryptedRawIO(io.RawIOBase):
                 length, want, bufs = bs, slot, self._ct1_all  # one byte more: extended?
             else:
                 want = length + TAG_SIZE
-                bufs = [self._ct1v[: want + 1]]
+                bufs = (self._ct1v[: want + 1],)
         ct = self._ct1v
         got = os.preadv(self._fd, bufs, index * slot)
         if got != want:

@@ -16,9 +16,11 @@ Invariants:
   any reuse: a file never sees what an earlier file left in its slot; the
   pool's lock is reentrant, so a file closed by a finalizer or a signal
   handler while this thread is inside the pool cannot deadlock it;
-* the pool belongs to the process that made it. In a forked child (another
-  pid, or an arena's canary wiped by ``MADV_WIPEONFORK``: so also after a
-  ``fork()`` that bypassed Python's hooks, and in a new PID namespace) the
+* the pool belongs to the process that made it. In a forked child (told by
+  the first arena's canary, which ``MADV_WIPEONFORK`` zeroes in every child
+  however it was forked: so also after a ``fork()`` that bypassed Python's
+  hooks, and in a new PID namespace; by the pid where the kernel has no
+  ``MADV_WIPEONFORK`` or the pool has no arena yet) the
   inherited pool is abandoned untouched -- not its lock (a parent thread may
   have held it), not its slots (the child's copies are not locked: ``mlock``
   is not inherited, and the parent's file objects there still point at them)
@@ -102,8 +104,14 @@ class _Pool:
         self.free: list[tuple[_Arena, int]] = []
 
     def current(self) -> bool:
-        """Made by this very process (not inherited through any kind of fork)."""
-        return self.pid == os.getpid() and not (self.arenas and self.arenas[0].wiped())
+        """Made by this very process (not inherited through any kind of fork): once it
+        has an arena whose canary the kernel wipes in every child (``MADV_WIPEONFORK``),
+        that canary tells, also after a fork that bypassed Python's hooks (no ``getpid``:
+        two per file); else the pid."""
+        arenas = self.arenas
+        if arenas and arenas[0].wipeonfork:
+            return not arenas[0].wiped()
+        return self.pid == os.getpid()
 
     def take(self) -> tuple[_Arena, int]:
         """A free slot, growing the pool by one arena if none is left.
