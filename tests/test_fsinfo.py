@@ -22,6 +22,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from _gates import require_loop, require_mkfs, require_root, require_unshare, skip
+from _helpers_core import run_python
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
 from hardtemp._codes import FsReason, Reason
@@ -1147,3 +1148,39 @@ def test_a_file_whose_mount_is_unknown_is_classified_by_fstatfs(
         assert calls == [fd] * 3
     finally:
         os.close(fd)
+
+
+def test_the_mount_watch_is_never_a_number_a_library_held_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A library's double close hits a number it once had; descriptors are handed out
+    # lowest-free, so the watch opened just after that library's first close would get that
+    # very number, and the second close (then the application's own open of mountinfo,
+    # whose poll answers like an unchanged watch) would blind it (review7).
+    watch = _fsinfo._MountWatch()
+    monkeypatch.setattr(_fsinfo, "_watch", watch)
+    theirs = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    os.close(theirs)  # the library's first close: the number is the lowest free one
+    assert watch.changed()  # opened now
+    try:
+        assert watch.fd != theirs
+        assert watch.fd >= min(_fsinfo._HIGH_FD, os.sysconf("SC_OPEN_MAX") // 2)
+        with contextlib.suppress(OSError):
+            os.close(theirs)  # the double close: not the watch's number
+        table = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        os.close(table)
+        assert os.readlink(f"/proc/self/fd/{watch.fd}").endswith("mountinfo")
+        assert not watch.changed()  # still our own, unchanged
+    finally:
+        watch.forget()
+
+
+def test_the_mount_watch_stays_low_when_the_descriptor_limit_is_small() -> None:
+    # A limit below twice the high floor: the watch stays at a number the limit allows.
+    script = (
+        "import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64));"
+        "from hardtemp import _fsinfo as f; assert f._watch.changed();"
+        "assert 32 <= f._watch.fd < 64, f._watch.fd; assert not f._watch.changed()"
+    )
+    done = run_python(script)
+    assert done.returncode == 0, done.stderr

@@ -272,7 +272,7 @@ class _MountWatch:
         self.token = _owner.pid()
         self.poller = None
         try:
-            self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+            self.fd = _high(os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC))
         except OSError:
             return
         poller = select.poll()
@@ -281,6 +281,32 @@ class _MountWatch:
         poller.register(self.fd, select.POLLIN | select.POLLOUT | select.POLLPRI)
         poller.poll(0)  # consume the initial event
         self.poller = poller
+
+
+#: The lowest number the watch's descriptor moves to (at most half the soft RLIMIT_NOFILE).
+_HIGH_FD = 700
+
+
+def _high(fd: int) -> int:
+    """``fd`` moved to a number at or above :data:`_HIGH_FD` (``fd`` itself if it cannot be).
+
+    Descriptors are handed out lowest-free: a library that closes a number twice (it had it
+    once, closed it, then closes it again after another open() took it) hits low numbers. At
+    a number no ordinary open() reaches, the watch is never that other open(), so its poll
+    state is never someone else's (a second /proc/self/mountinfo would answer as an
+    unchanged watch: review7). It costs one descriptor-table growth to ~1,024 entries."""
+    try:
+        import resource  # here: only the watch's first open needs it
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        floor = _HIGH_FD if soft == resource.RLIM_INFINITY else min(_HIGH_FD, soft // 2)
+        if floor <= fd:
+            return fd
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    except (OSError, ValueError):  # EMFILE, EINVAL: the low number still watches
+        return fd
+    os.close(fd)
+    return high
 
 
 def _mount_ns() -> tuple[int, int] | None:
