@@ -338,3 +338,100 @@ def test_a_raw_forked_child_s_exit_never_removes_or_wipes_the_parents_named_file
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().split() == ["parent", "data", "|", "parent", "data", "2"]
     assert list(work.iterdir()) == []  # and the parent's own exit removed both
+
+
+# A named file dropped in a reference cycle (a traceback's frame, a callback registry) is
+# removed by its weak reference's callback when the cyclic collector runs; that collector
+# runs at any allocation of a tracked object, including one made while hardtemp holds a
+# lock of its own. The collection is made to happen at one chosen point (sys.monitoring,
+# as with the signals above): inside _superblock_info's `with _cache_lock:` (the poll of
+# the mount watch allocates there), or, the control, at the start of remove_own_small
+# (inside another removal, no lock held).
+_GC_SCRIPT = textwrap.dedent(
+    """
+    import faulthandler, gc, os, sys
+    import hardtemp
+    from hardtemp import _fsinfo, _remove
+
+    faulthandler.dump_traceback_later(10, exit=True)  # a hang ends the process, loudly
+    d, where = sys.argv[1], sys.argv[2]
+
+    class Holder:
+        pass
+
+    def drop_in_a_cycle():
+        h = Holder()
+        h.me = h
+        h.f = hardtemp.NamedTemporaryFile(dir=d)
+        h.f.write(b"REVIEW7-CYCLIC-GARBAGE")
+        h.f.flush()
+        return os.path.basename(h.f.name)
+
+    gc.disable()  # the collection happens where the test says, not earlier
+    with hardtemp.NamedTemporaryFile(dir=d) as warm:  # classified, the watch open
+        warm.write(b"x")
+    garbage = drop_in_a_cycle()
+    mon = sys.monitoring
+    tool = mon.DEBUGGER_ID
+    mon.use_tool_id(tool, "review7")
+    done = []
+
+    def collect(*args):
+        # In the lock: the call of the watch's look, made only inside `with _cache_lock:`.
+        looks = (_fsinfo._MountWatch.changed, _fsinfo._watch.changed)
+        if not done and (where != "in-lock" or args[2] in looks):
+            done.append(1)
+            gc.collect()  # what the automatic collection does at that allocation
+
+    if where == "in-lock":
+        code, event = _fsinfo._superblock_info.__code__, mon.events.CALL
+    else:
+        code, event = _remove.remove_own_small.__code__, mon.events.PY_START
+    mon.register_callback(tool, event, collect)
+    mon.set_local_events(tool, code, event)
+    with hardtemp.NamedTemporaryFile(dir=d) as f:
+        f.write(b"y")
+    mon.set_local_events(tool, code, 0)
+    print(bool(done), garbage in os.listdir(d))
+    """
+)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("in-removal", id="control-collected-inside-another-removal"),
+        pytest.param(
+            "in-lock",
+            id="collected-while-the-fs-cache-lock-is-held",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "review7 (older than this session: weakref.finalize did the same): a "
+                    "cyclic collection that runs while _fsinfo._cache_lock (a threading."
+                    "Lock, not reentrant) is held collects a named file dropped in a cycle; "
+                    "its weak reference's callback runs its removal right there, which "
+                    "classifies the filesystem through _superblock_info and waits forever "
+                    "for the lock its own thread holds: the process hangs (_wipe's "
+                    "_small_lock and _dirtrust's _cache_lock are taken the same way)"
+                ),
+            ),
+        ),
+    ],
+)
+def test_a_named_file_collected_inside_hardtemp_s_own_critical_section_never_hangs(
+    tmp_path: Path, where: str
+) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(_GC_SCRIPT)
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), str(work), where],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().split() == ["True", "False"]  # collected there; removed
