@@ -1184,3 +1184,31 @@ def test_the_mount_watch_stays_low_when_the_descriptor_limit_is_small() -> None:
     )
     done = run_python(script)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_look_at_the_mount_watch_reentered_inside_a_look_says_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A collection at an allocation inside the look (the poll's result list) can close a
+    # file of ours, whose classification looks again: the outer poll may just have consumed
+    # a change its caller has not cleared the caches for yet, so the inner look must not
+    # say "unchanged" (it would serve a stale verdict).
+    watch = _fsinfo._MountWatch()
+    monkeypatch.setattr(_fsinfo, "_watch", watch)
+    assert watch.changed()  # opened now
+    real = watch.poller
+    assert real is not None
+    inner: list[bool] = []
+
+    class Reentering:
+        def poll(self, timeout: int) -> list[tuple[int, int]]:
+            inner.append(watch.changed())  # what the collected file's close does
+            return real.poll(timeout)
+
+    watch.poller = Reentering()  # type: ignore[assignment]
+    try:
+        assert not watch.changed()
+        assert inner == [True]
+        assert not watch.looking
+    finally:
+        watch.forget()

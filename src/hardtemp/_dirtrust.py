@@ -406,14 +406,16 @@ class _Verified:
 
 _CACHE_SIZE = 64
 _cache: OrderedDict[tuple[str, int], _Verified] = OrderedDict()
-_cache_lock = threading.Lock()
+# Reentrant: a file of ours collected (and closed) at an allocation inside it, in this very
+# thread, must not wait for itself (review7).
+_cache_lock = threading.RLock()
 
 
 def _reset_after_fork() -> None:
     # Another thread may have held the lock at fork(): in the child it never would be
     # released, and every later creation would hang.
     global _cache_lock
-    _cache_lock = threading.Lock()
+    _cache_lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

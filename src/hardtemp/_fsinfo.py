@@ -204,7 +204,11 @@ _mnt_cache: dict[tuple[int, int], _SbEntry] = {}
 # Nothing is found by st_dev alone: two live superblocks can report one st_dev (an overlay
 # file on a kernel before 4.17 reports its upper or lower filesystem's), so a file whose
 # mount is not known is classified by fstatfs (type and fsid tell them apart).
-_cache_lock = threading.Lock()
+# Reentrant: the cyclic collector can run at any allocation inside it, and a hardtemp file
+# it collects there (a named file's weakref callback, an unnamed file's finaliser) closes
+# and is classified in this very thread: a plain Lock would wait for itself forever
+# (review7). Every section below is a few dict operations, safe to interleave so.
+_cache_lock = threading.RLock()
 _CACHE_MAX = 256
 _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total bytes]
 
@@ -223,8 +227,20 @@ class _MountWatch:
         self.token = -1  # _owner.pid() of the process that opened fd
         self.ns: tuple[int, int] | None = None  # the mount namespace it watches
         self.pid: Callable[[], int] = os.getpid  # _owner.pid once opened (a circular import)
+        self.looking = False  # inside changed() (a reentered look says "changed")
 
     def changed(self) -> bool:
+        if self.looking:
+            # Reentered (a collection inside the look below ran a close of ours): the outer
+            # poll may have consumed a change its caller has not acted on yet. Say changed.
+            return True
+        self.looking = True
+        try:
+            return self._changed()
+        finally:
+            self.looking = False
+
+    def _changed(self) -> bool:
         if not self.opened or self.token != self.pid():
             # First use, or a forked child, also one forked without Python's hooks (the
             # token is the wipe-on-fork one): its own descriptor. Polling the parent's would
@@ -319,7 +335,16 @@ def _mount_ns() -> tuple[int, int] | None:
 
 
 _watch = _MountWatch()
-os.register_at_fork(after_in_child=_watch.forget)
+
+
+def _after_fork_in_child() -> None:
+    global _cache_lock
+    _cache_lock = threading.RLock()  # another thread may have held it at fork()
+    _watch.looking = False  # (another thread's look)
+    _watch.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def clear_cache() -> None:

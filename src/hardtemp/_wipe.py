@@ -392,7 +392,9 @@ class RandomPool:
 
 
 _small_pool = RandomPool(keystream=False)  # the random bytes of small single-file overwrites
-_small_lock = threading.Lock()  # two threads never take the same bytes
+# Two threads never take the same bytes. Reentrant: a file of ours collected (and closed) at
+# an allocation inside it, in this very thread, must not wait for itself (review7).
+_small_lock = threading.RLock()
 _small_token = _owner.pid()  # the process (pid and fork count) the pool's bytes belong to
 
 
@@ -416,7 +418,7 @@ def _take_small(n: int) -> memoryview:
 def _fresh_pool_after_fork() -> None:
     # A forked child must not hand out the bytes its parent will hand out too.
     global _small_pool, _small_lock, _small_token
-    _small_pool, _small_lock = RandomPool(keystream=False), threading.Lock()
+    _small_pool, _small_lock = RandomPool(keystream=False), threading.RLock()
     _small_token = _owner.pid()
 
 
