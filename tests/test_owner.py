@@ -9,12 +9,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from _gates import require_root
 from _helpers_euid import as_euid
-from hardtemp import _markkey, _owner
+from hardtemp import _linux, _markkey, _owner
 from hardtemp._codes import SweepReason
 from hardtemp._owner import (
     OWNER_XATTR,
@@ -449,3 +450,51 @@ def test_a_marks_mac_from_the_kept_hmac_state_is_the_one_the_sweeper_verifies() 
         (key_a, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),  # and back
     ]:
         assert _owner._mark_mac(key, tag, place) == _owner._mac(key, tag, place)
+
+
+def test_a_mark_on_a_reused_inode_number_does_not_verify(loopfs: Any) -> None:
+    # ext4 hands a freed inode number to the next file: the same device, inode number,
+    # directory and name, and our mark's bytes restored on it (a backup restored with its
+    # xattrs, cp --preserve=all), must not make a later file ours. Only the birth time differs.
+    fs = loopfs("ext4")
+    d = fs.mountpoint / "area"
+    d.mkdir(mode=0o700)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = _new(d, "f")
+        first = os.fstat(fd).st_ino
+        assert _owner.write_mark(fd, dfd, "f", OwnerTag(_owner._BOOT_ID, 0x7FFFFFF0, "1").encode())
+        os.close(fd)
+        saved = os.getxattr(d / "f", OWNER_XATTR)
+        j = _judge(d, dfd, "f")
+        assert j.verdict is Verdict.ORPHAN  # control: the mark verifies on its own inode
+        j.close()
+        os.unlink(d / "f")
+        os.sync()  # the freed inode is free in the bitmap the allocator reads
+        fd = _new(d, "f")
+        try:
+            assert os.fstat(fd).st_ino == first  # the very number, reused
+        finally:
+            os.close(fd)
+        os.setxattr(d / "f", OWNER_XATTR, saved)
+        j = _judge(d, dfd, "f")
+        assert (j.verdict, j.reason.code) == (Verdict.UNMARKED, SweepReason.MARK_INVALID)
+    finally:
+        os.close(dfd)
+
+
+def test_without_statx_a_mark_binds_device_inode_and_place_and_still_verifies(
+    area: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A libc without statx (the kernel's answer cannot be faked here: the door is closed):
+    # the mark is bound without the birth time, on the writer's and the sweeper's side alike.
+    d, dfd = area
+    monkeypatch.setattr(_linux, "_statx", None)
+    fd = _new(d, "f")
+    assert _owner.write_mark(fd, dfd, "f", OwnerTag(_owner._BOOT_ID, 0x7FFFFFF0, "1").encode())
+    os.close(fd)
+    j = _judge(d, dfd, "f")
+    assert j.verdict is Verdict.ORPHAN
+    j.close()
+    os.rename(d / "f", d / "g")  # still bound to its name
+    assert _judge(d, dfd, "g").verdict is Verdict.UNMARKED
