@@ -3,6 +3,8 @@
 * ``attacker_in_background(fn, *args)``: a forked child as uid/gid 65534 running
   ``fn(*args)`` until the block ends (then SIGKILL). Only modules imported before the
   fork are usable there (the interpreter lives under /root, which nobody cannot enter).
+* ``hand_number_to(number, path)``: a library's double close of ``number``, then the
+  application's next ``open()`` of ``path`` taking it (put exactly there).
 * ``sysctl_set(name, value)``: set a ``/proc/sys`` value for the block and restore it in
   ``finally``, holding the sysctl's lock (``_helpers_core.sysctls_held``) meanwhile.
   Other test runs share this machine (CI's stages run side by side): keep the block as
@@ -23,7 +25,7 @@ import pytest
 import _gates
 from _helpers_core import NOBODY, sysctl_path, sysctls_held
 
-__all__ = ["NOBODY", "attacker_in_background", "sysctl_set", "wait_for"]
+__all__ = ["NOBODY", "attacker_in_background", "hand_number_to", "sysctl_set", "wait_for"]
 
 
 @contextlib.contextmanager
@@ -90,3 +92,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the attacker")
         time.sleep(0.005)
+
+
+def hand_number_to(number: int, path: str | os.PathLike[str]) -> None:
+    """Close ``number`` (a library's double close: the number is free again) and open
+    ``path`` read-write into it, as the application's next ``open()`` would take it."""
+    os.close(number)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    if fd != number:  # (other descriptors freed meanwhile: put it exactly there)
+        os.dup2(fd, number)
+        os.close(fd)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 import hardtemp.compat
+from _helpers_attack import hand_number_to
 from _helpers_crypt import child_result, record_nonces
 from hardtemp._crypt import EncryptedRawIO
 from hardtemp._crypt._sealer import MAX_COUNTER32
@@ -200,11 +201,7 @@ def test_a_descriptor_number_reused_by_another_file_is_never_overwritten_at_clos
     f.write(b"secret " * 10)
     f.flush()
     number = f.fileno()
-    os.close(number)  # a library's double close: the number is free again
-    fd = os.open(victim, os.O_RDWR | os.O_CLOEXEC)  # the application's next open takes it
-    if fd != number:  # (other descriptors freed meanwhile: put it exactly there)
-        os.dup2(fd, number)
-        os.close(fd)
+    hand_number_to(number, victim)  # a double close, and the application's next open()
     with contextlib.suppress(OSError):  # what the close may say about the lost file is fine
         f.close()
     with contextlib.suppress(OSError):

@@ -36,6 +36,7 @@ import pytest
 
 import hardtemp
 import hardtemp._files
+from _helpers_attack import hand_number_to
 from hardtemp._plainio import PlainFileIO
 
 # Two named files left open and unexited (the older holds the marker); with "dir" the newer
@@ -59,6 +60,24 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+def _run_script(
+    tmp_path: Path, text: str, case: str
+) -> tuple[Path, subprocess.CompletedProcess[bytes]]:
+    """Run ``text`` as a script in a fresh interpreter to its real exit, with a fresh work
+    directory and ``case`` as its arguments; (the work directory, what it did)."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), str(work), case],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return work, done
+
+
 @pytest.mark.parametrize(
     "newer",
     [
@@ -71,16 +90,7 @@ _SCRIPT = textwrap.dedent(
 def test_one_named_files_failing_cleanup_at_exit_leaves_the_others_removed(
     tmp_path: Path, newer: str
 ) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(_SCRIPT)
-    work = tmp_path / "work"
-    work.mkdir()
-    done = subprocess.run(
-        [sys.executable, str(script), str(work), newer],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    work, done = _run_script(tmp_path, _SCRIPT, newer)
     older_name, newer_name = done.stdout.decode().split()
     if newer == "dir":
         # The break's precondition happened: the newer file's cleanup did raise.
@@ -140,11 +150,7 @@ def test_a_reused_number_of_the_named_files_other_descriptor_is_never_overwritte
         number = others[0]
     else:
         number = f.fileno()
-    os.close(number)  # a library's double close: the number is free again
-    fd = os.open(victim, os.O_RDWR | os.O_CLOEXEC)  # the application's next open takes it
-    if fd != number:  # (other descriptors freed meanwhile: put it exactly there)
-        os.dup2(fd, number)
-        os.close(fd)
+    hand_number_to(number, victim)  # a double close, and the application's next open()
     with contextlib.suppress(OSError):  # what the close may say about the lost file is fine
         f.__exit__(None, None, None)
     with contextlib.suppress(OSError):
@@ -418,15 +424,6 @@ _GC_SCRIPT = textwrap.dedent(
 def test_a_named_file_collected_inside_hardtemp_s_own_critical_section_never_hangs(
     tmp_path: Path, where: str
 ) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(_GC_SCRIPT)
-    work = tmp_path / "work"
-    work.mkdir()
-    done = subprocess.run(
-        [sys.executable, str(script), str(work), where],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    _, done = _run_script(tmp_path, _GC_SCRIPT, where)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().split() == ["True", "False"]  # collected there; removed
