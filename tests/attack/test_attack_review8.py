@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import hardtemp
+from hardtemp import _linux, _markkey, _owner
 from hardtemp.exceptions import IntegrityError
 
 _BLOCK = 4096
@@ -47,7 +51,7 @@ def test_control_the_standard_library_and_the_general_path_fill_a_word_view() ->
         std.write(data)
         std.seek(_BLOCK)
         buf, view = _words_view(_BLOCK)
-        assert std.readinto(view) == _BLOCK  # type: ignore[attr-defined]
+        assert std.readinto(view) == _BLOCK
         assert bytes(buf) == data[_BLOCK : 2 * _BLOCK]
     # hardtemp's general path (8 KiB blocks: a 4 KiB read is not the inline one) casts it.
     with hardtemp.TemporaryFile(buffering=0) as f:
@@ -55,7 +59,7 @@ def test_control_the_standard_library_and_the_general_path_fill_a_word_view() ->
         assert f._bs == 2 * _BLOCK  # type: ignore[attr-defined]
         f.seek(_BLOCK)
         buf, view = _words_view(_BLOCK)
-        assert f.readinto(view) == _BLOCK
+        assert f.readinto(view) == _BLOCK  # type: ignore[attr-defined]
         assert bytes(buf) == data[_BLOCK : 2 * _BLOCK]
 
 
@@ -118,3 +122,101 @@ def test_a_tampered_block_read_inline_into_a_word_view_raises_integrity_error() 
             f.readinto(view)
         assert bytes(buf) == bytes(_BLOCK)
         assert f.tell() == 0
+
+
+# --- 2ca2e12: the sweep mark's birth binding where the filesystem keeps no birth time -------
+
+
+def _ext4_of_128_byte_inodes(loopfs: Any) -> Any:
+    """A loop-mounted ext4 made with ``-I 128``: its inodes have no room for i_crtime,
+    so statx reports no birth time (``mke2fs`` chose such inodes for small filesystems,
+    and ext2/ext3-formatted volumes have them)."""
+    fs = loopfs("ext4")
+    fs.unmount()
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-I", "128", "-E", "lazy_itable_init=0", str(fs.image)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    fs.mount()
+    os.chmod(fs.mountpoint, 0o755)
+    return fs
+
+
+def _birth_known(path: Path) -> bool:
+    fd = os.open(path, os.O_PATH)
+    try:
+        return _linux.birth_ns(fd)[2] is not None
+    finally:
+        os.close(fd)
+
+
+def _restored_mark_on_a_reused_inode(d: Path) -> tuple[_owner.Verdict, bool]:
+    """Our mark on file ``f``, the file removed, a later ``f`` given the very inode number,
+    the mark's bytes restored onto it (a backup restored with its xattrs, cp
+    --preserve=all): the sweeper's verdict on the later file, and whether it got the very
+    inode number (the premise)."""
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(d / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        first = os.fstat(fd).st_ino
+        tag = _owner.OwnerTag(_owner._BOOT_ID, 0x7FFFFFF0, "1").encode()
+        assert _owner.write_mark(fd, dfd, "f", tag)
+        os.close(fd)
+        saved = os.getxattr(d / "f", _owner.OWNER_XATTR)
+        j = _judge(d, dfd, "f")
+        assert j.verdict is _owner.Verdict.ORPHAN  # the mark verifies on its own inode
+        j.close()
+        os.unlink(d / "f")
+        os.sync()  # the freed inode is free in the bitmap the allocator reads
+        fd = os.open(d / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        reused = os.fstat(fd).st_ino == first
+        os.close(fd)
+        os.setxattr(d / "f", _owner.OWNER_XATTR, saved)
+        j = _judge(d, dfd, "f")
+        verdict = j.verdict
+        j.close()
+        return verdict, reused
+    finally:
+        os.close(dfd)
+
+
+def _judge(d: Path, dir_fd: int, name: str) -> _owner.Judgement:
+    pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        return _owner.judge(pfd, os.fstat(pfd), os.fstat(dir_fd), name, _markkey.load(create=False))
+    finally:
+        os.close(pfd)
+
+
+def test_control_a_restored_mark_on_a_reused_inode_of_ext4_with_birth_times_is_refused(
+    loopfs: Any,
+) -> None:
+    fs = loopfs("ext4")
+    d = fs.mountpoint / "area"
+    d.mkdir(mode=0o700)
+    assert _birth_known(d)
+    verdict, reused = _restored_mark_on_a_reused_inode(d)
+    assert reused
+    assert verdict is _owner.Verdict.UNMARKED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review8: where statx reports no birth time (ext4 with 128-byte inodes, also "
+    "ext2/ext3 volumes) 2ca2e12's mark binds flag 0 and zero birth bytes on the writer's "
+    "and the verifier's side alike: a mark restored onto a later file given the very inode "
+    "number, same directory and name, verifies -- the sweeper judges that file an ORPHAN "
+    "of ours, to remove (the birth-time binding 2ca2e12's own test checks on 256-byte ext4)",
+)
+def test_a_restored_mark_on_a_reused_inode_without_birth_times_is_refused(
+    loopfs: Any,
+) -> None:
+    fs = _ext4_of_128_byte_inodes(loopfs)
+    d = fs.mountpoint / "area"
+    d.mkdir(mode=0o700)
+    assert not _birth_known(d)  # the premise: no birth time on this filesystem
+    verdict, reused = _restored_mark_on_a_reused_inode(d)
+    assert reused  # the premise: the very inode number again
+    assert verdict is _owner.Verdict.UNMARKED
