@@ -82,15 +82,8 @@ def test_control_the_inline_read_into_a_byte_view_is_right_and_detects_tampering
         assert f.tell() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="review8: 203826c's inline 4 KiB read hands the caller's memoryview to "
-    "AESGCM.decrypt_into without casting it to bytes (the general path does "
-    "out.cast('B')): a 4096-byte view of format 'Q' -- valid for RawIOBase.readinto, "
-    "filled by the stdlib and by hardtemp's 8 KiB-block path -- raises TypeError "
-    "('Cannot convert memoryview to a buffer') on a valid read",
-)
+# Found in review (review8): the inline read took a 'Q'-format view to the cipher uncast;
+# it now takes only byte views (others go the general way, which casts).
 def test_a_valid_inline_read_into_a_word_view_returns_the_plaintext() -> None:
     data = os.urandom(3 * _BLOCK)
     with _file_of_4k_blocks(data) as f:
@@ -101,14 +94,8 @@ def test_a_valid_inline_read_into_a_word_view_returns_the_plaintext() -> None:
         assert f.tell() == 2 * _BLOCK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="review8: the inline 4 KiB read of a tampered block into a 'Q'-format view "
-    "raises TypeError from the cipher's buffer conversion, not the IntegrityError "
-    "readinto documents (the view is zeroed); a caller catching IntegrityError to "
-    "handle tampering misses it",
-)
+# Found in review (review8): the inline read took a 'Q'-format view to the cipher uncast;
+# it now takes only byte views (others go the general way, which casts).
 def test_a_tampered_block_read_inline_into_a_word_view_raises_integrity_error() -> None:
     data = os.urandom(3 * _BLOCK)
     with _file_of_4k_blocks(data) as f:

@@ -455,6 +455,7 @@ class EncryptedRawIO(io.RawIOBase):
                 and sealer is not None  # else closed meanwhile (_fd is then -1)
                 and buffer.__class__ is memoryview
                 and buffer.nbytes == bs
+                and buffer.format == "B"  # bytes (a 'Q' view: the general path casts it)
                 and buffer.c_contiguous
                 and not buffer.readonly
             ):
