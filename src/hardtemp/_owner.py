@@ -225,9 +225,36 @@ def _place(fd: int, dir_ident: tuple[int, int], name: bytes) -> bytes:
         head = _NO_BIRTH_HEAD(0, st.st_ino, 0, 0, os.major(st.st_dev), os.minor(st.st_dev))
     else:
         # Birth time: an inode number reused by a later file never matches an old mark.
-        known = b"\1" if _MASK(raw)[0] & STATX_BTIME else b"\0"  # stx_mask says it is set
-        head = known + raw[32:40] + raw[80:92] + raw[136:144]  # ino, btime, dev major/minor
+        if _MASK(raw)[0] & STATX_BTIME:  # stx_mask says it is set
+            head = b"\1" + raw[32:40] + raw[80:92] + raw[136:144]  # ino, btime, dev
+        else:
+            # No birth time (ext4 with 128-byte inodes, ext2/3): the inode's generation, which
+            # ext4 draws anew for every inode it allocates, tells a reused number (review8).
+            head = b"\2" + raw[32:40] + _generation(fd) + raw[136:144]
     return head + _DIR_IDENT(*dir_ident) + name
+
+
+def _generation(fd: int) -> bytes:
+    """The inode's generation number (``FS_IOC_GETVERSION``), as 12 bytes, zero where the
+    filesystem has none; ``fd`` may be an ``O_PATH`` descriptor (then reopened read-only
+    through ``/proc``: zero without it, so that such a mark never verifies wrongly)."""
+    buf = bytearray(8)
+    try:
+        fcntl.ioctl(fd, _FS_IOC_GETVERSION, buf)
+    except OSError as exc:
+        if exc.errno != errno.EBADF:  # ENOTTY, EOPNOTSUPP: no generation on this filesystem
+            return bytes(12)
+        try:  # an O_PATH descriptor (the sweeper's): a read-only one of the very inode
+            rfd = os.open(proc_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            return b"\xff" * 12  # unknown: never equal to what the writer bound
+        try:
+            fcntl.ioctl(rfd, _FS_IOC_GETVERSION, buf)
+        except OSError:  # ENOTTY, EOPNOTSUPP: no generation, as the writer saw
+            return bytes(12)
+        finally:
+            os.close(rfd)
+    return bytes(buf[:4]) + bytes(8)
 
 
 _FD_FLAGS = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH  # the open fd itself (O_PATH ones too)
@@ -236,6 +263,7 @@ _PLACE_MASK = STATX_BASIC_STATS | STATX_BTIME
 _NO_BIRTH_HEAD = struct.Struct("=BQqIII").pack
 _DIR_IDENT = struct.Struct("=QQ").pack
 _MASK = struct.Struct("=I").unpack_from  # stx_mask
+_FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long); ext4 writes the 32-bit generation
 
 
 def _mac(key: bytes, tag: bytes, place: bytes) -> str:

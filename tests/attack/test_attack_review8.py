@@ -189,14 +189,8 @@ def test_control_a_restored_mark_on_a_reused_inode_of_ext4_with_birth_times_is_r
     assert verdict is _owner.Verdict.UNMARKED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review8: where statx reports no birth time (ext4 with 128-byte inodes, also "
-    "ext2/ext3 volumes) 2ca2e12's mark binds flag 0 and zero birth bytes on the writer's "
-    "and the verifier's side alike: a mark restored onto a later file given the very inode "
-    "number, same directory and name, verifies -- the sweeper judges that file an ORPHAN "
-    "of ours, to remove (the birth-time binding 2ca2e12's own test checks on 256-byte ext4)",
-)
+# Found in review (review8): without birth times the mark bound nothing that tells a
+# reused inode number; it now binds the inode's generation there (FS_IOC_GETVERSION).
 def test_a_restored_mark_on_a_reused_inode_without_birth_times_is_refused(
     loopfs: Any,
 ) -> None:
