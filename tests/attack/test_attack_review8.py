@@ -10,21 +10,37 @@ array does) is a valid buffer for ``io.RawIOBase.readinto`` -- the standard libr
 ``TemporaryFile`` and hardtemp's own general path (8 KiB blocks) fill it -- but the cipher
 refuses it: a valid read raises ``TypeError``, and a tampered block raises ``TypeError``
 instead of ``IntegrityError``.
+
+2ca2e12 binds a sweep mark to a "birth known" flag and the inode's birth time; on a
+filesystem whose statx reports no birth time (ext4 made with ``-I 128``) both are zero on
+the writer's and the verifier's side, and a mark restored onto a reused inode number
+verifies.
+
+d5637fc made the small-overwrite pool's lock reentrant (review7's hang); its inline take
+reads the pool's position, calls ``len()`` and only then stores the new one. A real signal
+lands at that CALL's eval-breaker check (seen with an ``ITIMER_REAL`` at 20 us: the handler's
+frame at that very instruction); here it is raised there with ``sys.monitoring``, and its
+handler overwrites another small file, as a named file closed or collected there does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
 
 import hardtemp
-from hardtemp import _linux, _markkey, _owner
+from hardtemp import _linux, _markkey, _owner, _wipe
 from hardtemp.exceptions import IntegrityError
 
 _BLOCK = 4096
@@ -201,3 +217,99 @@ def test_a_restored_mark_on_a_reused_inode_without_birth_times_is_refused(
     verdict, reused = _restored_mark_on_a_reused_inode(d)
     assert reused  # the premise: the very inode number again
     assert verdict is _owner.Verdict.UNMARKED
+
+
+# --- d5637fc: the small-overwrite pool's lock made reentrant -------------------------------
+
+
+class _Reentered(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _handler_at(code: CodeType, when: str, run: Callable[[], None]) -> Iterator[list[int]]:
+    """``run`` as a SIGALRM handler, the signal raised (``signal.raise_signal``) at one point
+    of ``code`` found by ``sys.monitoring``: ``"start"`` (its first instruction) or ``"len"``
+    (the return of its ``len()`` call: the eval-breaker check of that CALL, where a real
+    interval timer's signal was seen to land, ``frame.f_lasti`` at that CALL, in
+    ``_take_small`` with ``pos`` read and ``pool._pos`` not yet stored). Yields a list that
+    gets one item when the signal was raised."""
+    mon: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    tool = mon.DEBUGGER_ID
+    raised: list[int] = []
+
+    def fire(*args: Any) -> Any:
+        if not raised and (when == "start" or args[2] is len):
+            raised.append(1)
+            signal.raise_signal(signal.SIGALRM)
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        run()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    mon.use_tool_id(tool, "review8")
+    if when == "start":
+        mon.register_callback(tool, mon.events.PY_START, fire)
+        events = mon.events.PY_START
+    else:  # C_RETURN is seen only with CALL monitored
+        mon.register_callback(tool, mon.events.CALL, lambda *args: None)
+        mon.register_callback(tool, mon.events.C_RETURN, fire)
+        events = mon.events.CALL
+    mon.set_local_events(tool, code, events)
+    try:
+        yield raised
+    finally:
+        mon.set_local_events(tool, code, 0)
+        for ev in (mon.events.PY_START, mon.events.CALL, mon.events.C_RETURN):
+            mon.register_callback(tool, ev, None)
+        mon.free_tool_id(tool)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _two_small_overwrites(tmp_path: Path, when: str) -> tuple[bytes, bytes]:
+    """File ``a`` overwritten by ``overwrite_small`` (a named file's close does it) while a
+    signal handler, at point ``when`` of the pool's ``_take_small``, overwrites file ``b``
+    the same way (a file of ours closed in a handler, or collected there): both contents."""
+    paths = [tmp_path / "a", tmp_path / "b"]
+    for p in paths:
+        p.write_bytes(b"REVIEW8-SECRET" * 64)
+    fds = [os.open(p, os.O_RDWR) for p in paths]
+    try:
+        _wipe._take_small(1)  # the pool's buffer exists: the inline (no refill) case
+
+        def inner() -> None:
+            _wipe.overwrite_small(fds[1], os.fstat(fds[1]))
+
+        with _handler_at(_wipe._take_small.__code__, when, inner) as raised:
+            _wipe.overwrite_small(fds[0], os.fstat(fds[0]))
+        assert raised  # the handler ran, inside the outer overwrite's take
+        return paths[0].read_bytes(), paths[1].read_bytes()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
+def test_control_a_handler_before_the_pool_is_read_gets_other_bytes(tmp_path: Path) -> None:
+    a, b = _two_small_overwrites(tmp_path, "start")
+    assert b"REVIEW8-SECRET" not in a  # both overwritten
+    assert b"REVIEW8-SECRET" not in b
+    assert a != b
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
+@pytest.mark.xfail(
+    strict=True,
+    reason="review8: d5637fc made _wipe._small_lock reentrant, but _take_small's inline "
+    "case reads pool._pos, calls len() (a CALL: an eval-breaker check, where a real "
+    "ITIMER_REAL signal was seen to land) and only then stores the new position: a signal "
+    "handler (or finalizer) there that overwrites another small file of ours re-enters "
+    "the lock and takes the very bytes the outer call then hands out too -- two files "
+    "overwritten with the same 'never handed out before' random bytes",
+)
+def test_a_handler_inside_the_pool_take_never_gets_the_same_bytes(tmp_path: Path) -> None:
+    a, b = _two_small_overwrites(tmp_path, "len")
+    assert b"REVIEW8-SECRET" not in a  # both overwritten
+    assert b"REVIEW8-SECRET" not in b
+    assert a != b
