@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 import hardtemp
-from _gates import needs_root, require_root
+from _gates import needs_root, require_root, require_unshare
 from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
 from hardtemp import _owner, _remove
 from hardtemp._files import _TemporaryFileWrapper
@@ -1723,3 +1724,37 @@ def test_a_named_file_bind_mounted_over_its_own_name_is_refused_at_close(
     assert "is a mount point" in result, out
     assert data == "kept"  # neither overwritten...
     assert len(left) == 1  # ...nor unlinked
+
+
+def test_an_unnamed_file_given_o_append_later_is_overwritten_without_proc(tmp_path: Path) -> None:
+    # O_APPEND set on its descriptor by code it was handed to: pwrite would append and
+    # leave every old byte. The close clears the flag on its own description; a second
+    # descriptor through /proc/self/fd (the way before) fails where /proc is not mounted.
+    require_unshare()
+    code = textwrap.dedent(
+        f"""
+        import fcntl, os, hardtemp
+        f = hardtemp.TemporaryFile(dir={str(tmp_path)!r}, encrypt=False)
+        f.write(b"SECRET-O-APPEND-" * 64)
+        f.flush()
+        fd = f.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+        keep = os.dup(fd)  # the inode outlives the close: look at it afterwards
+        os.system("umount -l /proc")
+        assert not os.path.exists("/proc/self")
+        f.close()
+        after = os.pread(keep, 2048, 0)
+        print("size", os.fstat(keep).st_size, "left", after.count(b"SECRET"))
+        """
+    )
+    private = 'mount --make-rprivate / && exec "$0" -c "$1"'
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", private, sys.executable, code],
+        env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).resolve().parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["size", "1024", "left", "0"], done.stdout

@@ -98,11 +98,16 @@ def _overwrite_unnamed(fd: int, path: str | None, st: os.stat_result | None = No
 
     Raises:
         WipeError: the overwrite failed or (policy ``"error"``) cannot be trusted.
+        OSError: ``fd`` is read-only and ``/proc`` cannot reopen it for writing.
     """
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    if flags & os.O_APPEND or flags & os.O_ACCMODE == os.O_RDONLY:
-        # pwrite would append (O_APPEND): a second descriptor of the same inode, through
-        # the magic link (no name to look up: there is none left).
+    if flags & os.O_APPEND and flags & os.O_ACCMODE != os.O_RDONLY:
+        # pwrite would append (O_APPEND, also one set later by fcntl): cleared on our own
+        # description, which is being closed (no /proc needed, unlike a second descriptor).
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_APPEND)
+    elif flags & os.O_ACCMODE == os.O_RDONLY:
+        # Not writable: a second descriptor of the same inode, through the magic link (no
+        # name to look up: there is none left).
         wfd = os.open(proc_path(fd), os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
         try:
             overwrite_fd(wfd, path=path)
