@@ -313,3 +313,28 @@ def test_a_handler_inside_the_pool_take_never_gets_the_same_bytes(tmp_path: Path
     assert b"REVIEW8-SECRET" not in a  # both overwritten
     assert b"REVIEW8-SECRET" not in b
     assert a != b
+
+
+# --- 203826c: encrypt=True takes the cached verified directory descriptor -----------------
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+@pytest.mark.parametrize("swap", ["world-writable", "symlink"])
+def test_a_directory_changed_after_its_first_use_is_verified_again(
+    tmp_path: Path, encrypt: bool, swap: str
+) -> None:
+    # The first file caches the directory's verification; the second must see the change:
+    # a mode that lets other users in, or the path now a symlink to a world-writable place.
+    d = tmp_path / "d"
+    d.mkdir(mode=0o700)
+    hardtemp.TemporaryFile(dir=d, encrypt=encrypt).close()
+    if swap == "world-writable":
+        d.chmod(0o777)
+    else:
+        other = tmp_path / "other"
+        other.mkdir()
+        other.chmod(0o777)
+        d.rename(tmp_path / "d.old")
+        d.symlink_to(other)
+    with pytest.raises(hardtemp.UnsafeDirectoryError):
+        hardtemp.TemporaryFile(dir=d, encrypt=encrypt)
