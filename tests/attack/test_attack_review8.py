@@ -21,6 +21,11 @@ reads the pool's position, calls ``len()`` and only then stores the new one. A r
 lands at that CALL's eval-breaker check (seen with an ``ITIMER_REAL`` at 20 us: the handler's
 frame at that very instruction); here it is raised there with ``sys.monitoring``, and its
 handler overwrites another small file, as a named file closed or collected there does.
+
+33ccd60: the named close forgets the claim's dup number when it "holds another inode"
+(review7: a library's double close freed it, the application's open() took it). The
+application's own open of the temp file's *name* -- what a named temp file is for -- holds
+our very inode: told apart by (st_dev, st_ino) alone, it is closed by our close.
 """
 
 from __future__ import annotations
@@ -338,3 +343,68 @@ def test_a_directory_changed_after_its_first_use_is_verified_again(
         d.symlink_to(other)
     with pytest.raises(hardtemp.UnsafeDirectoryError):
         hardtemp.TemporaryFile(dir=d, encrypt=encrypt)
+
+
+# --- 33ccd60: a claim whose dup number holds "another file" forgets it ---------------------
+
+
+def _other_descriptors_of(fd: int) -> list[int]:
+    """This process's descriptors of ``fd``'s inode other than ``fd`` (found by fstat)."""
+    st = os.fstat(fd)
+    found = []
+    for n in map(int, os.listdir("/proc/self/fd")):
+        try:
+            other = os.fstat(n)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if n != fd and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            found.append(n)
+    return found
+
+
+@pytest.mark.parametrize(
+    "freed",
+    [
+        pytest.param(False, id="control-no-double-close"),
+        pytest.param(
+            True,
+            id="claims-dup-number-taken-by-an-open-of-our-name",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="review8: 33ccd60 tells the claim's dup number from 'another file' by "
+                "(st_dev, st_ino) alone; the application's own open() of the temp file's "
+                "name (handing it to a reader: NamedTemporaryFile's purpose), given the "
+                "number a library's double close freed, holds our very inode, so "
+                "Claim.release at our close closes the application's descriptor (EBADF "
+                "on its next use; the number free for the next open)",
+            ),
+        ),
+    ],
+)
+def test_the_application_s_open_of_our_name_on_the_claim_s_number_stays_open(
+    tmp_path: Path, freed: bool
+) -> None:
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"REVIEW8 " * 10)
+    f.flush()
+    others = _other_descriptors_of(f.fileno())
+    assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
+    number = others[0]
+    if freed:
+        os.close(number)  # a library's double close: the number is free again
+    theirs = os.open(f.name, os.O_RDONLY | os.O_CLOEXEC)  # the application's reader
+    if freed and theirs != number:  # (put it exactly there)
+        os.dup2(theirs, number)
+        os.close(theirs)
+        theirs = number
+    ident = os.fstat(theirs)
+    try:
+        f.close()
+        try:
+            after = os.fstat(theirs)
+        except OSError as exc:
+            pytest.fail(f"our close closed the application's descriptor: {exc}")
+        assert (after.st_dev, after.st_ino) == (ident.st_dev, ident.st_ino)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(theirs)
