@@ -378,23 +378,27 @@ class RandomPool:
 
     def take(self, n: int) -> memoryview:
         """``n`` (at most 64 KiB) bytes never handed out before."""
-        if self._pos + n > len(self._buf):
+        pos = self._pos
+        if pos + n > self._buf.nbytes:
             fill = max(n, self._next)
             self._next = min(self._cap, fill * 2)
             if fill <= self.GETRANDOM_MAX:
                 self._buf = memoryview(os.urandom(fill))
             else:
                 self._buf = _Pattern("random", fill).take(fill)  # its own buffer, kept
-            self._pos = 0
-        out = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return out
+            pos = 0
+        # Taken (the position moved) before the slice is made: a signal handler or a
+        # collection that reenters here at that allocation gets the bytes after these.
+        buf = self._buf
+        self._pos = pos + n
+        return buf[pos : pos + n]
 
 
 _small_pool = RandomPool(keystream=False)  # the random bytes of small single-file overwrites
-# Two threads never take the same bytes. Reentrant: a file of ours collected (and closed) at
-# an allocation inside it, in this very thread, must not wait for itself (review7).
-_small_lock = threading.RLock()
+# Two takers never get the same bytes. Taken without waiting (see _take_small): a file of
+# ours closed by a signal handler or a collection inside a take, in this very thread, must
+# neither wait for itself (review7) nor get the bytes the outer take hands out (review8).
+_small_lock = threading.Lock()
 _small_token = _owner.pid()  # the process (pid and fork count) the pool's bytes belong to
 
 
@@ -405,20 +409,27 @@ def _take_small(n: int) -> memoryview:
         # A child forked without Python's hooks (libc fork() from ctypes or a C extension):
         # the wipe-on-fork token tells, so it never writes the bytes its parent will.
         _fresh_pool_after_fork()
-    pool = _small_pool
-    with _small_lock:
+    pool, lock = _small_pool, _small_lock
+    if not lock.acquire(False):
+        # Held: by another thread, or by this one (a close of ours run by a signal handler or
+        # a collection inside a take). Fresh bytes of their own, never the pool's next ones.
+        return memoryview(os.urandom(n))
+    try:
         pos = pool._pos
         end = pos + n
-        if end <= len(pool._buf):  # RandomPool.take's common case inline: no refill
+        buf = pool._buf
+        if end <= buf.nbytes:  # RandomPool.take's common case inline: no refill
             pool._pos = end
-            return pool._buf[pos:end]
+            return buf[pos:end]
         return pool.take(n)
+    finally:
+        lock.release()
 
 
 def _fresh_pool_after_fork() -> None:
     # A forked child must not hand out the bytes its parent will hand out too.
     global _small_pool, _small_lock, _small_token
-    _small_pool, _small_lock = RandomPool(keystream=False), threading.RLock()
+    _small_pool, _small_lock = RandomPool(keystream=False), threading.Lock()
     _small_token = _owner.pid()
 
 
