@@ -26,6 +26,11 @@ handler overwrites another small file, as a named file closed or collected there
 (review7: a library's double close freed it, the application's open() took it). The
 application's own open of the temp file's *name* -- what a named temp file is for -- holds
 our very inode: told apart by (st_dev, st_ino) alone, it is closed by our close.
+
+A read racing a close in another thread: ``readinto`` checks the descriptor before taking
+the file's lock; the close (holding it) empties the counters but keeps the size, so the read
+then returns zeros as data. The close is held inside its locked section at the slot pool's
+lock (which it really takes), so the order is certain, not a timing hope.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import CodeType
@@ -419,3 +426,69 @@ def test_the_application_s_open_of_our_name_on_the_claim_s_number_stays_open(
     finally:
         with contextlib.suppress(OSError):
             os.close(theirs)
+
+
+# --- readinto racing a close in another thread (the inline path's "closed meanwhile") ------
+
+
+def _read_racing_a_close(race: bool) -> tuple[str | None, int | None, bytes]:
+    """A 4 KiB-block encrypted file of 0x5a bytes at position 0; with ``race``, another
+    thread's close is held inside its locked section (at the slot pool's lock, which the
+    close takes to give its slot back) while this thread's readinto passes its open check
+    and waits for the file's lock; then the close finishes and the read goes on. Returns
+    (exception, count, buffer)."""
+    from hardtemp._crypt import _secpool
+
+    f: Any = hardtemp.TemporaryFile(buffering=0)
+    f.write(b"\x5a" * _BLOCK)
+    f.write(b"\x5a" * (2 * _BLOCK))
+    f.seek(0)
+    got: dict[str, Any] = {}
+    buf = bytearray(b"\xee" * _BLOCK)
+
+    def reader() -> None:
+        try:
+            got["n"] = f.readinto(buf)  # a bytearray: the general path
+        except Exception as exc:  # reported to the test
+            got["exc"] = type(exc).__name__
+
+    if not race:
+        f.close()
+        reader()
+        return got.get("exc"), got.get("n"), bytes(buf)
+    pool = _secpool._current_pool()
+    pool.lock.acquire()
+    closer = threading.Thread(target=f.close)
+    try:
+        closer.start()
+        for _ in range(500):  # the close is inside its locked section, waiting for the pool
+            if f._lock.locked():
+                break
+            time.sleep(0.01)
+        assert f._lock.locked()
+        r = threading.Thread(target=reader)
+        r.start()
+        time.sleep(0.2)  # past readinto's open check, waiting for the file's lock
+        assert f._fd >= 0  # (the close has not reached the descriptor yet)
+    finally:
+        pool.lock.release()
+    closer.join()
+    r.join()
+    return got.get("exc"), got.get("n"), bytes(buf)
+
+
+def test_control_a_read_after_close_raises() -> None:
+    assert _read_racing_a_close(race=False)[0] == "ValueError"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review8: readinto checks _fd before taking the lock; a close in another thread "
+    "that held the lock meanwhile empties the block map's counters but keeps its size, so "
+    "the read goes on to _read_one, finds counter 0 ('sparse') and returns the full count "
+    "of zero bytes as the file's data instead of raising ValueError (unauthenticated "
+    "bytes returned as if read; also before 203826c)",
+)
+def test_a_read_racing_a_close_never_returns_zeros_as_data() -> None:
+    exc, n, buf = _read_racing_a_close(race=True)
+    assert (exc, n) == ("ValueError", None), (exc, n, set(buf))
