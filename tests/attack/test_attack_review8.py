@@ -492,3 +492,38 @@ def test_control_a_read_after_close_raises() -> None:
 def test_a_read_racing_a_close_never_returns_zeros_as_data() -> None:
     exc, n, buf = _read_racing_a_close(race=True)
     assert (exc, n) == ("ValueError", None), (exc, n, set(buf))
+
+
+# --- 8646c8d (the fix of the 'Q' view): a 2-D byte view still goes inline -----------------
+
+
+def test_control_a_valid_inline_read_into_a_2d_byte_view_is_right() -> None:
+    data = os.urandom(3 * _BLOCK)
+    with _file_of_4k_blocks(data) as f:
+        f.seek(0)
+        buf = bytearray(_BLOCK)
+        assert f.readinto(memoryview(buf).cast("B", (64, 64))) == _BLOCK
+        assert bytes(buf) == data[:_BLOCK]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=NotImplementedError,
+    reason="review8: 8646c8d sends only format-'B' views inline, but a 2-D one (64x64 "
+    "bytes: C-contiguous, 4096 bytes) still goes there; on a tampered block "
+    "BlockSealer.open's 'dst[:] = bytes(len(dst))' raises NotImplementedError "
+    "(slice assignment is 1-D only), which _open_into passes on instead of the "
+    "IntegrityError readinto documents (the view is zeroed by its cast)",
+)
+def test_a_tampered_block_read_inline_into_a_2d_byte_view_raises_integrity_error() -> None:
+    data = os.urandom(3 * _BLOCK)
+    with _file_of_4k_blocks(data) as f:
+        fd = f._fd  # type: ignore[attr-defined]
+        b = os.pread(fd, 1, 10)
+        os.pwrite(fd, bytes([b[0] ^ 1]), 10)  # flip one ciphertext bit of block 0
+        f.seek(0)
+        buf = bytearray(b"\xaa" * _BLOCK)
+        with pytest.raises(IntegrityError):
+            f.readinto(memoryview(buf).cast("B", (64, 64)))
+        assert bytes(buf) == bytes(_BLOCK)
+        assert f.tell() == 0
