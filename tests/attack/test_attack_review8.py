@@ -481,14 +481,8 @@ def test_control_a_read_after_close_raises() -> None:
     assert _read_racing_a_close(race=False)[0] == "ValueError"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review8: readinto checks _fd before taking the lock; a close in another thread "
-    "that held the lock meanwhile empties the block map's counters but keeps its size, so "
-    "the read goes on to _read_one, finds counter 0 ('sparse') and returns the full count "
-    "of zero bytes as the file's data instead of raising ValueError (unauthenticated "
-    "bytes returned as if read; also before 203826c)",
-)
+# Found in review (review8): a read that waited for the lock while another thread closed
+# returned zeros as data; every locked section now checks again that the file is open.
 def test_a_read_racing_a_close_never_returns_zeros_as_data() -> None:
     exc, n, buf = _read_racing_a_close(race=True)
     assert (exc, n) == ("ValueError", None), (exc, n, set(buf))
@@ -506,15 +500,7 @@ def test_control_a_valid_inline_read_into_a_2d_byte_view_is_right() -> None:
         assert bytes(buf) == data[:_BLOCK]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotImplementedError,
-    reason="review8: 8646c8d sends only format-'B' views inline, but a 2-D one (64x64 "
-    "bytes: C-contiguous, 4096 bytes) still goes there; on a tampered block "
-    "BlockSealer.open's 'dst[:] = bytes(len(dst))' raises NotImplementedError "
-    "(slice assignment is 1-D only), which _open_into passes on instead of the "
-    "IntegrityError readinto documents (the view is zeroed by its cast)",
-)
+# Found in review (review8): a 2-D byte view still went inline; only 1-D ones do now.
 def test_a_tampered_block_read_inline_into_a_2d_byte_view_raises_integrity_error() -> None:
     data = os.urandom(3 * _BLOCK)
     with _file_of_4k_blocks(data) as f:

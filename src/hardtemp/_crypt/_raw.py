@@ -410,6 +410,7 @@ class EncryptedRawIO(io.RawIOBase):
             elif whence == os.SEEK_CUR:
                 new = self._pos + offset
             elif whence == os.SEEK_END:
+                self._still_open()
                 if self._pending is not None:
                     self._settle()
                 new = self._map.size + offset
@@ -456,6 +457,7 @@ class EncryptedRawIO(io.RawIOBase):
                 and buffer.__class__ is memoryview
                 and buffer.nbytes == bs
                 and buffer.format == "B"  # bytes (a 'Q' view: the general path casts it)
+                and buffer.ndim == 1  # (a 2-D byte view too)
                 and buffer.c_contiguous
                 and not buffer.readonly
             ):
@@ -480,6 +482,7 @@ class EncryptedRawIO(io.RawIOBase):
 
     def _readinto_locked(self, buffer: WriteableBuffer) -> int:
         """:meth:`readinto`'s general path, under the lock. Raises: as :meth:`readinto`."""
+        self._still_open()
         out = memoryview(buffer)
         if out.format != "B" or out.ndim != 1:
             out = out.cast("B")
@@ -549,6 +552,7 @@ class EncryptedRawIO(io.RawIOBase):
         if self._check_writable():
             return memoryview(b).nbytes  # discarded: never written, never sealed
         with memoryview(b) as view, view.cast("B") as data, self._lock:
+            self._still_open()
             n = len(data)
             if n == 0:
                 return 0
@@ -587,6 +591,7 @@ class EncryptedRawIO(io.RawIOBase):
         if self._check_writable():
             raise InsecureOperationError(self._err_path(), _FORK_MESSAGE)
         with self._lock:
+            self._still_open()
             new = self._pos if size is None else operator.index(size)
             if new < 0:
                 raise OSError(errno.EINVAL, "Invalid argument: negative size")
@@ -662,6 +667,13 @@ class EncryptedRawIO(io.RawIOBase):
         # lookup): the same, since the descriptor is set last in __init__ and dropped
         # by close (which holds the lock from its start to that point).
         if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def _still_open(self) -> None:
+        # Under the lock: a close() by another thread may have run while this call waited
+        # for it (the check before the lock passed), emptying the block map but not its
+        # size: a read would return zeros as data, a write seal under a dropped key (review8).
+        if self._fd < 0:
             raise ValueError("I/O operation on closed file")
 
     def _in_child(self) -> bool:
