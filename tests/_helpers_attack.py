@@ -5,6 +5,8 @@
   fork are usable there (the interpreter lives under /root, which nobody cannot enter).
 * ``hand_number_to(number, path)``: a library's double close of ``number``, then the
   application's next ``open()`` of ``path`` taking it (put exactly there).
+* ``other_descriptors_of(fd)``: this process's other descriptors of ``fd``'s inode (a
+  claim's dup of a file, say), found by ``fstat`` among ``/proc/self/fd``.
 * ``sysctl_set(name, value)``: set a ``/proc/sys`` value for the block and restore it in
   ``finally``, holding the sysctl's lock (``_helpers_core.sysctls_held``) meanwhile.
   Other test runs share this machine (CI's stages run side by side): keep the block as
@@ -25,7 +27,14 @@ import pytest
 import _gates
 from _helpers_core import NOBODY, sysctl_path, sysctls_held
 
-__all__ = ["NOBODY", "attacker_in_background", "hand_number_to", "sysctl_set", "wait_for"]
+__all__ = [
+    "NOBODY",
+    "attacker_in_background",
+    "hand_number_to",
+    "other_descriptors_of",
+    "sysctl_set",
+    "wait_for",
+]
 
 
 @contextlib.contextmanager
@@ -102,3 +111,17 @@ def hand_number_to(number: int, path: str | os.PathLike[str]) -> None:
     if fd != number:  # (other descriptors freed meanwhile: put it exactly there)
         os.dup2(fd, number)
         os.close(fd)
+
+
+def other_descriptors_of(fd: int) -> list[int]:
+    """This process's descriptors of ``fd``'s inode other than ``fd`` (found by fstat)."""
+    st = os.fstat(fd)
+    found = []
+    for n in map(int, os.listdir("/proc/self/fd")):
+        try:
+            other = os.fstat(n)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if n != fd and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            found.append(n)
+    return found

@@ -36,7 +36,7 @@ import pytest
 
 import hardtemp
 import hardtemp._files
-from _helpers_attack import hand_number_to
+from _helpers_attack import hand_number_to, other_descriptors_of
 from hardtemp._plainio import PlainFileIO
 
 # Two named files left open and unexited (the older holds the marker); with "dir" the newer
@@ -104,20 +104,6 @@ def test_one_named_files_failing_cleanup_at_exit_leaves_the_others_removed(
     assert done.returncode == 0, done.stderr.decode()
 
 
-def _other_descriptors_of(fd: int) -> list[int]:
-    """This process's descriptors of ``fd``'s inode other than ``fd`` (found by fstat)."""
-    st = os.fstat(fd)
-    found = []
-    for n in map(int, os.listdir("/proc/self/fd")):
-        try:
-            other = os.fstat(n)
-        except OSError:  # the listing's own descriptor, closed by now
-            continue
-        if n != fd and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            found.append(n)
-    return found
-
-
 # Found in review (review7): the named close wrote through the claim's dup (claim.fd)
 # without checking what that number holds; every descriptor it writes through is now
 # fstat-ed and compared with the inode it created (_NamedState._our_fd).
@@ -145,7 +131,7 @@ def test_a_reused_number_of_the_named_files_other_descriptor_is_never_overwritte
     f.write(b"secret " * 10)
     f.flush()
     if freed == "claim":
-        others = _other_descriptors_of(f.fileno())
+        others = other_descriptors_of(f.fileno())
         assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
         number = others[0]
     else:
@@ -178,7 +164,7 @@ def test_a_reused_number_of_the_claim_s_dup_is_never_closed_by_our_close(
     f = hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=delete_on_close)
     f.write(b"secret " * 10)
     f.flush()
-    others = _other_descriptors_of(f.fileno())
+    others = other_descriptors_of(f.fileno())
     assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
     number = others[0]
     if freed == "claim":

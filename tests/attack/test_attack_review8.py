@@ -52,6 +52,7 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _helpers_attack import other_descriptors_of
 from hardtemp import _linux, _markkey, _owner, _wipe
 from hardtemp.exceptions import IntegrityError
 
@@ -99,15 +100,20 @@ def test_control_the_inline_read_into_a_byte_view_is_right_and_detects_tampering
         assert f.readinto(memoryview(buf)) == _BLOCK
         assert bytes(buf) == data[_BLOCK : 2 * _BLOCK]
         assert f.tell() == 2 * _BLOCK
-        fd = f._fd  # type: ignore[attr-defined]
-        b = os.pread(fd, 1, 10)
-        os.pwrite(fd, bytes([b[0] ^ 1]), 10)  # flip one ciphertext bit of block 0
+        _flip_a_bit_of_block_0(f)
         f.seek(0)
         buf = bytearray(b"\xaa" * _BLOCK)
         with pytest.raises(IntegrityError):
             f.readinto(memoryview(buf))
         assert bytes(buf) == bytes(_BLOCK)
         assert f.tell() == 0
+
+
+def _flip_a_bit_of_block_0(f: Any) -> None:
+    """Flip one ciphertext bit of block 0 in ``f``'s backing file (a tampered block)."""
+    fd = f._fd
+    b = os.pread(fd, 1, 10)
+    os.pwrite(fd, bytes([b[0] ^ 1]), 10)
 
 
 # Found in review (review8): the inline read took a 'Q'-format view to the cipher uncast;
@@ -127,9 +133,7 @@ def test_a_valid_inline_read_into_a_word_view_returns_the_plaintext() -> None:
 def test_a_tampered_block_read_inline_into_a_word_view_raises_integrity_error() -> None:
     data = os.urandom(3 * _BLOCK)
     with _file_of_4k_blocks(data) as f:
-        fd = f._fd  # type: ignore[attr-defined]
-        b = os.pread(fd, 1, 10)
-        os.pwrite(fd, bytes([b[0] ^ 1]), 10)  # flip one ciphertext bit of block 0
+        _flip_a_bit_of_block_0(f)
         f.seek(0)
         buf, view = _words_view(_BLOCK)
         buf[:] = b"\xaa" * _BLOCK
@@ -366,20 +370,6 @@ def test_a_directory_changed_after_its_first_use_is_verified_again(
 # --- 33ccd60: a claim whose dup number holds "another file" forgets it ---------------------
 
 
-def _other_descriptors_of(fd: int) -> list[int]:
-    """This process's descriptors of ``fd``'s inode other than ``fd`` (found by fstat)."""
-    st = os.fstat(fd)
-    found = []
-    for n in map(int, os.listdir("/proc/self/fd")):
-        try:
-            other = os.fstat(n)
-        except OSError:  # the listing's own descriptor, closed by now
-            continue
-        if n != fd and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            found.append(n)
-    return found
-
-
 @pytest.mark.parametrize(
     "freed",
     [
@@ -405,7 +395,7 @@ def test_the_application_s_open_of_our_name_on_the_claim_s_number_stays_open(
     f = hardtemp.NamedTemporaryFile(dir=tmp_path)
     f.write(b"REVIEW8 " * 10)
     f.flush()
-    others = _other_descriptors_of(f.fileno())
+    others = other_descriptors_of(f.fileno())
     assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
     number = others[0]
     if freed:
@@ -504,9 +494,7 @@ def test_control_a_valid_inline_read_into_a_2d_byte_view_is_right() -> None:
 def test_a_tampered_block_read_inline_into_a_2d_byte_view_raises_integrity_error() -> None:
     data = os.urandom(3 * _BLOCK)
     with _file_of_4k_blocks(data) as f:
-        fd = f._fd  # type: ignore[attr-defined]
-        b = os.pread(fd, 1, 10)
-        os.pwrite(fd, bytes([b[0] ^ 1]), 10)  # flip one ciphertext bit of block 0
+        _flip_a_bit_of_block_0(f)
         f.seek(0)
         buf = bytearray(b"\xaa" * _BLOCK)
         with pytest.raises(IntegrityError):
