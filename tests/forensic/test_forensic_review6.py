@@ -44,6 +44,21 @@ from hardtemp import _dirsettle, _dirtrust, _linux
 
 pytestmark = pytest.mark.forensic
 
+# What the scripts run in a private mount namespace share: run a command, and a path's
+# [st_dev, mount id] (needs os, subprocess and hardtemp's _linux imported).
+_SCRIPT_TOOLS = r"""
+def run(*cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def ident(path):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return [os.fstat(fd).st_dev, _linux.mount_id(fd)]
+    finally:
+        os.close(fd)
+"""
+
 # argv: work directory, case. Prints one JSON line: the ids of the tmpfs and of the
 # overlay that replaced it, and per close whether the marker was on the disk before the
 # close (it must be: the case is only meaningful then) and after it.
@@ -58,17 +73,7 @@ holds = [f"{work}/h1", f"{work}/h2"]
 for d in (ext, mnt, *holds):
     os.mkdir(d)
 
-
-def run(*cmd):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
-def ident(path):
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return [os.fstat(fd).st_dev, _linux.mount_id(fd)]
-    finally:
-        os.close(fd)
+# tools
 
 
 with open(img, "wb") as f:
@@ -160,7 +165,7 @@ if helper is not None:
     helper.kill()
     helper.wait()
 print(json.dumps({"tmpfs": tmpfs, "overlay": overlay, "closes": out}))
-"""
+""".replace("# tools\n", _SCRIPT_TOOLS)
 
 
 def _run(tmp_path: Path, case: str) -> dict[str, object]:

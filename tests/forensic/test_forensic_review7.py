@@ -31,27 +31,28 @@ import pytest
 
 import hardtemp
 from _gates import require_loop, require_unshare
-from forensic.test_forensic_review6 import _SCRIPT, _check
+from forensic.test_forensic_review6 import _SCRIPT, _SCRIPT_TOOLS, _check
 
 pytestmark = pytest.mark.forensic
 
 _ANCHOR = "hardtemp.TemporaryFile(dir=work, encrypt=False).close()  # the watch is open"
 # Right after the watch is opened: a library closes its number a second time by mistake,
 # and the application's next open() (here the image, read-only) takes that number.
-_REUSE = r"""
-if case == "watch-number-reused":
+_STEAL = r"""
+if case == "{case}":
     watch = next(
         int(n)
         for n in os.listdir("/proc/self/fd")
-        if os.path.exists(f"/proc/self/fd/{n}")
-        and os.readlink(f"/proc/self/fd/{n}").endswith("/mountinfo")
+        if os.path.exists(f"/proc/self/fd/{{n}}")
+        and os.readlink(f"/proc/self/fd/{{n}}").endswith("/mountinfo")
     )
     os.close(watch)  # a library's double close: the number is free again
-    keep = os.open(img, os.O_RDONLY | os.O_CLOEXEC)
-    if keep != watch:
-        os.dup2(keep, watch)
-        os.close(keep)
+    theirs = os.open({opened}, os.O_RDONLY | os.O_CLOEXEC)
+    if theirs != watch:
+        os.dup2(theirs, watch)
+        os.close(theirs)
 """
+_REUSE = _STEAL.format(case="watch-number-reused", opened="img")
 
 
 _SWAPPED = "os.chmod(mnt, 0o755)"
@@ -59,21 +60,9 @@ _SWAPPED = "os.chmod(mnt, 0o755)"
 # the same double close, and the application reads the mount table (psutil, a container
 # check): its open() of /proc/self/mountinfo takes the number, a file as fresh as a new
 # watch, whose poll state starts after the change it would have had to report.
-_REUSE_AS_MOUNTINFO = r"""
-if case == "watch-number-reused-by-mountinfo":
-    watch = next(
-        int(n)
-        for n in os.listdir("/proc/self/fd")
-        if os.path.exists(f"/proc/self/fd/{n}")
-        and os.readlink(f"/proc/self/fd/{n}").endswith("/mountinfo")
-    )
-    os.close(watch)  # a library's double close: the number is free again
-    table = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
-    if table != watch:
-        os.dup2(table, watch)
-        os.close(table)
-    os.read(watch, 65536)  # the application reads the table (and keeps the file open)
-"""
+_REUSE_AS_MOUNTINFO = _STEAL.format(
+    case="watch-number-reused-by-mountinfo", opened='"/proc/self/mountinfo"'
+) + ("    os.read(watch, 65536)  # the application reads the table (and keeps the file open)\n")
 
 
 def _script() -> str:
@@ -154,17 +143,7 @@ work, case = sys.argv[1], sys.argv[2]
 mnt = f"{work}/m"
 os.mkdir(mnt)
 
-
-def run(*cmd):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
-def ident(path):
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return [os.fstat(fd).st_dev, _linux.mount_id(fd)]
-    finally:
-        os.close(fd)
+# tools
 
 
 run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt)
@@ -182,7 +161,7 @@ for _ in range(8):
     later.append(ident(mnt))
     run("umount", mnt)
 print(json.dumps({"first": first, "later": later}))
-"""
+""".replace("# tools\n", _SCRIPT_TOOLS)
 
 
 @pytest.mark.parametrize("case", ["pinned", "unpinned"], ids=["held", "control-watch-closed"])
