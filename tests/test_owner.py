@@ -160,6 +160,41 @@ def test_a_claim_on_the_callers_descriptor_converts_with_its_own_flock(
         c.release(dfd, "f")
 
 
+def test_a_claim_is_ours_through_its_description_and_not_through_a_new_open_of_its_name(
+    area: tuple[Path, int],
+) -> None:
+    # Claim.ours: our open file description (a dup of it too, also in a forked child) is
+    # ours; a new open of the very same inode, put at the claim's number, is not.
+    d, dfd = area
+    fd = _new(d, "f")
+    st = os.fstat(fd)
+    c = claim(fd, dfd, "f", dup=True, ident=(st.st_dev, st.st_ino))
+    try:
+        assert c.owner == os.getpid()
+        assert c.ours()
+        pid = os.fork()
+        if pid == 0:  # the child shares the description: still ours, by its recorded owner
+            os._exit(0 if c.ours() else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+        number = c.fd
+        os.close(number)
+        other = os.open(d / "f", os.O_RDONLY)
+        if other != number:
+            os.dup2(other, number)
+            os.close(other)
+        assert not c.ours()  # same inode, another description
+        c.release(dfd, "f")  # forgotten, not closed
+        assert c.fd == -1
+        os.fstat(number)  # still the application's
+        os.close(number)
+        c2 = claim(fd, dfd, "f", dup=True, ident=(st.st_dev + 1, st.st_ino))
+        assert not c2.ours()  # another inode at the number
+        os.close(c2.fd)
+        c2.forget()
+    finally:
+        os.close(fd)
+
+
 def test_release_unmarks_an_entry_the_user_moved_away_and_keeps_a_named_ones_mark(
     area: tuple[Path, int],
 ) -> None:

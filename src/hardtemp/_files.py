@@ -312,6 +312,7 @@ class _NamedState:
         self.owner_pid = _owner.pid()
         self.removed = False
         self.unlinked = False  # we unlinked its only name (so no name keeps its mark)
+        self.claim_checked = False  # _our_fd found the claim's number ours, just before release
         # compat: a replaced name is reported without ever raising from close/__exit__
         # (the stdlib just unlinks; click's edit() test runs with warnings as errors).
         self.stdlib_exit = False
@@ -329,9 +330,8 @@ class _NamedState:
         path = os.fsdecode(self.made.path)
         sys.audit("hardtemp.remove", path)
         still_open = fd is not None  # else close() looked at what others cut, while open
-        if fd is None and self.claim is not None and self.claim.fd >= 0:
-            fd = self.claim.fd  # closed by the user: the lock's duplicate still holds the inode
         try:
+            # Closed by the user: the lock's duplicate still holds the inode (_our_fd).
             self._remove_named(fd, path, still_open)
         finally:
             try:
@@ -405,19 +405,20 @@ class _NamedState:
     def _our_fd(self, fd: int | None) -> int | None:
         """A descriptor that holds our inode now: the claim's own dup, else ``fd``, else None.
 
-        Each is ``fstat``-ed and compared with the inode we created: a number is just a
-        number, and code that closes one twice (a library's double close) frees it for the
-        next ``open()``, whose unrelated file our overwrite would destroy (review6, review7).
-        A claim whose number was so taken forgets it: closing it would close that file.
+        A number is just a number: code that closes one twice (a library's double close)
+        frees it for the next ``open()``, whose unrelated file our overwrite would destroy
+        (review6, review7), or which may be the application's own open of our name, which
+        our close would then close (review8). The claim's dup must still be our open file
+        description of our inode (:meth:`hardtemp._owner.Claim.ours`); one that is not is
+        forgotten: never closed. ``fd`` (the file's own, still open) is ``fstat``-ed.
         """
-        made = (self.made.dev, self.made.ino)
         claim = self.claim
         if claim is not None and claim.fd >= 0:
-            if _holds(claim.fd, made):
+            if claim.ours():
+                self.claim_checked = True  # (its release needs no second look)
                 return claim.fd
-            # Its number is someone else's now: never closed (nor its lock dropped) by us.
-            claim.fd = -1
-        return fd if fd is not None and _holds(fd, made) else None
+            claim.forget()  # its number is someone else's now: never closed by us
+        return fd if fd is not None and _holds(fd, (self.made.dev, self.made.ino)) else None
 
     def _remove_replacement(self, st: os.stat_result, path: str, wiped: bool) -> None:
         """Another file sits at our name (``sed -i``, an editor's or ``os.replace`` save)."""
@@ -465,7 +466,12 @@ class _NamedState:
     def _release(self) -> None:
         """:meth:`release` for a caller that checked it runs in the creating process."""
         if self.claim is not None:
-            self.claim.release(self.made.handle.fd, self.made.name, unlinked=self.unlinked)
+            self.claim.release(
+                self.made.handle.fd,
+                self.made.name,
+                unlinked=self.unlinked,
+                checked=self.claim_checked,
+            )
 
     def close(self) -> None:
         """Close the file; with delete_on_close, overwrite and remove it first."""
@@ -767,6 +773,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
                 dir_ident=(handle.dev, handle.ino),  # fstat'ed when the handle was verified
                 real_fd=True,  # create_file opened it O_RDWR, never O_PATH
                 euid=handle.euid,  # the handle was verified for it in this call: no geteuid
+                ident=(made.dev, made.ino),
             )
         else:
             _owner.lock_shared(fd)  # kept by the user: locked only while open
@@ -841,7 +848,9 @@ class TemporaryDirectory:
         fd, made = create_dir(handle, base, prefix, suffix)
         try:
             # fd stays open, locked, for our lifetime; marked for `hardtemp sweep` if deleted.
-            claim = _owner.claim(fd, handle.fd, made.name, dup=False, marked=delete)
+            claim = _owner.claim(
+                fd, handle.fd, made.name, dup=False, marked=delete, ident=(made.dev, made.ino)
+            )
         except BaseException:
             os.close(fd)
             # Nothing of ours may stay behind when the constructor fails.

@@ -380,52 +380,107 @@ class Claim:
     """The lock (and mark) on one object hardtemp will remove itself.
 
     ``fd`` is a descriptor of the object's open file description holding
-    ``LOCK_SH``; it stays open until :meth:`release`.
+    ``LOCK_SH``; it stays open until :meth:`release`. ``ident``: the object's
+    ``(st_dev, st_ino)``; ``owner``: the pid :func:`claim` made the description's
+    ``F_SETOWN`` owner (0: none; how :meth:`ours` tells our description from another).
     """
 
-    __slots__ = ("fd", "marked")
+    __slots__ = ("fd", "ident", "marked", "owner")
 
-    def __init__(self, fd: int, marked: bool) -> None:
-        self.fd, self.marked = fd, marked
+    def __init__(
+        self, fd: int, marked: bool, ident: tuple[int, int] | None = None, owner: int = 0
+    ) -> None:
+        self.fd, self.marked, self.ident, self.owner = fd, marked, ident, owner
+
+    def ours(self) -> bool:
+        """Whether ``fd`` is still our open file description of the object.
+
+        A number is just a number: code that closes it twice (a library's double close)
+        frees it for the next ``open()``, of another file or of this very object by name
+        (review8). Such a description has another inode (``fstat``) or no owner (a new
+        description's ``F_GETOWN`` is 0; ours is the claiming pid since :func:`claim`, also
+        in a forked child, which shares the description). Never raises.
+        """
+        fd = self.fd
+        if fd < 0:
+            return False
+        try:
+            # An open() of our own name on our freed number: same inode, not our description.
+            if self.owner and fcntl.fcntl(fd, fcntl.F_GETOWN) != self.owner:
+                return False
+            if self.ident is not None:
+                st = os.fstat(fd)  # another file's open() on our freed number
+                return (st.st_dev, st.st_ino) == self.ident
+        except OSError:  # EBADF: closed
+            return False
+        return True
+
+    def forget(self) -> None:
+        """The number is someone else's now: never closed, unlocked or unmarked by us."""
+        self.fd = -1
 
     def unmark(self) -> None:
         """Remove the mark through our descriptor: the user keeps the object."""
         if self.marked:
-            with contextlib.suppress(OSError):
-                os.removexattr(self.fd, OWNER_XATTR)
-            self.marked = False
+            if not self.ours():
+                self.forget()  # removexattr there would unmark another file (its owner's)
+            else:
+                self._unmark()
+
+    def _unmark(self) -> None:
+        with contextlib.suppress(OSError):
+            os.removexattr(self.fd, OWNER_XATTR)
+        self.marked = False
 
     def remark(self, dir_fd: int, name: str | bytes) -> None:
         """Mark again (a failed persist: still a temp file); best effort."""
+        if not self.ours():
+            self.forget()  # never a mark on a file another open() put at our number
+            return
         with contextlib.suppress(OSError):
             self.marked = mark(self.fd, dir_fd, name)
 
-    def release(self, dir_fd: int, name: str | bytes, *, unlinked: bool = False) -> None:
+    def release(
+        self, dir_fd: int, name: str | bytes, *, unlinked: bool = False, checked: bool = False
+    ) -> None:
         """Done with the object: drop the lock; if the inode lives on under another
         name (the user moved it away to keep it), remove its mark first.
 
         ``unlinked``: the caller has just unlinked the object's only name itself, so it
-        lives on under no name (nothing to look at).
+        lives on under no name (nothing to look at). ``checked``: the caller has just
+        found :meth:`ours` true. A number that is no longer ours is forgotten, not closed.
         """
         if self.fd < 0:
             return
+        if not checked and not self.ours():
+            self.forget()  # closing it would close the application's file (review8)
+            return
         try:
-            # fstat of our own open descriptor; _named and unmark never raise.
+            # fstat of our own open descriptor; _named and _unmark never raise.
             if (
                 self.marked
                 and not unlinked
                 and os.fstat(self.fd).st_nlink > 0
                 and not _named(self.fd, dir_fd, name)
             ):
-                self.unmark()
+                self._unmark()
         finally:
-            self.close()
+            self.close(checked=True)
 
-    def close(self) -> None:
-        """Drop this process's hold on the lock (a forked child: the parent keeps its own)."""
+    def close(self, *, checked: bool = False) -> None:
+        """Drop this process's hold on the lock (a forked child: the parent keeps its own);
+        a number that is no longer :meth:`ours` is forgotten, not closed (unless
+        ``checked``: the caller has just found it ours)."""
         if self.fd >= 0:
+            if not checked and not self.ours():
+                self.forget()  # closing it would close another file's descriptor
+                return
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+#: :func:`pid`'s bits that are the pid itself (the rest count forks).
+_PID_MASK = 0xFFFFFFFF
 
 
 def _named(fd: int, dir_fd: int, name: str | bytes) -> bool:
@@ -454,6 +509,7 @@ def claim(
     dir_ident: tuple[int, int] | None = None,
     real_fd: bool = False,
     euid: int | None = None,
+    ident: tuple[int, int] | None = None,
 ) -> Claim:
     """Lock the object open at ``fd`` (``LOCK_SH``) and, if ``marked``, mark it for the sweeper.
 
@@ -462,7 +518,8 @@ def claim(
     and the caller's own ``flock`` calls on ``fd`` convert this very lock);
     otherwise the returned claim owns ``fd``. Where ``flock`` is unsupported
     the object is not marked either (an unlocked mark would look orphaned).
-    ``dir_ident``, ``real_fd``, ``euid``: as for :func:`mark`.
+    ``dir_ident``, ``real_fd``, ``euid``: as for :func:`mark`; ``ident``: the object's
+    ``(st_dev, st_ino)``, which :meth:`Claim.ours` compares.
 
     Raises:
         OSError: ``dup`` or writing the mark failed (``EMFILE``, ``EIO``...);
@@ -470,14 +527,23 @@ def claim(
     """
     lock_fd = os.dup(fd) if dup else fd  # os.dup: close-on-exec, never leaks into exec
     try:
+        # Our description's owner is us: a later open() on our number, freed by a double
+        # close, is another description (owner 0) even of our very inode (Claim.ours).
+        owner = pid() & _PID_MASK
+        try:
+            fcntl.fcntl(lock_fd, fcntl.F_SETOWN, owner)
+        except OSError:  # (ENOMEM): told by the inode alone
+            owner = 0
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
         except OSError:  # e.g. ENOLCK on some network filesystems: not sweepable there
-            return Claim(lock_fd, False)
+            return Claim(lock_fd, False, ident, owner)
         # The mark only after the lock: a marked live object is never seen unlocked.
         return Claim(
             lock_fd,
             marked and mark(lock_fd, dir_fd, name, dir_ident=dir_ident, real_fd=real_fd, euid=euid),
+            ident,
+            owner,
         )
     except BaseException:
         if dup:

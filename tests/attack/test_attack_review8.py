@@ -370,52 +370,112 @@ def test_a_directory_changed_after_its_first_use_is_verified_again(
 # --- 33ccd60: a claim whose dup number holds "another file" forgets it ---------------------
 
 
+def _steal(number: int, path: str | Path, flags: int) -> int:
+    """A library's double close of ``number``, then the application's ``open(path)`` given
+    it (put exactly there): returns ``number``, now the application's descriptor."""
+    os.close(number)
+    theirs = os.open(path, flags | os.O_CLOEXEC)
+    if theirs != number:
+        os.dup2(theirs, number)
+        os.close(theirs)
+    return number
+
+
+def _still_open(theirs: int, ident: os.stat_result) -> None:
+    try:
+        after = os.fstat(theirs)
+    except OSError as exc:
+        pytest.fail(f"our cleanup closed the application's descriptor: {exc}")
+    assert (after.st_dev, after.st_ino) == (ident.st_dev, ident.st_ino)
+
+
 @pytest.mark.parametrize(
     "freed",
     [
         pytest.param(False, id="control-no-double-close"),
-        pytest.param(
-            True,
-            id="claims-dup-number-taken-by-an-open-of-our-name",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="review8: 33ccd60 tells the claim's dup number from 'another file' by "
-                "(st_dev, st_ino) alone; the application's own open() of the temp file's "
-                "name (handing it to a reader: NamedTemporaryFile's purpose), given the "
-                "number a library's double close freed, holds our very inode, so "
-                "Claim.release at our close closes the application's descriptor (EBADF "
-                "on its next use; the number free for the next open)",
-            ),
-        ),
+        # Found in review (review8): told by (st_dev, st_ino) alone, the application's open
+        # of our name on the freed number was closed by our close (EBADF on its next use).
+        pytest.param(True, id="claims-dup-number-taken-by-an-open-of-our-name"),
     ],
 )
+@pytest.mark.parametrize("delete_on_close", [True, False])
 def test_the_application_s_open_of_our_name_on_the_claim_s_number_stays_open(
-    tmp_path: Path, freed: bool
+    tmp_path: Path, freed: bool, delete_on_close: bool
 ) -> None:
-    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
-    f.write(b"REVIEW8 " * 10)
-    f.flush()
-    others = other_descriptors_of(f.fileno())
-    assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
-    number = others[0]
-    if freed:
-        os.close(number)  # a library's double close: the number is free again
-    theirs = os.open(f.name, os.O_RDONLY | os.O_CLOEXEC)  # the application's reader
-    if freed and theirs != number:  # (put it exactly there)
-        os.dup2(theirs, number)
-        os.close(theirs)
-        theirs = number
-    ident = os.fstat(theirs)
+    # NamedTemporaryFile's purpose: the application opens our name (a reader it hands on),
+    # with the file still open (closed by our close) or already closed (removed at exit).
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=delete_on_close) as f:
+        f.write(b"REVIEW8 " * 10)
+        f.flush()
+        others = other_descriptors_of(f.fileno())
+        assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
+        number = others[0]
+        if not delete_on_close:
+            f.close()  # only the claim's dup holds the inode now
+        if freed:
+            theirs = _steal(number, f.name, os.O_RDONLY)
+        else:
+            theirs = os.open(f.name, os.O_RDONLY | os.O_CLOEXEC)
+        ident = os.fstat(theirs)
+        name = f.name
     try:
-        f.close()
-        try:
-            after = os.fstat(theirs)
-        except OSError as exc:
-            pytest.fail(f"our close closed the application's descriptor: {exc}")
-        assert (after.st_dev, after.st_ino) == (ident.st_dev, ident.st_ino)
+        _still_open(theirs, ident)
+        assert not os.path.exists(name)  # removed all the same
+        # ... and overwritten: the application's descriptor reads no plaintext.
+        assert b"REVIEW8" not in os.pread(theirs, 4096, 0)
     finally:
         with contextlib.suppress(OSError):
             os.close(theirs)
+
+
+@pytest.mark.parametrize("freed", [False, True], ids=["control-no-double-close", "freed"])
+@pytest.mark.parametrize("how", ["cleanup", "kept"])
+def test_the_application_s_open_of_our_directory_on_its_lock_number_stays_open(
+    tmp_path: Path, freed: bool, how: str
+) -> None:
+    # The same steal for TemporaryDirectory, whose lock is held through its own descriptor:
+    # the application opens the directory by name (an os.scandir(fd), a watcher).
+    d = hardtemp.TemporaryDirectory(dir=tmp_path, delete=how == "cleanup")
+    probe = os.open(d.name, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        others = other_descriptors_of(probe)
+    finally:
+        os.close(probe)
+    assert len(others) == 1, others  # the claim's descriptor of our directory
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    theirs = _steal(others[0], d.name, flags) if freed else os.open(d.name, flags)
+    ident = os.fstat(theirs)
+    try:
+        if how == "cleanup":
+            d.cleanup()
+            assert not os.path.exists(d.name)
+        else:
+            d.__exit__(None, None, None)  # kept: the lock is dropped, the tree stays
+            assert os.path.isdir(d.name)
+        _still_open(theirs, ident)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(theirs)
+
+
+def test_a_persist_through_a_stolen_claim_number_leaves_another_file_s_mark(
+    tmp_path: Path,
+) -> None:
+    # The application's open of *another* temp file on our freed claim number: persisting
+    # ours unmarks through the claim, and must not strip that file's sweep mark.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    g = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    try:
+        assert os.getxattr(g.name, _owner.OWNER_XATTR)  # (a marking filesystem)
+        (number,) = other_descriptors_of(f.fileno())
+        theirs = _steal(number, g.name, os.O_RDONLY)
+        f.persist(tmp_path / "kept")
+        assert os.getxattr(g.name, _owner.OWNER_XATTR)
+        _still_open(theirs, os.stat(g.name))
+        os.close(theirs)
+    finally:
+        f.close()
+        g.close()
 
 
 # --- readinto racing a close in another thread (the inline path's "closed meanwhile") ------
