@@ -53,6 +53,7 @@ import pytest
 
 import hardtemp
 from _helpers_attack import other_descriptors_of
+from _helpers_core import SRC
 from hardtemp import _linux, _markkey, _owner, _wipe
 from hardtemp.exceptions import IntegrityError
 
@@ -233,6 +234,51 @@ def test_a_restored_mark_on_a_reused_inode_without_birth_times_is_refused(
     verdict, reused = _restored_mark_on_a_reused_inode(d)
     assert reused  # the premise: the very inode number again
     assert verdict is _owner.Verdict.UNMARKED
+
+
+_JUDGE_F = """
+import os, sys
+from hardtemp import _markkey, _owner
+dfd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+pfd = os.open("f", os.O_PATH | os.O_NOFOLLOW, dir_fd=dfd)
+j = _owner.judge(pfd, os.fstat(pfd), os.fstat(dfd), "f", _markkey.load(create=False))
+print(j.verdict.name)
+"""
+
+
+@pytest.mark.parametrize("proc", [True, False], ids=["with-proc", "without-proc"])
+@pytest.mark.parametrize("birth", [True, False], ids=["birth-times", "no-birth-times"])
+def test_a_sweeper_without_proc_calls_nothing_an_orphan(
+    loopfs: Any, proc: bool, birth: bool
+) -> None:
+    # The sweeper holds each entry by an O_PATH descriptor (no open by name: another user
+    # could swap in a device node), and reads its mark and, without birth times, its
+    # generation through /proc/self/fd (f*xattr and ioctl refuse O_PATH): without /proc it
+    # verifies no mark, so it removes nothing (SECURITY.md), with or without birth times.
+    fs = loopfs("ext4") if birth else _ext4_of_128_byte_inodes(loopfs)
+    d = fs.mountpoint / "area"
+    d.mkdir(mode=0o700)
+    assert _birth_known(d) is birth
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(d / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        tag = _owner.OwnerTag(_owner._BOOT_ID, 0x7FFFFFF0, "1").encode()  # a creator long gone
+        assert _owner.write_mark(fd, dfd, "f", tag)
+        os.close(fd)
+    finally:
+        os.close(dfd)
+    hide = "mount --make-rprivate / && mount -t tmpfs none /proc && " if not proc else ""
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", hide + 'exec "$@"', "sh"]
+        + [sys.executable, "-c", _JUDGE_F, str(d)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        timeout=60,
+        check=True,
+    )
+    expected = "ORPHAN" if proc else "UNMARKED"
+    assert out.stdout.strip() == expected, out.stderr
 
 
 # --- d5637fc: the small-overwrite pool's lock made reentrant -------------------------------
