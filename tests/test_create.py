@@ -28,7 +28,7 @@ import hardtemp
 from _gates import needs_root, require_root
 from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds, umask
 from _helpers_euid import as_euid
-from hardtemp import _create, _dirtrust, _remove
+from hardtemp import _create, _dirtrust, _linux, _remove
 from hardtemp.exceptions import UnsafeFileError
 
 UMASKS = [0, 0o022, 0o077, 0o277, 0o777]
@@ -205,23 +205,20 @@ def test_verify_accepts_a_second_link_to_the_file_we_just_made(tmp_path: Path) -
 def test_a_new_file_linked_before_it_is_checked_is_still_handed_out(
     tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The race (another user hard-links the new file between open and fstat, possible
+    # The race (another user hard-links the new file between open and its check, possible
     # where fs.protected_hardlinks=0) cannot be won on demand: make the link from inside
-    # the fstat of the new file instead (the real inotify attack:
+    # the check's statx of the new file instead (the real inotify attack:
     # tests/attack/test_attack_links.py).
     linked: list[int] = []
+    real_statx = _create.statx_raw
 
-    class LinkBeforeFstat:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
+    def link_before_statx(fd: int, *args: Any) -> bytes:
+        if not linked:
+            linked.append(fd)
+            os.link(os.readlink(f"/proc/self/fd/{fd}"), shared_dir / "attacker-link")
+        return real_statx(fd, *args)
 
-        def fstat(self, fd: int) -> os.stat_result:
-            if not linked:
-                linked.append(fd)
-                os.link(os.readlink(f"/proc/self/fd/{fd}"), shared_dir / "attacker-link")
-            return os.fstat(fd)
-
-    monkeypatch.setattr(_create, "os", LinkBeforeFstat())
+    monkeypatch.setattr(_create, "statx_raw", link_before_statx)
     fd, path = hardtemp.mkstemp(dir=shared_dir)
     monkeypatch.undo()
     os.close(fd)
@@ -234,8 +231,30 @@ def test_a_new_file_linked_before_it_is_checked_is_still_handed_out(
 def test_a_new_file_failing_verification_is_not_left_behind(
     tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An impostor shape cannot be made on demand between open and fstat: give the new
-    # file away from inside its fstat (as a swapped-in inode would look).
+    # An impostor shape cannot be made on demand between open and its check: give the new
+    # file away from inside the check's statx (as a swapped-in inode would look).
+    given: list[int] = []
+    real_statx = _create.statx_raw
+
+    def chown_before_statx(fd: int, *args: Any) -> bytes:
+        if not given:
+            given.append(fd)
+            os.fchown(fd, NOBODY, NOBODY)
+        return real_statx(fd, *args)
+
+    monkeypatch.setattr(_create, "statx_raw", chown_before_statx)
+    with pytest.raises(UnsafeFileError, match=f"owned by uid {NOBODY}"):
+        hardtemp.mkstemp(dir=shared_dir)
+    monkeypatch.undo()
+    assert given
+    assert os.listdir(shared_dir) == []  # our name is gone
+
+
+@needs_root("to give the new file to another user")
+def test_without_statx_a_new_file_failing_verification_is_not_left_behind(
+    shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A libc without statx: the check takes the fstat, given away from inside it.
     given: list[int] = []
 
     class ChownBeforeFstat:
@@ -248,6 +267,7 @@ def test_a_new_file_failing_verification_is_not_left_behind(
                 os.fchown(fd, NOBODY, NOBODY)
             return os.fstat(fd)
 
+    monkeypatch.setattr(_linux, "_statx", None)
     monkeypatch.setattr(_create, "os", ChownBeforeFstat())
     with pytest.raises(UnsafeFileError, match=f"owned by uid {NOBODY}"):
         hardtemp.mkstemp(dir=shared_dir)

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -533,3 +534,39 @@ def test_without_statx_a_mark_binds_device_inode_and_place_and_still_verifies(
     j.close()
     os.rename(d / "f", d / "g")  # still bound to its name
     assert _judge(d, dfd, "g").verdict is Verdict.UNMARKED
+
+
+def test_a_named_files_mark_from_its_creations_statx_is_the_one_mark_writes_and_verifies(
+    area: tuple[Path, int],
+) -> None:
+    # The creation's statx (its check) stands for the mark's own: the same inode, birth time
+    # and place, so the very bytes a separate statx gives, and the sweeper verifies them.
+    import hardtemp
+
+    d, dfd = area
+    with hardtemp.NamedTemporaryFile(dir=d) as f:
+        name = os.path.basename(f.name)
+        written = os.getxattr(f.name, OWNER_XATTR)
+        fd = os.open(f.name, os.O_RDWR)
+        try:
+            assert mark(fd, dfd, name)  # from its own statx of the inode
+        finally:
+            os.close(fd)
+        assert os.getxattr(f.name, OWNER_XATTR) == written
+        j = _judge(d, dfd, name)
+        assert (j.verdict, j.reason.code) == (Verdict.IN_USE, SweepReason.LOCKED)  # verified
+
+
+def test_without_statx_a_named_file_is_checked_and_marked_by_fstat(
+    area: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A libc without statx: the creation's check takes the fstat, the mark its own.
+    import hardtemp
+
+    d, dfd = area
+    monkeypatch.setattr(_linux, "_statx", None)
+    with hardtemp.NamedTemporaryFile(dir=d) as f:
+        assert stat.S_IMODE(os.stat(f.name).st_mode) == 0o600
+        j = _judge(d, dfd, os.path.basename(f.name))
+        assert (j.verdict, j.reason.code) == (Verdict.IN_USE, SweepReason.LOCKED)
+    assert list(d.iterdir()) == []

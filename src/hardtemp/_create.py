@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import stat
+import struct
 import sys
 from typing import TYPE_CHECKING, overload
 
@@ -13,6 +14,7 @@ from . import _track
 from ._dirtrust import DirHandle, trusted_dir, trusted_dir_fd
 from ._fsinfo import set_nocow
 from ._inode import Entry, new_file_facts
+from ._linux import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, STATX_BTIME, statx_raw
 from ._names import TMP_MAX, make_name, sanitize_params
 from ._remove import unlink_verified
 from ._tempdir import current, default_dir
@@ -26,6 +28,7 @@ __all__ = [
     "create_dir",
     "create_dir_named",
     "create_file",
+    "create_file_statx",
     "create_unnamed",
     "create_unnamed_cached",
     "mkdtemp",
@@ -42,6 +45,12 @@ _FILE_MODE = 0o600
 _GOOD_FILE = stat.S_IFREG | _FILE_MODE  # st_mode of a file that needs no fchmod or check
 _DIR_MODE = 0o700
 _NEW_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# The new file's statx: what its check needs, and the birth time its sweep mark binds
+# (hardtemp._owner's place), in one call for both.
+_NEW_STATX_FLAGS = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH
+NEW_STATX_MASK = STATX_BASIC_STATS | STATX_BTIME
+# struct statx: stx_uid (20), stx_mode (28), stx_ino (32), stx_dev_major and minor (136).
+_NEW_FIELDS = struct.Struct("=20xI4xH2xQ96xII").unpack_from
 
 
 class Created:
@@ -55,13 +64,13 @@ class Created:
     __slots__ = ("dev", "handle", "ino", "name", "path")
 
     def __init__(
-        self, handle: DirHandle, name: str | bytes, path: str | bytes, st: os.stat_result
+        self, handle: DirHandle, name: str | bytes, path: str | bytes, dev: int, ino: int
     ) -> None:
         self.handle = handle
         self.name = name
         self.path = path
-        self.dev = st.st_dev
-        self.ino = st.st_ino
+        self.dev = dev
+        self.ino = ino
 
     def release(self) -> None:
         """Drop our handle of the directory (its descriptor closes with its last user).
@@ -161,14 +170,30 @@ def create_file(
         UnsafeFileError: what was created fails verification.
         OSError: creation failed (e.g. ``PermissionError``, ``ENOSPC``).
     """
-    fd, name, path, st = _create_in(handle.fd, handle.euid, handle.btrfs, base, prefix, suffix)
-    return fd, Created(handle, name, path, st)
+    fd, made, _ = create_file_statx(handle, base, prefix, suffix)
+    return fd, made
+
+
+def create_file_statx(
+    handle: DirHandle, base: str | bytes, prefix: str | bytes, suffix: str | bytes
+) -> tuple[int, Created, bytes | None]:
+    """:func:`create_file`, with the new file's ``struct statx`` (mask
+    :data:`NEW_STATX_MASK`, taken by its check), or None where statx failed (its check
+    then took an ``fstat``): what its sweep mark binds, without a second call.
+
+    Raises: as :func:`create_file`.
+    """
+    fd, name, path, dev, ino, raw = _create_in(
+        handle.fd, handle.euid, handle.btrfs, base, prefix, suffix
+    )
+    return fd, Created(handle, name, path, dev, ino), raw
 
 
 def _create_in(
     dir_fd: int, euid: int, btrfs: bool, base: str | bytes, prefix: str | bytes, suffix: str | bytes
-) -> tuple[int, str | bytes, str | bytes, os.stat_result]:
-    """:func:`create_file` on a bare verified descriptor: ``(fd, name, path, st)``.
+) -> tuple[int, str | bytes, str | bytes, int, int, bytes | None]:
+    """:func:`create_file` on a bare verified descriptor: ``(fd, name, path, st_dev, st_ino,
+    the statx of the new file or None)``.
 
     Raises: as :func:`create_file`.
     """
@@ -179,22 +204,35 @@ def _create_in(
         except FileExistsError:
             continue  # 80 random bits: only a flood of planted names gets here
         path = _join(base, name)
-        st = os.fstat(fd)
+        raw: bytes | None = None
+        dev = ino = -1
         try:
+            try:
+                # One statx for the check and the mark (at less than an fstat's cost: no
+                # stat_result is built). Without it (no statx in libc or kernel, or a
+                # seccomp filter's EPERM): the fstat.
+                raw = statx_raw(fd, b"", _NEW_STATX_FLAGS, NEW_STATX_MASK, None)
+            except OSError:
+                st = os.fstat(fd)
+                uid, mode, dev, ino = st.st_uid, st.st_mode, st.st_dev, st.st_ino
+            else:
+                uid, mode, ino, major, minor = _NEW_FIELDS(raw)
+                dev = os.makedev(major, minor)
             # The verified euid: one geteuid() per creation (the directory was verified for it).
-            if st.st_mode != _GOOD_FILE or st.st_uid != euid:  # else all checks pass
-                st = _fix_mode(fd, st, _FILE_MODE)
+            if mode != _GOOD_FILE or uid != euid:  # else all checks pass
+                st = _fix_mode(fd, os.fstat(fd), _FILE_MODE)
                 _verify(st, path, directory=False)
         except BaseException:
             os.close(fd)
             # Our name must not stay behind (e.g. the fchmod failed): remove it while it is
             # still the inode we made.
-            with contextlib.suppress(OSError):
-                unlink_verified(dir_fd, name, (st.st_dev, st.st_ino), os.fsdecode(path))
+            if dev != -1:
+                with contextlib.suppress(OSError):
+                    unlink_verified(dir_fd, name, (dev, ino), os.fsdecode(path))
             raise
         if btrfs:
             set_nocow(fd)  # copy-on-write would keep the old blocks our overwrite must reach
-        return fd, name, path, st
+        return fd, name, path, dev, ino, raw
     raise FileExistsError(errno.EEXIST, "No usable temporary file name found", os.fsdecode(base))
 
 
@@ -266,7 +304,7 @@ def create_dir_named(
         raise
     if handle.btrfs:
         set_nocow(fd)  # files created inside inherit NOCOW, so their overwrite lands in place
-    return fd, Created(handle, name, path, st)
+    return fd, Created(handle, name, path, st.st_dev, st.st_ino)
 
 
 def create_unnamed(
@@ -423,8 +461,8 @@ def mkstemp(
         else:
             dir_fd, euid, btrfs, where = hit
             base = where if output_type is str else os.fsencode(where)
-            fd, _, path, st = _create_in(dir_fd, euid, btrfs, base, prefix, suffix)
-            ident = (st.st_dev, st.st_ino)
+            fd, _, path, dev, ino, _ = _create_in(dir_fd, euid, btrfs, base, prefix, suffix)
+            ident = (dev, ino)
     finally:
         if hit is not None:
             os.close(hit[0])

@@ -21,7 +21,7 @@ from . import _owner, _track
 from ._create import (
     Created,
     create_dir,
-    create_file,
+    create_file_statx,
     create_unnamed,
     create_unnamed_cached,
     resolve_dir,
@@ -759,7 +759,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
     check_mode(mode, buffering, encoding, errors, newline)
     prefix, suffix, dir, output_type = sanitize_params(prefix, suffix, dir)
     handle, base = resolve_dir(dir, output_type)
-    fd, made = create_file(handle, base, prefix, suffix)
+    fd, made, new_statx = create_file_statx(handle, base, prefix, suffix)
     raw: PlainFileIO | None = None
     claim = None
     try:
@@ -774,6 +774,7 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
                 real_fd=True,  # create_file opened it O_RDWR, never O_PATH
                 euid=handle.euid,  # the handle was verified for it in this call: no geteuid
                 ident=(made.dev, made.ino),
+                statx=new_statx,  # the creation's check took it: its birth time, no statx
             )
         else:
             _owner.lock_shared(fd)  # kept by the user: locked only while open

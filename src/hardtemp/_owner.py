@@ -210,27 +210,30 @@ def _death(tag: OwnerTag) -> str:
 # --------------------------------------------------------------------------- marks
 
 
-def _place(fd: int, dir_ident: tuple[int, int], name: bytes) -> bytes:
+def _place(fd: int, dir_ident: tuple[int, int], name: bytes, raw: bytes | None = None) -> bytes:
     """What a mark is bound to: the inode's identity and birth, and where it was named.
 
     Fixed-width binary fields, then the name (last, so the encoding is unambiguous): whether
     the birth time is known, the inode number, the birth time (seconds and nanoseconds), the
     device's major and minor, the directory's device and inode. ``statx``'s bytes are taken
     as they are: no integer is built or formatted (that was most of a mark's cost).
+    ``raw``: the caller's ``struct statx`` of this very inode (mask :data:`_PLACE_MASK`),
+    if it has one (the creation's check took it): no second ``statx``.
     """
-    try:
-        raw = statx_raw(fd, b"", _FD_FLAGS, _PLACE_MASK, None)
-    except OSError:  # no statx: bound to device, inode and place only (birth unknown)
-        st = os.fstat(fd)
-        head = _NO_BIRTH_HEAD(0, st.st_ino, 0, 0, os.major(st.st_dev), os.minor(st.st_dev))
+    if raw is None:
+        try:
+            raw = statx_raw(fd, b"", _FD_FLAGS, _PLACE_MASK, None)
+        except OSError:  # no statx: bound to device, inode and place only (birth unknown)
+            st = os.fstat(fd)
+            head = _NO_BIRTH_HEAD(0, st.st_ino, 0, 0, os.major(st.st_dev), os.minor(st.st_dev))
+            return head + _DIR_IDENT(*dir_ident) + name
+    # Birth time: an inode number reused by a later file never matches an old mark.
+    if _MASK(raw)[0] & STATX_BTIME:  # stx_mask says it is set
+        head = b"\1" + raw[32:40] + raw[80:92] + raw[136:144]  # ino, btime, dev
     else:
-        # Birth time: an inode number reused by a later file never matches an old mark.
-        if _MASK(raw)[0] & STATX_BTIME:  # stx_mask says it is set
-            head = b"\1" + raw[32:40] + raw[80:92] + raw[136:144]  # ino, btime, dev
-        else:
-            # No birth time (ext4 with 128-byte inodes, ext2/3): the inode's generation, which
-            # ext4 draws anew for every inode it allocates, tells a reused number (review8).
-            head = b"\2" + raw[32:40] + _generation(fd) + raw[136:144]
+        # No birth time (ext4 with 128-byte inodes, ext2/3): the inode's generation, which
+        # ext4 draws anew for every inode it allocates, tells a reused number (review8).
+        head = b"\2" + raw[32:40] + _generation(fd) + raw[136:144]
     return head + _DIR_IDENT(*dir_ident) + name
 
 
@@ -332,6 +335,7 @@ def mark(
     dir_ident: tuple[int, int] | None = None,
     real_fd: bool = False,
     euid: int | None = None,
+    statx: bytes | None = None,
 ) -> bool:
     """Write our authenticated mark on ``fd``'s inode, made as ``name`` in ``dir_fd``.
 
@@ -339,13 +343,22 @@ def mark(
     or this user has no usable sweep key: the entry is then never swept.
     ``dir_ident``: ``dir_fd``'s ``(st_dev, st_ino)`` if the caller holds it (saves an
     ``fstat``); ``real_fd``: the caller knows ``fd`` is not ``O_PATH`` (saves an ``fcntl``);
-    ``euid``: the effective uid ``dir_fd`` was just verified for (saves a ``geteuid``).
+    ``euid``: the effective uid ``dir_fd`` was just verified for (saves a ``geteuid``);
+    ``statx``: the caller's ``struct statx`` of ``fd``'s very inode, with the mask
+    :data:`_PLACE_MASK` (saves a ``statx``: the creation's check took it).
 
     Raises:
         OSError: another failure to write it (``EIO``...).
     """
     return write_mark(
-        fd, dir_fd, name, current_tag(), dir_ident=dir_ident, real_fd=real_fd, euid=euid
+        fd,
+        dir_fd,
+        name,
+        current_tag(),
+        dir_ident=dir_ident,
+        real_fd=real_fd,
+        euid=euid,
+        statx=statx,
     )
 
 
@@ -358,6 +371,7 @@ def write_mark(
     dir_ident: tuple[int, int] | None = None,
     real_fd: bool = False,
     euid: int | None = None,
+    statx: bytes | None = None,
 ) -> bool:
     """:func:`mark` with a given creator ``tag`` (tests stand in for a reboot or a reused pid)."""
     key = _markkey.load(create=True, euid=euid)
@@ -366,7 +380,8 @@ def write_mark(
     if dir_ident is None:
         dir_st = os.fstat(dir_fd)
         dir_ident = (dir_st.st_dev, dir_st.st_ino)
-    value = tag + b" " + _mark_mac(key, tag, _place(fd, dir_ident, os.fsencode(name))).encode()
+    place = _place(fd, dir_ident, os.fsencode(name), statx)
+    value = tag + b" " + _mark_mac(key, tag, place).encode()
     try:
         os.setxattr(fd if real_fd else _on(fd), OWNER_XATTR, value)  # no /proc for a creator
     except OSError as exc:
@@ -510,6 +525,7 @@ def claim(
     real_fd: bool = False,
     euid: int | None = None,
     ident: tuple[int, int] | None = None,
+    statx: bytes | None = None,
 ) -> Claim:
     """Lock the object open at ``fd`` (``LOCK_SH``) and, if ``marked``, mark it for the sweeper.
 
@@ -518,7 +534,8 @@ def claim(
     and the caller's own ``flock`` calls on ``fd`` convert this very lock);
     otherwise the returned claim owns ``fd``. Where ``flock`` is unsupported
     the object is not marked either (an unlocked mark would look orphaned).
-    ``dir_ident``, ``real_fd``, ``euid``: as for :func:`mark`; ``ident``: the object's
+    ``dir_ident``, ``real_fd``, ``euid``, ``statx``: as for :func:`mark` (``statx`` of
+    ``fd``'s inode: the duplicate's is the same); ``ident``: the object's
     ``(st_dev, st_ino)``, which :meth:`Claim.ours` compares.
 
     Raises:
@@ -541,7 +558,16 @@ def claim(
         # The mark only after the lock: a marked live object is never seen unlocked.
         return Claim(
             lock_fd,
-            marked and mark(lock_fd, dir_fd, name, dir_ident=dir_ident, real_fd=real_fd, euid=euid),
+            marked
+            and mark(
+                lock_fd,
+                dir_fd,
+                name,
+                dir_ident=dir_ident,
+                real_fd=real_fd,
+                euid=euid,
+                statx=statx,
+            ),
             ident,
             owner,
         )
