@@ -365,11 +365,12 @@ def test_temporary_directory_removed_by_the_caller_cleans_up_quietly(tmp_path: P
 def test_failure_to_mark_for_the_sweeper_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api: str
 ) -> None:
-    # A fault we cannot cause on demand (an EIO from setxattr): simulate it.
-    def fail(*args: object, **kwargs: object) -> bool:
+    # A fault we cannot cause on demand (an EIO from setxattr): simulated at the mark's
+    # setxattr itself.
+    def fail(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "injected")
 
-    monkeypatch.setattr(_owner, "mark", fail)
+    monkeypatch.setattr(_owner.os, "setxattr", fail)
     with pytest.raises(OSError, match="injected"):
         getattr(hardtemp, api)(dir=tmp_path)
     assert os.listdir(tmp_path) == []

@@ -335,7 +335,14 @@ class _NamedState:
             self._remove_named(fd, path, still_open)
         finally:
             try:
-                self._release()  # the creating process: checked above
+                claim = self.claim  # _release(), inline: the creating process, checked above
+                if claim is not None:
+                    claim.release(
+                        self.made.handle.fd,
+                        self.made.name,
+                        unlinked=self.unlinked,
+                        checked=self.claim_checked,
+                    )
             finally:
                 self.made.release()  # done with the directory: it must not stay pinned
         if self.shrunk is not None:
@@ -627,8 +634,9 @@ class _TemporaryFileWrapper:
     ) -> None:
         state = self._state
         try:
-            self.close()
-            state.remove(None)
+            state.close()  # self.close(), inline
+            if not state.removed:  # (state.remove returns at once if so)
+                state.remove(None)
         finally:
             # Removed (or kept): what the finalizer would do is done. Not when the close was
             # interrupted before the removal began (a signal in the flush): collection or

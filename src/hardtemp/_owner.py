@@ -559,10 +559,11 @@ def claim(
         return Claim(
             lock_fd,
             marked
-            and mark(
+            and write_mark(  # mark(), inline
                 lock_fd,
                 dir_fd,
                 name,
+                current_tag(),
                 dir_ident=dir_ident,
                 real_fd=real_fd,
                 euid=euid,
