@@ -40,7 +40,8 @@ __all__ = [
 # O_CLOEXEC: the descriptor never leaks into a program we exec.
 _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_TMPFILE|O_EXCL: an inode with no name at all, which can never be linked into place.
-_UNNAMED_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_UNNAMED_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | _O_TMPFILE
 _FILE_MODE = 0o600
 _GOOD_FILE = stat.S_IFREG | _FILE_MODE  # st_mode of a file that needs no fchmod or check
 _DIR_MODE = 0o700
@@ -353,7 +354,7 @@ def _tmpfile_at(
 
     Raises: as :func:`create_file`.
     """
-    if not _UNNAMED_FLAGS & getattr(os, "O_TMPFILE", 0):
+    if not _UNNAMED_FLAGS & _O_TMPFILE:
         return -1, -1, (-1, -1)
     try:
         fd = os.open(".", flags, _FILE_MODE, dir_fd=dir_fd)

@@ -184,29 +184,27 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
         handle, base = resolve_dir(dir, output_type)
         fd, mnt_id, ident = create_unnamed(handle, base, prefix, suffix, linkable=linkable)
         btrfs = handle.btrfs
-    raw: io.RawIOBase
+    raw: io.RawIOBase | None = None
+    plain: _WipingFileIO | None = None
     try:
         if encrypt:
             raw = _encrypted_raw(fd, mode, encrypt, handle, base, prefix, suffix)
-            size = 0  # wrap_encrypted chooses it
         else:
             if btrfs:
                 set_nocow(fd)  # plaintext on btrfs: make its overwrite on close land in place
-            raw = _WipingFileIO(fd, raw_mode(mode))  # just created: empty
-            raw._owner_pid = _owner.pid()
-            raw._mnt_id, raw._ident = mnt_id, ident
-            size = io.DEFAULT_BUFFER_SIZE
+            plain = _WipingFileIO(fd, raw_mode(mode))  # just created: empty
+            plain._owner_pid = _owner.pid()
+            plain._mnt_id, plain._ident = mnt_id, ident
     except BaseException:
         os.close(fd)
         raise
     file: IO[Any]
-    if encrypt:
+    if plain is not None:
+        file = wrap_created(plain, mode, buffering, encoding, errors, newline)
+    else:
         # Layers a forked child resets (stale read-ahead); the package as _encrypted_raw loaded it.
         crypt = _crypt_pkg or _load_crypt()
         file = crypt.wrap_encrypted(raw, mode, buffering, encoding, errors, newline)
-    else:
-        plain = cast(_WipingFileIO, raw)  # made just above
-        file = wrap_created(plain, mode, buffering, encoding, errors, newline, buffer_size=size)
     if _track.hook is not None:
         _track_unnamed(file, fd)
     return file
@@ -327,7 +325,9 @@ class _NamedState:
         if self.removed or not self.delete or _owner.pid() != self.owner_pid:
             return
         self.removed = True
-        path = os.fsdecode(self.made.path)
+        path = self.made.path
+        if type(path) is not str:  # os.fsdecode's own test, without its call for a str
+            path = os.fsdecode(path)
         sys.audit("hardtemp.remove", path)
         still_open = fd is not None  # else close() looked at what others cut, while open
         try:
@@ -351,7 +351,9 @@ class _NamedState:
     def _remove_named(self, fd: int | None, path: str, still_open: bool) -> None:
         made = self.made
         fd = self._our_fd(fd)
-        name = os.fsdecode(made.name)
+        name = made.name
+        if type(name) is not str:
+            name = os.fsdecode(name)
         try:
             found: NameStat | None = lstat_mount(made.handle.fd, name)
         except FileNotFoundError:
@@ -571,6 +573,9 @@ def _at_exit() -> None:
             state.finalize()
         except Exception:  # reported; the next file's cleanup still runs
             sys.excepthook(*sys.exc_info())
+
+
+_new_object = object.__new__
 
 
 class _TemporaryFileWrapper:
@@ -818,7 +823,10 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
                     claim.close()
         raise
     state = _NamedState(file, raw, made, delete, delete_on_close, claim)
-    wrapper = _TemporaryFileWrapper(state, made.path)
+    # Built without the class call: its __new__ (a Python function) only serves compat's
+    # stdlib callers.
+    wrapper = _new_object(_TemporaryFileWrapper)
+    _TemporaryFileWrapper.__init__(wrapper, state, made.path)
     if _track.hook is not None:
         _track.hook("NamedTemporaryFile", wrapper, made.path, fd, (made.dev, made.ino))
     return wrapper
