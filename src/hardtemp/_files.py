@@ -351,9 +351,7 @@ class _NamedState:
     def _remove_named(self, fd: int | None, path: str, still_open: bool) -> None:
         made = self.made
         fd = self._our_fd(fd)
-        name = made.name
-        if type(name) is not str:
-            name = os.fsdecode(name)
+        name = made.name if type(made.name) is str else os.fsdecode(made.name)  # (no call)
         try:
             found: NameStat | None = lstat_mount(made.handle.fd, name)
         except FileNotFoundError:

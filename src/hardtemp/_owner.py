@@ -514,7 +514,7 @@ def lock_shared(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_SH)  # temp cleaners (systemd-tmpfiles >= 254) skip it
 
 
-def claim(
+def claim(  # long: the dup, its owner, the lock and the mark, each undone on failure
     fd: int,
     dir_fd: int,
     name: str | bytes,
