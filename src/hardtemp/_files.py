@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
 
 
+_fileio_close = io.FileIO.close  # PlainFileIO has no close of its own
+
+
 class _WipingFileIO(PlainFileIO):
     """A plaintext raw file whose close first overwrites the (unnamed) file's data in place.
 
@@ -80,7 +83,7 @@ class _WipingFileIO(PlainFileIO):
                         # Without O_APPEND (fcntl may have set it since): reopened if so.
                         _overwrite_unnamed(fd, None, st)
         finally:
-            super().close()
+            _fileio_close(self)  # super().close(), without building the super object
         if shrunk is not None:
             # After the close: a warning turned into an error must not leak the descriptor.
             warn_unwiped(None, shrunk, stacklevel=3)
