@@ -12,7 +12,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 import hardtemp
+from hardtemp import _linux
 
 #: The other local user of the attack tests ("nobody").
 NOBODY = 65534
@@ -116,3 +119,31 @@ def sysctl(name: str) -> int:
         return int(sysctl_path(name).read_text())
     except (OSError, ValueError):
         return -1
+
+
+#: The two kinds of mount id hardtemp keys its caches by, for scripts run both ways: the
+#: unique ones (Linux >= 6.8), and the old, reusable ones (what an older kernel gives),
+#: forced by the environment.
+MOUNT_ID_KINDS = ("unique-ids", "old-ids")
+
+
+def mount_id_env(kind: str) -> dict[str, str]:
+    """The environment for a script of this checkout's hardtemp with ``kind`` mount ids
+    (one of :data:`MOUNT_ID_KINDS`); "unique-ids" skips on a kernel that has none."""
+    env = dict(os.environ, PYTHONPATH=SRC)
+    env.pop(_linux.OLD_MOUNT_IDS_ENV, None)
+    if kind == "old-ids":
+        env[_linux.OLD_MOUNT_IDS_ENV] = "1"
+    elif not unique_mount_ids():
+        # The kernel's, not a missing tool: a plain skip (never a gate's failure).
+        pytest.skip("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8)")
+    return env
+
+
+def unique_mount_ids() -> bool:
+    """Whether this kernel reports unique mount ids (``STATX_MNT_ID_UNIQUE``, Linux >= 6.8)."""
+    fd = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        return _linux.unique_mount_id(fd) >= 0
+    finally:
+        os.close(fd)

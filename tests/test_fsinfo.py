@@ -22,7 +22,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from _gates import require_loop, require_mkfs, require_root, require_unshare, skip
-from _helpers_core import run_python
+from _helpers_core import MOUNT_ID_KINDS, mount_id_env, run_python, unique_mount_ids
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
 from hardtemp._codes import FsReason, Reason
@@ -987,7 +987,8 @@ def mount(opts):
     run("mount", "-o", opts, dev, mnt)
     fd = os.open(mnt, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return os.fstat(fd).st_dev, _linux.mount_id(fd), _fsinfo.fs_info_for_path(mnt).verdict
+        ident = os.fstat(fd).st_dev, _linux.old_mount_id(fd)  # the id the kernel reuses
+        return *ident, _fsinfo.fs_info_for_path(mnt).verdict
     finally:
         os.close(fd)
         run("umount", mnt)
@@ -1013,20 +1014,21 @@ finally:
 
 
 @pytest.mark.parametrize("case", ["unshare", "stay"], ids=["unshared", "control-same-namespace"])
+@pytest.mark.parametrize("kind", MOUNT_ID_KINDS)
 def test_a_remount_after_the_process_changed_its_mount_namespace_is_seen_by_path(
-    tmp_path: Path, case: str
+    tmp_path: Path, case: str, kind: str
 ) -> None:
     # fs_info_for_path/fs_info_for_fd (hardtemp check's look) cache by (st_dev, mount id,
     # type, fsid): after unshare the watch must follow the new namespace on that path's
     # first miss too, or the data=journal mount that took the data=ordered one's device and
-    # mount id there is reported "in place".
+    # mount id there is reported "in place". With unique mount ids (Linux >= 6.8) the new
+    # mount's id is never the old one's: the cache misses whatever the watch saw.
     require_unshare()
     require_loop("ext4")
-    src = str(Path(_fsinfo.__file__).resolve().parents[1])
     cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _REMOUNT]
     out = subprocess.run(
         [*cmd, str(tmp_path), case],
-        env=dict(os.environ, PYTHONPATH=src),
+        env=mount_id_env(kind),
         capture_output=True,
         text=True,
         timeout=120,
@@ -1133,19 +1135,26 @@ def test_an_overlay_file_reporting_its_upper_filesystems_st_dev_is_classified_as
         subprocess.run(["umount", str(merged)], check=True)
 
 
-def test_a_file_whose_mount_is_unknown_is_classified_by_fstatfs(
-    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", MOUNT_ID_KINDS)
+def test_a_file_whose_mount_is_not_given_is_found_by_its_unique_mount_id_else_by_fstatfs(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    # Without a mount id nothing but fstatfs (type, fsid) tells two superblocks that report
-    # one st_dev apart: asked every time, never served by st_dev alone.
+    # Without a unique mount id nothing but fstatfs (type, fsid) tells two superblocks that
+    # report one st_dev apart: asked every time, never served by st_dev alone. With one
+    # (Linux >= 6.8), that id is asked instead (one statx for the fstatfs) and finds the
+    # mount's own entry.
+    if kind == "old-ids":
+        monkeypatch.setattr(_fsinfo, "_unique_mnt_id", lambda fd: -1)  # a kernel before 6.8
+    elif not unique_mount_ids():
+        pytest.skip("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8)")
     fs = loopfs("ext4", size_mb=16)
     fd = _new_file(fs.mountpoint)
     try:
         first = file_info_for_fd(fd)
         calls = _count_statfs(monkeypatch)
         for _ in range(3):
-            assert file_info_for_fd(fd) is first  # the superblock's entry, by fstatfs
-        assert calls == [fd] * 3
+            assert file_info_for_fd(fd) is first  # the superblock's entry, by fstatfs or id
+        assert calls == ([fd] * 3 if kind == "old-ids" else [])
     finally:
         os.close(fd)
 
@@ -1212,3 +1221,76 @@ def test_a_look_at_the_mount_watch_reentered_inside_a_look_says_changed(
         assert not watch.looking
     finally:
         watch.forget()
+
+
+def _blind_the_watch() -> int:
+    """What review7 did to the mount watch, for real: its number closed by other code and
+    taken by the application's own open of /proc/self/mountinfo, whose poll state starts at
+    its open (a change made before it is never reported). Returns that number."""
+    number = _fsinfo._watch.fd
+    assert number >= 0
+    os.close(number)
+    theirs = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+    if theirs != number:
+        os.dup2(theirs, number)
+        os.close(theirs)
+    return number
+
+
+@pytest.mark.parametrize("how", ["by-mount-id", "by-descriptor", "by-superblock"])
+def test_a_blinded_watch_never_serves_a_mount_the_verdict_of_the_one_it_replaced(
+    tmp_path: Path, how: str
+) -> None:
+    # review7's open case, on one loop device: an ext4 classified data=ordered ("in place"),
+    # unmounted, and mounted data=journal from the same device (same st_dev, type and fsid:
+    # the superblock key is the same; the old mount id often too) while the watch is blind.
+    # With unique mount ids (Linux >= 6.8) the new mount is never found by the old one's
+    # entry: not by id (a named or unnamed close gives the file's), not by superblock (a
+    # tree's top, a file whose mount is not given: asked by its unique id). The old ids
+    # (forced) break this: the review7 case of tests/forensic/test_forensic_review7.py.
+    require_loop("ext4")
+    if not unique_mount_ids():
+        pytest.skip("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8)")
+    from hardtemp._linux import mount_id
+
+    img, mnt = tmp_path / "e.img", tmp_path / "m"
+    mnt.mkdir()
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    mkfs = ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(img)]
+    subprocess.run(mkfs, check=True)
+    dev = subprocess.run(
+        ["losetup", "-f", "--show", str(img)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    mounted = False
+
+    def classify(name: str) -> tuple[FsInfo, int]:
+        fd = _new_file(mnt, name)
+        try:
+            st = os.fstat(fd)
+            if how == "by-mount-id":
+                return file_info_for_fd(fd, st, mnt_id=mount_id(fd)), st.st_dev
+            if how == "by-descriptor":
+                return file_info_for_fd(fd, st), st.st_dev
+            return _fsinfo.fs_info_by_superblock(fd, st.st_dev), st.st_dev
+        finally:
+            os.close(fd)
+
+    try:
+        subprocess.run(["mount", "-o", "data=ordered", dev, str(mnt)], check=True)
+        mounted = True
+        before, dev_before = classify("f")
+        assert before.verdict == IN_PLACE
+        subprocess.run(["umount", str(mnt)], check=True)
+        subprocess.run(["mount", "-o", "data=journal", dev, str(mnt)], check=True)
+        _blind_the_watch()
+        assert not _fsinfo._watch.changed()  # blind: the umount and mount go unseen
+        after, dev_after = classify("g")
+        assert dev_after == dev_before  # the same device: the same superblock key
+        assert after.verdict == NOT_IN_PLACE, after
+        assert after.mnt_id != before.mnt_id
+    finally:
+        _fsinfo._watch.forget()  # closes that number (this test's own file now)
+        if mounted:
+            subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import _gates
-from _helpers_core import SRC
+from _helpers_core import MOUNT_ID_KINDS, SRC, mount_id_env
 from hardtemp import _linux
 
 needs_root = _gates.needs_root("for mount and unshare -m")
@@ -119,7 +119,9 @@ def test_statx_of_a_name_and_of_a_descriptor_agree_with_stat(tmp_path: Path, dfd
     fd = os.open(tmp_path / "f", os.O_PATH)
     try:
         by_fd = _linux.statx(fd)
-        assert by_fd.mnt_id == _linux.fdinfo_mount_id(fd)
+        # The unique id where the kernel has them (Linux >= 6.8), else the old one fdinfo lists.
+        assert by_fd.mnt_id in (_linux.unique_mount_id(fd), _linux.fdinfo_mount_id(fd))
+        assert _linux.old_mount_id(fd) == _linux.fdinfo_mount_id(fd) > 0
     finally:
         os.close(fd)
     for sx in (by_name, by_fd):
@@ -166,13 +168,15 @@ def test_without_statx_in_libc_statx_raises_enosys_and_mount_id_uses_fdinfo(
 ) -> None:
     fd = os.open(tmp_path, os.O_PATH)
     try:
-        expected = _linux.mount_id(fd)
+        # Without statx every id comes from fdinfo: the old ids, in the whole process.
+        expected = _linux.old_mount_id(fd)
         # glibc < 2.28 has no statx symbol: cannot be caused here, so the binding is removed.
         monkeypatch.setattr(_linux, "_statx", None)
         with pytest.raises(OSError) as info:
             _linux.statx(fd)
         assert info.value.errno == errno.ENOSYS
-        assert _linux.mount_id(fd) == expected > 0
+        assert _linux.mount_id(fd) == _linux.old_mount_id(fd) == expected > 0
+        assert _linux.unique_mount_id(fd) == -1
         with pytest.raises(OSError) as info:
             _linux.statx_fd(fd)
         assert info.value.errno == errno.ENOSYS
@@ -360,9 +364,11 @@ def test_mount_root_at_without_statx_or_the_attribute_falls_back_to_the_mount_id
         with pytest.raises(FileNotFoundError) as info:
             _linux.mount_root_at(fd, "missing")
         assert info.value.filename == "missing"
-        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
+        # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed. Every
+        # id then comes from fdinfo: the old one.
+        old = _linux.old_mount_id(fd)
         monkeypatch.setattr(_linux, "_statx", None)
-        assert _linux.mount_root_at(fd, "entry") == (expected, None)
+        assert _linux.mount_root_at(fd, "entry") == (old, None)
     finally:
         os.close(fd)
 
@@ -423,3 +429,57 @@ def test_statx_raw_gives_every_thread_the_statx_of_its_own_file(tmp_path: Path) 
     with pytest.raises(OSError) as info:
         _linux.statx_raw(-1, b"", 0x1000, 0x7FF, "nothing")
     assert info.value.errno == errno.EBADF
+
+
+# argv: a directory holding the entry "f". Prints every helper's mount id of it (they must be
+# one kind), its old id as /proc/self/fdinfo lists it, and the unique one asked alone.
+_IDS = r"""
+import json, os, sys
+from hardtemp import _inode, _linux
+
+d = sys.argv[1]
+dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+fd = os.open(f"{d}/f", os.O_RDONLY)
+ids = [
+    _linux.statx(fd).mnt_id,
+    _linux.statx(dfd, "f").mnt_id,
+    _linux.statx_fd(fd).mnt_id,
+    _linux.StatxReader().read(fd)[6],
+    _linux.birth_mount(fd)[1],
+    _linux.mount_id(fd),
+    _linux.mount_id_at(dfd, "f"),
+    _linux.mount_root_at(dfd, "f")[0],
+    _inode.lstat_mount(dfd, "f").mnt_id,
+    _inode.new_file_facts(fd)[4],
+]
+print(json.dumps([ids, _linux.old_mount_id(fd), _linux.fdinfo_mount_id(fd),
+                  _linux.unique_mount_id(fd)]))
+"""
+
+
+@pytest.mark.parametrize("kind", MOUNT_ID_KINDS)
+def test_every_mount_id_is_the_unique_one_where_the_kernel_has_it_else_the_old_one(
+    tmp_path: Path, kind: str
+) -> None:
+    # One kind per process: a tree's mount compared with its entries', a name's with its
+    # directory's, must never mix an old id with a unique one. The old id is the one
+    # mountinfo and fdinfo list; the unique ones (Linux >= 6.8) lie above every old one.
+    (tmp_path / "f").write_bytes(b"x")
+    out = subprocess.run(
+        [sys.executable, "-c", _IDS, str(tmp_path)],
+        env=mount_id_env(kind),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    ids, old, fdinfo, unique = json.loads(out.stdout)
+    assert old == fdinfo > 0
+    assert not _linux.is_unique_mount_id(old)
+    if kind == "old-ids":
+        assert ids == [old] * len(ids)
+        assert unique == -1
+    else:
+        assert ids == [unique] * len(ids)
+        assert _linux.is_unique_mount_id(unique)

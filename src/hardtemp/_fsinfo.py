@@ -14,9 +14,11 @@ provisioning, a loop image on a copy-on-write host) cannot be verified from
 here; every verdict carries a reason describing the device as far as it is known.
 
 Linux only: Python has no ``fstatfs``, so libc's is called (see :mod:`hardtemp._linux`);
-the mount entry comes from the descriptor's mount id (``statx`` ``STATX_MNT_ID``, else
+the mount entry comes from the descriptor's old mount id (``statx`` ``STATX_MNT_ID``, else
 ``mnt_id`` in ``/proc/self/fdinfo/<fd>``) matched to
-``/proc/self/mountinfo`` (``st_dev`` matching fails on btrfs subvolumes).
+``/proc/self/mountinfo`` (``st_dev`` matching fails on btrfs subvolumes). Classifications
+are cached by the mount's unique id where the kernel has them (Linux >= 6.8), which no
+later mount ever gets.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ from ._linux import (
     FS_IOC_SETFLAGS,
     LONG_SIZE,
     fstatfs,
+    is_unique_mount_id,
     mount_id,
+    old_mount_id,
+    unique_mount_id,
 )
 
 __all__ = [
@@ -197,9 +202,11 @@ class _SbEntry:
 # Per superblock (device, f_type, fsid): the hot path's classification without reading
 # /proc/self/fdinfo.
 _sb_cache: dict[tuple[int, int, int, int], _SbEntry] = {}
-# The same entries by (mount id, st_dev) of a mount found in our mount table: while the
-# table is unchanged that mount exists, so no other mount has its id and its superblock
-# is the one classified (no fstatfs needed to tell which superblock a file is on).
+# The same entries by (mount id, st_dev) of a mount found in our mount table, each made
+# through that very mount: no fstatfs needed to tell which superblock a file is on. A unique
+# mount id (Linux >= 6.8) is never another mount's, whatever the watch missed; an old one
+# (before 6.8) is another mount's once that mount is gone: trusted only while the watch says
+# the table is unchanged (review7: a watch blinded so served a tmpfs's verdict to an overlay).
 _mnt_cache: dict[tuple[int, int], _SbEntry] = {}
 # Nothing is found by st_dev alone: two live superblocks can report one st_dev (an overlay
 # file on a kernel before 4.17 reports its upper or lower filesystem's), so a file whose
@@ -216,8 +223,11 @@ _swap_state: list[float] = [-1e9, 0.0]  # [checked at (monotonic), swap total by
 class _MountWatch:
     """Notices mount-table changes: /proc/self/mountinfo polls POLLPRI after a (re)mount.
 
-    A remount with other options (ext4 data=journal) keeps the device, filesystem id
-    and often the mount id: without this, a stale "in place" would be served.
+    Before Linux 6.8 a filesystem mounted in place of another (ext4 data=journal after
+    data=ordered, an overlay after a tmpfs) can get its device, filesystem id and old mount
+    id: without this, a stale "in place" or "volatile" would be served. With unique mount
+    ids every such mount misses the caches by itself; the watch still clears them on a
+    remount of the same mount (its options, as ``hardtemp check`` reports them).
     """
 
     def __init__(self) -> None:
@@ -310,7 +320,9 @@ def _high(fd: int) -> int:
     once, closed it, then closes it again after another open() took it) hits low numbers. At
     a number no ordinary open() reaches, the watch is never that other open(), so its poll
     state is never someone else's (a second /proc/self/mountinfo would answer as an
-    unchanged watch: review7). It costs one descriptor-table growth to ~1,024 entries."""
+    unchanged watch: review7). It costs one descriptor-table growth to ~1,024 entries.
+    With unique mount ids (Linux >= 6.8) a blinded watch no longer lets a mount be served
+    another's verdict (only a remount's new options go unseen); kept for older kernels."""
     try:
         import resource  # here: only the watch's first open needs it
 
@@ -382,7 +394,9 @@ def _forget_all() -> None:
 
 
 _statfs = fstatfs  # the names this module's tests and callers use
-_mnt_id = mount_id  # statx STATX_MNT_ID, else /proc/self/fdinfo (one call, not three)
+_mnt_id = mount_id  # statx (unique id >= 6.8), else /proc/self/fdinfo (one call, not three)
+_old_mnt_id = old_mount_id  # the id mountinfo lists: on a cache miss only
+_unique_mnt_id = unique_mount_id  # -1 before Linux 6.8 (then no call at all)
 
 
 def _unescape(field: str) -> str:
@@ -653,7 +667,7 @@ def _classify(f_type: int, mount: _Mount | None) -> tuple[Verdict, list[Reason]]
 def _base_info(fd: int, st_dev: int) -> FsInfo:
     sfs = _statfs(fd)
     f_type = sfs.f_type & 0xFFFFFFFF
-    mnt_id = _mnt_id(fd)
+    mnt_id = _mnt_id(fd)  # the unique id where the kernel has them: never a later mount's
     # fsid tells apart two filesystems that reuse one loop device and mount id in turn.
     key = (st_dev, mnt_id, f_type, sfs.f_fsid[0], sfs.f_fsid[1])
     with _cache_lock:
@@ -666,7 +680,10 @@ def _base_info(fd: int, st_dev: int) -> FsInfo:
         # made here for a mount of a namespace the watch does not poll would stay unseen.
         _follow_namespace()
         _mounts_changed()
-    mount = _mount_entry(mnt_id, st_dev)
+    # mountinfo lists the old ids: this mount's, read of fd, which pins the mount (so its
+    # old id cannot be freed and given to another mount meanwhile: see unique_mount_id).
+    listed = _old_mnt_id(fd) if is_unique_mount_id(mnt_id) else mnt_id
+    mount = _mount_entry(listed, st_dev)
     verdict, reasons = _classify(f_type, mount)
     if f_type not in (_TMPFS_MAGIC, _RAMFS_MAGIC):
         reasons += _device_reasons(mount)
@@ -769,15 +786,17 @@ def fs_info_for_fd(fd: int) -> FsInfo:
 
 def fs_info_by_superblock(fd: int, st_dev: int) -> FsInfo:
     """:func:`fs_info_for_fd` for a descriptor whose ``st_dev`` the caller already has (a
-    tree removal's top): one ``fstatfs``, then the superblock's cached classification
-    (device, type, filesystem id: a filesystem that replaced another under the same
-    ``st_dev`` and mount id is never served the other's, even where the mount watch missed
-    the change), without the ``fstat`` and a new :class:`FsInfo` per call.
+    tree removal's top), without the ``fstat`` and a new :class:`FsInfo` per call: one
+    ``statx`` for the unique mount id (Linux >= 6.8), then that mount's cached
+    classification; before 6.8 one ``fstatfs``, then the superblock's (device, type,
+    filesystem id: a filesystem that replaced another under the same ``st_dev`` and old
+    mount id is not served the other's where type or fsid differ, even if the mount watch
+    missed the change).
 
     Raises:
         OSError: ``fstatfs`` failed.
     """
-    return _superblock_info(fd, st_dev)  # no mount id: never the fstatfs-free lookup
+    return _superblock_info(fd, st_dev)  # no old mount id: never the fstatfs-free lookup
 
 
 def fs_info_for_path(path: str | os.PathLike[str]) -> FsInfo:
@@ -982,18 +1001,28 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int =
 
 
 def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
-    """:func:`fs_info_for_fd` for the removal hot path: one ``fstatfs`` and one ``poll``.
+    """:func:`fs_info_for_fd` for the removal hot path: one ``poll``, and one ``fstatfs``
+    where the file's mount is not found by its id.
 
-    Cached per superblock (device, type, filesystem id), whichever mount the file was
-    reached through: everything the verdict depends on (type, data journalling mode,
-    device) belongs to the superblock; only ``mountpoint``/mount options may name
-    another bind mount of it. A remount or (re)mount anywhere in our mount namespace
-    clears the cache (:class:`_MountWatch`); a device number is only reused once the
-    filesystem that had it is gone, and fsid tells two such filesystems apart.
+    Cached by mount (id, ``st_dev``) for a mount in our mount table, and per superblock
+    (device, type, filesystem id) for the others: everything the verdict depends on
+    (type, data journalling mode, device) belongs to the superblock; only
+    ``mountpoint``/mount options may name another bind mount of it. A remount or
+    (re)mount anywhere in our mount namespace clears the caches (:class:`_MountWatch`).
+    A unique mount id (Linux >= 6.8) is never another mount's; before 6.8, a device
+    number is only reused once the filesystem that had it is gone, and fsid tells two
+    such filesystems apart where it differs.
 
     ``mnt_id`` (>= 0): the mount the file was reached through; a mount seen in our mount
-    table since the last change is looked up by its id, without the ``fstatfs``.
+    table since the last change is looked up by its id, without the ``fstatfs``. None given:
+    the descriptor's unique mount id (one ``statx`` in place of that ``fstatfs``), where the
+    kernel has them (Linux >= 6.8).
     """
+    if mnt_id < 0:
+        # Never served by superblock alone where a unique id tells the mount: an ext4
+        # mounted data=journal on the device of a data=ordered one has its st_dev, type and
+        # fsid, and the watch that would tell them apart can be blinded (review7).
+        mnt_id = _unique_mnt_id(fd)
     with _cache_lock:
         if _watch.changed():  # _mounts_changed() inline: every plain file's close asks it
             _forget_all()
@@ -1018,28 +1047,35 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
 
 def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:
     """The superblock's cache entry, by ``fstatfs``; remembered by ``mnt_id`` too when that
-    mount is in our mount table (its classification found it there, by that very id)."""
+    mount is in our mount table (its classification found it there, by that very id). An
+    entry made through another mount is made again through this one (``mnt_id`` given)."""
     sfs = _statfs(fd)
     key = (st_dev, sfs.f_type & 0xFFFFFFFF, sfs.f_fsid[0], sfs.f_fsid[1])
     with _cache_lock:
         _follow_namespace()
         _mounts_changed()
         entry = _sb_cache.get(key)
-    if entry is None:
-        entry = _SbEntry(_base_info(fd, st_dev))
-        with _cache_lock:
-            if len(_sb_cache) >= _CACHE_MAX:
-                _sb_cache.clear()
-            _sb_cache[key] = entry
-    if mnt_id >= 0:
-        base = entry.base if entry.base.mnt_id == mnt_id else _base_info(fd, st_dev)
-        # Only a mount found in our table by this id: one elsewhere (a descriptor from
-        # another mount namespace) could go away, and its id be reused, unseen by our poll.
-        if base.mnt_id == mnt_id and base.mountpoint:
+    if entry is not None and (mnt_id < 0 or entry.base.mnt_id == mnt_id):
+        base = entry.base
+    else:
+        # None, or made through another mount: a bind mount of this superblock, or (a change
+        # the watch missed) of a superblock gone since, whose st_dev, type and fsid this one
+        # took (ext4 data=journal on the device of a data=ordered one): classified through
+        # this mount, it replaces that entry, so no mount is served another one's.
+        base = _base_info(fd, st_dev)
+        if entry is None or entry.base != base:
+            entry = _SbEntry(base)
             with _cache_lock:
-                if len(_mnt_cache) >= _CACHE_MAX:
-                    _mnt_cache.clear()
-                _mnt_cache[(mnt_id, st_dev)] = entry
+                if len(_sb_cache) >= _CACHE_MAX:
+                    _sb_cache.clear()
+                _sb_cache[key] = entry
+    # Only a mount found in our table by this id: one elsewhere (a descriptor from another
+    # mount namespace) could go away, and its old id be reused, unseen by our poll.
+    if mnt_id >= 0 and base.mnt_id == mnt_id and base.mountpoint:
+        with _cache_lock:
+            if len(_mnt_cache) >= _CACHE_MAX:
+                _mnt_cache.clear()
+            _mnt_cache[(mnt_id, st_dev)] = entry
     return entry
 
 

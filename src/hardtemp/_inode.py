@@ -58,7 +58,7 @@ class NameStat(NamedTuple):
     mount_root: bool | None  # None: the kernel does not say (before Linux 5.8)
 
 
-_NAME_MASK = _linux.STATX_BASIC_STATS | _linux.STATX_MNT_ID
+_NAME_MASK = _linux.STATX_BASIC_STATS | _linux.MNT_ID_MASK  # the unique mount id (Linux >= 6.8)
 
 
 def lstat_mount(dir_fd: int, name: str) -> NameStat:
@@ -87,7 +87,7 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
     )
     if not attrs_mask & _linux.STATX_ATTR_MOUNT_ROOT:  # before Linux 5.8: ask otherwise
         return NameStat(st, *_linux.mount_of(_linux.statx_struct(buf), dir_fd, name))
-    mnt = mnt_id if mask & _linux.STATX_MNT_ID else -1
+    mnt = mnt_id if mask & _linux.STATX_MNT_ID_ANY else -1
     # The tuple built directly: NamedTuple's own __new__ is a Python function (a third of
     # the cost of this line).
     return _new_tuple(NameStat, (st, mnt, bool(attrs & _linux.STATX_ATTR_MOUNT_ROOT)))
@@ -114,7 +114,7 @@ def new_file_facts(fd: int) -> tuple[int, int, int, int, int]:
         return st.st_dev, st.st_ino, st.st_mode, st.st_uid, -1
     buf = _linux.statx_raw(fd, b"", _FD_FLAGS, _NAME_MASK, None)
     mask, uid, mode, ino, major, minor, mnt_id = _NEW_FILE_FIELDS(buf)
-    mnt = mnt_id if mask & _linux.STATX_MNT_ID else -1
+    mnt = mnt_id if mask & _linux.STATX_MNT_ID_ANY else -1
     return os.makedev(major, minor), ino, mode, uid, mnt
 
 

@@ -10,6 +10,12 @@ Invariants:
   replaces an existing name either). It never falls back to a rename that can clobber.
 * :func:`statx` is called with ``AT_SYMLINK_NOFOLLOW`` (and ``AT_EMPTY_PATH`` for a
   descriptor): it never follows a symlink.
+* Every mount id a helper here returns is one kind per process: the mount's unique id
+  (``STATX_MNT_ID_UNIQUE``, Linux >= 6.8: never reused until reboot) wherever the kernel has
+  it, else the old, reusable one (``STATX_MNT_ID``, ``/proc/self/fdinfo``). The two ranges
+  never overlap, so an old and a unique id never compare equal. Only
+  :func:`old_mount_id` gives the old id of a mount whose unique id is known: the one that
+  ``/proc/self/mountinfo`` lists.
 """
 
 from __future__ import annotations
@@ -41,11 +47,13 @@ __all__ = [
     "fdinfo_mount_id",
     "fstatfs",
     "has_statx",
+    "is_unique_mount_id",
     "mlock",
     "mount_id",
     "mount_id_at",
     "mount_of",
     "mount_root_at",
+    "old_mount_id",
     "rename_noreplace",
     "statx",
     "statx_buf",
@@ -53,6 +61,7 @@ __all__ = [
     "statx_raw",
     "statx_struct",
     "sync_file_range",
+    "unique_mount_id",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -219,6 +228,23 @@ def sync_file_range(fd: int, flags: int) -> None:
 STATX_BASIC_STATS = 0x07FF
 STATX_BTIME = 0x0800
 STATX_MNT_ID = 0x1000
+# Linux >= 6.8: stx_mnt_id is the mount's 64-bit id, never reused until reboot (the old one is
+# reused as soon as its mount is freed: a later mount could be taken for a classified one).
+# Asked together with STATX_MNT_ID, the kernel answers the unique one (a kernel before 6.8
+# ignores the bit and answers the old one): stx_mask then has this bit instead.
+STATX_MNT_ID_UNIQUE = 0x4000
+#: The ``stx_mask`` bits that say ``stx_mnt_id`` is filled in (with either kind of id).
+STATX_MNT_ID_ANY = STATX_MNT_ID | STATX_MNT_ID_UNIQUE
+#: Set to "1", this process asks for the old ids only, as on a kernel before 6.8 (read once,
+#: here): what the tests of that fallback do. Nothing else reads it.
+OLD_MOUNT_IDS_ENV = "HARDTEMP_TEST_OLD_MOUNT_IDS"
+_OLD_IDS_ONLY = os.environ.get(OLD_MOUNT_IDS_ENV) == "1"
+#: What every statx here asks for a mount id with: the unique one where the kernel has it.
+MNT_ID_MASK = STATX_MNT_ID if _OLD_IDS_ONLY else STATX_MNT_ID_ANY
+# Old ids are at most INT_MAX (fs/namespace.c mnt_alloc_id: XA_LIMIT(1, INT_MAX)); unique ones
+# start above MNT_UNIQUE_ID_OFFSET, 1 << 31 (1 << 32 in 6.8): "Don't allow confusion with old
+# 32bit mount ID". statmount(2) and listmount(2) refuse any id at or below it as no unique id.
+_OLD_ID_MAX = (1 << 31) - 1
 STATX_ATTR_MOUNT_ROOT = 0x2000  # stx_attributes: the object is the root of a mount (Linux >= 5.8)
 
 
@@ -283,16 +309,17 @@ class Statx:
 def statx(dir_fd: int, name: str = "") -> Statx:
     """``statx`` of ``name`` relative to ``dir_fd`` (of ``dir_fd`` itself if ``name`` is "").
 
-    Never follows a symlink. ``mnt_id`` comes from ``STATX_MNT_ID`` (Linux >= 5.8), else
-    from ``/proc/self/fdinfo`` when ``name`` is "" (-1 if neither is available).
+    Never follows a symlink. ``mnt_id`` comes from ``statx`` (the unique id on Linux >= 6.8,
+    the old one from 5.8), else from ``/proc/self/fdinfo`` when ``name`` is "" (-1 if
+    neither is available).
 
     Raises:
         OSError: the lookup failed (ENOENT, EBADF...); ``ENOSYS`` without statx in libc.
     """
     flags = _AT_SYMLINK_NOFOLLOW | (_AT_EMPTY_PATH if not name else 0)
-    mask = STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID
+    mask = STATX_BASIC_STATS | STATX_BTIME | MNT_ID_MASK
     buf = statx_buf(dir_fd, os.fsencode(name), flags, mask, name or None)
-    if buf.stx_mask & STATX_MNT_ID:
+    if buf.stx_mask & STATX_MNT_ID_ANY:
         mnt_id = int(buf.stx_mnt_id)
     else:
         mnt_id = fdinfo_mount_id(dir_fd) if not name else -1
@@ -405,10 +432,10 @@ def birth_mount(fd: int) -> tuple[float | None, int]:
     Raises:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
     """
-    buf = statx_raw(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME | STATX_MNT_ID, None)
+    buf = statx_raw(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME | MNT_ID_MASK, None)
     mask, sec, nsec, mnt = _BIRTH_MOUNT_FIELDS(buf)
     btime = sec + nsec / 1e9 if mask & STATX_BTIME else None
-    return btime, (mnt if mask & STATX_MNT_ID else -1)
+    return btime, (mnt if mask & STATX_MNT_ID_ANY else -1)
 
 
 # struct statx: stx_mask (0), stx_btime's tv_sec and tv_nsec (80), stx_mnt_id (144).
@@ -443,12 +470,12 @@ def statx_fd(fd: int) -> StatxFd:
         buf.stx_size,
         buf.stx_blocks,
         buf.stx_blksize,
-        buf.stx_mnt_id if buf.stx_mask & STATX_MNT_ID else -1,
+        buf.stx_mnt_id if buf.stx_mask & STATX_MNT_ID_ANY else -1,
     )
 
 
 _FD_FLAGS = _AT_SYMLINK_NOFOLLOW | _AT_EMPTY_PATH
-_FD_MASK = STATX_BASIC_STATS | STATX_MNT_ID
+_FD_MASK = STATX_BASIC_STATS | MNT_ID_MASK
 
 # The same statx without argtypes or errno bookkeeping (half the ctypes cost of _statx):
 # a writable char buffer passes as a pointer, Python ints as C ints; errors go to statx_fd.
@@ -484,7 +511,7 @@ class StatxReader:
         if _lean_statx(fd, b"", _FD_FLAGS, _FD_MASK, self._buf) != 0:
             return statx_fd(fd)  # the failure again, raised with its errno (EINTR retried)
         mask, blksize, nlink, uid, mode, size, blocks, mnt = _LEAN_FIELDS.unpack_from(self._buf)
-        mnt_id = mnt if mask & STATX_MNT_ID else -1
+        mnt_id = mnt if mask & STATX_MNT_ID_ANY else -1
         return (mode, uid, nlink, size, blocks, blksize, mnt_id)
 
 
@@ -509,7 +536,7 @@ def fdinfo_mount_id(fd: int) -> int:
 
 def mount_id_at(dir_fd: int, name: str) -> int:
     """The mount id of the entry ``name`` of ``dir_fd`` (a mount point's is its own mount's),
-    never following a symlink; -1 if unknown (no ``STATX_MNT_ID`` and no /proc).
+    never following a symlink; -1 if unknown (no mount id from statx and no /proc).
 
     Raises:
         OSError: the entry cannot be looked up (ENOENT...).
@@ -541,21 +568,22 @@ def mount_root_at(dir_fd: int, name: str) -> tuple[int, bool | None]:
     """
     if _statx is None:
         return mount_id_at(dir_fd, name), None
-    buf = statx_buf(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, name)
+    buf = statx_buf(dir_fd, os.fsencode(name), _AT_SYMLINK_NOFOLLOW, MNT_ID_MASK, name)
     return mount_of(buf, dir_fd, name)
 
 
 def mount_of(buf: _StatxBuf, dir_fd: int, name: str) -> tuple[int, bool | None]:
     """:func:`mount_root_at`'s answer from a ``statx`` of ``name`` already made (with
-    ``STATX_MNT_ID`` in its mask)."""
-    mnt = int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID else -1
+    :data:`MNT_ID_MASK` in its mask)."""
+    mnt = int(buf.stx_mnt_id) if buf.stx_mask & STATX_MNT_ID_ANY else -1
     if not buf.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT:
         return (mnt if mnt >= 0 else mount_id_at(dir_fd, name)), None
     return mnt, bool(buf.stx_attributes & STATX_ATTR_MOUNT_ROOT)
 
 
 def mount_id(fd: int) -> int:
-    """The mount id of open ``fd``: ``statx`` first, ``/proc/self/fdinfo`` else; -1 if unknown."""
+    """The mount id of open ``fd``: ``statx`` first (the unique id on Linux >= 6.8),
+    ``/proc/self/fdinfo`` else; -1 if unknown."""
     try:
         found = _statx_mnt_id(fd, b"", _FD_FLAGS, None)
     except OSError:
@@ -563,12 +591,56 @@ def mount_id(fd: int) -> int:
     return found if found >= 0 else fdinfo_mount_id(fd)
 
 
-def _statx_mnt_id(dir_fd: int, name: bytes, flags: int, shown: str | None) -> int:
+def old_mount_id(fd: int) -> int:
+    """The old, reusable mount id of open ``fd``, the one ``/proc/self/mountinfo`` lists
+    (``statx`` ``STATX_MNT_ID``, else ``/proc/self/fdinfo``); -1 if unknown. While ``fd`` is
+    open its mount, hence this id, cannot be freed (see :func:`unique_mount_id`)."""
+    try:
+        found = _statx_mnt_id(fd, b"", _FD_FLAGS, None, STATX_MNT_ID)
+    except OSError:
+        return fdinfo_mount_id(fd)
+    return found if found >= 0 else fdinfo_mount_id(fd)
+
+
+def is_unique_mount_id(mnt_id: int) -> bool:
+    """Whether ``mnt_id`` (from a helper here) is a unique mount id, never reused until
+    reboot, rather than an old one (which the next mount may get once its mount is freed)."""
+    return mnt_id > _OLD_ID_MAX
+
+
+_no_unique_ids = [_OLD_IDS_ONLY]  # [True] once this kernel answered without a unique id
+
+
+def unique_mount_id(fd: int) -> int:
+    """The unique mount id of open ``fd`` (``STATX_MNT_ID_UNIQUE``, Linux >= 6.8), or -1: a
+    kernel without them (asked once: never again after it answered the old kind), statx
+    missing or failing, or :data:`OLD_MOUNT_IDS_ENV` set. One ``statx``. Never raises.
+
+    Held open, ``fd`` pins its mount: a mount's old id is freed only by ``cleanup_mnt()``
+    (``mnt_free_id``, fs/namespace.c), which runs once its last reference is dropped, and an
+    open file holds one (``f_path.mnt``, put by ``__fput``). So the old id that
+    :func:`old_mount_id` reads of ``fd`` names that same mount until ``fd`` is closed.
+    """
+    if _no_unique_ids[0] or _statx is None:
+        return -1
+    try:
+        mask, mnt = _MASK_MNT_FIELDS(statx_raw(fd, b"", _FD_FLAGS, STATX_MNT_ID_UNIQUE, None))
+    except OSError:  # EBADF...: the caller's fallback (fstatfs) raises it
+        return -1
+    if not mask & STATX_MNT_ID_UNIQUE:
+        _no_unique_ids[0] = True  # before Linux 6.8: the bit was ignored
+        return -1
+    return int(mnt)
+
+
+def _statx_mnt_id(
+    dir_fd: int, name: bytes, flags: int, shown: str | None, want: int = MNT_ID_MASK
+) -> int:
     """``stx_mnt_id`` alone (-1 if the kernel does not report it): the removal hot path asks
     this of every entry, so no :class:`Statx` is built. Raises OSError (ENOSYS without statx)."""
     # statx_raw: no ctypes structure or errno swap (a tree removal asks twice per directory).
-    mask, mnt = _MASK_MNT_FIELDS(statx_raw(dir_fd, name, flags, STATX_MNT_ID, shown))
-    return mnt if mask & STATX_MNT_ID else -1
+    mask, mnt = _MASK_MNT_FIELDS(statx_raw(dir_fd, name, flags, want, shown))
+    return mnt if mask & want else -1
 
 
 # struct statx: stx_mask (0), stx_mnt_id (144).

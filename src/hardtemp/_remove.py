@@ -1155,8 +1155,9 @@ def _fs_info(fd: int, dev: int) -> FsInfo | None:
     """The filesystem of the tree at ``fd`` (``st_dev`` ``dev``), or None when it cannot be
     identified."""
     try:
-        # fstatfs, then cached by superblock: never the fstatfs-free lookup by mount id, which
-        # a mount change the watch missed (an unshared mount namespace) could make stale.
+        # By unique mount id (Linux >= 6.8), else fstatfs and superblock: never the
+        # fstatfs-free lookup by old mount id, which a mount change the watch missed (an
+        # unshared mount namespace) could make stale.
         return fs_info_by_superblock(fd, dev)
     except OSError:
         return None

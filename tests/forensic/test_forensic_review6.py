@@ -5,10 +5,12 @@ The filesystem classification cache (``_fsinfo``: ``_mnt_cache`` by mount id and
 watch (``/proc/self/mountinfo`` polled for ``POLLPRI``) reports no change. Mount ids
 and anonymous device numbers are both handed out lowest-free by the kernel, so after an
 ``umount`` of a tmpfs the next overlayfs mounted there gets the very same pair (checked
-here on every run). Each case below lets a long-lived process classify a tmpfs, swaps it
-for an overlayfs whose upper layer is a loop-mounted ext4, and then closes a
-``NamedTemporaryFile`` and a ``TemporaryFile(encrypt=False)`` whose data was synced to
-that ext4: the raw image must not keep the marker afterwards. A stale "volatile"
+here on every run). Since Linux 6.8 the caches are keyed by the mount's unique id, which no
+later mount gets: each case runs with those ids, and with the old ones forced (what an
+older kernel gives), where the watch alone stands. Each case below lets a long-lived
+process classify a tmpfs, swaps it for an overlayfs whose upper layer is a loop-mounted
+ext4, and then closes a ``NamedTemporaryFile`` and a ``TemporaryFile(encrypt=False)`` whose
+data was synced to that ext4: the raw image must not keep the marker afterwards. A stale "volatile"
 verdict skips the overwrite's sync (and the warning), and the unlink drops the unsynced
 overwrite: the marker stays in the freed blocks.
 
@@ -38,14 +40,15 @@ import pytest
 
 import hardtemp
 from _gates import require_loop, require_unshare
-from _helpers_core import marker
+from _helpers_core import MOUNT_ID_KINDS, marker, mount_id_env
 from forensic.test_forensic_names import _find_all, _journal_blocks
 from hardtemp import _dirsettle, _dirtrust, _linux
 
 pytestmark = pytest.mark.forensic
 
 # What the scripts run in a private mount namespace share: run a command, and a path's
-# [st_dev, mount id] (needs os, subprocess and hardtemp's _linux imported).
+# [st_dev, old mount id] (needs os, subprocess and hardtemp's _linux imported): the old id is
+# the one the kernel reuses, which these cases need the replacing mount to get.
 _SCRIPT_TOOLS = r"""
 def run(*cmd):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -54,7 +57,7 @@ def run(*cmd):
 def ident(path):
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return [os.fstat(fd).st_dev, _linux.mount_id(fd)]
+        return [os.fstat(fd).st_dev, _linux.old_mount_id(fd)]
     finally:
         os.close(fd)
 """
@@ -168,12 +171,12 @@ print(json.dumps({"tmpfs": tmpfs, "overlay": overlay, "closes": out}))
 """.replace("# tools\n", _SCRIPT_TOOLS)
 
 
-def _run(tmp_path: Path, case: str) -> dict[str, object]:
+def _run(tmp_path: Path, case: str, kind: str) -> dict[str, object]:
+    """Run the script for ``case`` with ``kind`` mount ids (:data:`MOUNT_ID_KINDS`)."""
     require_unshare()
     require_loop("ext4")
     if not Path("/sys/module/overlay").exists():
         subprocess.run(["modprobe", "overlay"], check=False, capture_output=True)
-    src = str(Path(hardtemp.__file__).resolve().parents[1])
     out = subprocess.run(
         [
             "unshare",
@@ -186,7 +189,7 @@ def _run(tmp_path: Path, case: str) -> dict[str, object]:
             str(tmp_path),
             case,
         ],
-        env=dict(os.environ, PYTHONPATH=src),
+        env=mount_id_env(kind),
         capture_output=True,
         text=True,
         timeout=120,
@@ -228,10 +231,11 @@ _STALE = (
     ],
     ids=["raw-forked-child-looks", "control-raw-forked-child-quiet"],
 )
+@pytest.mark.parametrize("kind", MOUNT_ID_KINDS)
 def test_a_raw_forked_child_s_look_does_not_hide_a_mount_change_from_its_parent(
-    tmp_path: Path, case: str
+    tmp_path: Path, case: str, kind: str
 ) -> None:
-    _check(_run(tmp_path, case))
+    _check(_run(tmp_path, case, kind))
 
 
 # review6's break (fixed): the watch kept polling the mount namespace the process had when
@@ -247,22 +251,25 @@ def test_a_raw_forked_child_s_look_does_not_hide_a_mount_change_from_its_parent(
         "control-same-namespace",
     ],
 )
+@pytest.mark.parametrize("kind", MOUNT_ID_KINDS)
 def test_a_mount_change_after_the_process_changed_its_mount_namespace_is_seen(
-    tmp_path: Path, case: str
+    tmp_path: Path, case: str, kind: str
 ) -> None:
-    _check(_run(tmp_path, case))
+    _check(_run(tmp_path, case, kind))
 
 
 @pytest.mark.parametrize("case", ["unshare", "stay"])
+@pytest.mark.parametrize("kind", MOUNT_ID_KINDS)
 def test_a_tree_s_cleanup_asks_its_filesystem_by_fstatfs_whatever_the_mount_watch_missed(
-    tmp_path: Path, case: str
+    tmp_path: Path, case: str, kind: str
 ) -> None:
-    # The tree walk looks its filesystem up once per tree with an fstatfs (cached by
-    # superblock: device, type, filesystem id), never by mount id alone: the overlay that
-    # took the tmpfs's st_dev and mount id in a namespace the watch does not see is an
+    # The tree walk looks its filesystem up once per tree, never by old mount id alone:
+    # with old ids, an fstatfs (cached by superblock: device, type, filesystem id); with
+    # unique ones, that id (one statx in the fstatfs's place). Either way the overlay that
+    # took the tmpfs's st_dev and old mount id in a namespace the watch does not see is an
     # overlay to it, so the durable marker of its file is overwritten and synced (tree6;
-    # with the fstatfs-free lookup by mount the tmpfs's "volatile" was served: it stayed).
-    _check(_run(tmp_path, case), ("tree",))
+    # with the fstatfs-free lookup by old mount id the tmpfs's "volatile" was served).
+    _check(_run(tmp_path, case, kind), ("tree",))
 
 
 # --- Claim 2: the small plain file's straight-line close, attacked through the file itself ---
