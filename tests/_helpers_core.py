@@ -127,9 +127,12 @@ def sysctl(name: str) -> int:
 MOUNT_ID_KINDS = ("unique-ids", "old-ids")
 
 
-def mount_id_env(kind: str) -> dict[str, str]:
-    """The environment for a script of this checkout's hardtemp with ``kind`` mount ids
-    (one of :data:`MOUNT_ID_KINDS`); "unique-ids" skips on a kernel that has none."""
+def run_with_mount_ids(
+    argv: list[str], kind: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (a script of this checkout's hardtemp, maybe under ``unshare``) with
+    ``kind`` mount ids (one of :data:`MOUNT_ID_KINDS`), its output captured as text;
+    "unique-ids" skips on a kernel that has none."""
     env = dict(os.environ, PYTHONPATH=SRC)
     env.pop(_linux.OLD_MOUNT_IDS_ENV, None)
     if kind == "old-ids":
@@ -137,7 +140,9 @@ def mount_id_env(kind: str) -> dict[str, str]:
     elif not unique_mount_ids():
         # The kernel's, not a missing tool: a plain skip (never a gate's failure).
         pytest.skip("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8)")
-    return env
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def unique_mount_ids() -> bool:

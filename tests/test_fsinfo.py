@@ -22,7 +22,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from _gates import require_loop, require_mkfs, require_root, require_unshare, skip
-from _helpers_core import MOUNT_ID_KINDS, mount_id_env, run_python, unique_mount_ids
+from _helpers_core import MOUNT_ID_KINDS, run_python, run_with_mount_ids, unique_mount_ids
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
 from hardtemp._codes import FsReason, Reason
@@ -1026,14 +1026,7 @@ def test_a_remount_after_the_process_changed_its_mount_namespace_is_seen_by_path
     require_unshare()
     require_loop("ext4")
     cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _REMOUNT]
-    out = subprocess.run(
-        [*cmd, str(tmp_path), case],
-        env=mount_id_env(kind),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = run_with_mount_ids([*cmd, str(tmp_path), case], kind)
     assert out.returncode == 0, out.stderr
     reused, ordered, journal = json.loads(out.stdout.splitlines()[-1])
     if not reused:

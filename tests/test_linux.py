@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import _gates
-from _helpers_core import MOUNT_ID_KINDS, SRC, mount_id_env
+from _helpers_core import MOUNT_ID_KINDS, SRC, run_with_mount_ids
 from hardtemp import _linux
 
 needs_root = _gates.needs_root("for mount and unshare -m")
@@ -465,14 +465,7 @@ def test_every_mount_id_is_the_unique_one_where_the_kernel_has_it_else_the_old_o
     # directory's, must never mix an old id with a unique one. The old id is the one
     # mountinfo and fdinfo list; the unique ones (Linux >= 6.8) lie above every old one.
     (tmp_path / "f").write_bytes(b"x")
-    out = subprocess.run(
-        [sys.executable, "-c", _IDS, str(tmp_path)],
-        env=mount_id_env(kind),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run_with_mount_ids([sys.executable, "-c", _IDS, str(tmp_path)], kind)
     assert out.returncode == 0, out.stderr
     ids, old, fdinfo, unique = json.loads(out.stdout)
     assert old == fdinfo > 0

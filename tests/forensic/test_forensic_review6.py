@@ -40,7 +40,7 @@ import pytest
 
 import hardtemp
 from _gates import require_loop, require_unshare
-from _helpers_core import MOUNT_ID_KINDS, marker, mount_id_env
+from _helpers_core import MOUNT_ID_KINDS, marker, run_with_mount_ids
 from forensic.test_forensic_names import _find_all, _journal_blocks
 from hardtemp import _dirsettle, _dirtrust, _linux
 
@@ -171,30 +171,15 @@ print(json.dumps({"tmpfs": tmpfs, "overlay": overlay, "closes": out}))
 """.replace("# tools\n", _SCRIPT_TOOLS)
 
 
-def _run(tmp_path: Path, case: str, kind: str) -> dict[str, object]:
-    """Run the script for ``case`` with ``kind`` mount ids (:data:`MOUNT_ID_KINDS`)."""
+def _run(tmp_path: Path, case: str, kind: str, script: str = _SCRIPT) -> dict[str, object]:
+    """Run ``script`` for ``case`` with ``kind`` mount ids (:data:`MOUNT_ID_KINDS`) in a
+    private mount namespace; its JSON line."""
     require_unshare()
     require_loop("ext4")
     if not Path("/sys/module/overlay").exists():
         subprocess.run(["modprobe", "overlay"], check=False, capture_output=True)
-    out = subprocess.run(
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            sys.executable,
-            "-c",
-            _SCRIPT,
-            str(tmp_path),
-            case,
-        ],
-        env=mount_id_env(kind),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", script]
+    out = run_with_mount_ids([*cmd, str(tmp_path), case], kind)
     if out.returncode != 0 and "overlay" in out.stderr and "unknown filesystem" in out.stderr:
         pytest.skip("this kernel has no overlayfs")
     assert out.returncode == 0, out.stderr

@@ -34,9 +34,10 @@ from typing import Any
 import pytest
 
 import hardtemp
-from _gates import require_loop, require_unshare
-from _helpers_core import MOUNT_ID_KINDS, mount_id_env
+from _gates import require_unshare
+from _helpers_core import MOUNT_ID_KINDS
 from forensic.test_forensic_review6 import _SCRIPT, _SCRIPT_TOOLS, _check
+from forensic.test_forensic_review6 import _run as _run_script
 
 pytestmark = pytest.mark.forensic
 
@@ -80,24 +81,7 @@ def _script() -> str:
 
 
 def _run(tmp_path: Path, case: str, kind: str) -> dict[str, object]:
-    require_unshare()
-    require_loop("ext4")
-    if not Path("/sys/module/overlay").exists():
-        subprocess.run(["modprobe", "overlay"], check=False, capture_output=True)
-    cmd = ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _script()]
-    out = subprocess.run(
-        [*cmd, str(tmp_path), case],
-        env=mount_id_env(kind),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode != 0 and "overlay" in out.stderr and "unknown filesystem" in out.stderr:
-        pytest.skip("this kernel has no overlayfs")
-    assert out.returncode == 0, out.stderr
-    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
-    return result
+    return _run_script(tmp_path, case, kind, _script())
 
 
 # review7's break of db1794c's fix, open where the mount ids are the old ones (Linux < 6.8).
