@@ -467,6 +467,9 @@ def test_a_creation_cancelled_midway_leaves_nothing_behind(
 ) -> None:
     async def main() -> None:
         hardtemp.NamedTemporaryFile(dir=tmp_path).close()  # warm the trust cache of tmp_path
+        # ... and the per-process descriptors a first tree opens (the disk's sysfs counters,
+        # kept for every later TemporaryDirectory): run alone, the test counted them.
+        hardtemp.TemporaryDirectory(dir=tmp_path).cleanup()
         fds = open_fds()
 
         async def create() -> Any:

@@ -268,9 +268,9 @@ def test_a_sweeper_without_proc_calls_nothing_an_orphan(
     finally:
         os.close(dfd)
     hide = "mount --make-rprivate / && mount -t tmpfs none /proc && " if not proc else ""
+    judge = [sys.executable, "-c", _JUDGE_F, str(d)]
     out = subprocess.run(
-        ["unshare", "-m", "sh", "-c", hide + 'exec "$@"', "sh"]
-        + [sys.executable, "-c", _JUDGE_F, str(d)],
+        ["unshare", "-m", "sh", "-c", hide + 'exec "$@"', "sh", *judge],
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=SRC),
