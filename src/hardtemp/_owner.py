@@ -559,11 +559,10 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
         return Claim(
             lock_fd,
             marked
-            and write_mark(  # mark(), inline
+            and mark(
                 lock_fd,
                 dir_fd,
                 name,
-                current_tag(),
                 dir_ident=dir_ident,
                 real_fd=real_fd,
                 euid=euid,
