@@ -1,0 +1,278 @@
+"""Adversarial review of this session's security fix and speed cuts (review9).
+
+7a29516 tells the sweep lock's descriptor (a ``NamedTemporaryFile``'s ``dup`` of its own
+descriptor) from the application's ``open()`` of our name on a number a library's double
+close freed, by ``F_SETOWN``/``F_GETOWN`` on the open file description: a new description's
+owner is 0, ours the creating pid. Three ways around it are tried here, for real:
+
+* the application's ``os.dup`` of its *own* file (a reader it hands on) gets the freed
+  number: a dup is our very description (owner: us, inode: ours), so our close closes it;
+* another thread frees the number and opens the application's other file into it while our
+  close overwrites (the check is made once, before the overwrite; the overwrite's writes and
+  the release's close, ``checked=True``, trust it): the thread is real, scheduled at the
+  overwrite's second chunk (``sys.monitoring`` there hands it the turn the GIL would);
+* a program the file is handed to as stdin sets ``F_SETOWN`` on it (its own ``SIGIO``
+  owner, as an ``O_ASYNC`` reader does): our own description no longer says "ours", and the
+  lock's duplicate is forgotten, never closed (one descriptor and one pinned inode leaked
+  per file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hardtemp
+from _helpers_attack import other_descriptors_of
+from hardtemp import _wipe
+
+
+def _put_at(number: int, path: str | Path, flags: int) -> int:
+    """A library's double close of ``number``, then the application's ``open(path)`` given
+    it (put exactly there: other numbers may be free too). Returns ``number``."""
+    os.close(number)
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    if fd != number:
+        os.dup2(fd, number)
+        os.close(fd)
+    return number
+
+
+def _open_descriptors_of(ident: tuple[int, int]) -> list[int]:
+    """This process's descriptors of the inode ``ident`` (also an unlinked one)."""
+    found = []
+    for n in map(int, os.listdir("/proc/self/fd")):
+        try:
+            st = os.fstat(n)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if (st.st_dev, st.st_ino) == ident:
+            found.append(n)
+    return found
+
+
+# --- 7a29516: the application's dup of its own file on the freed claim number -------------
+
+
+@pytest.mark.parametrize(
+    "freed",
+    [
+        pytest.param(False, id="control-no-double-close"),
+        pytest.param(
+            True,
+            id="dup-of-the-file-on-the-freed-number",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="7a29516: a dup of the file's own descriptor is the claim's very open "
+                "file description (F_GETOWN: our pid; fstat: our inode), so Claim.ours() "
+                "takes the application's dup for the lock's and our close closes it",
+            ),
+        ),
+    ],
+)
+@pytest.mark.parametrize("delete_on_close", [True, False])
+def test_the_application_s_dup_of_its_file_on_the_claim_s_number_stays_open(
+    tmp_path: Path, freed: bool, delete_on_close: bool
+) -> None:
+    # The application hands a duplicate of its temp file on (a reader thread, a library
+    # that closes what it is given): os.dup takes the lowest free number, which a library's
+    # double close of the claim's number has just freed.
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=delete_on_close) as f:
+        f.write(b"REVIEW9 " * 10)
+        f.flush()
+        (number,) = other_descriptors_of(f.fileno())  # the claim's dup (the sweep lock)
+        if freed:
+            os.close(number)  # the library's double close
+            theirs = os.dup(f.fileno())
+            assert theirs == number  # the lowest free number
+        else:
+            theirs = os.dup(f.fileno())
+        if not delete_on_close:
+            f.close()  # the application's dup (and, unless freed, the claim's) hold it now
+        name = f.name
+    try:
+        try:
+            os.fstat(theirs)
+        except OSError as exc:
+            pytest.fail(f"our cleanup closed the application's dup of its file: {exc}")
+        assert not os.path.exists(name)  # removed all the same
+        assert b"REVIEW9" not in os.pread(theirs, 4096, 0)  # and overwritten
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(theirs)
+
+
+# --- 7a29516: the check made once, before the overwrite; another thread steals after ------
+
+
+@contextlib.contextmanager
+def _turn_given_at_call(code: Any, call: int, turn: Callable[[], None]) -> Iterator[list[int]]:
+    """Run ``turn()`` (which hands another thread its turn and waits for it) when ``code``
+    starts for the ``call``-th time in this thread: where a GIL switch can give another
+    thread the turn (the previous call's ``pwrite`` released it). Yields a list that gets
+    one item when the turn was given."""
+    mon: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    tool = mon.DEBUGGER_ID
+    given: list[int] = []
+    seen = [0]
+    me = threading.get_ident()
+
+    def start(*args: Any) -> Any:
+        if threading.get_ident() == me:
+            seen[0] += 1
+            if seen[0] == call and not given:
+                given.append(1)
+                turn()
+        return None
+
+    mon.use_tool_id(tool, "review9")
+    mon.register_callback(tool, mon.events.PY_START, start)
+    mon.set_local_events(tool, code, mon.events.PY_START)
+    try:
+        yield given
+    finally:
+        mon.set_local_events(tool, code, 0)
+        mon.register_callback(tool, mon.events.PY_START, None)
+        mon.free_tool_id(tool)
+
+
+def _close_while_another_thread_steals(tmp_path: Path, when: str) -> tuple[bytes, bytes, str]:
+    """A 3 MiB named file closed (overwritten in 1 MiB chunks through the claim's dup) while
+    another thread, at ``when``, frees the dup's number (a library's double close) and opens
+    the application's own database file into it. Returns the database's content before and
+    after, and what became of the application's descriptor."""
+    db = tmp_path / "app.db"
+    before = os.urandom(4 << 20)
+    db.write_bytes(before)
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"REVIEW9-SECRET" * ((3 << 20) // 14))
+    f.flush()
+    (number,) = other_descriptors_of(f.fileno())
+    go, done = threading.Event(), threading.Event()
+    stolen: list[int] = []
+
+    def thief() -> None:
+        go.wait(30)
+        stolen.append(_put_at(number, db, os.O_RDWR))
+        done.set()
+
+    thread = threading.Thread(target=thief)
+    thread.start()
+
+    def turn() -> None:
+        go.set()
+        assert done.wait(30)
+
+    try:
+        if when == "before-close":
+            turn()
+            f.close()
+        else:  # "mid-overwrite": at the second chunk's pwrite
+            with _turn_given_at_call(_wipe._pwrite_all.__code__, 2, turn) as given:
+                f.close()
+            assert given, "the overwrite never reached its second chunk"
+    finally:
+        go.set()
+        thread.join()
+    theirs = stolen[0]
+    try:
+        os.fstat(theirs)
+        fate = "open"
+    except OSError as exc:
+        fate = f"closed by us ({exc.strerror})"
+    with contextlib.suppress(OSError):
+        os.close(theirs)
+    return before, db.read_bytes(), fate
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring")
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param("before-close", id="control-stolen-before-the-close-s-check"),
+        pytest.param(
+            "mid-overwrite",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="7a29516: _our_fd checks the claim's number once, before the overwrite;"
+                " the overwrite's later chunks are written through it and the release closes "
+                "it (checked=True) without a second look: another thread's double close and "
+                "open() in between gets its file overwritten with random bytes and closed",
+            ),
+        ),
+    ],
+)
+def test_another_thread_s_file_on_the_claim_s_number_is_neither_written_nor_closed(
+    tmp_path: Path, when: str
+) -> None:
+    before, after, fate = _close_while_another_thread_steals(tmp_path, when)
+    changed = abs(len(after) - len(before))
+    changed += sum(a != b for a, b in zip(before, after, strict=False))
+    assert (changed, fate) == (0, "open"), (
+        f"our close changed {changed} bytes of the application's database, whose descriptor"
+        f" was {fate}"
+    )
+
+
+# --- 7a29516: F_SETOWN on the user's own description by a program given the file ---------
+
+
+_SET_OWN = "import fcntl, os; fcntl.fcntl(0, fcntl.F_SETOWN, os.getpid())"
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        pytest.param("import sys; sys.stdin.buffer.read()", id="control-a-plain-reader"),
+        pytest.param(
+            _SET_OWN,
+            id="a-reader-that-owns-its-stdin",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="7a29516: F_SETOWN is the description's, shared with the file the "
+                "user hands on: a program that makes itself its stdin's owner (an O_ASYNC "
+                "reader) makes Claim.ours() false, and the lock's dup is forgotten, never "
+                "closed: one descriptor and one pinned inode leaked per file",
+            ),
+        ),
+    ],
+)
+def test_a_program_given_the_file_as_stdin_leaves_no_descriptor_behind(
+    tmp_path: Path, program: str
+) -> None:
+    # subprocess.run(..., stdin=f): the child shares the file's open file description.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"REVIEW9 " * 10)
+    f.flush()
+    f.seek(0)
+    st = os.fstat(f.fileno())
+    subprocess.run([sys.executable, "-c", program], stdin=f, check=True, timeout=60)
+    f.close()
+    assert not os.path.exists(f.name)
+    left = _open_descriptors_of((st.st_dev, st.st_ino))
+    for n in left:
+        os.close(n)  # (not leaked into the next test)
+    assert left == [], f"descriptors of the closed temp file left open: {left}"
+
+
+def test_control_the_standard_library_s_file_has_no_owner_and_ours_has_ours(
+    tmp_path: Path,
+) -> None:
+    # What F_SETOWN on the user's description shows: F_GETOWN is our pid where the standard
+    # library's is 0 (a compatibility difference, no signal: a regular file sends no SIGIO,
+    # and a lease sets its own owner).
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=tmp_path) as std:
+        assert fcntl.fcntl(std.fileno(), fcntl.F_GETOWN) == 0
+    with hardtemp.NamedTemporaryFile(dir=tmp_path) as f:
+        assert fcntl.fcntl(f.fileno(), fcntl.F_GETOWN) == os.getpid()
