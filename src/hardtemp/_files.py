@@ -35,7 +35,7 @@ from ._names import sanitize_params
 from ._plainio import PlainFileIO, warn_unwiped, wrap_created
 from ._publish import publish_dir, publish_named
 from ._remove import remove_entry, remove_own_small, rmtree_at
-from ._wipe import overwrite_fd, overwrite_small
+from ._wipe import WipeReport, overwrite_fd, overwrite_small
 from .exceptions import ReplacedFileWarning, UnsafeFileError
 
 if TYPE_CHECKING:
@@ -376,27 +376,16 @@ class _NamedState:
             ):
                 self.unlinked = True  # one link, overwritten, then unlinked by us
                 return
-            report = remove_entry(
-                made.handle.fd,
-                name,
-                display_path=path,
-                fd=fd,
-                expect=(made.dev, made.ino),
-                own_file=True,
-                st_name=found.st,  # just taken: a second lstat would learn nothing new
-                name_mount=(found.mnt_id, found.mount_root),  # the same statx: no second one
-                # fd is our descriptor of the inode made.dev/made.ino (fstat'ed at creation;
-                # the claim's is its dup): the name's statx stands for its fstat.
-                fd_is_expect=fd is not None,
-                # Our verified directory lets no other user rename or replace our entry
-                # (private, or sticky: _dirtrust), and we just saw our inode at the name:
-                # the checks around the hiding rename would stop no one in the threat model.
-                name_stable=True,
-                # No directory fsync: it would only make the unlink survive a power loss,
-                # and a name that comes back holds the synced overwrite or, if the data
-                # never reached the disk, nothing; the sweeper removes it (marked, unlocked).
-                sync_dir=False,
-            )
+            # The general way may write for long (a large file, a sync): through a number of
+            # our own that no library's double close reaches, as another thread's could ours
+            # meanwhile (review9); and the release looks at the claim's number again.
+            self.claim_checked = False
+            wfd = None if fd is None else _owner.high_dup(fd)
+            try:
+                report = self._remove_entry(name, path, wfd, found)
+            finally:
+                if wfd is not None:
+                    os.close(wfd)
             # One link when overwritten, then unlinked by us: no name is left to unmark.
             self.unlinked = report.removed and report.hard_links == 1
             return
@@ -405,12 +394,43 @@ class _NamedState:
         # at our last close, so overwrite it through our descriptor first.
         wiped = fd is not None and os.fstat(fd).st_nlink == 0
         if wiped:
-            _overwrite_unnamed(cast(int, fd), path)
+            self.claim_checked = False  # (as above: a long write; the release looks again)
+            wfd = _owner.high_dup(cast(int, fd))
+            try:
+                _overwrite_unnamed(wfd, path)
+            finally:
+                os.close(wfd)
         elif fd is None and st_name is None:
             warn_unwiped(path, _NUMBER_REUSED, stacklevel=5)  # nothing of ours reaches it now
         # Still linked elsewhere (the user moved it away to keep it): left alone.
         if st_name is not None:
             self._remove_replacement(st_name, path, wiped)
+
+    def _remove_entry(self, name: str, path: str, fd: int | None, found: NameStat) -> WipeReport:
+        """:meth:`_remove_named`'s general way (:func:`remove_entry`) for our entry ``name``
+        as ``found`` just now, overwritten through ``fd``."""
+        made = self.made
+        return remove_entry(
+            made.handle.fd,
+            name,
+            display_path=path,
+            fd=fd,
+            expect=(made.dev, made.ino),
+            own_file=True,
+            st_name=found.st,  # just taken: a second lstat would learn nothing new
+            name_mount=(found.mnt_id, found.mount_root),  # the same statx: no second one
+            # fd is our descriptor of the inode made.dev/made.ino (fstat'ed at creation;
+            # the claim's is its dup): the name's statx stands for its fstat.
+            fd_is_expect=fd is not None,
+            # Our verified directory lets no other user rename or replace our entry
+            # (private, or sticky: _dirtrust), and we just saw our inode at the name:
+            # the checks around the hiding rename would stop no one in the threat model.
+            name_stable=True,
+            # No directory fsync: it would only make the unlink survive a power loss,
+            # and a name that comes back holds the synced overwrite or, if the data
+            # never reached the disk, nothing; the sweeper removes it (marked, unlocked).
+            sync_dir=False,
+        )
 
     def _our_fd(self, fd: int | None) -> int | None:
         """A descriptor that holds our inode now: the claim's own dup, else ``fd``, else None.
@@ -778,12 +798,15 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
     claim = None
     try:
         if delete:
-            # Locked while we live (dup: even once closed), marked for `hardtemp sweep`.
+            # Locked while we live, marked for `hardtemp sweep`: through the file's own
+            # descriptor when the close removes it (no second number for a double close to
+            # free), else through a dup (locked while closed, until its removal at exit).
             claim = _owner.claim(
                 fd,
                 handle.fd,
                 made.name,
-                dup=True,
+                dup=not delete_on_close,
+                borrow=delete_on_close,
                 dir_ident=(handle.dev, handle.ino),  # fstat'ed when the handle was verified
                 real_fd=True,  # create_file opened it O_RDWR, never O_PATH
                 euid=handle.euid,  # the handle was verified for it in this call: no geteuid

@@ -400,12 +400,18 @@ class Claim:
     ``F_SETOWN`` owner (0: none; how :meth:`ours` tells our description from another).
     """
 
-    __slots__ = ("fd", "ident", "marked", "owner")
+    __slots__ = ("borrowed", "fd", "ident", "marked", "owner")
 
     def __init__(
-        self, fd: int, marked: bool, ident: tuple[int, int] | None = None, owner: int = 0
+        self,
+        fd: int,
+        marked: bool,
+        ident: tuple[int, int] | None = None,
+        owner: int = 0,
+        borrowed: bool = False,
     ) -> None:
         self.fd, self.marked, self.ident, self.owner = fd, marked, ident, owner
+        self.borrowed = borrowed  # fd is the caller's own (it closes it): never closed here
 
     def ours(self) -> bool:
         """Whether ``fd`` is still our open file description of the object.
@@ -487,6 +493,9 @@ class Claim:
         a number that is no longer :meth:`ours` is forgotten, not closed (unless
         ``checked``: the caller has just found it ours)."""
         if self.fd >= 0:
+            if self.borrowed:
+                self.fd = -1  # the caller's descriptor: its owner closes it
+                return
             if not checked and not self.ours():
                 self.forget()  # closing it would close another file's descriptor
                 return
@@ -520,6 +529,7 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
     name: str | bytes,
     *,
     dup: bool,
+    borrow: bool = False,
     marked: bool = True,
     dir_ident: tuple[int, int] | None = None,
     real_fd: bool = False,
@@ -531,7 +541,10 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
 
     With ``dup`` the lock is held through a duplicate of ``fd`` (the same open
     file description: the object stays locked after the caller closes ``fd``,
-    and the caller's own ``flock`` calls on ``fd`` convert this very lock);
+    and the caller's own ``flock`` calls on ``fd`` convert this very lock), at a
+    high descriptor number (:func:`high_dup`); with ``borrow`` through ``fd``
+    itself, which stays the caller's (for an object removed before ``fd`` is
+    closed: no second descriptor, so none whose number a double close can free);
     otherwise the returned claim owns ``fd``. Where ``flock`` is unsupported
     the object is not marked either (an unlocked mark would look orphaned).
     ``dir_ident``, ``real_fd``, ``euid``, ``statx``: as for :func:`mark` (``statx`` of
@@ -542,19 +555,21 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
         OSError: ``dup`` or writing the mark failed (``EMFILE``, ``EIO``...);
             nothing is left open or marked.
     """
-    lock_fd = os.dup(fd) if dup else fd  # os.dup: close-on-exec, never leaks into exec
+    lock_fd = high_dup(fd) if dup else fd
     try:
-        # Our description's owner is us: a later open() on our number, freed by a double
-        # close, is another description (owner 0) even of our very inode (Claim.ours).
-        owner = pid() & _PID_MASK
-        try:
-            fcntl.fcntl(lock_fd, fcntl.F_SETOWN, owner)
-        except OSError:  # (ENOMEM): told by the inode alone
-            owner = 0
+        owner = 0
+        if not borrow:  # (a borrowed number is the caller's: it alone closes it)
+            # Our description's owner is us: a later open() on our number, freed by a double
+            # close, is another description (owner 0) even of our very inode (Claim.ours).
+            owner = pid() & _PID_MASK
+            try:
+                fcntl.fcntl(lock_fd, fcntl.F_SETOWN, owner)
+            except OSError:  # (ENOMEM): told by the inode alone
+                owner = 0
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
         except OSError:  # e.g. ENOLCK on some network filesystems: not sweepable there
-            return Claim(lock_fd, False, ident, owner)
+            return Claim(lock_fd, False, ident, owner, borrow)
         # The mark only after the lock: a marked live object is never seen unlocked.
         return Claim(
             lock_fd,
@@ -570,11 +585,47 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
             ),
             ident,
             owner,
+            borrow,
         )
     except BaseException:
         if dup:
             os.close(lock_fd)
         raise
+
+
+def high_dup(fd: int) -> int:
+    """A close-on-exec duplicate of ``fd`` at a number at or above :data:`_HIGH_FD` (any
+    free number where none is to be had).
+
+    Numbers are handed out lowest-free: a library that closes a number twice closes one it
+    once held, a low one. A duplicate up there is never that number, so no such double
+    close frees it for the application's next ``open()`` or ``dup()`` (review8, review9),
+    which our cleanup would take for ours (a ``dup`` is our very description).
+
+    Raises:
+        OSError: no descriptor is free (``EMFILE``).
+    """
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EMFILE):
+            raise
+    return os.dup(fd)  # (the soft limit is below the floor, or all above it are taken)
+
+
+def _high_floor() -> int:
+    try:
+        import resource  # here: only this module's load needs it
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 0
+    return 700 if soft == resource.RLIM_INFINITY else min(700, soft // 2)
+
+
+#: The lowest number a claim's duplicate is put at (700, or half the soft RLIMIT_NOFILE
+#: when it loads; ``F_DUPFD`` refuses a floor at or above the limit: then any number).
+_HIGH_FD = _high_floor()
 
 
 # --------------------------------------------------------------------------- the verdict

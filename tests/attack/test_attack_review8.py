@@ -36,6 +36,7 @@ lock (which it really takes), so the order is certain, not a timing hope.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import signal
@@ -444,20 +445,21 @@ def _still_open(theirs: int, ident: os.stat_result) -> None:
         pytest.param(True, id="claims-dup-number-taken-by-an-open-of-our-name"),
     ],
 )
-@pytest.mark.parametrize("delete_on_close", [True, False])
 def test_the_application_s_open_of_our_name_on_the_claim_s_number_stays_open(
-    tmp_path: Path, freed: bool, delete_on_close: bool
+    tmp_path: Path, freed: bool
 ) -> None:
     # NamedTemporaryFile's purpose: the application opens our name (a reader it hands on),
-    # with the file still open (closed by our close) or already closed (removed at exit).
-    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=delete_on_close) as f:
+    # here with the file already closed (delete_on_close=False: removed at exit, locked
+    # meanwhile through the claim's dup). Our number is a high one (no library's double
+    # close of a number it held reaches it): put there on purpose.
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=False) as f:
         f.write(b"REVIEW8 " * 10)
         f.flush()
         others = other_descriptors_of(f.fileno())
         assert len(others) == 1, others  # the claim's dup of our file (the sweep lock)
         number = others[0]
-        if not delete_on_close:
-            f.close()  # only the claim's dup holds the inode now
+        assert number >= _owner._HIGH_FD > 0
+        f.close()  # only the claim's dup holds the inode now
         if freed:
             theirs = _steal(number, f.name, os.O_RDONLY)
         else:
@@ -472,6 +474,20 @@ def test_the_application_s_open_of_our_name_on_the_claim_s_number_stays_open(
     finally:
         with contextlib.suppress(OSError):
             os.close(theirs)
+
+
+def test_a_file_its_close_removes_holds_no_second_descriptor(tmp_path: Path) -> None:
+    # delete_on_close=True (the default): the sweep lock is held through the file's own
+    # descriptor, so there is no number of ours a library's double close could free and
+    # the application's next open() or dup() take (review8, review9).
+    with hardtemp.NamedTemporaryFile(dir=tmp_path) as f:
+        assert other_descriptors_of(f.fileno()) == []
+        probe = os.open(f.name, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # still locked for the sweeper (LOCK_SH)
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
 
 
 @pytest.mark.parametrize("freed", [False, True], ids=["control-no-double-close", "freed"])
@@ -509,7 +525,7 @@ def test_a_persist_through_a_stolen_claim_number_leaves_another_file_s_mark(
 ) -> None:
     # The application's open of *another* temp file on our freed claim number: persisting
     # ours unmarks through the claim, and must not strip that file's sweep mark.
-    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=False)  # (has a dup)
     g = hardtemp.NamedTemporaryFile(dir=tmp_path)
     try:
         assert os.getxattr(g.name, _owner.OWNER_XATTR)  # (a marking filesystem)
