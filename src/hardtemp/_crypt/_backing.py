@@ -92,15 +92,17 @@ class Backing:
             got += n
         return got
 
-    def write_all(self, view: memoryview, offset: int) -> None:
-        """Write all of ``view`` at ``offset``.
+    def write_all(self, data: memoryview | bytes, offset: int) -> None:
+        """Write all of ``data`` (bytes, or a memoryview of bytes) at ``offset``.
 
         Raises:
             OSError: ``pwrite`` failed (e.g. ``ENOSPC``); part may be written.
         """
-        done = 0
-        while done < len(view):
-            done += os.pwrite(self.fd, view[done:], offset + done)
+        done = os.pwrite(self.fd, data, offset) if data else 0  # one call, almost always
+        if done < len(data):
+            with memoryview(data) as view:
+                while done < len(view):
+                    done += os.pwrite(self.fd, view[done:], offset + done)
 
     def begin(self, segments: list[tuple[int, int]], disk_end: int, snap: Snapshot) -> Txn:
         """Start an update that overwrites the ciphertext at ``segments``

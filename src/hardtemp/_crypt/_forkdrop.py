@@ -122,11 +122,13 @@ def register(file: IO[Any]) -> IO[Any]:
     """Note ``file`` (the top of an encrypted stack, any layer) for the fork hook;
     returns it. A raw file (``buffering=0``) needs nothing: it caches nothing
     the child could read stale (its own fork handling is in ``_raw``)."""
-    if type(file) in _TWINS:
+    kind = type(file)
+    if kind in _TWINS:
         _tops.add(weakref.ref(file, _tops.discard))
-        buffer = getattr(file, "buffer", None)
-        if type(buffer) in _TWINS:
-            _tops.add(weakref.ref(buffer, _tops.discard))  # reachable on its own
+        if kind is TextIOWrapper:  # (a binary layer has no .buffer: no AttributeError raised)
+            buffer = file.buffer  # type: ignore[attr-defined]
+            if type(buffer) in _TWINS:
+                _tops.add(weakref.ref(buffer, _tops.discard))  # reachable on its own
     return file
 
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..exceptions import InsecureOperationError, IntegrityError
 from ._backing import Backing, Trim, Txn
-from ._blockmap import BlockMap
+from ._blockmap import BlockMap, Snapshot
 from ._sealer import KEY_SIZE, SEED_SIZE, TAG_SIZE, BlockSealer, TagFailure
 from ._secmem import ProtectedMemory
 from ._secpool import Protected, protected
@@ -273,10 +273,10 @@ class EncryptedRawIO(io.RawIOBase):
         scratch = DEFAULT_BLOCK_SIZE if auto else bs
         mem = protected(scratch + SEED_SIZE + 8)
         try:
-            sealer = BlockSealer(mem.view[scratch : scratch + SEED_SIZE], mem.address + scratch)
-            if auto:
-                # The provisional 4 KiB blocks keep 4-byte counters: else nonce reuse.
-                sealer.narrow()
+            # The provisional 4 KiB blocks keep 4-byte counters (narrow): else nonce reuse.
+            sealer = BlockSealer(
+                mem.view[scratch : scratch + SEED_SIZE], mem.address + scratch, narrow=auto
+            )
             self._sealer = sealer
             self._set_geometry(bs, mem, wide=not auto)
         except BaseException:
@@ -518,9 +518,31 @@ class EncryptedRawIO(io.RawIOBase):
         with self._lock:  # one lock for the size and the read: no other writer between
             if self._pending is not None:
                 self._settle()
-            remaining = self._map.size - self._pos
+            m, pos, bs, sealer = self._map, self._pos, self._bs, self._sealer
+            remaining = m.size - pos
             if remaining <= 0:
                 return b""
+            k = pos // bs
+            # A small file read whole (what BufferedRandom.read() asks): the rest is all of
+            # the last block, which is stored. One preadv (one byte more than the block:
+            # getting it means extended) and one decrypt into the bytes returned; anything
+            # else, a short or long read included, takes the general path, which reports it.
+            if (
+                pos == k * bs
+                and k == len(m.ctrs) - 1
+                and remaining <= bs
+                and sealer is not None  # else closed meanwhile (_fd is then -1)
+            ):
+                want = remaining + TAG_SIZE
+                if os.preadv(self._fd, (self._ct1v[: want + 1],), k * self._slot) == want:
+                    try:
+                        # On a failed tag the garbage freed here is the keystream XOR the
+                        # attacker's bytes, in the heap that also holds the key schedule.
+                        data = sealer.open_bytes(k, m.ctrs[k], self._ct1v[:want])
+                    except TagFailure:
+                        raise self._tag_failed(k) from None
+                    self._pos = pos + remaining
+                    return data
             buf = bytearray(remaining)
             got = self._readinto_locked(buf)
         data = bytes(buf) if got == remaining else bytes(memoryview(buf)[:got])
@@ -551,27 +573,39 @@ class EncryptedRawIO(io.RawIOBase):
             raise ValueError("I/O operation on closed file")
         if self._check_writable():
             return memoryview(b).nbytes  # discarded: never written, never sealed
-        with memoryview(b) as view, view.cast("B") as data, self._lock:
-            self._still_open()
-            n = len(data)
-            if n == 0:
-                return 0
-            if self._pending is not None:
-                self._settle()
-            if self._auto:
-                self._choose_block_size(n)
-            m = self._map
-            pos = m.size if self._append else self._pos
-            end = pos + n
+        with memoryview(b) as view:
+            if view.ndim == 1 and view.format == "B":  # bytes, or the buffered layer's flush
+                with self._lock:
+                    return self._write_locked(view)
+            with view.cast("B") as data, self._lock:
+                return self._write_locked(data)
+
+    def _write_locked(self, data: memoryview) -> int:
+        """:meth:`write` of the bytes ``data``, under the lock. Raises: as :meth:`write`."""
+        self._still_open()
+        n = len(data)
+        if n == 0:
+            return 0
+        if self._pending is not None:
+            self._settle()
+        if self._auto:
+            self._choose_block_size(n)
+        m, bs = self._map, self._bs
+        pos = m.size if self._append else self._pos
+        end = pos + n
+        if pos == m.size == len(m.ctrs) * bs and n <= bs:
+            # The small file's write: one new block at the end (its size check inline: the
+            # file's blocks plus this one must fit in off_t, as _check_size_limit asks).
+            if (len(m.ctrs) + 1) * self._slot > _MAX_OFF_T:
+                raise OSError(errno.EFBIG, f"File too large: {end} bytes")
+            self._append_block(data)
+        else:
             self._check_size_limit(end)
-            if pos == m.size == len(m.ctrs) * self._bs and n <= self._bs:
-                self._append_block(data)  # the small file's write: one new block at the end
-            else:
-                if end > m.size:
-                    self._grow_last_block(end, pos)
-                self._write_range(pos, data, max(end, m.size))
-            self._pos = end
-            return n
+            if end > m.size:
+                self._grow_last_block(end, pos)
+            self._write_range(pos, data, max(end, m.size))
+        self._pos = end
+        return n
 
     def truncate(self, size: int | None = None) -> int:
         """Resize the file to ``size`` bytes (default: the current position);
@@ -613,7 +647,9 @@ class EncryptedRawIO(io.RawIOBase):
         """Nothing is buffered in this object; checks that it is open."""
         # The property, not the descriptor: a constructor that failed leaves the descriptor
         # at -1 and the object open, and its close (IOBase.close flushes first) must work.
-        self._check_open()
+        # (The descriptor first: an open file's flush, every close's, asks nothing more.)
+        if self._fd < 0:
+            self._check_open()
 
     def close(self) -> None:
         """Drop the key (cryptographic erase), zero the plaintext scratch, and
@@ -807,15 +843,16 @@ class EncryptedRawIO(io.RawIOBase):
         block right after the last one, in a file whose every block is stored
         and whole. Nothing on disk is overwritten, so the transaction's undo is
         only the old length (see :meth:`_update`)."""
-        m, n = self._map, len(data)
+        m = self._map
         sealer = self._sealer_or_closed()
         index, ctr = len(m.ctrs), sealer.take(1)
-        ct = self._ct_buffer(n + TAG_SIZE)[: n + TAG_SIZE]
-        sealer.seal(index, ctr, data, ct)
-        self._pending = Txn([], m.disk_end, m.snapshot(index, index))  # before the file changes
+        ct = sealer.seal_bytes(index, ctr, data)  # ciphertext only: a new bytes object is fine
+        end = m.disk_end
+        # Published before the file changes (what m.snapshot(index, index) returns, inline).
+        self._pending = Txn([], end, Snapshot(m.size, end, index, index, m.ctrs[index:index]))
         try:
             self._io.write_all(ct, index * self._slot)
-            m.append(ctr, n)
+            m.append(ctr, len(data))
         except BaseException:
             self._abort()  # ENOSPC, EIO, or an interrupt: back to the old length and map
             raise

@@ -33,10 +33,13 @@ import ctypes
 import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "ID_SIZE",
@@ -70,7 +73,7 @@ def _consume(results: Iterable[object]) -> None:
     collections.deque(results, maxlen=0)
 
 
-def _closed(*args: object) -> object:
+def _closed(*args: object) -> NoReturn:
     raise ValueError("I/O operation on closed file")
 
 
@@ -128,11 +131,13 @@ class BlockSealer:
         OSError: reading the OS CSPRNG failed.
     """
 
-    def __init__(self, key: memoryview, address: int | None = None) -> None:
+    def __init__(
+        self, key: memoryview, address: int | None = None, *, narrow: bool = False
+    ) -> None:
         # ``key``: KEY_SIZE bytes of protected memory (``address``: where it starts, for
         # getrandom), or SEED_SIZE for the file id to come from the same call; the key is
         # generated there (no copy in the Python heap, which frees without zeroing) and
-        # zeroed again once AESGCM holds its own.
+        # zeroed again once AESGCM holds its own. ``narrow``: as :meth:`narrow`, at once.
         _fill_random(key, address)
         try:
             self._aead: AESGCM | None = AESGCM(key[:KEY_SIZE])
@@ -147,9 +152,13 @@ class BlockSealer:
         else:
             self._file_id = os.urandom(ID_SIZE)
         self._next = 1
-        self.limit = MAX_COUNTER
-        # Bound once: the single-block read is the hot path of small random reads.
-        self._decrypt_into: Callable[..., object] = self._aead.decrypt_into
+        self.limit = MAX_COUNTER32 if narrow else MAX_COUNTER
+        # Bound once: the single-block read is the hot path of small random reads, and a
+        # small file's one append and one read-all are most of its life.
+        aead = self._aead
+        self._decrypt_into: Callable[..., object] = aead.decrypt_into
+        self._encrypt: Callable[..., bytes] = aead.encrypt
+        self._decrypt: Callable[..., bytes] = aead.decrypt
 
     # --- counters ---------------------------------------------------------------------------
 
@@ -198,6 +207,11 @@ class BlockSealer:
             ctr.to_bytes(12, "big"), src, self._file_id + index.to_bytes(8, "big"), dst
         )
 
+    def seal_bytes(self, index: int, ctr: int, src: ReadableBuffer) -> bytes:
+        """The ciphertext and tag of ``src`` sealed as block ``index`` under ``ctr``, as a
+        new bytes object (ciphertext only: nothing secret is left in the heap)."""
+        return self._encrypt(ctr.to_bytes(12, "big"), src, self._file_id + index.to_bytes(8, "big"))
+
     def seal_run(
         self, index: int, ctr: int, srcs: Sequence[memoryview], dsts: Sequence[memoryview]
     ) -> None:
@@ -228,6 +242,20 @@ class BlockSealer:
             )
         except InvalidTag:
             dst[:] = bytes(len(dst))  # decrypt_into leaves unauthenticated plaintext behind
+            raise TagFailure(index) from None
+
+    def open_bytes(self, index: int, ctr: int, src: ReadableBuffer) -> bytes:
+        """Block ``index``'s authenticated plaintext, as a new bytes object (for a read
+        that returns it as is: no buffer to copy out of and zero).
+
+        Raises:
+            TagFailure: authentication failed (nothing was decrypted into a buffer).
+        """
+        try:
+            return self._decrypt(
+                ctr.to_bytes(12, "big"), src, self._file_id + index.to_bytes(8, "big")
+            )
+        except InvalidTag:
             raise TagFailure(index) from None
 
     def open_run(
@@ -261,4 +289,4 @@ class BlockSealer:
     def close(self) -> None:
         """Drop the cipher (the only reference to the key schedule)."""
         self._aead = None
-        self._decrypt_into = _closed
+        self._decrypt_into = self._encrypt = self._decrypt = _closed

@@ -79,7 +79,9 @@ class _Arena:
         self.locked = [whole] * nslots
         self.canary = length - 1
         self.map[self.canary] = 1
-        self.zeros = _ZEROS  # held here: module globals may be gone when a file closes at exit
+        # Held here: module globals may be gone when a file closes at exit (a view: slicing
+        # it copies nothing).
+        self.zeros = memoryview(_ZEROS)
 
     def wiped(self) -> bool:
         """True in a forked child: ``MADV_WIPEONFORK`` zeroed the canary."""
@@ -110,7 +112,7 @@ class _Pool:
         two per file); else the pid."""
         arenas = self.arenas
         if arenas and arenas[0].wipeonfork:
-            return not arenas[0].wiped()
+            return arenas[0].map[arenas[0].canary] != 0  # not wiped (see _Arena.wiped)
         return self.pid == os.getpid()
 
     def take(self) -> tuple[_Arena, int]:
@@ -183,6 +185,7 @@ class Slot:
         self.dontdump = arena.dontdump
         self.wipeonfork = arena.wipeonfork
         self.view = arena.view[offset : offset + size]
+        self._size = size
 
     @property
     def locked(self) -> bool:
@@ -197,7 +200,8 @@ class Slot:
         """True in a forked child of the process that handed out this slot (its
         canary was wiped). Always False where the kernel has no ``MADV_WIPEONFORK``."""
         arena = self._arena
-        return arena is not None and arena.wiped()
+        # (_Arena.wiped, inline: every write of an encrypted file asks.)
+        return arena is not None and arena.wipeonfork and arena.map[arena.canary] == 0
 
     def close(self) -> None:
         """Zero the slot and give it back to the pool (only to the pool of the
@@ -206,9 +210,11 @@ class Slot:
         if arena is None:
             return
         self.view.release()
-        offset, zeros = self._offset, arena.zeros
+        offset, size = self._offset, self._size
         # Before any reuse: the next file in this slot must not see our key or plaintext.
-        arena.map[offset : offset + len(zeros)] = zeros
+        # What the view covered is all that was ever written (the rest of the slot is
+        # never exported): zeroed, not the whole slot.
+        arena.map[offset : offset + size] = arena.zeros[:size]
         # Let go only once zeroed (an interrupted close, called again, zeroes and gives back),
         # and before the give-back (a slot is never given back twice).
         self._arena = None
