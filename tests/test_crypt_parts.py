@@ -221,15 +221,20 @@ def _vmflags(address: int) -> set[str]:
 
 def test_scratch_and_key_memory_is_marked_do_not_dump_and_wipe_on_fork() -> None:
     with open_encrypted(backing_fd(), "w+b", buffering=0) as raw:
-        mem = raw._mem
-        assert mem is not None
-        flags = _vmflags(mem.address)
-        assert "dd" in flags  # MADV_DONTDUMP: not in core dumps
-        assert "wf" in flags  # MADV_WIPEONFORK: zeros in a child
-        if mem.locked:
-            assert "lo" in flags  # mlock: never swapped out
-        assert mem.dontdump
-        assert mem.wipeonfork
+        raw.write(b"scratch")
+        raw.seek(1)
+        raw.read(2)  # part of block 0: its plaintext goes through the scratch
+        seed = _secpool.seed_area(SEED_SIZE)  # where every key of this process is drawn
+        assert seed.view == bytes(SEED_SIZE)  # zeroed there once AESGCM had it
+        for mem in (raw._mem, seed.mem):
+            assert mem is not None
+            flags = _vmflags(mem.address)
+            assert "dd" in flags  # MADV_DONTDUMP: not in core dumps
+            assert "wf" in flags  # MADV_WIPEONFORK: zeros in a child
+            if mem.locked:
+                assert "lo" in flags  # mlock: never swapped out
+            assert mem.dontdump
+            assert mem.wipeonfork
 
 
 def test_a_forked_child_sees_zeros_where_the_parent_keeps_plaintext() -> None:
@@ -292,11 +297,13 @@ def _enomem(*args: object, **kwargs: object) -> None:
 
 
 def _no_memory_for_new_mappings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every new protected mapping fails with ENOMEM, and the slot pool has no free
-    slot left (a fresh, empty pool), so the next encrypted file needs a new one."""
+    """Every new protected mapping fails with ENOMEM, and neither the slot pool (a
+    fresh, empty pool) nor the seed area (none yet) has memory, so the next encrypted
+    file needs a new mapping."""
     monkeypatch.setattr(ProtectedMemory, "__init__", _enomem)
     monkeypatch.setattr(_secpool._Arena, "__init__", _enomem)
     monkeypatch.setattr(_secpool, "_pool", _secpool._Pool())
+    monkeypatch.setattr(_secpool, "_seed", None)  # and no seed area to draw keys in yet
 
 
 def test_enomem_at_the_mapping_never_closes_an_unrelated_descriptor(

@@ -1,12 +1,16 @@
 """The pool of protected-memory slots (hardtemp._crypt._secpool), attacked for real.
 
-* reuse: a closed file's key area and plaintext scratch read as zeros in its
-  slot, and the next file handed that very slot sees only zeros;
+* reuse: a closed file's plaintext scratch reads as zeros in its slot, and the
+  next file handed that very slot sees only zeros;
+* the seed area: every key is drawn there and zeroed there at once; held by
+  this very thread (a signal handler interrupting its holder) or another, a
+  new file takes a pooled slot for its key instead of waiting or sharing;
 * fork, by ``os.fork`` and by a raw ``fork()`` that bypasses Python's hooks:
-  new files in the child get slots of a pool made (and ``mlock``-ed) in the
-  child, never the parent's slots (not locked there: ``mlock`` is not
-  inherited) -- also after the child closed an inherited file; the parent's
-  data stays right; ``locked`` agrees with /proc/self/smaps everywhere;
+  new files in the child get slots of a pool, and keys from a seed area, made
+  (and ``mlock``-ed) in the child, never the parent's (not locked there:
+  ``mlock`` is not inherited) -- also after the child closed an inherited
+  file; the parent's data stays right; ``locked`` agrees with
+  /proc/self/smaps everywhere;
 * ``RLIMIT_MEMLOCK`` set low in a child: the whole-arena lock fails, slots
   lock one by one up to the limit, the rest are quietly unlocked and say so;
 * a child with the parent's very pid (pid 1 of a new PID namespace, forked by
@@ -34,10 +38,23 @@ from _gates import IS_ROOT, require_unshare
 from _helpers_core import SRC
 from _helpers_crypt import backing_fd, child_result
 from _helpers_euid import as_euid
-from hardtemp._crypt import EncryptedRawIO, _secpool
+from hardtemp._crypt import EncryptedRawIO, _sealer, _secpool
+from hardtemp._crypt._sealer import SEED_SIZE
 from hardtemp._crypt._secpool import SLOT_SIZE, Slot
 
 MARKER = b"slot-secret-" * 700  # 8,400 bytes: block 0 whole and part of block 1
+
+
+def _with_scratch(raw: EncryptedRawIO) -> Slot:
+    """The pooled slot of ``raw``'s plaintext scratch, set up (a file written and read
+    whole needs none) by a read of part of block 0, which ``raw`` must hold."""
+    pos = raw.tell()
+    raw.seek(1)
+    raw.read(1)
+    raw.seek(pos)
+    slot = raw._mem
+    assert isinstance(slot, Slot)
+    return slot
 
 
 def _vmflags(address: int) -> set[str]:
@@ -73,46 +90,151 @@ def test_a_closed_files_slot_is_zeroed_and_the_next_file_sees_only_zeros(
     where = slice(index * SLOT_SIZE, (index + 1) * SLOT_SIZE)
     assert MARKER[8192:8208] in bytes(arena.map[where])
     raw.close()
-    assert bytes(arena.map[where]) == bytes(SLOT_SIZE)  # key area, scratch, counter
+    assert bytes(arena.map[where]) == bytes(SLOT_SIZE)  # scratch and counter
     second = EncryptedRawIO(backing_fd())
     try:
+        assert second.read() == b""
+        second._scratch()  # what a file's first merge or partial read sets up
         again = second._mem
         assert isinstance(again, Slot)
         assert again.address == mem.address  # the very slot (the pool reuses the last freed)
         assert again.view == bytes(len(again.view))
-        assert second.read() == b""
     finally:
         second.close()
+
+
+def test_every_key_is_drawn_in_the_seed_area_and_left_there_as_zeros() -> None:
+    seed = _secpool.seed_area(SEED_SIZE)
+    drawn: list[bytes] = []
+    fill = _sealer._fill_random
+
+    def spy(view: memoryview, address: int | None = None) -> None:
+        assert address == seed.address  # getrandom(2) writes straight into the seed area
+        fill(view, address)
+        drawn.append(bytes(view))  # what it wrote there: the key and file id
+
+    with pytest.MonkeyPatch.context() as mp:
+        # A spy (the real getrandom runs): which memory the key was drawn in.
+        mp.setattr(_sealer, "_fill_random", spy)
+        files = [EncryptedRawIO(backing_fd()) for _ in range(3)]
+    try:
+        assert len(drawn) == 3
+        assert len(set(drawn)) == 3
+        assert seed.view == bytes(SEED_SIZE)  # zeroed once AESGCM had its copy
+        for raw, seen in zip(files, drawn, strict=True):
+            assert raw._sealer is not None
+            assert raw._sealer._file_id == seen[32:]  # the id came from the same call
+            assert raw._mem is None  # nothing else taken: no slot until a block needs one
+    finally:
+        for raw in files:
+            raw.close()
+
+
+def _keystream(raw: EncryptedRawIO) -> bytes:
+    """The first keystream bytes under ``raw``'s key (nonce 0): equal for equal keys."""
+    assert raw._sealer is not None
+    aead = raw._sealer._aead
+    assert aead is not None
+    return bytes(aead.encrypt(bytes(12), bytes(16), None))[:16]
+
+
+def test_a_file_made_while_another_thread_holds_the_seed_area_takes_a_slot() -> None:
+    seed = _secpool.seed_area(SEED_SIZE)
+    release, taken = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with seed.lock:
+            taken.set()
+            release.wait(30)
+
+    keeper = threading.Thread(target=hold, daemon=True)
+    keeper.start()
+    assert taken.wait(10)
+    made: list[EncryptedRawIO] = []
+    try:
+        maker = threading.Thread(target=lambda: made.append(EncryptedRawIO(backing_fd())))
+        maker.daemon = True
+        maker.start()
+        maker.join(timeout=20)
+        assert made, "the new file waited for the seed area"
+        assert seed.lock.locked()  # untouched: still the holder's
+    finally:
+        release.set()
+        keeper.join(10)
+    with made[0] as raw, EncryptedRawIO(backing_fd()) as other:
+        assert _keystream(raw) != _keystream(other)
+        raw.write(MARKER)
+        raw.seek(0)
+        assert raw.read() == MARKER
+    assert seed.view == bytes(SEED_SIZE)
+
+
+def test_a_file_made_inside_a_key_draw_of_this_thread_never_shares_the_seed_area(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a signal handler (or a finalizer run by gc) making a file at the worst moment
+    # does: after getrandom filled the seed area with the outer file's key, before AESGCM
+    # took it. Mock: that moment cannot be timed for real; the re-entry is real (AESGCM
+    # and getrandom run). Waiting would deadlock; sharing the area would give the outer
+    # file the inner one's key, or the zeros the inner one leaves there.
+    real = _sealer.AESGCM
+    inner: list[EncryptedRawIO] = []
+    calls = []
+
+    def interrupted(key: Any) -> Any:
+        calls.append(key)
+        if len(calls) == 1:  # the outer file's key draw, interrupted here
+            inner.append(EncryptedRawIO(backing_fd()))
+        return real(key)
+
+    monkeypatch.setattr(_sealer, "AESGCM", interrupted)
+    outer = EncryptedRawIO(backing_fd())
+    monkeypatch.undo()
+    seed = _secpool.seed_area(SEED_SIZE)
+    assert not seed.lock.locked()
+    zero_key = bytes(real(bytes(32)).encrypt(bytes(12), bytes(16), None))[:16]
+    with outer, inner[0] as nested:
+        assert _keystream(outer) != zero_key
+        assert _keystream(outer) != _keystream(nested)
+        assert outer._sealer is not None
+        assert nested._sealer is not None
+        assert outer._sealer._file_id != nested._sealer._file_id
+        assert bytes(16) not in (outer._sealer._file_id, nested._sealer._file_id)
+    assert seed.view == bytes(SEED_SIZE)
 
 
 @pytest.mark.parametrize("how", FORKS)
 def test_new_files_in_a_forked_child_get_slots_locked_in_the_child(how: str) -> None:
     parent_file = EncryptedRawIO(backing_fd())
     parent_file.write(MARKER)
-    mem = parent_file._mem
-    assert isinstance(mem, Slot)
+    mem = _with_scratch(parent_file)
     arenas = [(a.address, a.address + len(a.map)) for a in _secpool._pool.arenas]
+    parent_seed = _secpool.seed_area(SEED_SIZE)
+    arenas.append((parent_seed.address, parent_seed.address + SEED_SIZE))
 
     def child() -> object:
         seen = []
         first = EncryptedRawIO(backing_fd())
         parent_file.close()  # its slot must not reach the child's pool
         for raw in (first, EncryptedRawIO(backing_fd())):
-            slot = raw._mem
-            assert isinstance(slot, Slot)
             raw.write(b"child data")
+            slot = _with_scratch(raw)
             raw.seek(0)
             assert raw.read() == b"child data"
             inherited = any(lo <= slot.address < hi for lo, hi in arenas)
             seen.append((inherited, slot.locked, "lo" in _vmflags(slot.address), slot.forked))
             raw.close()
+        seed = _secpool.seed_area(SEED_SIZE)  # where the child's two keys were drawn
+        inherited = any(lo <= seed.address < hi for lo, hi in arenas)
+        seen.append((inherited, seed.mem.locked, "lo" in _vmflags(seed.address), seed.mem.forked))
         return seen
 
     try:
         seen = child_result(child, FORKS[how])
         assert isinstance(seen, list), seen
+        assert len(seen) == 3  # two files' slots, then the seed area
         for inherited, locked, lo, forked in seen:
-            assert not inherited  # never the parent's slots (unlocked in the child)
+            assert not inherited  # never the parent's slots or seed area (unlocked in the child)
             assert locked == lo  # `locked` is the truth about this process
             assert not forked
             if IS_ROOT:
@@ -128,8 +250,8 @@ def test_an_inherited_slot_reads_zeros_and_reports_itself_unlocked_in_the_child(
     raw = EncryptedRawIO(backing_fd())
     try:
         raw.write(MARKER[:100])
-        slot = raw._mem
-        assert isinstance(slot, Slot)
+        slot = _with_scratch(raw)
+        assert MARKER[:16] in bytes(slot.view)  # block 0's plaintext, in the parent
         got = child_result(lambda: (slot.locked, slot.forked, bytes(slot.view)))
         assert got == (False, True, bytes(len(slot.view)))
     finally:
@@ -141,12 +263,16 @@ import ctypes, os, sys
 from hardtemp._crypt import EncryptedRawIO, _secpool
 
 def new_file():
-    return EncryptedRawIO(os.open(sys.argv[1], os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600))
+    raw = EncryptedRawIO(os.open(sys.argv[1], os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600))
+    raw.write(b"data")
+    raw.seek(1)
+    raw.read(1)  # part of a block: its plaintext scratch is set up
+    return raw
 
 assert os.getpid() == 1, os.getpid()
 parent = new_file()
-parent.write(b"parent")
 arenas = [(a.address, a.address + len(a.map)) for a in _secpool._pool.arenas]
+seed = _secpool.seed_area(48).address
 if ctypes.CDLL(None, use_errno=True).unshare(0x20000000) != 0:  # CLONE_NEWPID
     raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
 r, w = os.pipe()
@@ -155,7 +281,9 @@ if pid == 0:
     try:
         assert os.getpid() == 1
         at = new_file()._mem.address
-        os.write(w, b"inherited" if any(lo <= at < hi for lo, hi in arenas) else b"own")
+        mine = _secpool.seed_area(48).address != seed  # where that file's key was drawn
+        own = mine and not any(lo <= at < hi for lo, hi in arenas)
+        os.write(w, b"own" if own else b"inherited")
     finally:
         os._exit(0)
 os.close(w)
@@ -182,10 +310,13 @@ def test_rlimit_memlock_exhaustion_locks_slot_by_slot_then_quietly_not() -> None
             slots = [Slot(100) for _ in range(3)]  # a fresh pool: the arena lock fails
             files = [EncryptedRawIO(backing_fd("/dev/shm")) for _ in range(2)]
         report = [(s.locked, "lo" in _vmflags(s.address), s.dontdump) for s in slots]
+        seed = _secpool.seed_area(SEED_SIZE).mem  # the child's own, made past the limit
+        report.append((seed.locked, "lo" in _vmflags(seed.address), seed.dontdump))
         for raw in files:
-            assert raw._mem is not None
-            assert not raw._mem.locked  # past the limit: still works, says unlocked
             raw.write(MARKER)
+            with as_euid() if IS_ROOT else contextlib.nullcontext():
+                slot = _with_scratch(raw)  # the pool's fourth slot, then a fifth
+            assert not slot.locked  # past the limit: still works, says unlocked
             raw.seek(0)
             assert raw.read() == MARKER
             raw.close()
@@ -194,7 +325,7 @@ def test_rlimit_memlock_exhaustion_locks_slot_by_slot_then_quietly_not() -> None
         return report
 
     locked, unlocked = (True, True, True), (False, False, True)
-    assert child_result(child) == [locked, locked, unlocked]
+    assert child_result(child) == [locked, locked, unlocked, unlocked]
 
 
 def test_the_pool_grows_by_whole_mappings_and_gives_them_back(

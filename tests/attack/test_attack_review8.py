@@ -554,6 +554,8 @@ def _read_racing_a_close(race: bool) -> tuple[str | None, int | None, bytes]:
     f: Any = hardtemp.TemporaryFile(buffering=0)
     f.write(b"\x5a" * _BLOCK)
     f.write(b"\x5a" * (2 * _BLOCK))
+    f.seek(1)
+    f.read(1)  # part of a block: the file now holds a pooled slot (its plaintext scratch)
     f.seek(0)
     got: dict[str, Any] = {}
     buf = bytearray(b"\xee" * _BLOCK)

@@ -13,16 +13,20 @@ Invariants:
   written by earlier calls readable and correct, and at most the bytes of
   that call lost; a pending transaction is settled (rolled back, or its
   ``ftruncate`` finished) before the next operation;
-* plaintext scratch and the cached block live in protected memory (a pooled
-  slot of :mod:`._secpool` for the default blocks, else :mod:`._secmem`; never
-  shared with a forked child, which sees zeros there); a child may read, never
-  write (nonce reuse), and never touches the backing file;
+* the key is drawn in the process's protected seed area (:mod:`._secpool`; a
+  pooled slot while that is in use) and zeroed there once ``AESGCM`` has it;
+  plaintext scratch and the cached block live in protected memory set up at the
+  first call that needs them (a block merged or read in part: a small file
+  written and read whole never needs one), a pooled slot of :mod:`._secpool`
+  for the default blocks, else :mod:`._secmem`; never shared with a forked
+  child, which sees zeros there); a child may read, never write (nonce reuse),
+  and never touches the backing file;
 * one lock per object: every method is thread-safe;
 * the block size is fixed before anything is stored: with ``block_size=None``
   the first write chooses it (``LARGE_BLOCK_SIZE`` for a write that fills such
   a block, ``SMALL_BLOCK_SIZE`` with 4-byte counters for one of at most that,
-  else ``DEFAULT_BLOCK_SIZE``) while the file is empty, and the scratch memory
-  is replaced in one step (it held no plaintext yet); until then the file has
+  else ``DEFAULT_BLOCK_SIZE``) while the file is empty, and any scratch memory
+  is replaced (it held no plaintext yet); until then the file has
   the ``SMALL_BLOCK_SIZE`` geometry with 4-byte counters and a narrowed sealer,
   widened only while no counter was taken (a truncate that grows it first
   chooses ``DEFAULT_BLOCK_SIZE``);
@@ -50,9 +54,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ..exceptions import InsecureOperationError, IntegrityError
 from ._backing import Backing, Trim, Txn
 from ._blockmap import BlockMap, Snapshot
-from ._sealer import KEY_SIZE, SEED_SIZE, TAG_SIZE, BlockSealer, TagFailure
+from ._sealer import SEED_SIZE, TAG_SIZE, BlockSealer, TagFailure
 from ._secmem import ProtectedMemory
-from ._secpool import Protected, protected
+from ._secpool import Protected, protected, seed_area
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -131,6 +135,9 @@ _DEFAULT_ZEROS: Final = bytes(DEFAULT_BLOCK_SIZE)
 _SMALL_ZEROS: Final = bytes(SMALL_BLOCK_SIZE)
 _ZEROS_OF: Final = {DEFAULT_BLOCK_SIZE: _DEFAULT_ZEROS, SMALL_BLOCK_SIZE: _SMALL_ZEROS}
 _NO_VIEW: Final = memoryview(b"")  # a closed file's buffers (immutable: shared)
+#: The cached counter of a file without scratch memory yet: 0 matches no block, and it is
+#: read-only (a block cached without a scratch would raise, never pass unnoticed).
+_NO_COUNTER: Final = memoryview(bytes(8)).cast("Q")
 _SEEK_SET: Final = os.SEEK_SET
 _SEEK_CUR: Final = os.SEEK_CUR
 
@@ -185,7 +192,8 @@ class EncryptedRawIO(io.RawIOBase):
         ValueError: ``block_size`` out of range, bad ``mode``, or ``fd`` is not
             an empty regular file.
         OSError: ``fstat`` of ``fd`` fails (e.g. ``EBADF``); the protected
-            memory cannot be mapped (``ENOMEM``); the OS CSPRNG cannot be read.
+            memory the key is drawn in cannot be mapped (``ENOMEM``); the OS
+            CSPRNG cannot be read.
     """
 
     # The state every read, seek and write uses lives in slots: an attribute in the
@@ -194,6 +202,7 @@ class EncryptedRawIO(io.RawIOBase):
     __slots__ = (
         "_append",
         "_auto",
+        "_birth",
         "_bs",
         "_cache_index",
         "_cc",
@@ -221,6 +230,7 @@ class EncryptedRawIO(io.RawIOBase):
     _sealer: BlockSealer | None
     _mem: Protected | None
     _pt: memoryview | None
+    _birth: ProtectedMemory
     _pending: Txn | Trim | None
     _forked: bool
     _discard: int  # > 0: a forked child dropping its buffered layer's writes (_forkdrop)
@@ -265,33 +275,39 @@ class EncryptedRawIO(io.RawIOBase):
         self._pos = 0
         self._ct = bytearray()  # reused ciphertext buffer, grown up to one chunk
         self._auto = auto
-        # Scratch block | key and file id | cached block's counter, all in protected
-        # memory; the counter there is wiped with the block it describes in a forked
-        # child. A pooled slot for the small and default blocks (set up once per process,
-        # not per file); with block_size=None it has room for the default blocks, so that
-        # the first write can still choose them (the provisional ones are 4 KiB).
-        scratch = DEFAULT_BLOCK_SIZE if auto else bs
-        mem = protected(scratch + SEED_SIZE + 8)
-        try:
-            # The provisional 4 KiB blocks keep 4-byte counters (narrow): else nonce reuse.
-            sealer = BlockSealer(
-                mem.view[scratch : scratch + SEED_SIZE], mem.address + scratch, narrow=auto
-            )
-            self._sealer = sealer
-            self._set_geometry(bs, mem, wide=not auto)
-        except BaseException:
-            mem.close()
-            raise
+        # The key and file id are drawn in the process's protected seed area (set up once
+        # per process, not per file: no slot to take and give back for a file that never
+        # needs plaintext scratch). Its canary tells a forked child however it was forked.
+        seed = seed_area(SEED_SIZE)
+        self._birth = seed.mem
+        if seed.lock.acquire(blocking=False):
+            try:
+                # The provisional 4 KiB blocks keep 4-byte counters (narrow): else nonce reuse.
+                sealer = BlockSealer(seed.view, seed.address, narrow=auto)
+            finally:
+                seed.view[:] = seed.zeros  # the sealer zeroed it; again if it was interrupted
+                seed.lock.release()
+        else:
+            # Held (another thread, or a signal handler that interrupted its holder in this
+            # one): never share it, a pooled slot instead. An interrupt between the acquire
+            # and the try leaves it held: every later key takes this path (slower, as safe).
+            mem = protected(SEED_SIZE)
+            try:
+                sealer = BlockSealer(mem.view, mem.address, narrow=auto)
+            finally:
+                mem.close()  # zeroed
+        self._sealer = sealer
+        self._set_geometry(bs, None, wide=not auto)
         # Last, after everything that can fail: from here on the descriptor is ours
         # (a failed constructor closing it would hit whatever file reuses the number).
         self._fd = fd
         self._closefd = bool(closefd)
         _live.add(weakref.ref(self, _live.discard))
 
-    def _set_geometry(self, bs: int, mem: Protected, *, wide: bool = True) -> None:
-        """Block size ``bs`` with ``mem`` (scratch block | key | cached counter) as
-        the protected memory, 8-byte counters unless not ``wide``; only while
-        nothing is stored."""
+    def _set_geometry(self, bs: int, mem: Protected | None, *, wide: bool = True) -> None:
+        """Block size ``bs`` with ``mem`` (scratch block | cached counter) as the
+        protected memory (``None``: set up when first needed, see :meth:`_scratch`),
+        8-byte counters unless not ``wide``; only while nothing is stored."""
         slot = bs + TAG_SIZE
         ct1v = memoryview(bytearray(slot + 1))  # single-block read buffer (+1: grown?)
         ct1_slot = ct1v[:slot]
@@ -323,8 +339,8 @@ class EncryptedRawIO(io.RawIOBase):
             (ct1_slot,),
             ct1_slot,
             mem,
-            mem.view[:bs],
-            mem.view[bs + KEY_SIZE :].cast("Q"),
+            None if mem is None else mem.view[:bs],
+            _NO_COUNTER if mem is None else mem.view[bs : bs + 8].cast("Q"),
             -1,
         )
 
@@ -340,18 +356,16 @@ class EncryptedRawIO(io.RawIOBase):
             return
         if first_write <= SMALL_BLOCK_SIZE:
             return
-        sealer, old, pt, cc = self._sealer_or_closed(), self._mem, self._scratch(), self._cc
-        mem: Protected | None = old
+        sealer, old, pt, cc = self._sealer_or_closed(), self._mem, self._pt, self._cc
+        mem: Protected | None = None
         if first_write >= LARGE_BLOCK_SIZE:
             with contextlib.suppress(OSError):  # no memory for it: the default blocks
-                mem = ProtectedMemory(LARGE_BLOCK_SIZE + KEY_SIZE + 8)  # key area unused
-        if mem is None:  # pragma: no cover - set whenever the scratch is
-            raise ValueError("I/O operation on closed file")
+                mem = ProtectedMemory(LARGE_BLOCK_SIZE + 8)
         sealer.widen()  # no counter was taken yet: 8-byte counters from the start
-        self._set_geometry(LARGE_BLOCK_SIZE if mem is not old else DEFAULT_BLOCK_SIZE, mem)
-        pt.release()
-        cc.release()
-        if mem is not old and old is not None:  # pragma: no branch - set with the scratch
+        self._set_geometry(LARGE_BLOCK_SIZE if mem is not None else DEFAULT_BLOCK_SIZE, mem)
+        if old is not None and pt is not None:  # a scratch of the provisional blocks
+            pt.release()
+            cc.release()
             old.close()  # held no plaintext yet (nothing was written); zeroed anyway
 
     # --- io.RawIOBase protocol -------------------------------------------------------------
@@ -435,7 +449,8 @@ class EncryptedRawIO(io.RawIOBase):
                 part of ``buffer`` this call wrote is zeroed first.
             io.UnsupportedOperation: the file is not readable (mode).
             ValueError: the file is closed.
-            OSError: reading the backing file failed.
+            OSError: reading the backing file failed; ``ENOMEM`` when the
+                protected scratch memory a part of a block needs cannot be mapped.
         """
         if self._fd < 0:  # closed (see _check_open)
             raise ValueError("I/O operation on closed file")
@@ -567,7 +582,9 @@ class EncryptedRawIO(io.RawIOBase):
             ValueError: the file is closed.
             OSError: ``EFBIG`` past the largest file offset; ``EOVERFLOW`` when
                 the counters are exhausted; writing the backing file failed
-                (e.g. ``ENOSPC``, ``EIO``).
+                (e.g. ``ENOSPC``, ``EIO``); ``ENOMEM`` when the protected scratch
+                memory a block merge needs cannot be mapped (before that block's
+                update: as any failure, see above).
         """
         if self._fd < 0:  # closed (see _check_open): a slot, not the property
             raise ValueError("I/O operation on closed file")
@@ -619,7 +636,8 @@ class EncryptedRawIO(io.RawIOBase):
             io.UnsupportedOperation: the file is not writable.
             ValueError: the file is closed.
             OSError: ``EINVAL`` for a negative size; ``EFBIG`` past the largest
-                file offset; writing or ``ftruncate`` failed.
+                file offset; writing or ``ftruncate`` failed; ``ENOMEM`` as
+                :meth:`write`.
         """
         self._check_open()
         if self._check_writable():
@@ -676,7 +694,7 @@ class EncryptedRawIO(io.RawIOBase):
                 self._cc.release()
                 self._pt = None
             if self._mem is not None:
-                self._mem.close()  # zeroes scratch, key area and cached counter
+                self._mem.close()  # zeroes the scratch and the cached counter
                 self._mem = None
             # Ciphertext buffers only (nothing secret): dropped for shared empty ones.
             self._ct, self._ct_one = bytearray(), None
@@ -714,7 +732,7 @@ class EncryptedRawIO(io.RawIOBase):
 
     def _in_child(self) -> bool:
         # The fork hook, or (for a fork that bypassed Python's hooks) the wiped canary.
-        return self._forked or (self._mem is not None and self._mem.forked)
+        return self._forked or self._birth.forked
 
     def _check_writable(self) -> bool:
         """Raise unless this process may write; True: discard the write (see
@@ -779,9 +797,22 @@ class EncryptedRawIO(io.RawIOBase):
         return memoryview(self._ct_one)
 
     def _scratch(self) -> memoryview:
-        if self._pt is None:
-            raise ValueError("I/O operation on closed file")
-        return self._pt
+        """The plaintext scratch block, set up at the first call that needs it.
+
+        Raises:
+            ValueError: the file is closed.
+            OSError: the protected memory cannot be mapped (``ENOMEM``).
+        """
+        pt = self._pt
+        if pt is None:
+            if self._fd < 0:
+                raise ValueError("I/O operation on closed file")
+            bs = self._bs
+            mem = protected(bs + 8)  # scratch block | the cached block's counter
+            pt = mem.view[:bs]
+            # One statement of stores: installed whole (an interrupt before it: a leak).
+            self._mem, self._pt, self._cc = mem, pt, mem.view[bs:].cast("Q")
+        return pt
 
     def _sealer_or_closed(self) -> BlockSealer:
         if self._sealer is None:
@@ -1041,10 +1072,10 @@ class EncryptedRawIO(io.RawIOBase):
         if not ctr:  # sparse: zeros, the disk is not touched
             out[:] = self._zeros[:n]
             return
-        pt = self._pt
-        if pt is None or self._sealer is None:
+        if self._sealer is None:
             raise ValueError("I/O operation on closed file")
-        if index == self._cache_index and ctr == self._cc[0]:
+        pt = self._pt
+        if index == self._cache_index and ctr == self._cc[0] and pt is not None:
             out[:] = pt[lo : lo + n]
             return
         bs, slot = self._bs, self._slot
@@ -1067,7 +1098,12 @@ class EncryptedRawIO(io.RawIOBase):
                 raise self._integrity(f"backing file was {change} (block {index})")
         # whole block: straight into the caller's buffer, else into the scratch block
         whole = lo == 0 and n == length
-        dst = out if whole else pt if length == bs else pt[:length]
+        if whole:
+            dst = out
+        else:
+            if pt is None:
+                pt = self._scratch()
+            dst = pt if length == bs else pt[:length]
         self._cache_index = -1
         try:
             self._sealer.open(index, ctr, ct[:want], dst)
@@ -1076,7 +1112,7 @@ class EncryptedRawIO(io.RawIOBase):
         if not whole:
             self._cc[0] = ctr  # see _set_cache
             self._cache_index = index
-            out[:] = pt[lo : lo + n]
+            out[:] = dst[lo : lo + n]  # the scratch (lo + n <= length)
 
     def _read_range(self, pos: int, out: memoryview) -> None:
         bs = self._bs

@@ -34,6 +34,14 @@ Invariants:
   arena, never hand a slot to two holders, free a slot still held, or keep a
   removed arena's slots on the free list: each step is one store, ordered so
   (``tests/test_crypt_secpool.py`` raises at every opcode).
+
+The *seed area* (:func:`seed_area`) is where this process draws its keys: one
+page protected as ``_secmem``'s, made once per process (a new one in a forked
+child, told as the pool tells), used by one caller at a time (its lock is taken
+without waiting: a caller that finds it held, another thread or a signal
+handler interrupting the holder, takes a pooled slot instead) and zeroed before
+its lock is released. A small file needs no slot of its own until a block must
+be merged or cached in plaintext (``_raw``), so most small files never take one.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from typing import Final
 from .. import _linux
 from ._secmem import MADV_WIPEONFORK, ProtectedMemory, _address, _advise
 
-__all__ = ["SLOT_SIZE", "Protected", "Slot", "protected"]
+__all__ = ["SLOT_SIZE", "Protected", "Seed", "Slot", "protected", "seed_area"]
 
 _PAGE: Final = mmap.PAGESIZE
 #: Bytes per slot: whole pages holding an 8 KiB scratch block, the key and a counter.
@@ -234,3 +242,41 @@ def protected(size: int) -> Protected:
         OSError: the memory cannot be mapped (``ENOMEM``).
     """
     return Slot(size) if size <= SLOT_SIZE else ProtectedMemory(size)
+
+
+class Seed:
+    """The seed area of one process (see the module docstring): ``view`` is ``size``
+    bytes of protected memory at ``address``; ``lock`` is held while they hold a key."""
+
+    def __init__(self, size: int) -> None:
+        self.mem = ProtectedMemory(size)
+        self.view = self.mem.view
+        self.address = self.mem.address
+        self.zeros = bytes(size)
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+
+    def current(self) -> bool:
+        """Made by this very process (as :meth:`_Pool.current` tells)."""
+        mem = self.mem
+        if mem.wipeonfork:
+            return not mem.forked
+        return self.pid == os.getpid()
+
+
+_seed: Seed | None = None
+
+
+def seed_area(size: int) -> Seed:
+    """This process's seed area of ``size`` bytes (always the same size), made at the
+    first call and again in a forked child (the inherited one is abandoned untouched:
+    its lock may have been held by a parent thread).
+
+    Raises:
+        OSError: the area cannot be mapped (``ENOMEM``).
+    """
+    global _seed
+    seed = _seed
+    if seed is None or not seed.current():
+        seed = _seed = Seed(size)
+    return seed
