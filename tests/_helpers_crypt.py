@@ -70,7 +70,7 @@ def record_nonces(f: Any) -> NonceRecorder:
     sealer = raw._sealer
     assert sealer is not None
     rec = NonceRecorder(sealer._aead)
-    sealer._aead = rec  # type: ignore[assignment]
+    sealer._use(rec)  # type: ignore[arg-type]  # every seal, the bound ones too
     return rec
 
 

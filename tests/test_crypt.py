@@ -593,6 +593,17 @@ def test_large_transfers_roundtrip() -> None:
         assert rec.repeats == []
 
 
+def test_the_nonce_recorder_sees_the_seals_of_the_append_path_too() -> None:
+    # The recorder above must watch every seal: the one-block append seals through a
+    # bound AESGCM.encrypt, which a recorder swapped in for the cipher alone missed.
+    with EncryptedRawIO(backing_fd()) as raw:
+        rec = record_nonces(raw)
+        for _ in range(5):
+            raw.write(b"a" * 4096)  # each one new 4 KiB block at the end
+        assert len(rec.nonces) == 5
+        assert rec.repeats == []
+
+
 def test_counter_exhaustion_raises_instead_of_wrapping() -> None:
     fd = backing_fd()
     with EncryptedRawIO(fd, block_size=32) as raw:

@@ -153,9 +153,13 @@ class BlockSealer:
             self._file_id = os.urandom(ID_SIZE)
         self._next = 1
         self.limit = MAX_COUNTER32 if narrow else MAX_COUNTER
-        # Bound once: the single-block read is the hot path of small random reads, and a
-        # small file's one append and one read-all are most of its life.
-        aead = self._aead
+        self._use(self._aead)
+
+    def _use(self, aead: AESGCM) -> None:
+        """Seal and open with ``aead`` (its methods bound once: the single-block read is
+        the hot path of small random reads, and a small file's one append and one
+        read-all are most of its life). Tests wrap the cipher through here."""
+        self._aead = aead
         self._decrypt_into: Callable[..., object] = aead.decrypt_into
         self._encrypt: Callable[..., bytes] = aead.encrypt
         self._decrypt: Callable[..., bytes] = aead.decrypt
