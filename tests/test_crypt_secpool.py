@@ -38,7 +38,7 @@ from _gates import IS_ROOT, require_unshare
 from _helpers_core import SRC
 from _helpers_crypt import backing_fd, child_result
 from _helpers_euid import as_euid
-from hardtemp._crypt import EncryptedRawIO, _sealer, _secpool
+from hardtemp._crypt import EncryptedRawIO, _secpool
 from hardtemp._crypt._sealer import SEED_SIZE
 from hardtemp._crypt._secpool import SLOT_SIZE, Slot
 
@@ -103,39 +103,47 @@ def test_a_closed_files_slot_is_zeroed_and_the_next_file_sees_only_zeros(
         second.close()
 
 
-def test_every_key_is_drawn_in_the_seed_area_and_left_there_as_zeros() -> None:
-    seed = _secpool.seed_area(SEED_SIZE)
-    drawn: list[bytes] = []
-    fill = _sealer._fill_random
+def _ids(files: list[EncryptedRawIO]) -> list[bytes]:
+    ids = []
+    for raw in files:
+        assert raw._sealer is not None
+        ids.append(raw._sealer._file_id)
+    return ids
+
+
+def test_every_key_is_a_seed_of_the_seed_area_taken_once_and_left_there_as_zeros(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_secpool, "_seed", None)  # an area of this test's own
+    draws: list[tuple[int | None, bytes]] = []
+    fill = _secpool._fill_random
 
     def spy(view: memoryview, address: int | None = None) -> None:
-        assert address == seed.address  # getrandom(2) writes straight into the seed area
         fill(view, address)
-        drawn.append(bytes(view))  # what it wrote there: the key and file id
+        draws.append((address, bytes(view)))  # what getrandom(2) wrote there
 
-    with pytest.MonkeyPatch.context() as mp:
-        # A spy (the real getrandom runs): which memory the key was drawn in.
-        mp.setattr(_sealer, "_fill_random", spy)
-        files = [EncryptedRawIO(backing_fd()) for _ in range(3)]
+    # A spy (the real getrandom runs): where the keys were drawn, and what.
+    monkeypatch.setattr(_secpool, "_fill_random", spy)
+    files = [EncryptedRawIO(backing_fd()) for _ in range(200)]
     try:
-        assert len(drawn) == 3
-        assert len(set(drawn)) == 3
-        assert seed.view == bytes(SEED_SIZE)  # zeroed once AESGCM had its copy
-        for raw, seen in zip(files, drawn, strict=True):
-            assert raw._sealer is not None
-            assert raw._sealer._file_id == seen[32:]  # the id came from the same call
-            assert raw._mem is None  # nothing else taken: no slot until a block needs one
+        seed = _secpool.seed_area(SEED_SIZE)
+        assert seed.count == (os.sysconf("SC_PAGE_SIZE") - 1) // SEED_SIZE  # 85 a page
+        assert len(draws) == -(-200 // seed.count)  # one getrandom per page of seeds
+        assert {address for address, _ in draws} == {seed.address}
+        drawn = [d[i : i + SEED_SIZE] for _, d in draws for i in range(0, len(d), SEED_SIZE)]
+        # Each file's id is the tail of the next seed, in order: every seed used once.
+        assert _ids(files) == [x[32:] for x in drawn[:200]]
+        assert len(set(_ids(files))) == 200
+        assert bytes(16) not in _ids(files)
+        used = seed.next
+        assert all(bytes(x) == bytes(SEED_SIZE) for x in seed.seeds[:used])  # zeroed after use
+        assert all(
+            bytes(x) == drawn[-seed.count + i] for i, x in enumerate(seed.seeds) if i >= used
+        )
+        assert all(raw._mem is None for raw in files)  # no slot until a block needs one
     finally:
         for raw in files:
             raw.close()
-
-
-def _keystream(raw: EncryptedRawIO) -> bytes:
-    """The first keystream bytes under ``raw``'s key (nonce 0): equal for equal keys."""
-    assert raw._sealer is not None
-    aead = raw._sealer._aead
-    assert aead is not None
-    return bytes(aead.encrypt(bytes(12), bytes(16), None))[:16]
 
 
 def test_a_file_made_while_another_thread_holds_the_seed_area_takes_a_slot() -> None:
@@ -152,55 +160,77 @@ def test_a_file_made_while_another_thread_holds_the_seed_area_takes_a_slot() -> 
     assert taken.wait(10)
     made: list[EncryptedRawIO] = []
     try:
+        before = seed.next
         maker = threading.Thread(target=lambda: made.append(EncryptedRawIO(backing_fd())))
         maker.daemon = True
         maker.start()
         maker.join(timeout=20)
         assert made, "the new file waited for the seed area"
         assert seed.lock.locked()  # untouched: still the holder's
+        assert seed.next == before  # no seed taken from it
     finally:
         release.set()
         keeper.join(10)
     with made[0] as raw, EncryptedRawIO(backing_fd()) as other:
         assert _keystream(raw) != _keystream(other)
+        assert len(set(_ids([raw, other]))) == 2
         raw.write(MARKER)
         raw.seek(0)
         assert raw.read() == MARKER
-    assert seed.view == bytes(SEED_SIZE)
 
 
-def test_a_file_made_inside_a_key_draw_of_this_thread_never_shares_the_seed_area(
-    monkeypatch: pytest.MonkeyPatch,
+def _keystream(raw: EncryptedRawIO) -> bytes:
+    """The first keystream bytes under ``raw``'s key (nonce 0): equal for equal keys."""
+    assert raw._sealer is not None
+    aead = raw._sealer._aead
+    assert aead is not None
+    return bytes(aead.encrypt(bytes(12), bytes(16), None))[:16]
+
+
+@pytest.mark.parametrize("landing", ["a file made there", "an exception raised there"])
+def test_what_lands_at_any_opcode_of_a_key_draw_never_hands_a_seed_out_twice(
+    monkeypatch: pytest.MonkeyPatch, landing: str
 ) -> None:
-    # What a signal handler (or a finalizer run by gc) making a file at the worst moment
-    # does: after getrandom filled the seed area with the outer file's key, before AESGCM
-    # took it. Mock: that moment cannot be timed for real; the re-entry is real (AESGCM
-    # and getrandom run). Waiting would deadlock; sharing the area would give the outer
-    # file the inner one's key, or the zeros the inner one leaves there.
-    real = _sealer.AESGCM
-    inner: list[EncryptedRawIO] = []
-    calls = []
+    # A signal handler (or a finalizer run by gc) runs between any two opcodes: one that
+    # makes a file there must neither wait for the area (a deadlock) nor take the seed the
+    # interrupted draw is taking (two files, one key); one that raises must leave every
+    # later file a seed of its own. Three seeds per draw, so the draws themselves are
+    # interrupted too.
+    zero_key = _keystream_of(bytes(32))
+    n = 1
+    while True:
+        area = _secpool.Seed(SEED_SIZE, count=3)
+        monkeypatch.setattr(_secpool, "_seed", area)
+        files: list[EncryptedRawIO] = []
 
-    def interrupted(key: Any) -> Any:
-        calls.append(key)
-        if len(calls) == 1:  # the outer file's key draw, interrupted here
-            inner.append(EncryptedRawIO(backing_fd()))
-        return real(key)
+        def nested(files: list[EncryptedRawIO] = files) -> None:
+            files.append(EncryptedRawIO(backing_fd()))
 
-    monkeypatch.setattr(_sealer, "AESGCM", interrupted)
-    outer = EncryptedRawIO(backing_fd())
-    monkeypatch.undo()
-    seed = _secpool.seed_area(SEED_SIZE)
-    assert not seed.lock.locked()
-    zero_key = bytes(real(bytes(32)).encrypt(bytes(12), bytes(16), None))[:16]
-    with outer, inner[0] as nested:
-        assert _keystream(outer) != zero_key
-        assert _keystream(outer) != _keystream(nested)
-        assert outer._sealer is not None
-        assert nested._sealer is not None
-        assert outer._sealer._file_id != nested._sealer._file_id
-        assert bytes(16) not in (outer._sealer._file_id, nested._sealer._file_id)
-    assert seed.view == bytes(SEED_SIZE)
+        action = nested if landing == "a file made there" else None
+        with _raise_at_opcode(n, action) as traced:
+            try:
+                for _ in range(7):
+                    files.append(EncryptedRawIO(backing_fd()))
+            except _Injected:
+                pass
+        if traced() < n:
+            break  # n is past the last opcode of the whole sequence
+        assert not area.lock.locked()  # released however the draw ended
+        files += [EncryptedRawIO(backing_fd()) for _ in range(4)]
+        keys = [_keystream(raw) for raw in files]
+        assert zero_key not in keys
+        assert len(set(keys)) == len(files), f"two files share a key (opcode {n})"
+        assert len(set(_ids(files))) == len(files), f"two files share a seed (opcode {n})"
+        for raw in files:
+            raw.close()
+        n += 1
+    assert n > 30  # every opcode of seed_area, Seed.take and current was a landing place
+
+
+def _keystream_of(key: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return bytes(AESGCM(key).encrypt(bytes(12), bytes(16), None))[:16]
 
 
 @pytest.mark.parametrize("how", FORKS)
@@ -210,10 +240,13 @@ def test_new_files_in_a_forked_child_get_slots_locked_in_the_child(how: str) -> 
     mem = _with_scratch(parent_file)
     arenas = [(a.address, a.address + len(a.map)) for a in _secpool._pool.arenas]
     parent_seed = _secpool.seed_area(SEED_SIZE)
-    arenas.append((parent_seed.address, parent_seed.address + SEED_SIZE))
+    arenas.append((parent_seed.address, parent_seed.address + parent_seed.count * SEED_SIZE))
+    # The ids of the seeds the parent has not handed out yet: its next files'.
+    parent_next = {bytes(x[32:]) for x in parent_seed.seeds[parent_seed.next :]}
 
     def child() -> object:
-        seen = []
+        seen: list[object] = []
+        ids: list[bytes] = []
         first = EncryptedRawIO(backing_fd())
         parent_file.close()  # its slot must not reach the child's pool
         for raw in (first, EncryptedRawIO(backing_fd())):
@@ -223,16 +256,22 @@ def test_new_files_in_a_forked_child_get_slots_locked_in_the_child(how: str) -> 
             assert raw.read() == b"child data"
             inherited = any(lo <= slot.address < hi for lo, hi in arenas)
             seen.append((inherited, slot.locked, "lo" in _vmflags(slot.address), slot.forked))
+            assert raw._sealer is not None
+            ids.append(raw._sealer._file_id)
             raw.close()
         seed = _secpool.seed_area(SEED_SIZE)  # where the child's two keys were drawn
         inherited = any(lo <= seed.address < hi for lo, hi in arenas)
         seen.append((inherited, seed.mem.locked, "lo" in _vmflags(seed.address), seed.mem.forked))
-        return seen
+        return [*seen, ids]
 
     try:
         seen = child_result(child, FORKS[how])
         assert isinstance(seen, list), seen
-        assert len(seen) == 3  # two files' slots, then the seed area
+        assert len(seen) == 4  # two files' slots, the seed area, the two files' ids
+        ids = seen.pop()
+        assert len(set(ids)) == 2
+        assert not set(ids) & parent_next  # never a seed the parent will hand out
+        assert bytes(16) not in ids  # nor a wiped one
         for inherited, locked, lo, forked in seen:
             assert not inherited  # never the parent's slots or seed area (unlocked in the child)
             assert locked == lo  # `locked` is the truth about this process
@@ -396,17 +435,22 @@ def _pool_codes() -> list[CodeType]:
 
 
 @contextlib.contextmanager
-def _raise_at_opcode(n: int) -> Iterator[Callable[[], int]]:
-    """Raise :class:`_Injected` at the ``n``-th bytecode instruction run by the pool's
-    own code; yields a function telling how many were run. A signal handler can only
-    run at some of these (CPython's eval-breaker checks), so raising at every one
-    covers every place a real interrupt can land, and more."""
+def _raise_at_opcode(
+    n: int, action: Callable[[], None] | None = None
+) -> Iterator[Callable[[], int]]:
+    """Raise :class:`_Injected` (or run ``action``) at the ``n``-th bytecode
+    instruction run by the pool's own code; yields a function telling how many were
+    run. A signal handler can only run at some of these (CPython's eval-breaker
+    checks), so landing at every one covers every place a real one can, and more."""
     seen = 0
 
     def hit() -> None:
         nonlocal seen
         seen += 1
         if seen == n:
+            if action is not None:
+                action()  # what a signal handler that does not raise does there
+                return
             raise _Injected
 
     if sys.version_info >= (3, 12):  # opcode tracing through settrace is broken in 3.12.1

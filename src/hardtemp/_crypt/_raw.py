@@ -139,6 +139,7 @@ _NO_VIEW: Final = memoryview(b"")  # a closed file's buffers (immutable: shared)
 #: read-only (a block cached without a scratch would raise, never pass unnoticed).
 _NO_COUNTER: Final = memoryview(bytes(8)).cast("Q")
 _SEEK_SET: Final = os.SEEK_SET
+_new_tuple: Final = tuple.__new__  # a NamedTuple's instance without its Python __new__
 _SEEK_CUR: Final = os.SEEK_CUR
 
 
@@ -275,17 +276,18 @@ class EncryptedRawIO(io.RawIOBase):
         self._pos = 0
         self._ct = bytearray()  # reused ciphertext buffer, grown up to one chunk
         self._auto = auto
-        # The key and file id are drawn in the process's protected seed area (set up once
-        # per process, not per file: no slot to take and give back for a file that never
-        # needs plaintext scratch). Its canary tells a forked child however it was forked.
+        # The key and file id come from the process's protected seed area (set up once per
+        # process, not per file: no slot to take and give back for a file that never needs
+        # plaintext scratch; one getrandom for the seeds of many files, not one ctypes
+        # call each). Its canary tells a forked child however it was forked.
         seed = seed_area(SEED_SIZE)
         self._birth = seed.mem
         if seed.lock.acquire(blocking=False):
             try:
+                # A seed of the area's last draw, ours alone; the sealer zeroes it at once.
                 # The provisional 4 KiB blocks keep 4-byte counters (narrow): else nonce reuse.
-                sealer = BlockSealer(seed.view, seed.address, narrow=auto)
+                sealer = BlockSealer(seed.take(), narrow=auto, drawn=True)
             finally:
-                seed.view[:] = seed.zeros  # the sealer zeroed it; again if it was interrupted
                 seed.lock.release()
         else:
             # Held (another thread, or a signal handler that interrupted its holder in this
@@ -588,7 +590,8 @@ class EncryptedRawIO(io.RawIOBase):
         """
         if self._fd < 0:  # closed (see _check_open): a slot, not the property
             raise ValueError("I/O operation on closed file")
-        if self._check_writable():
+        # _check_writable's questions first, inline (its call only when one says no).
+        if (not self._writable or self._forked or self._birth.forked) and self._check_writable():
             return memoryview(b).nbytes  # discarded: never written, never sealed
         with memoryview(b) as view:
             if view.ndim == 1 and view.format == "B":  # bytes, or the buffered layer's flush
@@ -599,14 +602,18 @@ class EncryptedRawIO(io.RawIOBase):
 
     def _write_locked(self, data: memoryview) -> int:
         """:meth:`write` of the bytes ``data``, under the lock. Raises: as :meth:`write`."""
-        self._still_open()
+        if self._fd < 0:  # _still_open, inline
+            raise ValueError("I/O operation on closed file")
         n = len(data)
         if n == 0:
             return 0
         if self._pending is not None:
             self._settle()
         if self._auto:
-            self._choose_block_size(n)
+            if n <= SMALL_BLOCK_SIZE:
+                self._auto = False  # what _choose_block_size decides: the provisional blocks
+            else:
+                self._choose_block_size(n)
         m, bs = self._map, self._bs
         pos = m.size if self._append else self._pos
         end = pos + n
@@ -874,15 +881,21 @@ class EncryptedRawIO(io.RawIOBase):
         block right after the last one, in a file whose every block is stored
         and whole. Nothing on disk is overwritten, so the transaction's undo is
         only the old length (see :meth:`_update`)."""
-        m = self._map
-        sealer = self._sealer_or_closed()
+        m, sealer = self._map, self._sealer
+        if sealer is None:  # pragma: no cover - the caller checked, under the lock
+            raise ValueError("I/O operation on closed file")
         index, ctr = len(m.ctrs), sealer.take(1)
         ct = sealer.seal_bytes(index, ctr, data)  # ciphertext only: a new bytes object is fine
         end = m.disk_end
-        # Published before the file changes (what m.snapshot(index, index) returns, inline).
-        self._pending = Txn([], end, Snapshot(m.size, end, index, index, m.ctrs[index:index]))
+        # Published before the file changes (what m.snapshot(index, index) returns, built
+        # as the tuple it is: no Python-level __new__).
+        snap = _new_tuple(Snapshot, (m.size, end, index, index, m.ctrs[index:index]))
+        self._pending = Txn([], end, snap)
         try:
-            self._io.write_all(ct, index * self._slot)
+            offset = index * self._slot
+            done = os.pwrite(self._fd, ct, offset)  # all of it, almost always
+            if done < len(ct):
+                self._io.write_all(memoryview(ct)[done:], offset + done)
             m.append(ctr, len(data))
         except BaseException:
             self._abort()  # ENOSPC, EIO, or an interrupt: back to the old length and map

@@ -2,12 +2,13 @@
 
 Invariants (audit nonce uniqueness here, and only here):
 
-* one fresh 256-bit AES-GCM key per sealer, from the OS CSPRNG (one
-  ``getrandom(2)`` call writing straight to the protected memory's address;
-  ``/dev/urandom`` read into it where that call is missing), in protected
-  memory (:mod:`._secmem`, :mod:`._secpool`) and zeroed there as soon as
-  ``AESGCM`` has taken its copy; it never passes through a Python object and
-  is never written anywhere else by us;
+* one fresh 256-bit AES-GCM key per sealer, from the OS CSPRNG (``getrandom(2)``
+  writing straight to the protected memory's address: the sealer's own call, or
+  the seed area's, which draws the next files' seeds in one call and hands each
+  out once, see :mod:`._secpool`; ``/dev/urandom`` read into it where that call
+  is missing), in protected memory (:mod:`._secmem`, :mod:`._secpool`) and
+  zeroed there as soon as ``AESGCM`` has taken its copy; it never passes
+  through a Python object and is never written anywhere else by us;
 * the nonce of every seal is a counter value handed out by :meth:`take`, which
   only ever increases (values are never given back, not even when the write
   that used them fails and is rolled back); 12 bytes, big-endian; counter 0 is
@@ -132,13 +133,21 @@ class BlockSealer:
     """
 
     def __init__(
-        self, key: memoryview, address: int | None = None, *, narrow: bool = False
+        self,
+        key: memoryview,
+        address: int | None = None,
+        *,
+        narrow: bool = False,
+        drawn: bool = False,
     ) -> None:
         # ``key``: KEY_SIZE bytes of protected memory (``address``: where it starts, for
         # getrandom), or SEED_SIZE for the file id to come from the same call; the key is
         # generated there (no copy in the Python heap, which frees without zeroing) and
-        # zeroed again once AESGCM holds its own. ``narrow``: as :meth:`narrow`, at once.
-        _fill_random(key, address)
+        # zeroed again once AESGCM holds its own. ``drawn``: the caller has just filled
+        # ``key`` with fresh OS randomness used by no one else (a seed of the seed area).
+        # ``narrow``: as :meth:`narrow`, at once.
+        if not drawn:
+            _fill_random(key, address)
         try:
             self._aead: AESGCM | None = AESGCM(key[:KEY_SIZE])
         finally:

@@ -37,11 +37,15 @@ Invariants:
 
 The *seed area* (:func:`seed_area`) is where this process draws its keys: one
 page protected as ``_secmem``'s, made once per process (a new one in a forked
-child, told as the pool tells), used by one caller at a time (its lock is taken
-without waiting: a caller that finds it held, another thread or a signal
-handler interrupting the holder, takes a pooled slot instead) and zeroed before
-its lock is released. A small file needs no slot of its own until a block must
-be merged or cached in plaintext (``_raw``), so most small files never take one.
+child, told as the pool tells), filled with the seeds (key and file id) of the
+next files by one ``getrandom(2)`` call, each seed handed out once (the index
+moves on before the seed is handed out) and zeroed by the file that takes it
+once ``AESGCM`` has its copy; where the kernel has no ``MADV_WIPEONFORK`` it
+holds one seed, drawn for each file. One caller at a time: its lock is taken
+without waiting, and a caller that finds it held (another thread, or a signal
+handler interrupting the holder) draws its key in a pooled slot instead. A
+small file needs no slot of its own until a block must be merged or cached in
+plaintext (``_raw``), so most small files never take one.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import threading
 from typing import Final
 
 from .. import _linux
+from ._sealer import _fill_random
 from ._secmem import MADV_WIPEONFORK, ProtectedMemory, _address, _advise
 
 __all__ = ["SLOT_SIZE", "Protected", "Seed", "Slot", "protected", "seed_area"]
@@ -245,16 +250,43 @@ def protected(size: int) -> Protected:
 
 
 class Seed:
-    """The seed area of one process (see the module docstring): ``view`` is ``size``
-    bytes of protected memory at ``address``; ``lock`` is held while they hold a key."""
+    """The seed area of one process (see the module docstring): ``count`` seeds of
+    ``size`` bytes of protected memory, drawn together by one ``getrandom(2)`` call
+    and handed out one at a time by :meth:`take` (under ``lock``); ``count`` defaults
+    to what fits in a page.
 
-    def __init__(self, size: int) -> None:
-        self.mem = ProtectedMemory(size)
-        self.view = self.mem.view
-        self.address = self.mem.address
-        self.zeros = bytes(size)
+    Raises:
+        OSError: the area cannot be mapped (``ENOMEM``).
+    """
+
+    def __init__(self, size: int, count: int | None = None) -> None:
+        n = max(1, (_PAGE - 1) // size) if count is None else count
+        self.mem = mem = ProtectedMemory(size * n)
+        if not mem.wipeonfork:
+            # Several seeds per draw only where a forked child surely sees zeros there: else
+            # a child forked past Python's hooks with our very pid (a new PID namespace)
+            # would take the parent's next seeds, and two processes would seal under one key.
+            n = 1
+        self.count = n
+        self.address = mem.address
+        self.seeds = [mem.view[i * size : (i + 1) * size] for i in range(n)]
+        self.next = n  # every seed used: the first take draws
         self.lock = threading.Lock()
         self.pid = os.getpid()
+
+    def take(self) -> memoryview:
+        """The next unused seed, fresh OS randomness; the caller holds ``lock``, uses it
+        once and zeroes it. An interrupt anywhere loses a seed, never hands one out twice.
+
+        Raises:
+            OSError: the OS CSPRNG failed.
+        """
+        i = self.next
+        if i >= self.count:
+            _fill_random(self.mem.view, self.address)  # all of them, straight into the area
+            i = 0
+        self.next = i + 1  # consumed before it is handed out: interrupted after, it is lost
+        return self.seeds[i]
 
     def current(self) -> bool:
         """Made by this very process (as :meth:`_Pool.current` tells)."""

@@ -80,6 +80,14 @@ def wrap_encrypted(
     Raises:
         LookupError: unknown ``encoding``.
     """
+    if buffering == -1 and "b" in mode and "+" in mode:
+        # TemporaryFile()'s own mode: what wrap_raw builds for it, without its questions.
+        try:
+            buffered = STACK_CLASSES.random(raw, ENCRYPTED_BUFFER_SIZE)
+        except BaseException:
+            raw.close()
+            raise
+        return register(buffered)
     file = wrap_raw(
         raw,
         mode,
