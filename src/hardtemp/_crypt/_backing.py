@@ -65,6 +65,8 @@ class Trim:
 class Backing:
     """Positional I/O on the backing descriptor ``fd`` (not owned)."""
 
+    __slots__ = ("_undo", "fd")
+
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._undo = bytearray()
@@ -145,5 +147,6 @@ class Backing:
 
     def release(self) -> None:
         """Drop the undo buffer (ciphertext only, nothing secret)."""
-        self._undo = bytearray()
+        if self._undo:
+            self._undo = bytearray()
         self.fd = -1

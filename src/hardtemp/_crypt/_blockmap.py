@@ -47,6 +47,8 @@ class Snapshot(NamedTuple):
 class BlockMap:
     """Counters, logical size and expected backing length of one encrypted file."""
 
+    __slots__ = ("_item", "bs", "ctrs", "disk_end", "size", "slot")
+
     def __init__(self, block_size: int, *, wide: bool = True) -> None:
         self.bs = block_size
         self.slot = block_size + TAG_SIZE

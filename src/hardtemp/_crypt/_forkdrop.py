@@ -52,6 +52,9 @@ _SEEK_END: Final = os.SEEK_END  # a module global may be gone during interpreter
 _POS_KEY: Final = "_hardtemp_fork_position"
 
 
+_buffered_seek: Final = io.BufferedRandom.seek
+
+
 class BufferedRandom(io.BufferedRandom):
     """``io.BufferedRandom`` of an encrypted file (see the module docstring)."""
 
@@ -62,7 +65,7 @@ class BufferedRandom(io.BufferedRandom):
             OSError: as the standard seek (``EINVAL`` for a negative position).
         """
         try:
-            return super().seek(offset, whence)
+            return _buffered_seek(self, offset, whence)  # (no super object per seek)
         except OSError:
             # CPython 3.11/3.12: a seek that fails after a write keeps a stale raw
             # position, and the next seek returns a wrong offset (e.g. -30 for 0). A

@@ -139,8 +139,22 @@ _NO_VIEW: Final = memoryview(b"")  # a closed file's buffers (immutable: shared)
 #: read-only (a block cached without a scratch would raise, never pass unnoticed).
 _NO_COUNTER: Final = memoryview(bytes(8)).cast("Q")
 _SEEK_SET: Final = os.SEEK_SET
+_iobase_close: Final = io.RawIOBase.close
 _new_tuple: Final = tuple.__new__  # a NamedTuple's instance without its Python __new__
 _SEEK_CUR: Final = os.SEEK_CUR
+
+
+def _sealer_in_a_slot(*, narrow: bool) -> BlockSealer:
+    """A sealer whose key is drawn in a pooled slot of its own, zeroed at once.
+
+    Raises:
+        OSError: the slot cannot be mapped (``ENOMEM``); the OS CSPRNG failed.
+    """
+    mem = protected(SEED_SIZE)
+    try:
+        return BlockSealer(mem.view, mem.address, narrow=narrow)
+    finally:
+        mem.close()  # zeroed
 
 
 def _parse_raw_mode(mode: str) -> tuple[bool, bool, bool]:
@@ -291,13 +305,9 @@ class EncryptedRawIO(io.RawIOBase):
                 seed.lock.release()
         else:
             # Held (another thread, or a signal handler that interrupted its holder in this
-            # one): never share it, a pooled slot instead. An interrupt between the acquire
-            # and the try leaves it held: every later key takes this path (slower, as safe).
-            mem = protected(SEED_SIZE)
-            try:
-                sealer = BlockSealer(mem.view, mem.address, narrow=auto)
-            finally:
-                mem.close()  # zeroed
+            # one): never shared. An interrupt between the acquire and the try leaves it
+            # held: every later key takes this path (slower, as safe).
+            sealer = _sealer_in_a_slot(narrow=auto)
         self._sealer = sealer
         self._set_geometry(bs, None, wide=not auto)
         # Last, after everything that can fail: from here on the descriptor is ours
@@ -311,9 +321,10 @@ class EncryptedRawIO(io.RawIOBase):
         protected memory (``None``: set up when first needed, see :meth:`_scratch`),
         8-byte counters unless not ``wide``; only while nothing is stored."""
         slot = bs + TAG_SIZE
-        ct1v = memoryview(bytearray(slot + 1))  # single-block read buffer (+1: grown?)
-        ct1_slot = ct1v[:slot]
-        # One statement of plain stores: no signal handler can run between them.
+        # One statement of plain stores: no signal handler can run between them. The
+        # single-block read buffer comes at the first read that needs it (_read_one):
+        # until then the inline read's preadv into no buffer reads 0 bytes, and falls
+        # through to the general path, which sets it up.
         (
             self._map,
             self._bs,
@@ -336,15 +347,29 @@ class EncryptedRawIO(io.RawIOBase):
             max(1, _CHUNK_BYTES // bs),
             _ZEROS_OF.get(bs) or bytes(bs),
             None,
-            ct1v,
-            (ct1v,),
-            (ct1_slot,),
-            ct1_slot,
+            _NO_VIEW,
+            (),
+            (),
+            _NO_VIEW,
             mem,
             None if mem is None else mem.view[:bs],
             _NO_COUNTER if mem is None else mem.view[bs : bs + 8].cast("Q"),
             -1,
         )
+
+    def _new_ct1(self) -> memoryview:
+        """Set up the single-block read buffer (ciphertext only) and its views; returns it."""
+        slot = self._slot
+        ct1v = memoryview(bytearray(slot + 1))  # one byte more: the file was extended?
+        ct1_slot = ct1v[:slot]
+        # One statement: installed whole.
+        self._ct1v, self._ct1_all, self._ct1_mid, self._ct1_slot = (
+            ct1v,
+            (ct1v,),
+            (ct1_slot,),
+            ct1_slot,
+        )
+        return ct1v
 
     def _choose_block_size(self, first_write: int) -> None:
         """At the first write (or growing truncate) of a ``block_size=None`` file:
@@ -551,11 +576,12 @@ class EncryptedRawIO(io.RawIOBase):
                 and sealer is not None  # else closed meanwhile (_fd is then -1)
             ):
                 want = remaining + TAG_SIZE
-                if os.preadv(self._fd, (self._ct1v[: want + 1],), k * self._slot) == want:
+                ct = os.pread(self._fd, want + 1, k * self._slot)  # ciphertext: a bytes is fine
+                if len(ct) == want:
                     try:
                         # On a failed tag the garbage freed here is the keystream XOR the
                         # attacker's bytes, in the heap that also holds the key schedule.
-                        data = sealer.open_bytes(k, m.ctrs[k], self._ct1v[:want])
+                        data = sealer.open_bytes(k, m.ctrs[k], ct)
                     except TagFailure:
                         raise self._tag_failed(k) from None
                     self._pos = pos + remaining
@@ -690,7 +716,7 @@ class EncryptedRawIO(io.RawIOBase):
 
     def _close_locked(self, *, release_fd: bool = False) -> None:
         try:
-            super().close()
+            _iobase_close(self)  # (flushes, then marks it closed; no super object)
         finally:
             if self._sealer is not None:
                 self._sealer.close()  # the only reference to the key schedule
@@ -704,7 +730,9 @@ class EncryptedRawIO(io.RawIOBase):
                 self._mem.close()  # zeroes the scratch and the cached counter
                 self._mem = None
             # Ciphertext buffers only (nothing secret): dropped for shared empty ones.
-            self._ct, self._ct_one = bytearray(), None
+            if self._ct:
+                self._ct = bytearray()
+            self._ct_one = None
             self._ct1v = self._ct1_slot = _NO_VIEW
             self._ct1_all = self._ct1_mid = ()
             if hasattr(self, "_map"):  # absent when the constructor failed early
@@ -1092,6 +1120,8 @@ class EncryptedRawIO(io.RawIOBase):
             out[:] = pt[lo : lo + n]
             return
         bs, slot = self._bs, self._slot
+        if not self._ct1_all:
+            self._new_ct1()
         if index < last:  # a stored block before the last one is always whole
             length, want, bufs = bs, slot, self._ct1_mid
         else:

@@ -132,6 +132,8 @@ class BlockSealer:
         OSError: reading the OS CSPRNG failed.
     """
 
+    __slots__ = ("_aead", "_decrypt", "_decrypt_into", "_encrypt", "_file_id", "_next", "limit")
+
     def __init__(
         self,
         key: memoryview,
