@@ -339,6 +339,29 @@ def test_a_failed_constructor_leaves_the_descriptor_to_the_caller(
         os.close(fd)
 
 
+def test_a_failed_constructor_is_finalized_without_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its finalizer closes it: a close that raised there went to sys.unraisablehook (which
+    # CPython 3.12 calls only in development mode; the close itself is called here too).
+    seen: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    fd = backing_fd()
+    try:
+        for bad in ({"block_size": 0}, {"mode": "zb"}, {"block_size": 2**30}):
+            raw = EncryptedRawIO.__new__(EncryptedRawIO)
+            with pytest.raises(ValueError):
+                raw.__init__(fd, **bad)  # type: ignore[misc]
+            raw.close()  # what its finalizer does
+            assert raw.closed
+            del raw
+            gc.collect()
+        os.fstat(fd)  # still the caller's
+    finally:
+        os.close(fd)
+    assert seen == []
+
+
 def test_raw_of_helper_finds_the_encrypted_layer() -> None:
     with open_encrypted(backing_fd(), "w+", encoding="utf-8") as t:
         assert isinstance(raw_of(t), EncryptedRawIO)

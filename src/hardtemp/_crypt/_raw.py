@@ -730,9 +730,8 @@ class EncryptedRawIO(io.RawIOBase):
                 self._mem.close()  # zeroes the scratch and the cached counter
                 self._mem = None
             # Ciphertext buffers only (nothing secret): dropped for shared empty ones.
-            if self._ct:
-                self._ct = bytearray()
-            self._ct_one = None
+            # (Unconditionally: a constructor that failed early never set them.)
+            self._ct, self._ct_one = bytearray(), None
             self._ct1v = self._ct1_slot = _NO_VIEW
             self._ct1_all = self._ct1_mid = ()
             if hasattr(self, "_map"):  # absent when the constructor failed early
