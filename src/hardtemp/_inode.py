@@ -71,10 +71,16 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
         OSError: the entry cannot be looked up (ENOENT...).
     """
     if _linux._statx is None:  # has_statx(), inline: every NamedTemporaryFile's close asks
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return NameStat(st, *_linux.mount_root_at(dir_fd, name))
+        return _lstat_mount(dir_fd, name)
     flags = _linux.AT_SYMLINK_NOFOLLOW
-    buf = _linux.statx_raw(dir_fd, name.encode(_FS_ENCODING, _FS_ERRORS), flags, _NAME_MASK, name)
+    try:
+        buf = _linux.statx_raw(
+            dir_fd, name.encode(_FS_ENCODING, _FS_ERRORS), flags, _NAME_MASK, name
+        )
+    except OSError as exc:
+        if _linux._statx is None:  # refused just now (a seccomp filter since our load)
+            return _lstat_mount(dir_fd, name)
+        raise exc from None
     # Every field in one unpack of the struct (not 17 ctypes attribute reads, nor two
     # unpacks): every NamedTemporaryFile's close asks this.
     (mask, blksize, attrs, nlink, uid, gid, mode, ino, size, blocks, attrs_mask, atime, ctime,
@@ -91,6 +97,12 @@ def lstat_mount(dir_fd: int, name: str) -> NameStat:
     # The tuple built directly: NamedTuple's own __new__ is a Python function (a third of
     # the cost of this line).
     return _new_tuple(NameStat, (st, mnt, bool(attrs & _linux.STATX_ATTR_MOUNT_ROOT)))
+
+
+def _lstat_mount(dir_fd: int, name: str) -> NameStat:
+    """:func:`lstat_mount` without statx: ``lstat`` and :func:`~hardtemp._linux.mount_root_at`."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    return NameStat(st, *_linux.mount_root_at(dir_fd, name))
 
 
 _FD_FLAGS = _linux.AT_SYMLINK_NOFOLLOW | _linux.AT_EMPTY_PATH
@@ -110,12 +122,22 @@ def new_file_facts(fd: int) -> tuple[int, int, int, int, int]:
         OSError: ``fd`` is not an open descriptor (EBADF).
     """
     if _linux._statx is None:  # has_statx(), inline: every unnamed file's creation asks
-        st = os.fstat(fd)
-        return st.st_dev, st.st_ino, st.st_mode, st.st_uid, -1
-    buf = _linux.statx_raw(fd, b"", _FD_FLAGS, _NAME_MASK, None)
+        return _fstat_facts(fd)
+    try:
+        buf = _linux.statx_raw(fd, b"", _FD_FLAGS, _NAME_MASK, None)
+    except OSError as exc:
+        if _linux._statx is None:  # refused just now (a seccomp filter since our load)
+            return _fstat_facts(fd)
+        raise exc from None
     mask, uid, mode, ino, major, minor, mnt_id = _NEW_FILE_FIELDS(buf)
     mnt = mnt_id if mask & _linux.STATX_MNT_ID_ANY else -1
     return os.makedev(major, minor), ino, mode, uid, mnt
+
+
+def _fstat_facts(fd: int) -> tuple[int, int, int, int, int]:
+    """:func:`new_file_facts` without statx: an ``fstat`` (no mount id)."""
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino, st.st_mode, st.st_uid, -1
 
 
 # struct statx (linux/stat.h): the fields up to stx_attributes_mask, then from stx_atime

@@ -355,9 +355,25 @@ def statx_buf(dir_fd: int, name: bytes, flags: int, mask: int, shown: str | None
     buf = _StatxBuf()
     ref = ctypes.byref(buf)
     while _statx(dir_fd, name, flags, mask, ref) != 0:
-        if ctypes.get_errno() != errno.EINTR:
+        err = ctypes.get_errno()
+        if err in _REFUSED:
+            _refused()  # a filter installed since this module loaded: the fallbacks from now
+            raise OSError(errno.ENOSYS, "statx is refused here (seccomp)", shown)
+        if err != errno.EINTR:
             _raise_errno(shown)
     return buf
+
+
+#: What statx fails with where the kernel refuses it: ENOSYS (before Linux 4.11) or a
+#: seccomp filter's EPERM (container profiles written before statx existed said EPERM).
+_REFUSED = (errno.ENOSYS, errno.EPERM)
+
+
+def _refused() -> None:
+    """statx is refused (:data:`_REFUSED`): every caller takes its fallback from now on
+    (``fstat``, ``lstat``, ``/proc/self/fdinfo``), as without statx in libc."""
+    global _statx, _lean_statx
+    _statx = _lean_statx = None
 
 
 _free_bufs: list[ctypes.Array[ctypes.c_char]] = []  # statx_raw's buffers not in use now
@@ -480,6 +496,21 @@ _FD_MASK = STATX_BASIC_STATS | MNT_ID_MASK
 # The same statx without argtypes or errno bookkeeping (half the ctypes cost of _statx):
 # a writable char buffer passes as a pointer, Python ints as C ints; errors go to statx_fd.
 _lean_statx = getattr(ctypes.CDLL(None), "statx", None)
+
+
+def _refused_at_load() -> bool:
+    """Whether statx of "/" fails with :data:`_REFUSED` (one call when this module loads):
+    a close that asked statx there would raise instead of taking the fallbacks (review9)."""
+    if _statx is None:
+        return False
+    buf = _StatxBuf()
+    if _statx(AT_FDCWD, b"/", _AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, ctypes.byref(buf)) == 0:
+        return False
+    return ctypes.get_errno() in _REFUSED
+
+
+if _refused_at_load():
+    _refused()
 # struct statx: mask, blksize, (attributes), nlink, uid, (gid), mode, (spare, ino), size,
 # blocks, (attributes_mask, four timestamps, rdev, dev), mnt_id.
 _LEAN_FIELDS = struct.Struct("=II8xII4xH2x8xQQ88xQ")

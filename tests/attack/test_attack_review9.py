@@ -358,7 +358,10 @@ def test_control_the_standard_library_s_file_has_no_owner_and_ours_has_ours(
 # named file's lifecycle: what its close raised, and what it left at its name.
 _SECCOMP_SCRIPT = r"""
 import ctypes, json, os, struct, sys
-err, where = int(sys.argv[1]), sys.argv[2]
+err, where, late = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "late"
+if late:  # the filter installed after hardtemp loaded and made a file
+    import hardtemp
+    hardtemp.NamedTemporaryFile(dir=where).close()
 libc = ctypes.CDLL(None, use_errno=True)
 prog = [(0x20, 0, 0, 0), (0x15, 0, 1, 332), (0x06, 0, 0, 0x00050000 | err),
         (0x06, 0, 0, 0x7FFF0000)]  # nr == __NR_statx (x86_64) ? ERRNO(err) : ALLOW
@@ -378,8 +381,24 @@ try:
     raised = None
 except OSError as exc:
     raised = repr(exc)
+others = []
+for make in (hardtemp.TemporaryFile, lambda: hardtemp.TemporaryFile(encrypt=False)):
+    try:
+        with make() as g:
+            g.write(b"REVIEW9-SECCOMP" * 64)
+            g.seek(0)
+            g.read()
+    except OSError as exc:
+        others.append(repr(exc))
+try:
+    with hardtemp.TemporaryDirectory(dir=where) as t:
+        with open(os.path.join(t, "x"), "wb") as h:
+            h.write(b"REVIEW9-SECCOMP" * 64)
+except OSError as exc:
+    others.append(repr(exc))
 print(json.dumps({"raised": raised, "named": os.path.exists(f.name),
-                  "plaintext": b"REVIEW9-SECCOMP" in os.pread(spy, 1 << 16, 0)}))
+                  "plaintext": b"REVIEW9-SECCOMP" in os.pread(spy, 1 << 16, 0),
+                  "others": others, "left": sorted(os.listdir(where))}))
 """
 
 
@@ -388,29 +407,29 @@ print(json.dumps({"raised": raised, "named": os.path.exists(f.name),
     "err",
     [
         pytest.param(errno.ENOSYS, id="control-statx-ENOSYS-as-an-old-kernel"),
-        pytest.param(
-            errno.EPERM,
-            id="statx-EPERM-from-a-seccomp-profile",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="c114988 takes the fstat at creation when statx fails (its message: "
-                "'a seccomp EPERM'), but the close's lstat_mount (_inode, _statx read as a "
-                "module constant since 3606d3a) falls back only without statx in libc: the "
-                "close raises PermissionError and leaves the file at its name, plaintext "
-                "intact (encrypted and plain TemporaryFile() and TemporaryDirectory raise too)",
-            ),
-        ),
+        # Found in review (review9): the creation fell back to fstat on a seccomp EPERM,
+        # but the close's lstat_mount only without statx in libc: the close raised
+        # PermissionError and left the file at its name with its plaintext. statx refused
+        # (ENOSYS or EPERM) is now found when hardtemp loads, or at its first refusal.
+        pytest.param(errno.EPERM, id="statx-EPERM-from-a-seccomp-profile"),
     ],
 )
+@pytest.mark.parametrize("when", ["before-import", "late"])
 def test_a_named_file_closed_where_statx_is_refused_is_wiped_and_removed(
-    tmp_path: Path, err: int
+    tmp_path: Path, err: int, when: str
 ) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", _SECCOMP_SCRIPT, str(err), str(tmp_path)],
+        [sys.executable, "-c", _SECCOMP_SCRIPT, str(err), str(tmp_path), when],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"raised": None, "named": False, "plaintext": False}, out.stderr
+    assert got == {
+        "raised": None,
+        "named": False,
+        "plaintext": False,
+        "others": [],  # TemporaryFile(), TemporaryFile(encrypt=False), TemporaryDirectory
+        "left": [],
+    }, out.stderr
