@@ -21,6 +21,11 @@ c114988 makes the new file's check take an ``fstat`` where ``statx`` fails ("a s
 EPERM"); a real seccomp filter refusing ``statx`` with EPERM (as container profiles that
 predate it did) shows the close still asks ``statx`` of the name and raises, leaving the
 file named and unwiped.
+
+5d18c8e (the fix of the first three) lets a ``delete_on_close=True`` file's claim borrow
+the file's own descriptor: the lock then lives only as long as that descriptor, and the
+application closing the underlying file object (not the wrapper) leaves a live, named,
+marked and unlocked file, which a sweeper in another PID namespace removes.
 """
 
 from __future__ import annotations
@@ -28,17 +33,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import _gates
 import hardtemp
 from _helpers_attack import other_descriptors_of
 from hardtemp import _wipe
@@ -433,3 +441,59 @@ def test_a_named_file_closed_where_statx_is_refused_is_wiped_and_removed(
         "others": [],  # TemporaryFile(), TemporaryFile(encrypt=False), TemporaryDirectory
         "left": [],
     }, out.stderr
+
+
+# --- 5d18c8e: the default file's sweep lock borrowed from the file's own descriptor -------
+
+
+_OWN_PID_NS = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
+
+
+@pytest.mark.parametrize(
+    "delete_on_close",
+    [
+        pytest.param(False, id="control-delete-on-close-False-locked-by-its-dup"),
+        pytest.param(
+            True,
+            id="default-locked-by-the-file-s-own-descriptor",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="5d18c8e: with delete_on_close=True the claim borrows the file's own "
+                "descriptor (no dup): the application closing the underlying file object (a "
+                "TextIOWrapper around f.file, closed) drops the sweep lock while the "
+                "NamedTemporaryFile and its name live on, and a sweeper that cannot see the "
+                "creator's pid (another PID namespace) removes the live file as an orphan",
+            ),
+        ),
+    ],
+)
+def test_a_live_named_file_whose_underlying_file_was_closed_is_never_swept(
+    tmp_path: Path, delete_on_close: bool
+) -> None:
+    # The creator lives (this process), its file is still named and not yet removed (the
+    # wrapper's close, __exit__ or collection does that); a sweeper in a PID namespace of its
+    # own (a sidecar container sharing the temp directory) sees no such pid: only the lock
+    # tells it the file is in use (SECURITY.md: "liveness is the kernel's lock, not a pid").
+    _gates.require_root("to sweep from a PID namespace of its own (unshare --pid)")
+    area = tmp_path / "area"
+    area.mkdir(mode=0o700)
+    f = hardtemp.NamedTemporaryFile(dir=area, delete_on_close=delete_on_close)
+    try:
+        f.write(b"REVIEW9-LIVE " * 64)
+        f.flush()
+        text = io.TextIOWrapper(f.file, encoding="utf-8")  # text written to the same file
+        text.write("and some text")
+        text.close()  # closes f.file (the stdlib's wrapper too: the file stays until exit)
+        assert os.path.exists(f.name)
+        out = subprocess.run(
+            [*_OWN_PID_NS, sys.executable, "-m", "hardtemp", "sweep", "-v", str(area)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert os.path.exists(f.name), f"a live temp file was swept: {out.stdout}{out.stderr}"
+        assert "locked: a live process holds it" in out.stdout, out.stdout + out.stderr
+    finally:
+        with contextlib.suppress(OSError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (swept: its removal at exit finds another file)
+            f.__exit__(None, None, None)
