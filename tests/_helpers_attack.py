@@ -6,7 +6,8 @@
 * ``hand_number_to(number, path)``: a library's double close of ``number``, then the
   application's next ``open()`` of ``path`` taking it (put exactly there).
 * ``other_descriptors_of(fd)``: this process's other descriptors of ``fd``'s inode (a
-  claim's dup of a file, say), found by ``fstat`` among ``/proc/self/fd``.
+  claim's dup of a file, say), found by ``fstat`` among ``/proc/self/fd``;
+  ``descriptors_of_inode(ident)``: all of them, of an inode given as ``(st_dev, st_ino)``.
 * ``sysctl_set(name, value)``: set a ``/proc/sys`` value for the block and restore it in
   ``finally``, holding the sysctl's lock (``_helpers_core.sysctls_held``) meanwhile.
   Other test runs share this machine (CI's stages run side by side): keep the block as
@@ -30,6 +31,7 @@ from _helpers_core import NOBODY, sysctl_path, sysctls_held
 __all__ = [
     "NOBODY",
     "attacker_in_background",
+    "descriptors_of_inode",
     "hand_number_to",
     "other_descriptors_of",
     "sysctl_set",
@@ -116,12 +118,17 @@ def hand_number_to(number: int, path: str | os.PathLike[str]) -> None:
 def other_descriptors_of(fd: int) -> list[int]:
     """This process's descriptors of ``fd``'s inode other than ``fd`` (found by fstat)."""
     st = os.fstat(fd)
+    return [n for n in descriptors_of_inode((st.st_dev, st.st_ino)) if n != fd]
+
+
+def descriptors_of_inode(ident: tuple[int, int]) -> list[int]:
+    """This process's descriptors of the inode ``(st_dev, st_ino)`` (an unlinked one too)."""
     found = []
     for n in map(int, os.listdir("/proc/self/fd")):
         try:
             other = os.fstat(n)
         except OSError:  # the listing's own descriptor, closed by now
             continue
-        if n != fd and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+        if (other.st_dev, other.st_ino) == ident:
             found.append(n)
     return found

@@ -48,33 +48,8 @@ import pytest
 
 import _gates
 import hardtemp
-from _helpers_attack import other_descriptors_of
+from _helpers_attack import descriptors_of_inode, hand_number_to, other_descriptors_of
 from hardtemp import _owner, _wipe
-
-
-def _put_at(number: int, path: str | Path, flags: int) -> int:
-    """A library's double close of ``number``, then the application's ``open(path)`` given
-    it (put exactly there: other numbers may be free too). Returns ``number``."""
-    os.close(number)
-    fd = os.open(path, flags | os.O_CLOEXEC)
-    if fd != number:
-        os.dup2(fd, number)
-        os.close(fd)
-    return number
-
-
-def _open_descriptors_of(ident: tuple[int, int]) -> list[int]:
-    """This process's descriptors of the inode ``ident`` (also an unlinked one)."""
-    found = []
-    for n in map(int, os.listdir("/proc/self/fd")):
-        try:
-            st = os.fstat(n)
-        except OSError:  # the listing's own descriptor, closed by now
-            continue
-        if (st.st_dev, st.st_ino) == ident:
-            found.append(n)
-    return found
-
 
 # --- 7a29516: the application's dup of its own file on the freed claim number -------------
 
@@ -222,7 +197,8 @@ def _close_while_another_thread_steals(
 
     def thief() -> None:
         go.wait(30)
-        stolen.append(_put_at(number, db, os.O_RDWR))
+        hand_number_to(number, db)
+        stolen.append(number)
         done.set()
 
     thread = threading.Thread(target=thief)
@@ -328,45 +304,30 @@ _USES = [
 
 
 # Found in review (review9): the lock's dup was then "not ours" and never closed; a file its
-# close removes (the default) now has no dup: nothing to forget.
-@pytest.mark.parametrize("use", [pytest.param(u, id=i) for i, u, _ in _USES])
-def test_the_user_s_own_use_of_its_file_leaves_no_descriptor_behind(
-    tmp_path: Path, use: Callable[[Any], None]
-) -> None:
-    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
-    f.write(b"REVIEW9 " * 10)
-    f.flush()
-    st = os.fstat(f.fileno())
-    use(f)
-    f.close()
-    assert not os.path.exists(f.name)
-    left = _open_descriptors_of((st.st_dev, st.st_ino))
-    for n in left:
-        os.close(n)  # (not leaked into the next test)
-    assert left == [], f"descriptors of the closed temp file left open: {left}"
-
-
+# close removes (the default) now has no dup: nothing to forget. delete_on_close=False:
+# locked through a dup while closed, until the exit removes it.
 @pytest.mark.parametrize(
-    "use",
+    ("delete_on_close", "use"),
     [
-        pytest.param(
-            u, id=i, marks=() if why is None else _forgotten(f"with delete_on_close=False, {why}")
-        )
+        pytest.param(doc, u, id=f"{i}-delete-on-close-{doc}", marks=marks)
         for i, u, why in _USES
+        for doc, marks in [
+            (True, ()),
+            (False, () if why is None else _forgotten(f"with delete_on_close=False, {why}")),
+        ]
     ],
 )
-def test_the_user_s_use_of_a_file_closed_before_its_removal_leaves_no_descriptor_behind(
-    tmp_path: Path, use: Callable[[Any], None]
+def test_the_user_s_own_use_of_its_file_leaves_no_descriptor_behind(
+    tmp_path: Path, delete_on_close: bool, use: Callable[[Any], None]
 ) -> None:
-    # delete_on_close=False: locked through a dup while closed, until the exit removes it.
-    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=False) as f:
+    with hardtemp.NamedTemporaryFile(dir=tmp_path, delete_on_close=delete_on_close) as f:
         f.write(b"REVIEW9 " * 10)
         f.flush()
         st = os.fstat(f.fileno())
         use(f)
         f.close()
     assert not os.path.exists(f.name)
-    left = _open_descriptors_of((st.st_dev, st.st_ino))
+    left = descriptors_of_inode((st.st_dev, st.st_ino))
     for n in left:
         os.close(n)  # (not leaked into the next test)
     assert left == [], f"descriptors of the removed temp file left open: {left}"
