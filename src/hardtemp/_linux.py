@@ -56,6 +56,7 @@ __all__ = [
     "old_mount_id",
     "rename_noreplace",
     "statx",
+    "statx_anyway",
     "statx_buf",
     "statx_fd",
     "statx_raw",
@@ -357,8 +358,11 @@ def statx_buf(dir_fd: int, name: bytes, flags: int, mask: int, shown: str | None
     while _statx(dir_fd, name, flags, mask, ref) != 0:
         err = ctypes.get_errno()
         if err in _REFUSED:
-            _refused()  # a filter installed since this module loaded: the fallbacks from now
-            raise OSError(errno.ENOSYS, "statx is refused here (seccomp)", shown)
+            # A filter installed since this module loaded (filters are per thread, and a
+            # FUSE filesystem may say EPERM too): the fallbacks from now on, everywhere but
+            # the sweep mark's birth time (statx_anyway), which must match a sweeper's.
+            _refused()
+            raise OSError(errno.ENOSYS, "statx is refused here", shown)
         if err != errno.EINTR:
             _raise_errno(shown)
     return buf
@@ -370,10 +374,31 @@ _REFUSED = (errno.ENOSYS, errno.EPERM)
 
 
 def _refused() -> None:
-    """statx is refused (:data:`_REFUSED`): every caller takes its fallback from now on
-    (``fstat``, ``lstat``, ``/proc/self/fdinfo``), as without statx in libc."""
+    """statx was refused (:data:`_REFUSED`): every caller takes its fallback from now on
+    (``fstat``, ``lstat``, ``/proc/self/fdinfo``), as without statx in libc; only
+    :func:`statx_anyway` still asks."""
     global _statx, _lean_statx
     _statx = _lean_statx = None
+
+
+def statx_anyway(fd: int, mask: int) -> bytes:
+    """The ``struct statx`` of the open ``fd`` (``AT_EMPTY_PATH``, never following), asked
+    even after a refusal switched statx off (:func:`_refused`): for what must be the same as
+    another process's statx of the same inode (the sweep mark's birth time). One thread's
+    seccomp filter would otherwise make every later mark of the process one no sweeper
+    verifies (review9).
+
+    Raises:
+        OSError: refused here too (``ENOSYS``, ``EPERM``), or ``EBADF``...
+    """
+    if _libc_statx is None:
+        raise OSError(errno.ENOSYS, "statx is not available here")
+    buf = _StatxBuf()
+    ref = ctypes.byref(buf)
+    while _libc_statx(fd, b"", _AT_SYMLINK_NOFOLLOW | _AT_EMPTY_PATH, mask, ref) != 0:
+        if ctypes.get_errno() != errno.EINTR:
+            _raise_errno()
+    return bytes(buf)
 
 
 _free_bufs: list[ctypes.Array[ctypes.c_char]] = []  # statx_raw's buffers not in use now
@@ -499,16 +524,20 @@ _lean_statx = getattr(ctypes.CDLL(None), "statx", None)
 
 
 def _refused_at_load() -> bool:
-    """Whether statx of "/" fails with :data:`_REFUSED` (one call when this module loads):
-    a close that asked statx there would raise instead of taking the fallbacks (review9)."""
+    """Whether the kernel or a seccomp filter refuses statx (one call when this module
+    loads, on descriptor -1: no filesystem answers it, the kernel says ``EBADF``): a close
+    that asked statx there would raise instead of taking the fallbacks (review9)."""
     if _statx is None:
         return False
     buf = _StatxBuf()
-    if _statx(AT_FDCWD, b"/", _AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, ctypes.byref(buf)) == 0:
+    if _statx(-1, b"", _AT_EMPTY_PATH, STATX_BASIC_STATS, ctypes.byref(buf)) == 0:
         return False
     return ctypes.get_errno() in _REFUSED
 
 
+# libc's statx whatever the probe says: the probe runs in the importing thread, whose own
+# seccomp filter (filters are per thread) says nothing of the others (review9).
+_libc_statx = _statx
 if _refused_at_load():
     _refused()
 # struct statx: mask, blksize, (attributes), nlink, uid, (gid), mode, (spare, ino), size,

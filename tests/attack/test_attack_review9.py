@@ -531,19 +531,10 @@ os.kill(os.getpid(), signal.SIGKILL)
     "how",
     [
         pytest.param("no-filter", id="control-no-thread-filtered"),
-        pytest.param(
-            "a-thread-refused-statx",
-            id="a-thread-refused-statx",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="1a84362: one statx EPERM (here a seccomp filter of one thread; a "
-                "FUSE getattr's EPERM as well) switches statx off for the whole process: "
-                "every later mark is bound without the birth time (_place's fstat head), "
-                "which a sweeper with statx never verifies, so a crash's leftover stays on "
-                "the disk with its plaintext ('ignored 1 unmarked'); mount ids fall back to "
-                "the old, reusable ones too",
-            ),
-        ),
+        # Found in review (review9): one thread's refusal switched statx off for the
+        # process, and every later mark was bound without the birth time; the mark now
+        # asks statx anyway (hardtemp._linux.statx_anyway).
+        pytest.param("a-thread-refused-statx", id="a-thread-refused-statx"),
     ],
 )
 def test_a_crash_s_leftover_is_swept_after_another_thread_was_refused_statx(
