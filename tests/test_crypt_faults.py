@@ -333,6 +333,11 @@ def _raising_timer(interval: float) -> Iterator[list[bool]]:
     armed = [False]
 
     def handler(signum: int, frame: Any) -> None:
+        if not armed[0]:
+            # Nothing at all once disarmed: a later tick lands while our exception unwinds
+            # (inside a C call that has set it), where even a dict.get in here raised
+            # SystemError (seen in CI's ordinary-user lane).
+            return
         # Only inside hardtemp's own code (not in an unrelated callback such as a
         # weakref finalizer, where Python would swallow the exception). f_globals, not
         # f_code: reading f_code raises an audit event, and other tests' audit hooks then

@@ -187,6 +187,19 @@ def _keystream(raw: EncryptedRawIO) -> bytes:
     return bytes(aead.encrypt(bytes(12), bytes(16), None))[:16]
 
 
+def _raw_or_closed() -> EncryptedRawIO:
+    """An encrypted file on a new backing descriptor, which is closed if the constructor
+    raises (the caller's, as with io.FileIO(fd)): an injected exception leaked one per
+    opcode, ~300, and later tests that lower RLIMIT_NOFILE ran out (found by review9)."""
+    fd = backing_fd()
+    try:
+        return EncryptedRawIO(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
 @pytest.mark.parametrize("landing", ["a file made there", "an exception raised there"])
 def test_what_lands_at_any_opcode_of_a_key_draw_never_hands_a_seed_out_twice(
     monkeypatch: pytest.MonkeyPatch, landing: str
@@ -204,13 +217,13 @@ def test_what_lands_at_any_opcode_of_a_key_draw_never_hands_a_seed_out_twice(
         files: list[EncryptedRawIO] = []
 
         def nested(files: list[EncryptedRawIO] = files) -> None:
-            files.append(EncryptedRawIO(backing_fd()))
+            files.append(_raw_or_closed())
 
         action = nested if landing == "a file made there" else None
         with _raise_at_opcode(n, action) as traced:
             try:
                 for _ in range(7):
-                    files.append(EncryptedRawIO(backing_fd()))
+                    files.append(_raw_or_closed())
             except _Injected:
                 pass
         if traced() < n:

@@ -27,6 +27,7 @@ import _gates
 from _helpers_core import NOBODY, SRC, make_dir, nobody_dir, open_fds
 from _helpers_euid import as_euid
 from hardtemp import _dirsettle, _remove, _treefile
+from hardtemp._fsinfo import fs_info_for_path
 from hardtemp.exceptions import UnsafeFileError
 
 needs_root = _gates.needs_root("for chattr, mount and setuid")
@@ -450,10 +451,9 @@ def test_a_tree_deeper_than_the_descriptor_limit_is_removed(tmp_path: Path) -> N
     # descriptor per level (as before) failed there and left the tree behind.
     top = make_dir(tmp_path / "top", 0o700)
     _deep_tree(top, 600)
-    # The per-process descriptors a first removal opens (the mount watch, which under the
-    # lowered limit below would land at a low number) are not the walk's: opened first.
-    make_dir(tmp_path / "warm", 0o700)
-    _rmtree(tmp_path, "warm")
+    # The mount watch (per process, opened at the first filesystem look; under the lowered
+    # limit below it would land at a low number) is not the walk's: opened first.
+    fs_info_for_path(tmp_path)
     before = open_fds()
     probe = os.dup(0)
     os.close(probe)

@@ -47,6 +47,30 @@ __all__ = ["NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"]
 _fileio_close = io.FileIO.close  # PlainFileIO has no close of its own
 
 
+class _NamedFileIO(PlainFileIO):
+    """A ``NamedTemporaryFile``'s raw file whose sweep lock is held through its own
+    descriptor (``delete_on_close=True``): a close that does not remove the file (the
+    application closing the underlying file object, ``f.file``, through a wrapper of its
+    own) first moves the lock to a descriptor of the claim's, since the file lives on by its
+    name until the wrapper's cleanup, and an unlocked live file is a sweeper's orphan in
+    another PID namespace (review9)."""
+
+    _claim: _owner.Claim | None = None  # set only for such a file, in its creating process
+    _owner_pid = -1
+
+    def close(self) -> None:
+        claim = self._claim
+        if (
+            claim is not None
+            and claim.borrowed
+            and claim.fd >= 0
+            and not self.closed
+            and _owner.pid() == self._owner_pid  # (a forked child's copy: the parent's lock)
+        ):
+            claim.adopt()
+        _fileio_close(self)
+
+
 class _WipingFileIO(PlainFileIO):
     """A plaintext raw file whose close first overwrites the (unnamed) file's data in place.
 
@@ -818,8 +842,10 @@ def NamedTemporaryFile(  # long: the stdlib's signature and its docstring; 40 li
         sys.audit("tempfile.mkstemp", made.path)
         # raw owns fd from here: when a layer above fails (an unknown encoding), fd is
         # closed exactly once, never a second time (that could close another thread's file).
-        raw = PlainFileIO(fd, raw_mode(mode))  # create_file made it, O_EXCL: empty
+        raw = _NamedFileIO(fd, raw_mode(mode))  # create_file made it, O_EXCL: empty
         raw.name = made.path  # as tempfile does on 3.12+
+        if claim is not None and claim.borrowed:
+            raw._claim, raw._owner_pid = claim, _owner.pid()
         # closes raw on failure
         file = wrap_created(raw, mode, buffering, encoding, errors, newline)
     except BaseException:

@@ -444,6 +444,24 @@ class Claim:
             return False
         return True
 
+    def adopt(self) -> None:
+        """The borrowed descriptor is about to be closed while the object lives on (the
+        application closed the underlying file object, not the wrapper that removes it):
+        the lock is held from now on through a duplicate of our own, as ``claim(dup=True)``
+        holds it, so that the live, named object is never taken for an orphan (review9).
+        Best effort: without a free descriptor it stays unlocked (the second opinion, our
+        pid, still guards it where the sweeper can see it)."""
+        try:
+            fd = high_dup(self.fd)
+        except OSError:  # EMFILE
+            return
+        owner = pid() & _PID_MASK
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETOWN, owner)
+        except OSError:  # (ENOMEM): told by the inode alone
+            owner = 0
+        self.fd, self.owner, self.borrowed = fd, owner, False
+
     def forget(self) -> None:
         """The number is someone else's now: never closed, unlocked or unmarked by us."""
         self.fd = -1

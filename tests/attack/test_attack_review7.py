@@ -14,7 +14,8 @@ be written). Here the number freed and reused is the claim's dup itself.
 Interrupts: a real signal (``signal.raise_signal``, its handler raising) made pending at one
 chosen point, found by ``sys.monitoring``, so it is handled at the very eval-breaker check a
 timer's signal could land on there: the close's flush of buffered data, and the instant
-``PlainFileIO(...)`` has returned in ``NamedTemporaryFile`` and its result is not yet stored.
+``_NamedFileIO(...)`` (a ``PlainFileIO``) has returned in ``NamedTemporaryFile`` and its result
+is not yet stored.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pytest
 import hardtemp
 import hardtemp._files
 from _helpers_attack import hand_number_to, other_descriptors_of
+from hardtemp._files import _NamedFileIO
 from hardtemp._plainio import PlainFileIO
 
 # Two named files left open and unexited (the older holds the marker); with "dir" the newer
@@ -275,7 +277,7 @@ def test_an_interrupt_as_the_raw_file_is_made_leaves_no_file_and_no_double_close
 ) -> None:
     code = hardtemp._files.NamedTemporaryFile.__code__
     with (
-        _signal_at(code, "c_return", lambda c, off, func, arg0: func is PlainFileIO) as raised,
+        _signal_at(code, "c_return", lambda c, off, func, arg0: func is _NamedFileIO) as raised,
         pytest.raises(BaseException) as caught,
     ):
         hardtemp.NamedTemporaryFile(dir=tmp_path)

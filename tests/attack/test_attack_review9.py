@@ -443,22 +443,35 @@ def test_a_named_file_closed_where_statx_is_refused_is_wiped_and_removed(
 _OWN_PID_NS = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 
 
+def test_a_named_file_whose_underlying_file_was_closed_is_still_removed_leaving_nothing(
+    tmp_path: Path,
+) -> None:
+    # The lock moved to the claim's own descriptor at that close (5d18c8e's fix): the
+    # wrapper's exit still overwrites and removes the file, and closes that descriptor.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"REVIEW9-LIVE " * 64)
+    f.flush()
+    st = os.fstat(f.fileno())
+    spy = os.open(f.name, os.O_RDONLY)
+    try:
+        f.file.close()
+        assert len(descriptors_of_inode((st.st_dev, st.st_ino))) == 2  # spy + the lock's
+        f.__exit__(None, None, None)
+        assert not os.path.exists(f.name)
+        assert b"REVIEW9-LIVE" not in os.pread(spy, 1 << 16, 0)
+        assert descriptors_of_inode((st.st_dev, st.st_ino)) == [spy]
+    finally:
+        os.close(spy)
+
+
 @pytest.mark.parametrize(
     "delete_on_close",
     [
         pytest.param(False, id="control-delete-on-close-False-locked-by-its-dup"),
-        pytest.param(
-            True,
-            id="default-locked-by-the-file-s-own-descriptor",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="5d18c8e: with delete_on_close=True the claim borrows the file's own "
-                "descriptor (no dup): the application closing the underlying file object (a "
-                "TextIOWrapper around f.file, closed) drops the sweep lock while the "
-                "NamedTemporaryFile and its name live on, and a sweeper that cannot see the "
-                "creator's pid (another PID namespace) removes the live file as an orphan",
-            ),
-        ),
+        # Found in review (review9): the lock borrowed from the file's own descriptor went
+        # with the application's close of the underlying file object; that close now moves
+        # it to a descriptor of the claim's first.
+        pytest.param(True, id="default-locked-by-the-file-s-own-descriptor"),
     ],
 )
 def test_a_live_named_file_whose_underlying_file_was_closed_is_never_swept(
