@@ -373,18 +373,20 @@ def test_mount_root_at_without_statx_or_the_attribute_falls_back_to_the_mount_id
         os.close(fd)
 
 
-def test_birth_ident_and_birth_mount_agree_with_statx_and_need_statx(
+def test_birth_ident_and_dir_statx_agree_with_statx_and_fstat_and_need_statx(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
-    calls = (_linux.birth_ident, _linux.birth_mount)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o640)
+    calls = (_linux.birth_ident, _linux.dir_statx)
     try:
         sx = _linux.statx(fd)
         assert _linux.birth_ident(fd) == (sx.dev, sx.ino, sx.btime)
-        assert _linux.birth_mount(fd) == (sx.btime, sx.mnt_id)
         st = os.fstat(fd)
+        assert _linux.dir_statx(fd) == (
+            st.st_dev, st.st_ino, st.st_mode, st.st_uid, sx.btime, sx.mnt_id
+        )
         assert _linux.birth_ident(fd)[:2] == (st.st_dev, st.st_ino)
-        assert _linux.birth_mount(fd)[1] == _linux.mount_id(fd)
+        assert _linux.dir_statx(fd)[5] == _linux.mount_id(fd)
         # glibc < 2.28 (no statx symbol) cannot be caused here: the binding is removed.
         monkeypatch.setattr(_linux, "_statx", None)
         for call in calls:
@@ -445,7 +447,7 @@ ids = [
     _linux.statx(dfd, "f").mnt_id,
     _linux.statx_fd(fd).mnt_id,
     _linux.StatxReader().read(fd)[6],
-    _linux.birth_mount(fd)[1],
+    _linux.dir_statx(fd)[5],
     _linux.mount_id(fd),
     _linux.mount_id_at(dfd, "f"),
     _linux.mount_root_at(dfd, "f")[0],

@@ -198,12 +198,11 @@ def test_an_interrupt_during_a_fast_overwrite_still_removes_the_file(
 
 
 def test_private_dir_reads_owner_and_write_bits() -> None:
-    fake = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid(), 0, 0, 0, 0, 0))
-    assert _treefile.private_dir(fake, os.geteuid())
-    shared = os.stat_result((stat.S_IFDIR | 0o1777, 0, 0, 0, os.geteuid(), 0, 0, 0, 0, 0))
-    assert not _treefile.private_dir(shared, os.geteuid())
-    theirs = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 0, os.geteuid() + 1, 0, 0, 0, 0, 0))
-    assert not _treefile.private_dir(theirs, os.geteuid())
+    me = os.geteuid()
+    assert _treefile.private_dir(me, stat.S_IFDIR | 0o700, me)
+    assert not _treefile.private_dir(me, stat.S_IFDIR | 0o1777, me)  # others may write
+    assert not _treefile.private_dir(me, stat.S_IFDIR | 0o720, me)  # the group may write
+    assert not _treefile.private_dir(me + 1, stat.S_IFDIR | 0o700, me)  # not ours
 
 
 def _on_disk_tree(fs_root: Path, count: int) -> Path:

@@ -42,8 +42,8 @@ __all__ = [
     "StatxFields",
     "StatxReader",
     "birth_ident",
-    "birth_mount",
     "birth_ns",
+    "dir_statx",
     "fdinfo_mount_id",
     "fstatfs",
     "has_statx",
@@ -466,21 +466,24 @@ def birth_ns(fd: int) -> tuple[int, int, int | None]:
 _BIRTH_FIELDS = struct.Struct("=I28xQ40xqI44xII").unpack_from
 
 
-def birth_mount(fd: int) -> tuple[float | None, int]:
-    """``(birth time or None, mount id or -1)`` of the open ``fd`` in one ``statx`` (a tree
-    removal's top: both were two calls); -1 when the kernel does not report the mount id.
+def dir_statx(fd: int) -> tuple[int, int, int, int, float | None, int]:
+    """``(st_dev, st_ino, st_mode, st_uid, birth time or None, mount id or -1)`` of the open
+    ``fd`` in one ``statx`` (each directory of a tree removal: its ``fstat`` and the statx of
+    its mount and birth were two calls); -1 when the kernel does not report the mount id.
 
     Raises:
         OSError: EBADF...; ``ENOSYS`` without statx in libc.
     """
     buf = statx_raw(fd, b"", _FD_FLAGS, STATX_BASIC_STATS | STATX_BTIME | MNT_ID_MASK, None)
-    mask, sec, nsec, mnt = _BIRTH_MOUNT_FIELDS(buf)
+    mask, uid, mode, ino, sec, nsec, major, minor, mnt = _DIR_FIELDS(buf)
     btime = sec + nsec / 1e9 if mask & STATX_BTIME else None
-    return btime, (mnt if mask & STATX_MNT_ID_ANY else -1)
+    mnt_id = mnt if mask & STATX_MNT_ID_ANY else -1
+    return os.makedev(major, minor), ino, mode, uid, btime, mnt_id
 
 
-# struct statx: stx_mask (0), stx_btime's tv_sec and tv_nsec (80), stx_mnt_id (144).
-_BIRTH_MOUNT_FIELDS = struct.Struct("=I76xqI52xQ").unpack_from
+# struct statx: stx_mask (0), stx_uid (20), stx_mode (28), stx_ino (32), stx_btime's tv_sec
+# and tv_nsec (80), stx_dev_major and stx_dev_minor (136), stx_mnt_id (144).
+_DIR_FIELDS = struct.Struct("=I16xI4xH2xQ40xqI44xIIQ").unpack_from
 
 
 class StatxFd(NamedTuple):

@@ -43,11 +43,12 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import Fresh, Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_by_superblock
+from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, _superblock_info, fs_info_by_superblock
 from ._inode import Entry, proc_path, same
 from ._linux import (
-    birth_mount,
+    dir_statx,
     fdinfo_mount_id,
+    is_unique_mount_id,
     mount_id,
     mount_id_at,
     mount_root_at,
@@ -725,9 +726,29 @@ _SWAPPED_DIR = (
 )
 
 
-def _open_subdir(parent_fd: int, name: str, euid: int) -> tuple[int, os.stat_result] | None:
-    """Open a subdirectory for emptying: its descriptor and ``fstat`` (``euid``: ours), or
-    None if it vanished or is no directory."""
+#: :func:`_dir_stat`'s answer: (st_dev, st_ino, st_mode, st_uid, birth time or None, mount id
+#: or -1).
+_DirStat = tuple[int, int, int, int, float | None, int]
+
+
+def _dir_stat(fd: int) -> _DirStat:
+    """The identity, mode, owner, birth time and mount id of the open directory ``fd``: one
+    ``statx`` (it was an ``fstat`` and a ``statx``); without statx ``fstat`` and ``/proc``.
+
+    Raises:
+        OSError: ``fstat`` failed (EBADF...).
+    """
+    try:
+        got = dir_statx(fd)
+    except OSError:  # no statx (ENOSYS), or refused: the fstat below raises a real error
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino, st.st_mode, st.st_uid, None, fdinfo_mount_id(fd)
+    return got if got[5] >= 0 else (*got[:5], fdinfo_mount_id(fd))
+
+
+def _open_subdir(parent_fd: int, name: str, euid: int) -> tuple[int, _DirStat] | None:
+    """Open a subdirectory for emptying: its descriptor and :func:`_dir_stat` (``euid``:
+    ours), or None if it vanished or is no directory."""
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
@@ -739,14 +760,14 @@ def _open_subdir(parent_fd: int, name: str, euid: int) -> tuple[int, os.stat_res
             raise
         fd = _reopen_fixing_mode(parent_fd, name)
     try:
-        st = os.fstat(fd)
-        if st.st_uid == euid and (st.st_mode & 0o700) != 0o700:
+        sx = _dir_stat(fd)
+        if sx[3] == euid and (sx[2] & 0o700) != 0o700:
             # Ours but read-only: we need write+search permission to remove its entries.
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+            os.fchmod(fd, stat.S_IMODE(sx[2]) | 0o700)
     except BaseException:
         os.close(fd)
         raise
-    return fd, st  # st: the identity, owner and group/other bits, which fchmod kept
+    return fd, sx  # the identity, owner and group/other bits, which fchmod kept
 
 
 def _reopen_fixing_mode(parent_fd: int, name: str) -> int:
@@ -770,10 +791,10 @@ def _reopen_pinned(entry: Entry, name: str) -> int:
 
 
 def _open_top(
-    parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str
-) -> tuple[int, os.stat_result]:
+    parent_fd: int, name: str, expect: tuple[int, int] | None, display_path: str, euid: int
+) -> tuple[int, _DirStat]:
     """Open the directory to remove, checking it is still ours BEFORE fixing its mode;
-    return its descriptor and ``fstat``."""
+    return its descriptor and :func:`_dir_stat` (``euid``: ours)."""
     not_ours = "name no longer refers to the directory we created"
     try:
         try:
@@ -794,15 +815,15 @@ def _open_top(
             errno.ENOTDIR, "Not a directory (or a symlink)", display_path
         ) from None
     try:
-        st = os.fstat(fd)
-        if expect is not None and not same(st, expect):
+        sx = _dir_stat(fd)
+        if expect is not None and (sx[0], sx[1]) != tuple(expect):
             raise UnsafeFileError(display_path, not_ours)  # an impostor: never chmod-ed
-        if st.st_uid == os.geteuid() and (st.st_mode & 0o700) != 0o700:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) | 0o700)
+        if sx[3] == euid and (sx[2] & 0o700) != 0o700:
+            os.fchmod(fd, stat.S_IMODE(sx[2]) | 0o700)
     except BaseException:
         os.close(fd)
         raise
-    return fd, st
+    return fd, sx
 
 
 def _open_top_pinned(
@@ -838,11 +859,12 @@ class _Frame:
     )
 
     def __init__(
-        self, fd: int, path: str, name: str, errors_at_scan: int, st: os.stat_result, euid: int
+        self, fd: int, path: str, name: str, errors_at_scan: int, sx: _DirStat, euid: int
     ) -> None:
         self.fd = fd
-        self.dev, self.ino = st.st_dev, st.st_ino
-        self.private = private_dir(st, euid)  # only we can change its entries (see _treefile)
+        self.dev, self.ino = sx[0], sx[1]
+        # Only we can change its entries (see _treefile).
+        self.private = private_dir(sx[3], sx[2], euid)
         self.path = path
         self.name = name  # in the parent
         self.rounds = 0
@@ -856,11 +878,15 @@ class _Tree:
     """One removal: its options, its mount, and the errors met (the walk goes on past them)."""
 
     def __init__(
-        self, overwrite: bool, onerror: Callable[[BaseException], None], mount: tuple[int, int]
+        self,
+        overwrite: bool,
+        onerror: Callable[[BaseException], None],
+        mount: tuple[int, int],
+        euid: int,
     ) -> None:
         self.overwrite = overwrite
         self._onerror = onerror
-        self.euid = os.geteuid()  # one look per removal: every directory's owner is checked
+        self.euid = euid  # one look per removal: every directory's owner is checked
         self.errors = 0
         self.mount = mount  # (mount id, st_dev) of the top: nothing on another mount is touched
         # Before each rmdir: the emptied directory's blocks reach the disk (_dirsettle).
@@ -1089,8 +1115,9 @@ class _Tree:
                 if not self.remove_file(fd, name, frame.path, None):
                     frame.skip.add(name)
                 continue
-            sub, st = opened
-            if _is_other_mount(mount_id(sub), st.st_dev, self.mount) or st.st_dev != top_dev:
+            sub, sx = opened
+            # sx's mount id: of the directory just opened (the statx of its fstat, one call).
+            if _is_other_mount(sx[5], sx[0], self.mount) or sx[0] != top_dev:
                 # A mount point: emptying it would delete data that lives outside our tree.
                 os.close(sub)
                 frame.skip.add(name)
@@ -1098,7 +1125,7 @@ class _Tree:
                     UnsafeFileError(child_path, "is a mount point; not descending into it")
                 )
                 continue
-            return _Frame(sub, child_path, name, self.errors, st, self.euid)
+            return _Frame(sub, child_path, name, self.errors, sx, self.euid)
         return None
 
     def _scan(self, frame: _Frame) -> list[str]:
@@ -1151,25 +1178,19 @@ def _bound_open(stack: list[_Frame]) -> None:
         oldest.fd = -1
 
 
-def _fs_info(fd: int, dev: int) -> FsInfo | None:
-    """The filesystem of the tree at ``fd`` (``st_dev`` ``dev``), or None when it cannot be
-    identified."""
+def _fs_info(fd: int, dev: int, mnt_id: int) -> FsInfo | None:
+    """The filesystem of the tree at ``fd`` (``st_dev`` ``dev``, mount id ``mnt_id`` as the
+    top's statx read it), or None when it cannot be identified."""
     try:
         # By unique mount id (Linux >= 6.8), else fstatfs and superblock: never the
         # fstatfs-free lookup by old mount id, which a mount change the watch missed (an
         # unshared mount namespace) could make stale.
+        if is_unique_mount_id(mnt_id):
+            # The very id fs_info_by_superblock's own statx of fd would read: one call less.
+            return _superblock_info(fd, dev, mnt_id)
         return fs_info_by_superblock(fd, dev)
     except OSError:
         return None
-
-
-def _top_mount(fd: int) -> tuple[int, float | None]:
-    """The tree top's mount id (-1 if unknown) and birth time (None if unknown), one statx."""
-    try:
-        born, mnt = birth_mount(fd)
-    except OSError:
-        born, mnt = None, -1  # no statx (ENOSYS): /proc tells the mount, nothing the birth
-    return (mnt if mnt >= 0 else fdinfo_mount_id(fd)), born
 
 
 def _tree_files(info: FsInfo | None, mnt_id: int, euid: int) -> TreeFiles | None:
@@ -1224,20 +1245,21 @@ def rmtree_at(
         OSError: the first error met, when no ``onerror`` is given.
     """
     errors: list[BaseException] = []
-    fd, st = _open_top(parent_fd, name, expect, display_path)
+    euid = os.geteuid()  # one look per removal: every directory's owner is checked
+    fd, sx = _open_top(parent_fd, name, expect, display_path, euid)
     try:
-        mnt_id, born = _top_mount(fd)
+        dev, born, mnt_id = sx[0], sx[4], sx[5]
         tree = _Tree(
-            overwrite, onerror if onerror is not None else errors.append, (mnt_id, st.st_dev)
+            overwrite, onerror if onerror is not None else errors.append, (mnt_id, dev), euid
         )
         sys.audit("hardtemp.rmtree", display_path)
-        top = _Frame(fd, display_path, name, tree.errors, st, tree.euid)
-        info = _fs_info(fd, st.st_dev)  # one look for the settling and the files
+        top = _Frame(fd, display_path, name, tree.errors, sx, euid)
+        info = _fs_info(fd, dev, mnt_id)  # one look for the settling and the files
         tree.settle = settler_for(info)
         if tree.settle is not None:
-            tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, born, st.st_dev))
-        tree.files = _tree_files(info, tree.mount[0], tree.euid) if overwrite else None
-        tree.remove_top(top, parent_fd, st.st_dev)
+            tree.graveyard = Graveyard(fd, tree.settle, _fresh(info, stamp, born, dev))
+        tree.files = _tree_files(info, mnt_id, euid) if overwrite else None
+        tree.remove_top(top, parent_fd, dev)
         if tree.files is not None:
             tree.files.close()  # its random pool goes on to the next removal
     finally:

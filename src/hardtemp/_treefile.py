@@ -92,10 +92,10 @@ def _take_pool(token: int) -> RandomPool:
     return RandomPool()
 
 
-def private_dir(st: os.stat_result, euid: int) -> bool:
-    """Whether only we (effective uid ``euid``) and root can change the entries of the
-    directory ``st``."""
-    return st.st_uid == euid and not st.st_mode & 0o022
+def private_dir(uid: int, mode: int, euid: int) -> bool:
+    """Whether only we (effective uid ``euid``) and root can change the entries of a
+    directory owned by ``uid`` with ``mode``."""
+    return uid == euid and not mode & 0o022
 
 
 class TreeFiles:
