@@ -71,25 +71,26 @@ _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLO
 
 
 # The random pools of finished removals, each with the token of the process that filled
-# it; list pop/append are atomic, so no two removals (threads, a finalizer's removal
-# inside another) ever take the same bytes.
-_pools: list[tuple[int, RandomPool]] = []
+# it and the statx buffer that removal used; list pop/append are atomic, so no two
+# removals (threads, a finalizer's removal inside another) ever take the same bytes, or
+# the same buffer.
+_pools: list[tuple[int, RandomPool, StatxReader]] = []
 _POOLS_KEPT = 4  # as many removals as ever ran at once, bounded
 
 
-def _take_pool(token: int) -> RandomPool:
-    """A random pool for one removal in the process ``token``: a finished removal's,
-    continued, or a new one."""
+def _take_pool(token: int) -> tuple[RandomPool, StatxReader]:
+    """A random pool and a statx buffer for one removal in the process ``token``: a
+    finished removal's, continued, or new ones."""
     while _pools:
         try:
-            owner, pool = _pools.pop()
+            owner, pool, reader = _pools.pop()
         except IndexError:
             break  # another thread took the last one
         # A forked child (any fork: the token's wipe-on-fork page) drops its parent's pools:
         # the parent goes on handing out those very bytes.
         if owner == token:
-            return pool
-    return RandomPool()
+            return pool, reader
+    return RandomPool(), StatxReader()
 
 
 def private_dir(uid: int, mode: int, euid: int) -> bool:
@@ -124,11 +125,11 @@ class TreeFiles:
         self._mnt_id = mnt_id
         self._euid = euid
         self._token = _owner.pid()
-        self._pool = _take_pool(self._token)
+        # The pool, and one statx buffer for the whole tree (reused by the next removal).
+        self._pool, self._statx = _take_pool(self._token)
         self._held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
         self._failed: list[str] = []  # names a batch flushed early could not sync
         self._ext4 = info.f_type == _EXT_MAGIC
-        self._statx = StatxReader()  # one buffer for the whole tree
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
 
@@ -136,7 +137,7 @@ class TreeFiles:
         """Hand the random pool on to the process's next removal (its unused bytes were
         never handed out)."""
         if len(_pools) < _POOLS_KEPT:
-            _pools.append((self._token, self._pool))
+            _pools.append((self._token, self._pool, self._statx))
 
     def remove(self, dir_fd: int, name: str) -> bool:
         """Overwrite and unlink the regular file ``name`` of the private directory
