@@ -156,9 +156,8 @@ class TreeFiles:
             sx = self._ours(fd)
             if sx is None:
                 return False
-            _, _, _, size, blocks, blksize, _ = sx
             try:
-                restore = overwrite_fresh(fd, self.info, size, blocks, blksize, self._pool, True)
+                restore = overwrite_fresh(fd, self.info, sx[3], sx[4], sx[5], self._pool, True)
             except OSError:
                 return False  # the general way overwrites again and reports the error
             except BaseException:
@@ -173,7 +172,13 @@ class TreeFiles:
         finally:
             if fd >= 0:
                 os.close(fd)
-        return _unlink(dir_fd, name)
+        try:
+            os.unlink(name, dir_fd=dir_fd)  # as _unlink, inline: once per file of a tree
+        except FileNotFoundError:
+            pass  # only we can change this directory: gone means removed
+        except OSError:
+            return False  # EPERM, EIO...: the general way retries and reports
+        return True
 
     def _hold(self, dir_fd: int, fd: int, name: str, size: int) -> bool:
         """Keep the overwritten file ``fd`` (whose data reached the disk) for one batched
