@@ -430,19 +430,23 @@ class Claim:
         description's ``F_GETOWN`` is 0; ours is the claiming pid since :func:`claim`, also
         in a forked child, which shares the description). Never raises.
         """
+        return self._stat_if_ours() is not None
+
+    def _stat_if_ours(self) -> os.stat_result | None:
+        """:meth:`ours`, keeping its ``fstat`` of ``fd`` for the caller (None: not ours)."""
         fd = self.fd
         if fd < 0:
-            return False
+            return None
         try:
             # An open() of our own name on our freed number: same inode, not our description.
             if self.owner and fcntl.fcntl(fd, fcntl.F_GETOWN) != self.owner:
-                return False
-            if self.ident is not None:
-                st = os.fstat(fd)  # another file's open() on our freed number
-                return (st.st_dev, st.st_ino) == self.ident
+                return None
+            st = os.fstat(fd)  # another file's open() on our freed number
         except OSError:  # EBADF: closed
-            return False
-        return True
+            return None
+        if self.ident is not None and (st.st_dev, st.st_ino) != self.ident:
+            return None
+        return st
 
     def adopt(self) -> None:
         """The borrowed descriptor is about to be closed while the object lives on (the
@@ -455,12 +459,7 @@ class Claim:
             fd = high_dup(self.fd)
         except OSError:  # EMFILE
             return
-        owner = pid() & _PID_MASK
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETOWN, owner)
-        except OSError:  # (ENOMEM): told by the inode alone
-            owner = 0
-        self.fd, self.owner, self.borrowed = fd, owner, False
+        self.fd, self.owner, self.borrowed = fd, _own(fd), False
 
     def forget(self) -> None:
         """The number is someone else's now: never closed, unlocked or unmarked by us."""
@@ -499,15 +498,17 @@ class Claim:
         """
         if self.fd < 0:
             return
-        if not checked and not self.ours():
+        st = None if checked else self._stat_if_ours()
+        if not checked and st is None:
             self.forget()  # closing it would close the application's file (review8)
             return
         try:
-            # fstat of our own open descriptor; _named and _unmark never raise.
+            # fstat of our own open descriptor (the check's, if it made one); _named and
+            # _unmark never raise.
             if (
                 self.marked
                 and not unlinked
-                and os.fstat(self.fd).st_nlink > 0
+                and (st or os.fstat(self.fd)).st_nlink > 0
                 and not _named(self.fd, dir_fd, name)
             ):
                 self._unmark()
@@ -520,7 +521,7 @@ class Claim:
         ``checked``: the caller has just found it ours)."""
         if self.fd >= 0:
             if self.borrowed:
-                self.fd = -1  # the caller's descriptor: its owner closes it
+                self.forget()  # the caller's descriptor: its owner closes it
                 return
             if not checked and not self.ours():
                 self.forget()  # closing it would close another file's descriptor
@@ -583,15 +584,7 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
     """
     lock_fd = high_dup(fd) if dup else fd
     try:
-        owner = 0
-        if not borrow:  # (a borrowed number is the caller's: it alone closes it)
-            # Our description's owner is us: a later open() on our number, freed by a double
-            # close, is another description (owner 0) even of our very inode (Claim.ours).
-            owner = pid() & _PID_MASK
-            try:
-                fcntl.fcntl(lock_fd, fcntl.F_SETOWN, owner)
-            except OSError:  # (ENOMEM): told by the inode alone
-                owner = 0
+        owner = 0 if borrow else _own(lock_fd)  # (a borrowed number: the caller's alone)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
         except OSError:  # e.g. ENOLCK on some network filesystems: not sweepable there
@@ -617,6 +610,20 @@ def claim(  # long: the dup, its owner, the lock and the mark, each undone on fa
         if dup:
             os.close(lock_fd)
         raise
+
+
+def _own(fd: int) -> int:
+    """Make our process ``fd``'s open file description's ``F_SETOWN`` owner; returns our
+    pid, or 0 where that failed (``ENOMEM``: the claim is then told by its inode alone).
+
+    A later ``open()`` on our number, freed by a double close, is another description
+    (owner 0) even of our very inode (:meth:`Claim.ours`)."""
+    owner = pid() & _PID_MASK
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETOWN, owner)
+    except OSError:
+        return 0
+    return owner
 
 
 def high_dup(fd: int) -> int:
