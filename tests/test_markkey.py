@@ -7,6 +7,7 @@ import pwd
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,15 +65,87 @@ def test_the_sweeper_never_makes_a_key(state: Path) -> None:
 
 
 def test_concurrent_creators_agree_on_one_key(state: Path) -> None:
-    code = "from hardtemp import _markkey; print(_markkey.load(create=True).hex())"
+    # All creators wait at one gate (a pipe the test closes), then race to make the key.
+    code = (
+        "import os, sys; from hardtemp import _markkey; os.read(int(sys.argv[1]), 1); "
+        "key = _markkey.load(create=True); "
+        "print(key.hex() if key else repr(_markkey.problem()))"
+    )
     env = dict(os.environ, PYTHONPATH=SRC)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True)
-        for _ in range(6)
-    ]
+    gate_r, gate_w = os.pipe()
+    try:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(gate_r)],
+                stdout=subprocess.PIPE,
+                env=env,
+                text=True,
+                pass_fds=(gate_r,),
+            )
+            for _ in range(8)
+        ]
+    finally:
+        os.close(gate_r)
+        os.close(gate_w)  # EOF: every creator starts at once
     keys = {p.communicate(timeout=60)[0].strip() for p in procs}
-    assert len(keys) == 1
+    assert len(keys) == 1, keys
+    assert len(next(iter(keys))) == 64
     assert os.listdir(state / "hardtemp") == ["sweep.key"]
+
+
+def test_a_new_key_never_shows_a_second_name_to_a_concurrent_reader(state: Path) -> None:
+    # A key with two links is refused (test below): a reader that opened the key between
+    # a creator's link and unlink refused it, and a concurrent creator got no key at all
+    # (CI, seen once in six creators). An observer process stats the key as fast as it can
+    # while this process makes it 300 times: with link + unlink it sees two links within
+    # 100 rounds; moved into place with RENAME_NOREPLACE, never.
+    key = _key_file(state)
+    os.unlink(key)
+    stop = state / "stop"
+    spin = (
+        "import os, sys\nkey, stop = sys.argv[1:]\nmost = 0\n"
+        "while not os.path.exists(stop):\n"
+        "    try:\n        most = max(most, os.stat(key).st_nlink)\n"
+        "    except FileNotFoundError:\n        pass\n"
+        "print(most)\n"
+    )
+    observer = subprocess.Popen(
+        [sys.executable, "-c", spin, str(key), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(300):
+            assert _markkey.load(create=True) is not None
+            os.unlink(key)
+            _markkey.reset()
+    finally:
+        stop.touch()
+        most = observer.communicate(timeout=60)[0].strip()
+    assert most == "1"
+
+
+def test_without_renameat2_a_reader_waits_out_a_creator_s_second_name(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A filesystem without RENAME_NOREPLACE (NFS) cannot be mounted here: the fallback is
+    # forced. Its creator's key has two names until its unlink; a reader (creator or
+    # sweeper) looks again instead of refusing the key for good.
+    from hardtemp import _linux
+
+    monkeypatch.setattr(_linux, "_renameat2", None)
+    key = _key_file(state)
+    os.link(key, key.parent / ".sweep.key.0123456789abcdef")
+    timer = threading.Timer(0.03, os.unlink, (key.parent / ".sweep.key.0123456789abcdef",))
+    timer.start()
+    try:
+        assert _markkey.load(create=False) == key.read_bytes()
+    finally:
+        timer.join()
+    assert _markkey.problem() is None
+    _markkey.reset()
+    key.unlink()
+    assert _markkey.load(create=True) is not None  # made by link + unlink
+    assert os.listdir(key.parent) == ["sweep.key"]
+    assert key.stat().st_nlink == 1
 
 
 def _key_file(state: Path) -> Path:

@@ -16,8 +16,10 @@ Invariants:
   the way). Anything else: no key, and the reason. Another user can neither
   read it (to forge marks) nor replace it (to make ours look forged).
 * Only creators make the key (``create=True``), atomically (written under a
-  temporary name, then ``link``-ed into place, which never replaces a key
-  another process made first). The sweeper never creates one.
+  temporary name, then moved into place with ``RENAME_NOREPLACE``, which never
+  replaces a key another process made first and never shows the key under two
+  names; without it, ``link`` + ``unlink``, and readers wait out the two links).
+  The sweeper never creates one.
 * No key means no mark is written (the object is still locked and works) and
   no mark verifies (nothing is swept): every failure is on the safe side.
 """
@@ -30,15 +32,18 @@ import pwd
 import secrets
 import stat
 import threading
+import time
 
 from ._codes import KeyReason, Reason
 from ._dirtrust import trusted_dir
+from ._linux import rename_noreplace
 from .exceptions import UnsafeDirectoryError
 
 __all__ = ["KEY_NAME", "KeyUnavailable", "key_dir", "load", "problem", "reset"]
 
 KEY_NAME = "sweep.key"
 _KEY_SIZE = 32
+_LINK_RETRIES = 50
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -163,12 +168,30 @@ def _make_key(dir_fd: int) -> None:
     finally:
         os.close(fd)
     try:
-        # link() never replaces: a key another process made first stays the key.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, KEY_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    finally:
+        # RENAME_NOREPLACE: a key another process made first stays the key, and ours never
+        # has two names (a concurrent reader would refuse a key with two links).
+        rename_noreplace(dir_fd, tmp, dir_fd, KEY_NAME)
+    except FileExistsError:
         os.unlink(tmp, dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
     os.fsync(dir_fd)
+
+
+def _read_settled_key(dir_fd: int, path: str) -> bytes:
+    """:func:`_read_key`, waiting out a concurrent creator. Where the filesystem has no
+    ``RENAME_NOREPLACE`` (NFS), a creator's new key has two names between its ``link``
+    and ``unlink``: two links are looked at again for up to about 0.1 s, then refused."""
+    for _ in range(_LINK_RETRIES):
+        try:
+            return _read_key(dir_fd, path)
+        except KeyUnavailable as exc:
+            if exc.code != KeyReason.LINKS:
+                raise
+        time.sleep(0.002)
+    return _read_key(dir_fd, path)
 
 
 def _load(create: bool) -> bytes:
@@ -181,14 +204,14 @@ def _load(create: bool) -> bytes:
         raise _unavailable(KeyReason.DIR_UNUSABLE, text) from None
     try:
         try:
-            return _read_key(dir_fd, path)
+            return _read_settled_key(dir_fd, path)
         except FileNotFoundError:
             if not create:
                 raise _unavailable(
                     KeyReason.NONE_YET, f"{path}: no key yet", missing=True
                 ) from None
         _make_key(dir_fd)
-        return _read_key(dir_fd, path)
+        return _read_settled_key(dir_fd, path)
     except OSError as exc:
         raise _unavailable(KeyReason.UNREADABLE, f"{path}: {exc.strerror or exc}") from None
     finally:
