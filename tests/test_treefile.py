@@ -13,6 +13,7 @@ import errno
 import os
 import signal
 import stat
+import subprocess
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -283,6 +284,47 @@ def test_small_files_on_tmpfs_are_overwritten_without_any_sync(
     assert PLAIN[:10] not in after
 
 
+def test_a_short_write_of_a_small_file_on_tmpfs_goes_the_general_way(
+    small_tmpfs: Callable[[int], Path],
+    fast_ways: list[tuple[str, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In RAM the fast way's overwrite is one pwrite of its own (no FIEMAP, tail or sync): a
+    # short one (ENOSPC mid-write, not causable on demand: the first call writes one byte
+    # less) is declined before the unlink, and the general way overwrites again.
+    mnt = small_tmpfs(4096)
+    top = make_dir(mnt / "top", 0o700)
+    _write(top / "small")
+    real = os.pwrite
+    calls = [0]
+
+    def short(fd: int, data: Any, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            return real(fd, bytes(data)[:-1], offset)
+        return real(fd, data, offset)
+
+    general: list[str] = []
+    real_entry = _remove.remove_entry
+
+    def spy(dir_fd: int, name: str, **kw: Any) -> Any:
+        general.append(name)
+        return real_entry(dir_fd, name, **kw)
+
+    monkeypatch.setattr(_treefile.os, "pwrite", short)
+    monkeypatch.setattr(_remove, "remove_entry", spy)
+    keep = os.open(top / "small", os.O_RDONLY)
+    try:
+        _rmtree(mnt, "top")
+        after = os.pread(keep, len(PLAIN), 0)
+    finally:
+        os.close(keep)
+    assert fast_ways == [("small", False)]  # declined before the unlink...
+    assert general == ["small"]  # ...and overwritten again, the general way
+    assert PLAIN[-10:] not in after  # the byte the short write left is overwritten too
+    assert not top.exists()
+
+
 def test_without_statx_every_file_goes_the_general_way(
     tmp_path: Path, fast_ways: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -436,3 +478,43 @@ def test_the_next_removal_continues_the_pool_and_two_at_once_never_share_one(
     assert one._pool is not two._pool
     one.close()
     assert _treefile.TreeFiles(info, 1, os.geteuid())._pool is one._pool  # handed on, not refilled
+
+
+def test_an_unlink_the_fast_way_cannot_make_is_reported_and_the_file_kept(
+    tmp_path: Path, fast_ways: list[tuple[str, bool]]
+) -> None:
+    # A real EPERM at the unlink only: an append-only directory lets its file be opened and
+    # overwritten, never unlinked. The fast way must decline (the general way reports it),
+    # never count the file as removed.
+    top = make_dir(tmp_path / "top", 0o700)
+    sub = make_dir(top / "sub", 0o700)
+    _write(sub / "f")
+    proc = subprocess.run(["chattr", "+a", str(sub)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"chattr +a is not possible here: {proc.stderr.strip()}")
+    errors: list[BaseException] = []
+    try:
+        pfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            st = os.stat("top", dir_fd=pfd, follow_symlinks=False)
+            _remove.rmtree_at(
+                pfd,
+                "top",
+                expect=(st.st_dev, st.st_ino),
+                display_path=str(top),
+                onerror=errors.append,
+            )
+        finally:
+            os.close(pfd)
+        assert (sub / "f").exists()
+    finally:
+        subprocess.run(["chattr", "-a", str(sub)], check=True)
+    assert fast_ways == [("f", False)]  # declined once, never taken for removed
+    # The file's own failure (reported by the general way), then sub's rmdir (an append-only
+    # directory cannot be removed either): a fast way that took f for removed loses the first.
+    assert [type(e) for e in errors] == [PermissionError, PermissionError]
+    assert [os.path.basename(str(e.filename)) for e in errors if isinstance(e, OSError)] == [
+        "f",
+        "sub",
+    ]
+    assert (sub / "f").read_bytes() != PLAIN  # overwritten all the same

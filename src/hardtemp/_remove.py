@@ -1040,7 +1040,8 @@ class _Tree:
             finally:
                 # One settle for the names of all entries just removed (the top's and the
                 # graveyard's), then the graveyard removed: an interrupt leaves none of it.
-                self.bury(top)
+                if self.graveyard is not None:  # none in RAM: no call
+                    self.bury(top)
             try:
                 os.rmdir(top.name, dir_fd=parent_fd)
                 return
@@ -1161,9 +1162,10 @@ class _Tree:
     def _flush_files(self, frame: _Frame) -> None:
         """The files of ``frame`` held for one batched sync: durable, then unlinked; those
         that could not be synced go the general way (which syncs each and reports)."""
-        if self.files is None:
-            return
-        for name in self.files.flush():
+        files = self.files
+        if files is None or not (files.held or files.failed):
+            return  # nothing waits for a sync (every file in RAM, or already unlinked)
+        for name in files.flush():
             if not self.remove_file(frame.fd, name, frame.path, None):
                 frame.skip.add(name)
 

@@ -22,7 +22,8 @@ Invariants:
   place"`` or ``"volatile"``); per-file inode flags that change the verdict (ext4
   journal-data or inline data) are declined. A file whose data is one block (the common
   small file) is overwritten first and FIEMAP asked afterwards, once (see
-  :func:`hardtemp._wipe.overwrite_fresh`).
+  :func:`hardtemp._wipe.overwrite_fresh`); in RAM (``"volatile"``) that is one ``pwrite``,
+  made here (no block on a disk: no FIEMAP, tail or sync).
 * Once the overwrite has started, the name is removed even if it fails or is
   interrupted: a failure is declined after the unlink would lose its report, so an
   OSError declines *before* unlinking (the general way overwrites again and reports);
@@ -45,7 +46,7 @@ Invariants:
 from __future__ import annotations
 
 import os
-import stat
+from stat import S_ISREG
 
 from . import _owner
 from ._fsinfo import FS_INLINE_DATA_FL, FS_JOURNAL_DATA_FL, IN_PLACE, VOLATILE, FsInfo
@@ -54,7 +55,6 @@ from ._linux import (
     SYNC_FILE_RANGE_WAIT_AFTER,
     SYNC_FILE_RANGE_WAIT_BEFORE,
     SYNC_FILE_RANGE_WRITE,
-    StatxFields,
     StatxReader,
     sync_file_range,
 )
@@ -67,6 +67,7 @@ _EXT_MAGIC = 0xEF53
 # O_NOCTTY: a terminal never becomes ours.
 _BATCH = 64  # files held for one sync: bounded descriptors, one device-cache flush each
 _WAIT_WRITE_WAIT = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
+_POOL_TAKE_MAX = RandomPool.SIZE  # the most one take hands out
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
@@ -110,12 +111,13 @@ class TreeFiles:
     __slots__ = (
         "_euid",
         "_ext4",
-        "_failed",
-        "_held",
         "_mnt_id",
         "_pool",
         "_statx",
         "_token",
+        "_volatile",
+        "failed",
+        "held",
         "info",
         "usable",
     )
@@ -127,9 +129,10 @@ class TreeFiles:
         self._token = _owner.pid()
         # The pool, and one statx buffer for the whole tree (reused by the next removal).
         self._pool, self._statx = _take_pool(self._token)
-        self._held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
-        self._failed: list[str] = []  # names a batch flushed early could not sync
+        self.held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
+        self.failed: list[str] = []  # names a batch flushed early could not sync
         self._ext4 = info.f_type == _EXT_MAGIC
+        self._volatile = info.verdict == VOLATILE
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
 
@@ -153,11 +156,30 @@ class TreeFiles:
         except OSError:
             return False  # a read-only file of ours, ETXTBSY, a symlink...: the general way
         try:
-            sx = self._ours(fd)
-            if sx is None:
+            # _ours, inline (it ran once per file of a tree): the open inode must be ours here.
+            try:
+                mode, uid, nlink, size, blocks, blksize, mnt_id = self._statx.read(fd)
+            except OSError:
+                return False  # no statx (ENOSYS, refused): the general way looks otherwise
+            if (
+                not S_ISREG(mode)
+                or nlink != 1  # another name may be a link to data outside: general way
+                or uid != self._euid
+                or mnt_id != self._mnt_id  # a mount point: never overwritten or unlinked
+                or (self._ext4 and not _plain_data(fd))
+            ):
                 return False
             try:
-                restore = overwrite_fresh(fd, self.info, sx[3], sx[4], sx[5], self._pool, True)
+                if self._volatile and blocks and 0 < size <= blksize and size <= _POOL_TAKE_MAX:
+                    # overwrite_fresh's one-block case in RAM, inline (once per file of a tree):
+                    # one pass into the page cache; no block on a disk, no tail, no sync.
+                    if os.pwrite(fd, self._pool.take(size), 0) != size:
+                        return False  # short: the general way overwrites again and reports
+                    restore = -1
+                else:
+                    restore = overwrite_fresh(
+                        fd, self.info, size, blocks, blksize, self._pool, True
+                    )
             except OSError:
                 return False  # the general way overwrites again and reports the error
             except BaseException:
@@ -188,9 +210,9 @@ class TreeFiles:
         except OSError:
             os.close(fd)
             return False  # no sync_file_range, EIO...: the general way syncs it alone
-        self._held.append((dir_fd, fd, name, size))
-        if len(self._held) >= _BATCH:
-            self._failed += self.flush()
+        self.held.append((dir_fd, fd, name, size))
+        if len(self.held) >= _BATCH:
+            self.failed += self.flush()
         return True
 
     def flush(self) -> list[str]:
@@ -202,8 +224,8 @@ class TreeFiles:
         per file. Only then is the name removed and the descriptor closed (the last close
         of an unlinked inode drops dirty pages unwritten: they must be on the disk first).
         """
-        held, self._held = self._held, []
-        failed, self._failed = self._failed, []
+        held, self.held = self.held, []
+        failed, self.failed = self.failed, []
         done: list[tuple[int, int, str, int]] = []
         try:
             for entry in held:
@@ -228,25 +250,12 @@ class TreeFiles:
                 failed.append(name)
         return failed
 
-    def _ours(self, fd: int) -> StatxFields | None:
-        """The open inode's statx if it is ours to overwrite here (see the module invariants)."""
-        try:
-            sx = self._statx.read(fd)
-        except OSError:
-            return None  # no statx (ENOSYS): the general way looks up the mount otherwise
-        mode, uid, nlink, _, _, _, mnt_id = sx
-        if (
-            not stat.S_ISREG(mode)
-            or nlink != 1  # another name may be a link to data outside: general way
-            or uid != self._euid
-            or mnt_id != self._mnt_id  # a mount point: never overwritten or unlinked
-        ):
-            return None
-        if self._ext4:
-            flags = _get_file_flags(fd)
-            if flags is None or flags & (FS_JOURNAL_DATA_FL | FS_INLINE_DATA_FL):
-                return None  # its data goes through the journal: the general way warns
-        return sx
+
+def _plain_data(fd: int) -> bool:
+    """Whether the ext4 file ``fd``'s data goes to its own blocks (not through the journal,
+    not inline in the inode), as the overwrite in place assumes."""
+    flags = _get_file_flags(fd)
+    return flags is not None and not flags & (FS_JOURNAL_DATA_FL | FS_INLINE_DATA_FL)
 
 
 def _unlink(dir_fd: int, name: str) -> bool:
