@@ -1173,6 +1173,8 @@ class _Tree:
 def _bound_open(stack: list[_Frame]) -> None:
     """Once more than ``_MAX_OPEN_FRAMES`` frames below the top are open, close the shallowest
     open one; it is reopened by ``..`` (identity checked) on the way back up."""
+    if len(stack) <= _MAX_OPEN_FRAMES + 1:
+        return  # at most that many frames below the top at all: no list built per directory
     open_frames = [f for f in stack[1:] if f.fd >= 0]
     if len(open_frames) > _MAX_OPEN_FRAMES:
         oldest = open_frames[0]
