@@ -607,3 +607,58 @@ def test_a_sweeper_under_another_pid_namespace_s_proc_removes_nothing_live(
             assert not os.path.exists(orphan), out.stdout
     finally:
         live.close()
+
+
+# --- 1a84362: a bind mount over a named file's name where statx is refused (held) --------
+
+# Another file bind-mounted over a NamedTemporaryFile's name (same filesystem: st_dev says
+# nothing), then its close, with statx allowed or refused by the process's seccomp filter
+# (no STATX_ATTR_MOUNT_ROOT, no statx mount id: the fallbacks must still see the mount).
+_BIND_OVER = (
+    _FILTER
+    + r"""
+import json, os, subprocess, sys
+area, outside, filtered = sys.argv[1], sys.argv[2], sys.argv[3] == "filtered"
+if filtered:
+    install([(STATX, ERRNO | 1)])
+import hardtemp
+from hardtemp import _linux
+f = hardtemp.NamedTemporaryFile(dir=area)
+f.write(b"x" * 100)
+f.flush()
+subprocess.run(["mount", "--bind", outside, f.name], check=True)
+try:
+    f.close()
+    raised = None
+except OSError as exc:
+    raised = type(exc).__name__
+with open(outside, "rb") as o:
+    intact = o.read() == b"PRECIOUS" * 100
+subprocess.run(["umount", f.name], check=True)
+print(json.dumps({"raised": raised, "intact": intact, "statx_off": _linux._statx is None}))
+"""
+)
+
+
+@_X86
+@pytest.mark.parametrize("filtered", [False, True], ids=["statx-allowed", "statx-refused"])
+def test_a_file_bind_mounted_over_the_name_is_never_overwritten_where_statx_is_refused(
+    tmp_path: Path, filtered: bool
+) -> None:
+    _gates.require_unshare()
+    area, outside = tmp_path / "area", tmp_path / "outside"
+    area.mkdir(mode=0o700)
+    outside.write_bytes(b"PRECIOUS" * 100)
+    args = [str(area), str(outside), "filtered" if filtered else "open"]
+    out = subprocess.run(
+        [*_PRIVATE_NS, sys.executable, "-W", "ignore", "-c", _BIND_OVER, *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        timeout=60,
+        check=True,
+    )
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["statx_off"] is filtered, got
+    assert got["intact"], got  # the bind-mounted file is neither overwritten nor removed
+    assert got["raised"] == "UnsafeFileError", got  # and the close says why
