@@ -91,7 +91,7 @@ def _run(
 _LATER = r"""
 import json, os, sys
 import hardtemp
-from hardtemp import _markkey
+from hardtemp import _markkey, _owner
 where = sys.argv[1]
 with hardtemp.NamedTemporaryFile(dir=where) as f:
     try:
@@ -121,7 +121,7 @@ import json, os, resource, sys
 where, limit = sys.argv[1], int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 import hardtemp
-from hardtemp import _markkey
+from hardtemp import _markkey, _owner
 hardtemp.NamedTemporaryFile(dir=where).close()  # the first: it makes the key
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 with hardtemp.NamedTemporaryFile(dir=where) as f:  # the same process, the limit gone
@@ -310,7 +310,7 @@ def test_another_user_s_planted_key_is_never_used_nor_followed(tmp_path: Path, p
 _RACE = r"""
 import os, sys, threading
 import hardtemp
-from hardtemp import _markkey
+from hardtemp import _markkey, _owner
 where, go = sys.argv[1], sys.argv[2]
 while not os.path.exists(go):
     pass
