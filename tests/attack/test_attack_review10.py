@@ -43,6 +43,7 @@ import pytest
 
 import _gates
 import hardtemp
+from _helpers_attack import descriptors_of_inode
 from _helpers_core import SRC
 from hardtemp import _markkey
 
@@ -458,7 +459,11 @@ def _double_closed_then_file_object_closed(module: Any, tmp_path: Path) -> tuple
         eof_later = bool(select.select([r], [], [], 0.2)[0]) and os.read(r, 1) == b""
         return eof_now, eof_later
     finally:
-        os.close(r)
+        pipe = os.fstat(r)
+        for other in descriptors_of_inode((pipe.st_dev, pipe.st_ino)):
+            os.close(other)  # r, and whatever else still holds the pipe (the break: our dup)
+        with contextlib.suppress(OSError):
+            f.__exit__(None, None, None)
 
 
 def test_control_the_standard_library_s_file_closes_the_number_and_nothing_else(
