@@ -29,6 +29,11 @@ Invariants:
   creator still runs. No decision reads other processes' descriptors.
 * :func:`claim` takes the lock *before* it writes the mark: a marked entry of a
   live object is always locked.
+* A descriptor of a claim is closed, unlocked or unmarked only while it is our
+  open file description of the object (:meth:`Claim.ours`: its inode, and our
+  ``F_SETOWN`` owner or a ``flock`` of that very description); a claim's
+  duplicate lives just below the soft ``RLIMIT_NOFILE``, at most :data:`_FD_CAP`
+  (:func:`high_dup`), out of reach of a double close of a number a library held.
 * Another user cannot hold the lock to keep our orphan alive: ``flock`` needs
   a descriptor opened for reading or writing (an ``O_PATH`` one gives
   ``EBADF``), and our files are 0600, our directories 0700.
@@ -426,9 +431,13 @@ class Claim:
 
         A number is just a number: code that closes it twice (a library's double close)
         frees it for the next ``open()``, of another file or of this very object by name
-        (review8). Such a description has another inode (``fstat``) or no owner (a new
+        (review8). Such a description has another inode (``fstat``), or no owner (a new
         description's ``F_GETOWN`` is 0; ours is the claiming pid since :func:`claim`, also
-        in a forked child, which shares the description). Never raises.
+        in a forked child, which shares the description) and no ``flock`` of its own. The
+        user's own use of its file may change that owner (a program handed it that makes
+        itself the owner, a lease given back), never drop our ``flock`` short of unlocking
+        it (review9): an owner that is not ours asks whether this very description holds a
+        ``flock`` (:func:`_holds_flock`). Never raises.
         """
         return self._stat_if_ours() is not None
 
@@ -439,12 +448,15 @@ class Claim:
             return None
         try:
             # An open() of our own name on our freed number: same inode, not our description.
-            if self.owner and fcntl.fcntl(fd, fcntl.F_GETOWN) != self.owner:
-                return None
+            other = bool(self.owner) and fcntl.fcntl(fd, fcntl.F_GETOWN) != self.owner
             st = os.fstat(fd)  # another file's open() on our freed number
         except OSError:  # EBADF: closed
             return None
         if self.ident is not None and (st.st_dev, st.st_ino) != self.ident:
+            return None
+        # Our inode, another owner: the user's use of its file (whose description ours is)
+        # or another open() of our name; only ours holds the flock claim() took (review9).
+        if other and not _holds_flock(fd):
             return None
         return st
 
@@ -528,6 +540,24 @@ class Claim:
                 return
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+def _holds_flock(fd: int) -> bool:
+    """Whether the open file description at ``fd`` itself holds a ``flock`` (its line in
+    ``/proc/self/fdinfo/N``, which lists only the locks of that very description: a new
+    ``open()`` of the same inode shows none until its opener locks it). False without
+    ``/proc`` (then the claim is forgotten, never closed: the cautious side)."""
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        text = os.read(info, 65536)
+    except OSError:
+        return False
+    finally:
+        os.close(info)
+    return any(line.startswith(b"lock:") and b" FLOCK " in line for line in text.splitlines())
 
 
 #: :func:`pid`'s bits that are the pid itself (the rest count forks).
@@ -627,38 +657,77 @@ def _own(fd: int) -> int:
 
 
 def high_dup(fd: int) -> int:
-    """A close-on-exec duplicate of ``fd`` at a number at or above :data:`_HIGH_FD` (any
-    free number where none is to be had).
+    """A close-on-exec duplicate of ``fd`` at the highest free number below :func:`_top`
+    (any free number where none is to be had).
 
     Numbers are handed out lowest-free: a library that closes a number twice closes one it
-    once held, a low one. A duplicate up there is never that number, so no such double
-    close frees it for the application's next ``open()`` or ``dup()`` (review8, review9),
-    which our cleanup would take for ours (a ``dup`` is our very description).
+    once held, which ``open()`` or ``dup()`` gave it, so one below the most this process
+    ever had open at once. A duplicate at the top of the range is never that number in a
+    process that did not nearly fill it (a busy server's 700 sockets included), so no such
+    double close frees it for the application's next ``open()`` or ``dup()`` (review8,
+    review9), which our cleanup would take for ours (a ``dup`` is our very description).
+
+    ``F_DUPFD`` gives the lowest free number at or above its floor. With the limit at or
+    below the cap, the floor starts just below the top and goes down by doubling steps
+    while all above it are taken (one ``fcntl`` with the top free, about log2(n) more with
+    n numbers of ours up there). Above the cap, a number at or above it would grow the
+    kernel's table (:data:`_FD_CAP`): the top few numbers are looked at one by one
+    (``F_GETFD``) and the first free one taken; with all of them taken, the lowest free
+    number from half the cap up.
 
     Raises:
         OSError: no descriptor is free (``EMFILE``).
     """
+    top, capped = _top()
+    if capped:
+        for n in range(top - 1, top - 1 - _PROBES, -1):
+            try:
+                fcntl.fcntl(n, fcntl.F_GETFD)  # taken
+            except OSError:  # EBADF: free, and F_DUPFD's lowest free number from n
+                return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, n)
+        floors = [top // 2]
+    else:
+        floors = [top - step for step in _STEPS if step <= top]
+    for floor in floors:
+        try:
+            return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+        except OSError as exc:
+            # EMFILE: all from the floor up are taken; EINVAL: the limit was lowered since.
+            if exc.errno not in (errno.EINVAL, errno.EMFILE):
+                raise
+    return os.dup(fd)  # (all below the top are taken: any free number)
+
+
+_PROBES = 8  # above the cap: how many numbers below it are looked at one by one
+_STEPS = [1 << k for k in range(31)]  # the floor's steps below the top, at or below the cap
+
+
+#: The highest number a claim's duplicate is put just below, whatever the limit: the kernel
+#: sizes a process's descriptor table (and every forked or spawned child's copy, kept after
+#: exec) to the power of two above its highest open number: 32 KiB at 4096 (measured: about
+#: 130 KiB of unreclaimable kernel memory per child at 16384, 270 KiB at 20000), so a process
+#: with more than about 4000 descriptors open at once can reach it (SECURITY.md).
+_FD_CAP = 4096
+
+try:
+    from resource import RLIMIT_NOFILE as _NOFILE
+    from resource import getrlimit as _getrlimit
+except ImportError:  # pragma: no cover - every Linux Python has resource
+    _getrlimit = None  # type: ignore[assignment]
+
+
+def _top() -> tuple[int, bool]:
+    """The number a claim's duplicate goes just below, and whether the soft
+    ``RLIMIT_NOFILE`` is above it (capped): that limit (asked at every claim: an
+    application that raises it after import moves the top up), at most :data:`_FD_CAP`.
+    ``F_DUPFD`` refuses a floor at or above that limit; ``RLIM_INFINITY`` is -1 here."""
+    if _getrlimit is None:  # pragma: no cover
+        return _FD_CAP, True
     try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EMFILE):
-            raise
-    return os.dup(fd)  # (the soft limit is below the floor, or all above it are taken)
-
-
-def _high_floor() -> int:
-    try:
-        import resource  # here: only this module's load needs it
-
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, OSError, ValueError):
-        return 0
-    return 700 if soft == resource.RLIM_INFINITY else min(700, soft // 2)
-
-
-#: The lowest number a claim's duplicate is put at (700, or half the soft RLIMIT_NOFILE
-#: when it loads; ``F_DUPFD`` refuses a floor at or above the limit: then any number).
-_HIGH_FD = _high_floor()
+        soft = _getrlimit(_NOFILE)[0]
+    except (OSError, ValueError):  # pragma: no cover - getrlimit of our own process
+        return _FD_CAP, True
+    return (soft, False) if 0 <= soft <= _FD_CAP else (_FD_CAP, True)
 
 
 # --------------------------------------------------------------------------- the verdict
