@@ -152,6 +152,26 @@ def test_a_read_only_file_of_ours_is_declined_and_still_overwritten(
     assert after != PLAIN
 
 
+def test_the_files_of_a_tree_in_ram_are_overwritten_with_zeros(
+    small_tmpfs: Callable[[int], Path], fast_ways: list[tuple[str, bool]]
+) -> None:
+    # RAM overwritten in place by the CPU: zeros destroy it as random bytes would, without
+    # their getrandom (SECURITY.md, "The overwrite pattern"); off RAM the pool's random
+    # bytes stay (the fork test below sees three different overwrites on /tmp).
+    top = make_dir(small_tmpfs(1024) / "top", 0o700)
+    _write(top / "one", PLAIN)  # one block: the straight line
+    _write(top / "many", PLAIN * 20)  # 20,000 bytes, five blocks: the extents' way
+    keep = [os.open(top / n, os.O_RDONLY) for n in ("one", "many")]
+    try:
+        _rmtree(top.parent, "top")
+        after = [os.pread(k, len(PLAIN) * 20 + 10, 0) for k in keep]
+    finally:
+        for k in keep:
+            os.close(k)
+    assert sorted(fast_ways) == [("many", True), ("one", True)]
+    assert after == [bytes(len(PLAIN)), bytes(len(PLAIN) * 20)]  # every byte, the size kept
+
+
 def test_a_verdict_that_warns_is_left_to_the_general_way() -> None:
     def info(verdict: str) -> FsInfo:
         return FsInfo("x", "", "", (), verdict, ("why",), 0, 1)

@@ -4,9 +4,11 @@ Every plaintext file hardtemp removes is overwritten here, by
 :func:`hardtemp._remove.remove_entry` (which then removes the name); users call
 :func:`hardtemp.wipe`. The overwrite covers the file's data extents only (holes are skipped:
 writing into them would allocate fresh blocks that never held our data and could hit
-ENOSPC), one pass of an AES-CTR keystream by default (random bytes for small files),
-each pass followed by ``fdatasync`` so that every pass reaches the device -- when
-some of the file's data may be on the device: a file whose data never got a block
+ENOSPC), one pass of an AES-CTR keystream by default (random bytes for small files;
+zeros for the close-time overwrites of :func:`overwrite_small` and :func:`overwrite_fresh`
+on a ``"volatile"`` filesystem, RAM that zeros destroy as well), each pass followed by
+``fdatasync`` so that every pass reaches the device -- when some of the file's data may be
+on the device: a file whose data never got a block
 (only delayed allocation, checked *after* the overwrite, see
 :func:`hardtemp._fsinfo.data_on_disk`) or that lives in RAM (``"volatile"``) has
 nothing on the device to reach, and its overwritten dirty pages are dropped with the
@@ -175,6 +177,9 @@ class _Pattern:
             return _take_small(n)
         self._enc.update_into(_ZEROS_VIEW[:n], self._out)
         return self._view[:n]
+
+
+_ZERO_PATTERN = _Pattern("zeros", 0)  # stateless: one for every zero pass
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -445,13 +450,13 @@ def overwrite_fresh(
     pool: RandomPool,
     defer_sync: bool = False,
 ) -> int:
-    """One random pass over the data of a file on the filesystem ``info``, through a
-    descriptor opened for this alone (its offset is not restored: it is closed next), by
-    the rules of :func:`_overwrite` without its report: the data extents, the tail block
-    only when a block may be on the disk, ``fdatasync`` only then (looked at again
-    *after* the overwrite, which closes the race with writeback), the size restored.
-    ``size``, ``blocks`` (512-byte units) and ``blksize`` are the file's ``statx``;
-    ``pool`` gives the random bytes of small files.
+    """One pass (random; zeros when ``"volatile"``) over the data of a file on the
+    filesystem ``info``, through a descriptor opened for this alone (its offset is not
+    restored: it is closed next), by the rules of :func:`_overwrite` without its report: the
+    data extents, the tail block only when a block may be on the disk, ``fdatasync`` only
+    then (looked at again *after* the overwrite, which closes the race with writeback), the
+    size restored. ``size``, ``blocks`` (512-byte units) and ``blksize`` are the file's
+    ``statx``; ``pool`` gives the random bytes of small files.
 
     ``defer_sync``: where a sync is needed, neither ``fdatasync`` nor the size restore is
     done; the return value says so: -1 when nothing needs syncing, else the size to restore
@@ -474,7 +479,11 @@ def overwrite_fresh(
     else:
         ranges = _data_ranges(fd, size, block)
     largest = max((e - s for s, e in ranges), default=0)
-    pat: _Pattern | RandomPool = pool if largest <= pool.SIZE else _Pattern("random", largest)
+    pat: _Pattern | RandomPool
+    if volatile:
+        pat = _ZERO_PATTERN  # RAM overwritten in place: zeros destroy it (as overwrite_small)
+    else:
+        pat = pool if largest <= pool.SIZE else _Pattern("random", largest)
     on_disk = _one_pass(
         fd, ranges, pat, on_disk=on_disk, volatile=volatile, f_type=info.f_type, sync=not defer_sync
     )
@@ -511,7 +520,8 @@ def _overwrite_one_block(
     """
     # A short write is an error, not retried: the caller's general way overwrites again
     # and reports (ENOSPC mid-write).
-    if os.pwrite(fd, pool.take(size), 0) != size:
+    # Zeros on a volatile filesystem: RAM overwritten in place (see overwrite_small).
+    if os.pwrite(fd, _ZEROS_VIEW[:size] if volatile else pool.take(size), 0) != size:
         raise OSError(errno.EIO, "short write")
     if volatile or not data_on_disk(fd, f_type):
         return -1
@@ -538,12 +548,12 @@ def overwrite_small(fd: int, st: os.stat_result, mnt_id: int = -1) -> FsInfo | N
     most one page (:data:`_SMALL_FILE`: all of it is data, no hole map, as in
     :func:`_overwrite`), ``fd`` is open for writing without ``O_APPEND``, and the
     filesystem's verdict for it is ``"volatile"`` or ``"in place"`` -- the verdicts the
-    policy never acts on, so no :class:`WipeReport` needs to exist. The random bytes go to
-    the page cache first; only then is FIEMAP asked (:func:`data_on_disk`), so writeback
-    racing us writes the overwrite: a file with a block on the disk is left to the general
-    way (tail block, ``fdatasync``). Any ``OSError`` here also leaves it to the general way,
-    which meets it again and reports it (``WipeError``). ``mnt_id``: as for
-    :func:`file_info_for_fd`.
+    policy never acts on, so no :class:`WipeReport` needs to exist. The bytes (zeros when
+    ``"volatile"``, random otherwise) go to the page cache first; only then is FIEMAP asked
+    (:func:`data_on_disk`), so writeback racing us writes the overwrite: a file with a block
+    on the disk is left to the general way (tail block, ``fdatasync``). Any ``OSError`` here
+    also leaves it to the general way, which meets it again and reports it (``WipeError``).
+    ``mnt_id``: as for :func:`file_info_for_fd`.
 
     Raises:
         BaseException: only what interrupts the ``pwrite`` (``KeyboardInterrupt`` from a
@@ -561,7 +571,13 @@ def overwrite_small(fd: int, st: os.stat_result, mnt_id: int = -1) -> FsInfo | N
         verdict = info.verdict
         if verdict is not VOLATILE and verdict is not IN_PLACE:
             return None  # the policy may warn or raise: the general way builds its report
-        if size and os.pwrite(fd, _take_small(size), 0) != size:
+        # Zeros on a volatile filesystem: its pages are RAM the CPU overwrites in place (no
+        # controller compresses, dedups or discards them), so zeros destroy the data as
+        # random bytes would, without their getrandom (SECURITY.md, "overwrite pattern").
+        if size and (
+            os.pwrite(fd, _ZEROS_VIEW[:size] if verdict is VOLATILE else _take_small(size), 0)
+            != size
+        ):
             return None  # short (ENOSPC): the general way retries and reports
         # Looked at after the write: no block now means none of the old data reached a disk.
         if verdict is not VOLATILE and data_on_disk(fd, info.f_type):
