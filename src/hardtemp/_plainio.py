@@ -45,8 +45,7 @@ MAX_RANGES = 256
 
 _NO_WRITES: tuple[()] = ()  # the ranges of a file not written yet (shared: never mutated)
 _write = io.FileIO.write  # bound once: no super() per write
-_fileno = io.FileIO.fileno
-_lseek = os.lseek
+_tell = io.FileIO.tell  # the kernel's offset (lseek SEEK_CUR), never our tell()'s shortcut
 
 
 class PlainFileIO(io.FileIO):
@@ -77,7 +76,7 @@ class PlainFileIO(io.FileIO):
     def write(self, b: Any, /) -> int:
         n = _write(self, b)
         if n:
-            end = _lseek(_fileno(self), 0, os.SEEK_CUR)
+            end = _tell(self)  # one C call: fileno() and os.lseek were two
             if self._ranges is _NO_WRITES:  # the first write (most temp files): no merge
                 self._ranges = [[end - n, end]]
                 if end > self._hw:
