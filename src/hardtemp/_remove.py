@@ -516,7 +516,8 @@ def remove_own_small(dir_fd: int, name: str, fd: int, st_name: os.stat_result, m
     """:func:`remove_entry` for the common ``NamedTemporaryFile`` close, in one straight line:
     True when the file is overwritten and its name removed, exactly as ``remove_entry(...,
     fd=fd, own_file=True, name_stable=True, sync_dir=False)`` would with the default wipe
-    options; False when it is not that case, with nothing removed (the caller then takes
+    options (but for the pattern: zeros on a volatile filesystem, see :func:`overwrite_small`);
+    False when it is not that case, with nothing removed (the caller then takes
     :func:`remove_entry`, which overwrites again and reports).
 
     The caller vouches for what ``remove_entry`` would check first: ``dir_fd`` is trusted
