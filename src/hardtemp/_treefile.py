@@ -28,7 +28,8 @@ Invariants:
   interrupted: a failure is declined after the unlink would lose its report, so an
   OSError declines *before* unlinking (the general way overwrites again and reports);
   an interrupt unlinks, then propagates.
-* The random bytes come from a pool that outlives one tree (the next removal in the
+* In RAM (``"volatile"``) the overwrite is zeros (SECURITY.md, "The overwrite pattern").
+  Elsewhere the random bytes come from a pool that outlives one tree (the next removal in the
   process continues it: a 4 KiB ``getrandom`` per small tree cost more than its files'
   overwrites), each byte handed out once: a removal takes the pool for itself (a
   finalizer's removal inside another, or another thread's, gets another), and a pool is
@@ -58,7 +59,7 @@ from ._linux import (
     StatxReader,
     sync_file_range,
 )
-from ._wipe import RandomPool, overwrite_fresh
+from ._wipe import ZEROS, RandomPool, overwrite_fresh
 
 __all__ = ["TreeFiles", "private_dir"]
 
@@ -173,7 +174,8 @@ class TreeFiles:
                 if self._volatile and blocks and 0 < size <= blksize and size <= _POOL_TAKE_MAX:
                     # overwrite_fresh's one-block case in RAM, inline (once per file of a tree):
                     # one pass into the page cache; no block on a disk, no tail, no sync.
-                    if os.pwrite(fd, self._pool.take(size), 0) != size:
+                    # Zeros: RAM overwritten in place, which zeros destroy (as overwrite_fresh).
+                    if os.pwrite(fd, ZEROS[:size], 0) != size:
                         return False  # short: the general way overwrites again and reports
                     restore = -1
                 else:

@@ -40,6 +40,7 @@ from .exceptions import PlaintextLeftWarning, UnsafeFileError, WipeError, WipeUn
 __all__ = [
     "PATTERNS",
     "SKIPPED",
+    "ZEROS",
     "RandomPool",
     "WipeReport",
     "overwrite_fd",
@@ -55,6 +56,9 @@ _SMALL_RANDOM = 2048  # up to this many bytes, os.urandom costs less than an AES
 _MAX_TAIL_BLOCK = 1 << 16  # cap on st_blksize rounding (NFS reports 1 MiB "blocks")
 _ZEROS = bytes(_CHUNK + 16)  # shared, read-only: input of the keystream and the "zeros" pattern
 _ZEROS_VIEW = memoryview(_ZEROS)
+#: What a volatile filesystem's close-time overwrite writes (RAM overwritten in place:
+#: zeros destroy it as random bytes would; SECURITY.md, "The overwrite pattern").
+ZEROS = _ZEROS_VIEW
 
 
 @dataclass(frozen=True)
