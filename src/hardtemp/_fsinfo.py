@@ -66,6 +66,7 @@ __all__ = [
     "fs_info_for_path",
     "get_file_flags",
     "set_nocow",
+    "superblock_info",
 ]
 
 # The verdicts (one enum for filesystems and wipes, see _codes), by their historical names.
@@ -1043,6 +1044,11 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
         swapped = _with_swap(entry.base)
         entry.swapped, entry.total = swapped, total
     return swapped
+
+
+#: :func:`_superblock_info` for other modules (a tree removal's lookup by the unique mount id
+#: its top's ``statx`` read): the same function, no wrapper call on the hot path.
+superblock_info = _superblock_info
 
 
 def _sb_entry(fd: int, st_dev: int, mnt_id: int) -> _SbEntry:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import Fresh, Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, _superblock_info, fs_info_by_superblock
+from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_by_superblock, superblock_info
 from ._inode import Entry, proc_path, same
 from ._linux import (
     dir_statx,
@@ -1192,7 +1192,7 @@ def _fs_info(fd: int, dev: int, mnt_id: int) -> FsInfo | None:
         # unshared mount namespace) could make stale.
         if is_unique_mount_id(mnt_id):
             # The very id fs_info_by_superblock's own statx of fd would read: one call less.
-            return _superblock_info(fd, dev, mnt_id)
+            return superblock_info(fd, dev, mnt_id)
         return fs_info_by_superblock(fd, dev)
     except OSError:
         return None
