@@ -20,6 +20,7 @@ import pickle
 import shutil
 import subprocess
 import tempfile as std_tempfile
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -151,11 +152,36 @@ class LoopFS:
         subprocess.run([*cmd, str(self.image), str(self.mountpoint)], check=True)
         self.mounted = True
 
-    def unmount(self) -> None:
+    def unmount(self, *, wait: bool = True) -> None:
+        """Unmount; ``wait``: until the superblock is gone too (a later mount is a new one)."""
         if self.mounted:
             subprocess.run(["sync"], check=False)
             subprocess.run(["umount", str(self.mountpoint)], check=True)
             self.mounted = False
+            if wait:
+                self._wait_superblock_gone()
+
+    def _wait_superblock_gone(self, timeout: float = 60.0) -> None:
+        """Wait until no loop device holds the image: its superblock is then gone.
+
+        A mount namespace made elsewhere while the image was mounted (another run's
+        ``unshare -m``, CI's lanes side by side) keeps a private copy of the mount, hence the
+        superblock and its loop device, after our umount; mount(8) then reuses that loop
+        device and the kernel that superblock, ignoring new options: a "remount" with
+        data=journal would still be the old data=ordered filesystem."""
+        deadline = time.monotonic() + timeout
+        while True:
+            held = subprocess.run(
+                ["losetup", "-j", str(self.image)], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            if not held:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.image} is still on a loop device {timeout:.0f} s after umount "
+                    f"(a mount namespace elsewhere holds its filesystem): {held}"
+                )
+            time.sleep(0.05)
 
     def image_contains(self, needle: bytes) -> bool:
         """Unmount (flushing everything) and search the raw image for ``needle``."""
@@ -206,7 +232,7 @@ def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
     gc.collect()
     for fs in made:
         try:
-            fs.unmount()
+            fs.unmount(wait=False)  # nothing mounts it again
         except subprocess.CalledProcessError:
             subprocess.run(["umount", "-l", str(fs.mountpoint)], check=False)
             fs.mounted = False

@@ -7,9 +7,11 @@ import os
 import select
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from _gates import require_root
+from _gates import require_root, require_unshare
 from _helpers_attack import sysctl_set
 from _helpers_core import AUDITED_SYSCTLS, sysctl, sysctl_path, sysctls_held
 
@@ -115,3 +117,22 @@ def test_a_test_comparing_sysctls_sees_no_other_runs_flip() -> None:
         assert during == before
     finally:
         sysctl_path(_SYSCTL).write_text(f"{before}\n")
+
+
+def test_a_loop_filesystem_mounted_again_is_a_new_superblock(loopfs: Any) -> None:
+    # Another run's private mount namespace, made while the image is mounted, keeps the
+    # superblock alive after our umount: without the fixture's wait, the mount below reuses
+    # it (and its loop device) and drops data=journal (test_fsinfo's remount tests flaked so).
+    require_unshare()
+    fs = loopfs("ext4", size_mb=16)
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "2"])
+    try:
+        time.sleep(0.5)  # the namespace is made, with its copy of the mount
+        fs.unmount()
+        fs.options = "data=journal"
+        fs.mount()
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            line = next(ln for ln in f if f" {fs.mountpoint} " in ln)
+        assert "data=journal" in line.split(" - ")[1], line
+    finally:
+        holder.wait()
