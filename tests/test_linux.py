@@ -172,6 +172,7 @@ def test_without_statx_in_libc_statx_raises_enosys_and_mount_id_uses_fdinfo(
         expected = _linux.old_mount_id(fd)
         # glibc < 2.28 has no statx symbol: cannot be caused here, so the binding is removed.
         monkeypatch.setattr(_linux, "_statx", None)
+        monkeypatch.setattr(_linux, "_libc_statx", None)
         with pytest.raises(OSError) as info:
             _linux.statx(fd)
         assert info.value.errno == errno.ENOSYS

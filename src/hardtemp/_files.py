@@ -530,6 +530,10 @@ class _NamedState:
     def close(self) -> None:
         """Close the file; with delete_on_close, overwrite and remove it first."""
         if self.file.closed:
+            if self.delete_on_close:
+                # The application closed the file object (f.file) itself: our close is still
+                # the documented removal, or the plaintext stays at its name (review10).
+                self.remove(None)
             return
         flushed = False
         try:

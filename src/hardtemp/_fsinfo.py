@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import _linux as _linux_mod
 from ._codes import FsReason, Reason, Verdict
 from ._linux import (
     FIEMAP_EXTENT,
@@ -1019,6 +1020,10 @@ def _superblock_info(fd: int, st_dev: int, mnt_id: int = -1) -> FsInfo:
     the descriptor's unique mount id (one ``statx`` in place of that ``fstatfs``), where the
     kernel has them (Linux >= 6.8).
     """
+    if mnt_id >= 0 and _linux_mod._statx is None:
+        # statx switched off (one thread's seccomp filter): the caller's id is an old,
+        # reusable one (fdinfo); the descriptor's unique id, asked anyway, is not (review10).
+        mnt_id = -1
     if mnt_id < 0:
         # Never served by superblock alone where a unique id tells the mount: an ext4
         # mounted data=journal on the device of a data=ordered one has its st_dev, type and

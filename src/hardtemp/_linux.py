@@ -684,12 +684,18 @@ def unique_mount_id(fd: int) -> int:
     open file holds one (``f_path.mnt``, put by ``__fput``). So the old id that
     :func:`old_mount_id` reads of ``fd`` names that same mount until ``fd`` is closed.
     """
-    if _no_unique_ids[0] or _statx is None:
+    if _no_unique_ids[0]:
         return -1
     try:
-        mask, mnt = _MASK_MNT_FIELDS(statx_raw(fd, b"", _FD_FLAGS, STATX_MNT_ID_UNIQUE, None))
-    except OSError:  # EBADF...: the caller's fallback (fstatfs) raises it
+        if _statx is not None:
+            raw = statx_raw(fd, b"", _FD_FLAGS, STATX_MNT_ID_UNIQUE, None)
+        else:
+            # Switched off by one refusal (a worker thread's own seccomp filter): asked anyway,
+            # or every thread's classifications fall back to reusable old ids (review10).
+            raw = statx_anyway(fd, STATX_MNT_ID_UNIQUE)
+    except OSError:  # EBADF, refused here too...: the caller's fallback (fstatfs) raises it
         return -1
+    mask, mnt = _MASK_MNT_FIELDS(raw)
     if not mask & STATX_MNT_ID_UNIQUE:
         _no_unique_ids[0] = True  # before Linux 6.8: the bit was ignored
         return -1

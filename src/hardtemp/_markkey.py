@@ -20,6 +20,11 @@ Invariants:
   replaces a key another process made first and never shows the key under two
   names; without it, ``link`` + ``unlink``, and readers wait out the two links).
   The sweeper never creates one.
+* A creation that fails (a full disk, a file-size limit) leaves no temporary behind and
+  is tried again a second later, never given up for the process; only whole keys are
+  placed. A temporary name still linking the key (a creator of the ``link`` + ``unlink``
+  fallback killed between the two) is removed by the next creator.
+* An ``OSError`` no system call raised (a signal handler's ``TimeoutError``) propagates.
 * No key means no mark is written (the object is still locked and works) and
   no mark verifies (nothing is swept): every failure is on the safe side.
 """
@@ -27,6 +32,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
 import secrets
@@ -49,12 +55,14 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class KeyUnavailable(Exception):
     """Why there is no usable key: ``reason`` (with its stable ``code``, a
-    :class:`~hardtemp._codes.KeyReason`); ``missing`` true: it was simply never made."""
+    :class:`~hardtemp._codes.KeyReason`); ``missing`` true: it was simply never made;
+    ``transient`` true: a system call failed (a full disk), worth trying again later."""
 
-    def __init__(self, reason: Reason, *, missing: bool = False) -> None:
+    def __init__(self, reason: Reason, *, missing: bool = False, transient: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.missing = missing
+        self.transient = transient
 
     @property
     def code(self) -> str:
@@ -62,8 +70,10 @@ class KeyUnavailable(Exception):
         return self.reason.code
 
 
-def _unavailable(code: KeyReason, text: str, *, missing: bool = False) -> KeyUnavailable:
-    return KeyUnavailable(Reason(code, text), missing=missing)
+def _unavailable(
+    code: KeyReason, text: str, *, missing: bool = False, transient: bool = False
+) -> KeyUnavailable:
+    return KeyUnavailable(Reason(code, text), missing=missing, transient=transient)
 
 
 _homes: dict[int, str] = {}  # per effective uid, once per process: NSS reads /etc/passwd
@@ -154,6 +164,8 @@ def _read_key(dir_fd: int, path: str) -> bytes:
 
 
 def _make_key(dir_fd: int) -> None:
+    """Make a whole key under a temporary name and move it into place, or raise and leave
+    nothing behind (the temporary is removed on any error or interruption)."""
     tmp = f".{KEY_NAME}.{secrets.token_hex(8)}"
     fd = os.open(
         tmp,
@@ -162,28 +174,59 @@ def _make_key(dir_fd: int) -> None:
         dir_fd=dir_fd,
     )
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        os.write(fd, secrets.token_bytes(_KEY_SIZE))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            key = memoryview(secrets.token_bytes(_KEY_SIZE))
+            while key:
+                # Every byte or an error: RLIMIT_FSIZE (SIGXFSZ ignored) or a full disk
+                # makes a short write, and a cut key placed would be refused for good.
+                done = os.write(fd, key)
+                if not done:
+                    raise OSError(errno.EIO, "short write", KEY_NAME)
+                key = key[done:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         # RENAME_NOREPLACE: a key another process made first stays the key, and ours never
         # has two names (a concurrent reader would refuse a key with two links).
         rename_noreplace(dir_fd, tmp, dir_fd, KEY_NAME)
     except FileExistsError:
         os.unlink(tmp, dir_fd=dir_fd)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise
     os.fsync(dir_fd)
 
 
-def _read_settled_key(dir_fd: int, path: str) -> bytes:
+def _drop_stale_links(dir_fd: int) -> bool:
+    """Remove the temporary names that still link the key (a creator of the ``link`` +
+    ``unlink`` fallback killed between the two). Only in the key's own directory, which
+    only the user can write (:func:`_private`): nobody else's file can be named there.
+    True when one was removed."""
+    try:
+        key = os.stat(KEY_NAME, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    dropped = False
+    for name in os.listdir(dir_fd):
+        if not name.startswith(f".{KEY_NAME}."):
+            continue
+        with contextlib.suppress(OSError):
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            # The key's own inode only: a creator's temporary still being written is not.
+            if (st.st_dev, st.st_ino) == (key.st_dev, key.st_ino):
+                os.unlink(name, dir_fd=dir_fd)
+                dropped = True
+    return dropped
+
+
+def _read_settled_key(dir_fd: int, path: str, create: bool) -> bytes:
     """:func:`_read_key`, waiting out a concurrent creator. Where the filesystem has no
     ``RENAME_NOREPLACE`` (NFS), a creator's new key has two names between its ``link``
-    and ``unlink``: two links are looked at again for up to about 0.1 s, then refused."""
+    and ``unlink``: two links are looked at again for up to about 0.1 s; then a creator
+    removes a temporary name of the key's inode that a killed creator left, and any other
+    second link is refused."""
     for _ in range(_LINK_RETRIES):
         try:
             return _read_key(dir_fd, path)
@@ -191,49 +234,74 @@ def _read_settled_key(dir_fd: int, path: str) -> bytes:
             if exc.code != KeyReason.LINKS:
                 raise
         time.sleep(0.002)
+    if create:
+        _drop_stale_links(dir_fd)
     return _read_key(dir_fd, path)
 
 
+def _from_a_call(exc: OSError) -> None:
+    """Re-raise ``exc`` unless a system call failed with it: an ``OSError`` without an
+    errno (a signal handler's ``TimeoutError``, an application's time limit) is the
+    caller's, never 'no key'."""
+    if exc.errno is None:
+        raise exc
+
+
 def _load(create: bool) -> bytes:
+    """The key, or :class:`KeyUnavailable` (``transient`` when a system call failed: a
+    full disk, a file-size limit; looked for again later)."""
     directory = key_dir()
     path = os.path.join(directory, KEY_NAME)
     try:
         dir_fd = _open_dir(directory, create)
     except OSError as exc:
+        _from_a_call(exc)
         text = f"{directory}: {exc.strerror or exc}"
-        raise _unavailable(KeyReason.DIR_UNUSABLE, text) from None
+        raise _unavailable(KeyReason.DIR_UNUSABLE, text, transient=True) from None
     try:
         try:
-            return _read_settled_key(dir_fd, path)
+            return _read_settled_key(dir_fd, path, create)
         except FileNotFoundError:
             if not create:
                 raise _unavailable(
                     KeyReason.NONE_YET, f"{path}: no key yet", missing=True
                 ) from None
         _make_key(dir_fd)
-        return _read_settled_key(dir_fd, path)
+        return _read_settled_key(dir_fd, path, create)
     except OSError as exc:
-        raise _unavailable(KeyReason.UNREADABLE, f"{path}: {exc.strerror or exc}") from None
+        _from_a_call(exc)
+        text = f"{path}: {exc.strerror or exc}"
+        raise _unavailable(KeyReason.UNREADABLE, text, transient=True) from None
     finally:
         os.close(dir_fd)
 
 
+_RETRY_AFTER = 1.0  # seconds before a transient failure is tried again (at most once a second)
 _lock = threading.Lock()
-_cache: dict[tuple[int, str, bool], bytes | KeyUnavailable] = {}
+_cache: dict[tuple[int, str, bool], tuple[bytes | KeyUnavailable, float]] = {}
 
 
 def _get(create: bool) -> bytes | KeyUnavailable:
     ck = (os.geteuid(), key_dir(), create)
     with _lock:
-        got = _cache.get(ck)
-        if got is None:
-            try:
-                got = _load(create)
-            except KeyUnavailable as exc:
-                got = exc
-            # A missing key is looked for again next time (a creator may make it).
-            if not (isinstance(got, KeyUnavailable) and got.missing):
-                _cache[ck] = got
+        hit = _cache.get(ck)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        got: bytes | KeyUnavailable
+        try:
+            got = _load(create)
+        except KeyUnavailable as exc:
+            got = exc
+        # A missing key is looked for again next time (a creator may make it); a failed
+        # system call (a full disk, a size limit) again a second later, so a long-lived
+        # process marks its files once the cause is gone; a spoilt key is kept refused.
+        if isinstance(got, KeyUnavailable) and got.missing:
+            _cache.pop(ck, None)
+        elif isinstance(got, KeyUnavailable) and got.transient:
+            _cache[ck] = (got, now + _RETRY_AFTER)
+        else:
+            _cache[ck] = (got, float("inf"))
     return got
 
 

@@ -216,7 +216,9 @@ def _death(tag: OwnerTag) -> str:
 # --------------------------------------------------------------------------- marks
 
 
-def _place(fd: int, dir_ident: tuple[int, int], name: bytes, raw: bytes | None = None) -> bytes:
+def _place(
+    fd: int, dir_ident: tuple[int, int], name: bytes, raw: bytes | None = None
+) -> bytes | None:
     """What a mark is bound to: the inode's identity and birth, and where it was named.
 
     Fixed-width binary fields, then the name (last, so the encoding is unambiguous): whether
@@ -225,6 +227,8 @@ def _place(fd: int, dir_ident: tuple[int, int], name: bytes, raw: bytes | None =
     as they are: no integer is built or formatted (that was most of a mark's cost).
     ``raw``: the caller's ``struct statx`` of this very inode (mask :data:`_PLACE_MASK`),
     if it has one (the creation's check took it): no second ``statx``.
+    None: neither a birth time nor a generation tells this inode from a later one with its
+    number: no mark can be bound to it (none is written; none verifies).
     """
     if raw is None:
         try:
@@ -236,10 +240,8 @@ def _place(fd: int, dir_ident: tuple[int, int], name: bytes, raw: bytes | None =
                 raw = statx_anyway(fd, _PLACE_MASK)
             except OSError:
                 raw = None
-    if raw is None:  # no statx: bound to device, inode and place only (birth unknown)
-        st = os.fstat(fd)
-        head = _NO_BIRTH_HEAD(0, st.st_ino, 0, 0, os.major(st.st_dev), os.minor(st.st_dev))
-        return head + _DIR_IDENT(*dir_ident) + name
+    if raw is None:  # no statx at all (a seccomp profile refusing it): the generation
+        return _generation_place(fd, dir_ident, name)
     # Birth time: an inode number reused by a later file never matches an old mark.
     if _MASK(raw)[0] & STATX_BTIME:  # stx_mask says it is set
         head = b"\1" + raw[32:40] + raw[80:92] + raw[136:144]  # ino, btime, dev
@@ -247,6 +249,19 @@ def _place(fd: int, dir_ident: tuple[int, int], name: bytes, raw: bytes | None =
         # No birth time (ext4 with 128-byte inodes, ext2/3): the inode's generation, which
         # ext4 draws anew for every inode it allocates, tells a reused number (review8).
         head = b"\2" + raw[32:40] + _generation(fd) + raw[136:144]
+    return head + _DIR_IDENT(*dir_ident) + name
+
+
+def _generation_place(fd: int, dir_ident: tuple[int, int], name: bytes) -> bytes | None:
+    """:func:`_place`'s generation form (flag 2) from ``fstat`` and ``FS_IOC_GETVERSION``,
+    byte for byte what it builds from a ``statx`` without birth time; None where the
+    filesystem has no generation either. Without it a mark bound to device, inode and
+    place alone verified on a later file given the same number (review10)."""
+    st = os.fstat(fd)  # (EBADF: not open; raised, as a statx would)
+    gen = _generation(fd)
+    if gen in (_NO_GENERATION, _UNKNOWN_GENERATION):
+        return None
+    head = _GEN_INO(2, st.st_ino) + gen + _GEN_DEV(os.major(st.st_dev), os.minor(st.st_dev))
     return head + _DIR_IDENT(*dir_ident) + name
 
 
@@ -263,7 +278,7 @@ def _generation(fd: int) -> bytes:
         try:  # an O_PATH descriptor (the sweeper's): a read-only one of the very inode
             rfd = os.open(proc_path(fd), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError:
-            return b"\xff" * 12  # unknown: never equal to what the writer bound
+            return _UNKNOWN_GENERATION  # unknown: never equal to what the writer bound
         try:
             fcntl.ioctl(rfd, _FS_IOC_GETVERSION, buf)
         except OSError:  # ENOTTY, EOPNOTSUPP: no generation, as the writer saw
@@ -276,7 +291,10 @@ def _generation(fd: int) -> bytes:
 _FD_FLAGS = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH  # the open fd itself (O_PATH ones too)
 _PLACE_MASK = STATX_BASIC_STATS | STATX_BTIME
 # The layout of _place's head: flag, stx_ino, stx_btime (tv_sec, tv_nsec), dev major, minor.
-_NO_BIRTH_HEAD = struct.Struct("=BQqIII").pack
+_GEN_INO = struct.Struct("=BQ").pack  # flag, stx_ino (as statx lays them out)
+_GEN_DEV = struct.Struct("=II").pack  # stx_dev_major, stx_dev_minor
+_NO_GENERATION = bytes(12)
+_UNKNOWN_GENERATION = b"\xff" * 12
 _DIR_IDENT = struct.Struct("=QQ").pack
 _MASK = struct.Struct("=I").unpack_from  # stx_mask
 _FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long); ext4 writes the 32-bit generation
@@ -394,6 +412,8 @@ def write_mark(
         dir_st = os.fstat(dir_fd)
         dir_ident = (dir_st.st_dev, dir_st.st_ino)
     place = _place(fd, dir_ident, os.fsencode(name), statx)
+    if place is None:
+        return False  # nothing tells this inode from a later one: a mark would outlive it
     value = tag + b" " + _mark_mac(key, tag, place).encode()
     try:
         os.setxattr(fd if real_fd else _on(fd), OWNER_XATTR, value)  # no /proc for a creator
@@ -467,6 +487,11 @@ class Claim:
         holds it, so that the live, named object is never taken for an orphan (review9).
         Best effort: without a free descriptor it stays unlocked (the second opinion, our
         pid, still guards it where the sweeper can see it)."""
+        if not self.ours():
+            # A double close freed the number for another file (the application's pipe):
+            # a duplicate of that would be forgotten later, never closed (review10).
+            self.forget()
+            return
         try:
             fd = high_dup(self.fd)
         except OSError:  # EMFILE
@@ -766,8 +791,17 @@ def _verified(
     parts = _split(raw)
     if parts is None or key is None:
         return None
-    expected = _mac(key, parts[1], _place(pfd, (dir_st.st_dev, dir_st.st_ino), os.fsencode(name)))
-    return parts[0] if hmac.compare_digest(expected, parts[2]) else None
+    ident, bname = (dir_st.st_dev, dir_st.st_ino), os.fsencode(name)
+    place = _place(pfd, ident, bname)
+    if place is not None and hmac.compare_digest(_mac(key, parts[1], place), parts[2]):
+        return parts[0]
+    if place is not None and place[0] == 1:
+        # A writer without statx (a seccomp profile) bound the generation, as strong where
+        # the filesystem has one: its leftovers are still ours to sweep.
+        place = _generation_place(pfd, ident, bname)
+        if place is not None and hmac.compare_digest(_mac(key, parts[1], place), parts[2]):
+            return parts[0]
+    return None
 
 
 # O_NONBLOCK|O_NOCTTY: opening for the lock test never blocks or acquires a terminal.

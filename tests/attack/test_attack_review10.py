@@ -21,7 +21,8 @@
   mounted but belongs to another PID namespace (``/proc/self`` resolves to nothing there);
   a sweeper in a PID namespace of its own under the host's ``/proc`` judges as usual.
 
-Every break is a strict xfail whose reason says what breaks, with a control beside it.
+Every break was a strict xfail whose reason says what breaks, with a control beside it; the
+fixed ones keep that reason as a comment.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ import hardtemp
 from hardtemp import _markkey, _owner
 hardtemp.NamedTemporaryFile(dir=where).close()  # the first: it makes the key
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+import time
+time.sleep(_markkey._RETRY_AFTER + 0.05)  # a failed creation is tried again after this
 with hardtemp.NamedTemporaryFile(dir=where) as f:  # the same process, the limit gone
     try:
         os.getxattr(f.name, _owner.OWNER_XATTR)
@@ -142,15 +145,12 @@ print(json.dumps({"marked_after": marked}))
         pytest.param(
             16,
             id="a-limit-cutting-the-key-s-write-short",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="91cd602: _make_key ignores os.write's count: under RLIMIT_FSIZE 16 the "
-                "kernel writes 16 of the 32 bytes (Python ignores SIGXFSZ), and the cut key "
-                "is fsynced and moved into place as the key. Every later process of the user, "
-                "with no limit, finds 'is 16 bytes, not 32' (BAD_SIZE), writes no mark and "
-                "never makes the key again: no crash's leftover is ever swept, silently for "
-                "the creators",
-            ),
+            # Was a break (review10), fixed: 91cd602: _make_key ignores os.write's count: under
+            # RLIMIT_FSIZE 16 the  kernel writes 16 of the 32 bytes (Python ignores SIGXFSZ),
+            # and the cut key  is fsynced and moved into place as the key. Every later process
+            # of the user,  with no limit, finds 'is 16 bytes, not 32' (BAD_SIZE), writes no
+            # mark and  never makes the key again: no crash's leftover is ever swept, silently
+            # for  the creators
         ),
     ],
 )
@@ -176,14 +176,11 @@ def test_a_key_written_under_a_file_size_limit_is_whole_or_never_placed(
         pytest.param(
             0,
             id="the-first-creation-failed-then-the-limit-was-lifted",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="91cd602: a key creation that failed (EFBIG here; ENOSPC on a full state "
-                "directory the same way) is cached by _markkey._get as not 'missing': the "
-                "process never looks again, so a long-lived service whose first named file "
-                "met a full disk writes no mark for any later file, also once space is back "
-                "(a later process makes the key at once); its .sweep.key.* temporary is left",
-            ),
+            # Was a break (review10), fixed: 91cd602: a key creation that failed (EFBIG here;
+            # ENOSPC on a full state  directory the same way) is cached by _markkey._get as not
+            # 'missing': the  process never looks again, so a long-lived service whose first
+            # named file  met a full disk writes no mark for any later file, also once space is
+            # back  (a later process makes the key at once); its .sweep.key.* temporary is left
         ),
     ],
 )
@@ -198,8 +195,8 @@ def test_a_process_whose_first_key_creation_failed_marks_its_later_files(
 
 
 def test_a_later_process_makes_the_key_after_a_failed_creation(tmp_path: Path) -> None:
-    # Held: the failure is per process; the next one makes a whole key (the temporary the
-    # failed one left beside it stays: a 0-byte file of our own, mode 0600, harmless).
+    # Held: the failure is per process; the next one makes a whole key, and the failed one
+    # left no temporary beside it.
     state, where = tmp_path / "state", tmp_path / "area"
     state.mkdir(mode=0o700)
     where.mkdir(mode=0o700)
@@ -207,7 +204,7 @@ def test_a_later_process_makes_the_key_after_a_failed_creation(tmp_path: Path) -
     got = _later(state, where)
     assert got["problem"] is None, got
     assert got["marked"], got
-    assert _markkey.KEY_NAME in got["keydir"]
+    assert got["keydir"] == [_markkey.KEY_NAME], got
     assert (state / "hardtemp" / _markkey.KEY_NAME).stat().st_size == 32
 
 
@@ -239,14 +236,11 @@ print("made", flush=True)
         pytest.param(
             True,
             id="killed-between-the-link-and-the-unlink",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="91cd602: a creator killed between the fallback's link and unlink "
-                "leaves sweep.key with two links (its .sweep.key.* temporary the other): "
-                "every later process waits out the retries (~0.1 s), refuses it ('has 2 "
-                "links') and writes no mark, and no creator ever repairs or replaces it: "
-                "the user's files are never swept again",
-            ),
+            # Was a break (review10), fixed: 91cd602: a creator killed between the fallback's
+            # link and unlink  leaves sweep.key with two links (its .sweep.key.* temporary the
+            # other):  every later process waits out the retries (~0.1 s), refuses it ('has 2
+            # links') and writes no mark, and no creator ever repairs or replaces it:  the
+            # user's files are never swept again
         ),
     ],
 )
@@ -403,14 +397,12 @@ print(json.dumps({"own": own, "reused": reused, "restored": judge(dfd, "f"),
         pytest.param(
             True,
             id="statx-refused-for-creator-and-sweeper",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="1a84362/d1ddb86: where every statx is refused (a container's seccomp "
-                "profile, EPERM), _owner._place binds a mark to device, inode and place only "
-                "(no birth time, and unlike review8's no-birth-time case no generation): a "
-                "mark restored onto a later file with the very inode number verifies, and "
-                "the sweeper there calls that file an ORPHAN to overwrite and remove",
-            ),
+            # Was a break (review10), fixed: 1a84362/d1ddb86: where every statx is refused (a
+            # container's seccomp  profile, EPERM), _owner._place binds a mark to device, inode
+            # and place only  (no birth time, and unlike review8's no-birth-time case no
+            # generation): a  mark restored onto a later file with the very inode number
+            # verifies, and  the sweeper there calls that file an ORPHAN to overwrite and
+            # remove
         ),
     ],
 )
@@ -472,14 +464,8 @@ def test_control_the_standard_library_s_file_closes_the_number_and_nothing_else(
     assert _double_closed_then_file_object_closed(tempfile, tmp_path) == (True, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="3529477: _NamedFileIO.close calls Claim.adopt(), which high_dup()s the borrowed "
-    "number without looking at what it holds: after a library's double close the number is "
-    "the application's pipe writer, whose description adopt duplicates (and makes ours by "
-    "F_SETOWN); the claim later finds it not ours and forgets it, never closed: the pipe's "
-    "reader never sees end-of-file while the process lives (the stdlib's file: at once)",
-)
+# Was a break (review10), fixed: adopt() duplicated whatever held the borrowed number after
+# a library's double close (the application's pipe writer), and forgot it, never closed.
 def test_closing_the_underlying_file_keeps_no_other_file_open(tmp_path: Path) -> None:
     assert _double_closed_then_file_object_closed(hardtemp, tmp_path) == (True, True)
 
@@ -506,15 +492,12 @@ def test_closing_the_underlying_file_of_an_intact_file_keeps_it_locked(tmp_path:
         pytest.param(
             hardtemp,
             id="hardtemp",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="3529477 ('the file lives on by its name until the NamedTemporaryFile is "
-                "cleaned up'): _NamedState.close returns at once when the file object is "
-                "already closed, so the wrapper's close(), the documented removal of a "
-                "delete_on_close file, does nothing: the file stays at its name with its "
-                "plaintext while the object is referenced (until __exit__, collection or "
-                "exit); the standard library's close() removes it",
-            ),
+            # Was a break (review10), fixed: 3529477 ('the file lives on by its name until the
+            # NamedTemporaryFile is  cleaned up'): _NamedState.close returns at once when the
+            # file object is  already closed, so the wrapper's close(), the documented removal
+            # of a  delete_on_close file, does nothing: the file stays at its name with its
+            # plaintext while the object is referenced (until __exit__, collection or  exit);
+            # the standard library's close() removes it
         ),
     ],
 )
@@ -712,14 +695,11 @@ print(json.dumps({"seen": seen, "marked_after": marked}))
         pytest.param(
             "TimeoutError",
             id="a-timeout-error-from-a-sigalrm-handler",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="91cd602: _markkey._load turns any OSError met while making the key "
-                "into 'no key' (UNREADABLE), and TimeoutError is an OSError: an application's "
-                "SIGALRM time limit that fires during the first named file's key creation is "
-                "swallowed (the creation returns normally), and the failure is cached: no "
-                "later file of the process is ever marked",
-            ),
+            # Was a break (review10), fixed: 91cd602: _markkey._load turns any OSError met
+            # while making the key  into 'no key' (UNREADABLE), and TimeoutError is an OSError:
+            # an application's  SIGALRM time limit that fires during the first named file's key
+            # creation is  swallowed (the creation returns normally), and the failure is
+            # cached: no  later file of the process is ever marked
         ),
     ],
 )

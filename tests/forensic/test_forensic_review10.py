@@ -65,17 +65,14 @@ def _script() -> str:
         pytest.param(
             True,
             id="a-worker-thread-refused-statx",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="547d306 + 1a84362: one thread's own seccomp filter refusing statx "
-                "(EPERM) makes _linux._refused() switch statx off for the process, "
-                "unique_mount_id() then answers -1 and every classification is keyed by the "
-                "old, reusable mount id (fdinfo) again: with the watch blinded by a mountinfo "
-                "open on its number (review7's case), the overlay that took the tmpfs's "
-                "st_dev and old id is served 'volatile' by the named file's close, its "
-                "overwrite is not synced and the marker stays on the disk, on Linux >= 6.8, "
-                "where SECURITY.md says no swap is served stale whatever the watch missed",
-            ),
+            # Was a break (review10), fixed: 547d306 + 1a84362: one thread's own seccomp filter
+            # refusing statx  (EPERM) makes _linux._refused() switch statx off for the process,
+            # unique_mount_id() then answers -1 and every classification is keyed by the  old,
+            # reusable mount id (fdinfo) again: with the watch blinded by a mountinfo  open on
+            # its number (review7's case), the overlay that took the tmpfs's  st_dev and old id
+            # is served 'volatile' by the named file's close, its  overwrite is not synced and
+            # the marker stays on the disk, on Linux >= 6.8,  where SECURITY.md says no swap is
+            # served stale whatever the watch missed
         ),
     ],
 )
