@@ -44,6 +44,7 @@ __all__ = [
     "birth_ident",
     "birth_ns",
     "dir_statx",
+    "fdinfo",
     "fdinfo_mount_id",
     "fstatfs",
     "has_statx",
@@ -578,19 +579,27 @@ class StatxReader:
         return (mode, uid, nlink, size, blocks, blksize, mnt_id)
 
 
-def fdinfo_mount_id(fd: int) -> int:
-    """The mount id of open ``fd`` from ``/proc/self/fdinfo`` (-1 without /proc)."""
+def fdinfo(fd: int, size: int = 4096) -> bytes | None:
+    """The lines of ``/proc/self/fdinfo/N`` for open ``fd`` (None without /proc, or not
+    open), up to ``size`` bytes."""
     # os.open/os.read: a buffered open() costs 4x more, and this runs on every removal.
     try:
         info_fd = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return -1
+        return None
     try:
-        data = os.read(info_fd, 4096)
+        return os.read(info_fd, size)
     except OSError:
-        return -1
+        return None
     finally:
         os.close(info_fd)
+
+
+def fdinfo_mount_id(fd: int) -> int:
+    """The mount id of open ``fd`` from ``/proc/self/fdinfo`` (-1 without /proc)."""
+    data = fdinfo(fd)
+    if data is None:
+        return -1
     for line in data.splitlines():
         if line.startswith(b"mnt_id:"):
             return int(line.split()[1])

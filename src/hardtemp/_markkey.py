@@ -199,16 +199,14 @@ def _make_key(dir_fd: int) -> None:
     os.fsync(dir_fd)
 
 
-def _drop_stale_links(dir_fd: int) -> bool:
+def _drop_stale_links(dir_fd: int) -> None:
     """Remove the temporary names that still link the key (a creator of the ``link`` +
     ``unlink`` fallback killed between the two). Only in the key's own directory, which
-    only the user can write (:func:`_private`): nobody else's file can be named there.
-    True when one was removed."""
+    only the user can write (:func:`_private`): nobody else's file can be named there."""
     try:
         key = os.stat(KEY_NAME, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
-        return False
-    dropped = False
+        return
     for name in os.listdir(dir_fd):
         if not name.startswith(f".{KEY_NAME}."):
             continue
@@ -217,8 +215,6 @@ def _drop_stale_links(dir_fd: int) -> bool:
             # The key's own inode only: a creator's temporary still being written is not.
             if (st.st_dev, st.st_ino) == (key.st_dev, key.st_ino):
                 os.unlink(name, dir_fd=dir_fd)
-                dropped = True
-    return dropped
 
 
 def _read_settled_key(dir_fd: int, path: str, create: bool) -> bytes:

@@ -60,6 +60,7 @@ from ._linux import (
     AT_SYMLINK_NOFOLLOW,
     STATX_BASIC_STATS,
     STATX_BTIME,
+    fdinfo,
     statx_anyway,
     statx_raw,
 )
@@ -572,16 +573,9 @@ def _holds_flock(fd: int) -> bool:
     ``/proc/self/fdinfo/N``, which lists only the locks of that very description: a new
     ``open()`` of the same inode shows none until its opener locks it). False without
     ``/proc`` (then the claim is forgotten, never closed: the cautious side)."""
-    try:
-        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    text = fdinfo(fd, 65536)
+    if text is None:
         return False
-    try:
-        text = os.read(info, 65536)
-    except OSError:
-        return False
-    finally:
-        os.close(info)
     return any(line.startswith(b"lock:") and b" FLOCK " in line for line in text.splitlines())
 
 
