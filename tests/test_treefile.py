@@ -500,21 +500,24 @@ def test_the_next_removal_continues_the_pool_and_two_at_once_never_share_one(
     assert _treefile.TreeFiles(info, 1, os.geteuid())._pool is one._pool  # handed on, not refilled
 
 
-def test_an_unlink_the_fast_way_cannot_make_is_reported_and_the_file_kept(
-    tmp_path: Path, fast_ways: list[tuple[str, bool]]
-) -> None:
-    # A real EPERM at the unlink only: an append-only directory lets its file be opened and
-    # overwritten, never unlinked. The fast way must decline (the general way reports it),
-    # never count the file as removed.
-    top = make_dir(tmp_path / "top", 0o700)
+def _remove_append_only(base: Path, *, synced: bool) -> list[BaseException]:
+    """Remove ``base/top`` whose ``sub`` is append-only (``chattr +a``): a real EPERM at the
+    unlink only (the file can be opened and overwritten, never unlinked); its errors."""
+    top = make_dir(base / "top", 0o700)
     sub = make_dir(top / "sub", 0o700)
-    _write(sub / "f")
+    fd = os.open(sub / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, PLAIN)
+        if synced:
+            os.fsync(fd)  # its data on the disk: the fast way holds it for the batch's sync
+    finally:
+        os.close(fd)
     proc = subprocess.run(["chattr", "+a", str(sub)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip(f"chattr +a is not possible here: {proc.stderr.strip()}")
     errors: list[BaseException] = []
     try:
-        pfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        pfd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
         try:
             st = os.stat("top", dir_fd=pfd, follow_symlinks=False)
             _remove.rmtree_at(
@@ -527,9 +530,13 @@ def test_an_unlink_the_fast_way_cannot_make_is_reported_and_the_file_kept(
         finally:
             os.close(pfd)
         assert (sub / "f").exists()
+        assert (sub / "f").read_bytes() != PLAIN  # overwritten all the same
     finally:
         subprocess.run(["chattr", "-a", str(sub)], check=True)
-    assert fast_ways == [("f", False)]  # declined once, never taken for removed
+    return errors
+
+
+def _assert_f_then_sub_reported(errors: list[BaseException]) -> None:
     # The file's own failure (reported by the general way), then sub's rmdir (an append-only
     # directory cannot be removed either): a fast way that took f for removed loses the first.
     assert [type(e) for e in errors] == [PermissionError, PermissionError]
@@ -537,4 +544,37 @@ def test_an_unlink_the_fast_way_cannot_make_is_reported_and_the_file_kept(
         "f",
         "sub",
     ]
-    assert (sub / "f").read_bytes() != PLAIN  # overwritten all the same
+
+
+def test_an_unlink_the_fast_way_cannot_make_is_reported_and_the_file_kept(
+    small_tmpfs: Callable[[int], Path], fast_ways: list[tuple[str, bool]]
+) -> None:
+    # On tmpfs the fast way overwrites and unlinks inline (nothing is ever held for a sync):
+    # its unlink's EPERM must make it decline, never count the file as removed. (On a disk
+    # filesystem the same file may be written back before the removal and then be held:
+    # the next test.)
+    errors = _remove_append_only(small_tmpfs(1024), synced=False)
+    assert fast_ways == [("f", False)]  # declined once, never taken for removed
+    _assert_f_then_sub_reported(errors)
+
+
+def test_a_held_file_whose_unlink_fails_goes_the_general_way_and_is_reported(
+    loopfs: Callable[..., Any],
+    fast_ways: list[tuple[str, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A file whose data is on the disk is taken (held, name and all) for the batch's sync;
+    # the unlink after it fails with EPERM: the flush must hand it back to the general way.
+    real_flush = _treefile.TreeFiles.flush
+    handed_back: list[str] = []
+
+    def recording(self: _treefile.TreeFiles) -> list[str]:
+        failed = real_flush(self)
+        handed_back.extend(failed)
+        return failed
+
+    monkeypatch.setattr(_treefile.TreeFiles, "flush", recording)
+    errors = _remove_append_only(loopfs("ext4").mountpoint, synced=True)
+    assert fast_ways == [("f", True)]  # held for the sync...
+    assert handed_back == ["f"]  # ...then given back, not counted as removed
+    _assert_f_then_sub_reported(errors)
