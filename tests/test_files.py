@@ -253,6 +253,22 @@ def test_persist_after_removal_raises_value_error(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_persist_after_the_application_closed_the_underlying_file_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    # f.file.close() (code handed f.file closes it) leaves the file and its data in place
+    # until f.close(): persist() must keep it, not claim it was removed and then delete it.
+    f = hardtemp.NamedTemporaryFile(dir=tmp_path)
+    f.write(b"kept after f.file.close()")
+    f.file.close()
+    target = tmp_path / "kept"
+    assert f.persist(target) == str(target)
+    f.close()
+    assert target.read_bytes() == b"kept after f.file.close()"
+    assert not _has_mark(target)
+    assert os.listdir(tmp_path) == ["kept"]
+
+
 def test_persist_refuses_when_our_name_was_swapped(tmp_path: Path) -> None:
     f = hardtemp.NamedTemporaryFile(dir=tmp_path)
     os.rename(f.name, tmp_path / "moved")

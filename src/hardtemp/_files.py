@@ -746,7 +746,9 @@ class _TemporaryFileWrapper:
 
     def _persist(self, path: Any, *, noclobber: bool, durable: bool) -> str | bytes:
         state = self._state
-        if state.removed or (state.file.closed and state.delete_on_close and state.delete):
+        # Removed only if it was: a file whose underlying file object the application closed
+        # itself (f.file.close()) still exists, with its data, until our close() removes it.
+        if state.removed:
             raise ValueError("the temporary file was already removed")
         made = state.made
         try:
