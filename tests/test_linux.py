@@ -296,6 +296,81 @@ def test_a_bind_mount_of_the_same_filesystem_has_another_mount_id_but_the_same_d
     assert (same_dev, other_mount) == ("True", "True")
 
 
+_FUSE_CODE = r"""
+import errno, json, os, sys
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
+from _helpers_fuse import mount_failing
+from hardtemp import _linux
+mnt, err, own = sys.argv[3], getattr(errno, sys.argv[4]), sys.argv[5]
+mount_failing(mnt, err)
+out = {}
+for name, call in [
+    ("statx", lambda: _linux.statx_buf(-100, os.fsencode(mnt), 0x100, 0xFFF, mnt)),
+    ("lean", lambda: _linux.statx_raw(-100, os.fsencode(mnt), 0x100, 0xFFF, mnt)),
+]:
+    try:
+        call()
+        out[name] = "answered"
+    except OSError as exc:
+        out[name] = [errno.errorcode.get(exc.errno, exc.errno), exc.filename]
+out["statx_on"] = _linux._statx is not None and _linux._lean_statx is not None
+fd = os.open(own, os.O_RDONLY)
+out["own_mount_id_unique"] = _linux.is_unique_mount_id(_linux.mount_id(fd))
+os.close(fd)
+print(json.dumps(out))  # the mount goes with this process's private mount namespace
+"""
+
+
+@needs_root
+@pytest.mark.parametrize("answer", ["EPERM", "ENOSYS"])
+def test_a_fuse_filesystem_refusing_statx_of_its_file_leaves_statx_on_for_the_process(
+    tmp_path: Path, answer: str
+) -> None:
+    # Another user's FUSE daemon answers statx of its own file with EPERM (or ENOSYS): that
+    # call fails with the file's own error, and statx stays on for every other file (it
+    # switched off for the whole process, as a seccomp filter's refusal does: old mount ids,
+    # fallbacks everywhere, marks without a birth time). A real refusal still switches it
+    # off: tests/attack/test_attack_review10.py's seccomp filter.
+    _gates.require_unshare()
+    if not os.path.exists("/dev/fuse"):
+        _gates.skip("no /dev/fuse: this kernel or container has no FUSE")
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "own").write_bytes(b"")
+    out = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --make-rprivate / && exec "$@"',
+            "sh",
+            sys.executable,
+            "-c",
+            _FUSE_CODE,
+            SRC,
+            str(Path(__file__).parent),
+            str(tmp_path / "mnt"),
+            answer,
+            str(tmp_path / "own"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    shown = str(tmp_path / "mnt")
+    assert result["statx"] == [answer, shown]  # the file's own error, naming it
+    assert result["lean"] == [answer, shown]
+    assert result["statx_on"] is True
+    fd = os.open(tmp_path / "own", os.O_RDONLY)
+    try:  # the next file's mount id is still the unique one where the kernel has them
+        assert result["own_mount_id_unique"] is _linux.is_unique_mount_id(_linux.mount_id(fd))
+    finally:
+        os.close(fd)
+
+
 _MOUNT_ROOT_CODE = r"""
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
@@ -384,7 +459,12 @@ def test_birth_ident_and_dir_statx_agree_with_statx_and_fstat_and_need_statx(
         assert _linux.birth_ident(fd) == (sx.dev, sx.ino, sx.btime)
         st = os.fstat(fd)
         assert _linux.dir_statx(fd) == (
-            st.st_dev, st.st_ino, st.st_mode, st.st_uid, sx.btime, sx.mnt_id
+            st.st_dev,
+            st.st_ino,
+            st.st_mode,
+            st.st_uid,
+            sx.btime,
+            sx.mnt_id,
         )
         assert _linux.birth_ident(fd)[:2] == (st.st_dev, st.st_ino)
         assert _linux.dir_statx(fd)[5] == _linux.mount_id(fd)

@@ -358,14 +358,16 @@ def statx_buf(dir_fd: int, name: bytes, flags: int, mask: int, shown: str | None
     ref = ctypes.byref(buf)
     while _statx(dir_fd, name, flags, mask, ref) != 0:
         err = ctypes.get_errno()
-        if err in _REFUSED:
-            # A filter installed since this module loaded (filters are per thread, and a
-            # FUSE filesystem may say EPERM too): the fallbacks from now on, everywhere but
-            # the sweep mark's birth time (statx_anyway), which must match a sweeper's.
+        if err in _REFUSED and _thread_refuses():
+            # A filter installed since this module loaded (filters are per thread): the
+            # fallbacks from now on, everywhere but the sweep mark's birth time
+            # (statx_anyway), which must match a sweeper's. Asked again on descriptor -1
+            # first: a FUSE filesystem (another user's) that answers EPERM for its own file
+            # must not switch statx off for the whole process.
             _refused()
             raise OSError(errno.ENOSYS, "statx is refused here", shown)
         if err != errno.EINTR:
-            _raise_errno(shown)
+            raise OSError(err, os.strerror(err), shown)
     return buf
 
 
@@ -527,14 +529,15 @@ _FD_MASK = STATX_BASIC_STATS | MNT_ID_MASK
 _lean_statx = getattr(ctypes.CDLL(None), "statx", None)
 
 
-def _refused_at_load() -> bool:
-    """Whether the kernel or a seccomp filter refuses statx (one call when this module
-    loads, on descriptor -1: no filesystem answers it, the kernel says ``EBADF``): a close
-    that asked statx there would raise instead of taking the fallbacks (review9)."""
-    if _statx is None:
+def _thread_refuses() -> bool:
+    """Whether the kernel or a seccomp filter refuses statx in this thread (filters are per
+    thread): one call on descriptor -1, which no filesystem answers (the kernel says
+    ``EBADF``), so an ``EPERM`` or ``ENOSYS`` there is the refusal's, never a file's."""
+    statx = _libc_statx
+    if statx is None:
         return False
     buf = _StatxBuf()
-    if _statx(-1, b"", _AT_EMPTY_PATH, STATX_BASIC_STATS, ctypes.byref(buf)) == 0:
+    if statx(-1, b"", _AT_EMPTY_PATH, STATX_BASIC_STATS, ctypes.byref(buf)) == 0:
         return False
     return ctypes.get_errno() in _REFUSED
 
@@ -542,7 +545,11 @@ def _refused_at_load() -> bool:
 # libc's statx whatever the probe says: the probe runs in the importing thread, whose own
 # seccomp filter (filters are per thread) says nothing of the others (review9).
 _libc_statx = _statx
-if _refused_at_load():
+
+
+# Refused when this module loads: a close that asked statx there would raise instead of
+# taking the fallbacks (review9).
+if _thread_refuses():
     _refused()
 # struct statx: mask, blksize, (attributes), nlink, uid, (gid), mode, (spare, ino), size,
 # blocks, (attributes_mask, four timestamps, rdev, dev), mnt_id.
