@@ -27,10 +27,7 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import CodeType, FrameType
-from typing import Any
 
 import pytest
 
@@ -38,6 +35,7 @@ from _gates import IS_ROOT, require_unshare
 from _helpers_core import SRC
 from _helpers_crypt import backing_fd, child_result
 from _helpers_euid import as_euid
+from _helpers_inject import Injected, raise_at_opcode
 from hardtemp._crypt import EncryptedRawIO, _secpool
 from hardtemp._crypt._sealer import SEED_SIZE
 from hardtemp._crypt._secpool import SLOT_SIZE, Slot
@@ -220,11 +218,11 @@ def test_what_lands_at_any_opcode_of_a_key_draw_never_hands_a_seed_out_twice(
             files.append(_raw_or_closed())
 
         action = nested if landing == "a file made there" else None
-        with _raise_at_opcode(n, action) as traced:
+        with raise_at_opcode(n, (_secpool,), action) as traced:
             try:
                 for _ in range(7):
                     files.append(_raw_or_closed())
-            except _Injected:
+            except Injected:
                 pass
         if traced() < n:
             break  # n is past the last opcode of the whole sequence
@@ -424,85 +422,6 @@ def test_a_file_closed_while_this_thread_holds_the_pool_does_not_deadlock(
         s.close()
 
 
-class _Injected(BaseException):
-    """What a signal handler raising (``KeyboardInterrupt``) does to the code it lands in."""
-
-
-def _pool_codes() -> list[CodeType]:
-    """Every code object of the pool module's functions and methods, nested ones too."""
-    found: list[CodeType] = []
-
-    def add(code: CodeType) -> None:
-        found.append(code)
-        for const in code.co_consts:
-            if isinstance(const, CodeType):
-                add(const)
-
-    for obj in vars(_secpool).values():
-        for member in [obj, *vars(obj).values()] if isinstance(obj, type) else [obj]:
-            func = member.fget if isinstance(member, property) else member
-            code = getattr(func, "__code__", None)
-            if isinstance(code, CodeType) and func.__module__ == _secpool.__name__:
-                add(code)
-    return found
-
-
-@contextlib.contextmanager
-def _raise_at_opcode(
-    n: int, action: Callable[[], None] | None = None
-) -> Iterator[Callable[[], int]]:
-    """Raise :class:`_Injected` (or run ``action``) at the ``n``-th bytecode
-    instruction run by the pool's own code; yields a function telling how many were
-    run. A signal handler can only run at some of these (CPython's eval-breaker
-    checks), so landing at every one covers every place a real one can, and more."""
-    seen = 0
-
-    def hit() -> None:
-        nonlocal seen
-        seen += 1
-        if seen == n:
-            if action is not None:
-                action()  # what a signal handler that does not raise does there
-                return
-            raise _Injected
-
-    if sys.version_info >= (3, 12):  # opcode tracing through settrace is broken in 3.12.1
-        mon = sys.monitoring
-        tool = mon.DEBUGGER_ID
-        mon.use_tool_id(tool, "hardtemp-tests")
-        codes = _pool_codes()
-        for code in codes:
-            mon.set_local_events(tool, code, mon.events.INSTRUCTION)
-        mon.register_callback(tool, mon.events.INSTRUCTION, lambda code, offset: hit())
-        try:
-            yield lambda: seen
-        finally:
-            for code in codes:
-                mon.set_local_events(tool, code, 0)
-            mon.register_callback(tool, mon.events.INSTRUCTION, None)
-            mon.free_tool_id(tool)
-        return
-
-    pool_module = _secpool.__name__
-
-    def local(frame: FrameType, event: str, arg: object) -> Any:
-        if event == "opcode" and n > seen:
-            hit()
-        return local
-
-    def call(frame: FrameType, event: str, arg: object) -> Any:
-        if frame.f_globals.get("__name__") != pool_module:
-            return None
-        frame.f_trace_opcodes = True
-        return local
-
-    sys.settrace(call)
-    try:
-        yield lambda: seen
-    finally:
-        sys.settrace(None)
-
-
 def _pool_invariants(pool: _secpool._Pool, held: list[Slot]) -> None:
     """No slot free twice, none both free and held, every free slot in a listed,
     mapped arena, and no arena counting fewer holders than it has."""
@@ -537,10 +456,10 @@ def test_an_interrupt_at_any_opcode_of_the_pool_never_hands_a_slot_out_twice(
         pool = _secpool._Pool()
         monkeypatch.setattr(_secpool, "_pool", pool)
         held: list[Slot] = []
-        with _raise_at_opcode(n) as traced:
+        with raise_at_opcode(n, (_secpool,)) as traced:
             try:
                 _grow_and_shrink(held)
-            except _Injected:
+            except Injected:
                 pass
             else:
                 break  # n is past the last opcode of the whole sequence

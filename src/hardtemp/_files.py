@@ -175,12 +175,14 @@ def TemporaryFile(  # long: the stdlib's signature and a full docstring; 26 line
     With ``encrypt=True`` (the default) the contents are AES-256-GCM
     encrypted with a key that exists only in this process: the disk only
     ever sees ciphertext, and dropping the key on close is a cryptographic
-    erase. ``fileno()`` then raises :class:`io.UnsupportedOperation`. With
-    ``encrypt=False`` the file is plaintext (``fileno()`` works) and is
-    overwritten in place when closed. ``encrypt="until-fileno"`` (what
-    :mod:`hardtemp.compat` uses) is encrypted until the first ``fileno()``,
-    which turns it into such a plaintext file, with the same contents and
-    position, for the program it is handed to.
+    erase. While its contents fit in 4 KiB they stay in this process's memory
+    (zeroed on close, and when the file outgrows them): the disk sees nothing
+    at all, and no key is drawn until then. ``fileno()`` raises
+    :class:`io.UnsupportedOperation`. With ``encrypt=False`` the file is
+    plaintext (``fileno()`` works) and is overwritten in place when closed.
+    ``encrypt="until-fileno"`` (what :mod:`hardtemp.compat` uses) is encrypted
+    until the first ``fileno()``, which turns it into such a plaintext file,
+    with the same contents and position, for the program it is handed to.
 
     ``linkable=True`` (needs ``encrypt=False`` and ``O_TMPFILE``) creates it without
     ``O_EXCL``, so that :func:`hardtemp.publish` can give the finished file a name
@@ -267,8 +269,9 @@ def _encrypted_raw(
     directory) is needed for "until-fileno" only."""
     crypt = _crypt_pkg or _load_crypt()
     if encrypt != "until-fileno":
-        # fresh: the fd was made and fstat-verified by create_unnamed a moment ago.
-        raw: io.RawIOBase = crypt.EncryptedRawIO(fd, name=fd, mode=raw_mode(mode), _fresh=True)
+        # In memory until it outgrows a block (nothing on the disk, no key drawn until then);
+        # the fd was made and fstat-verified by create_unnamed a moment ago.
+        raw: io.RawIOBase = crypt.MemoryFirstRawIO(fd, name=fd, mode=raw_mode(mode))
         return raw
     from ._crypt._switch import SwitchingRawIO
 

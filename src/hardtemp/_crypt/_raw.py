@@ -56,7 +56,7 @@ from ._backing import Backing, Trim, Txn
 from ._blockmap import BlockMap, Snapshot
 from ._sealer import SEED_SIZE, TAG_SIZE, BlockSealer, TagFailure
 from ._secmem import ProtectedMemory
-from ._secpool import Protected, protected, seed_area
+from ._secpool import Protected, Seed, protected, seed_area
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -142,6 +142,43 @@ _SEEK_SET: Final = os.SEEK_SET
 _iobase_close: Final = io.RawIOBase.close
 _new_tuple: Final = tuple.__new__  # a NamedTuple's instance without its Python __new__
 _SEEK_CUR: Final = os.SEEK_CUR
+
+
+def new_sealer(seed: Seed, *, narrow: bool) -> BlockSealer:
+    """A sealer with a fresh key, drawn in ``seed``, the process's protected seed area
+    (``seed_area(SEED_SIZE)``; a pooled slot of its own while another caller holds it).
+
+    Raises:
+        OSError: the protected memory cannot be mapped (``ENOMEM``); the OS CSPRNG failed.
+    """
+    if seed.lock.acquire(blocking=False):
+        try:
+            # A seed of the area's last draw, ours alone; the sealer zeroes it at once.
+            return BlockSealer(seed.take(), narrow=narrow, drawn=True)
+        finally:
+            seed.lock.release()
+    # Held (another thread, or a signal handler that interrupted its holder in this one):
+    # never shared. An interrupt between the acquire and the try leaves it held: every
+    # later key takes this path (slower, as safe).
+    return _sealer_in_a_slot(narrow=narrow)
+
+
+ZEROS: Final = memoryview(bytes(SMALL_BLOCK_SIZE))  # a block of zeros, sliced without a copy
+
+
+def zero_small_buffer(raw: EncryptedRawIO) -> None:
+    """Zero and drop the in-memory contents of a small file (``_small``'s
+    ``MemoryFirstRawIO``), after its spill or at its close (also of one whose constructor
+    failed half-way: whatever it had set up)."""
+    d = raw.__dict__
+    view = d.pop("_view", None)
+    buf = d.pop("_buf", None)
+    if view is not None:
+        hw = d.get("_hw", SMALL_BLOCK_SIZE)  # the end of everything ever copied in
+        view[:hw] = ZEROS[:hw]  # in place: the buffer is never reallocated
+        view.release()
+    elif buf is not None:
+        buf[:] = ZEROS[: len(buf)]
 
 
 def _sealer_in_a_slot(*, narrow: bool) -> BlockSealer:
@@ -296,19 +333,8 @@ class EncryptedRawIO(io.RawIOBase):
         # call each). Its canary tells a forked child however it was forked.
         seed = seed_area(SEED_SIZE)
         self._birth = seed.mem
-        if seed.lock.acquire(blocking=False):
-            try:
-                # A seed of the area's last draw, ours alone; the sealer zeroes it at once.
-                # The provisional 4 KiB blocks keep 4-byte counters (narrow): else nonce reuse.
-                sealer = BlockSealer(seed.take(), narrow=auto, drawn=True)
-            finally:
-                seed.lock.release()
-        else:
-            # Held (another thread, or a signal handler that interrupted its holder in this
-            # one): never shared. An interrupt between the acquire and the try leaves it
-            # held: every later key takes this path (slower, as safe).
-            sealer = _sealer_in_a_slot(narrow=auto)
-        self._sealer = sealer
+        # The provisional 4 KiB blocks keep 4-byte counters (narrow): else nonce reuse.
+        self._sealer = new_sealer(seed, narrow=auto)
         self._set_geometry(bs, None, wide=not auto)
         # Last, after everything that can fail: from here on the descriptor is ours
         # (a failed constructor closing it would hit whatever file reuses the number).
@@ -718,6 +744,8 @@ class EncryptedRawIO(io.RawIOBase):
         try:
             _iobase_close(self)  # (flushes, then marks it closed; no super object)
         finally:
+            if "_buf" in self.__dict__:
+                zero_small_buffer(self)  # a small file's, left by a spill interrupted after it
             if self._sealer is not None:
                 self._sealer.close()  # the only reference to the key schedule
                 self._sealer = None
