@@ -14,6 +14,7 @@ import os
 import struct
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,49 @@ def _fresh_cache() -> Iterator[None]:
 
 def _new_file(directory: Path, name: str = "f") -> int:
     return os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+
+
+def _in_own_mount_namespace(fn: Callable[[], None]) -> None:
+    """Run ``fn`` in a forked child with a mount namespace of its own, of private propagation.
+
+    The caches are cleared by any mount or umount in the process's mount namespace, whoever
+    made it: in the initial namespace another process's (CI's other lane loop-mounts an image
+    or a tmpfs) lands between two looks and makes a "nothing asked again" check fail (seen:
+    14 of 2,000 windows with a tmpfs mounted and unmounted every 10 ms elsewhere). In a
+    namespace of its own the only changes are the test's. ``fn`` opens its files there (the
+    copies of the mounts are other mounts, with other ids); an exception it raises fails the
+    test with its traceback."""
+    require_root("for a private mount namespace (unshare)")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is saved by coverage's fork patch
+        report = ""
+        try:
+            os.close(rfd)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(_CLONE_NEWNS) or libc.mount(
+                None, b"/", None, _MS_REC | _MS_PRIVATE, None
+            ):
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) / mount --make-rprivate /")
+            _fsinfo.clear_cache()
+            fn()
+        except BaseException:
+            report = traceback.format_exc() or "failed"
+        finally:
+            with contextlib.suppress(BaseException):
+                os.write(wfd, report.encode())
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as inp:
+        report = inp.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    if report:
+        pytest.fail(f"in the private mount namespace:\n{report}", pytrace=False)
 
 
 def test_ext4_data_ordered_is_in_place(loopfs: Callable[..., Any]) -> None:
@@ -267,18 +311,22 @@ def test_classification_is_cached_per_mount(
     loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fs = loopfs("ext4")
-    first = fs_info_for_path(fs.mountpoint)
-    calls: list[int] = []
-    real = _fsinfo._mount_entry
 
-    def counting(mnt_id: int, st_dev: int) -> Any:
-        calls.append(mnt_id)
-        return real(mnt_id, st_dev)
+    def looks() -> None:  # no one else's mount clears the cache there
+        first = fs_info_for_path(fs.mountpoint)
+        calls: list[int] = []
+        real = _fsinfo._mount_entry
 
-    monkeypatch.setattr(_fsinfo, "_mount_entry", counting)
-    for _ in range(50):
-        assert fs_info_for_path(fs.mountpoint) == first
-    assert calls == []  # mountinfo is not parsed again on the hot path
+        def counting(mnt_id: int, st_dev: int) -> Any:
+            calls.append(mnt_id)
+            return real(mnt_id, st_dev)
+
+        monkeypatch.setattr(_fsinfo, "_mount_entry", counting)
+        for _ in range(50):
+            assert fs_info_for_path(fs.mountpoint) == first
+        assert calls == []  # mountinfo is not parsed again on the hot path
+
+    _in_own_mount_namespace(looks)
 
 
 def test_a_new_filesystem_on_a_reused_loop_device_is_not_served_from_the_cache(
@@ -765,23 +813,27 @@ def test_file_info_is_cached_per_superblock_without_reading_fdinfo(
     loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fs = loopfs("ext4", size_mb=16)
-    fd = _new_file(fs.mountpoint)
-    try:
-        first = file_info_for_fd(fd)
-        assert first.verdict == IN_PLACE
-        calls: list[int] = []
-        real = _fsinfo._mnt_id
 
-        def counting(f: int) -> int:
-            calls.append(f)
-            return real(f)
+    def looks() -> None:  # no one else's mount clears the cache there
+        fd = _new_file(fs.mountpoint)
+        try:
+            first = file_info_for_fd(fd)
+            assert first.verdict == IN_PLACE
+            calls: list[int] = []
+            real = _fsinfo._mnt_id
 
-        monkeypatch.setattr(_fsinfo, "_mnt_id", counting)
-        for _ in range(20):
-            assert file_info_for_fd(fd) is first
-        assert calls == []  # neither /proc/self/fdinfo nor mountinfo on the hot path
-    finally:
-        os.close(fd)
+            def counting(f: int) -> int:
+                calls.append(f)
+                return real(f)
+
+            monkeypatch.setattr(_fsinfo, "_mnt_id", counting)
+            for _ in range(20):
+                assert file_info_for_fd(fd) is first
+            assert calls == []  # neither /proc/self/fdinfo nor mountinfo on the hot path
+        finally:
+            os.close(fd)
+
+    _in_own_mount_namespace(looks)
 
 
 def test_file_info_of_a_remounted_filesystem_is_not_served_from_the_cache(
@@ -944,27 +996,32 @@ def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(
     from hardtemp._linux import mount_id
 
     fs = loopfs("ext4", size_mb=16)
-    fd = _new_file(fs.mountpoint)
-    calls = _count_statfs(monkeypatch)
-    try:
-        mnt = mount_id(fd)
-        first = file_info_for_fd(fd, mnt_id=mnt)
-        assert first.verdict == IN_PLACE
-        assert first.mnt_id == mnt
-        calls.clear()
-        for _ in range(5):
+    other = fs.mountpoint.parent / "other"
+    other.mkdir()
+
+    def looks() -> None:  # the only mount-table change there is the one made below
+        fd = _new_file(fs.mountpoint)
+        calls = _count_statfs(monkeypatch)
+        try:
+            mnt = mount_id(fd)
+            first = file_info_for_fd(fd, mnt_id=mnt)
+            assert first.verdict == IN_PLACE
+            assert first.mnt_id == mnt
+            calls.clear()
+            for _ in range(5):
+                assert file_info_for_fd(fd, mnt_id=mnt) == first
+            assert calls == []  # found by its mount id: the mount is in our table, unchanged
+            # Any change of the mount table (here a tmpfs mounted and unmounted elsewhere)
+            # forgets it: the next look asks fstatfs again.
+            tmpfs = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(other)]
+            subprocess.run(tmpfs, check=True)
+            subprocess.run(["umount", str(other)], check=True)
             assert file_info_for_fd(fd, mnt_id=mnt) == first
-        assert calls == []  # found by its mount id: the mount is in our table, unchanged
-        # Any change of the mount table (here a tmpfs mounted and unmounted elsewhere)
-        # forgets it: the next look asks fstatfs again.
-        other = fs.mountpoint.parent / "other"
-        other.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(other)], check=True)
-        subprocess.run(["umount", str(other)], check=True)
-        assert file_info_for_fd(fd, mnt_id=mnt) == first
-        assert calls != []
-    finally:
-        os.close(fd)
+            assert calls != []
+        finally:
+            os.close(fd)
+
+    _in_own_mount_namespace(looks)
 
 
 # argv: work directory, case. In a private mount namespace: one loop device holding an ext4,
@@ -1141,15 +1198,19 @@ def test_a_file_whose_mount_is_not_given_is_found_by_its_unique_mount_id_else_by
     elif not unique_mount_ids():
         pytest.skip("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8)")
     fs = loopfs("ext4", size_mb=16)
-    fd = _new_file(fs.mountpoint)
-    try:
-        first = file_info_for_fd(fd)
-        calls = _count_statfs(monkeypatch)
-        for _ in range(3):
-            assert file_info_for_fd(fd) is first  # the superblock's entry, by fstatfs or id
-        assert calls == ([fd] * 3 if kind == "old-ids" else [])
-    finally:
-        os.close(fd)
+
+    def looks() -> None:  # no one else's mount clears the cache there
+        fd = _new_file(fs.mountpoint)
+        try:
+            first = file_info_for_fd(fd)
+            calls = _count_statfs(monkeypatch)
+            for _ in range(3):
+                assert file_info_for_fd(fd) is first  # the superblock's entry, by fstatfs or id
+            assert calls == ([fd] * 3 if kind == "old-ids" else [])
+        finally:
+            os.close(fd)
+
+    _in_own_mount_namespace(looks)
 
 
 def test_the_mount_watch_is_never_a_number_a_library_held_before_it(
