@@ -896,24 +896,70 @@ def _write_fresh(directory: Path, data: bytes, name: str = "f") -> int:
     return fd
 
 
+def _delalloc(path: Path) -> list[bool]:
+    """Per extent of ``path``, whether it is a delayed allocation only (no block yet), as
+    ``filefrag -v`` (e2fsprogs: its own FIEMAP, without a sync) lists them.
+
+    The oracle of the "not on the disk yet" cases. Their precondition is not the test's to
+    keep: a ``sync`` by any process (CI's other lane: every loop unmount syncs) or the
+    flusher writes the fresh file back between its write and the look (seen: 250 of 2,000
+    windows with ``sync`` run in a loop elsewhere). Writeback never turns an allocated
+    extent back into a delayed one (the file is open, never truncated), so an extent still
+    delayed here was delayed at every moment before: at the look too."""
+    out = subprocess.run(
+        ["filefrag", "-v", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        head, _, rest = line.partition(":")
+        if head.strip().isdigit() and ".." in rest:  # an extent's line: "  0:  0..  9: ..."
+            last = line.split()[-1]
+            found.append(not last.endswith(":") and "delalloc" in last.split(","))
+    return found
+
+
+_WINDOWS = 10  # fresh files tried until one's look is not overtaken by writeback elsewhere
+
+
+def _conclusive(window: Callable[[int], bool]) -> None:
+    """Run ``window(n)`` for n = 0, 1, ... until it returns True: a window no writeback from
+    elsewhere reached, whose assertions (made inside, each failing at once) all held. False:
+    the oracle found the fresh data allocated, so this window tells nothing (it is not a
+    failure of the code under test: its assertions never ran on it). All overtaken fails."""
+    for n in range(_WINDOWS):
+        if window(n):
+            return
+    pytest.fail(f"writeback from elsewhere overtook all {_WINDOWS} fresh files before the look")
+
+
 @pytest.mark.parametrize("how", ["fsync", "fdatasync", "sync-by-another-process"])
 def test_data_on_disk_is_false_before_writeback_and_true_after(
     loopfs: Callable[..., Any], how: str
 ) -> None:
     fs = loopfs("ext4", size_mb=16)
-    fd = _write_fresh(fs.mountpoint, os.urandom(10_000))
-    try:
-        f_type = file_info_for_fd(fd).f_type
-        assert _fsinfo.data_on_disk(fd, f_type) is False  # delayed allocation only
-        if how == "fsync":
-            os.fsync(fd)
-        elif how == "fdatasync":
-            os.fdatasync(fd)
-        else:
-            subprocess.run(["sync"], check=True)
-        assert _fsinfo.data_on_disk(fd, f_type) is True
-    finally:
-        os.close(fd)
+
+    def window(n: int) -> bool:
+        fd = _write_fresh(fs.mountpoint, os.urandom(10_000), f"f{n}")
+        try:
+            f_type = file_info_for_fd(fd).f_type
+            before = _fsinfo.data_on_disk(fd, f_type)
+            extents = _delalloc(fs.mountpoint / f"f{n}")
+            if not all(extents):
+                return False  # written back by someone else before the look, or after it
+            assert extents  # the data is there, as delayed extents
+            assert before is False  # delayed allocation only
+            if how == "fsync":
+                os.fsync(fd)
+            elif how == "fdatasync":
+                os.fdatasync(fd)
+            else:
+                subprocess.run(["sync"], check=True)
+            assert _fsinfo.data_on_disk(fd, f_type) is True
+            return True
+        finally:
+            os.close(fd)
+
+    _conclusive(window)
 
 
 def test_data_on_disk_of_an_empty_file_is_false(loopfs: Callable[..., Any]) -> None:
@@ -928,34 +974,54 @@ def test_data_on_disk_of_an_empty_file_is_false(loopfs: Callable[..., Any]) -> N
 def test_data_on_disk_reads_every_extent_of_a_fragmented_file(loopfs: Callable[..., Any]) -> None:
     # 80 separate delayed extents: more than one FIEMAP batch (32) must be read.
     fs = loopfs("ext4", size_mb=16)
-    fd = _new_file(fs.mountpoint)
-    try:
-        for i in range(80):
-            os.pwrite(fd, b"x", i * 16384)
-        f_type = file_info_for_fd(fd).f_type
-        assert _fsinfo.data_on_disk(fd, f_type) is False
-        # Only the last block written to the disk (sync_file_range of its page alone):
-        # found past the first batches of delayed extents.
-        os.pwrite(fd, b"y", 100 * 16384)
-        libc = ctypes.CDLL(None, use_errno=True)
-        sync_range = libc.sync_file_range
-        sync_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-        assert sync_range(fd, 100 * 16384, 4096, 1 | 2 | 4) == 0, ctypes.get_errno()
-        assert _fsinfo.data_on_disk(fd, f_type) is True
-    finally:
-        os.close(fd)
+    libc = ctypes.CDLL(None, use_errno=True)
+    sync_range = libc.sync_file_range
+    sync_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+
+    def window(n: int) -> bool:
+        fd = _new_file(fs.mountpoint, f"f{n}")
+        try:
+            for i in range(80):
+                os.pwrite(fd, b"x", i * 16384)
+            f_type = file_info_for_fd(fd).f_type
+            before = _fsinfo.data_on_disk(fd, f_type)
+            # Only the last block written to the disk (sync_file_range of its page alone):
+            # found past the first batches of delayed extents.
+            os.pwrite(fd, b"y", 100 * 16384)
+            assert sync_range(fd, 100 * 16384, 4096, 1 | 2 | 4) == 0, ctypes.get_errno()
+            after = _fsinfo.data_on_disk(fd, f_type)
+            extents = _delalloc(fs.mountpoint / f"f{n}")
+            if extents != [True] * 80 + [False]:
+                return False  # the 80 were written back by someone else: this tells nothing
+            assert before is False
+            assert after is True
+            return True
+        finally:
+            os.close(fd)
+
+    _conclusive(window)
 
 
 def test_data_on_disk_on_btrfs_follows_the_delayed_allocation(loopfs: Callable[..., Any]) -> None:
     fs = loopfs("btrfs")
-    fd = _write_fresh(fs.mountpoint, os.urandom(10_000))
-    try:
-        f_type = file_info_for_fd(fd).f_type
-        assert _fsinfo.data_on_disk(fd, f_type) is False
-        os.fsync(fd)
-        assert _fsinfo.data_on_disk(fd, f_type) is True
-    finally:
-        os.close(fd)
+
+    def window(n: int) -> bool:
+        fd = _write_fresh(fs.mountpoint, os.urandom(10_000), f"f{n}")
+        try:
+            f_type = file_info_for_fd(fd).f_type
+            before = _fsinfo.data_on_disk(fd, f_type)
+            extents = _delalloc(fs.mountpoint / f"f{n}")
+            if not all(extents):
+                return False  # written back by someone else: this window tells nothing
+            assert extents
+            assert before is False
+            os.fsync(fd)
+            assert _fsinfo.data_on_disk(fd, f_type) is True
+            return True
+        finally:
+            os.close(fd)
+
+    _conclusive(window)
 
 
 def test_data_on_disk_is_true_where_it_cannot_be_told(
