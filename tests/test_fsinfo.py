@@ -23,7 +23,13 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from _gates import require_loop, require_mkfs, require_root, require_unshare, skip
-from _helpers_core import MOUNT_ID_KINDS, run_python, run_with_mount_ids, unique_mount_ids
+from _helpers_core import (
+    MOUNT_ID_KINDS,
+    delalloc_extents,
+    run_python,
+    run_with_mount_ids,
+    unique_mount_ids,
+)
 from _helpers_euid import NOBODY, as_euid
 from hardtemp import _fsinfo
 from hardtemp._codes import FsReason, Reason
@@ -896,28 +902,6 @@ def _write_fresh(directory: Path, data: bytes, name: str = "f") -> int:
     return fd
 
 
-def _delalloc(path: Path) -> list[bool]:
-    """Per extent of ``path``, whether it is a delayed allocation only (no block yet), as
-    ``filefrag -v`` (e2fsprogs: its own FIEMAP, without a sync) lists them.
-
-    The oracle of the "not on the disk yet" cases. Their precondition is not the test's to
-    keep: a ``sync`` by any process (CI's other lane: every loop unmount syncs) or the
-    flusher writes the fresh file back between its write and the look (seen: 250 of 2,000
-    windows with ``sync`` run in a loop elsewhere). Writeback never turns an allocated
-    extent back into a delayed one (the file is open, never truncated), so an extent still
-    delayed here was delayed at every moment before: at the look too."""
-    out = subprocess.run(
-        ["filefrag", "-v", str(path)], check=True, capture_output=True, text=True
-    ).stdout
-    found = []
-    for line in out.splitlines():
-        head, _, rest = line.partition(":")
-        if head.strip().isdigit() and ".." in rest:  # an extent's line: "  0:  0..  9: ..."
-            last = line.split()[-1]
-            found.append(not last.endswith(":") and "delalloc" in last.split(","))
-    return found
-
-
 _WINDOWS = 10  # fresh files tried until one's look is not overtaken by writeback elsewhere
 
 
@@ -943,7 +927,7 @@ def test_data_on_disk_is_false_before_writeback_and_true_after(
         try:
             f_type = file_info_for_fd(fd).f_type
             before = _fsinfo.data_on_disk(fd, f_type)
-            extents = _delalloc(fs.mountpoint / f"f{n}")
+            extents = delalloc_extents(fs.mountpoint / f"f{n}")
             if not all(extents):
                 return False  # written back by someone else before the look, or after it
             assert extents  # the data is there, as delayed extents
@@ -990,7 +974,7 @@ def test_data_on_disk_reads_every_extent_of_a_fragmented_file(loopfs: Callable[.
             os.pwrite(fd, b"y", 100 * 16384)
             assert sync_range(fd, 100 * 16384, 4096, 1 | 2 | 4) == 0, ctypes.get_errno()
             after = _fsinfo.data_on_disk(fd, f_type)
-            extents = _delalloc(fs.mountpoint / f"f{n}")
+            extents = delalloc_extents(fs.mountpoint / f"f{n}")
             if extents != [True] * 80 + [False]:
                 return False  # the 80 were written back by someone else: this tells nothing
             assert before is False
@@ -1010,7 +994,7 @@ def test_data_on_disk_on_btrfs_follows_the_delayed_allocation(loopfs: Callable[.
         try:
             f_type = file_info_for_fd(fd).f_type
             before = _fsinfo.data_on_disk(fd, f_type)
-            extents = _delalloc(fs.mountpoint / f"f{n}")
+            extents = delalloc_extents(fs.mountpoint / f"f{n}")
             if not all(extents):
                 return False  # written back by someone else: this window tells nothing
             assert extents
