@@ -27,6 +27,28 @@ def marker() -> bytes:
     return b"HARDTEMP-MARKER-" + secrets.token_hex(24).encode() + b"-END"
 
 
+def delalloc_extents(path: Path | str) -> list[bool]:
+    """Per extent of ``path``, whether it is a delayed allocation only (no block yet), as
+    ``filefrag -v`` (e2fsprogs: its own FIEMAP, without a sync) lists them.
+
+    The oracle of the "not on the disk yet" cases. Their precondition is not the test's to
+    keep: a ``sync`` by any process (CI's other lane: every loop unmount syncs) or the
+    flusher writes the fresh file back between its write and the look (seen: 250 of 2,000
+    windows with ``sync`` run in a loop elsewhere). Writeback never turns an allocated
+    extent back into a delayed one (the file is open, never truncated), so an extent still
+    delayed here was delayed at every moment before: at the look too."""
+    out = subprocess.run(
+        ["filefrag", "-v", os.fspath(path)], check=True, capture_output=True, text=True
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        head, _, rest = line.partition(":")
+        if head.strip().isdigit() and ".." in rest:  # an extent's line: "  0:  0..  9: ..."
+            last = line.split()[-1]
+            found.append(not last.endswith(":") and "delalloc" in last.split(","))
+    return found
+
+
 def open_fds() -> set[int]:
     """The descriptors open in this process right now."""
     gc.collect()

@@ -171,11 +171,12 @@ class LoopFS:
         data=journal would still be the old data=ordered filesystem."""
         deadline = time.monotonic() + timeout
         while True:
-            held = subprocess.run(
+            done = subprocess.run(
                 ["losetup", "-j", str(self.image)], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            if not held:
-                return
+            )
+            held = done.stdout.strip() or done.stderr.strip()
+            if not done.returncode and not held:
+                return  # a losetup that failed tells nothing: asked again
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"{self.image} is still on a loop device {timeout:.0f} s after umount "
@@ -190,29 +191,37 @@ class LoopFS:
         return needle in data
 
 
-def _mkfs(fstype: str, image: Path) -> None:
+def _mkfs(fstype: str, image: Path, extra: tuple[str, ...] = ()) -> None:
     if fstype == "ext4":
-        cmd = ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)]
+        cmd = ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"]
     elif fstype == "btrfs":
-        cmd = ["mkfs.btrfs", "-q", "-f", str(image)]
+        cmd = ["mkfs.btrfs", "-q", "-f"]
     else:  # pragma: no cover - test-suite misuse
         raise ValueError(fstype)
     require_loop(fstype)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cmd, *extra, str(image)], check=True, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture
 def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LoopFS]]:
-    """Factory: ``loopfs("ext4" | "btrfs", options="data=journal")`` -> mounted LoopFS."""
+    """Factory: ``loopfs("ext4" | "btrfs", options="data=journal")`` -> mounted LoopFS.
+
+    ``mkfs_args``: more options for mkfs (``("-I", "128")``), so that an image of another
+    format is made before its first mount: formatting an image again after an unmount races
+    with any mount namespace made elsewhere meanwhile, which keeps the old superblock, and
+    mount(8) then reuses its loop device and the kernel that superblock over the new format
+    (mkdir failed with EBADMSG, the block bitmaps' checksums those of the new format)."""
     require_root("to loop-mount filesystem images")
     made: list[LoopFS] = []
 
-    def make(fstype: str, options: str = "", size_mb: int = 160) -> LoopFS:
+    def make(
+        fstype: str, options: str = "", size_mb: int = 160, mkfs_args: tuple[str, ...] = ()
+    ) -> LoopFS:
         work = tmp_path_factory.mktemp(f"loop-{fstype}")
         image = work / "fs.img"
         with open(image, "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
-        _mkfs(fstype, image)
+        _mkfs(fstype, image, mkfs_args)
         mnt = work / "mnt"
         mnt.mkdir()
         fs = LoopFS(fstype, image, mnt, options)

@@ -151,18 +151,9 @@ def test_a_tampered_block_read_inline_into_a_word_view_raises_integrity_error() 
 def _ext4_of_128_byte_inodes(loopfs: Any) -> Any:
     """A loop-mounted ext4 made with ``-I 128``: its inodes have no room for i_crtime,
     so statx reports no birth time (``mke2fs`` chose such inodes for small filesystems,
-    and ext2/ext3-formatted volumes have them)."""
-    fs = loopfs("ext4")
-    fs.unmount()
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-I", "128", "-E", "lazy_itable_init=0", str(fs.image)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    fs.mount()
-    os.chmod(fs.mountpoint, 0o755)
-    return fs
+    and ext2/ext3-formatted volumes have them). Made so by the fixture before its first
+    mount: no second mkfs under a superblock another mount namespace may keep."""
+    return loopfs("ext4", mkfs_args=("-I", "128"))
 
 
 def _birth_known(path: Path) -> bool:
