@@ -101,6 +101,20 @@ def _in_own_mount_namespace(fn: Callable[[], None]) -> None:
         pytest.fail(f"in the private mount namespace:\n{report}", pytrace=False)
 
 
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """The first argument of every call of ``_fsinfo.<name>`` from now on (each call still
+    made): what a cache is asked again."""
+    calls: list[Any] = []
+    real = getattr(_fsinfo, name)
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(_fsinfo, name, counting)
+    return calls
+
+
 def test_ext4_data_ordered_is_in_place(loopfs: Callable[..., Any]) -> None:
     fs = loopfs("ext4")
     info = fs_info_for_path(fs.mountpoint)
@@ -368,14 +382,7 @@ def test_classification_is_cached_per_mount(
 
     def looks() -> None:  # no one else's mount clears the cache there
         first = fs_info_for_path(fs.mountpoint)
-        calls: list[int] = []
-        real = _fsinfo._mount_entry
-
-        def counting(mnt_id: int, st_dev: int) -> Any:
-            calls.append(mnt_id)
-            return real(mnt_id, st_dev)
-
-        monkeypatch.setattr(_fsinfo, "_mount_entry", counting)
+        calls = _count_calls(monkeypatch, "_mount_entry")
         for _ in range(50):
             assert fs_info_for_path(fs.mountpoint) == first
         assert calls == []  # mountinfo is not parsed again on the hot path
@@ -873,14 +880,7 @@ def test_file_info_is_cached_per_superblock_without_reading_fdinfo(
         try:
             first = file_info_for_fd(fd)
             assert first.verdict == IN_PLACE
-            calls: list[int] = []
-            real = _fsinfo._mnt_id
-
-            def counting(f: int) -> int:
-                calls.append(f)
-                return real(f)
-
-            monkeypatch.setattr(_fsinfo, "_mnt_id", counting)
+            calls = _count_calls(monkeypatch, "_mnt_id")
             for _ in range(20):
                 assert file_info_for_fd(fd) is first
             assert calls == []  # neither /proc/self/fdinfo nor mountinfo on the hot path
@@ -964,6 +964,26 @@ def _conclusive(window: Callable[[int], bool]) -> None:
     pytest.fail(f"writeback from elsewhere overtook all {_WINDOWS} fresh files before the look")
 
 
+def _fresh_look(directory: Path, n: int) -> tuple[int, int | None]:
+    """A fresh file ``f<n>`` of 10,000 bytes in ``directory`` (its descriptor, the caller's
+    to close), looked at with ``data_on_disk`` at once, which must say False. Its
+    filesystem type, or None where the look tells nothing: the oracle found the data
+    written back (by someone else, before the look or after it)."""
+    fd = _write_fresh(directory, os.urandom(10_000), f"f{n}")
+    try:
+        f_type = file_info_for_fd(fd).f_type
+        before = _fsinfo.data_on_disk(fd, f_type)
+        extents = delalloc_extents(directory / f"f{n}")
+        if not all(extents):
+            return fd, None
+        assert extents  # the data is there, as delayed extents
+        assert before is False  # delayed allocation only
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, f_type
+
+
 @pytest.mark.parametrize("how", ["fsync", "fdatasync", "sync-by-another-process"])
 def test_data_on_disk_is_false_before_writeback_and_true_after(
     loopfs: Callable[..., Any], how: str
@@ -971,15 +991,10 @@ def test_data_on_disk_is_false_before_writeback_and_true_after(
     fs = loopfs("ext4", size_mb=16)
 
     def window(n: int) -> bool:
-        fd = _write_fresh(fs.mountpoint, os.urandom(10_000), f"f{n}")
+        fd, f_type = _fresh_look(fs.mountpoint, n)
         try:
-            f_type = file_info_for_fd(fd).f_type
-            before = _fsinfo.data_on_disk(fd, f_type)
-            extents = delalloc_extents(fs.mountpoint / f"f{n}")
-            if not all(extents):
-                return False  # written back by someone else before the look, or after it
-            assert extents  # the data is there, as delayed extents
-            assert before is False  # delayed allocation only
+            if f_type is None:
+                return False
             if how == "fsync":
                 os.fsync(fd)
             elif how == "fdatasync":
@@ -1038,15 +1053,10 @@ def test_data_on_disk_on_btrfs_follows_the_delayed_allocation(loopfs: Callable[.
     fs = loopfs("btrfs")
 
     def window(n: int) -> bool:
-        fd = _write_fresh(fs.mountpoint, os.urandom(10_000), f"f{n}")
+        fd, f_type = _fresh_look(fs.mountpoint, n)
         try:
-            f_type = file_info_for_fd(fd).f_type
-            before = _fsinfo.data_on_disk(fd, f_type)
-            extents = delalloc_extents(fs.mountpoint / f"f{n}")
-            if not all(extents):
-                return False  # written back by someone else: this window tells nothing
-            assert extents
-            assert before is False
+            if f_type is None:
+                return False
             os.fsync(fd)
             assert _fsinfo.data_on_disk(fd, f_type) is True
             return True
@@ -1077,15 +1087,7 @@ def test_data_on_disk_is_true_where_it_cannot_be_told(
 
 def _count_statfs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The descriptors ``fstatfs`` is asked about from now on (the real call still made)."""
-    calls: list[int] = []
-    real = _fsinfo._statfs
-
-    def counting(fd: int) -> Any:
-        calls.append(fd)
-        return real(fd)
-
-    monkeypatch.setattr(_fsinfo, "_statfs", counting)
-    return calls
+    return _count_calls(monkeypatch, "_statfs")
 
 
 def test_file_info_by_mount_id_asks_no_fstatfs_until_the_mount_table_changes(

@@ -163,6 +163,27 @@ def new_sealer(seed: Seed, *, narrow: bool) -> BlockSealer:
     return _sealer_in_a_slot(narrow=narrow)
 
 
+def seek_target(pos: int, offset: int, whence: int, size: Callable[[], int]) -> int:
+    """Where a seek from ``pos`` by ``offset`` and ``whence`` lands (``size()``: the file's,
+    asked for ``SEEK_END`` only), as :meth:`io.FileIO.seek` computes it.
+
+    Raises:
+        ValueError: ``whence`` is not 0, 1 or 2.
+        OSError: ``EINVAL``: the position would be negative.
+    """
+    if whence == os.SEEK_SET:
+        new = offset
+    elif whence == os.SEEK_CUR:
+        new = pos + offset
+    elif whence == os.SEEK_END:
+        new = size() + offset
+    else:
+        raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+    if new < 0:
+        raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
+    return new
+
+
 ZEROS: Final = memoryview(bytes(SMALL_BLOCK_SIZE))  # a block of zeros, sliced without a copy
 
 
@@ -472,20 +493,7 @@ class EncryptedRawIO(io.RawIOBase):
             self._pos = offset  # one store: consistent without the lock, as in tell()
             return offset
         with self._lock:
-            if whence == os.SEEK_SET:
-                new = offset
-            elif whence == os.SEEK_CUR:
-                new = self._pos + offset
-            elif whence == os.SEEK_END:
-                self._still_open()
-                if self._pending is not None:
-                    self._settle()
-                new = self._map.size + offset
-            else:
-                raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-            if new < 0:
-                raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
-            self._pos = new
+            self._pos = new = seek_target(self._pos, offset, whence, self._size_locked)
             return new
 
     def read(self, size: int | None = -1) -> bytes:
@@ -784,6 +792,13 @@ class EncryptedRawIO(io.RawIOBase):
         # by close (which holds the lock from its start to that point).
         if self.closed:
             raise ValueError("I/O operation on closed file")
+
+    def _size_locked(self) -> int:
+        """The logical size, under the lock (an interrupted update settled first)."""
+        self._still_open()
+        if self._pending is not None:
+            self._settle()
+        return self._map.size
 
     def _still_open(self) -> None:
         # Under the lock: a close() by another thread may have run while this call waited

@@ -49,6 +49,7 @@ from ._raw import (
     EncryptedRawIO,
     _live,
     new_sealer,
+    seek_target,
     zero_small_buffer,
 )
 from ._sealer import SEED_SIZE
@@ -64,7 +65,7 @@ _ZEROS: Final = ZEROS
 _iobase_close: Final = io.RawIOBase.close
 _write_locked = EncryptedRawIO._write_locked
 _readinto_locked = EncryptedRawIO._readinto_locked
-_SEEK_SET, _SEEK_CUR, _SEEK_END = os.SEEK_SET, os.SEEK_CUR, os.SEEK_END
+_SEEK_SET, _SEEK_CUR = os.SEEK_SET, os.SEEK_CUR
 
 
 class MemoryFirstRawIO(EncryptedRawIO):
@@ -120,20 +121,14 @@ class MemoryFirstRawIO(EncryptedRawIO):
             return offset
         with self._lock:
             if self.__class__ is MemoryFirstRawIO:
-                if whence == _SEEK_SET:
-                    new = offset
-                elif whence == _SEEK_CUR:
-                    new = self._pos + offset
-                elif whence == _SEEK_END:
-                    self._still_open()
-                    new = self._size + offset
-                else:
-                    raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-                if new < 0:
-                    raise OSError(errno.EINVAL, "Invalid argument: negative seek position")
-                self._pos = new
+                self._pos = new = seek_target(self._pos, offset, whence, self._small_size)
                 return new
         return EncryptedRawIO.seek(self, offset, whence)  # spilled meanwhile (takes the lock)
+
+    def _small_size(self) -> int:
+        """The size, under the lock, before the spill."""
+        self._still_open()
+        return self._size
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         if self._fd < 0:
