@@ -84,11 +84,26 @@ class _OtherRun:
         return got and os.waitstatus_to_exitcode(status) == 0
 
 
+def _settled(name: str) -> int:
+    """The sysctl's value while no run is inside a ``sysctl_set`` of it (read under the shared
+    lock): not another run's temporary value (CI's other lane sets this one too; read
+    without the lock, its 0 failed the 3.11 lane's comparison once)."""
+    with sysctls_held(name):
+        return sysctl(name)
+
+
+def _restore(name: str, value: int) -> None:
+    """Put ``value`` back (a test that failed inside its block), under the exclusive lock:
+    never flipping it under another run's block."""
+    with sysctls_held(name, exclusive=True):
+        sysctl_path(name).write_text(f"{value}\n")
+
+
 def test_two_runs_setting_one_sysctl_side_by_side_leave_it_as_it_was() -> None:
     # The interleaving that broke it: we set, the other run sets (and takes our temporary
     # value for the one to restore), we restore, the other run restores our temporary value.
     require_root("to set a sysctl")
-    before = sysctl(_SYSCTL)
+    before = _settled(_SYSCTL)
     other = _OtherRun()
     try:
         with sysctl_set(_SYSCTL, 0):
@@ -96,16 +111,16 @@ def test_two_runs_setting_one_sysctl_side_by_side_leave_it_as_it_was() -> None:
             inside_with_us = other.came_in(2)  # time to come in beside us: it must not
         assert other.finish()
         assert not inside_with_us
-        assert sysctl(_SYSCTL) == before
+        assert _settled(_SYSCTL) == before
     finally:
-        sysctl_path(_SYSCTL).write_text(f"{before}\n")
+        _restore(_SYSCTL, before)
 
 
 def test_a_test_comparing_sysctls_sees_no_other_runs_flip() -> None:
     # What the steady_sysctls fixture holds (shared) for a test that compares a sysctl it
     # read with what the audit read: the other run's sysctl_set waits until it ends.
     require_root("to set a sysctl")
-    before = sysctl(_SYSCTL)
+    before = _settled(_SYSCTL)
     other = _OtherRun()
     try:
         with sysctls_held(*AUDITED_SYSCTLS):
@@ -116,7 +131,7 @@ def test_a_test_comparing_sysctls_sees_no_other_runs_flip() -> None:
         assert not flipped
         assert during == before
     finally:
-        sysctl_path(_SYSCTL).write_text(f"{before}\n")
+        _restore(_SYSCTL, before)
 
 
 def test_a_loop_filesystem_mounted_again_is_a_new_superblock(loopfs: Any) -> None:
