@@ -9,8 +9,10 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,44 @@ from hardtemp import _linux
 #: The other local user of the attack tests ("nobody").
 NOBODY = 65534
 SRC = str(Path(hardtemp.__file__).resolve().parent.parent)
+
+
+def start_threads(
+    specs: Iterable[tuple[Callable[..., object], tuple[Any, ...]]], timeout: float = 30
+) -> list[threading.Thread]:
+    """Start a thread per ``(target, args)``, one at a time: each once the one before runs
+    its target. Raises AssertionError for a thread that died before its target.
+
+    Why not all at once: on CPython 3.11 a thread started while another is inside
+    ``sys.settrace`` dies before its target with ``RuntimeError: Cannot install a trace
+    function while another trace function is being installed``, reported only as an
+    unraisable exception. Every new thread calls ``sys.settrace`` in its bootstrap when a
+    tracer set ``threading.settrace`` (coverage, for ``--cov``), and a Python audit hook (this
+    suite installs two, which cannot be removed) lets another thread run in the middle. A
+    ``Barrier`` waiting for the dead thread then waited for ever: the ordinary-user CI stage
+    (3.11, ``--cov``) hung at ``test_threads_appending_across_the_spill_lose_nothing``.
+    """
+    threads: list[threading.Thread] = []
+    for target, args in specs:
+        running = threading.Event()
+
+        def run(
+            target: Callable[..., object] = target,
+            args: tuple[Any, ...] = args,
+            running: threading.Event = running,
+        ) -> None:
+            running.set()  # past the bootstrap's sys.settrace
+            target(*args)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        waited = 0.0
+        while not running.wait(0.05):
+            waited += 0.05
+            if not thread.is_alive() or waited > timeout:
+                raise AssertionError(f"a thread never reached its target {target!r}")
+        threads.append(thread)
+    return threads
 
 
 def marker() -> bytes:

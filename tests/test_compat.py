@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import hardtemp.compat as compat
+from _helpers_core import start_threads
 from hardtemp import _install, _tempdir
 from hardtemp.exceptions import (
     InsecureOperationError,
@@ -487,7 +488,7 @@ def test_install_refuses_what_is_not_a_module() -> None:
 
 def test_install_and_uninstall_are_thread_safe(private_dir: Path) -> None:
     before = _snapshot(tempfile)
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
     errors: list[BaseException] = []
 
     def toggler() -> None:
@@ -509,10 +510,7 @@ def test_install_and_uninstall_are_thread_safe(private_dir: Path) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=toggler) for _ in range(6)]
-    threads += [threading.Thread(target=user) for _ in range(2)]
-    for t in threads:
-        t.start()
+    threads = start_threads([*((toggler, ()) for _ in range(6)), (user, ()), (user, ())])
     for t in threads:
         t.join()
     assert errors == []

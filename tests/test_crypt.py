@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from _helpers_core import SRC
+from _helpers_core import SRC, start_threads
 from _helpers_crypt import backing_fd, raw_of, record_nonces
 from _helpers_crypt import in_child as _in_child
 from hardtemp import _crypt
@@ -649,10 +649,7 @@ def test_concurrent_writers_and_readers_are_consistent() -> None:
                 errors.append(exc)
 
         pair_lock = threading.Lock()
-        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
-        threads += [threading.Thread(target=reader) for _ in range(2)]
-        for t in threads:
-            t.start()
+        threads = start_threads([*((writer, (k,)) for k in range(4)), (reader, ()), (reader, ())])
         for t in threads:
             t.join()
         assert errors == []
@@ -673,9 +670,7 @@ def test_concurrent_unsynchronised_writes_never_reuse_nonces() -> None:
                 raw.seek((k * 7 + i * 13) % 500)
                 raw.write(bytes([k]) * (i % 70 + 1))
 
-        threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
+        threads = start_threads((hammer, (k,)) for k in range(4))
         for t in threads:
             t.join()
         raw.seek(0)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _helpers_core import start_threads
 from _helpers_crypt import child_result
 from _helpers_inject import raise_where_a_signal_can
 from hardtemp._crypt import (
@@ -264,34 +265,31 @@ def test_threads_appending_across_the_spill_lose_nothing() -> None:
     # the spilled file's code (it once looked a method up on what had become another class).
     chunks = [bytes([65 + i]) * 700 for i in range(16)]  # 11,200 bytes: spills midway
     old_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for _ in range(30):
-            with hardtemp.TemporaryFile("ab+", buffering=0) as f:
-                start = threading.Barrier(len(chunks))
-                failed: list[BaseException] = []
+    for _ in range(30):
+        with hardtemp.TemporaryFile("ab+", buffering=0) as f:
+            start = threading.Barrier(len(chunks) + 1, timeout=60)  # and this thread
+            failed: list[BaseException] = []
 
-                def append(
-                    chunk: bytes, f: Any = f, start: Any = start, failed: Any = failed
-                ) -> None:
+            def append(chunk: bytes, f: Any = f, start: Any = start, failed: Any = failed) -> None:
+                try:
                     start.wait()
-                    try:
-                        f.write(chunk)
-                    except BaseException as e:
-                        failed.append(e)
+                    f.write(chunk)
+                except BaseException as e:
+                    failed.append(e)
 
-                threads = [threading.Thread(target=append, args=(c,)) for c in chunks]
-                for t in threads:
-                    t.start()
+            threads = start_threads((append, (c,)) for c in chunks)  # (not all at once)
+            sys.setswitchinterval(1e-6)  # every thread is at the barrier: the race begins
+            try:
+                start.wait()
                 for t in threads:
                     t.join()
-                assert not failed, failed
-                f.seek(0)
-                data = f.read()
-            assert len(data) == sum(map(len, chunks))
-            assert sorted(data[i : i + 700] for i in range(0, len(data), 700)) == chunks
-    finally:
-        sys.setswitchinterval(old_interval)
+            finally:
+                sys.setswitchinterval(old_interval)
+            assert not failed, failed
+            f.seek(0)
+            data = f.read()
+        assert len(data) == sum(map(len, chunks))
+        assert sorted(data[i : i + 700] for i in range(0, len(data), 700)) == chunks
 
 
 def test_the_small_file_refuses_what_the_encrypted_file_refuses() -> None:

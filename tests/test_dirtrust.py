@@ -16,7 +16,7 @@ import pytest
 
 import hardtemp
 from _gates import needs_root
-from _helpers_core import NOBODY, make_dir
+from _helpers_core import NOBODY, make_dir, start_threads
 from _helpers_euid import as_euid
 from hardtemp import _dirtrust
 from hardtemp._codes import TrustReason
@@ -520,7 +520,7 @@ def test_threads_creating_in_one_directory_never_get_a_closed_directory_descript
     d = tmp_path / "shared"
     d.mkdir(mode=0o700)
     errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
+    barrier = threading.Barrier(6, timeout=60)
 
     def worker() -> None:
         try:
@@ -532,9 +532,7 @@ def test_threads_creating_in_one_directory_never_get_a_closed_directory_descript
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
+    threads = start_threads((worker, ()) for _ in range(6))
     for t in threads:
         t.join()
     assert errors == []

@@ -526,7 +526,7 @@ def _cleanup_while_adding(tmp_path: Path, where: str) -> int:
     t = threading.Thread(target=adder)
     t.start()
     try:
-        while added[0] < 50:
+        while added[0] < 50 and t.is_alive():
             pass
         started.set()
         d.cleanup()

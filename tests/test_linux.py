@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import _gates
-from _helpers_core import MOUNT_ID_KINDS, SRC, run_with_mount_ids
+from _helpers_core import MOUNT_ID_KINDS, SRC, run_with_mount_ids, start_threads
 from hardtemp import _linux
 
 needs_root = _gates.needs_root("for mount and unshare -m")
@@ -487,7 +487,6 @@ def test_statx_raw_gives_every_thread_the_statx_of_its_own_file(tmp_path: Path) 
     # ctypes lets go of the GIL inside statx: a buffer shared by two calls at once would
     # hand one thread the other's result. Each call has a buffer of its own.
     import struct
-    import threading
 
     size_of = struct.Struct("=40xQ").unpack_from  # stx_size
     wrong: list[tuple[int, int]] = []
@@ -503,9 +502,7 @@ def test_statx_raw_gives_every_thread_the_statx_of_its_own_file(tmp_path: Path) 
         finally:
             os.close(fd)
 
-    threads = [threading.Thread(target=hammer, args=(n,)) for n in (1, 2, 3, 4)]
-    for t in threads:
-        t.start()
+    threads = start_threads((hammer, (n,)) for n in (1, 2, 3, 4))
     for t in threads:
         t.join()
     assert wrong == []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import hardtemp
+from _helpers_core import start_threads
 from hardtemp import _names
 
 ALPHABET = set(string.ascii_lowercase + "234567")
@@ -216,15 +217,13 @@ def test_threads_drawing_names_at_once_never_get_the_same_one() -> None:
     import threading
 
     got: list[list[str]] = [[] for _ in range(8)]
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
 
     def draw(out: list[str]) -> None:
         barrier.wait()
         out.extend(_names.random_name() for _ in range(2000))
 
-    threads = [threading.Thread(target=draw, args=(out,)) for out in got]
-    for t in threads:
-        t.start()
+    threads = start_threads((draw, (out,)) for out in got)
     for t in threads:
         t.join()
     every = [n for out in got for n in out]
