@@ -43,7 +43,13 @@ from dataclasses import dataclass
 from ._codes import Reason, WipeReason
 from ._dirsettle import Fresh, Graveyard, settler_for
 from ._dirtrust import open_trusted_dir_nofollow
-from ._fsinfo import BEST_EFFORT, NAMES_IN_RAM, FsInfo, fs_info_by_superblock, superblock_info
+from ._fsinfo import (
+    BEST_EFFORT,
+    RENAME_HIDES_NOTHING,
+    FsInfo,
+    fs_info_by_superblock,
+    superblock_info,
+)
 from ._inode import Entry, proc_path, same
 from ._linux import (
     dir_statx,
@@ -475,10 +481,10 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
         # replace or delete our entries there: it is private, or sticky) and st_name is its
         # own lstat of the name, taken just before: no other user can have swapped the name
         # since, so re-checking it around the hiding rename would stop no one.
-        # On tmpfs and ramfs a name lives only in the kernel's dentry cache, never on a disk
-        # and never in swap (kernel memory): the hiding rename would hide it from no disk
-        # reader. With name_stable nothing around it is checked either: unlinked as is.
-        hide = not (name_stable and prog.f_type in NAMES_IN_RAM)
+        # Where the hiding rename hides the name from no reader of the disk (tmpfs and ramfs:
+        # names only in the dentry cache; ext4, btrfs: measured on raw images, see
+        # RENAME_HIDES_NOTHING) and name_stable checks nothing around it: unlinked as is.
+        hide = not (name_stable and prog.f_type in RENAME_HIDES_NOTHING)
         _hide_and_unlink(
             dir_fd,
             name,
@@ -543,8 +549,9 @@ def remove_own_small(dir_fd: int, name: str, fd: int, st_name: os.stat_result, m
         raise
     if info is None:
         return False
-    if info.f_type in NAMES_IN_RAM:
-        # tmpfs/ramfs: a name lives only in the dentry cache, never on a disk: no hiding.
+    if info.f_type in RENAME_HIDES_NOTHING:
+        # tmpfs/ramfs (a name only in the dentry cache), ext4, btrfs: a rename would hide
+        # the name from no reader of the disk (RENAME_HIDES_NOTHING): unlinked as is.
         os.unlink(name, dir_fd=dir_fd)
     else:
         _hide_and_unlink(dir_fd, name, None, name, [], hide=True)
