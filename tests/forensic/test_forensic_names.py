@@ -44,33 +44,22 @@ def _journal_blocks(image: str) -> tuple[int, list[int]]:
 
 def _hits_outside_journal(fs: LoopFS, needle: bytes) -> tuple[int, int]:
     """Unmount, then count ``needle`` in the raw image: (outside the journal, inside)."""
+    return _hits_each_outside_journal(fs, [needle])[0]
+
+
+def _unmounted_image(fs: LoopFS) -> bytes:
+    """Unmount (nothing of ours keeps it busy), then the raw image's bytes."""
     gc.collect()
     _dirtrust.clear_cache()
     gc.collect()
     fs.unmount()
-    size, journal = _journal_blocks(str(fs.image))
-    data = fs.image.read_bytes()
-    outside = inside = 0
-    pos = data.find(needle)
-    while pos >= 0:
-        block = pos // size
-        i = bisect.bisect_left(journal, block)
-        if i < len(journal) and journal[i] == block:
-            inside += 1
-        else:
-            outside += 1
-        pos = data.find(needle, pos + 1)
-    return outside, inside
+    return fs.image.read_bytes()
 
 
 def _hits_each_outside_journal(fs: LoopFS, needles: list[bytes]) -> list[tuple[int, int]]:
     """Unmount, then per needle: its hits in the raw image (outside the journal, inside)."""
-    gc.collect()
-    _dirtrust.clear_cache()
-    gc.collect()
-    fs.unmount()
+    data = _unmounted_image(fs)
     size, journal = _journal_blocks(str(fs.image))
-    data = fs.image.read_bytes()
     counts = []
     for needle in needles:
         outside = inside = 0
@@ -86,9 +75,12 @@ def _hits_each_outside_journal(fs: LoopFS, needles: list[bytes]) -> list[tuple[i
     return counts
 
 
-def _named_on_disk_then_closed(d: str, tag: str, fs: LoopFS) -> bytes:
-    """A NamedTemporaryFile in ``d`` whose entry reached the disk (synced), then closed;
-    a sibling ``kept-<tag>`` stays. Returns our file's name."""
+def _named_on_disk_then_closed(fs: LoopFS) -> tuple[str, bytes, bytes]:
+    """A NamedTemporaryFile in a private directory of ``fs`` whose entry reached the disk
+    (synced), then closed; a sibling stays. Returns (the directory, our name, the sibling's)."""
+    d = os.path.join(fs.mountpoint, "work")
+    os.mkdir(d, 0o700)
+    tag = _tag()
     with hardtemp.NamedTemporaryFile(dir=d, prefix=f"upload-{tag}-") as f:
         f.write(b"y" * 1000)
         with open(os.path.join(d, f"kept-{tag}"), "wb") as kept:
@@ -96,7 +88,7 @@ def _named_on_disk_then_closed(d: str, tag: str, fs: LoopFS) -> bytes:
         subprocess.run(["sync"], check=True)
         ours = os.path.basename(f.name).encode()
         assert ours in fs.image.read_bytes()  # the entry did reach the disk
-    return ours
+    return d, ours, f"kept-{tag}".encode()
 
 
 def test_ext4_named_file_closed_without_a_hiding_rename_leaves_its_name_only_in_the_journal(
@@ -107,13 +99,8 @@ def test_ext4_named_file_closed_without_a_hiding_rename_leaves_its_name_only_in_
     # The entry reached the disk before the close; the sibling that stays is the control:
     # the search finds a live entry's name in the directory block.
     fs = loopfs("ext4")
-    d = os.path.join(fs.mountpoint, "work")
-    os.mkdir(d, 0o700)
-    tag = _tag()
-    ours = _named_on_disk_then_closed(d, tag, fs)
-    (ours_out, ours_in), (kept_out, _) = _hits_each_outside_journal(
-        fs, [ours, f"kept-{tag}".encode()]
-    )
+    _, ours, kept = _named_on_disk_then_closed(fs)
+    (ours_out, ours_in), (kept_out, _) = _hits_each_outside_journal(fs, [ours, kept])
     assert kept_out > 0, "control: a live entry's name is in its directory block"
     assert ours_out == 0, f"{ours_out} copies of the closed file's name outside the journal"
     assert ours_in > 0  # what SECURITY.md says: the journal keeps it until it wraps
@@ -126,21 +113,14 @@ def test_btrfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
     # blocks, with the name, whether or not it was renamed first. Ours (unlinked as is)
     # and a sibling removed the old way (rename to a random name, then unlink): both found.
     fs = loopfs("btrfs")
-    d = os.path.join(fs.mountpoint, "work")
-    os.mkdir(d, 0o700)
-    tag = _tag()
-    ours = _named_on_disk_then_closed(d, tag, fs)
+    d, ours, kept = _named_on_disk_then_closed(fs)
     hidden = os.path.join(d, ".ht-" + secrets.token_hex(8))
-    os.rename(os.path.join(d, f"kept-{tag}"), hidden)
+    os.rename(os.path.join(d, os.fsdecode(kept)), hidden)
     os.unlink(hidden)
     subprocess.run(["sync"], check=True)
-    gc.collect()
-    _dirtrust.clear_cache()
-    gc.collect()
-    fs.unmount()
-    data = fs.image.read_bytes()
+    data = _unmounted_image(fs)
     assert data.count(ours) > 0  # unlinked as is: in the old metadata
-    assert data.count(f"kept-{tag}".encode()) > 0  # renamed first: there just the same
+    assert data.count(kept) > 0  # renamed first: there just the same
 
 
 def _fill(d: str, tag: str, activity: str) -> None:
