@@ -55,7 +55,6 @@ from ._linux import (
 __all__ = [
     "BEST_EFFORT",
     "IN_PLACE",
-    "NAMES_IN_RAM",
     "NOT_IN_PLACE",
     "RENAME_HIDES_NOTHING",
     "VOLATILE",
@@ -84,7 +83,7 @@ _XFS_MAGIC = 0x58465342
 _TMPFS_MAGIC = 0x01021994
 _RAMFS_MAGIC = 0x858458F6
 #: Filesystem types (statfs ``f_type``) whose directory entries never reach a disk or swap.
-NAMES_IN_RAM = frozenset({_TMPFS_MAGIC, _RAMFS_MAGIC})
+_NAMES_IN_RAM = frozenset({_TMPFS_MAGIC, _RAMFS_MAGIC})
 #: Filesystem types where renaming a name to a random one before its unlink (``shred -u``'s
 #: hiding) hides it from no reader of the disk: the names in RAM, and those measured on raw
 #: images (tests/forensic/test_forensic_names.py). The new entry is written while the old
@@ -92,7 +91,7 @@ NAMES_IN_RAM = frozenset({_TMPFS_MAGIC, _RAMFS_MAGIC})
 #: entry itself (Linux 5.13+; before, its bytes stayed, renamed or not: from the kernel's
 #: source, only a newer kernel measured); btrfs keeps the old copy-on-write metadata with
 #: the name, renamed or not.
-RENAME_HIDES_NOTHING = NAMES_IN_RAM | {_EXT_MAGIC, _BTRFS_MAGIC}
+RENAME_HIDES_NOTHING = _NAMES_IN_RAM | {_EXT_MAGIC, _BTRFS_MAGIC}
 _OVERLAY_MAGIC = 0x794C7630
 _ZFS_MAGIC = 0x2FC12FC1
 _F2FS_MAGIC = 0xF2F52010
