@@ -58,12 +58,139 @@ def test_tag_round_trips_and_garbage_decodes_to_none() -> None:
     tag = OwnerTag.decode(current_tag())
     assert tag is not None
     assert tag.pid == os.getpid()
+    assert tag.boot_id == _owner._BOOT_ID
     assert OwnerTag.decode(tag.encode()) is not None
     assert repr(tag) == (
         f"OwnerTag(boot_id={tag.boot_id!r}, pid={os.getpid()}, start_time={tag.start_time!r})"
     )
-    for raw in (b"", b"a b", b"boot notanumber 1", b"a b c d", b"\xff\xfe 1 2"):
+    for raw in (b"", b"a b", b"boot notanumber 1", b"a b c d", b"\xff\xfe 1 2", b"\x04" * 29):
         assert OwnerTag.decode(raw) is None
+
+
+def test_a_tag_keeps_an_unknown_boot_apart_from_any_boot_id() -> None:
+    # "unknown" (no /proc: no second opinion) and a real boot id (another boot: the
+    # creator is gone) give the sweeper different reasons: the binary tag keeps them apart.
+    zero = "00000000-0000-0000-0000-000000000000"
+    for boot in ("unknown", zero, _owner._BOOT_ID):
+        tag = OwnerTag.decode(OwnerTag(boot, 4194304, "18446744073709551615").encode())
+        assert tag is not None
+        assert (tag.boot_id, tag.pid, tag.start_time) == (boot, 4194304, "18446744073709551615")
+    # The version 4 text tag still decodes: what earlier versions' marks hold.
+    old = OwnerTag.decode(f"{zero} 12 34".encode())
+    assert old is not None
+    assert (old.boot_id, old.pid, old.start_time) == (zero, 12, "34")
+
+
+@pytest.mark.parametrize(
+    ("boot", "pid", "start"),
+    [
+        ("not-a-boot-id", 1, "1"),
+        ("ffffffff-ffff-ffff-ffff-ffffffffffff", 1, "1"),  # the "unknown" bytes themselves
+        ("0000", 1, "1"),
+        (_owner._BOOT_ID, -1, "1"),
+        (_owner._BOOT_ID, 2**32, "1"),
+        (_owner._BOOT_ID, 1, "x"),
+        (_owner._BOOT_ID, 1, str(2**64)),
+    ],
+)
+def test_a_tag_that_cannot_be_encoded_raises_value_error(boot: str, pid: int, start: str) -> None:
+    with pytest.raises(ValueError, match="not a"):
+        OwnerTag(boot, pid, start).encode()
+
+
+def test_write_mark_refuses_a_tag_that_is_not_this_versions(area: tuple[Path, int]) -> None:
+    d, dfd = area
+    fd = _new(d, "f")
+    try:
+        with pytest.raises(ValueError, match="not a tag of this version"):
+            _owner.write_mark(fd, dfd, "f", f"{_owner._BOOT_ID} 1 1".encode())
+        assert OWNER_XATTR not in os.listxattr(fd)
+    finally:
+        os.close(fd)
+
+
+def _version_4_mark(fd: int, dfd: int, name: str, tag: bytes) -> bytes:
+    """The mark an earlier version (4) wrote: text tag, space, hex HMAC-SHA256."""
+    key = _markkey.load(create=True)
+    assert key is not None
+    dir_st = os.fstat(dfd)
+    place = _owner._place(fd, (dir_st.st_dev, dir_st.st_ino), name.encode())
+    assert place is not None
+    return tag + b" " + _owner._mac_4(key, tag, place)
+
+
+def test_marks_left_by_the_earlier_text_format_still_verify_and_nothing_else_does(
+    area: tuple[Path, int],
+) -> None:
+    # An orphan left by hardtemp before this mark format (a crash before an upgrade) is
+    # still swept; a mark of either format with a MAC from the other, or cut short, is not.
+    d, dfd = area
+    tag_4 = f"{_owner._BOOT_ID} {0x7FFFFFF0} 1".encode()
+    tag_5 = OwnerTag(_owner._BOOT_ID, 0x7FFFFFF0, "1").encode()
+    key = _markkey.load(create=True)
+    assert key is not None
+    values: dict[str, bytes] = {}
+    for name in ("old", "new", "crossed", "crossed4", "short", "long", "textmac"):
+        fd = _new(d, name)
+        try:
+            assert _owner.write_mark(fd, dfd, name, tag_5)
+            new = os.getxattr(fd, OWNER_XATTR)
+            old = _version_4_mark(fd, dfd, name, tag_4)
+            dir_st = os.fstat(dfd)
+            place = _owner._place(fd, (dir_st.st_dev, dir_st.st_ino), name.encode())
+            assert place is not None
+            values[name] = {
+                "old": old,
+                "new": new,
+                # this format's tag, the MAC under version 4's domain, cut to 128 bits
+                "crossed": tag_5 + bytes.fromhex(_owner._mac_4(key, tag_5, place).decode())[:16],
+                # version 4's text, the MAC under this version's domain (in hex)
+                "crossed4": tag_4 + b" " + _owner._mac(key, tag_4, place).hex().encode() * 2,
+                "short": new[:-1],
+                "long": new + b"\0",
+                "textmac": tag_5 + b" " + _owner._mac(key, tag_5, place).hex().encode(),
+            }[name]
+            os.setxattr(fd, OWNER_XATTR, values[name])
+        finally:
+            os.close(fd)
+    verdicts = {}
+    for name in values:
+        j = _judge(d, dfd, name)
+        verdicts[name] = j.verdict
+        j.close()
+    assert verdicts == {
+        "old": Verdict.ORPHAN,
+        "new": Verdict.ORPHAN,
+        **{n: Verdict.UNMARKED for n in ("crossed", "crossed4", "short", "long", "textmac")},
+    }
+    assert len(values["new"]) == 45
+    assert len(values["old"]) > 100
+
+
+def test_a_named_files_and_a_directorys_mark_fit_in_an_ext4_inode(loopfs: Any) -> None:
+    # A mark that does not fit the xattr room in a 256-byte ext4 inode gets an xattr block
+    # of its own: a write to the disk (and a journalled block) per temp file, counted in
+    # st_blocks. The control: the earlier format's 112-byte value does take a block.
+    import hardtemp
+
+    fs = loopfs("ext4")  # mkfs.ext4's default: 256-byte inodes
+    d = fs.mountpoint / "area"
+    d.mkdir(mode=0o700)
+    with (
+        hardtemp.NamedTemporaryFile(dir=d) as f,
+        hardtemp.TemporaryDirectory(dir=d) as t,
+    ):
+        plain_dir = d / "plain"
+        plain_dir.mkdir()
+        assert os.fstat(f.fileno()).st_blocks == 0  # no data block, no xattr block
+        assert os.stat(t).st_blocks == os.stat(plain_dir).st_blocks  # its one data block
+        assert len(os.getxattr(f.name, OWNER_XATTR)) == 45
+        assert len(os.getxattr(t, OWNER_XATTR)) == 45
+        control = d / "control"
+        control.write_bytes(b"")
+        os.setxattr(control, OWNER_XATTR, b"x" * 112)
+        # the control: one xattr block (of the image's block size)
+        assert os.stat(control).st_blocks == os.statvfs(d).f_bsize // 512
 
 
 def test_mark_where_xattrs_are_unsupported_is_false_and_the_file_still_works(
@@ -105,7 +232,8 @@ def test_mark_then_read_mark_gives_this_process_and_the_mark_verifies(
     try:
         assert mark(fd, dfd, "f")
         raw = os.getxattr(fd, OWNER_XATTR)
-        assert raw.startswith(current_tag() + b" ")
+        assert raw.startswith(current_tag())
+        assert len(raw) == 45
         tag = read_mark(fd)
     finally:
         os.close(fd)
@@ -419,10 +547,10 @@ def test_judge_refuses_a_mark_moved_renamed_or_copied(area: tuple[Path, int]) ->
 def test_judge_reasons_for_unknown_and_other_boots(area: tuple[Path, int]) -> None:
     d, dfd = area
     for name, tag, why in (
-        ("noproc", "unknown 1 0", "creator could not read /proc (no second opinion)"),
+        ("noproc", OwnerTag("unknown", 1, "0"), "creator could not read /proc (no second opinion)"),
         (
             "oldboot",
-            f"00000000-0000-0000-0000-000000000000 {os.getpid()} 1",
+            OwnerTag("00000000-0000-0000-0000-000000000000", os.getpid(), "1"),
             "created before the last reboot (boot id differs)",
         ),
     ):

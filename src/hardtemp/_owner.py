@@ -11,12 +11,14 @@ run``) in two ways:
   the PID namespace or the visibility of ``/proc``. A forked child, or a
   command that inherited the descriptor, keeps it. systemd-tmpfiles' ageing
   skips a directory (and, from systemd 254, a file) on which a lock is held.
-* **An authenticated mark**: the extended attribute ``user.hardtemp.owner`` =
-  ``"<boot id> <pid> <start time> <mac>"``, where ``mac`` is HMAC-SHA256
-  under the user's sweep key (:mod:`hardtemp._markkey`) over the creator's
-  tag *and* the entry's place and identity: device, inode, birth time
-  (statx), the device and inode of the directory it was made in, and its
-  name there.
+* **An authenticated mark**: the extended attribute ``user.hardtemp.owner``, 45
+  bytes: the creator's tag (a version byte, the boot id's 16 bytes, the pid, the
+  start time) and ``mac``, HMAC-SHA256 cut to 128 bits, under the user's sweep
+  key (:mod:`hardtemp._markkey`) over the tag *and* the entry's place and
+  identity: device, inode, birth time (statx), the device and inode of the
+  directory it was made in, and its name there. 45 bytes fit in a 256-byte ext4
+  inode (the 112-byte text mark of version 4 took an xattr block of its own per
+  file); version 4 marks, ``"<boot id> <pid> <start time> <hex mac>"``, still verify.
 
 Invariants:
 
@@ -83,8 +85,17 @@ __all__ = [
 ]
 
 OWNER_XATTR = "user.hardtemp.owner"
-# 4: the place as fixed-width binary fields (3: decimal text with the birth in ns; 2: a float)
-_DOMAIN = b"hardtemp-mark/4\0"
+# 5: a binary tag and a 128-bit MAC, 45 bytes (4: text tag and hex MAC, 112 bytes: an ext4
+# xattr block per file; 3: the place as decimal text; 2: a float). Marks of 4 still verify.
+_DOMAIN = b"hardtemp-mark/5\0"
+_DOMAIN_4 = b"hardtemp-mark/4\0"
+_VERSION = 5
+# The tag: version, boot id (its UUID's 16 bytes; all 0xff: unknown, never a random UUID's
+# version nibble), pid, start time in clock ticks.
+_TAG = struct.Struct("=B16sIQ")
+_MAC_SIZE = 16  # 128 bits: a forger's chance per try is 2**-128
+_MARK_SIZE = _TAG.size + _MAC_SIZE  # 45: fits a 256-byte ext4 inode's ~56 bytes of xattr room
+_UNKNOWN_BOOT = b"\xff" * 16
 
 
 def _read(path: str) -> str:
@@ -94,9 +105,14 @@ def _read(path: str) -> str:
 
 def _boot_id() -> str:
     try:
-        return _read("/proc/sys/kernel/random/boot_id").strip()
+        text = _read("/proc/sys/kernel/random/boot_id").strip()
     except OSError:  # no /proc: the tag says "unknown", the lock still decides
         return "unknown"
+    try:  # what a tag can hold; anything else (a stand-in /proc's file) is no boot id
+        boot = bytes.fromhex(text.replace("-", ""))
+    except ValueError:
+        return "unknown"
+    return _boot_text(boot) if len(boot) == 16 else "unknown"
 
 
 def _start_time(pid: int) -> str | None:
@@ -118,18 +134,50 @@ class OwnerTag:
         self.boot_id, self.pid, self.start_time = boot_id, pid, start_time
 
     def encode(self) -> bytes:
-        return f"{self.boot_id} {self.pid} {self.start_time}".encode("ascii")
+        """The tag's bytes in a mark (:data:`_TAG`).
+
+        Raises:
+            ValueError: a boot id that is neither a UUID nor ``"unknown"``, a pid or a
+                start time that is not a non-negative integer of the tag's width.
+        """
+        boot = _UNKNOWN_BOOT
+        if self.boot_id != "unknown":
+            try:
+                boot = bytes.fromhex(self.boot_id.replace("-", ""))
+            except ValueError:
+                boot = b""
+            if len(boot) != 16 or boot == _UNKNOWN_BOOT:
+                raise ValueError(f"not a boot id: {self.boot_id!r}")
+        try:
+            return _TAG.pack(_VERSION, boot, self.pid, int(self.start_time))
+        except (struct.error, ValueError) as exc:
+            raise ValueError(f"not a tag: pid {self.pid}, start {self.start_time!r}") from exc
 
     @classmethod
     def decode(cls, raw: bytes) -> OwnerTag | None:
+        """The tag :meth:`encode` made, or a version 4 mark's text tag; None: neither."""
+        if len(raw) == _TAG.size and raw[0] == _VERSION:
+            _, boot, pid, start = _TAG.unpack(raw)
+            return cls(_boot_text(boot), pid, str(start))
         try:
-            boot, pid, start = raw.decode("ascii").split(" ")
-            return cls(boot, int(pid), start)
+            text = raw.decode("ascii")
+            boot_id, pid_text, start_text = text.split(" ")
+            if not pid_text.isdigit() or not start_text.isdigit():
+                return None
+            return cls(boot_id, int(pid_text), start_text)
         except ValueError:
             return None
 
     def __repr__(self) -> str:
         return f"OwnerTag(boot_id={self.boot_id!r}, pid={self.pid}, start_time={self.start_time!r})"
+
+
+def _boot_text(boot: bytes) -> str:
+    """A tag's boot id as ``/proc/sys/kernel/random/boot_id`` writes it, or ``"unknown"``."""
+    if boot == _UNKNOWN_BOOT:
+        return "unknown"
+    h = boot.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _BOOT_ID = _boot_id()
@@ -301,13 +349,18 @@ _MASK = struct.Struct("=I").unpack_from  # stx_mask
 _FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long); ext4 writes the 32-bit generation
 
 
-def _mac(key: bytes, tag: bytes, place: bytes) -> str:
-    # hmac.digest: the one-shot HMAC-SHA256 (the same value as hmac.new().hexdigest()),
+def _mac(key: bytes, tag: bytes, place: bytes) -> bytes:
+    # hmac.digest: the one-shot HMAC-SHA256 (the same value as hmac.new().digest()),
     # without building two hash objects in Python for every mark.
-    return hmac.digest(key, _DOMAIN + tag + b"\0" + place, "sha256").hex()
+    return hmac.digest(key, _DOMAIN + tag + b"\0" + place, "sha256")[:_MAC_SIZE]
 
 
-try:  # OpenSSL's HMAC object itself: copy, update and hexdigest in C, no Python layer
+def _mac_4(key: bytes, tag: bytes, place: bytes) -> bytes:
+    """A version 4 mark's MAC (hex text), for the marks that earlier versions left."""
+    return hmac.digest(key, _DOMAIN_4 + tag + b"\0" + place, "sha256").hex().encode()
+
+
+try:  # OpenSSL's HMAC object itself: copy, update and digest in C, no Python layer
     from _hashlib import HMAC as _HMAC
     from _hashlib import hmac_new as _hmac_new
 except ImportError:  # pragma: no cover - a Python built without OpenSSL's _hashlib
@@ -317,7 +370,7 @@ except ImportError:  # pragma: no cover - a Python built without OpenSSL's _hash
 _mark_base: tuple[bytes, bytes, _HMAC] | None = None  # (key, tag, HMAC over its prefix)
 
 
-def _mark_mac(key: bytes, tag: bytes, place: bytes) -> str:
+def _mark_mac(key: bytes, tag: bytes, place: bytes) -> bytes:
     """:func:`_mac` for this process's own marks: the HMAC state after the domain and the
     tag (the same for every mark a process writes under one key) is computed once and
     copied per mark, not rebuilt from the key each time (the same value, tested)."""
@@ -329,16 +382,27 @@ def _mark_mac(key: bytes, tag: bytes, place: bytes) -> str:
         _mark_base = base
     mac = base[2].copy()  # one C call under the object's lock: threads never share state
     mac.update(place)
-    return mac.hexdigest()
+    return mac.digest()[:_MAC_SIZE]
 
 
-def _split(raw: bytes) -> tuple[OwnerTag, bytes, str] | None:
-    """``(tag, tag bytes, mac)`` of a stored mark, or None if it is not one."""
-    head, sep, mac = raw.rpartition(b" ")
+def _split(raw: bytes) -> tuple[OwnerTag, bytes, bytes, bool] | None:
+    """``(tag, tag bytes, mac, version 4?)`` of a stored mark, or None if it is not one."""
+    if len(raw) == _MARK_SIZE and raw[0] == _VERSION:
+        head, mac = raw[: _TAG.size], raw[_TAG.size :]
+        tag = OwnerTag.decode(head)
+        return None if tag is None else (tag, head, mac, False)
+    head, sep, mac = raw.rpartition(b" ")  # version 4: "<boot id> <pid> <start> <hex mac>"
     tag = OwnerTag.decode(head) if sep else None
     if tag is None or len(mac) != 64:
         return None
-    return tag, head, mac.decode("ascii", "replace")
+    return tag, head, mac, True
+
+
+def _mac_matches(key: bytes, parts: tuple[OwnerTag, bytes, bytes, bool], place: bytes) -> bool:
+    """Whether a split mark's MAC is the one ``key`` gives its tag at ``place``."""
+    _, head, mac, version_4 = parts
+    want = _mac_4(key, head, place) if version_4 else _mac(key, head, place)
+    return hmac.compare_digest(want, mac)
 
 
 def _on(fd: int) -> int | str:
@@ -406,6 +470,8 @@ def write_mark(
     statx: bytes | None = None,
 ) -> bool:
     """:func:`mark` with a given creator ``tag`` (tests stand in for a reboot or a reused pid)."""
+    if len(tag) != _TAG.size or tag[0] != _VERSION:
+        raise ValueError("not a tag of this version (OwnerTag.encode makes one)")
     key = _markkey.load(create=True, euid=euid)
     if key is None:
         return False
@@ -415,7 +481,7 @@ def write_mark(
     place = _place(fd, dir_ident, os.fsencode(name), statx)
     if place is None:
         return False  # nothing tells this inode from a later one: a mark would outlive it
-    value = tag + b" " + _mark_mac(key, tag, place).encode()
+    value = tag + _mark_mac(key, tag, place)  # 45 bytes: in the inode on ext4, no block
     try:
         os.setxattr(fd if real_fd else _on(fd), OWNER_XATTR, value)  # no /proc for a creator
     except OSError as exc:
@@ -787,13 +853,13 @@ def _verified(
         return None
     ident, bname = (dir_st.st_dev, dir_st.st_ino), os.fsencode(name)
     place = _place(pfd, ident, bname)
-    if place is not None and hmac.compare_digest(_mac(key, parts[1], place), parts[2]):
+    if place is not None and _mac_matches(key, parts, place):
         return parts[0]
     if place is not None and place[0] == 1:
         # A writer without statx (a seccomp profile) bound the generation, as strong where
         # the filesystem has one: its leftovers are still ours to sweep.
         place = _generation_place(pfd, ident, bname)
-        if place is not None and hmac.compare_digest(_mac(key, parts[1], place), parts[2]):
+        if place is not None and _mac_matches(key, parts, place):
             return parts[0]
     return None
 

@@ -177,8 +177,9 @@ def test_a_live_creator_without_proc_is_never_swept(area: Path) -> None:
     # A private mount namespace with an empty tmpfs on /proc: no boot id, no start time.
     script = 'mount --make-rprivate / && mount -t tmpfs none /proc && exec "$@"'
     c = Creator(str(area), prefix=("unshare", "-m", "sh", "-c", script, "sh"))
-    raw = os.getxattr(c.file, _owner.OWNER_XATTR)
-    assert raw.startswith(f"unknown {c.pid} 0 ".encode())
+    tag = _owner.OwnerTag.decode(os.getxattr(c.file, _owner.OWNER_XATTR)[:29])
+    assert tag is not None
+    assert (tag.boot_id, tag.pid, tag.start_time) == ("unknown", c.pid, "0")
     result = sweep([str(area)])
     assert {a for a, _ in _actions(result).values()} == {"kept"}
     assert c.file.read_bytes() == b"SECRET"
@@ -204,7 +205,7 @@ def _forge_marks(target: str, values: list[bytes]) -> list[str]:
     done = []
     for v in values:
         os.setxattr(target, "user.hardtemp.owner", v)
-        done.append(os.getxattr(target, "user.hardtemp.owner").decode())
+        done.append(os.getxattr(target, "user.hardtemp.owner").hex())
     return done
 
 
@@ -234,14 +235,16 @@ def test_forged_marks_over_a_third_users_files_are_ignored_by_roots_sweep(
     orphan = Creator(str(shared_dir))
     orphan.end(signal.SIGKILL)
     genuine = os.getxattr(orphan.file, _owner.OWNER_XATTR)
-    dead = f"{_owner._BOOT_ID} {orphan.pid} 1".encode()
+    dead_4 = f"{_owner._BOOT_ID} {orphan.pid} 1".encode()
+    dead = _owner.OwnerTag(_owner._BOOT_ID, orphan.pid, "1").encode()
     forged = [
-        dead,  # the unauthenticated mark of earlier versions
-        dead + b" " + b"0" * 64,  # the right shape, a made-up MAC
+        dead_4,  # the unauthenticated mark of earlier versions
+        dead_4 + b" " + b"0" * 64,  # version 4's shape, a made-up MAC
+        dead + bytes(16),  # this version's shape, a made-up MAC
         genuine,  # a real mark of root's, copied from another entry (if it ever leaked)
     ]
     for value in forged:
-        assert other_user(_forge_marks, str(bait), [value]) == [value.decode()]
+        assert other_user(_forge_marks, str(bait), [value]) == [value.hex()]
         result = sweep([str(shared_dir)])
         assert str(bait) not in _actions(result)
         assert (victim / "secret").read_text() == "third user's data"
