@@ -173,7 +173,7 @@ def test_a_named_files_and_a_directorys_mark_fit_in_an_ext4_inode(loopfs: Any) -
     # st_blocks. The control: the earlier format's 112-byte value does take a block.
     import hardtemp
 
-    fs = loopfs("ext4")  # mkfs.ext4's default: 256-byte inodes
+    fs = loopfs("ext4", mkfs_args=("-I", "256"))  # mkfs.ext4's default inode size
     d = fs.mountpoint / "area"
     d.mkdir(mode=0o700)
     with (

@@ -167,14 +167,19 @@ def test_sweep_leaves_entries_without_a_valid_mark_untouched(area: Path) -> None
     os.setxattr(bad, _owner.OWNER_XATTR, b"not a tag")
     # The unauthenticated mark of earlier versions: anyone who can write the file can forge it.
     old = _plain_file(area / "oldmark")
-    os.setxattr(old, _owner.OWNER_XATTR, _dead_tag().encode())
+    dead = _dead_tag()
+    os.setxattr(old, _owner.OWNER_XATTR, f"{dead.boot_id} {dead.pid} {dead.start_time}".encode())
+    # This version's tag alone, without its MAC.
+    bare = _plain_file(area / "baretag")
+    os.setxattr(bare, _owner.OWNER_XATTR, dead.encode())
     result = sweep([str(area)])
     assert plain.read_bytes() == b"data"
     assert (area / "tmpplaindir" / "inside").exists()
     assert bad.exists()
     assert old.exists()
+    assert bare.exists()
     assert result.entries == []
-    assert result.unmarked == 4
+    assert result.unmarked == 5
 
 
 def test_sweep_sees_through_pid_reuse_a_live_pid_with_another_start_time(area: Path) -> None:
