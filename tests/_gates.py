@@ -84,7 +84,12 @@ def require_tool(tool: str, package: str) -> None:
         skip(_tool_reason(tool, package))
 
 
-_MKFS_PACKAGES = {"ext4": "e2fsprogs", "ext2": "e2fsprogs", "btrfs": "btrfs-progs"}
+_MKFS_PACKAGES = {
+    "ext4": "e2fsprogs",
+    "ext2": "e2fsprogs",
+    "btrfs": "btrfs-progs",
+    "xfs": "xfsprogs",
+}
 
 
 def require_mkfs(fstype: str) -> str:

@@ -191,11 +191,16 @@ class LoopFS:
         return needle in data
 
 
+XFS_MIN_MB = 300  # mkfs.xfs refuses smaller filesystems (xfsprogs 5.19 and later)
+
+
 def _mkfs(fstype: str, image: Path, extra: tuple[str, ...] = ()) -> None:
     if fstype == "ext4":
         cmd = ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"]
     elif fstype == "btrfs":
         cmd = ["mkfs.btrfs", "-q", "-f"]
+    elif fstype == "xfs":
+        cmd = ["mkfs.xfs", "-q", "-f"]  # an image of at least XFS_MIN_MB
     else:  # pragma: no cover - test-suite misuse
         raise ValueError(fstype)
     require_loop(fstype)
@@ -204,7 +209,9 @@ def _mkfs(fstype: str, image: Path, extra: tuple[str, ...] = ()) -> None:
 
 @pytest.fixture
 def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LoopFS]]:
-    """Factory: ``loopfs("ext4" | "btrfs", options="data=journal")`` -> mounted LoopFS.
+    """Factory: ``loopfs("ext4" | "btrfs" | "xfs", options="data=journal")`` -> mounted LoopFS.
+
+    ``size_mb``: the image's size (sparse); xfs images are at least :data:`XFS_MIN_MB`.
 
     ``mkfs_args``: more options for mkfs (``("-I", "128")``), so that an image of another
     format is made before its first mount: formatting an image again after an unmount races
@@ -217,6 +224,8 @@ def loopfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
     def make(
         fstype: str, options: str = "", size_mb: int = 160, mkfs_args: tuple[str, ...] = ()
     ) -> LoopFS:
+        if fstype == "xfs":
+            size_mb = max(size_mb, XFS_MIN_MB)
         work = tmp_path_factory.mktemp(f"loop-{fstype}")
         image = work / "fs.img"
         with open(image, "wb") as f:

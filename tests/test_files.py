@@ -1659,12 +1659,12 @@ def test_a_named_file_looks_at_its_name_once_at_close_and_asks_no_fstatfs(
     assert len([c for c in calls if c.startswith("geteuid(")]) == 1, calls
 
 
-@pytest.mark.parametrize("fs", ["tmpfs", "ext4", "btrfs"])
+@pytest.mark.parametrize("fs", ["tmpfs", "ext4", "btrfs", "xfs"])
 def test_a_named_file_is_overwritten_and_unlinked_without_a_hiding_rename(
     small_tmpfs: Callable[[int], Path], loopfs: Callable[..., Any], fs: str
 ) -> None:
     # A rename to a random name before the unlink hides the name from no reader of these
-    # filesystems' disks: tmpfs keeps names only in the dentry cache; on ext4 and btrfs the
+    # filesystems' disks: tmpfs keeps names only in the dentry cache; on ext4, btrfs and xfs the
     # raw images show the name exactly where a plain unlink leaves it (the forensic names
     # suite). Where a rename still defends (a name that may be swapped: wipe() in any
     # directory) it stays: test_wipe.py's test_wipe_hides_the_name_before_unlinking.

@@ -1448,3 +1448,36 @@ def test_a_blinded_watch_never_serves_a_mount_the_verdict_of_the_one_it_replaced
         if mounted:
             subprocess.run(["umount", str(mnt)], check=False)
         subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_xfs_file_is_in_place_until_its_extents_are_shared_and_unknown_if_fiemap_fails(
+    loopfs: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The raw-image proof is tests/forensic/test_forensic_xfs.py; here the verdicts. A
+    # FIEMAP failure cannot be caused on a real xfs: it is the one fault stood in for.
+    fs = loopfs("xfs")
+    fd = _new_file(fs.mountpoint)
+    try:
+        os.write(fd, b"x" * 65536)
+        assert file_info_for_fd(fd).verdict == IN_PLACE  # dirty, not yet on the disk
+        os.fsync(fd)
+        assert file_info_for_fd(fd).verdict == IN_PLACE
+        src, copy = str(fs.mountpoint / "f"), str(fs.mountpoint / "copy")
+        done = subprocess.run(["cp", "--reflink=always", src, copy], capture_output=True)
+        if done.returncode:
+            skip(f"this xfs has no reflink: {done.stderr.decode().strip()}")
+        info = file_info_for_fd(fd)
+        assert info.verdict == NOT_IN_PLACE
+        assert info.reasons[0].code == FsReason.SHARED_EXTENTS
+        # (The copy's removal frees its share only when xfs inactivates its inode, later:
+        # until then the verdict stays "not in place", the safe side.)
+
+        def refused(fd: int, *, sync: bool = True) -> tuple[bool, bool]:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(_fsinfo, "_fiemap_flags", refused)
+        info = file_info_for_fd(fd)
+        assert info.verdict == BEST_EFFORT
+        assert info.reasons[0].code == FsReason.SHARED_UNCHECKED
+    finally:
+        os.close(fd)

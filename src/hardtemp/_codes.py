@@ -116,6 +116,8 @@ class FsReason(StrEnum):
     NOCOW_INLINE = "file.nocow_inline"
     NOCOW_SHARED = "file.nocow_shared"
     NOCOW_IN_PLACE = "file.nocow_in_place"
+    SHARED_EXTENTS = "file.shared_extents"
+    SHARED_UNCHECKED = "file.shared_unchecked"
 
 
 class WipeReason(StrEnum):

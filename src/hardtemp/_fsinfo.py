@@ -90,8 +90,9 @@ _NAMES_IN_RAM = frozenset({_TMPFS_MAGIC, _RAMFS_MAGIC})
 #: one still stands, so it never takes the old one's bytes: ext2/3/4's unlink wipes the
 #: entry itself (Linux 5.13+; before, its bytes stayed, renamed or not: from the kernel's
 #: source, only a newer kernel measured); btrfs keeps the old copy-on-write metadata with
-#: the name, renamed or not.
-RENAME_HIDES_NOTHING = _NAMES_IN_RAM | {_EXT_MAGIC, _BTRFS_MAGIC}
+#: the name, renamed or not; so does xfs, in its old directory and log blocks
+#: (tests/forensic/test_forensic_xfs.py).
+RENAME_HIDES_NOTHING = _NAMES_IN_RAM | {_EXT_MAGIC, _BTRFS_MAGIC, _XFS_MAGIC}
 _OVERLAY_MAGIC = 0x794C7630
 _ZFS_MAGIC = 0x2FC12FC1
 _F2FS_MAGIC = 0xF2F52010
@@ -878,15 +879,25 @@ def set_nocow(fd: int) -> bool:
     return after is not None and bool(after & FS_NOCOW_FL)
 
 
-def _fiemap_flags(fd: int) -> tuple[bool, bool]:
-    """(any extent inline in metadata, any extent shared) for the whole file, via FIEMAP."""
+def _fiemap_flags(fd: int, *, sync: bool = True) -> tuple[bool, bool]:
+    """(any extent inline in metadata, any extent shared) for the whole file, via FIEMAP.
+
+    ``sync=False``: the dirty pages are not written first (delayed allocations are then
+    reported as such, never as shared: an extent is shared only once it is on the disk)."""
     inline = shared = False
     start = 0
     size = FIEMAP_HEADER.size + _FIEMAP_BATCH * FIEMAP_EXTENT.size
     while True:
         buf = bytearray(size)
         FIEMAP_HEADER.pack_into(
-            buf, 0, start, 0xFFFFFFFFFFFFFFFF - start, _FIEMAP_FLAG_SYNC, 0, _FIEMAP_BATCH, 0
+            buf,
+            0,
+            start,
+            0xFFFFFFFFFFFFFFFF - start,
+            _FIEMAP_FLAG_SYNC if sync else 0,
+            0,
+            _FIEMAP_BATCH,
+            0,
         )
         fcntl.ioctl(fd, FS_IOC_FIEMAP, buf, True)
         mapped = FIEMAP_HEADER.unpack_from(buf, 0)[3]
@@ -906,6 +917,31 @@ def _fiemap_flags(fd: int) -> tuple[bool, bool]:
         start = end
 
 
+def _xfs_file_info(fd: int, info: FsInfo) -> FsInfo:
+    """:func:`file_info_for_fd` on xfs: "in place" unless an extent is shared (reflink)."""
+    try:
+        # No FIEMAP_FLAG_SYNC: it would write the plaintext of a file still only in the page
+        # cache to the disk; a shared extent is always on the disk already.
+        shared = _fiemap_flags(fd, sync=False)[1]
+    except OSError as exc:
+        why = f"xfs: whether the file's extents are shared with a reflink copy is unknown ({exc})"
+        return dataclasses.replace(
+            info,
+            verdict=BEST_EFFORT,
+            reasons=(Reason(FsReason.SHARED_UNCHECKED, why), *info.reasons),
+        )
+    if not shared:
+        return info
+    why = (
+        "xfs: the file's extents are shared with a reflink copy: an overwrite goes to new "
+        "blocks and the shared ones keep the data"
+    )
+    # A reflink copy made after this check would share blocks the overwrite already reached.
+    return dataclasses.replace(
+        info, verdict=NOT_IN_PLACE, reasons=(Reason(FsReason.SHARED_EXTENTS, why), *info.reasons)
+    )
+
+
 def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int = -1) -> FsInfo:
     # long: one early return per file flag, each with its own verdict and reason
     """Classify one regular file: its filesystem's verdict refined by the file's own flags.
@@ -915,6 +951,9 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int =
     * btrfs: a NOCOW file is ``"in place"``, unless FIEMAP shows data inline in the
       metadata tree or extents shared with a snapshot or reflink (both copy-on-write).
       Snapshots taken *later* than this check still force a copy: said in the reasons.
+    * xfs: a file whose extents FIEMAP shows shared with a reflink copy (``cp
+      --reflink``) is ``"not in place"``: xfs writes an overwrite of a shared block to a
+      new one, and the shared block keeps the data; ``"best effort"`` if FIEMAP fails.
 
     ``mnt_id``: the mount the caller reached ``fd``'s inode through (a ``statx`` of its
     name), if known: the filesystem is then looked up by mount, without an ``fstatfs``.
@@ -953,6 +992,8 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int =
                     *info.reasons,
                 ),
             )
+    elif info.f_type == _XFS_MAGIC:
+        return _xfs_file_info(fd, info)
     elif info.f_type == _BTRFS_MAGIC:
         flags = get_file_flags(fd)
         if flags is not None and flags & FS_NOCOW_FL:

@@ -27,7 +27,7 @@ from hardtemp._crypt import EncryptedRawIO, open_encrypted
 
 pytestmark = pytest.mark.forensic
 
-FSTYPES = ["ext4", "btrfs"]
+FSTYPES = ["ext4", "btrfs", "xfs"]
 
 
 def _tmpfile(fs: LoopFS) -> int:

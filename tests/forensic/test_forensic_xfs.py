@@ -1,0 +1,195 @@
+"""Forensic proof on xfs: what hardtemp says about xfs, checked on raw images.
+
+``_fsinfo`` calls xfs "in place" (it rewrites a file's data blocks where they are, unless
+they are shared with a reflink copy) and a delayed-allocation filesystem (a file closed
+before writeback has no block on the disk), and its names need no hiding rename. Each case
+writes a unique marker or name, removes it the way a user would, unmounts and searches the
+raw image; the standard library's removal is the control that shows the search finds what
+stays (xfs is the default filesystem of several distributions' ``/var/tmp``).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import secrets
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import hardtemp
+from _helpers_core import marker
+from hardtemp import _dirtrust, _fsinfo
+from hardtemp.exceptions import WipeUnreliableWarning
+
+LoopFS = Any
+
+pytestmark = pytest.mark.forensic
+
+SIZES = [len(marker()), 5000, 8 << 20]
+
+
+@pytest.fixture(autouse=True)
+def _strict_warnings() -> Iterator[None]:
+    _fsinfo.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WipeUnreliableWarning)
+        yield
+
+
+def _payload(m: bytes, size: int) -> bytes:
+    return (m * (size // len(m) + 1))[:size] if size >= len(m) else m
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _on_disk(fs: LoopFS, needle: bytes) -> bool:
+    """Search the raw image while mounted (the loop device writes through to the image)."""
+    return needle in fs.image.read_bytes()
+
+
+def _in_image(fs: LoopFS, needle: bytes) -> bool:
+    """Unmount (nothing of ours keeps it busy), then search the raw image."""
+    gc.collect()
+    _dirtrust.clear_cache()
+    gc.collect()
+    return bool(fs.image_contains(needle))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["tiny", "5k", "8MiB"])
+def test_xfs_wipe_of_a_synced_file_is_in_place_and_leaves_no_marker(
+    loopfs: Callable[..., LoopFS], size: int
+) -> None:
+    fs = loopfs("xfs")
+    m = marker()
+    path = str(fs.mountpoint / "secret")
+    _write_synced(path, _payload(m, size))
+    assert _on_disk(fs, m)  # the precondition that lets the test fail
+    report = hardtemp.wipe(path)
+    assert report.verdict == "in place"
+    assert not os.path.exists(path)
+    assert not _in_image(fs, m)
+
+
+def test_xfs_control_stdlib_unlink_leaves_the_marker(loopfs: Callable[..., LoopFS]) -> None:
+    fs = loopfs("xfs")
+    m = marker()
+    path = str(fs.mountpoint / "secret")
+    _write_synced(path, _payload(m, 5000))
+    os.unlink(path)
+    assert _in_image(fs, m)
+
+
+@pytest.mark.parametrize("lib", ["hardtemp", "control-stdlib"])
+def test_xfs_named_temporary_file_synced_before_close_leaves_no_marker(
+    loopfs: Callable[..., LoopFS], lib: str
+) -> None:
+    fs = loopfs("xfs")
+    m = marker()
+    mod: Any = hardtemp if lib == "hardtemp" else tempfile
+    with mod.NamedTemporaryFile(dir=fs.mountpoint) as f:
+        f.write(_payload(m, 5000))
+        f.flush()
+        os.fsync(f.fileno())
+        assert _on_disk(fs, m)
+    assert _in_image(fs, m) == (lib != "hardtemp")
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["closed", "control-kept"])
+def test_xfs_named_temporary_file_closed_before_writeback_leaves_no_marker(
+    loopfs: Callable[..., LoopFS], kept: bool
+) -> None:
+    # No fsync: the data is only in the page cache (a delayed allocation) when the close
+    # overwrites and unlinks it; a sync afterwards must find nothing. The control keeps the
+    # file (delete=False): the same data then reaches the disk and the search finds it.
+    fs = loopfs("xfs")
+    m = marker()
+    with hardtemp.NamedTemporaryFile(dir=fs.mountpoint, delete=not kept) as f:
+        f.write(_payload(m, 5000))
+    subprocess.run(["sync"], check=True)
+    assert _in_image(fs, m) == kept
+
+
+@pytest.mark.parametrize("lib", ["hardtemp", "control-stdlib"])
+def test_xfs_temporary_directory_with_synced_files_leaves_no_marker(
+    loopfs: Callable[..., LoopFS], lib: str
+) -> None:
+    fs = loopfs("xfs")
+    m = marker()
+    mod: Any = hardtemp if lib == "hardtemp" else tempfile
+    with mod.TemporaryDirectory(dir=fs.mountpoint) as d:
+        for i in range(4):
+            with open(os.path.join(d, f"part{i}.csv"), "wb") as f:
+                f.write(_payload(m, 3000))
+                f.flush()
+                os.fsync(f.fileno())
+        assert _on_disk(fs, m)
+    assert _in_image(fs, m) == (lib != "hardtemp")
+
+
+def test_xfs_wipe_of_a_file_sharing_blocks_with_a_reflink_copy_says_the_data_stays(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    # The user's reflink copy shares the blocks: an overwrite of ours is copied on write and
+    # never reaches them. wipe() must say so, never report "in place", and leave the copy
+    # (the user's) as it was.
+    fs = loopfs("xfs")
+    m = marker()
+    path, copy = str(fs.mountpoint / "secret"), str(fs.mountpoint / "copy")
+    _write_synced(path, _payload(m, 64 << 10))
+    done = subprocess.run(["cp", "--reflink=always", path, copy], capture_output=True, check=False)
+    if done.returncode:
+        pytest.skip(f"this xfs has no reflink: {done.stderr.decode().strip()}")
+    subprocess.run(["sync"], check=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WipeUnreliableWarning)
+        report = hardtemp.wipe(path)
+    assert report.verdict == "not in place"
+    assert report.codes[0] == "file.shared_extents"
+    assert any("reflink" in str(w.message) for w in caught), "no warning for the shared blocks"
+    assert not os.path.exists(path)
+    with open(copy, "rb") as f:
+        assert f.read() == _payload(m, 64 << 10)  # the user's copy is untouched
+    assert _in_image(fs, m)  # the copy's blocks: the data stays, as the report said
+
+
+def test_xfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    # Why the close does not rename on xfs: the name of an entry that reached the disk is
+    # still in the raw image after the unlink, whether or not it was renamed to a random
+    # name first (xfs leaves the old directory and log blocks' bytes). Ours (unlinked as is)
+    # and a sibling removed the old way (renamed first, then unlinked): both found.
+    fs = loopfs("xfs")
+    d = os.path.join(fs.mountpoint, "work")
+    os.mkdir(d, 0o700)
+    tag = secrets.token_hex(6)
+    kept = os.path.join(d, f"kept-{tag}")
+    with hardtemp.NamedTemporaryFile(dir=d, prefix=f"upload-{tag}-") as f:
+        f.write(b"y" * 1000)
+        with open(kept, "wb") as k:
+            k.write(b"k")
+        subprocess.run(["sync"], check=True)
+        ours = os.path.basename(f.name).encode()
+        assert _on_disk(fs, ours)  # the entry did reach the disk
+    hidden = os.path.join(d, ".ht-" + secrets.token_hex(8))
+    os.rename(kept, hidden)
+    os.unlink(hidden)
+    subprocess.run(["sync"], check=True)
+    gc.collect()
+    _dirtrust.clear_cache()
+    fs.unmount()
+    data = fs.image.read_bytes()
+    assert ours in data  # unlinked as is
+    assert f"kept-{tag}".encode() in data  # renamed first: there just the same
