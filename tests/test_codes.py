@@ -79,6 +79,8 @@ RELEASED = {
         "file.nocow_inline",
         "file.nocow_shared",
         "file.nocow_in_place",
+        "file.shared_extents",
+        "file.shared_unchecked",
     ],
     WipeReason: [
         "wipe.fs_unidentified",
