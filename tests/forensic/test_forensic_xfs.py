@@ -2,7 +2,9 @@
 
 ``_fsinfo`` calls xfs "in place" (it rewrites a file's data blocks where they are, unless
 they are shared with a reflink copy) and a delayed-allocation filesystem (a file closed
-before writeback has no block on the disk), and its names need no hiding rename. Each case
+before writeback has no block on the disk), and its names need no hiding rename; and what
+it says cannot be done there: keep a directory's names out of its blocks once xfs wrote
+them home. Each case
 writes a unique marker or name, removes it the way a user would, unmounts and searches the
 raw image; the standard library's removal is the control that shows the search finds what
 stays (xfs is the default filesystem of several distributions' ``/var/tmp``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import secrets
 import subprocess
 import tempfile
@@ -193,3 +196,55 @@ def test_xfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
     data = fs.image.read_bytes()
     assert ours in data  # unlinked as is
     assert f"kept-{tag}".encode() in data  # renamed first: there just the same
+
+
+_SB_FIELDS = "logstart logblocks blocksize agblocks agblklog"
+
+
+def _outside_log(image: str, needle: bytes) -> tuple[int, int]:
+    """(hits of ``needle`` outside the internal log, inside it) in an unmounted xfs image."""
+    out = subprocess.run(
+        ["xfs_db", "-r", "-c", "sb 0", "-c", f"p {_SB_FIELDS}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    v = {k: int(x) for k, x in re.findall(r"(\w+) = (\d+)", out)}
+    agno, agbno = v["logstart"] >> v["agblklog"], v["logstart"] & ((1 << v["agblklog"]) - 1)
+    lo = (agno * v["agblocks"] + agbno) * v["blocksize"]
+    hi = lo + v["logblocks"] * v["blocksize"]
+    with open(image, "rb") as f:
+        data = f.read()
+    hits = [m.start() for m in re.finditer(re.escape(needle), data)]
+    inside = sum(1 for p in hits if lo <= p < hi)
+    return len(hits) - inside, inside
+
+
+@pytest.mark.parametrize("lib", ["hardtemp", "stdlib"])
+def test_xfs_names_written_home_stay_in_directory_blocks_after_either_cleanup(
+    loopfs: Callable[..., LoopFS], lib: str
+) -> None:
+    # What SECURITY.md says of xfs: a TemporaryDirectory's cleanup cannot keep its files'
+    # names out of the directory blocks once xfs has written those blocks home (xfsaild
+    # does so within about 30 s, or under log pressure; xfs_freeze forces it here): xfs
+    # marks a removed entry free without clearing its name, so hardtemp's cleanup (which
+    # syncs before each directory goes, enough on ext4) leaves them as the stdlib's does.
+    # Should xfs ever clear them, this fails and SECURITY.md is to be corrected.
+    fs = loopfs("xfs")
+    tag = secrets.token_hex(5)
+    mod: Any = hardtemp if lib == "hardtemp" else tempfile
+    with mod.TemporaryDirectory(dir=fs.mountpoint) as d:
+        for sub in range(3):
+            sd = os.path.join(d, f"sub{sub}-{tag}")
+            os.mkdir(sd)
+            for i in range(60):  # block-form directories, not names inline in the inode
+                with open(os.path.join(sd, f"patient-record-{tag}-{i:03d}.csv"), "wb") as f:
+                    f.write(b"z")
+        subprocess.run(["sync"], check=True)
+        subprocess.run(["xfs_freeze", "-f", str(fs.mountpoint)], check=True)
+        subprocess.run(["xfs_freeze", "-u", str(fs.mountpoint)], check=True)
+    gc.collect()
+    _dirtrust.clear_cache()
+    fs.unmount()
+    outside, _ = _outside_log(str(fs.image), tag.encode())
+    assert outside >= 180, f"{outside} names outside the log: has xfs begun to clear them?"
