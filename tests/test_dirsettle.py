@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from _gates import require_unshare
+from _gates import require_tool, require_unshare
 from hardtemp import _dirsettle, _linux
 
 
@@ -38,6 +38,56 @@ def test_a_tree_on_tmpfs_needs_no_settling(small_tmpfs: Callable[[int], Path]) -
         assert _dirsettle.settler(fd) is None
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("fstype", ["btrfs", "xfs"])
+def test_a_tree_on_btrfs_or_xfs_is_not_settled_nor_moved_to_graves(
+    loopfs: Callable[..., Any], fstype: str
+) -> None:
+    # Their metadata keeps the names whatever is synced first (xfs: measured equal to the
+    # stdlib's cleanup in tests/forensic/test_forensic_xfs.py): no syncfs, no graves.
+    fs = loopfs(fstype)
+    fd = os.open(fs.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _dirsettle.settler(fd) is None
+    finally:
+        os.close(fd)
+    calls = _traced_cleanup(fs.mountpoint)
+    assert not [c for c in calls if c.startswith(("syncfs(", "sync("))], calls
+    graves = [c for c in calls if c.startswith("rename") and c.split('"')[1] in _DIRS]
+    assert not graves, calls  # no emptied directory moved into the top
+    assert [c for c in calls if c.startswith("unlinkat(") and "AT_REMOVEDIR" in c], calls
+    assert os.listdir(fs.mountpoint) == []
+
+
+_DIRS = {"d0", "d1", "d2", "e"}
+_CLEANUP = """
+import os, sys
+import hardtemp
+t = hardtemp.TemporaryDirectory(dir=sys.argv[1])
+for sub in range(3):
+    os.makedirs(os.path.join(t.name, f"d{sub}", "e"))
+    with open(os.path.join(t.name, f"d{sub}", "e", "f"), "wb") as f:
+        f.write(b"x")
+os.write(1, b"BEGIN\\n")
+t.cleanup()
+os.write(1, b"END\\n")
+"""
+
+
+def _traced_cleanup(where: Path) -> list[str]:
+    """The system calls of a ``TemporaryDirectory`` tree's cleanup under ``where`` (strace)."""
+    require_tool("strace", "strace")
+    out = subprocess.run(
+        ["strace", "-f", "-qq", sys.executable, "-c", _CLEANUP, str(where)],
+        env=dict(os.environ, PYTHONPATH=str(Path(_dirsettle.__file__).parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    trace = out.stderr.split('write(1, "BEGIN\\n"', 1)[1].split('write(1, "END\\n"', 1)[0]
+    return [line.split("] ", 1)[-1] for line in trace.splitlines()[1:] if "(" in line]
 
 
 def test_an_unidentified_filesystem_is_settled_anyway_and_failures_are_not_fatal(

@@ -1472,7 +1472,7 @@ def test_xfs_file_is_in_place_until_its_extents_are_shared_and_unknown_if_fiemap
         # (The copy's removal frees its share only when xfs inactivates its inode, later:
         # until then the verdict stays "not in place", the safe side.)
 
-        def refused(fd: int, *, sync: bool = True) -> tuple[bool, bool]:
+        def refused(fd: int) -> tuple[bool, bool]:
             raise OSError(errno.EIO, "Input/output error")
 
         monkeypatch.setattr(_fsinfo, "_fiemap_flags", refused)

@@ -28,7 +28,11 @@ Invariants:
   names in the top (nothing freed, so no block holds names outside the live tree); the top
   stays too, with its sweep mark, for the next removal or ``hardtemp sweep``.
 * Best effort and never fatal: a failing sync changes nothing that was removed. Skipped
-  on RAM filesystems (tmpfs, ramfs), where nothing reaches a disk.
+  on RAM filesystems (tmpfs, ramfs), where nothing reaches a disk, and on btrfs and xfs
+  (:data:`~hardtemp._fsinfo.NAMES_KEPT_IN_METADATA`), whose metadata keeps the names
+  whatever is synced first: there a settle bought nothing (xfs: as many names in the raw
+  image as after the standard library's cleanup) and cost a ``syncfs`` per tree (btrfs:
+  more names, the graves' renames copying metadata once more).
 * Skipped too for a tree nothing of which can have reached the disk (:class:`Fresh`): an
   ext4 with its journal inside the filesystem's own device, whose write counter
   (``/sys/dev/block/M:m/stat``, sectors written) is unchanged since before the top was
@@ -55,7 +59,7 @@ import os
 import time
 from collections.abc import Callable
 
-from ._fsinfo import VOLATILE, FsInfo, fs_info_for_fd
+from ._fsinfo import NAMES_KEPT_IN_METADATA, VOLATILE, FsInfo, fs_info_for_fd
 from ._linux import birth_ident, rename_noreplace
 from ._names import random_name
 
@@ -195,6 +199,8 @@ def settler_for(info: FsInfo | None) -> Callable[[int], None] | None:
     """The settle step for a tree on the filesystem ``info`` (None: not identified)."""
     if info is not None and info.verdict == VOLATILE:
         return None  # RAM only: no disk block will ever hold the names
+    if info is not None and info.f_type in NAMES_KEPT_IN_METADATA:
+        return None  # btrfs, xfs: their metadata keeps the names whatever is synced first
     return _settle  # a disk, or an unknown filesystem: settle anyway
 
 

@@ -55,6 +55,7 @@ from ._linux import (
 __all__ = [
     "BEST_EFFORT",
     "IN_PLACE",
+    "NAMES_KEPT_IN_METADATA",
     "NOT_IN_PLACE",
     "RENAME_HIDES_NOTHING",
     "VOLATILE",
@@ -93,6 +94,11 @@ _NAMES_IN_RAM = frozenset({_TMPFS_MAGIC, _RAMFS_MAGIC})
 #: the name, renamed or not; so does xfs, in its old directory and log blocks
 #: (tests/forensic/test_forensic_xfs.py).
 RENAME_HIDES_NOTHING = _NAMES_IN_RAM | {_EXT_MAGIC, _BTRFS_MAGIC, _XFS_MAGIC}
+#: Filesystem types whose metadata keeps a removed entry's name whatever a cleanup does
+#: before the removal, so that syncing emptied directories first (:mod:`hardtemp._dirsettle`)
+#: buys nothing: btrfs copies metadata on every change and keeps the old copies; xfs marks
+#: a removed entry free without clearing its name (both measured on raw images).
+NAMES_KEPT_IN_METADATA = frozenset({_BTRFS_MAGIC, _XFS_MAGIC})
 _OVERLAY_MAGIC = 0x794C7630
 _ZFS_MAGIC = 0x2FC12FC1
 _F2FS_MAGIC = 0xF2F52010
@@ -154,7 +160,6 @@ FS_NOCOW_FL = 0x00800000
 FS_INLINE_DATA_FL = 0x10000000
 
 # ioctl numbers and the FIEMAP layouts live in _linux.
-_FIEMAP_FLAG_SYNC = 0x1
 _FIEMAP_EXTENT_LAST = 0x1
 _FIEMAP_EXTENT_DELALLOC = 0x4  # delayed allocation: in the page cache only, no block yet
 _FIEMAP_EXTENT_DATA_INLINE = 0x200
@@ -879,11 +884,14 @@ def set_nocow(fd: int) -> bool:
     return after is not None and bool(after & FS_NOCOW_FL)
 
 
-def _fiemap_flags(fd: int, *, sync: bool = True) -> tuple[bool, bool]:
+def _fiemap_flags(fd: int) -> tuple[bool, bool]:
     """(any extent inline in metadata, any extent shared) for the whole file, via FIEMAP.
 
-    ``sync=False``: the dirty pages are not written first (delayed allocations are then
-    reported as such, never as shared: an extent is shared only once it is on the disk)."""
+    Without ``FIEMAP_FLAG_SYNC``, which would write the file's dirty pages, plaintext that
+    may never have reached the disk, to it first (then each close paid an ``fdatasync`` of
+    the overwrite). Only what is on the disk can be shared or inline in the metadata: the
+    callers overwrite in the page cache and ask :func:`data_on_disk` afterwards, and data
+    written back meanwhile takes the general way, which classifies the file again."""
     inline = shared = False
     start = 0
     size = FIEMAP_HEADER.size + _FIEMAP_BATCH * FIEMAP_EXTENT.size
@@ -894,7 +902,7 @@ def _fiemap_flags(fd: int, *, sync: bool = True) -> tuple[bool, bool]:
             0,
             start,
             0xFFFFFFFFFFFFFFFF - start,
-            _FIEMAP_FLAG_SYNC if sync else 0,
+            0,
             0,
             _FIEMAP_BATCH,
             0,
@@ -920,9 +928,7 @@ def _fiemap_flags(fd: int, *, sync: bool = True) -> tuple[bool, bool]:
 def _xfs_file_info(fd: int, info: FsInfo) -> FsInfo:
     """:func:`file_info_for_fd` on xfs: "in place" unless an extent is shared (reflink)."""
     try:
-        # No FIEMAP_FLAG_SYNC: it would write the plaintext of a file still only in the page
-        # cache to the disk; a shared extent is always on the disk already.
-        shared = _fiemap_flags(fd, sync=False)[1]
+        shared = _fiemap_flags(fd)[1]  # a shared extent is on the disk: no sync needed
     except OSError as exc:
         why = f"xfs: whether the file's extents are shared with a reflink copy is unknown ({exc})"
         return dataclasses.replace(
