@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import hardtemp
-from hardtemp._fsinfo import NAMES_IN_RAM, fs_info_for_path
+from hardtemp._fsinfo import RENAME_HIDES_NOTHING, fs_info_for_path
 from hardtemp._linux import FIEMAP_EXTENT, FIEMAP_HEADER, FS_IOC_FIEMAP, FS_IOC_GETFLAGS, LONG_SIZE
 
 PAYLOAD = os.urandom(1000)
@@ -84,7 +84,8 @@ class _Floor:
     write; at close a look at the name (``newfstatat``, standing in for our ``statx``:
     still our inode, not a mount point), random bytes and the ``pwrite`` over the data,
     on a disk one FIEMAP (did a block reach it? then an ``fdatasync`` too) and the hiding
-    ``renameat2(RENAME_NOREPLACE)`` (not on tmpfs, where a name never reaches a disk),
+    ``renameat2(RENAME_NOREPLACE)`` (only where a rename hides the name: not on tmpfs,
+    ext2/3/4, btrfs or xfs),
     the unlink, three closes. Unnamed file: the
     directory as above, ``O_TMPFILE|O_EXCL`` and its ``fstat``, write, seek, read, an
     ``fstat`` at close (what others cut), the overwrite as above, close.
@@ -93,7 +94,8 @@ class _Floor:
     def __init__(self, d: str) -> None:
         info = fs_info_for_path(d)
         self.on_disk = info.verdict != "volatile"
-        self.names_on_disk = info.f_type not in NAMES_IN_RAM  # tmpfs, ramfs: names in RAM
+        # hardtemp's close renames first only where that hides the name from a disk's reader
+        self.names_on_disk = info.f_type not in RENAME_HIDES_NOTHING
         self.fiemap = bytearray(FIEMAP_HEADER.size + 32 * FIEMAP_EXTENT.size)
 
     def _sync_if_on_disk(self, fd: int) -> None:
