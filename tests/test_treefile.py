@@ -578,3 +578,48 @@ def test_a_held_file_whose_unlink_fails_goes_the_general_way_and_is_reported(
     assert fast_ways == [("f", True)]  # held for the sync...
     assert handed_back == ["f"]  # ...then given back, not counted as removed
     _assert_f_then_sub_reported(errors)
+
+
+def test_on_btrfs_nocow_files_go_the_fast_way_and_copy_on_write_ones_the_general_way(
+    loopfs: Callable[..., Any], fast_ways: list[tuple[str, bool]]
+) -> None:
+    # btrfs's own verdict is "not in place" (copy-on-write); a NOCOW file with unshared
+    # extents is in place, so it takes the fast way; a COW file among them goes the general
+    # way, which warns that its overwrite cannot reach the old blocks.
+    from hardtemp._fsinfo import set_nocow
+
+    fs = loopfs("btrfs")
+    top = make_dir(fs.mountpoint / "top", 0o700)
+    for name, nocow in (("nocow", True), ("cow", False)):
+        fd = os.open(top / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if nocow:
+                assert set_nocow(fd)
+            os.write(fd, PLAIN)
+        finally:
+            os.close(fd)
+    with pytest.warns(UserWarning, match="copy-on-write"):
+        _rmtree(fs.mountpoint, "top")
+    assert not top.exists()
+    assert sorted(fast_ways) == [("cow", False), ("nocow", True)]
+
+
+def test_on_xfs_a_file_sharing_extents_with_a_reflink_copy_goes_the_general_way(
+    loopfs: Callable[..., Any], fast_ways: list[tuple[str, bool]]
+) -> None:
+    # The raw-image side is in tests/forensic/test_forensic_xfs.py.
+    fs = loopfs("xfs")
+    top = make_dir(fs.mountpoint / "top", 0o700)
+    _write(top / "own")
+    _write(fs.mountpoint / "original")
+    subprocess.run(["sync"], check=True)
+    done = subprocess.run(
+        ["cp", "--reflink=always", str(fs.mountpoint / "original"), str(top / "copy")],
+        capture_output=True,
+    )
+    if done.returncode:
+        pytest.skip(f"this xfs has no reflink: {done.stderr.decode().strip()}")
+    with pytest.warns(UserWarning, match="reflink"):
+        _rmtree(fs.mountpoint, "top")
+    assert sorted(fast_ways) == [("copy", False), ("own", True)]
+    assert (fs.mountpoint / "original").read_bytes() == PLAIN

@@ -67,6 +67,7 @@ __all__ = [
     "fs_info_for_fd",
     "fs_info_for_path",
     "get_file_flags",
+    "refine_for_file",
     "set_nocow",
     "superblock_info",
 ]
@@ -949,7 +950,6 @@ def _xfs_file_info(fd: int, info: FsInfo) -> FsInfo:
 
 
 def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int = -1) -> FsInfo:
-    # long: one early return per file flag, each with its own verdict and reason
     """Classify one regular file: its filesystem's verdict refined by the file's own flags.
 
     * ext3/ext4: a file with the journal-data flag (``chattr +j``) or with its data
@@ -969,7 +969,19 @@ def file_info_for_fd(fd: int, st: os.stat_result | None = None, *, mnt_id: int =
     """
     if st is None:
         st = os.fstat(fd)
-    info = _superblock_info(fd, st.st_dev, mnt_id)
+    return refine_for_file(fd, _superblock_info(fd, st.st_dev, mnt_id))
+
+
+def refine_for_file(fd: int, info: FsInfo) -> FsInfo:
+    # long: one early return per file flag, each with its own verdict and reason
+    """:func:`file_info_for_fd` for a file whose filesystem's :class:`FsInfo` the caller
+    has (a tree's files, each checked to be on the tree's mount): its own flags and extents
+    applied to ``info``, by the rules listed there.
+
+    Raises:
+        OSError: ``fd`` is not an open descriptor (only where a flag is read and that read
+            fails otherwise than "not supported").
+    """
     if info.f_type == _EXT_MAGIC and info.fstype != "ext2":
         flags = get_file_flags(fd)
         if flags is not None and flags & FS_JOURNAL_DATA_FL:

@@ -20,7 +20,11 @@ Invariants:
   when a block may be on the disk, ``fdatasync`` only when a block was allocated,
   looked at after the overwrite), only for a verdict that needs no warning (``"in
   place"`` or ``"volatile"``); per-file inode flags that change the verdict (ext4
-  journal-data or inline data) are declined. A file whose data is one block (the common
+  journal-data or inline data) are declined. On xfs and btrfs each file is classified on
+  its own (:func:`hardtemp._fsinfo.refine_for_file`): an xfs file sharing extents with a
+  reflink copy is declined (the general way warns: the shared blocks keep the data), and
+  of btrfs (copy-on-write: "not in place") only a NOCOW file with unshared, non-inline
+  extents is taken. A file whose data is one block (the common
   small file) is overwritten first and FIEMAP asked afterwards, once (see
   :func:`hardtemp._wipe.overwrite_fresh`); in RAM (``"volatile"``) that is one ``pwrite``,
   made here (no block on a disk: no FIEMAP, tail or sync).
@@ -50,7 +54,14 @@ import os
 from stat import S_ISREG
 
 from . import _owner
-from ._fsinfo import FS_INLINE_DATA_FL, FS_JOURNAL_DATA_FL, IN_PLACE, VOLATILE, FsInfo
+from ._fsinfo import (
+    FS_INLINE_DATA_FL,
+    FS_JOURNAL_DATA_FL,
+    IN_PLACE,
+    VOLATILE,
+    FsInfo,
+    refine_for_file,
+)
 from ._fsinfo import get_file_flags as _get_file_flags
 from ._linux import (
     SYNC_FILE_RANGE_WAIT_AFTER,
@@ -64,6 +75,8 @@ from ._wipe import ZEROS, RandomPool, overwrite_fresh
 __all__ = ["TreeFiles", "private_dir"]
 
 _EXT_MAGIC = 0xEF53
+_XFS_MAGIC = 0x58465342
+_BTRFS_MAGIC = 0x9123683E
 # O_NOFOLLOW: a symlink is never opened; O_NONBLOCK: a FIFO or lease never blocks us;
 # O_NOCTTY: a terminal never becomes ours.
 _BATCH = 64  # files held for one sync: bounded descriptors, one device-cache flush each
@@ -113,6 +126,7 @@ class TreeFiles:
         "_euid",
         "_ext4",
         "_mnt_id",
+        "_per_file",
         "_pool",
         "_statx",
         "_token",
@@ -134,8 +148,13 @@ class TreeFiles:
         self.failed: list[str] = []  # names a batch flushed early could not sync
         self._ext4 = info.f_type == _EXT_MAGIC
         self._volatile = info.verdict == VOLATILE
+        # xfs: a file sharing extents with a reflink copy is not in place; btrfs: a NOCOW
+        # file with unshared, non-inline extents is. Each file is classified on its own.
+        self._per_file = info.f_type in (_XFS_MAGIC, _BTRFS_MAGIC)
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
-        self.usable = mnt_id >= 0 and info.verdict in (IN_PLACE, VOLATILE)
+        self.usable = mnt_id >= 0 and (
+            info.verdict in (IN_PLACE, VOLATILE) or info.f_type == _BTRFS_MAGIC
+        )
 
     def close(self) -> None:
         """Hand the random pool on to the process's next removal (its unused bytes were
@@ -170,6 +189,14 @@ class TreeFiles:
                 or (self._ext4 and not _plain_data(fd))
             ):
                 return False
+            info = self.info
+            if self._per_file:
+                try:
+                    info = refine_for_file(fd, info)
+                except OSError:
+                    return False  # the general way classifies it again and reports
+                if info.verdict is not IN_PLACE:
+                    return False  # shared (reflink, snapshot), inline, COW: it warns
             try:
                 if self._volatile and blocks and 0 < size <= blksize and size <= _POOL_TAKE_MAX:
                     # overwrite_fresh's one-block case in RAM, inline (once per file of a tree):
@@ -179,9 +206,7 @@ class TreeFiles:
                         return False  # short: the general way overwrites again and reports
                     restore = -1
                 else:
-                    restore = overwrite_fresh(
-                        fd, self.info, size, blocks, blksize, self._pool, True
-                    )
+                    restore = overwrite_fresh(fd, info, size, blocks, blksize, self._pool, True)
             except OSError:
                 return False  # the general way overwrites again and reports the error
             except BaseException:

@@ -248,3 +248,30 @@ def test_xfs_names_written_home_stay_in_directory_blocks_after_either_cleanup(
     fs.unmount()
     outside, _ = _outside_log(str(fs.image), tag.encode())
     assert outside >= 180, f"{outside} names outside the log: has xfs begun to clear them?"
+
+
+def test_xfs_temporary_directory_holding_a_reflink_copy_warns_that_its_blocks_stay(
+    loopfs: Callable[..., LoopFS],
+) -> None:
+    # `cp` (coreutils 9: --reflink=auto) of a user's file into a TemporaryDirectory on xfs
+    # shares the original's blocks: the cleanup's overwrite of the copy goes to new blocks,
+    # and the shared ones keep the data. The cleanup must say so, not pass it in silence,
+    # and leave the user's original untouched.
+    fs = loopfs("xfs")
+    m = marker()
+    original = str(fs.mountpoint / "records.csv")
+    _write_synced(original, _payload(m, 64 << 10))
+    t = hardtemp.TemporaryDirectory(dir=fs.mountpoint)
+    copy = os.path.join(t.name, "records.csv")
+    done = subprocess.run(["cp", "--reflink=always", original, copy], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"this xfs has no reflink: {done.stderr.decode().strip()}")
+    with open(os.path.join(t.name, "own.csv"), "wb") as f:
+        f.write(b"ours")  # a file of the tree's own: the fast way
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WipeUnreliableWarning)
+        t.cleanup()
+    assert not os.path.exists(t.name)
+    assert [w for w in caught if "reflink" in str(w.message)], [str(w.message) for w in caught]
+    with open(original, "rb") as f:
+        assert f.read() == _payload(m, 64 << 10)
