@@ -144,6 +144,21 @@ AUDITED_SYSCTLS = (
 )
 
 
+def traced_calls(code: str, *args: str) -> list[str]:
+    """The system calls ``python -c code args`` makes between its ``os.write(1, b"BEGIN\\n")``
+    and ``os.write(1, b"END\\n")`` (``strace -f``), one ``name(args... = result`` per line."""
+    out = subprocess.run(
+        ["strace", "-f", "-qq", sys.executable, "-c", code, *args],
+        env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).parents[1])),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    trace = out.stderr.split('write(1, "BEGIN\\n"', 1)[1].split('write(1, "END\\n"', 1)[0]
+    return [line.split("] ", 1)[-1] for line in trace.splitlines()[1:] if "(" in line]
+
+
 def sysctl_path(name: str) -> Path:
     """``/proc/sys/...`` of a dotted sysctl name (``fs.protected_hardlinks``)."""
     return Path("/proc/sys") / name.replace(".", "/")

@@ -22,6 +22,7 @@ import subprocess
 import tempfile as std_tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,3 +276,16 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
     yield make
     for mnt in mounted:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def strict_wipe_warnings() -> Iterator[None]:
+    """Fresh filesystem facts, and every ``WipeUnreliableWarning`` an error (a test that
+    expects one records it itself): the forensic suites' wipes must say nothing is wrong."""
+    from hardtemp import _fsinfo
+    from hardtemp.exceptions import WipeUnreliableWarning
+
+    _fsinfo.clear_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WipeUnreliableWarning)
+        yield

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from _gates import require_tool, require_unshare
+from _helpers_core import traced_calls
 from hardtemp import _dirsettle, _linux
 
 
@@ -78,16 +79,7 @@ os.write(1, b"END\\n")
 def _traced_cleanup(where: Path) -> list[str]:
     """The system calls of a ``TemporaryDirectory`` tree's cleanup under ``where`` (strace)."""
     require_tool("strace", "strace")
-    out = subprocess.run(
-        ["strace", "-f", "-qq", sys.executable, "-c", _CLEANUP, str(where)],
-        env=dict(os.environ, PYTHONPATH=str(Path(_dirsettle.__file__).parents[1])),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    trace = out.stderr.split('write(1, "BEGIN\\n"', 1)[1].split('write(1, "END\\n"', 1)[0]
-    return [line.split("] ", 1)[-1] for line in trace.splitlines()[1:] if "(" in line]
+    return traced_calls(_CLEANUP, str(where))
 
 
 def test_an_unidentified_filesystem_is_settled_anyway_and_failures_are_not_fatal(

@@ -27,7 +27,7 @@ import pytest
 
 import hardtemp
 from _gates import needs_root, require_root, require_unshare
-from _helpers_core import NOBODY, make_dir, nobody_dir, run_python
+from _helpers_core import NOBODY, make_dir, nobody_dir, run_python, traced_calls
 from hardtemp import _owner, _remove
 from hardtemp._files import _TemporaryFileWrapper
 from hardtemp._membuf import SecureBytesIO
@@ -1617,16 +1617,7 @@ def _lifecycle_calls(directory: Path, kind: str) -> list[str]:
 
     require_tool("strace", "strace")
     for _ in range(5):
-        out = subprocess.run(
-            ["strace", "-f", "-qq", sys.executable, "-c", _LIFECYCLE, str(directory), kind],
-            env=dict(os.environ, PYTHONPATH=str(Path(hardtemp.__file__).parents[1])),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        trace = out.stderr.split('write(1, "BEGIN\\n"', 1)[1].split('write(1, "END\\n"', 1)[0]
-        calls = [line.split("] ", 1)[-1] for line in trace.splitlines()[1:] if "(" in line]
+        calls = traced_calls(_LIFECYCLE, str(directory), kind)
         # Another process (un)mounted something meanwhile (this machine is shared): the
         # mount watch rightly forgot every classification, and asked again. Trace again.
         if not [c for c in calls if c.startswith("poll(") and " = 1 " in c + " "]:

@@ -30,8 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,21 +38,12 @@ import pytest
 
 import hardtemp
 from _helpers_core import delalloc_extents
-from hardtemp import _dirtrust, _fsinfo, _wipe
-from hardtemp.exceptions import WipeUnreliableWarning
+from hardtemp import _dirtrust, _wipe
 
-pytestmark = pytest.mark.forensic
+pytestmark = [pytest.mark.forensic, pytest.mark.usefixtures("strict_wipe_warnings")]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYNC_FILE_RANGE_ALL = 1 | 2 | 4  # WAIT_BEFORE | WRITE | WAIT_AFTER: written and waited for
-
-
-@pytest.fixture(autouse=True)
-def _strict_warnings() -> Iterator[None]:
-    _fsinfo.clear_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", WipeUnreliableWarning)
-        yield
 
 
 def _marker(tag: bytes = b"") -> bytes:

@@ -10,47 +10,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from _helpers_core import marker
-from hardtemp import _fsinfo
-from hardtemp._fsinfo import set_nocow
+from _helpers_forensic import on_disk, payload, write_synced
 from hardtemp._remove import remove_entry, wipe
 from hardtemp.exceptions import WipeUnreliableWarning
 
-pytestmark = pytest.mark.forensic
-
-
-@pytest.fixture(autouse=True)
-def _strict_warnings() -> Iterator[None]:
-    _fsinfo.clear_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", WipeUnreliableWarning)
-        yield
-
-
-def write_synced(path: str, data: bytes, *, nocow: bool = False) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        if nocow:
-            assert set_nocow(fd), "could not set NOCOW on an empty btrfs file"
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def on_disk(fs: Any, needle: bytes) -> bool:
-    """Search the raw image while mounted (the loop device writes through to the image)."""
-    return needle in fs.image.read_bytes()
-
-
-def payload(m: bytes, size: int) -> bytes:
-    return (m * (size // len(m) + 1))[:size] if size >= len(m) else m
+pytestmark = [pytest.mark.forensic, pytest.mark.usefixtures("strict_wipe_warnings")]
 
 
 SIZES = [len(marker()), 5000, 8 << 20]

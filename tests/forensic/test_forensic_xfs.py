@@ -19,47 +19,22 @@ import secrets
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import hardtemp
 from _helpers_core import marker
-from hardtemp import _dirtrust, _fsinfo
+from _helpers_forensic import on_disk, payload, write_synced
+from hardtemp import _dirtrust
 from hardtemp.exceptions import WipeUnreliableWarning
 
 LoopFS = Any
 
-pytestmark = pytest.mark.forensic
+pytestmark = [pytest.mark.forensic, pytest.mark.usefixtures("strict_wipe_warnings")]
 
 SIZES = [len(marker()), 5000, 8 << 20]
-
-
-@pytest.fixture(autouse=True)
-def _strict_warnings() -> Iterator[None]:
-    _fsinfo.clear_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", WipeUnreliableWarning)
-        yield
-
-
-def _payload(m: bytes, size: int) -> bytes:
-    return (m * (size // len(m) + 1))[:size] if size >= len(m) else m
-
-
-def _write_synced(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _on_disk(fs: LoopFS, needle: bytes) -> bool:
-    """Search the raw image while mounted (the loop device writes through to the image)."""
-    return needle in fs.image.read_bytes()
 
 
 def _in_image(fs: LoopFS, needle: bytes) -> bool:
@@ -77,8 +52,8 @@ def test_xfs_wipe_of_a_synced_file_is_in_place_and_leaves_no_marker(
     fs = loopfs("xfs")
     m = marker()
     path = str(fs.mountpoint / "secret")
-    _write_synced(path, _payload(m, size))
-    assert _on_disk(fs, m)  # the precondition that lets the test fail
+    write_synced(path, payload(m, size))
+    assert on_disk(fs, m)  # the precondition that lets the test fail
     report = hardtemp.wipe(path)
     assert report.verdict == "in place"
     assert not os.path.exists(path)
@@ -89,7 +64,7 @@ def test_xfs_control_stdlib_unlink_leaves_the_marker(loopfs: Callable[..., LoopF
     fs = loopfs("xfs")
     m = marker()
     path = str(fs.mountpoint / "secret")
-    _write_synced(path, _payload(m, 5000))
+    write_synced(path, payload(m, 5000))
     os.unlink(path)
     assert _in_image(fs, m)
 
@@ -102,10 +77,10 @@ def test_xfs_named_temporary_file_synced_before_close_leaves_no_marker(
     m = marker()
     mod: Any = hardtemp if lib == "hardtemp" else tempfile
     with mod.NamedTemporaryFile(dir=fs.mountpoint) as f:
-        f.write(_payload(m, 5000))
+        f.write(payload(m, 5000))
         f.flush()
         os.fsync(f.fileno())
-        assert _on_disk(fs, m)
+        assert on_disk(fs, m)
     assert _in_image(fs, m) == (lib != "hardtemp")
 
 
@@ -119,7 +94,7 @@ def test_xfs_named_temporary_file_closed_before_writeback_leaves_no_marker(
     fs = loopfs("xfs")
     m = marker()
     with hardtemp.NamedTemporaryFile(dir=fs.mountpoint, delete=not kept) as f:
-        f.write(_payload(m, 5000))
+        f.write(payload(m, 5000))
     subprocess.run(["sync"], check=True)
     assert _in_image(fs, m) == kept
 
@@ -134,10 +109,10 @@ def test_xfs_temporary_directory_with_synced_files_leaves_no_marker(
     with mod.TemporaryDirectory(dir=fs.mountpoint) as d:
         for i in range(4):
             with open(os.path.join(d, f"part{i}.csv"), "wb") as f:
-                f.write(_payload(m, 3000))
+                f.write(payload(m, 3000))
                 f.flush()
                 os.fsync(f.fileno())
-        assert _on_disk(fs, m)
+        assert on_disk(fs, m)
     assert _in_image(fs, m) == (lib != "hardtemp")
 
 
@@ -150,7 +125,7 @@ def test_xfs_wipe_of_a_file_sharing_blocks_with_a_reflink_copy_says_the_data_sta
     fs = loopfs("xfs")
     m = marker()
     path, copy = str(fs.mountpoint / "secret"), str(fs.mountpoint / "copy")
-    _write_synced(path, _payload(m, 64 << 10))
+    write_synced(path, payload(m, 64 << 10))
     done = subprocess.run(["cp", "--reflink=always", path, copy], capture_output=True, check=False)
     if done.returncode:
         pytest.skip(f"this xfs has no reflink: {done.stderr.decode().strip()}")
@@ -163,7 +138,7 @@ def test_xfs_wipe_of_a_file_sharing_blocks_with_a_reflink_copy_says_the_data_sta
     assert any("reflink" in str(w.message) for w in caught), "no warning for the shared blocks"
     assert not os.path.exists(path)
     with open(copy, "rb") as f:
-        assert f.read() == _payload(m, 64 << 10)  # the user's copy is untouched
+        assert f.read() == payload(m, 64 << 10)  # the user's copy is untouched
     assert _in_image(fs, m)  # the copy's blocks: the data stays, as the report said
 
 
@@ -185,7 +160,7 @@ def test_xfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
             k.write(b"k")
         subprocess.run(["sync"], check=True)
         ours = os.path.basename(f.name).encode()
-        assert _on_disk(fs, ours)  # the entry did reach the disk
+        assert on_disk(fs, ours)  # the entry did reach the disk
     hidden = os.path.join(d, ".ht-" + secrets.token_hex(8))
     os.rename(kept, hidden)
     os.unlink(hidden)
@@ -260,7 +235,7 @@ def test_xfs_temporary_directory_holding_a_reflink_copy_warns_that_its_blocks_st
     fs = loopfs("xfs")
     m = marker()
     original = str(fs.mountpoint / "records.csv")
-    _write_synced(original, _payload(m, 64 << 10))
+    write_synced(original, payload(m, 64 << 10))
     t = hardtemp.TemporaryDirectory(dir=fs.mountpoint)
     copy = os.path.join(t.name, "records.csv")
     done = subprocess.run(["cp", "--reflink=always", original, copy], capture_output=True)
@@ -274,4 +249,4 @@ def test_xfs_temporary_directory_holding_a_reflink_copy_warns_that_its_blocks_st
     assert not os.path.exists(t.name)
     assert [w for w in caught if "reflink" in str(w.message)], [str(w.message) for w in caught]
     with open(original, "rb") as f:
-        assert f.read() == _payload(m, 64 << 10)
+        assert f.read() == payload(m, 64 << 10)
