@@ -19,12 +19,12 @@ Invariants:
 * The overwrite follows :mod:`hardtemp._wipe`'s rules (data extents only, the tail block
   when a block may be on the disk, ``fdatasync`` only when a block was allocated,
   looked at after the overwrite), only for a verdict that needs no warning (``"in
-  place"`` or ``"volatile"``); per-file inode flags that change the verdict (ext4
-  journal-data or inline data) are declined. On xfs and btrfs each file is classified on
-  its own (:func:`hardtemp._fsinfo.refine_for_file`): an xfs file sharing extents with a
-  reflink copy is declined (the general way warns: the shared blocks keep the data), and
-  of btrfs (copy-on-write: "not in place") only a NOCOW file with unshared, non-inline
-  extents is taken. A file whose data is one block (the common
+  place"`` or ``"volatile"``). On ext2/3/4, xfs and btrfs each file is classified on its
+  own (:func:`hardtemp._fsinfo.refine_for_file`), and declined unless "in place": an ext3/4
+  file with the journal-data or inline-data flag, an xfs file sharing extents with a
+  reflink copy (the general way warns: the shared blocks keep the data); of btrfs
+  (copy-on-write: "not in place") only a NOCOW file with unshared, non-inline extents is
+  taken. A file whose data is one block (the common
   small file) is overwritten first and FIEMAP asked afterwards, once (see
   :func:`hardtemp._wipe.overwrite_fresh`); in RAM (``"volatile"``) that is one ``pwrite``,
   made here (no block on a disk: no FIEMAP, tail or sync).
@@ -55,14 +55,11 @@ from stat import S_ISREG
 
 from . import _owner
 from ._fsinfo import (
-    FS_INLINE_DATA_FL,
-    FS_JOURNAL_DATA_FL,
     IN_PLACE,
     VOLATILE,
     FsInfo,
     refine_for_file,
 )
-from ._fsinfo import get_file_flags as _get_file_flags
 from ._linux import (
     SYNC_FILE_RANGE_WAIT_AFTER,
     SYNC_FILE_RANGE_WAIT_BEFORE,
@@ -124,7 +121,6 @@ class TreeFiles:
 
     __slots__ = (
         "_euid",
-        "_ext4",
         "_mnt_id",
         "_per_file",
         "_pool",
@@ -146,11 +142,11 @@ class TreeFiles:
         self._pool, self._statx = _take_pool(self._token)
         self.held: list[tuple[int, int, str, int]] = []  # (dir_fd, fd, name, size): to sync
         self.failed: list[str] = []  # names a batch flushed early could not sync
-        self._ext4 = info.f_type == _EXT_MAGIC
         self._volatile = info.verdict == VOLATILE
-        # xfs: a file sharing extents with a reflink copy is not in place; btrfs: a NOCOW
-        # file with unshared, non-inline extents is. Each file is classified on its own.
-        self._per_file = info.f_type in (_XFS_MAGIC, _BTRFS_MAGIC)
+        # Each file classified on its own: ext3/4's journal-data or inline-data flag puts it
+        # through the journal; xfs: one sharing extents with a reflink copy is not in place;
+        # btrfs: a NOCOW file with unshared, non-inline extents is.
+        self._per_file = info.f_type in (_EXT_MAGIC, _XFS_MAGIC, _BTRFS_MAGIC)
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and (
             info.verdict in (IN_PLACE, VOLATILE) or info.f_type == _BTRFS_MAGIC
@@ -186,17 +182,11 @@ class TreeFiles:
                 or nlink != 1  # another name may be a link to data outside: general way
                 or uid != self._euid
                 or mnt_id != self._mnt_id  # a mount point: never overwritten or unlinked
-                or (self._ext4 and not _plain_data(fd))
             ):
                 return False
-            info = self.info
-            if self._per_file:
-                try:
-                    info = refine_for_file(fd, info)
-                except OSError:
-                    return False  # the general way classifies it again and reports
-                if info.verdict is not IN_PLACE:
-                    return False  # shared (reflink, snapshot), inline, COW: it warns
+            info = self._file_info(fd) if self._per_file else self.info
+            if info is None:
+                return False  # shared (reflink, snapshot), inline, COW: the general way warns
             try:
                 if self._volatile and blocks and 0 < size <= blksize and size <= _POOL_TAKE_MAX:
                     # overwrite_fresh's one-block case in RAM, inline (once per file of a tree):
@@ -228,6 +218,14 @@ class TreeFiles:
         except OSError:
             return False  # EPERM, EIO...: the general way retries and reports
         return True
+
+    def _file_info(self, fd: int) -> FsInfo | None:
+        """The ext2/3/4, xfs or btrfs file ``fd``'s own verdict if "in place", else None."""
+        try:
+            info = refine_for_file(fd, self.info)
+        except OSError:
+            return None  # the general way classifies it again and reports
+        return info if info.verdict is IN_PLACE else None
 
     def _hold(self, dir_fd: int, fd: int, name: str, size: int) -> bool:
         """Keep the overwritten file ``fd`` (whose data reached the disk) for one batched
@@ -276,13 +274,6 @@ class TreeFiles:
             if not _unlink(dir_fd, name):
                 failed.append(name)
         return failed
-
-
-def _plain_data(fd: int) -> bool:
-    """Whether the ext4 file ``fd``'s data goes to its own blocks (not through the journal,
-    not inline in the inode), as the overwrite in place assumes."""
-    flags = _get_file_flags(fd)
-    return flags is not None and not flags & (FS_JOURNAL_DATA_FL | FS_INLINE_DATA_FL)
 
 
 def _unlink(dir_fd: int, name: str) -> bool:
