@@ -55,11 +55,14 @@ from stat import S_ISREG
 
 from . import _owner
 from ._fsinfo import (
+    FS_INLINE_DATA_FL,
+    FS_JOURNAL_DATA_FL,
     IN_PLACE,
     VOLATILE,
     FsInfo,
     refine_for_file,
 )
+from ._fsinfo import get_file_flags as _get_file_flags
 from ._linux import (
     SYNC_FILE_RANGE_WAIT_AFTER,
     SYNC_FILE_RANGE_WAIT_BEFORE,
@@ -121,6 +124,7 @@ class TreeFiles:
 
     __slots__ = (
         "_euid",
+        "_ext",
         "_mnt_id",
         "_per_file",
         "_pool",
@@ -147,6 +151,7 @@ class TreeFiles:
         # through the journal; xfs: one sharing extents with a reflink copy is not in place;
         # btrfs: a NOCOW file with unshared, non-inline extents is.
         self._per_file = info.f_type in (_EXT_MAGIC, _XFS_MAGIC, _BTRFS_MAGIC)
+        self._ext = info.f_type == _EXT_MAGIC
         # Warned-about verdicts and unknown mounts go the general way (it warns and reports).
         self.usable = mnt_id >= 0 and (
             info.verdict in (IN_PLACE, VOLATILE) or info.f_type == _BTRFS_MAGIC
@@ -221,6 +226,12 @@ class TreeFiles:
 
     def _file_info(self, fd: int) -> FsInfo | None:
         """The ext2/3/4, xfs or btrfs file ``fd``'s own verdict if "in place", else None."""
+        if self._ext:
+            # refine_for_file's ext rule, inline (once per file of a tree): its own blocks.
+            flags = _get_file_flags(fd)
+            if flags is None or flags & (FS_JOURNAL_DATA_FL | FS_INLINE_DATA_FL):
+                return None  # through the journal (or unknown): the general way warns
+            return self.info
         try:
             info = refine_for_file(fd, self.info)
         except OSError:
