@@ -210,6 +210,35 @@ def test_threads_started_one_at_a_time_all_run_their_target_under_a_tracer() -> 
     assert got["ran"] == got["started"] == 6400
 
 
+def test_a_thread_that_reaches_its_target_and_ends_while_the_starter_looks_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What failed CI once on 3.13 (two lanes on two cores): the starter's wait timed out, the
+    # thread then reached its target and ended before the starter asked is_alive(). The
+    # timing is stood in for: the first wait returns "not set" only once the thread is done.
+    import threading
+
+    import _helpers_core
+
+    class LateWait(threading.Event):
+        first = True
+
+        def wait(self, timeout: float | None = None) -> bool:
+            if LateWait.first:
+                LateWait.first = False
+                super().wait()  # the thread is at its target...
+                time.sleep(0.2)  # ...and ends, while this wait "times out"
+                return False
+            return super().wait(timeout)
+
+    monkeypatch.setattr(_helpers_core, "_Event", LateWait)
+    ran: list[int] = []
+    (thread,) = _helpers_core.start_threads([(ran.append, (1,))])
+    thread.join()
+    assert ran == [1]
+    assert not LateWait.first  # the stand-in did run
+
+
 def test_control_threads_started_all_at_once_under_a_tracer_lose_one_on_3_11() -> None:
     if sys.version_info >= (3, 12):
         pytest.skip("control: only CPython 3.11's sys.settrace refuses a concurrent install")
