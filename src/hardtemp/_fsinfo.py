@@ -927,7 +927,8 @@ def _fiemap_flags(fd: int) -> tuple[bool, bool]:
 
 
 def _xfs_file_info(fd: int, info: FsInfo) -> FsInfo:
-    """:func:`file_info_for_fd` on xfs: "in place" unless an extent is shared (reflink)."""
+    """:func:`file_info_for_fd` on xfs: "in place" unless an extent is shared (reflink).
+    A reflink copy made between this look and the overwrite is not seen (SECURITY.md)."""
     try:
         shared = _fiemap_flags(fd)[1]  # a shared extent is on the disk: no sync needed
     except OSError as exc:
@@ -943,7 +944,6 @@ def _xfs_file_info(fd: int, info: FsInfo) -> FsInfo:
         "xfs: the file's extents are shared with a reflink copy: an overwrite goes to new "
         "blocks and the shared ones keep the data"
     )
-    # A reflink copy made after this check would share blocks the overwrite already reached.
     return dataclasses.replace(
         info, verdict=NOT_IN_PLACE, reasons=(Reason(FsReason.SHARED_EXTENTS, why), *info.reasons)
     )

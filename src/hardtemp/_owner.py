@@ -469,7 +469,12 @@ def write_mark(
     euid: int | None = None,
     statx: bytes | None = None,
 ) -> bool:
-    """:func:`mark` with a given creator ``tag`` (tests stand in for a reboot or a reused pid)."""
+    """:func:`mark` with a given creator ``tag`` (tests stand in for a reboot or a reused pid).
+
+    Raises:
+        ValueError: ``tag`` is not one :meth:`OwnerTag.encode` makes.
+        OSError: as :func:`mark`.
+    """
     if len(tag) != _TAG.size or tag[0] != _VERSION:
         raise ValueError("not a tag of this version (OwnerTag.encode makes one)")
     key = _markkey.load(create=True, euid=euid)
