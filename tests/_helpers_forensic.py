@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
+from hardtemp import _dirtrust
 from hardtemp._fsinfo import set_nocow
 
 
@@ -28,3 +30,13 @@ def on_disk(fs: Any, needle: bytes) -> bool:
 def payload(m: bytes, size: int) -> bytes:
     """``size`` bytes of the marker ``m`` repeated (at least one whole marker)."""
     return (m * (size // len(m) + 1))[:size] if size >= len(m) else m
+
+
+def unmounted_image(fs: Any) -> bytes:
+    """Unmount ``fs`` (nothing of ours keeps it busy), then the raw image's bytes."""
+    gc.collect()
+    _dirtrust.clear_cache()
+    gc.collect()
+    fs.unmount()
+    data: bytes = fs.image.read_bytes()
+    return data

@@ -482,7 +482,7 @@ def _remove_entry(  # long: a 22-line signature (every removal's options); 58 li
         # own lstat of the name, taken just before: no other user can have swapped the name
         # since, so re-checking it around the hiding rename would stop no one.
         # Where the hiding rename hides the name from no reader of the disk (tmpfs and ramfs:
-        # names only in the dentry cache; ext4, btrfs: measured on raw images, see
+        # names only in the dentry cache; ext4, btrfs, xfs: measured on raw images, see
         # RENAME_HIDES_NOTHING) and name_stable checks nothing around it: unlinked as is.
         hide = not (name_stable and prog.f_type in RENAME_HIDES_NOTHING)
         _hide_and_unlink(
@@ -550,7 +550,7 @@ def remove_own_small(dir_fd: int, name: str, fd: int, st_name: os.stat_result, m
     if info is None:
         return False
     if info.f_type in RENAME_HIDES_NOTHING:
-        # tmpfs/ramfs (a name only in the dentry cache), ext4, btrfs: a rename would hide
+        # tmpfs/ramfs (a name only in the dentry cache), ext4, btrfs, xfs: a rename would hide
         # the name from no reader of the disk (RENAME_HIDES_NOTHING): unlinked as is.
         os.unlink(name, dir_fd=dir_fd)
     else:

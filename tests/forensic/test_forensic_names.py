@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import hardtemp
+from _helpers_forensic import unmounted_image
 from hardtemp import _dirsettle, _dirtrust
 
 LoopFS = Any
@@ -47,18 +48,9 @@ def _hits_outside_journal(fs: LoopFS, needle: bytes) -> tuple[int, int]:
     return _hits_each_outside_journal(fs, [needle])[0]
 
 
-def _unmounted_image(fs: LoopFS) -> bytes:
-    """Unmount (nothing of ours keeps it busy), then the raw image's bytes."""
-    gc.collect()
-    _dirtrust.clear_cache()
-    gc.collect()
-    fs.unmount()
-    return fs.image.read_bytes()
-
-
 def _hits_each_outside_journal(fs: LoopFS, needles: list[bytes]) -> list[tuple[int, int]]:
     """Unmount, then per needle: its hits in the raw image (outside the journal, inside)."""
-    data = _unmounted_image(fs)
+    data = unmounted_image(fs)
     size, journal = _journal_blocks(str(fs.image))
     counts = []
     for needle in needles:
@@ -118,7 +110,7 @@ def test_btrfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
     os.rename(os.path.join(d, os.fsdecode(kept)), hidden)
     os.unlink(hidden)
     subprocess.run(["sync"], check=True)
-    data = _unmounted_image(fs)
+    data = unmounted_image(fs)
     assert data.count(ours) > 0  # unlinked as is: in the old metadata
     assert data.count(kept) > 0  # renamed first: there just the same
 

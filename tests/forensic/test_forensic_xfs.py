@@ -12,7 +12,6 @@ stays (xfs is the default filesystem of several distributions' ``/var/tmp``).
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import secrets
@@ -26,8 +25,7 @@ import pytest
 
 import hardtemp
 from _helpers_core import marker
-from _helpers_forensic import on_disk, payload, write_synced
-from hardtemp import _dirtrust
+from _helpers_forensic import on_disk, payload, unmounted_image, write_synced
 from hardtemp.exceptions import WipeUnreliableWarning
 
 LoopFS = Any
@@ -39,10 +37,7 @@ SIZES = [len(marker()), 5000, 8 << 20]
 
 def _in_image(fs: LoopFS, needle: bytes) -> bool:
     """Unmount (nothing of ours keeps it busy), then search the raw image."""
-    gc.collect()
-    _dirtrust.clear_cache()
-    gc.collect()
-    return bool(fs.image_contains(needle))
+    return needle in unmounted_image(fs)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["tiny", "5k", "8MiB"])
@@ -165,10 +160,7 @@ def test_xfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
     os.rename(kept, hidden)
     os.unlink(hidden)
     subprocess.run(["sync"], check=True)
-    gc.collect()
-    _dirtrust.clear_cache()
-    fs.unmount()
-    data = fs.image.read_bytes()
+    data = unmounted_image(fs)
     assert ours in data  # unlinked as is
     assert f"kept-{tag}".encode() in data  # renamed first: there just the same
 
@@ -176,8 +168,9 @@ def test_xfs_named_file_s_name_stays_in_old_metadata_renamed_first_or_not(
 _SB_FIELDS = "logstart logblocks blocksize agblocks agblklog"
 
 
-def _outside_log(image: str, needle: bytes) -> tuple[int, int]:
-    """(hits of ``needle`` outside the internal log, inside it) in an unmounted xfs image."""
+def _outside_log(data: bytes, image: str, needle: bytes) -> tuple[int, int]:
+    """(hits of ``needle`` outside the internal log, inside it) in the bytes ``data`` of the
+    unmounted xfs image ``image``."""
     out = subprocess.run(
         ["xfs_db", "-r", "-c", "sb 0", "-c", f"p {_SB_FIELDS}", image],
         capture_output=True,
@@ -188,8 +181,6 @@ def _outside_log(image: str, needle: bytes) -> tuple[int, int]:
     agno, agbno = v["logstart"] >> v["agblklog"], v["logstart"] & ((1 << v["agblklog"]) - 1)
     lo = (agno * v["agblocks"] + agbno) * v["blocksize"]
     hi = lo + v["logblocks"] * v["blocksize"]
-    with open(image, "rb") as f:
-        data = f.read()
     hits = [m.start() for m in re.finditer(re.escape(needle), data)]
     inside = sum(1 for p in hits if lo <= p < hi)
     return len(hits) - inside, inside
@@ -218,10 +209,7 @@ def test_xfs_names_written_home_stay_in_directory_blocks_after_either_cleanup(
         subprocess.run(["sync"], check=True)
         subprocess.run(["xfs_freeze", "-f", str(fs.mountpoint)], check=True)
         subprocess.run(["xfs_freeze", "-u", str(fs.mountpoint)], check=True)
-    gc.collect()
-    _dirtrust.clear_cache()
-    fs.unmount()
-    outside, _ = _outside_log(str(fs.image), tag.encode())
+    outside, _ = _outside_log(unmounted_image(fs), str(fs.image), tag.encode())
     assert outside >= 180, f"{outside} names outside the log: has xfs begun to clear them?"
 
 
