@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +29,10 @@ CASES = {
     "import hardtemp.compat": "import hardtemp.compat",
     "hardtemp.compat.install()": "import hardtemp.compat; hardtemp.compat.install()",
     "import hardtemp": "import hardtemp",
-    "hardtemp.mkstemp() (all loaded)": "import hardtemp, os; os.close(hardtemp.mkstemp()[0])",
+    # Removes what it made: each run left an empty file in the user's temporary directory.
+    "hardtemp.mkstemp() (all loaded)": (
+        "import hardtemp, os; fd, p = hardtemp.mkstemp(); os.close(fd); os.unlink(p)"
+    ),
 }
 
 
@@ -43,6 +48,16 @@ def _run(code: str, env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - start, _cpu() - cpu
 
 
+def _measure(runs: int, env: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
+    for code in CASES.values():  # warm the .pyc caches first
+        _run(code, env)
+    for _ in range(runs):
+        for name, code in CASES.items():  # interleaved: load changes hit every case alike
+            times[name].append(_run(code, env))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="processes per case (default 30)")
@@ -52,12 +67,17 @@ def main() -> None:
     # The warm-up must leave .pyc files, as an installed package has: without them every
     # process would compile hardtemp's sources and the ratio would measure the compiler.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
-    for code in CASES.values():  # warm the .pyc caches first
-        _run(code, env)
-    for _ in range(args.runs):
-        for name, code in CASES.items():  # interleaved: load changes hit every case alike
-            times[name].append(_run(code, env))
+    # The children's files go in a private directory of ours, removed at the end (and checked
+    # empty first: a case that leaves something behind is a bug to fix, not to hide).
+    private = tempfile.mkdtemp(prefix="bench_import.")
+    env["TMPDIR"] = private
+    try:
+        times = _measure(args.runs, env)
+        left = os.listdir(private)
+    finally:
+        shutil.rmtree(private)
+    if left:
+        sys.exit(f"the cases left {sorted(left)} in their temporary directory")
 
     def med(name: str, kind: int) -> float:
         return statistics.median(t[kind] for t in times[name])
