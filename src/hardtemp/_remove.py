@@ -61,7 +61,6 @@ from ._linux import (
     rename_noreplace,
 )
 from ._names import random_name
-from ._treefile import TreeFiles, private_dir
 from ._wipe import (
     SKIPPED,
     WipeReport,
@@ -72,6 +71,10 @@ from ._wipe import (
     overwrite_small,
 )
 from .exceptions import UnsafeFileError, WipeError, WipeUnreliableWarning
+
+TYPE_CHECKING = False  # the tree walk (_treefile) is imported where a directory is cleaned
+if TYPE_CHECKING:
+    from ._treefile import TreeFiles
 
 __all__ = ["remove_entry", "remove_own_small", "rmtree_at", "unlink_verified", "wipe"]
 
@@ -871,6 +874,8 @@ class _Frame:
     ) -> None:
         self.fd = fd
         self.dev, self.ino = sx[0], sx[1]
+        from ._treefile import private_dir  # here: only a directory's cleanup walks a tree
+
         # Only we can change its entries (see _treefile).
         self.private = private_dir(sx[3], sx[2], euid)
         self.path = path
@@ -1209,6 +1214,8 @@ def _tree_files(info: FsInfo | None, mnt_id: int, euid: int) -> TreeFiles | None
     """The fast way for the files of a tree on ``info``, or None where it cannot apply."""
     if info is None:
         return None  # the filesystem cannot be identified: every file goes the general way
+    from ._treefile import TreeFiles  # here: see _Frame
+
     files = TreeFiles(info, mnt_id, euid)
     return files if files.usable else None
 
