@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, overload
 from . import _track
 from ._dirtrust import DirHandle, trusted_dir, trusted_dir_fd
 from ._fsinfo import set_nocow
-from ._inode import Entry, new_file_facts
+from ._inode import Entry, new_file_facts, unlink_verified
 from ._linux import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, STATX_BTIME, statx_raw
 from ._names import TMP_MAX, make_name, sanitize_params
 from ._tempdir import current, default_dir
@@ -227,8 +227,6 @@ def _create_in(
             # Our name must not stay behind (e.g. the fchmod failed): remove it while it is
             # still the inode we made.
             if dev != -1:
-                from ._remove import unlink_verified  # here: mkstemp's success needs no removal
-
                 with contextlib.suppress(OSError):
                     unlink_verified(dir_fd, name, (dev, ino), os.fsdecode(path))
             raise
@@ -406,8 +404,6 @@ def create_unnamed_cached(
 
 
 def _unlink_made(made: Created) -> None:
-    from ._remove import unlink_verified  # here: see _create_in
-
     unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), os.fsdecode(made.path))
 
 

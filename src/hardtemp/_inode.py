@@ -14,7 +14,8 @@ Invariants:
   inode is checked against the identity before any use.
 * :meth:`Entry.reopen` returns a descriptor of the pinned inode only: it is fstat-ed and
   compared to the identity, and closed (raising) if it differs.
-* :meth:`Entry.unlink_if_same` never unlinks a name that refers to another inode.
+* :meth:`Entry.unlink_if_same` and :func:`unlink_verified` never unlink a name that refers
+  to another inode.
 * :func:`lstat_mount` never follows a symlink: what it reports is the entry itself.
 * :func:`new_file_facts` reports the open descriptor's own inode and the mount it was
   opened through (which never changes for a descriptor), never a name's.
@@ -31,7 +32,16 @@ from typing import Any, NamedTuple
 from . import _linux
 from .exceptions import UnsafeFileError
 
-__all__ = ["Entry", "NameStat", "ident", "lstat_mount", "new_file_facts", "proc_path", "same"]
+__all__ = [
+    "Entry",
+    "NameStat",
+    "ident",
+    "lstat_mount",
+    "new_file_facts",
+    "proc_path",
+    "same",
+    "unlink_verified",
+]
 
 # O_PATH: pins the inode with no read/write permission needed and opens nothing for I/O
 # (a FIFO never blocks, a device is never opened); O_NOFOLLOW: a symlink is never entered.
@@ -48,6 +58,20 @@ def same(a: os.stat_result, b: os.stat_result | tuple[int, int]) -> bool:
     if isinstance(b, os.stat_result):  # first: a stat_result is a tuple too
         return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
     return (a.st_dev, a.st_ino) == tuple(b)
+
+
+def unlink_verified(dir_fd: int, name: str | bytes, expect: tuple[int, int], shown: str) -> None:
+    """Unlink ``name`` (no overwrite) only while it still refers to the inode ``expect``.
+
+    Raises:
+        UnsafeFileError: the name now refers to another file (it is left alone).
+        FileNotFoundError: the name is gone.
+    """
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if not same(st, expect):
+        # Someone swapped the name: removing it would delete their file, not ours.
+        raise UnsafeFileError(shown, "name no longer refers to the file we created")
+    os.unlink(name, dir_fd=dir_fd)
 
 
 class NameStat(NamedTuple):

@@ -50,7 +50,7 @@ from ._fsinfo import (
     fs_info_by_superblock,
     superblock_info,
 )
-from ._inode import Entry, proc_path, same
+from ._inode import Entry, proc_path, same, unlink_verified
 from ._linux import (
     dir_statx,
     fdinfo_mount_id,
@@ -184,20 +184,6 @@ def _hide_and_unlink(
             _rename_noreplace(dir_fd, hidden, name)
             raise UnsafeFileError(shown, "was replaced during removal: nothing removed")
     os.unlink(hidden, dir_fd=dir_fd)
-
-
-def unlink_verified(dir_fd: int, name: str | bytes, expect: tuple[int, int], shown: str) -> None:
-    """Unlink ``name`` (no overwrite) only while it still refers to the inode ``expect``.
-
-    Raises:
-        UnsafeFileError: the name now refers to another file (it is left alone).
-        FileNotFoundError: the name is gone.
-    """
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    if not same(st, expect):
-        # Someone swapped the name: removing it would delete their file, not ours.
-        raise UnsafeFileError(shown, "name no longer refers to the file we created")
-    os.unlink(name, dir_fd=dir_fd)
 
 
 def _sync_dir(dir_fd: int, reasons: list[Reason]) -> None:
