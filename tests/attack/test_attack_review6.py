@@ -19,6 +19,7 @@ import errno
 import os
 import random
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from _helpers_attack import hand_number_to
 from _helpers_crypt import child_result, record_nonces
 from hardtemp._crypt import EncryptedRawIO
 from hardtemp._crypt._sealer import MAX_COUNTER32
-from hardtemp.exceptions import InsecureOperationError
+from hardtemp.exceptions import InsecureOperationError, PlaintextLeftWarning
 
 SMALL = 4096
 _FORKS: dict[str, Callable[[], int]] = {
@@ -202,8 +203,18 @@ def test_a_descriptor_number_reused_by_another_file_is_never_overwritten_at_clos
     f.flush()
     number = f.fileno()
     hand_number_to(number, victim)  # a double close, and the application's next open()
-    with contextlib.suppress(OSError):  # what the close may say about the lost file is fine
-        f.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(OSError):  # what the close may say about the lost file is fine
+            f.close()
     with contextlib.suppress(OSError):
         os.close(number)  # the close may or may not have closed the number itself
     assert victim.read_bytes() == data, "an unrelated file was overwritten by our close"
+    left = [str(w.message) for w in caught if issubclass(w.category, PlaintextLeftWarning)]
+    if kind == "unnamed":
+        # Our inode died with the other code's close, never overwritten: said, not hidden.
+        assert len(left) == 1, left
+        assert "closed by other code" in left[0]
+    else:
+        # Named: the claim's own duplicate still held our inode, and overwrote it.
+        assert left == []
