@@ -13,7 +13,8 @@ inside this process: none is a mode hardtemp offers, and none must be used for d
 * no sweep claim: no liveness lock and no sweep mark (``hardtemp sweep`` could neither
   tell the file from an orphan nor find it after a crash);
 * no sweep mark: the lock kept, no authenticated mark (the ``fsetxattr``, its HMAC, the
-  identity it binds);
+  identity it binds); and the mark's steps one by one (the tag and the key look-up, then
+  the identity, then the MAC, never the ``fsetxattr``), to tell what each costs;
 * no shrink report: what another program cut off or punched out of the file is not
   reported at close (the ``SEEK_HOLE`` and the size comparison);
 * no mount watch: the cached filesystem verdict is trusted without asking whether the
@@ -37,7 +38,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import hardtemp
-from hardtemp import _fsinfo, _owner, _plainio, _remove
+from hardtemp import _fsinfo, _markkey, _owner, _plainio, _remove, _wipe
 
 PAYLOAD = os.urandom(1000)
 
@@ -46,9 +47,12 @@ PAYLOAD = os.urandom(1000)
 _ORIGINALS = {
     "claim": (_owner, "claim", _owner.claim),
     "mark": (_owner, "mark", _owner.mark),
+    "mark-1": (_owner, "mark", _owner.mark),
+    "mark-2": (_owner, "mark", _owner.mark),
+    "mark-3": (_owner, "mark", _owner.mark),
     "shrink": (_plainio.PlainFileIO, "shrink_report", _plainio.PlainFileIO.shrink_report),
     "watch": (_fsinfo._watch, "changed", _fsinfo._watch.changed),
-    "overwrite": (_remove, "overwrite_small", _remove.overwrite_small),
+    "overwrite": (_remove, "overwrite_small", _wipe.overwrite_small),  # (imported there)
 }
 
 
@@ -58,6 +62,21 @@ def _no_claim(*args: Any, **kwargs: Any) -> None:
 
 def _no_mark(*args: Any, **kwargs: Any) -> bool:
     return False
+
+
+def _mark_parts(parts: int) -> Callable[..., bool]:
+    """A stand-in for the mark that does only its first ``parts`` steps, and writes nothing:
+    1 the tag and the key look-up, 2 also the identity it binds, 3 also the MAC."""
+
+    def mark(fd: int, dir_fd: int, name: str | bytes, **kw: Any) -> bool:
+        tag, key = _owner.current_tag(), _markkey.load(create=True, euid=kw.get("euid"))
+        if parts >= 2 and key is not None:
+            place = _owner._place(fd, kw["dir_ident"], os.fsencode(name), kw.get("statx"))
+            if parts >= 3 and place is not None:
+                _owner._mark_mac(key, tag, place)
+        return False
+
+    return mark
 
 
 def _no_shrink(self: Any, st: Any = None, fd: Any = None) -> None:
@@ -75,6 +94,9 @@ def _no_overwrite(fd: int, st: os.stat_result, mnt_id: int = -1) -> _fsinfo.FsIn
 _STAND_INS: dict[str, Callable[..., Any]] = {
     "claim": _no_claim,
     "mark": _no_mark,
+    "mark-1": _mark_parts(1),
+    "mark-2": _mark_parts(2),
+    "mark-3": _mark_parts(3),
     "shrink": _no_shrink,
     "watch": _unchanged,
     "overwrite": _no_overwrite,
@@ -84,6 +106,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no sweep claim (lock + mark)": ("claim",),
     "no sweep mark (lock kept)": ("mark",),
+    "mark: tag and key only": ("mark-1",),
+    "mark: + the identity it binds": ("mark-2",),
+    "mark: + its MAC (no fsetxattr)": ("mark-3",),
     "no shrink report": ("shrink",),
     "no mount watch": ("watch",),
     "no overwrite": ("overwrite",),

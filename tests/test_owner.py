@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import hmac
 import json
 import os
 import stat
@@ -728,14 +729,23 @@ def test_a_child_forked_without_pythons_hooks_marks_its_files_with_its_own_tag(
 
 def test_a_marks_mac_from_the_kept_hmac_state_is_the_one_the_sweeper_verifies() -> None:
     key_a, key_b = os.urandom(32), os.urandom(32)
+    # HMAC's own key rules: one of a SHA-256 block exactly, and longer ones (hashed first).
+    key_64, key_65, key_100 = os.urandom(64), os.urandom(65), os.urandom(100)
     for key, tag, place in [
         (key_a, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),
         (key_a, b"boot 1 2", b"1:9:3.5:4:5:tmpy"),  # the kept state: another place
         (key_a, b"boot 7 8", b"1:9:3.5:4:5:tmpy"),  # another tag (a forked child)
         (key_b, b"boot 7 8", b"1:9:3.5:4:5:tmpy"),  # another key (another user)
         (key_a, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),  # and back
+        (key_64, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),
+        (key_65, b"boot 1 2", b"1:2:3.5:4:5:tmpx"),
+        (key_100, b"boot 1 2", b"x" * 300),  # a place longer than a block too
+        (bytes(32), b"", b""),
     ]:
         assert _owner._mark_mac(key, tag, place) == _owner._mac(key, tag, place)
+        # And the standard library's HMAC itself, as the sweeper's reference.
+        reference = hmac.new(key, _owner._DOMAIN + tag + b"\0" + place, "sha256").digest()
+        assert _owner._mark_mac(key, tag, place) == reference[: _owner._MAC_SIZE]
 
 
 def test_a_mark_on_a_reused_inode_number_does_not_verify(loopfs: Any) -> None:

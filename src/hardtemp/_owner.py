@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import hmac
 import mmap
 import os
@@ -66,6 +67,10 @@ from ._linux import (
     statx_anyway,
     statx_raw,
 )
+
+TYPE_CHECKING = False  # the hash state's type, for annotations only
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 __all__ = [
     "OWNER_XATTR",
@@ -360,29 +365,37 @@ def _mac_4(key: bytes, tag: bytes, place: bytes) -> bytes:
     return hmac.digest(key, _DOMAIN_4 + tag + b"\0" + place, "sha256").hex().encode()
 
 
-try:  # OpenSSL's HMAC object itself: copy, update and digest in C, no Python layer
-    from _hashlib import HMAC as _HMAC
-    from _hashlib import hmac_new as _hmac_new
-except ImportError:  # pragma: no cover - a Python built without OpenSSL's _hashlib
-    _HMAC = hmac.HMAC  # type: ignore[misc,assignment]
-    _hmac_new = hmac.new  # type: ignore[assignment]
+# HMAC (RFC 2104) over SHA-256 by hand for this process's own marks: the two hash states
+# after the key's pads are kept, and copied per mark. The same value as hmac.new (tested);
+# copying two SHA-256 states costs half what copying OpenSSL 3's HMAC context does (0.85
+# against 1.8 us per mark in a tight loop; about 1% of a named file's lifecycle).
+_BLOCK = 64  # SHA-256's block size: the length HMAC pads its key to
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # translate() tables: each key byte XOR the pad
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
-_mark_base: tuple[bytes, bytes, _HMAC] | None = None  # (key, tag, HMAC over its prefix)
+# (key, tag, SHA-256 state after the inner pad, the domain and the tag, the outer pad's)
+_mark_base: tuple[bytes, bytes, HASH, HASH] | None = None
 
 
 def _mark_mac(key: bytes, tag: bytes, place: bytes) -> bytes:
-    """:func:`_mac` for this process's own marks: the HMAC state after the domain and the
-    tag (the same for every mark a process writes under one key) is computed once and
-    copied per mark, not rebuilt from the key each time (the same value, tested)."""
+    """:func:`_mac` for this process's own marks: the HMAC's inner state after the domain
+    and the tag, and its outer state (the same for every mark a process writes under one
+    key) are computed once and copied per mark, not rebuilt from the key each time (the
+    same value as :func:`hmac.new`'s, tested)."""
     global _mark_base
     base = _mark_base
     if base is None or base[0] is not key or base[1] != tag:
         # A new key (another euid, $XDG_STATE_HOME) or tag (a forked child): built anew.
-        base = (key, tag, _hmac_new(key, _DOMAIN + tag + b"\0", "sha256"))
+        padded = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+        inner = hashlib.sha256(padded.translate(_IPAD))
+        inner.update(_DOMAIN + tag + b"\0")
+        base = (key, tag, inner, hashlib.sha256(padded.translate(_OPAD)))
         _mark_base = base
-    mac = base[2].copy()  # one C call under the object's lock: threads never share state
-    mac.update(place)
-    return mac.digest()[:_MAC_SIZE]
+    inner = base[2].copy()  # one C call under the object's lock: threads never share state
+    inner.update(place)
+    outer = base[3].copy()
+    outer.update(inner.digest())
+    return outer.digest()[:_MAC_SIZE]
 
 
 def _split(raw: bytes) -> tuple[OwnerTag, bytes, bytes, bool] | None:
