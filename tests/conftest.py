@@ -14,6 +14,7 @@ of ``_gates`` (which also make such skips failures under ``HARDTEMP_REQUIRE_ALL=
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
@@ -135,7 +136,20 @@ def shared_dir() -> Iterator[Path]:
     try:
         yield base
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        remove_test_tree(base)
+
+
+def remove_test_tree(base: Path) -> None:
+    """Remove a test's own tree, also its mode-000 directories (tests make them to be
+    unsearchable): an ordinary user's rmtree cannot list them, and left every such
+    shared_dir in /tmp (two per CI run)."""
+    for top, dirs, _ in os.walk(base):  # top-down: each directory is opened after its chmod
+        for name in dirs:
+            path = os.path.join(top, name)
+            if not os.path.islink(path):  # (os.walk lists a symlink to a directory too)
+                with contextlib.suppress(OSError):  # another user's, in a root run: root can
+                    os.chmod(path, 0o700)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass

@@ -247,3 +247,37 @@ def test_control_threads_started_all_at_once_under_a_tracer_lose_one_on_3_11() -
         "Cannot install a trace function while another trace function is being installed"
     ]
     assert got["ran"] < got["started"]  # a thread that never ran its target
+
+
+# --- the shared_dir fixture's cleanup ------------------------------------------------------
+
+
+def _tree_left_by(remove: str) -> bool:
+    """As the other user: a shared_dir-like tree with a mode-000 directory two levels down
+    (as test_cli's tests make them), removed the ``remove`` way; whether any of it is left."""
+    import shutil
+    import tempfile
+
+    from conftest import remove_test_tree
+
+    base = Path(tempfile.mkdtemp(prefix="ht-conftest-"))
+    (base / "nobody").mkdir()
+    (base / "nobody" / "impostor").mkdir(mode=0o000)
+    (base / "locked").mkdir(mode=0o000)
+    if remove == "fixture":
+        remove_test_tree(base)
+    else:
+        shutil.rmtree(base, ignore_errors=True)  # the fixture's old cleanup
+    left = base.exists()
+    if left:  # the control's leftover: removed here, as the fixture now does
+        remove_test_tree(base)
+    return left
+
+
+@pytest.mark.parametrize("remove", ["fixture", "control-plain-rmtree"])
+def test_an_ordinary_users_shared_dir_with_mode_000_directories_is_removed(
+    other_user: Any, remove: str
+) -> None:
+    # Every CI run left two ht-shared-* directories in /tmp from the ordinary-user stage.
+    left = other_user(_tree_left_by, remove)
+    assert left is (remove != "fixture")
