@@ -1612,3 +1612,10 @@ def test_the_straight_removal_leaves_a_synced_file_and_its_name_to_remove_entry(
     assert report.removed
     assert report.passes == 1
     assert not (ext4 / "f").exists()
+
+
+def test_the_small_random_pattern_comes_from_the_getrandom_pool_never_a_keystream() -> None:
+    # A small file synced before its close gets a 4 KiB tail block of random bytes: from the
+    # pool, which never imports cryptography (tests/test_imports.py checks the import).
+    assert _wipe._SMALL_RANDOM <= _wipe.RandomPool.GETRANDOM_MAX
+    assert _wipe._Pattern("random", _wipe._SMALL_RANDOM)._small
