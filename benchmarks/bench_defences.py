@@ -47,9 +47,6 @@ PAYLOAD = os.urandom(1000)
 _ORIGINALS = {
     "claim": (_owner, "claim", _owner.claim),
     "mark": (_owner, "mark", _owner.mark),
-    "mark-1": (_owner, "mark", _owner.mark),
-    "mark-2": (_owner, "mark", _owner.mark),
-    "mark-3": (_owner, "mark", _owner.mark),
     "shrink": (_plainio.PlainFileIO, "shrink_report", _plainio.PlainFileIO.shrink_report),
     "watch": (_fsinfo._watch, "changed", _fsinfo._watch.changed),
     "overwrite": (_remove, "overwrite_small", _wipe.overwrite_small),  # (imported there)
@@ -91,15 +88,16 @@ def _no_overwrite(fd: int, st: os.stat_result, mnt_id: int = -1) -> _fsinfo.FsIn
     return _fsinfo.file_info_for_fd(fd, st, mnt_id=mnt_id)  # the verdict only, no write
 
 
-_STAND_INS: dict[str, Callable[..., Any]] = {
-    "claim": _no_claim,
-    "mark": _no_mark,
-    "mark-1": _mark_parts(1),
-    "mark-2": _mark_parts(2),
-    "mark-3": _mark_parts(3),
-    "shrink": _no_shrink,
-    "watch": _unchanged,
-    "overwrite": _no_overwrite,
+# name -> (the original it replaces, the stand-in)
+_STAND_INS: dict[str, tuple[str, Callable[..., Any]]] = {
+    "claim": ("claim", _no_claim),
+    "mark": ("mark", _no_mark),
+    "mark-1": ("mark", _mark_parts(1)),
+    "mark-2": ("mark", _mark_parts(2)),
+    "mark-3": ("mark", _mark_parts(3)),
+    "shrink": ("shrink", _no_shrink),
+    "watch": ("watch", _unchanged),
+    "overwrite": ("overwrite", _no_overwrite),
 }
 
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -121,8 +119,9 @@ def switched_off(names: tuple[str, ...]) -> Iterator[None]:
     """hardtemp with the defences ``names`` replaced by their stand-ins, until the exit."""
     try:
         for name in names:
-            obj, attr, _ = _ORIGINALS[name]
-            setattr(obj, attr, _STAND_INS[name])
+            target, stand_in = _STAND_INS[name]
+            obj, attr, _ = _ORIGINALS[target]
+            setattr(obj, attr, stand_in)
         yield
     finally:
         for obj, attr, original in _ORIGINALS.values():

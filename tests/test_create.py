@@ -28,7 +28,7 @@ import hardtemp
 from _gates import needs_root, require_root
 from _helpers_core import NOBODY, make_dir, nobody_dir, open_fds, umask
 from _helpers_euid import as_euid
-from hardtemp import _create, _dirtrust, _linux, _remove
+from hardtemp import _create, _dirtrust, _inode, _linux
 from hardtemp.exceptions import UnsafeFileError
 
 UMASKS = [0, 0o022, 0o077, 0o277, 0o777]
@@ -284,12 +284,12 @@ def test_unlink_verified_leaves_a_swapped_name_alone(tmp_path: Path) -> None:
     os.rename(made.path, tmp_path / "ours")
     Path(made.path).write_bytes(b"impostor")
     with pytest.raises(UnsafeFileError):
-        _remove.unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), str(made.path))
+        _inode.unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), str(made.path))
     assert Path(made.path).read_bytes() == b"impostor"
     os.unlink(tmp_path / "ours")
     os.unlink(made.path)
     with pytest.raises(FileNotFoundError):
-        _remove.unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), str(made.path))
+        _inode.unlink_verified(made.handle.fd, made.name, (made.dev, made.ino), str(made.path))
 
 
 # -- close-on-exec ---------------------------------------------------------------------

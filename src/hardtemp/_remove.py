@@ -50,7 +50,7 @@ from ._fsinfo import (
     fs_info_by_superblock,
     superblock_info,
 )
-from ._inode import Entry, proc_path, same, unlink_verified
+from ._inode import Entry, proc_path, same
 from ._linux import (
     dir_statx,
     fdinfo_mount_id,
@@ -76,7 +76,7 @@ TYPE_CHECKING = False  # the tree walk (_treefile) is imported where a directory
 if TYPE_CHECKING:
     from ._treefile import TreeFiles
 
-__all__ = ["remove_entry", "remove_own_small", "rmtree_at", "unlink_verified", "wipe"]
+__all__ = ["remove_entry", "remove_own_small", "rmtree_at", "wipe"]
 
 _EXT4_MAGIC = 0xEF53  # ext2/3/4 share it; without a journal disk_stamp is None already
 
